@@ -1,0 +1,114 @@
+// Ring microbenchmarks: what users feel of the ring (STYLE rule 10).
+//   lookup ns per request, hashing a 40-byte key included, for a hot key set and for
+//   a key set far larger than the caches; rebuild time; memory per node; keys moved
+//   against the optimal 1/N; peak-to-mean share.
+// Run: build/bench/ring_bench   (figures in README.md, "Ring benchmarks")
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ring/ring.h"
+
+namespace ringproxy {
+namespace {
+
+std::vector<RingNode> make_nodes(int count) {
+  std::vector<RingNode> nodes;
+  for (int i = 0; i < count; ++i) {
+    nodes.push_back({"cache-" + std::to_string(i), "10.0.0." + std::to_string(i % 250) + ":11211", 1});
+  }
+  return nodes;
+}
+
+// 40-byte keys shaped like request URIs.
+std::vector<std::string> make_keys(size_t count) {
+  std::vector<std::string> keys(count);
+  std::mt19937_64 rng(42);
+  char buf[48];
+  for (auto& k : keys) {
+    std::snprintf(buf, sizeof buf, "/objects/%016llx/%013llu",
+                  static_cast<unsigned long long>(rng()),
+                  static_cast<unsigned long long>(rng() % 10000000000000ULL));
+    k.assign(buf, 40);
+  }
+  return keys;
+}
+
+void lookup_bench(benchmark::State& state, size_t key_count) {
+  auto ring = Ring::build(make_nodes(static_cast<int>(state.range(0))), 160).ring;
+  const auto keys = make_keys(key_count);
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(ring->lookup(std::string_view(keys[i])));
+    if (++i == keys.size()) i = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// 1,024 keys: the ring's touched lines stay in cache.
+void BM_LookupHot(benchmark::State& state) { lookup_bench(state, 1024); }
+BENCHMARK(BM_LookupHot)->Arg(10)->Arg(100)->Arg(1000);
+
+// A new key every time, as a proxy sees a key space far larger than its caches: the key
+// sits in a hot buffer (as in a request just read) but lands on a random part of the
+// ring. Changing the key (one 8-byte store) is included.
+void BM_LookupDistinct(benchmark::State& state) {
+  auto ring = Ring::build(make_nodes(static_cast<int>(state.range(0))), 160).ring;
+  alignas(8) char key[48] = "/objects/00000000/000000000000000000000000000";
+  uint64_t n = 0;
+  for (auto _ : state) {
+    n += 0x9e3779b97f4a7c15ULL;
+    std::memcpy(key + 16, &n, sizeof n);  // bytes, not text: the hash does not mind
+    benchmark::DoNotOptimize(ring->lookup(std::string_view(key, 40)));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_LookupDistinct)->Arg(10)->Arg(100)->Arg(1000);
+
+// 2M stored keys (80 MB): keys and ring both come from memory; an upper bound.
+void BM_LookupColdKeys(benchmark::State& state) { lookup_bench(state, 2'000'000); }
+BENCHMARK(BM_LookupColdKeys)->Arg(10)->Arg(1000);
+
+// A lookup that skips one down node in ten (health, without a rebuild).
+void BM_PickSkippingDown(benchmark::State& state) {
+  auto ring = Ring::build(make_nodes(static_cast<int>(state.range(0))), 160).ring;
+  const auto keys = make_keys(1024);
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        ring->pick(Ring::hash(keys[i]), [](NodeIndex n) { return n % 10 != 3; }));
+    if (++i == keys.size()) i = 0;
+  }
+}
+BENCHMARK(BM_PickSkippingDown)->Arg(10)->Arg(1000);
+
+// Rebuild time, memory per node, peak-to-mean share, keys moved against optimal.
+void BM_Build(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  const auto nodes = make_nodes(n);
+  std::shared_ptr<const Ring> ring;
+  for (auto _ : state) {
+    ring = Ring::build(nodes, 160).ring;
+    benchmark::DoNotOptimize(ring.get());
+  }
+  const auto shares = ring->shares();
+  const double peak = *std::max_element(shares.begin(), shares.end());
+  state.counters["bytes_per_node"] = static_cast<double>(ring->memory_bytes()) / n;
+  state.counters["peak_to_mean"] = peak * n;
+  auto grown_nodes = nodes;
+  grown_nodes.push_back({"cache-new", "10.0.1.1:11211", 1});
+  auto grown = Ring::build(grown_nodes, 160).ring;
+  // Adding one node to n: the optimum moves 1/(n+1) of the keys, all onto it.
+  state.counters["moved_vs_optimal"] = Ring::moved_fraction(*ring, *grown) * (n + 1);
+}
+BENCHMARK(BM_Build)->Arg(10)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace ringproxy
+
+BENCHMARK_MAIN();

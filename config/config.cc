@@ -1,0 +1,834 @@
+#include "config/config.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <system_error>
+#include <utility>
+
+#include <toml++/toml.h>
+
+namespace ringproxy {
+
+std::string ConfigError::to_string() const {
+  std::string out = file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": ";
+  if (!key.empty()) out += key + ": ";
+  out += message;
+  return out;
+}
+
+bool is_valid_backend_name(std::string_view name) {
+  if (name.empty() || name == "." || name == "..") return false;
+  return std::ranges::all_of(name, [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~' || c == ':';
+  });
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------
+// Errors and their wording
+
+// Collects every error of one load. Positions come from toml++ (1-based line and
+// column of the key or value concerned); take() returns them in file order.
+class Errors {
+ public:
+  explicit Errors(std::string file) : file_(std::move(file)) {}
+
+  void add(const toml::source_position& at, std::string key, std::string message) {
+    // toml++ fills every position of a parsed document; 0 would only come from a node
+    // built in code, and 1:1 is the least surprising place to point then.
+    errors_.push_back(ConfigError{file_, std::max<uint32_t>(at.line, 1),
+                                  std::max<uint32_t>(at.column, 1), std::move(key),
+                                  std::move(message)});
+  }
+
+  void add_whole_file(std::string message) { add({1, 1}, "", std::move(message)); }
+
+  // True if an error was recorded for `key` or for anything below it ("health"
+  // covers "health.rise"; "backend[1]" covers "backend[1].name").
+  bool any_at_or_below(std::string_view key) const {
+    return std::ranges::any_of(errors_, [key](const ConfigError& e) {
+      return e.key == key || (e.key.starts_with(key) && e.key.size() > key.size() &&
+                              (e.key[key.size()] == '.' || e.key[key.size()] == '['));
+    });
+  }
+
+  // Sorted by position; errors at one position keep the order they were found in.
+  std::vector<ConfigError> take() && {
+    std::ranges::stable_sort(errors_, [](const ConfigError& a, const ConfigError& b) {
+      return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+    });
+    return std::move(errors_);
+  }
+
+ private:
+  std::string file_;
+  std::vector<ConfigError> errors_;
+};
+
+// The TOML type with its article, for "expected an integer, got a string".
+std::string_view type_phrase(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::date:
+    case toml::node_type::time:
+    case toml::node_type::date_time:
+      return "a date/time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+// Text from the file, made safe to print inside double quotes on one line.
+std::string quoted(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+// Shortest text that reads back as the same double ("0.5", "1", "nan").
+std::string number_text(double value) {
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  return ec == std::errc() ? std::string(buf, end) : std::string("?");
+}
+
+char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// Optimal string alignment distance, ignoring ASCII case: insertions, deletions,
+// substitutions and swaps of two neighbours each cost one, the typos people make.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  const size_t width = b.size() + 1;
+  std::vector<size_t> d((a.size() + 1) * width);
+  auto at = [&](size_t i, size_t j) -> size_t& { return d[i * width + j]; };
+  for (size_t i = 0; i <= a.size(); ++i) at(i, 0) = i;
+  for (size_t j = 0; j <= b.size(); ++j) at(0, j) = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const bool same = ascii_lower(a[i - 1]) == ascii_lower(b[j - 1]);
+      at(i, j) = std::min({at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + (same ? 0 : 1)});
+      if (i > 1 && j > 1 && ascii_lower(a[i - 1]) == ascii_lower(b[j - 2]) &&
+          ascii_lower(a[i - 2]) == ascii_lower(b[j - 1])) {
+        at(i, j) = std::min(at(i, j), at(i - 2, j - 2) + 1);
+      }
+    }
+  }
+  return at(a.size(), b.size());
+}
+
+// "unknown key (did you mean 'listen'?)". A candidate is suggested when at most a
+// third of it (at least one character) must change: "lisen" -> "listen",
+// "timeout" -> "timeout_ms", but "rise" is never offered for "fall". Ties go to the
+// earlier candidate.
+std::string unknown_message(std::string_view what, std::string_view name,
+                            const std::vector<std::string_view>& candidates) {
+  std::string_view best;
+  size_t best_distance = std::numeric_limits<size_t>::max();
+  for (const std::string_view candidate : candidates) {
+    const size_t distance = edit_distance(name, candidate);
+    if (distance <= std::max<size_t>(1, candidate.size() / 3) && distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  std::string message = "unknown " + std::string(what);
+  if (!best.empty()) message += " (did you mean '" + std::string(best) + "'?)";
+  return message;
+}
+
+// ---------------------------------------------------------------------------------
+// Typed reads: each returns the value when the node has the wanted type, and
+// otherwise records "expected X, got Y" at the value and returns nothing.
+
+void type_error(Errors& errors, const toml::node& node, const std::string& key,
+                std::string_view expected) {
+  errors.add(node.source().begin, key,
+             "expected " + std::string(expected) + ", got " + std::string(type_phrase(node.type())));
+}
+
+std::optional<int64_t> get_integer(Errors& errors, const toml::node& node, const std::string& key) {
+  if (const auto* value = node.as_integer()) return value->get();
+  type_error(errors, node, key, "an integer");
+  return std::nullopt;
+}
+
+std::optional<double> get_number(Errors& errors, const toml::node& node, const std::string& key) {
+  if (const auto* value = node.as_floating_point()) return value->get();
+  if (const auto* value = node.as_integer()) return static_cast<double>(value->get());
+  type_error(errors, node, key, "a number");
+  return std::nullopt;
+}
+
+const std::string* get_string(Errors& errors, const toml::node& node, const std::string& key) {
+  if (const auto* value = node.as_string()) return &value->get();
+  type_error(errors, node, key, "a string");
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------
+// Text values. Each parser has parse_address's shape: the value, or nothing and a
+// complete message in *why (which the caller prefixes with the key and position).
+
+template <class T>
+using TextParser = std::optional<T> (*)(std::string_view text, std::string* why);
+
+std::optional<std::string> any_text(std::string_view text, std::string*) {
+  return std::string(text);
+}
+
+// Config files never take port 0: a proxy whose port changes on every start is no
+// use to its clients. Tests that need it build the Address in code.
+std::optional<Address> config_address(std::string_view text, std::string* why) {
+  std::string reason;
+  std::optional<Address> address = parse_address(text, &reason, /*allow_port_zero=*/false);
+  if (!address) *why = "invalid address " + quoted(text) + ": " + reason;
+  return address;
+}
+
+// RFC 9110 section 5.6.2 token: header names, and cookie names (RFC 6265 section 4.1.1).
+bool is_token(std::string_view text) {
+  static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+  return !text.empty() && std::ranges::all_of(text, [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           kSpecials.find(c) != std::string_view::npos;
+  });
+}
+
+// "uri | path | header:NAME | cookie:NAME | query:NAME | client_ip", lower case as in
+// SPEC. A query parameter name is taken as written (it is compared with the raw
+// query string), so it only has to be non-empty.
+std::optional<HashKey> parse_hash_key(std::string_view text, std::string* why) {
+  struct Form {
+    std::string_view text;  // the whole value, or the prefix before NAME
+    HashKeyKind kind;
+    bool named;
+    std::string_view name_kind;  // for "is not a valid header name"; "" = any text
+  };
+  static constexpr Form kForms[] = {
+      {"uri", HashKeyKind::kUri, false, ""},
+      {"path", HashKeyKind::kPath, false, ""},
+      {"client_ip", HashKeyKind::kClientIp, false, ""},
+      {"header:", HashKeyKind::kHeader, true, "header"},
+      {"cookie:", HashKeyKind::kCookie, true, "cookie"},
+      {"query:", HashKeyKind::kQuery, true, ""},
+  };
+  for (const Form& form : kForms) {
+    if (!form.named) {
+      if (text == form.text) return HashKey{form.kind, ""};
+      continue;
+    }
+    if (!text.starts_with(form.text)) continue;
+    const std::string_view name = text.substr(form.text.size());
+    if (name.empty()) {
+      *why = "missing the name after " + quoted(form.text);
+      return std::nullopt;
+    }
+    if (!form.name_kind.empty() && !is_token(name)) {
+      *why = quoted(name) + " is not a valid " + std::string(form.name_kind) + " name";
+      return std::nullopt;
+    }
+    return HashKey{form.kind, std::string(name)};
+  }
+  *why = "expected uri, path, header:NAME, cookie:NAME, query:NAME or client_ip, got " +
+         quoted(text);
+  return std::nullopt;
+}
+
+std::optional<LogLevel> parse_log_level(std::string_view text, std::string* why) {
+  if (text == "error") return LogLevel::kError;
+  if (text == "warn") return LogLevel::kWarn;
+  if (text == "info") return LogLevel::kInfo;
+  if (text == "debug") return LogLevel::kDebug;
+  *why = "expected error, warn, info or debug, got " + quoted(text);
+  return std::nullopt;
+}
+
+// The path goes verbatim into "GET PATH HTTP/1.1", so it must be an origin-form target.
+std::optional<std::string> parse_health_path(std::string_view text, std::string* why) {
+  if (!text.starts_with('/')) {
+    *why = "must start with '/', got " + quoted(text);
+    return std::nullopt;
+  }
+  if (std::ranges::any_of(text, [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return u <= 0x20 || u == 0x7f;
+      })) {
+    *why = "must not contain spaces or control characters, got " + quoted(text);
+    return std::nullopt;
+  }
+  return std::string(text);
+}
+
+// A short shared key can be guessed offline from one captured message; 16 bytes
+// (128 bits) is the usual floor for a symmetric key.
+constexpr size_t kMinSecretBytes = 16;
+
+std::optional<std::string> parse_secret(std::string_view text, std::string* why) {
+  if (!text.empty() && text.size() < kMinSecretBytes) {
+    *why = "too short (" + std::to_string(kMinSecretBytes) + " bytes at least), got " +
+           std::to_string(text.size());
+    return std::nullopt;
+  }
+  return std::string(text);
+}
+
+std::optional<std::string> parse_backend_name(std::string_view text, std::string* why) {
+  if (text.empty()) {
+    *why = "must not be empty (every backend needs a unique name)";
+    return std::nullopt;
+  }
+  if (!is_valid_backend_name(text)) {
+    *why = "invalid name " + quoted(text) +
+           ": use letters, digits and - . _ ~ : only (names appear in admin URLs /nodes/NAME)";
+    return std::nullopt;
+  }
+  return std::string(text);
+}
+
+// ---------------------------------------------------------------------------------
+// The schema: for each section, its keys and how each is read. The unknown-key check
+// and its suggestions use the same lists, so a key added here is known everywhere.
+
+template <class Section>
+struct Field {
+  std::string_view name;
+  // Reads `node` (the value of key path `key`) into `out`, or records errors.
+  std::function<void(Errors&, const toml::node& node, const std::string& key, Section& out)> read;
+};
+
+template <class Section>
+Field<Section> integer_field(std::string_view name, uint32_t Section::*member, int64_t min,
+                             int64_t max) {
+  assert(0 <= min && min <= max && max <= std::numeric_limits<uint32_t>::max());
+  return {name, [member, min, max](Errors& errors, const toml::node& node, const std::string& key,
+                                   Section& out) {
+            const std::optional<int64_t> value = get_integer(errors, node, key);
+            if (!value) return;
+            if (*value < min || *value > max) {
+              errors.add(node.source().begin, key,
+                         "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                             ", got " + std::to_string(*value));
+              return;
+            }
+            out.*member = static_cast<uint32_t>(*value);
+          }};
+}
+
+template <class Section, class T>
+Field<Section> text_field(std::string_view name, T Section::*member, TextParser<T> parse) {
+  return {name, [member, parse](Errors& errors, const toml::node& node, const std::string& key,
+                                Section& out) {
+            const std::string* text = get_string(errors, node, key);
+            if (text == nullptr) return;
+            std::string why;
+            if (std::optional<T> value = parse(*text, &why)) {
+              out.*member = std::move(*value);
+            } else {
+              errors.add(node.source().begin, key, std::move(why));
+            }
+          }};
+}
+
+// An address where "" switches the feature off (admin.listen, gossip.bind).
+template <class Section>
+Field<Section> address_or_off_field(std::string_view name, Address Section::*member,
+                                    bool Section::*enabled) {
+  return {name, [member, enabled](Errors& errors, const toml::node& node, const std::string& key,
+                                  Section& out) {
+            const std::string* text = get_string(errors, node, key);
+            if (text == nullptr) return;
+            if (text->empty()) {
+              out.*enabled = false;
+              out.*member = Address{};
+              return;
+            }
+            std::string why;
+            if (std::optional<Address> address = config_address(*text, &why)) {
+              out.*enabled = true;
+              out.*member = std::move(*address);
+            } else {
+              errors.add(node.source().begin, key, std::move(why));
+            }
+          }};
+}
+
+// Bounded loads (Mirrokni, Thorup, Zadimoghaddam 2016) need c > 1, or the capacities
+// would not cover the load; 0 turns them off. Above 100 the bound practically never
+// applies, so such a value is more likely a typo than intent.
+void read_load_factor(Errors& errors, const toml::node& node, const std::string& key,
+                      RingConfig& out) {
+  const std::optional<double> value = get_number(errors, node, key);
+  if (!value) return;
+  if (!(*value == 0.0 || (*value > 1.0 && *value <= 100.0))) {
+    errors.add(node.source().begin, key,
+               "must be 0 (off) or above 1 and at most 100, got " + number_text(*value));
+    return;
+  }
+  out.load_factor = *value;
+}
+
+void read_seeds(Errors& errors, const toml::node& node, const std::string& key,
+                GossipConfig& out) {
+  const toml::array* seeds = node.as_array();
+  if (seeds == nullptr) {
+    type_error(errors, node, key, "an array");
+    return;
+  }
+  out.seeds.clear();
+  for (size_t i = 0; i < seeds->size(); ++i) {
+    const toml::node& seed = *seeds->get(i);
+    const std::string seed_key = key + "[" + std::to_string(i) + "]";
+    const std::string* text = get_string(errors, seed, seed_key);
+    if (text == nullptr) continue;
+    std::string why;
+    if (std::optional<Address> address = config_address(*text, &why)) {
+      out.seeds.push_back(std::move(*address));
+    } else {
+      errors.add(seed.source().begin, seed_key, std::move(why));
+    }
+  }
+}
+
+// Ranges. Timeouts are 1 ms .. 1 hour: 0 would expire at once, and a longer wait is
+// more likely a slip of units than intent. Counts are capped far above sane use, to
+// catch a stray digit, not to limit real deployments.
+std::vector<Field<ProxyConfig>> proxy_fields() {
+  using P = ProxyConfig;
+  return {
+      text_field<P, Address>("listen", &P::listen, config_address),
+      integer_field<P>("workers", &P::workers, 0, 1024),
+      text_field<P, HashKey>("hash_key", &P::hash_key, parse_hash_key),
+      integer_field<P>("retries", &P::retries, 0, 100),
+      integer_field<P>("connect_timeout_ms", &P::connect_timeout_ms, 1, 3'600'000),
+      integer_field<P>("header_timeout_ms", &P::header_timeout_ms, 1, 3'600'000),
+      integer_field<P>("idle_timeout_ms", &P::idle_timeout_ms, 1, 3'600'000),
+      integer_field<P>("upstream_timeout_ms", &P::upstream_timeout_ms, 1, 3'600'000),
+      // 1 KiB still holds a request line and a Host header; 1 MiB is far beyond any
+      // real client (nginx refuses a header line over 8 KiB by default).
+      integer_field<P>("max_header_bytes", &P::max_header_bytes, 1024, 1'048'576),
+      integer_field<P>("max_connections", &P::max_connections, 1, 1'000'000),
+      // 0 = stop at once, dropping requests in flight.
+      integer_field<P>("shutdown_timeout_ms", &P::shutdown_timeout_ms, 0, 3'600'000),
+      text_field<P, std::string>("access_log", &P::access_log, any_text),
+      text_field<P, LogLevel>("log_level", &P::log_level, parse_log_level),
+  };
+}
+
+std::vector<Field<RingConfig>> ring_fields() {
+  using R = RingConfig;
+  return {
+      // A node with weight w owns vnodes * w points: 10000 x weight 1000 is 10^7
+      // points for one node, the most a rebuild should ever have to sort.
+      integer_field<R>("vnodes", &R::vnodes, 1, 10'000),
+      {"load_factor", read_load_factor},
+  };
+}
+
+std::vector<Field<HealthConfig>> health_fields() {
+  using H = HealthConfig;
+  return {
+      text_field<H, std::string>("path", &H::path, parse_health_path),
+      // Below 10 ms, checks would cost the backends more than the traffic.
+      integer_field<H>("interval_ms", &H::interval_ms, 10, 3'600'000),
+      integer_field<H>("timeout_ms", &H::timeout_ms, 1, 3'600'000),
+      integer_field<H>("rise", &H::rise, 1, 100),
+      integer_field<H>("fall", &H::fall, 1, 100),
+      // 0 = passive ejection off.
+      integer_field<H>("eject_after_failures", &H::eject_after_failures, 0, 1000),
+      // Up to a day: the doubling backoff starts here, it must stay a usable base.
+      integer_field<H>("eject_base_ms", &H::eject_base_ms, 1, 86'400'000),
+      integer_field<H>("max_ejected_percent", &H::max_ejected_percent, 0, 100),
+      // 0 = a returning node takes its whole share at once.
+      integer_field<H>("slow_start_ms", &H::slow_start_ms, 0, 3'600'000),
+  };
+}
+
+std::vector<Field<AdminConfig>> admin_fields() {
+  using A = AdminConfig;
+  return {
+      address_or_off_field<A>("listen", &A::listen, &A::enabled),
+      text_field<A, std::string>("token", &A::token, any_text),
+  };
+}
+
+std::vector<Field<GossipConfig>> gossip_fields() {
+  using G = GossipConfig;
+  return {
+      address_or_off_field<G>("bind", &G::bind, &G::enabled),
+      text_field<G, std::string>("name", &G::name, any_text),
+      {"seeds", read_seeds},
+      // 10 ms .. 1 min: faster floods the network, slower makes failure detection
+      // (several rounds) take minutes.
+      integer_field<G>("interval_ms", &G::interval_ms, 10, 60'000),
+      text_field<G, std::string>("secret", &G::secret, parse_secret),
+  };
+}
+
+std::vector<Field<BackendConfig>> backend_fields() {
+  using B = BackendConfig;
+  return {
+      text_field<B, std::string>("name", &B::name, parse_backend_name),
+      text_field<B, Address>("address", &B::address, config_address),
+      // Weight multiplies the node's points; 0 drains it (SPEC). See vnodes for the cap.
+      integer_field<B>("weight", &B::weight, 0, 1000),
+  };
+}
+
+template <class Section>
+std::vector<std::string_view> names_of(const std::vector<Field<Section>>& fields) {
+  std::vector<std::string_view> names;
+  for (const Field<Section>& field : fields) names.push_back(field.name);
+  return names;
+}
+
+// Reads every key of `table` into `out`; keys not in `fields` are errors at the key.
+template <class Section>
+void read_fields(Errors& errors, const toml::table& table, const std::string& prefix,
+                 const std::vector<Field<Section>>& fields, Section& out) {
+  for (auto&& [name, node] : table) {
+    const std::string key = prefix + "." + std::string(name.str());
+    const auto field = std::ranges::find(fields, name.str(), &Field<Section>::name);
+    if (field == fields.end()) {
+      errors.add(name.source().begin, key, unknown_message("key", name.str(), names_of(fields)));
+      continue;
+    }
+    field->read(errors, node, key, out);
+  }
+}
+
+const toml::node* find_key(const toml::table& root, std::string_view section, std::string_view key) {
+  const toml::table* table = root[section].as_table();
+  return table == nullptr ? nullptr : table->get(key);
+}
+
+// Two listeners collide when they share a port and an IP, or when either is a
+// wildcard (0.0.0.0, ::), which on Linux also covers the other family by default.
+bool listeners_collide(const Address& a, const Address& b) {
+  auto wildcard = [](const Address& x) { return x.host == "0.0.0.0" || x.host == "::"; };
+  return a.port == b.port && (a.host == b.host || wildcard(a) || wildcard(b));
+}
+
+// ---------------------------------------------------------------------------------
+// The whole file
+
+class Loader {
+ public:
+  Loader(const toml::table& root, const std::string& path) : root_(root), errors_(path) {
+    config_.path = path;
+  }
+
+  ConfigResult load() && {
+    read_root();
+    check_health_timing();
+    check_listeners();
+    check_gossip();
+    check_backends_unique();
+    check_something_to_serve();
+    return ConfigResult{std::move(config_), std::move(errors_).take()};
+  }
+
+ private:
+  struct SectionReader {
+    std::string_view name;
+    std::function<void(const toml::node&)> read;
+  };
+
+  // A [[backend]] table as written: its index in the array (for "backend[3]") and
+  // the table (for the positions of later cross-checks). Parallel to config_.backends.
+  struct BackendSource {
+    size_t index;
+    const toml::table* table;
+  };
+
+  void read_root() {
+    const std::vector<SectionReader> sections = {
+        section_reader("proxy", proxy_fields(), config_.proxy),
+        section_reader("ring", ring_fields(), config_.ring),
+        section_reader("health", health_fields(), config_.health),
+        section_reader("admin", admin_fields(), config_.admin),
+        section_reader("gossip", gossip_fields(), config_.gossip),
+        {"backend", [this](const toml::node& node) { read_backends(node); }},
+    };
+    std::vector<std::string_view> names;
+    for (const SectionReader& section : sections) names.push_back(section.name);
+
+    for (auto&& [name, node] : root_) {
+      const auto section = std::ranges::find(sections, name.str(), &SectionReader::name);
+      if (section != sections.end()) {
+        section->read(node);
+        continue;
+      }
+      const bool looks_like_section = node.is_table() || node.is_array();
+      errors_.add(name.source().begin, std::string(name.str()),
+                  unknown_message(looks_like_section ? "section" : "key", name.str(), names));
+    }
+  }
+
+  // A [name] section read with `fields` into `out`.
+  template <class S>
+  SectionReader section_reader(std::string_view name, std::vector<Field<S>> fields, S& out) {
+    return {name, [this, name, fields = std::move(fields), &out](const toml::node& node) {
+              const std::string key(name);
+              if (const toml::table* table = node.as_table()) {
+                read_fields(errors_, *table, key, fields, out);
+              } else {
+                type_error(errors_, node, key, "a table");
+              }
+            }};
+  }
+
+  void read_backends(const toml::node& node) {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) {
+      type_error(errors_, node, "backend", "an array of tables ([[backend]])");
+      return;
+    }
+    const std::vector<Field<BackendConfig>> fields = backend_fields();
+    for (size_t i = 0; i < array->size(); ++i) {
+      const toml::node& element = *array->get(i);
+      const std::string key = "backend[" + std::to_string(i) + "]";
+      const toml::table* table = element.as_table();
+      if (table == nullptr) {
+        type_error(errors_, element, key, "a table");
+        continue;
+      }
+      BackendConfig backend;
+      read_fields(errors_, *table, key, fields, backend);
+      if (!table->contains("name")) {
+        errors_.add(table->source().begin, key + ".name",
+                    "missing (every backend needs a unique name)");
+      }
+      if (!table->contains("address")) {
+        errors_.add(table->source().begin, key + ".address",
+                    "missing (every backend needs an address, as in \"127.0.0.1:9001\")");
+      }
+      config_.backends.push_back(std::move(backend));
+      backend_sources_.push_back({i, table});
+    }
+  }
+
+  // A probe still running when the next is due would overlap it: the checker is only
+  // defined for timeout_ms <= interval_ms. Checked only when both values are valid.
+  void check_health_timing() {
+    const HealthConfig& health = config_.health;
+    if (errors_.any_at_or_below("health") || health.timeout_ms <= health.interval_ms) return;
+    if (const toml::node* timeout = find_key(root_, "health", "timeout_ms")) {
+      errors_.add(timeout->source().begin, "health.timeout_ms",
+                  "must be at most health.interval_ms (" + std::to_string(health.interval_ms) +
+                      "), got " + std::to_string(health.timeout_ms));
+    } else if (const toml::node* interval = find_key(root_, "health", "interval_ms")) {
+      errors_.add(interval->source().begin, "health.interval_ms",
+                  "must be at least health.timeout_ms (" + std::to_string(health.timeout_ms) +
+                      "), got " + std::to_string(health.interval_ms));
+    }
+  }
+
+  // Caught here rather than as "address in use" at start-up, and by --check. Reported
+  // at whichever of the two was written (defaults never collide).
+  void check_listeners() {
+    const Address& proxy = config_.proxy.listen;
+    const Address& admin = config_.admin.listen;
+    if (!config_.admin.enabled || errors_.any_at_or_below("proxy.listen") ||
+        errors_.any_at_or_below("admin.listen") || !listeners_collide(proxy, admin)) {
+      return;
+    }
+    if (const toml::node* node = find_key(root_, "admin", "listen")) {
+      errors_.add(node->source().begin, "admin.listen",
+                  admin.to_string() + " collides with proxy.listen " + proxy.to_string());
+    } else if (const toml::node* proxy_node = find_key(root_, "proxy", "listen")) {
+      errors_.add(proxy_node->source().begin, "proxy.listen",
+                  proxy.to_string() + " collides with admin.listen " + admin.to_string() +
+                      " (the default; set admin.listen to move it, or \"\" to disable it)");
+    }
+  }
+
+  // Seeds without a bind address would be silently ignored, and with no backends the
+  // proxy would then have nothing to serve; the user surely meant to turn gossip on.
+  void check_gossip() {
+    GossipConfig& gossip = config_.gossip;
+    if (gossip.enabled && gossip.name.empty()) gossip.name = gossip.bind.to_string();
+    if (!gossip.enabled && !errors_.any_at_or_below("gossip.bind") && seeds_written()) {
+      errors_.add(find_key(root_, "gossip", "seeds")->source().begin, "gossip.seeds",
+                  "gossip is off (gossip.bind is \"\"): set gossip.bind to use seeds");
+    }
+  }
+
+  bool seeds_written() const {
+    const toml::node* seeds = find_key(root_, "gossip", "seeds");
+    return seeds != nullptr && seeds->is_array() && !seeds->as_array()->empty();
+  }
+
+  // Ring positions derive from names, so two backends with one name would share
+  // points; two names on one address would split that server's keys for nothing.
+  void check_backends_unique() {
+    for (size_t i = 0; i < config_.backends.size(); ++i) {
+      const BackendConfig& backend = config_.backends[i];
+      const std::string key = "backend[" + std::to_string(backend_sources_[i].index) + "]";
+      // Empty name or host: missing or invalid, and reported as such already.
+      auto same_name = [&](const BackendConfig& b) { return b.name == backend.name; };
+      if (!backend.name.empty()) {
+        if (const std::optional<size_t> j = first_before(i, same_name)) {
+          errors_.add(value_position(i, "name"), key + ".name",
+                      "duplicate backend name " + quoted(backend.name) + " (first at line " +
+                          std::to_string(value_position(*j, "name").line) + ")");
+        }
+      }
+      auto same_address = [&](const BackendConfig& b) { return b.address == backend.address; };
+      if (!backend.address.host.empty()) {
+        if (const std::optional<size_t> j = first_before(i, same_address)) {
+          const BackendConfig& earlier = config_.backends[*j];
+          const std::string owner =
+              earlier.name.empty()
+                  ? "backend[" + std::to_string(backend_sources_[*j].index) + "]"
+                  : "backend " + quoted(earlier.name);
+          errors_.add(value_position(i, "address"), key + ".address",
+                      "address " + backend.address.to_string() + " already used by " + owner);
+        }
+      }
+    }
+  }
+
+  // The first backend before the i-th that `match` accepts.
+  template <class Match>
+  std::optional<size_t> first_before(size_t i, Match match) const {
+    for (size_t j = 0; j < i; ++j) {
+      if (match(config_.backends[j])) return j;
+    }
+    return std::nullopt;
+  }
+
+  // Only called for keys whose value was read successfully, hence present.
+  toml::source_position value_position(size_t backend, std::string_view key) const {
+    const toml::node* node = backend_sources_[backend].table->get(key);
+    assert(node != nullptr);
+    return node->source().begin;
+  }
+
+  // SPEC: "at least one [[backend]] or a [gossip] with seeds". A written backend or
+  // seed counts even when invalid: its own error says what to fix.
+  void check_something_to_serve() {
+    const toml::node* backends = root_.get("backend");
+    const bool has_backend =
+        backends != nullptr && (!backends->is_array() || !backends->as_array()->empty());
+    if (has_backend || seeds_written()) return;
+    errors_.add_whole_file(
+        "no backends: add a [[backend]] table, or a [gossip] section with seeds to learn them "
+        "from peers");
+  }
+
+  const toml::table& root_;
+  Errors errors_;
+  Config config_;
+  std::vector<BackendSource> backend_sources_;
+};
+
+ConfigResult single_error(const std::string& path, const toml::source_position& at,
+                          std::string message) {
+  Errors errors(path);
+  errors.add(at, "", std::move(message));
+  return ConfigResult{Config{}, std::move(errors).take()};
+}
+
+// The edge: nothing below is expected to throw but allocation, and a config problem
+// must never take the process down (a SIGHUP reload goes through here too).
+template <class Load>
+ConfigResult without_exceptions(const std::string& path, Load load) {
+  try {
+    return load();
+  } catch (const std::exception& e) {
+    return single_error(path, {1, 1}, std::string("internal error while loading: ") + e.what());
+  } catch (...) {
+    return single_error(path, {1, 1}, "internal error while loading");
+  }
+}
+
+// Reads the whole file; returns 0, or the errno that stopped it.
+int read_file(const std::string& path, std::string* out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int error = 0;
+  char buf[64 * 1024];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out->append(buf, static_cast<size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      error = errno;
+      break;
+    }
+  }
+  ::close(fd);
+  return error;
+}
+
+// Debian's libtomlplusplus is built with exceptions (its symbols live in toml::ex),
+// so a syntax error arrives as toml::parse_error, which carries the position.
+static_assert(TOML_EXCEPTIONS, "toml++ must report syntax errors as toml::parse_error");
+
+ConfigResult load_parsed_text(std::string_view text, const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string_view(path));
+  } catch (const toml::parse_error& error) {
+    return single_error(path, error.source().begin,
+                        "TOML syntax error: " + std::string(error.description()));
+  }
+  return Loader(root, path).load();
+}
+
+}  // namespace
+
+ConfigResult load_config_string(std::string_view text, const std::string& path) {
+  return without_exceptions(path, [&] { return load_parsed_text(text, path); });
+}
+
+ConfigResult load_config_file(const std::string& path) {
+  return without_exceptions(path, [&] {
+    std::string text;
+    if (const int error = read_file(path, &text); error != 0) {
+      return single_error(path, {1, 1},
+                          "cannot read file: " + std::generic_category().message(error));
+    }
+    return load_config_string(text, path);
+  });
+}
+
+}  // namespace ringproxy

@@ -1,0 +1,122 @@
+// The validated configuration: SPEC.md "Config file". A pure value; loading it from
+// TOML collects every error, each as "FILE:LINE:COLUMN: key.path: what is wrong".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/address.h"
+
+namespace ringproxy {
+
+enum class HashKeyKind { kUri, kPath, kHeader, kCookie, kQuery, kClientIp };
+enum class LogLevel { kError, kWarn, kInfo, kDebug };
+
+struct HashKey {
+  HashKeyKind kind = HashKeyKind::kUri;
+  std::string name;  // header, cookie or query parameter name; empty otherwise
+  bool operator==(const HashKey&) const = default;
+};
+
+struct ProxyConfig {
+  Address listen{"127.0.0.1", 8080, false};
+  uint32_t workers = 0;  // 0 = one per CPU core
+  HashKey hash_key;
+  uint32_t retries = 1;
+  uint32_t connect_timeout_ms = 1000;
+  uint32_t header_timeout_ms = 10000;
+  uint32_t idle_timeout_ms = 60000;
+  uint32_t upstream_timeout_ms = 30000;
+  uint32_t max_header_bytes = 16384;
+  uint32_t max_connections = 10000;
+  uint32_t shutdown_timeout_ms = 10000;
+  std::string access_log;  // "" off, "-" stdout, else a path
+  LogLevel log_level = LogLevel::kInfo;
+  bool operator==(const ProxyConfig&) const = default;
+};
+
+struct RingConfig {
+  uint32_t vnodes = 160;     // points per unit of weight (nginx's 160)
+  double load_factor = 0.0;  // 0 = off; else > 1
+  bool operator==(const RingConfig&) const = default;
+};
+
+struct HealthConfig {
+  std::string path = "/health";
+  uint32_t interval_ms = 1000;
+  uint32_t timeout_ms = 500;
+  uint32_t rise = 2;
+  uint32_t fall = 3;
+  uint32_t eject_after_failures = 5;
+  uint32_t eject_base_ms = 30000;
+  uint32_t max_ejected_percent = 50;
+  uint32_t slow_start_ms = 0;
+  bool operator==(const HealthConfig&) const = default;
+};
+
+struct AdminConfig {
+  bool enabled = true;  // false when listen = ""
+  Address listen{"127.0.0.1", 9090, false};
+  std::string token;
+  bool operator==(const AdminConfig&) const = default;
+};
+
+struct GossipConfig {
+  bool enabled = false;  // false when bind = ""
+  Address bind;
+  std::string name;  // defaults to bind.to_string()
+  std::vector<Address> seeds;
+  uint32_t interval_ms = 200;
+  std::string secret;
+  bool operator==(const GossipConfig&) const = default;
+};
+
+struct BackendConfig {
+  std::string name;
+  Address address;
+  uint32_t weight = 1;
+  bool operator==(const BackendConfig&) const = default;
+};
+
+struct Config {
+  std::string path;  // the file it was loaded from, for reloads and messages
+  ProxyConfig proxy;
+  RingConfig ring;
+  HealthConfig health;
+  AdminConfig admin;
+  GossipConfig gossip;
+  std::vector<BackendConfig> backends;
+  bool operator==(const Config&) const = default;
+};
+
+struct ConfigError {
+  std::string file;
+  uint32_t line = 0;    // 1-based
+  uint32_t column = 0;  // 1-based
+  std::string key;      // "proxy.listen", "backend[2].address"; "" for whole-file errors
+  std::string message;
+  // "FILE:LINE:COLUMN: key.path: what is wrong" (the key part is omitted when empty).
+  std::string to_string() const;
+};
+
+struct ConfigResult {
+  Config config;                    // meaningful only when errors is empty
+  std::vector<ConfigError> errors;  // every problem found, in file order
+  bool ok() const { return errors.empty(); }
+};
+
+// True when `name` can name a backend: letters, digits and "-._~:" only, not empty,
+// "." or "..". Names go unescaped into admin URLs (/nodes/NAME), metric labels and
+// logs; the admin endpoint should apply the same rule to POST /nodes.
+bool is_valid_backend_name(std::string_view name);
+
+// Loads and validates a config file. Never throws; an unreadable file or a TOML syntax
+// error is reported as an error like any other.
+ConfigResult load_config_file(const std::string& path);
+
+// The same from text already in memory; `path` is used only in messages.
+ConfigResult load_config_string(std::string_view text, const std::string& path);
+
+}  // namespace ringproxy

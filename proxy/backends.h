@@ -1,0 +1,61 @@
+// What every worker routes with: the ring, the node states, and the settings that a
+// reload may change. Published as std::shared_ptr<const Routing>; a reload or an admin
+// change builds a new one. Workers copy the pointer once per swap, never per request.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "ring/ring.h"
+
+namespace ringproxy {
+
+// Live state of one backend, shared by every worker and kept across rebuilds of the
+// ring for as long as the backend keeps its name. Written by the health checker and
+// the admin endpoint; read lock-free on the request path.
+struct NodeState {
+  std::atomic<bool> up{true};          // active checks (starts up: see health/)
+  std::atomic<bool> ejected{false};    // passive ejection
+  std::atomic<bool> draining{false};   // admin drain
+  std::atomic<uint32_t> in_flight{0};  // requests now at this node, all workers
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> failures{0};
+
+  bool usable() const {
+    return up.load(std::memory_order_relaxed) && !ejected.load(std::memory_order_relaxed) &&
+           !draining.load(std::memory_order_relaxed);
+  }
+};
+
+struct Backend {
+  std::string name;
+  Address address;
+  sockaddr_storage sockaddr{};  // address, resolved once
+  std::shared_ptr<NodeState> state;
+};
+
+struct Routing {
+  std::shared_ptr<const Config> config;
+  std::shared_ptr<const Ring> ring;
+  std::vector<Backend> backends;  // indexed by NodeIndex of `ring`
+  uint64_t generation = 0;        // increases with every publication
+};
+
+// Fills a sockaddr for an IP literal address; false if it does not parse.
+bool to_sockaddr(const Address& address, sockaddr_storage* out);
+
+// Builds the routing for `config`, reusing the NodeState of every backend whose name
+// appears in `previous` (so health and counters survive reloads). Returns null and
+// sets *error when the ring cannot be built.
+std::shared_ptr<const Routing> build_routing(std::shared_ptr<const Config> config,
+                                             const Routing* previous, uint64_t generation,
+                                             std::string* error);
+
+}  // namespace ringproxy

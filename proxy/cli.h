@@ -1,0 +1,40 @@
+// The command line of SPEC.md "Command line", parsed into a value, and the commands
+// that need no event loop (--check, --lookup, --version, --help).
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace ringproxy {
+
+enum class CliMode { kRun, kCheck, kLookup, kVersion, kHelp, kUsageError };
+
+struct CliOptions {
+  CliMode mode = CliMode::kUsageError;
+  std::string config_path;
+  std::vector<std::string> keys;  // --lookup KEY...
+  std::string error;              // kUsageError: what was wrong
+};
+
+// argv[0] is the program name. Never exits or prints.
+CliOptions parse_cli(int argc, const char* const* argv);
+
+// Exit codes of SPEC: 0 clean, 1 bad config or start-up failure, 2 bad usage.
+constexpr int kExitOk = 0;
+constexpr int kExitConfig = 1;
+constexpr int kExitUsage = 2;
+
+void print_usage(std::ostream& out);
+std::string version_string();
+
+// --check: prints every error of the file to `err` (one per line) and a summary to
+// `out`; returns kExitOk when the file is valid, kExitConfig when not.
+int run_check(const std::string& path, std::ostream& out, std::ostream& err);
+
+// --lookup KEY...: builds the configured ring and prints, per key, its hash, node and
+// fallbacks in ring order. Health is not known offline: every node counts as up.
+int run_lookup(const std::string& path, const std::vector<std::string>& keys,
+               std::ostream& out, std::ostream& err);
+
+}  // namespace ringproxy

@@ -1,0 +1,1021 @@
+#include "proxy/client_conn.h"
+
+#include <arpa/inet.h>
+
+#include <cassert>
+#include <cstring>
+
+#include "proxy/log.h"
+#include "proxy/worker.h"
+
+namespace ringproxy {
+namespace {
+
+// Largest response head accepted from a backend; a larger one is a 502.
+constexpr uint32_t kMaxResponseHead = 64 * 1024;
+
+uint64_t now_ms(uv_loop_t* loop) { return uv_now(loop); }
+
+std::string describe(int uv_status) { return uv_status < 0 ? uv_err_name(uv_status) : "eof"; }
+
+// Writes bufs now as far as the socket takes them, and queues the rest with one
+// uv_write. 0: all written; 1: queued, `cb` follows; <0: libuv error, nothing follows.
+int write_now_or_queue(uv_stream_t* stream, uv_write_t* req, uv_buf_t* bufs, unsigned count,
+                       uv_write_cb cb) {
+  int written = uv_try_write(stream, bufs, count);
+  if (written == UV_EAGAIN) written = 0;
+  if (written < 0) return written;
+  size_t left = static_cast<size_t>(written);
+  unsigned first = 0;
+  while (first < count && left >= bufs[first].len) {
+    left -= bufs[first].len;
+    ++first;
+  }
+  if (first == count) return 0;
+  bufs[first].base += left;
+  bufs[first].len -= left;
+  const int rc = uv_write(req, stream, bufs + first, count - first, cb);
+  return rc < 0 ? rc : 1;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Life cycle
+
+ClientConn::ClientConn(Worker& worker) : worker_(worker) {
+  llhttp_init(&req_parser_, HTTP_REQUEST, &request_settings());
+  req_parser_.data = this;
+}
+
+ClientConn::~ClientConn() { worker_.buffers().release(in_); }
+
+void ClientConn::accept(Worker& worker, uv_stream_t* server) {
+  auto* c = new ClientConn(worker);  // owned by its handles: freed in on_close
+  Shared& shared = worker.shared();
+  const uint32_t before = shared.connections.fetch_add(1, std::memory_order_relaxed);
+  uv_tcp_init(worker.loop(), &c->tcp_);
+  c->tcp_.data = c;
+  c->open_handles_ = 1;
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp_)) != 0) {
+    c->close();
+    return;
+  }
+  uv_timer_init(worker.loop(), &c->timer_);
+  c->timer_.data = c;
+  c->open_handles_ = 2;
+  worker.add_connection(c);
+  c->listed_ = true;
+
+  const Config& cfg = *worker.routing().config;
+  if (before >= cfg.proxy.max_connections || worker.draining()) {
+    RP_LOG(LogLevel::kWarn, "connection refused: max_connections " +
+                                std::to_string(cfg.proxy.max_connections) + " reached");
+    c->close();
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp_, 1);
+  sockaddr_storage peer{};
+  int len = sizeof peer;
+  if (uv_tcp_getpeername(&c->tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    if (peer.ss_family == AF_INET6) {
+      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&peer), c->client_ip_, sizeof c->client_ip_);
+    } else {
+      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&peer), c->client_ip_, sizeof c->client_ip_);
+    }
+  }
+  c->arm_timer(cfg.proxy.header_timeout_ms);
+  c->resume_client_reading();
+}
+
+void ClientConn::close() {
+  if (closing_) return;
+  closing_ = true;
+  if (up_) {
+    release_upstream(false);
+  }
+  if (listed_) worker_.remove_connection(this);
+  if (open_handles_ >= 1) uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+  if (open_handles_ >= 2) uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
+}
+
+void ClientConn::on_close(uv_handle_t* h) {
+  auto* c = static_cast<ClientConn*>(h->data);
+  if (--c->open_handles_ == 0) {
+    c->worker_.shared().connections.fetch_sub(1, std::memory_order_relaxed);
+    delete c;
+  }
+}
+
+void ClientConn::drain() {
+  drain_requested_ = true;
+  close_after_response_ = true;
+  if (req_phase_ == ReqPhase::kIdle && in_.size() == 0 && !client_write_pending_) close();
+}
+
+void ClientConn::arm_timer(uint32_t ms) { uv_timer_start(&timer_, on_timer, ms, 0); }
+
+void ClientConn::on_timer(uv_timer_t* t) {
+  auto* c = static_cast<ClientConn*>(t->data);
+  if (c->req_phase_ == ReqPhase::kHead && c->resp_phase_ == RespPhase::kNone) {
+    c->respond_error(408, "request head not received in time", "header timeout");
+    return;
+  }
+  if (c->req_phase_ == ReqPhase::kIdle && c->resp_phase_ == RespPhase::kNone) {
+    c->close();  // keep-alive idle timeout: nothing to answer
+    return;
+  }
+  RP_LOG(LogLevel::kInfo, std::string("client ") + c->client_ip_ + ": idle timeout mid-exchange, closing");
+  c->close();
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading from the client
+
+void ClientConn::resume_client_reading() {
+  if (closing_ || reading_ || client_eof_ || client_write_pending_) return;
+  if (up_ && up_->write_pending()) return;  // backpressure: upstream has not taken the last bytes
+  if (in_.allocated() && in_.free_space() == 0) {
+    if (client_write_pending_ || (up_ && up_->write_pending())) return;
+    in_.compact();
+    if (in_.free_space() == 0) return;  // full of a pipelined request we cannot take yet
+  }
+  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0) reading_ = true;
+}
+
+void ClientConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* c = static_cast<ClientConn*>(h->data);
+  c->worker_.buffers().acquire(c->in_);
+  buf->base = c->in_.end_ptr();
+  buf->len = c->in_.free_space();
+}
+
+void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  auto* c = static_cast<ClientConn*>(s->data);
+  if (nread == 0) return;
+  if (nread < 0) {
+    uv_read_stop(s);
+    c->reading_ = false;
+    c->client_eof_ = true;
+    if (nread != UV_EOF || c->resp_phase_ == RespPhase::kNone || c->tunnel_) {
+      // Nothing to answer (or a reset): go.
+      if (c->req_phase_ == ReqPhase::kHead && c->in_.size() > 0 && nread == UV_EOF) {
+        c->respond_error(400, "incomplete request", "client closed mid-head");
+        return;
+      }
+      c->close();
+      return;
+    }
+    // A half-close after a complete request: answer it, then close.
+    c->close_after_response_ = true;
+    if (c->req_phase_ == ReqPhase::kBody) {
+      c->close();  // the body was cut short
+    }
+    return;
+  }
+  c->in_.produced(static_cast<size_t>(nread));
+  if (c->in_.free_space() == 0) {
+    uv_read_stop(s);
+    c->reading_ = false;
+  }
+  if (c->tunnel_) {
+    c->forward_request_body();
+    return;
+  }
+  c->process_request_bytes();
+}
+
+void ClientConn::process_request_bytes() {
+  while (!closing_) {
+    switch (req_phase_) {
+      case ReqPhase::kIdle:
+        if (in_.size() == 0) {
+          if (!client_write_pending_) worker_.buffers().release(in_);
+          return;
+        }
+        req_phase_ = ReqPhase::kHead;
+        req_start_ms_ = now_ms(worker_.loop());
+        if (resp_phase_ == RespPhase::kNone) {
+          arm_timer(worker_.routing().config->proxy.header_timeout_ms);
+        }
+        [[fallthrough]];
+      case ReqPhase::kHead:
+        if (resp_phase_ != RespPhase::kNone) return;  // the previous response is not done
+        if (!parse_head()) return;
+        if (req_phase_ == ReqPhase::kHead) return;  // need more bytes
+        on_request_head();
+        break;
+      case ReqPhase::kBody:
+        if (!upstream_ready_) return;
+        if (!forward_request_body()) return;
+        break;
+      case ReqPhase::kDone:
+        return;
+    }
+  }
+}
+
+bool ClientConn::parse_head() {
+  if (in_.begin() > 0 && url_.len == 0 && req_headers_.empty() && head_bytes_ == 0) {
+    // A new head starts: nothing views the buffer, so it may move.
+    if (!client_write_pending_ && !(up_ && up_->write_pending())) in_.compact();
+  }
+  const char* start = in_.begin_ptr();
+  const llhttp_errno err = llhttp_execute(&req_parser_, start, in_.size());
+  const uint32_t max_head = worker_.routing().config->proxy.max_header_bytes;
+  if (err == HPE_OK) {
+    in_.consume(in_.size());
+    if (head_bytes_ > max_head) {
+      respond_error(431, "request head too large", "head over max_header_bytes");
+      return false;
+    }
+    if (in_.free_space() == 0) {
+      // The head does not fit the buffer yet: grow it (offsets stay valid), up to the limit.
+      if (in_.capacity() >= size_t{max_head} + 1024) {
+        respond_error(431, "request head too large", "head over max_header_bytes");
+        return false;
+      }
+      in_.grow(std::max<size_t>(in_.capacity() * 2, 1024));
+    }
+    resume_client_reading();
+    return true;
+  }
+  if (err == HPE_PAUSED && req_head_done_) {
+    in_.consume_to(llhttp_get_error_pos(&req_parser_));
+    llhttp_resume(&req_parser_);
+    if (head_bytes_ > max_head) {
+      respond_error(431, "request head too large", "head over max_header_bytes");
+      return false;
+    }
+    req_phase_ = ReqPhase::kBody;
+    return true;
+  }
+  if (err == HPE_USER) {  // set by a callback: head over the limit
+    respond_error(431, "request head too large", "head over max_header_bytes");
+    return false;
+  }
+  const std::string reason = llhttp_get_error_reason(&req_parser_)
+                                 ? llhttp_get_error_reason(&req_parser_)
+                                 : llhttp_errno_name(err);
+  respond_error(400, "malformed request", "malformed request: " + reason);
+  return false;
+}
+
+void ClientConn::append_span(std::vector<HeaderSpan>& headers, bool value, const char* base,
+                             const char* at, size_t len, uint32_t* head_bytes) {
+  *head_bytes += static_cast<uint32_t>(len);
+  const uint32_t off = static_cast<uint32_t>(at - base);
+  // llhttp hands a token in pieces when it spans reads; the pieces are contiguous in
+  // the buffer because it is never compacted while a head is being read.
+  if (!value) {
+    if (headers.empty() || headers.back().value.len != 0 ||
+        (headers.back().name.off + headers.back().name.len != off)) {
+      headers.push_back({{off, static_cast<uint32_t>(len)}, {off, 0}});
+    } else {
+      headers.back().name.len += static_cast<uint32_t>(len);
+    }
+  } else {
+    HeaderSpan& h = headers.back();
+    if (h.value.len == 0) h.value.off = off;
+    h.value.len += static_cast<uint32_t>(len);
+  }
+}
+
+int ClientConn::on_req_url(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<ClientConn*>(p->data);
+  if (c->url_.len == 0) c->url_.off = static_cast<uint32_t>(at - c->in_.data());
+  c->url_.len += static_cast<uint32_t>(len);
+  c->head_bytes_ += static_cast<uint32_t>(len);
+  return c->head_bytes_ > c->worker_.routing().config->proxy.max_header_bytes ? HPE_USER : 0;
+}
+
+int ClientConn::on_req_header_field(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<ClientConn*>(p->data);
+  append_span(c->req_headers_, false, c->in_.data(), at, len, &c->head_bytes_);
+  return c->head_bytes_ > c->worker_.routing().config->proxy.max_header_bytes ? HPE_USER : 0;
+}
+
+int ClientConn::on_req_header_value(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<ClientConn*>(p->data);
+  append_span(c->req_headers_, true, c->in_.data(), at, len, &c->head_bytes_);
+  return c->head_bytes_ > c->worker_.routing().config->proxy.max_header_bytes ? HPE_USER : 0;
+}
+
+int ClientConn::on_req_headers_complete(llhttp_t* p) {
+  static_cast<ClientConn*>(p->data)->req_head_done_ = true;
+  return HPE_PAUSED;
+}
+
+int ClientConn::on_req_message_complete(llhttp_t* p) {
+  static_cast<ClientConn*>(p->data)->req_msg_done_ = true;
+  return HPE_PAUSED;
+}
+
+const llhttp_settings_t& ClientConn::request_settings() {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_url = on_req_url;
+    s.on_header_field = on_req_header_field;
+    s.on_header_value = on_req_header_value;
+    s.on_headers_complete = on_req_headers_complete;
+    s.on_message_complete = on_req_message_complete;
+    return s;
+  }();
+  return settings;
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing the request
+
+void ClientConn::on_request_head() {
+  const Config& cfg = *worker_.routing().config;
+  routing_ = worker_.routing_ptr();
+  header_views_.clear();
+  for (const HeaderSpan& h : req_headers_) header_views_.push_back({view(h.name), view(h.value)});
+  const std::string_view target = view(url_);
+  const std::string_view method = llhttp_method_name(static_cast<llhttp_method_t>(req_parser_.method));
+
+  if (req_parser_.http_major != 1) {
+    respond_error(505, "HTTP version not supported", "unsupported HTTP version");
+    return;
+  }
+  client_http10_ = req_parser_.http_minor == 0;
+  client_keep_alive_ = llhttp_should_keep_alive(&req_parser_) != 0;
+  if (!client_keep_alive_ || drain_requested_) close_after_response_ = true;
+  is_head_method_ = req_parser_.method == HTTP_HEAD;
+  idempotent_ = is_idempotent_method(method);
+  upgrade_ = req_parser_.upgrade != 0;
+  if (upgrade_ && req_parser_.method == HTTP_CONNECT) {
+    respond_error(405, "CONNECT is not supported", "CONNECT refused");
+    return;
+  }
+
+  // Access-log fields, taken now: the head's bytes may move once the body streams.
+  if (AccessLog::enabled()) {
+    log_prefix_.assign(client_ip_);
+    log_prefix_ += " - - ";
+    log_prefix_ += clf_time(static_cast<long>(time(nullptr)));
+    log_prefix_ += " \"";
+    log_prefix_ += method;
+    log_prefix_ += ' ';
+    log_prefix_ += target;
+    log_prefix_ += client_http10_ ? " HTTP/1.0\" " : " HTTP/1.1\" ";
+    const std::string_view referer = find_header(header_views_, "referer");
+    const std::string_view agent = find_header(header_views_, "user-agent");
+    log_tail_.assign(" \"");
+    log_tail_.append(referer.empty() ? "-" : referer);
+    log_tail_ += "\" \"";
+    log_tail_.append(agent.empty() ? "-" : agent);
+    log_tail_ += "\" ";
+  }
+
+  const std::string_view key = select_hash_key(cfg.proxy.hash_key, target, header_views_, client_ip_);
+  key_hash_ = Ring::hash(key);
+  build_upstream_head(client_ip_);
+  attempts_ = 0;
+  req_body_forwarded_ = 0;
+  uv_timer_stop(&timer_);
+  start_upstream();
+}
+
+void ClientConn::build_upstream_head(std::string_view client_ip) {
+  std::string& h = up_head_;
+  h.clear();
+  const std::string_view method = llhttp_method_name(static_cast<llhttp_method_t>(req_parser_.method));
+  h.append(method);
+  h += ' ';
+  h.append(view(url_));
+  // An HTTP/1.0 client cannot read a chunked response: ask the backend in 1.0 too.
+  h += client_http10_ ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
+  const std::string_view connection = find_header(header_views_, "connection");
+  std::string_view xff, host, upgrade_value;
+  bool have_xff = false;
+  for (const HeaderView& hv : header_views_) {
+    if (iequals(hv.name, "upgrade")) upgrade_value = hv.value;
+    if (is_hop_by_hop(hv.name, connection) || iequals(hv.name, "proxy-authorization")) continue;
+    if (iequals(hv.name, "x-forwarded-for")) {
+      // Several X-Forwarded-For lines fold into one list, ours last.
+      if (have_xff) {
+        continue;
+      }
+      xff = hv.value;
+      have_xff = true;
+      continue;
+    }
+    if (iequals(hv.name, "x-forwarded-proto") || iequals(hv.name, "x-forwarded-host")) continue;
+    if (iequals(hv.name, "host")) host = hv.value;
+    h.append(hv.name);
+    h += ": ";
+    h.append(hv.value);
+    h += "\r\n";
+  }
+  h += "X-Forwarded-For: ";
+  if (have_xff && !xff.empty()) {
+    for (const HeaderView& hv : header_views_) {
+      if (iequals(hv.name, "x-forwarded-for")) {
+        h.append(hv.value);
+        h += ", ";
+      }
+    }
+  }
+  h.append(client_ip);
+  h += "\r\nX-Forwarded-Proto: http\r\n";
+  if (!host.empty()) {
+    h += "X-Forwarded-Host: ";
+    h.append(host);
+    h += "\r\n";
+  }
+  if (upgrade_) {
+    h += "Connection: Upgrade\r\nUpgrade: ";
+    h.append(upgrade_value);
+    h += "\r\n";
+  }
+  h += "\r\n";
+}
+
+bool ClientConn::may_retry() const {
+  const uint32_t retries = routing_->config->proxy.retries;
+  return idempotent_ && req_body_forwarded_ == 0 && attempts_ <= retries && attempts_ < 8;
+}
+
+void ClientConn::start_upstream() { pick_node_and_connect(); }
+
+void ClientConn::pick_node_and_connect() {
+  const Routing& r = *routing_;
+  const Ring& ring = *r.ring;
+  const double load_factor = r.config->ring.load_factor;
+  const auto fresh_and_usable = [&](NodeIndex i) {
+    for (uint32_t k = 0; k < attempts_; ++k) {
+      if (tried_[k] == i) return false;
+    }
+    return r.backends[i].state->usable();
+  };
+  std::optional<NodeIndex> node;
+  if (load_factor > 1.0) {
+    uint64_t total = 0;
+    size_t usable = 0;
+    for (NodeIndex i = 0; i < r.backends.size(); ++i) {
+      if (ring.nodes()[i].weight > 0 && fresh_and_usable(i)) {
+        total += r.backends[i].state->in_flight.load(std::memory_order_relaxed);
+        ++usable;
+      }
+    }
+    const uint64_t bound = Ring::load_bound(load_factor, total, usable);
+    node = ring.pick(key_hash_, [&](NodeIndex i) {
+      return fresh_and_usable(i) &&
+             r.backends[i].state->in_flight.load(std::memory_order_relaxed) < bound;
+    });
+  }
+  if (!node) node = ring.pick(key_hash_, fresh_and_usable);
+  if (!node) {
+    if (attempts_ == 0) {
+      respond_error(503, "no backend available", "no usable node");
+    } else {
+      respond_error(502, "backend failed", "no further node to retry on");
+    }
+    return;
+  }
+  node_ = *node;
+  have_node_ = true;
+  tried_[attempts_++] = node_;
+  const Backend& b = r.backends[node_];
+  b.state->in_flight.fetch_add(1, std::memory_order_relaxed);
+  b.state->requests.fetch_add(1, std::memory_order_relaxed);
+
+  UpstreamPool& pool = worker_.pool(node_);
+  resp_phase_ = RespPhase::kConnecting;
+  if (UpstreamConn* idle = pool.take_idle(this)) {
+    attach_upstream(idle, false);
+    return;
+  }
+  UpstreamConn* conn = pool.make();
+  up_ = conn;
+  const int rc = conn->connect(reinterpret_cast<const sockaddr*>(&b.sockaddr), this,
+                               r.config->proxy.connect_timeout_ms);
+  if (rc < 0) on_upstream_connect(rc);
+}
+
+void ClientConn::attach_upstream(UpstreamConn* conn, bool) {
+  up_ = conn;
+  upstream_ready_ = true;
+  llhttp_init(&resp_parser_, HTTP_RESPONSE, &response_settings());
+  resp_parser_.data = this;
+  resp_headers_.clear();
+  status_text_ = {};
+  resp_head_bytes_ = 0;
+  resp_head_done_ = resp_msg_done_ = false;
+  resp_phase_ = RespPhase::kWaiting;
+  conn->buffer().clear();
+  if (conn->start_reading() < 0) {
+    upstream_failed(502, "cannot read from the backend", true);
+    return;
+  }
+  send_upstream_head();
+}
+
+void ClientConn::send_upstream_head() {
+  uv_buf_t buf = uv_buf_init(up_head_.data(), static_cast<unsigned>(up_head_.size()));
+  const int rc = up_->write(&buf, 1);
+  if (rc < 0) {
+    upstream_failed(502, std::string("write failed: ") + uv_err_name(rc), true);
+    return;
+  }
+  const ProxyConfig& p = routing_->config->proxy;
+  up_->arm_timer(req_phase_ == ReqPhase::kDone ? p.upstream_timeout_ms : p.idle_timeout_ms);
+  process_request_bytes();
+}
+
+void ClientConn::on_upstream_connect(int status) {
+  if (status < 0) {
+    const bool timeout = status == UV_ETIMEDOUT;
+    upstream_failed(timeout ? 504 : 502,
+                    std::string(timeout ? "connect timeout" : "connect failed: ") +
+                        (timeout ? "" : uv_err_name(status)),
+                    true);
+    return;
+  }
+  attach_upstream(up_, true);
+}
+
+void ClientConn::upstream_failed(int status_code, std::string_view cause, bool retryable_failure) {
+  const Backend& b = routing_->backends[node_];
+  b.state->failures.fetch_add(1, std::memory_order_relaxed);
+  const bool was_reused = up_ && up_->reused();
+  release_upstream(false);
+  RP_LOG(LogLevel::kWarn, std::string("upstream ") + std::string(cause) + ": node=" + b.name +
+                              " address=" + b.address.to_string());
+  if (retryable_failure && resp_bytes_ == 0 && resp_phase_ != RespPhase::kBody) {
+    // A pooled connection the backend closed as we sent: same node, new connection.
+    if (was_reused && idempotent_ && req_body_forwarded_ == 0) {
+      --attempts_;
+      pick_node_and_connect();
+      return;
+    }
+    if (may_retry()) {
+      pick_node_and_connect();
+      return;
+    }
+  }
+  respond_error(status_code, status_code == 504 ? "backend timed out" : "backend failed",
+                std::string(cause) + " at node " + b.name);
+}
+
+}  // namespace ringproxy
+
+namespace ringproxy {
+
+// ---------------------------------------------------------------------------------------
+// Request body
+
+bool ClientConn::forward_request_body() {
+  if (!up_ || up_->write_pending()) return false;
+  if (in_.size() == 0) {
+    resume_client_reading();
+    return false;
+  }
+  char* start = in_.begin_ptr();
+  size_t len = in_.size();
+  bool complete = false;
+  if (!tunnel_) {
+    const llhttp_errno err = llhttp_execute(&req_parser_, start, len);
+    if (err == HPE_PAUSED && req_msg_done_) {
+      len = static_cast<size_t>(llhttp_get_error_pos(&req_parser_) - start);
+      llhttp_resume(&req_parser_);
+      complete = true;
+    } else if (err != HPE_OK) {
+      const char* reason = llhttp_get_error_reason(&req_parser_);
+      if (resp_bytes_ == 0) {
+        respond_error(400, "malformed request body", std::string("malformed body: ") + (reason ? reason : ""));
+      } else {
+        close();
+      }
+      return false;
+    }
+  }
+  in_.consume(len);
+  if (len > 0) {
+    req_body_forwarded_ += len;
+    uv_buf_t buf = uv_buf_init(start, static_cast<unsigned>(len));
+    const int rc = up_->write(&buf, 1);
+    if (rc < 0) {
+      close();
+      return false;
+    }
+    if (rc == 1 && reading_) {
+      uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+      reading_ = false;
+    }
+  }
+  if (complete) {
+    req_phase_ = ReqPhase::kDone;
+    if (upgrade_) return false;  // bytes after an upgrade request wait for the 101
+    if (resp_phase_ == RespPhase::kWaiting) up_->arm_timer(routing_->config->proxy.upstream_timeout_ms);
+    if (resp_phase_ == RespPhase::kDone) exchange_done();
+    return true;
+  }
+  if (!up_->write_pending()) resume_client_reading();
+  return false;
+}
+
+void ClientConn::on_upstream_write(int status) {
+  if (status < 0) {
+    if (resp_bytes_ == 0 && req_body_forwarded_ == 0) {
+      upstream_failed(502, std::string("write failed: ") + uv_err_name(status), true);
+    } else {
+      close();
+    }
+    return;
+  }
+  if (req_phase_ == ReqPhase::kBody || tunnel_) {
+    forward_request_body();
+    if (!closing_ && req_phase_ == ReqPhase::kDone && !tunnel_) process_request_bytes();
+  }
+  resume_client_reading();
+}
+
+// ---------------------------------------------------------------------------------------
+// Response
+
+int ClientConn::on_resp_status(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<ClientConn*>(p->data);
+  if (c->status_text_.len == 0) c->status_text_.off = static_cast<uint32_t>(at - c->up_->buffer().data());
+  c->status_text_.len += static_cast<uint32_t>(len);
+  c->resp_head_bytes_ += static_cast<uint32_t>(len);
+  return 0;
+}
+
+int ClientConn::on_resp_header_field(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<ClientConn*>(p->data);
+  append_span(c->resp_headers_, false, c->up_->buffer().data(), at, len, &c->resp_head_bytes_);
+  return c->resp_head_bytes_ > kMaxResponseHead ? HPE_USER : 0;
+}
+
+int ClientConn::on_resp_header_value(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<ClientConn*>(p->data);
+  append_span(c->resp_headers_, true, c->up_->buffer().data(), at, len, &c->resp_head_bytes_);
+  return c->resp_head_bytes_ > kMaxResponseHead ? HPE_USER : 0;
+}
+
+int ClientConn::on_resp_headers_complete(llhttp_t* p) {
+  auto* c = static_cast<ClientConn*>(p->data);
+  c->resp_head_done_ = true;
+  // A HEAD response has no body whatever its headers say: tell llhttp (1 = no body);
+  // the pause then comes at message complete, at the same place.
+  if (c->is_head_method_) return 1;
+  return HPE_PAUSED;
+}
+
+int ClientConn::on_resp_message_complete(llhttp_t* p) {
+  static_cast<ClientConn*>(p->data)->resp_msg_done_ = true;
+  return HPE_PAUSED;
+}
+
+const llhttp_settings_t& ClientConn::response_settings() {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_status = on_resp_status;
+    s.on_header_field = on_resp_header_field;
+    s.on_header_value = on_resp_header_value;
+    s.on_headers_complete = on_resp_headers_complete;
+    s.on_message_complete = on_resp_message_complete;
+    return s;
+  }();
+  return settings;
+}
+
+void ClientConn::on_upstream_timeout() {
+  if (resp_phase_ == RespPhase::kWaiting && req_phase_ == ReqPhase::kDone) {
+    upstream_failed(504, "response timeout", false);
+    return;
+  }
+  if (resp_bytes_ == 0 && resp_phase_ != RespPhase::kBody) {
+    upstream_failed(504, "backend stalled", false);
+    return;
+  }
+  RP_LOG(LogLevel::kWarn, "upstream stalled mid-response: node=" + routing_->backends[node_].name);
+  close();
+}
+
+void ClientConn::on_upstream_read(ssize_t nread) {
+  if (nread < 0) {
+    if (tunnel_) {
+      close();
+      return;
+    }
+    if (resp_phase_ == RespPhase::kBody && nread == UV_EOF) {
+      // A body delimited by the close of the connection ends here.
+      const llhttp_errno err = llhttp_finish(&resp_parser_);
+      if ((err == HPE_OK || err == HPE_PAUSED) && resp_msg_done_) {
+        close_after_response_ = true;
+        resp_phase_ = RespPhase::kDone;
+        release_upstream(false);
+        if (!client_write_pending_) exchange_done();
+        return;
+      }
+    }
+    if (resp_bytes_ == 0 && resp_phase_ != RespPhase::kBody) {
+      upstream_failed(502, nread == UV_EOF ? "closed before responding"
+                                           : std::string("reset before responding: ") + uv_err_name(static_cast<int>(nread)),
+                      true);
+      return;
+    }
+    RP_LOG(LogLevel::kWarn, "upstream " + describe(static_cast<int>(nread)) +
+                                " mid-response: node=" + routing_->backends[node_].name);
+    close();
+    return;
+  }
+  if (resp_phase_ == RespPhase::kWaiting) {
+    resp_phase_ = RespPhase::kHead;
+  }
+  up_->arm_timer(routing_->config->proxy.idle_timeout_ms);
+  process_response_bytes();
+}
+
+void ClientConn::process_response_bytes() {
+  while (!closing_ && up_ && !client_write_pending_) {
+    IoBuffer& ub = up_->buffer();
+    if (ub.size() == 0) {
+      up_->start_reading();
+      return;
+    }
+    char* start = ub.begin_ptr();
+    if (tunnel_) {
+      const size_t len = ub.size();
+      ub.consume(len);
+      uv_buf_t buf = uv_buf_init(start, static_cast<unsigned>(len));
+      resp_bytes_ += len;
+      const int rc = write_client(&buf, 1);
+      if (rc < 0) close();
+      return;
+    }
+    const llhttp_errno err = llhttp_execute(&resp_parser_, start, ub.size());
+    if (err == HPE_OK) {
+      if (resp_phase_ == RespPhase::kHead) {
+        // Head incomplete: keep it in place and read more.
+        if (ub.free_space() == 0) {
+          if (ub.capacity() >= kMaxResponseHead + 1024) {
+            upstream_failed(502, "response head too large", false);
+            return;
+          }
+          ub.grow(ub.capacity() * 2);
+        }
+        ub.consume(ub.size());
+        up_->start_reading();
+        return;
+      }
+      // Body bytes, all of them.
+      const size_t len = ub.size();
+      ub.consume(len);
+      resp_bytes_ += len;
+      uv_buf_t buf = uv_buf_init(start, static_cast<unsigned>(len));
+      if (write_client(&buf, 1) < 0) close();
+      continue;
+    }
+    if (err == HPE_PAUSED) {
+      const char* pos = llhttp_get_error_pos(&resp_parser_);
+      llhttp_resume(&resp_parser_);
+      if (resp_phase_ == RespPhase::kHead) {
+        ub.consume_to(pos);
+        on_response_head(pos);
+        continue;
+      }
+      // Message complete: the last body bytes, then done.
+      const size_t len = static_cast<size_t>(pos - start);
+      ub.consume(len);
+      resp_msg_done_ = true;
+      resp_phase_ = RespPhase::kDone;
+      const bool reusable = ub.size() == 0 && llhttp_should_keep_alive(&resp_parser_) &&
+                            req_phase_ == ReqPhase::kDone;
+      if (len > 0) {
+        resp_bytes_ += len;
+        uv_buf_t buf = uv_buf_init(start, static_cast<unsigned>(len));
+        // The bytes stay valid: the connection goes back to the pool only with an empty
+        // buffer, and the pool never reads into a buffer that is being written from.
+        if (write_client(&buf, 1) < 0) {
+          close();
+          return;
+        }
+      }
+      if (client_write_pending_ && up_) {
+        up_->stop_reading();
+        return;  // exchange_done() follows from on_write
+      }
+      release_upstream(reusable);
+      exchange_done();
+      return;
+    }
+    const char* reason = llhttp_get_error_reason(&resp_parser_);
+    if (resp_bytes_ == 0) {
+      upstream_failed(502, std::string("malformed response: ") + (reason ? reason : llhttp_errno_name(err)), false);
+    } else {
+      RP_LOG(LogLevel::kWarn, std::string("upstream malformed response mid-body: node=") +
+                                  routing_->backends[node_].name);
+      close();
+    }
+    return;
+  }
+  if (up_ && client_write_pending_) up_->stop_reading();
+}
+
+void ClientConn::on_response_head(const char* /*head_end*/) {
+  IoBuffer& ub = up_->buffer();
+  const auto uview = [&](Span s) { return std::string_view(ub.data() + s.off, s.len); };
+  resp_status_ = resp_parser_.status_code;
+  const bool interim = resp_status_ >= 100 && resp_status_ < 200 && resp_status_ != 101;
+  std::string_view connection;
+  for (const HeaderSpan& h : resp_headers_) {
+    if (iequals(uview(h.name), "connection")) connection = uview(h.value);
+  }
+  const bool tunnel = resp_status_ == 101 && upgrade_;
+  const bool framed = (resp_parser_.flags & (F_CHUNKED | F_CONTENT_LENGTH)) != 0 ||
+                      is_head_method_ || resp_status_ == 204 || resp_status_ == 304 || interim;
+  if (!framed && !tunnel) close_after_response_ = true;  // the body ends at the close
+
+  std::string& h = resp_head_;
+  h.clear();
+  h += client_http10_ ? "HTTP/1.0 " : "HTTP/1.1 ";
+  h += std::to_string(resp_status_);
+  h += ' ';
+  h.append(uview(status_text_));
+  h += "\r\n";
+  std::string_view upgrade_value;
+  for (const HeaderSpan& hs : resp_headers_) {
+    const std::string_view name = uview(hs.name);
+    if (iequals(name, "upgrade")) upgrade_value = uview(hs.value);
+    if (is_hop_by_hop(name, connection)) continue;
+    h.append(name);
+    h += ": ";
+    h.append(uview(hs.value));
+    h += "\r\n";
+  }
+  if (tunnel) {
+    h += "Connection: Upgrade\r\nUpgrade: ";
+    h.append(upgrade_value);
+    h += "\r\n";
+  } else if (!interim) {
+    if (close_after_response_) {
+      h += "Connection: close\r\n";
+    } else if (client_http10_) {
+      h += "Connection: keep-alive\r\n";
+    }
+  }
+  h += "\r\n";
+  resp_bytes_ += h.size();
+  if (!interim) resp_phase_ = RespPhase::kBody;
+  resp_headers_.clear();
+  status_text_ = {};
+  resp_head_bytes_ = 0;
+  uv_buf_t buf = uv_buf_init(resp_head_.data(), static_cast<unsigned>(resp_head_.size()));
+  if (write_client(&buf, 1) < 0) {
+    close();
+    return;
+  }
+  if (interim) {
+    // Another head follows (a 100 Continue precedes the final response).
+    resp_head_done_ = false;
+    return;
+  }
+  if (tunnel) start_tunnel();
+  if (is_head_method_ && resp_msg_done_) {
+    // HEAD: llhttp completed the message with the head; the next pause is already past.
+  }
+}
+
+void ClientConn::start_tunnel() {
+  tunnel_ = true;
+  resp_phase_ = RespPhase::kBody;
+  up_->disarm_timer();
+  arm_timer(routing_->config->proxy.idle_timeout_ms);
+  // Bytes the client sent after its upgrade request go up now.
+  forward_request_body();
+  resume_client_reading();
+}
+
+void ClientConn::release_upstream(bool reusable) {
+  if (have_node_) {
+    routing_->backends[node_].state->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    have_node_ = false;
+  }
+  if (!up_) return;
+  UpstreamConn* conn = up_;
+  up_ = nullptr;
+  upstream_ready_ = false;
+  conn->disarm_timer();
+  if (reusable && !closing_) {
+    conn->pool().release(conn, routing_->config->proxy.idle_timeout_ms);
+  } else {
+    conn->close();
+  }
+}
+
+void ClientConn::exchange_done() {
+  if (closing_) return;
+  if (req_phase_ != ReqPhase::kDone) {
+    // The backend answered before the whole request arrived (an early 413, say): the
+    // rest of the body cannot be told from a next request, so the connection ends.
+    close_after_response_ = true;
+  }
+  write_access_log(resp_status_);
+  if (up_) release_upstream(false);
+  if (have_node_) release_upstream(false);
+  if (close_after_response_) {
+    if (!client_write_pending_) close();
+    return;
+  }
+  // Ready for the next request on this connection.
+  req_phase_ = ReqPhase::kIdle;
+  resp_phase_ = RespPhase::kNone;
+  url_ = {};
+  req_headers_.clear();
+  head_bytes_ = 0;
+  req_head_done_ = req_msg_done_ = false;
+  resp_bytes_ = 0;
+  routing_.reset();
+  arm_timer(worker_.routing().config->proxy.idle_timeout_ms);
+  resume_client_reading();
+  process_request_bytes();
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing to the client
+
+int ClientConn::write_client(uv_buf_t* bufs, unsigned count) {
+  const int rc = write_now_or_queue(reinterpret_cast<uv_stream_t*>(&tcp_), &write_req_, bufs, count, on_write);
+  if (rc == 1) {
+    client_write_pending_ = true;
+    if (up_) up_->stop_reading();
+  }
+  return rc;
+}
+
+void ClientConn::on_write(uv_write_t* req, int status) {
+  auto* c = static_cast<ClientConn*>(req->handle->data);
+  c->client_write_pending_ = false;
+  if (status < 0 || c->closing_) {
+    c->close();
+    return;
+  }
+  if (!c->error_out_.empty()) {
+    c->close();
+    return;
+  }
+  if (c->resp_phase_ == RespPhase::kDone) {
+    if (c->up_) {
+      const bool reusable = c->up_->buffer().size() == 0 && llhttp_should_keep_alive(&c->resp_parser_) &&
+                            c->req_phase_ == ReqPhase::kDone;
+      c->release_upstream(reusable);
+    }
+    c->exchange_done();
+    return;
+  }
+  if (c->up_) {
+    c->process_response_bytes();
+    if (c->up_ && !c->client_write_pending_) c->up_->start_reading();
+  }
+  c->resume_client_reading();
+}
+
+void ClientConn::respond_error(int status, std::string_view body, std::string_view log_cause) {
+  if (closing_) return;
+  if (resp_bytes_ > 0) {
+    close();
+    return;
+  }
+  release_upstream(false);
+  const std::string_view node = have_node_ || attempts_ > 0 ? std::string_view(routing_ ? routing_->backends[node_].name : "") : "-";
+  RP_LOG(status >= 500 ? LogLevel::kWarn : LogLevel::kInfo,
+         "answered " + std::to_string(status) + ": " + std::string(log_cause) + " client=" + client_ip_ +
+             " node=" + std::string(node.empty() ? "-" : node));
+  resp_status_ = status;
+  write_access_log(status);
+  error_out_ = canned_response(status, body, true);
+  resp_bytes_ = error_out_.size();
+  if (reading_) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+    reading_ = false;
+  }
+  uv_timer_stop(&timer_);
+  uv_buf_t buf = uv_buf_init(error_out_.data(), static_cast<unsigned>(error_out_.size()));
+  const int rc = write_client(&buf, 1);
+  if (rc != 1) close();  // written (or failed): close now
+}
+
+void ClientConn::write_access_log(int status) {
+  if (!AccessLog::enabled() || log_prefix_.empty()) return;
+  std::string& line = worker_.scratch();
+  line.assign(log_prefix_);
+  line += std::to_string(status);
+  line += ' ';
+  line += std::to_string(resp_bytes_);
+  line += log_tail_;
+  line += have_node_ || attempts_ ? routing_->backends[node_].name : "-";
+  line += ' ';
+  line += std::to_string(now_ms(worker_.loop()) - req_start_ms_);
+  line += "ms\n";
+  worker_.access_log(line);
+  log_prefix_.clear();
+}
+
+}  // namespace ringproxy

@@ -1,0 +1,167 @@
+// One client connection and the exchange it is in: the request head parsed with
+// llhttp, a node chosen on the ring, the head rewritten and sent upstream, then the
+// body bytes passed through in both directions exactly as framed (llhttp validates the
+// framing as they pass). Pipelined requests are answered in order, one at a time.
+//
+// Backpressure: a side is read only while nothing written to the other side is
+// waiting in libuv; forwarded bytes are written straight from the read buffer
+// (no copy), which therefore stays put until the write completes.
+//
+// Thread: the owning worker's loop. Freed only in the last close callback.
+#pragma once
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "proxy/http_util.h"
+#include "proxy/io_buffer.h"
+#include "proxy/upstream_pool.h"
+
+namespace ringproxy {
+
+class Worker;
+
+class ClientConn final : private UpstreamConn::Owner {
+ public:
+  // Accepts a pending connection on `server`. Closes it at once when the process is at
+  // max_connections.
+  static void accept(Worker& worker, uv_stream_t* server);
+
+  void close();  // idempotent; frees later
+  // Draining: close now if idle, else after the response in progress.
+  void drain();
+  size_t slot = 0;  // index in the worker's connection list
+
+ private:
+  enum class ReqPhase { kIdle, kHead, kBody, kDone };
+  enum class RespPhase { kNone, kConnecting, kWaiting, kHead, kBody, kDone };
+
+  struct Span {
+    uint32_t off = 0, len = 0;
+  };
+  struct HeaderSpan {
+    Span name, value;
+  };
+
+  explicit ClientConn(Worker& worker);
+  ~ClientConn();
+
+  // Request side.
+  void process_request_bytes();
+  bool parse_head();  // false when the connection is done with (error sent)
+  void on_request_head();
+  bool forward_request_body();
+  std::string_view view(Span s) { return {in_.data() + s.off, s.len}; }
+  void build_upstream_head(std::string_view client_ip);
+  void start_upstream();
+  void pick_node_and_connect();
+  void attach_upstream(UpstreamConn* conn, bool fresh);
+  void send_upstream_head();
+  bool may_retry() const;
+  void upstream_failed(int status_code, std::string_view cause, bool retryable_failure);
+
+  // Response side.
+  void process_response_bytes();
+  void on_response_head(const char* head_end);
+  void exchange_done();
+  void release_upstream(bool reusable);
+  void start_tunnel();
+
+  // Writing to the client.
+  int write_client(uv_buf_t* bufs, unsigned count);
+  void respond_error(int status, std::string_view body, std::string_view log_cause);
+  void resume_client_reading();
+  void arm_timer(uint32_t ms);
+  void write_access_log(int status);
+
+  // UpstreamConn::Owner
+  void on_upstream_connect(int status) override;
+  void on_upstream_read(ssize_t nread) override;
+  void on_upstream_write(int status) override;
+  void on_upstream_timeout() override;
+
+  // libuv callbacks.
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_timer(uv_timer_t* t);
+  static void on_close(uv_handle_t* h);
+
+  // llhttp callbacks (request parser and response parser).
+  static int on_req_url(llhttp_t* p, const char* at, size_t len);
+  static int on_req_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_req_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_req_headers_complete(llhttp_t* p);
+  static int on_req_message_complete(llhttp_t* p);
+  static int on_resp_status(llhttp_t* p, const char* at, size_t len);
+  static int on_resp_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_resp_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_resp_headers_complete(llhttp_t* p);
+  static int on_resp_message_complete(llhttp_t* p);
+  static const llhttp_settings_t& request_settings();
+  static const llhttp_settings_t& response_settings();
+  static void append_span(std::vector<HeaderSpan>& headers, bool value, const char* base,
+                          const char* at, size_t len, uint32_t* head_bytes);
+
+  Worker& worker_;
+  uv_tcp_t tcp_{};
+  uv_timer_t timer_{};
+  uv_write_t write_req_{};
+  int open_handles_ = 0;
+  bool closing_ = false;
+  bool listed_ = false;  // in the worker's connection list
+  bool client_write_pending_ = false;
+  bool reading_ = false;
+  bool client_eof_ = false;
+  bool close_after_response_ = false;
+  bool drain_requested_ = false;
+  char client_ip_[48] = {};
+
+  IoBuffer in_;
+  llhttp_t req_parser_{};
+  ReqPhase req_phase_ = ReqPhase::kIdle;
+  Span url_;
+  std::vector<HeaderSpan> req_headers_;
+  std::vector<HeaderView> header_views_;
+  uint32_t head_bytes_ = 0;
+  bool req_head_done_ = false;
+  bool req_msg_done_ = false;
+  bool is_head_method_ = false;
+  bool idempotent_ = false;
+  bool upgrade_ = false;
+  bool client_keep_alive_ = true;
+  bool client_http10_ = false;
+  uint64_t req_body_forwarded_ = 0;
+
+  // Exchange.
+  std::shared_ptr<const Routing> routing_;  // the routing this request was routed with
+  uint64_t key_hash_ = 0;
+  NodeIndex node_ = 0;
+  bool have_node_ = false;
+  uint32_t attempts_ = 0;  // nodes tried (retries + 1)
+  NodeIndex tried_[8] = {};
+  UpstreamConn* up_ = nullptr;
+  bool upstream_ready_ = false;  // connected and head written or queued
+  std::string up_head_;          // request head as sent upstream (kept for retries)
+  RespPhase resp_phase_ = RespPhase::kNone;
+  llhttp_t resp_parser_{};
+  Span status_text_;
+  std::vector<HeaderSpan> resp_headers_;
+  uint32_t resp_head_bytes_ = 0;
+  bool resp_head_done_ = false;
+  bool resp_msg_done_ = false;
+  int resp_status_ = 0;
+  bool tunnel_ = false;
+  std::string resp_head_;  // response head as sent to the client
+  uint64_t resp_bytes_ = 0;
+  std::string log_prefix_;  // access-log fields taken from the request head
+  std::string log_tail_;    // referer and user agent, quoted
+  uint64_t req_start_ms_ = 0;
+  std::string error_out_;   // a canned response being written
+};
+
+}  // namespace ringproxy

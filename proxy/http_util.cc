@@ -1,0 +1,181 @@
+#include "proxy/http_util.h"
+
+namespace ringproxy {
+namespace {
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Value of `name` in a "k=v; k2=v2" cookie list; `found` set when present.
+std::string_view cookie_value(std::string_view cookies, std::string_view name, bool* found) {
+  while (!cookies.empty()) {
+    const size_t semi = cookies.find(';');
+    std::string_view pair = trim(cookies.substr(0, semi));
+    cookies = semi == std::string_view::npos ? std::string_view() : cookies.substr(semi + 1);
+    const size_t eq = pair.find('=');
+    if (eq != std::string_view::npos && trim(pair.substr(0, eq)) == name) {
+      *found = true;
+      std::string_view v = trim(pair.substr(eq + 1));
+      if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+      return v;
+    }
+  }
+  return {};
+}
+
+// Raw (not percent-decoded) value of `name` in the query of `target`.
+std::string_view query_value(std::string_view target, std::string_view name, bool* found) {
+  const size_t q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view query = target.substr(q + 1);
+  const size_t hash = query.find('#');
+  if (hash != std::string_view::npos) query = query.substr(0, hash);
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      *found = true;
+      return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+std::string_view find_header(std::span<const HeaderView> headers, std::string_view name,
+                             bool* found) {
+  for (const HeaderView& h : headers) {
+    if (iequals(h.name, name)) {
+      if (found) *found = true;
+      return h.value;
+    }
+  }
+  if (found) *found = false;
+  return {};
+}
+
+bool has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    if (iequals(trim(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+bool is_hop_by_hop(std::string_view name, std::string_view connection) {
+  switch (name.size()) {
+    case 2:
+      if (iequals(name, "te")) return true;
+      break;
+    case 7:
+      if (iequals(name, "upgrade")) return true;
+      break;
+    case 10:
+      if (iequals(name, "connection") || iequals(name, "keep-alive")) return true;
+      break;
+    case 16:
+      if (iequals(name, "proxy-connection")) return true;
+      break;
+    default:
+      break;
+  }
+  return !connection.empty() && has_token(connection, name);
+}
+
+std::string_view select_hash_key(const HashKey& how, std::string_view target,
+                                 std::span<const HeaderView> headers,
+                                 std::string_view client_ip) {
+  bool found = false;
+  std::string_view key;
+  switch (how.kind) {
+    case HashKeyKind::kUri:
+      return target;
+    case HashKeyKind::kPath: {
+      const size_t q = target.find('?');
+      return q == std::string_view::npos ? target : target.substr(0, q);
+    }
+    case HashKeyKind::kHeader:
+      key = find_header(headers, how.name, &found);
+      break;
+    case HashKeyKind::kCookie: {
+      // Several Cookie headers may be sent (RFC 9113 allows it; HTTP/1.1 clients
+      // should not, but some do): look in each.
+      for (const HeaderView& h : headers) {
+        if (iequals(h.name, "cookie")) {
+          key = cookie_value(h.value, how.name, &found);
+          if (found) break;
+        }
+      }
+      break;
+    }
+    case HashKeyKind::kQuery:
+      key = query_value(target, how.name, &found);
+      break;
+    case HashKeyKind::kClientIp:
+      return client_ip;
+  }
+  return found && !key.empty() ? key : target;
+}
+
+bool is_idempotent_method(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+         method == "DELETE" || method == "TRACE";
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "";
+  }
+}
+
+std::string canned_response(int status, std::string_view body_text, bool close) {
+  std::string body(body_text);
+  body.push_back('\n');
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
+  out.append(reason_phrase(status));
+  out += "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  if (close) out += "Connection: close\r\n";
+  out += "\r\n";
+  out += body;
+  return out;
+}
+
+}  // namespace ringproxy

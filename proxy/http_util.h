@@ -1,0 +1,58 @@
+// Pure HTTP/1.1 helpers for the data path: header classification, the hash key of a
+// request, and the heads the proxy writes. No I/O, no allocation unless noted.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "config/config.h"
+
+namespace ringproxy {
+
+// One header of a parsed head, as views into the connection's read buffer.
+struct HeaderView {
+  std::string_view name;
+  std::string_view value;
+};
+
+// ASCII case-insensitive equality, for header names and tokens.
+bool iequals(std::string_view a, std::string_view b);
+
+// The first header named `name` (case-insensitive), or an empty view. `found`, when
+// given, tells an empty value from a missing header.
+std::string_view find_header(std::span<const HeaderView> headers, std::string_view name,
+                             bool* found = nullptr);
+
+// True when `list` (a comma-separated header value such as Connection's) contains
+// `token`, case-insensitively.
+bool has_token(std::string_view list, std::string_view token);
+
+// True for headers a proxy must not forward (RFC 9110 7.6.1): Connection and every
+// header it names, Keep-Alive, Proxy-Connection, TE, Upgrade (re-added when
+// tunnelling), and, towards the upstream, Proxy-Authorization.
+// `connection` is the value of the message's Connection header.
+// Transfer-Encoding and Content-Length are not hop-by-hop here: the proxy forwards a
+// body's bytes exactly as framed, so the framing headers stay true.
+// Trailer is kept: it announces trailers that are forwarded too (RFC 9110 6.6.2).
+bool is_hop_by_hop(std::string_view name, std::string_view connection);
+
+// The bytes of the request that SPEC's hash_key selects. A missing header, cookie or
+// query parameter falls back to the URI, as does an empty one. The result views
+// `target`, `headers` or `client_ip`.
+std::string_view select_hash_key(const HashKey& how, std::string_view target,
+                                 std::span<const HeaderView> headers, std::string_view client_ip);
+
+// RFC 9110 9.2.2: methods whose repetition has the effect of one, so a failed attempt
+// may be sent again.
+bool is_idempotent_method(std::string_view method);
+
+// A complete response the proxy answers itself: a short plain-text body, and
+// Connection: close when `close` (always so for 4xx of malformed input).
+std::string canned_response(int status, std::string_view body_text, bool close);
+
+// The reason phrase for a status code, "" when unknown.
+std::string_view reason_phrase(int status);
+
+}  // namespace ringproxy

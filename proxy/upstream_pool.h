@@ -1,0 +1,114 @@
+// Connections to one backend, per worker: the idle keep-alive ones, reused newest
+// first, and the count of those in use. Thread: the owning worker's loop only.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/backends.h"
+#include "proxy/io_buffer.h"
+
+namespace ringproxy {
+
+class Worker;
+class UpstreamPool;
+
+// One TCP connection to a backend. Owned by its pool while idle and by a client
+// connection's exchange while in use; freed only in its close callback (STYLE rule 4).
+class UpstreamConn {
+ public:
+  // Callbacks into the exchange that holds the connection.
+  struct Owner {
+    virtual void on_upstream_connect(int status) = 0;
+    virtual void on_upstream_read(ssize_t nread) = 0;  // data in buffer(), or <0 error/EOF
+    virtual void on_upstream_write(int status) = 0;
+    virtual void on_upstream_timeout() = 0;
+
+   protected:
+    ~Owner() = default;
+  };
+
+  static UpstreamConn* create(Worker& worker, UpstreamPool& pool);
+
+  // Starts connecting; the owner's on_upstream_connect follows, unless this returns an
+  // error (a libuv code), in which case nothing follows and the caller must close().
+  int connect(const sockaddr* addr, Owner* owner, uint32_t timeout_ms);
+  void set_owner(Owner* owner) { owner_ = owner; }
+  int start_reading();
+  void stop_reading();
+  // Writes as much as the socket takes now; the rest is queued with uv_write and
+  // on_upstream_write follows. Returns 0 (all written, no callback), 1 (queued, a
+  // callback follows) or a libuv error (nothing follows).
+  int write(const uv_buf_t* bufs, unsigned count);
+  bool write_pending() const { return write_pending_; }
+  void arm_timer(uint32_t ms);
+  void disarm_timer();
+  void close();  // idempotent; the object is freed later
+
+  IoBuffer& buffer() { return in_; }
+  UpstreamPool& pool() { return *pool_; }
+  bool reused() const { return reused_; }
+  void mark_reused() { reused_ = true; }
+
+ private:
+  UpstreamConn(Worker& worker, UpstreamPool& pool);
+  static void on_connect(uv_connect_t* req, int status);
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_timer(uv_timer_t* t);
+  static void on_close(uv_handle_t* h);
+
+  friend class UpstreamPool;
+  Worker& worker_;
+  UpstreamPool* pool_;
+  Owner* owner_ = nullptr;  // null while idle in the pool
+  uv_tcp_t tcp_{};
+  uv_timer_t timer_{};
+  uv_connect_t connect_req_{};
+  uv_write_t write_req_{};
+  IoBuffer in_;
+  int open_handles_ = 0;
+  bool closing_ = false;
+  bool write_pending_ = false;
+  bool reused_ = false;
+  bool connected_ = false;
+};
+
+class UpstreamPool {
+ public:
+  UpstreamPool(Worker& worker, std::string name, std::string address);
+  ~UpstreamPool();
+
+  // An idle connection ready for a request (its owner set), or null.
+  UpstreamConn* take_idle(UpstreamConn::Owner* owner);
+  // A new, unconnected connection.
+  UpstreamConn* make();
+  // Back to the pool after a complete exchange; closed instead when the pool is full
+  // or retired. Idle connections keep reading: the backend closing one, or sending
+  // anything unasked, closes it, so a dead connection is never handed out.
+  void release(UpstreamConn* conn, uint32_t idle_timeout_ms);
+  void forget(UpstreamConn* conn);  // a closing connection leaves the idle list
+  void close_idle();
+  void retire() {  // the backend left the configuration
+    retired_ = true;
+    close_idle();
+  }
+  bool retired() const { return retired_; }
+  const std::string& name() const { return name_; }
+
+  static constexpr size_t kMaxIdle = 64;
+
+ private:
+  Worker& worker_;
+  std::string name_;
+  std::string address_;
+  std::vector<UpstreamConn*> idle_;
+  bool retired_ = false;
+};
+
+}  // namespace ringproxy

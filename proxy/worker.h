@@ -1,0 +1,100 @@
+// One event-loop thread: its own libuv loop, its own SO_REUSEPORT listener, its client
+// connections and its upstream pools. Nothing is shared with other workers but the
+// published Routing (copied on swap) and the atomic counters of NodeState.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/backends.h"
+#include "proxy/io_buffer.h"
+#include "proxy/upstream_pool.h"
+
+namespace ringproxy {
+
+class ClientConn;
+
+// What the control thread hands the workers. The mutex guards only `routing`, read by
+// a worker when woken to swap, never on the request path.
+struct Shared {
+  std::mutex mu;
+  std::shared_ptr<const Routing> routing;
+  std::atomic<uint32_t> connections{0};  // all workers, for max_connections
+};
+
+class Worker {
+ public:
+  Worker(int id, Shared& shared, int listen_fd);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Sets up the loop and the listener on `listen_fd` (bound, not listening). On the
+  // control thread, before start(). Returns a libuv error code.
+  int init();
+  void start();  // runs the loop on a new thread
+  void join();
+
+  // From the control thread: take the newest routing / drain and stop.
+  void notify_routing();
+  void notify_drain();
+
+  // For connections on this worker's thread.
+  uv_loop_t* loop() { return &loop_; }
+  const Routing& routing() const { return *routing_; }
+  const std::shared_ptr<const Routing>& routing_ptr() const { return routing_; }
+  // The pool for node i of the current routing.
+  UpstreamPool& pool(NodeIndex i) { return *pools_by_node_[i]; }
+  BufferPool& buffers() { return buffers_; }
+  Shared& shared() { return shared_; }
+  bool draining() const { return draining_; }
+  void add_connection(ClientConn* c);
+  void remove_connection(ClientConn* c);
+  // Buffers an access-log line; flushed by a timer or when large.
+  void access_log(std::string_view line);
+  std::string& scratch() { return scratch_; }
+
+ private:
+  void run();
+  void take_routing();
+  void begin_drain();
+  void maybe_finish();
+  void flush_access_log();
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_async(uv_async_t* a);
+  static void on_flush_timer(uv_timer_t* t);
+  static void on_drain_timer(uv_timer_t* t);
+
+  int id_;
+  Shared& shared_;
+  int listen_fd_;
+  uv_loop_t loop_{};
+  uv_tcp_t listener_{};
+  uv_async_t async_{};
+  uv_timer_t flush_timer_{};
+  uv_timer_t drain_timer_{};
+  std::thread thread_;
+  std::atomic<bool> want_routing_{false};
+  std::atomic<bool> want_drain_{false};
+  bool draining_ = false;
+  bool stopped_ = false;
+
+  std::shared_ptr<const Routing> routing_;
+  // Pools live as long as the worker, keyed by name and address, so a reload that keeps
+  // a backend keeps its idle connections.
+  std::unordered_map<std::string, std::unique_ptr<UpstreamPool>> pools_;
+  std::vector<UpstreamPool*> pools_by_node_;
+  BufferPool buffers_;
+  std::vector<ClientConn*> connections_;  // unordered; ClientConn knows its slot
+  std::string access_buf_;
+  std::string scratch_;
+};
+
+}  // namespace ringproxy

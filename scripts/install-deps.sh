@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs every build, test and benchmark dependency of ringproxy from Debian 12.
+# Idempotent: packages already installed are skipped, and `apt-get update` runs only
+# when something is missing and the package lists are absent or older than a day.
+#
+# Why each package:
+#   build-essential cmake pkg-config   the toolchain (g++ 12, cmake 3.25)
+#   libuv1-dev                         event loops and sockets
+#   libxxhash-dev                      XXH3_64bits, the ring's hash (SPEC "The ring")
+#   libtomlplusplus-dev                the config file parser
+#   node-llhttp                        llhttp's generated C sources, compiled in our build
+#   libgtest-dev libbenchmark-dev      tests and microbenchmarks
+#   wrk nginx-light haproxy            the end-to-end load comparison (bench/compare)
+#   python3-xxhash                     golden ring mappings computed outside our code
+#                                      (Debian's /usr/bin/python3, not the PATH's)
+#   curl                               demo script and integration helpers
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config
+  libuv1-dev libxxhash-dev libtomlplusplus-dev node-llhttp
+  libgtest-dev libbenchmark-dev
+  python3 python3-xxhash curl
+)
+if [[ "${1:-}" == "--bench" ]]; then
+  PKGS+=(wrk nginx-light haproxy)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+stamp=/var/lib/apt/periodic/update-success-stamp
+lists_fresh=0
+if compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null; then
+  if [[ -f $stamp ]] && (( $(date +%s) - $(stat -c %Y "$stamp") < 86400 )); then
+    lists_fresh=1
+  elif [[ -n $(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages' -mmin -1440 | head -n1) ]]; then
+    lists_fresh=1
+  fi
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+if ((lists_fresh == 0)) || ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,148 @@
+// The ringproxy binary's command line, run as a real process (SPEC "Command line").
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "proxy/cli.h"
+
+namespace ringproxy {
+namespace {
+
+struct CmdResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string temp_dir() {
+  static const std::string dir = [] {
+    char tmpl[] = "/tmp/ringproxy-cli-XXXXXX";
+    return std::string(mkdtemp(tmpl));
+  }();
+  return dir;
+}
+
+// Runs the binary with `args` (shell words); stdout and stderr are kept apart.
+CmdResult run(const std::string& args) {
+  const std::string out = temp_dir() + "/out", err = temp_dir() + "/err";
+  const std::string cmd = std::string(RINGPROXY_BIN) + " " + args + " >" + out + " 2>" + err;
+  const int status = std::system(cmd.c_str());
+  CmdResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+std::string write_file(const std::string& name, const std::string& text) {
+  const std::string path = temp_dir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+const char* kValid = R"([proxy]
+listen = "127.0.0.1:8080"
+
+[[backend]]
+name = "cache-a"
+address = "127.0.0.1:9001"
+
+[[backend]]
+name = "cache-b"
+address = "127.0.0.1:9002"
+
+[[backend]]
+name = "cache-c"
+address = "127.0.0.1:9003"
+weight = 2
+)";
+
+TEST(Cli, VersionAndHelp) {
+  CmdResult v = run("--version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_EQ(v.out, version_string() + "\n");
+  CmdResult h = run("--help");
+  EXPECT_EQ(h.code, 0);
+  EXPECT_NE(h.out.find("usage: ringproxy -c FILE"), std::string::npos);
+}
+
+TEST(Cli, BadUsageExitsTwo) {
+  for (const char* args : {"", "--bogus", "-c", "--check", "--check --lookup k -c x", "-c f --lookup"}) {
+    SCOPED_TRACE(args);
+    CmdResult r = run(args);
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.err.rfind("ringproxy: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find("usage:"), std::string::npos);
+  }
+}
+
+TEST(Cli, CheckValidFile) {
+  const std::string path = write_file("valid.toml", kValid);
+  for (const std::string& args : {"--check -c " + path, "--check --config " + path}) {
+    CmdResult r = run(args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, path + ": ok (3 backends)\n");
+    EXPECT_EQ(r.err, "");
+  }
+}
+
+TEST(Cli, CheckPrintsEveryErrorAndExitsOne) {
+  const std::string path = write_file("invalid.toml", R"([proxy]
+lisen = "127.0.0.1:8080"
+retries = "two"
+
+[[backend]]
+name = "a"
+address = "127.0.0.1:99999"
+)");
+  CmdResult r = run("--check -c " + path);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out, "");
+  std::istringstream lines(r.err);
+  std::string line;
+  int errors = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind(path + ":", 0) == 0 && line != path + ": 3 errors") ++errors;
+  }
+  EXPECT_EQ(errors, 3) << r.err;
+  EXPECT_NE(r.err.find(path + ":2:1: proxy.lisen: unknown key (did you mean 'listen'?)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find(path + ": 3 errors\n"), std::string::npos) << r.err;
+}
+
+TEST(Cli, CheckMissingFile) {
+  CmdResult r = run("--check -c /nonexistent/ringproxy.toml");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("/nonexistent/ringproxy.toml:1:1: cannot read file"), std::string::npos)
+      << r.err;
+}
+
+TEST(Cli, LookupPrintsNodeAndFallbacks) {
+  const std::string path = write_file("lookup.toml", kValid);
+  CmdResult r = run("-c " + path + " --lookup /a /users/42");
+  EXPECT_EQ(r.code, 0) << r.err;
+  // Independent: /usr/bin/python3 tools/ring_reference.py map cache-a cache-b cache-c:2 -- /a /users/42
+  std::istringstream lines(r.out);
+  std::string first, second;
+  std::getline(lines, first);
+  std::getline(lines, second);
+  EXPECT_EQ(first.rfind("/a  hash=e292ab48a6b06805  node=cache-c  fallbacks=", 0), 0u) << first;
+  EXPECT_EQ(second.rfind("/users/42  hash=a7d8d2c93539d950  node=cache-c  fallbacks=", 0), 0u) << second;
+  EXPECT_NE(first.find("fallbacks="), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ringproxy

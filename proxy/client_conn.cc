@@ -375,6 +375,7 @@ void ClientConn::on_request_head() {
   build_upstream_head(client_ip_);
   attempts_ = 0;
   req_body_forwarded_ = 0;
+  req_body_started_ = false;
   uv_timer_stop(&timer_);
   start_upstream();
 }
@@ -543,16 +544,18 @@ void ClientConn::upstream_failed(int status_code, std::string_view cause, bool r
   b.state->failures.fetch_add(1, std::memory_order_relaxed);
   const bool was_reused = up_ && up_->reused();
   release_upstream(false);
-  RP_LOG(LogLevel::kWarn, std::string("upstream ") + std::string(cause) + ": node=" + b.name +
-                              " address=" + b.address.to_string());
   if (retryable_failure && resp_bytes_ == 0 && resp_phase_ != RespPhase::kBody) {
     // A pooled connection the backend closed as we sent: same node, new connection.
     if (was_reused && idempotent_ && req_body_forwarded_ == 0) {
+      RP_LOG(LogLevel::kDebug, std::string("upstream ") + std::string(cause) +
+                                   " on a pooled connection, reconnecting: node=" + b.name);
       --attempts_;
       pick_node_and_connect();
       return;
     }
     if (may_retry()) {
+      RP_LOG(LogLevel::kWarn, std::string("upstream ") + std::string(cause) + ": node=" + b.name +
+                                  " address=" + b.address.to_string() + ", retrying on the next node");
       pick_node_and_connect();
       return;
     }
@@ -570,10 +573,12 @@ namespace ringproxy {
 
 bool ClientConn::forward_request_body() {
   if (!up_ || up_->write_pending()) return false;
-  if (in_.size() == 0) {
+  if (in_.size() == 0 && (tunnel_ || req_body_started_)) {
     resume_client_reading();
     return false;
   }
+  // Executed once even with no bytes: a request without a body completes here.
+  req_body_started_ = true;
   char* start = in_.begin_ptr();
   size_t len = in_.size();
   bool complete = false;
@@ -932,6 +937,7 @@ void ClientConn::exchange_done() {
   head_bytes_ = 0;
   req_head_done_ = req_msg_done_ = false;
   resp_bytes_ = 0;
+  attempts_ = 0;
   routing_.reset();
   arm_timer(worker_.routing().config->proxy.idle_timeout_ms);
   resume_client_reading();
@@ -984,10 +990,12 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
     return;
   }
   release_upstream(false);
-  const std::string_view node = have_node_ || attempts_ > 0 ? std::string_view(routing_ ? routing_->backends[node_].name : "") : "-";
+  const bool routed = routing_ && attempts_ > 0;
   RP_LOG(status >= 500 ? LogLevel::kWarn : LogLevel::kInfo,
          "answered " + std::to_string(status) + ": " + std::string(log_cause) + " client=" + client_ip_ +
-             " node=" + std::string(node.empty() ? "-" : node));
+             (routed ? " node=" + routing_->backends[node_].name + " address=" +
+                           routing_->backends[node_].address.to_string()
+                     : std::string(" node=-")));
   resp_status_ = status;
   write_access_log(status);
   error_out_ = canned_response(status, body, true);
@@ -1010,7 +1018,7 @@ void ClientConn::write_access_log(int status) {
   line += ' ';
   line += std::to_string(resp_bytes_);
   line += log_tail_;
-  line += have_node_ || attempts_ ? routing_->backends[node_].name : "-";
+  line += routing_ && attempts_ > 0 ? std::string_view(routing_->backends[node_].name) : "-";
   line += ' ';
   line += std::to_string(now_ms(worker_.loop()) - req_start_ms_);
   line += "ms\n";

@@ -136,6 +136,7 @@ class ClientConn final : private UpstreamConn::Owner {
   bool client_keep_alive_ = true;
   bool client_http10_ = false;
   uint64_t req_body_forwarded_ = 0;
+  bool req_body_started_ = false;
 
   // Exchange.
   std::shared_ptr<const Routing> routing_;  // the routing this request was routed with

@@ -36,10 +36,17 @@ void UpstreamConn::on_connect(uv_connect_t* req, int status) {
 }
 
 int UpstreamConn::start_reading() {
-  return uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
+  if (reading_ || closing_) return 0;
+  const int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
+  reading_ = rc == 0;
+  return rc;
 }
 
-void UpstreamConn::stop_reading() { uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_)); }
+void UpstreamConn::stop_reading() {
+  if (!reading_) return;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  reading_ = false;
+}
 
 void UpstreamConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* c = static_cast<UpstreamConn*>(h->data);

@@ -77,6 +77,7 @@ class UpstreamConn {
   bool write_pending_ = false;
   bool reused_ = false;
   bool connected_ = false;
+  bool reading_ = false;
 };
 
 class UpstreamPool {

@@ -29,7 +29,7 @@ bool is_valid_backend_name(std::string_view name) {
   if (name.empty() || name == "." || name == "..") return false;
   return std::ranges::all_of(name, [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~' || c == ':';
+           c == '-' || c == '.' || c == '_' || c == '~' || c == ':' || c == '[' || c == ']';
   });
 }
 
@@ -315,7 +315,7 @@ std::optional<std::string> parse_backend_name(std::string_view text, std::string
   }
   if (!is_valid_backend_name(text)) {
     *why = "invalid name " + quoted(text) +
-           ": use letters, digits and - . _ ~ : only (names appear in admin URLs /nodes/NAME)";
+           ": use letters, digits and - . _ ~ : [ ] only (names appear in admin URLs /nodes/NAME)";
     return std::nullopt;
   }
   return std::string(text);

@@ -107,7 +107,7 @@ struct ConfigResult {
   bool ok() const { return errors.empty(); }
 };
 
-// True when `name` can name a backend: letters, digits and "-._~:" only, not empty,
+// True when `name` can name a backend: letters, digits and "-._~:[]" only, not empty,
 // "." or "..". Names go unescaped into admin URLs (/nodes/NAME), metric labels and
 // logs; the admin endpoint should apply the same rule to POST /nodes.
 bool is_valid_backend_name(std::string_view name);

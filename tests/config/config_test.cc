@@ -709,7 +709,9 @@ TEST(ConfigErrors, BackendName) {
                     "unique name)"}));
   EXPECT_EQ(errors_of("[[backend]]\nname = \"cache a/1\"\naddress = \"127.0.0.1:9001\"\n"),
             (Errors{"t.toml:2:8: backend[0].name: invalid name \"cache a/1\": use letters, "
-                    "digits and - . _ ~ : only (names appear in admin URLs /nodes/NAME)"}));
+                    "digits and - . _ ~ : [ ] only (names appear in admin URLs /nodes/NAME)"}));
+  // Operators name backends after their address, IPv6 included.
+  EXPECT_EQ(errors_of("[[backend]]\nname = \"[::1]:9001\"\naddress = \"[::1]:9001\"\n"), Errors{});
 }
 
 TEST(ConfigErrors, DuplicateBackendName) {

@@ -484,7 +484,7 @@ TEST_F(DemoBackendTest, MalformedRequestsGet400AndClose) {
       "GARBAGE\r\n\r\n",
       "GET / HTTP/1.1\r\nHost x\r\n\r\n",
       "GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-      "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+      "POST /sink HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
       "POST /sink HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
       "POST /sink HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
       "GET /\x01 HTTP/1.1\r\n\r\n",
@@ -499,6 +499,14 @@ TEST_F(DemoBackendTest, MalformedRequestsGet400AndClose) {
     EXPECT_EQ(r.header("Connection"), "close");
     EXPECT_EQ(r.header("X-Backend"), "a");
     EXPECT_EQ(c.wait_close(), CloseKind::eof) << req;
+  }
+  // /echo has sent its head by the time bad chunking shows: the answer is cut short.
+  {
+    Conn c("127.0.0.1", b.port());
+    ASSERT_TRUE(c.send_raw("POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n"));
+    Response r = c.read_response();
+    EXPECT_EQ(r.error, "connection closed in the middle of a response") << r.describe();
+    EXPECT_EQ(r.body, "ok");
   }
   // A head over 64 KiB gets 431.
   Conn c("127.0.0.1", b.port());

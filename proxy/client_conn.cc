@@ -506,6 +506,7 @@ void ClientConn::attach_upstream(UpstreamConn* conn, bool) {
   status_text_ = {};
   resp_head_bytes_ = 0;
   resp_head_done_ = resp_msg_done_ = false;
+  head_pending_ = resp_exec_pending_ = false;
   resp_phase_ = RespPhase::kWaiting;
   conn->buffer().clear();
   if (conn->start_reading() < 0) {
@@ -715,6 +716,10 @@ void ClientConn::on_upstream_read(ssize_t nread) {
       if ((err == HPE_OK || err == HPE_PAUSED) && resp_msg_done_) {
         close_after_response_ = true;
         resp_phase_ = RespPhase::kDone;
+        if (!client_write_pending_ && send_to_client(nullptr, 0) < 0) {
+          close();
+          return;
+        }
         release_upstream(false);
         if (!client_write_pending_) exchange_done();
         return;
@@ -741,20 +746,28 @@ void ClientConn::on_upstream_read(ssize_t nread) {
 void ClientConn::process_response_bytes() {
   while (!closing_ && up_ && !client_write_pending_) {
     IoBuffer& ub = up_->buffer();
-    if (ub.size() == 0) {
-      up_->start_reading();
-      return;
-    }
     char* start = ub.begin_ptr();
     if (tunnel_) {
       const size_t len = ub.size();
       ub.consume(len);
-      uv_buf_t buf = uv_buf_init(start, static_cast<unsigned>(len));
-      resp_bytes_ += len;
-      const int rc = write_client(&buf, 1);
-      if (rc < 0) close();
+      if (send_to_client(start, len) < 0) {
+        close();
+        return;
+      }
+      if (!client_write_pending_) up_->start_reading();
       return;
     }
+    // Run the parser even on no new bytes right after a head: a response without a
+    // body (204, 304, Content-Length: 0) completes only then.
+    if (ub.size() == 0 && !resp_exec_pending_) {
+      if (send_to_client(start, 0) < 0) {
+        close();
+        return;
+      }
+      up_->start_reading();
+      return;
+    }
+    resp_exec_pending_ = false;
     const llhttp_errno err = llhttp_execute(&resp_parser_, start, ub.size());
     if (err == HPE_OK) {
       if (resp_phase_ == RespPhase::kHead) {
@@ -773,9 +786,10 @@ void ClientConn::process_response_bytes() {
       // Body bytes, all of them.
       const size_t len = ub.size();
       ub.consume(len);
-      resp_bytes_ += len;
-      uv_buf_t buf = uv_buf_init(start, static_cast<unsigned>(len));
-      if (write_client(&buf, 1) < 0) close();
+      if (send_to_client(start, len) < 0) {
+        close();
+        return;
+      }
       continue;
     }
     if (err == HPE_PAUSED) {
@@ -783,32 +797,12 @@ void ClientConn::process_response_bytes() {
       llhttp_resume(&resp_parser_);
       if (resp_phase_ == RespPhase::kHead) {
         ub.consume_to(pos);
-        on_response_head(pos);
+        on_response_head();
+        // HEAD: llhttp completed the message along with the head.
+        if (resp_msg_done_ && resp_phase_ == RespPhase::kBody) finish_response(ub.begin_ptr(), 0);
         continue;
       }
-      // Message complete: the last body bytes, then done.
-      const size_t len = static_cast<size_t>(pos - start);
-      ub.consume(len);
-      resp_msg_done_ = true;
-      resp_phase_ = RespPhase::kDone;
-      const bool reusable = ub.size() == 0 && llhttp_should_keep_alive(&resp_parser_) &&
-                            req_phase_ == ReqPhase::kDone;
-      if (len > 0) {
-        resp_bytes_ += len;
-        uv_buf_t buf = uv_buf_init(start, static_cast<unsigned>(len));
-        // The bytes stay valid: the connection goes back to the pool only with an empty
-        // buffer, and the pool never reads into a buffer that is being written from.
-        if (write_client(&buf, 1) < 0) {
-          close();
-          return;
-        }
-      }
-      if (client_write_pending_ && up_) {
-        up_->stop_reading();
-        return;  // exchange_done() follows from on_write
-      }
-      release_upstream(reusable);
-      exchange_done();
+      finish_response(start, static_cast<size_t>(pos - start));
       return;
     }
     const char* reason = llhttp_get_error_reason(&resp_parser_);
@@ -824,7 +818,44 @@ void ClientConn::process_response_bytes() {
   if (up_ && client_write_pending_) up_->stop_reading();
 }
 
-void ClientConn::on_response_head(const char* /*head_end*/) {
+void ClientConn::finish_response(char* start, size_t len) {
+  IoBuffer& ub = up_->buffer();
+  ub.consume(len);
+  resp_msg_done_ = true;
+  resp_phase_ = RespPhase::kDone;
+  // The last bytes are written from the upstream buffer, which stays put: the
+  // connection goes back to the pool only after this write completes (on_write).
+  if (send_to_client(start, len) < 0) {
+    close();
+    return;
+  }
+  if (client_write_pending_) {
+    up_->stop_reading();
+    return;  // on_write releases the upstream and ends the exchange
+  }
+  release_upstream(upstream_reusable());
+  exchange_done();
+}
+
+bool ClientConn::upstream_reusable() {
+  return up_ && up_->buffer().size() == 0 && llhttp_should_keep_alive(&resp_parser_) &&
+         req_phase_ == ReqPhase::kDone && !tunnel_;
+}
+
+int ClientConn::send_to_client(char* body, size_t len) {
+  uv_buf_t bufs[2];
+  unsigned n = 0;
+  if (head_pending_) {
+    head_pending_ = false;
+    bufs[n++] = uv_buf_init(resp_head_.data(), static_cast<unsigned>(resp_head_.size()));
+  }
+  if (len > 0) bufs[n++] = uv_buf_init(body, static_cast<unsigned>(len));
+  if (n == 0) return 0;
+  resp_bytes_ += len;
+  return write_client(bufs, n);
+}
+
+void ClientConn::on_response_head() {
   IoBuffer& ub = up_->buffer();
   const auto uview = [&](Span s) { return std::string_view(ub.data() + s.off, s.len); };
   resp_status_ = resp_parser_.status_code;
@@ -868,23 +899,27 @@ void ClientConn::on_response_head(const char* /*head_end*/) {
   }
   h += "\r\n";
   resp_bytes_ += h.size();
-  if (!interim) resp_phase_ = RespPhase::kBody;
   resp_headers_.clear();
   status_text_ = {};
   resp_head_bytes_ = 0;
-  uv_buf_t buf = uv_buf_init(resp_head_.data(), static_cast<unsigned>(resp_head_.size()));
-  if (write_client(&buf, 1) < 0) {
-    close();
-    return;
-  }
+  // The head goes out with the first body bytes, in one write.
+  head_pending_ = true;
+  resp_exec_pending_ = true;
   if (interim) {
-    // Another head follows (a 100 Continue precedes the final response).
+    // Another head follows (a 100 Continue precedes the final response): send this one
+    // now, so the client sends its body.
     resp_head_done_ = false;
+    resp_msg_done_ = false;
+    if (send_to_client(nullptr, 0) < 0) close();
     return;
   }
-  if (tunnel) start_tunnel();
-  if (is_head_method_ && resp_msg_done_) {
-    // HEAD: llhttp completed the message with the head; the next pause is already past.
+  resp_phase_ = RespPhase::kBody;
+  if (tunnel) {
+    if (send_to_client(nullptr, 0) < 0) {
+      close();
+      return;
+    }
+    start_tunnel();
   }
 }
 
@@ -968,11 +1003,7 @@ void ClientConn::on_write(uv_write_t* req, int status) {
     return;
   }
   if (c->resp_phase_ == RespPhase::kDone) {
-    if (c->up_) {
-      const bool reusable = c->up_->buffer().size() == 0 && llhttp_should_keep_alive(&c->resp_parser_) &&
-                            c->req_phase_ == ReqPhase::kDone;
-      c->release_upstream(reusable);
-    }
+    if (c->up_) c->release_upstream(c->upstream_reusable());
     c->exchange_done();
     return;
   }

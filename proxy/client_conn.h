@@ -66,7 +66,11 @@ class ClientConn final : private UpstreamConn::Owner {
 
   // Response side.
   void process_response_bytes();
-  void on_response_head(const char* head_end);
+  void on_response_head();
+  void finish_response(char* start, size_t len);
+  bool upstream_reusable();
+  // Writes the pending response head (if any) and `len` body bytes in one write.
+  int send_to_client(char* body, size_t len);
   void exchange_done();
   void release_upstream(bool reusable);
   void start_tunnel();
@@ -157,6 +161,8 @@ class ClientConn final : private UpstreamConn::Owner {
   bool resp_msg_done_ = false;
   int resp_status_ = 0;
   bool tunnel_ = false;
+  bool head_pending_ = false;       // resp_head_ built, not yet written
+  bool resp_exec_pending_ = false;  // run the parser once more, even on no bytes
   std::string resp_head_;  // response head as sent to the client
   uint64_t resp_bytes_ = 0;
   std::string log_prefix_;  // access-log fields taken from the request head

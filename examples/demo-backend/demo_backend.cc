@@ -458,7 +458,7 @@ void Conn::update_reading() {
       return;
     }
   } else {
-    uv_read_stop(as_stream(&tcp_));
+    (void)uv_read_stop(as_stream(&tcp_));  // always 0 (libuv docs: idempotent)
   }
   reading_ = want;
 }
@@ -492,7 +492,7 @@ void Conn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
 
 void Conn::on_eof() {
   peer_eof_ = true;
-  uv_read_stop(as_stream(&tcp_));
+  (void)uv_read_stop(as_stream(&tcp_));  // always 0
   reading_ = false;
   if (state_ == State::shutting_down || opts().mode == Mode::hang) {
     close_now();
@@ -973,7 +973,7 @@ void Conn::on_timer(uv_timer_t* t) {
 void Conn::close_gracefully() {
   if (state_ != State::open) return;
   state_ = State::shutting_down;
-  uv_timer_stop(&timer_);
+  (void)uv_timer_stop(&timer_);  // always 0
   timer_use_ = TimerUse::none;
   inbuf_.clear();
   shutdown_req_.data = this;

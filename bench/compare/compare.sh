@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# End-to-end comparison: ringproxy, nginx and HAProxy doing the same job in one run.
+#
+# Four backends (one nginx, `return 200`, four ports) stand behind each proxy in turn:
+#   ringproxy  workers = 1, hash_key = uri
+#   nginx      1 worker, `hash $request_uri consistent`, upstream keepalive
+#   HAProxy    nbthread 1, `balance uri`, `hash-type consistent`, `http-reuse always`
+# wrk (1 thread, CONNS connections, DURATION seconds) drives each over 10,000 distinct
+# URIs, ROUNDS rounds in turn. For each: requests/s, p50 and p99 latency, and the proxy
+# process's CPU microseconds per request (utime+stime from /proc/PID/stat), with ratios
+# to ringproxy. Everything listens on 127.0.0.1 and stops by itself.
+#
+#   bench/compare/compare.sh [build-dir]      env: DURATION=10 CONNS=50 ROUNDS=2
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-$root/build}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-50}
+ROUNDS=${ROUNDS:-2}
+for tool in wrk nginx haproxy; do
+  command -v "$tool" >/dev/null || { echo "compare: $tool missing: run scripts/install-deps.sh --bench" >&2; exit 1; }
+done
+[[ -x $build/proxy/ringproxy ]] || { echo "compare: build ringproxy first ($build/proxy/ringproxy)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/ringproxy-compare-XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+BASE=${BASE_PORT:-28100}
+B1=$((BASE + 1)) B2=$((BASE + 2)) B3=$((BASE + 3)) B4=$((BASE + 4))
+P_RING=$((BASE + 11)) P_NGINX=$((BASE + 12)) P_HAPROXY=$((BASE + 13))
+
+cat > "$work/backends.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/backends.pid;
+error_log $work/backends.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3; listen 127.0.0.1:$B4;
+    keepalive_requests 100000000;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+
+cat > "$work/ringproxy.toml" <<CONF
+[proxy]
+listen = "127.0.0.1:$P_RING"
+workers = 1
+hash_key = "uri"
+log_level = "warn"
+[admin]
+listen = ""
+[[backend]]
+name = "b1"
+address = "127.0.0.1:$B1"
+[[backend]]
+name = "b2"
+address = "127.0.0.1:$B2"
+[[backend]]
+name = "b3"
+address = "127.0.0.1:$B3"
+[[backend]]
+name = "b4"
+address = "127.0.0.1:$B4"
+CONF
+
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream ring {
+    hash \$request_uri consistent;
+    server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; server 127.0.0.1:$B4;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$P_NGINX;
+    keepalive_requests 100000000;
+    location / {
+      proxy_pass http://ring;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+
+cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$P_HAPROXY
+  default_backend be
+backend be
+  balance uri
+  hash-type consistent
+  server b1 127.0.0.1:$B1
+  server b2 127.0.0.1:$B2
+  server b3 127.0.0.1:$B3
+  server b4 127.0.0.1:$B4
+CONF
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "compare: nothing listens on port $1" >&2
+  exit 1
+}
+
+nginx -c "$work/backends.conf" -p "$work" & pids+=($!)
+wait_port "$B1"
+"$build/proxy/ringproxy" -c "$work/ringproxy.toml" 2>"$work/ringproxy.err" & pids+=($!); ring_pid=$!
+nginx -c "$work/nginx.conf" -p "$work" & pids+=($!); nginx_pid=$!
+haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.err" & pids+=($!); haproxy_pid=$!
+wait_port "$P_RING"; wait_port "$P_NGINX"; wait_port "$P_HAPROXY"
+
+# The process doing the proxying: nginx's and HAProxy's single worker (a child when
+# they run a master; nginx here runs its worker under the master we started).
+worker_of() {
+  local pid=$1 child
+  child=$(pgrep -P "$pid" | head -n1 || true)
+  echo "${child:-$pid}"
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks_per_s=$(getconf CLK_TCK)
+
+declare -A rps p50 p99 cpu
+run_one() {
+  local name=$1 port=$2 pid=$3 out before after
+  # Warm up connections and pools, unmeasured.
+  wrk -t1 -c"$CONNS" -d1s -s "$here/uris.lua" "http://127.0.0.1:$port/" >/dev/null
+  before=$(cpu_ticks "$pid")
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$here/uris.lua" "http://127.0.0.1:$port/" | grep '^RESULT')
+  after=$(cpu_ticks "$pid")
+  local requests errors duration p50us p99us
+  requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")
+  errors=$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$out")
+  duration=$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$out")
+  p50us=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$out")
+  p99us=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$out")
+  if ((errors > 0)); then echo "compare: $name: $errors errors" >&2; fi
+  rps[$name]=$(awk -v r="$requests" -v d="$duration" 'BEGIN{printf "%.0f", r / (d / 1e6)}')
+  p50[$name]=$p50us
+  p99[$name]=$p99us
+  cpu[$name]=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v r="$requests" \
+    'BEGIN{printf "%.2f", t / hz * 1e6 / r}')
+}
+
+printf '%s, %s connections, %ss per run, %s rounds, %s\n' "$(date -u +%F)" "$CONNS" "$DURATION" "$ROUNDS" "$(nproc) cores"
+for round in $(seq "$ROUNDS"); do
+  run_one ringproxy "$P_RING" "$ring_pid"
+  run_one nginx "$P_NGINX" "$(worker_of "$nginx_pid")"
+  run_one haproxy "$P_HAPROXY" "$(worker_of "$haproxy_pid")"
+  printf '\nround %s\n' "$round"
+  printf '| proxy | requests/s | p50 ms | p99 ms | CPU us/request | rps vs ringproxy | CPU vs ringproxy |\n'
+  printf '|---|---|---|---|---|---|---|\n'
+  for name in ringproxy nginx haproxy; do
+    awk -v n="$name" -v r="${rps[$name]}" -v a="${p50[$name]}" -v b="${p99[$name]}" -v c="${cpu[$name]}" \
+        -v r0="${rps[ringproxy]}" -v c0="${cpu[ringproxy]}" \
+      'BEGIN{printf "| %s | %d | %.2f | %.2f | %.2f | %.2fx | %.2fx |\n", n, r, a/1000, b/1000, c, r/r0, c/c0}'
+  done
+done

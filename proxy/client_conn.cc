@@ -481,6 +481,10 @@ void ClientConn::pick_node_and_connect() {
   have_node_ = true;
   tried_[attempts_++] = node_;
   const Backend& b = r.backends[node_];
+  if (Log::enabled(LogLevel::kDebug)) {
+    Log::write(LogLevel::kDebug, "routing " + std::string(view(url_)) + " to node=" + b.name +
+                                     " attempt=" + std::to_string(attempts_));
+  }
   b.state->in_flight.fetch_add(1, std::memory_order_relaxed);
   b.state->requests.fetch_add(1, std::memory_order_relaxed);
 
@@ -605,7 +609,7 @@ bool ClientConn::forward_request_body() {
     uv_buf_t buf = uv_buf_init(start, static_cast<unsigned>(len));
     const int rc = up_->write(&buf, 1);
     if (rc < 0) {
-      close();
+      on_upstream_write(rc);
       return false;
     }
     if (rc == 1 && reading_) {
@@ -626,7 +630,8 @@ bool ClientConn::forward_request_body() {
 
 void ClientConn::on_upstream_write(int status) {
   if (status < 0) {
-    if (resp_bytes_ == 0 && req_body_forwarded_ == 0) {
+    if (resp_bytes_ == 0) {
+      // Retried only when nothing of the body went out (upstream_failed decides).
       upstream_failed(502, std::string("write failed: ") + uv_err_name(status), true);
     } else {
       close();

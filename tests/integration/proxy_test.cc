@@ -1,0 +1,460 @@
+// The proxy end to end: real ringproxy and demo-backend processes on loopback
+// (STYLE rule 11). Each test asserts which backend served each request, against an
+// independent computation of SPEC's placement (tools/ring_reference.py, run with
+// Debian's python3-xxhash), never the proxy's own ring code.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/integration/harness.h"
+
+namespace ringproxy::integration {
+namespace {
+
+// key -> node name, from the reference implementation, for nodes `names` (weight 1).
+std::map<std::string, std::string> reference_map(const std::vector<std::string>& names,
+                                                 const std::vector<std::string>& keys) {
+  const TempDir dir;
+  std::string cmd = std::string("/usr/bin/python3 ") + RINGPROXY_SOURCE_DIR + "/tools/ring_reference.py map";
+  for (const auto& n : names) cmd += " " + n;
+  cmd += " --";
+  // Keys are plain /k/N paths: no shell quoting needed, checked below.
+  for (const auto& k : keys) {
+    EXPECT_EQ(k.find_first_of(" '\"$`\\"), std::string::npos);
+    cmd += " " + k;
+  }
+  cmd += " > " + dir.file("map.txt");
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd.substr(0, 200);
+  std::ifstream in(dir.file("map.txt"));
+  std::map<std::string, std::string> out;
+  std::string key, node;
+  while (in >> key >> node) out[key] = node;
+  return out;
+}
+
+std::vector<std::string> keys(int n, const std::string& prefix = "/k/") {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back(prefix + std::to_string(i));
+  return out;
+}
+
+struct ProxyOptions {
+  std::string proxy_extra;  // more lines for [proxy]
+  int workers = 2;
+};
+
+// A ringproxy in front of demo backends, in its own temp dir.
+class ProxyFixture : public ::testing::Test {
+ protected:
+  DemoBackend& add_backend(const std::string& name, DemoBackendOptions options = {}) {
+    backends_.push_back(std::make_unique<DemoBackend>(dir_, name, options));
+    return *backends_.back();
+  }
+
+  std::string config_text() const {
+    std::ostringstream c;
+    c << "[proxy]\nlisten = \"127.0.0.1:" << port_ << "\"\nworkers = " << options_.workers
+      << "\nlog_level = \"debug\"\n"
+      << options_.proxy_extra << "\n[admin]\nlisten = \"\"\n";
+    for (const auto& b : backends_) {
+      if (excluded_.count(b->name())) continue;
+      c << "\n[[backend]]\nname = \"" << b->name() << "\"\naddress = \"" << b->address() << "\"\n";
+    }
+    return c.str();
+  }
+
+  void start_proxy(ProxyOptions options = {}) {
+    options_ = options;
+    port_ = free_port();
+    ASSERT_NE(port_, 0);
+    config_path_ = dir_.write_file("ringproxy.toml", config_text());
+    proxy_ = std::make_unique<Process>(std::string(RINGPROXY_BIN),
+                                       std::vector<std::string>{"-c", config_path_}, dir_.path(), "ringproxy");
+    ASSERT_TRUE(proxy_->wait_for_output(Output::err, "listening on")) << proxy_->describe();
+  }
+
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& b : backends_) {
+      if (!excluded_.count(b->name())) out.push_back(b->name());
+    }
+    return out;
+  }
+
+  // Sends every key over one keep-alive connection; checks each against the reference.
+  void expect_routing(const std::vector<std::string>& ks, const std::vector<std::string>& nodes) {
+    const auto expected = reference_map(nodes, ks);
+    ASSERT_EQ(expected.size(), ks.size());
+    Conn conn("127.0.0.1", port_);
+    ASSERT_TRUE(conn.connected()) << conn.error();
+    int wrong = 0;
+    for (const auto& k : ks) {
+      Response r = conn.request("GET", k);
+      ASSERT_TRUE(r.ok()) << k << ": " << r.describe();
+      ASSERT_EQ(r.status, 200) << r.describe();
+      if (r.header("X-Backend") != expected.at(k)) {
+        if (++wrong < 5) ADD_FAILURE() << k << " went to " << r.header("X-Backend") << ", ring says " << expected.at(k);
+      }
+      EXPECT_EQ(r.body, r.header("X-Backend") + " " + k + "\n");
+    }
+    EXPECT_EQ(wrong, 0);
+  }
+
+  long proxy_rss_peak_kb() const {
+    std::ifstream status("/proc/" + std::to_string(proxy_->pid()) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+    }
+    return -1;
+  }
+
+  TempDir dir_;
+  std::vector<std::unique_ptr<DemoBackend>> backends_;
+  std::set<std::string> excluded_;
+  ProxyOptions options_;
+  uint16_t port_ = 0;
+  std::string config_path_;
+  std::unique_ptr<Process> proxy_;
+};
+
+TEST_F(ProxyFixture, EveryKeyReachesTheNodeTheRingSays) {
+  add_backend("cache-a");
+  add_backend("cache-b");
+  add_backend("cache-c");
+  add_backend("cache-d");
+  start_proxy();
+  expect_routing(keys(3000), names());
+}
+
+TEST_F(ProxyFixture, IPv6BackendsAndListener) {
+  DemoBackendOptions v6;
+  v6.host = "::1";
+  add_backend("v6-a", v6);
+  add_backend("v6-b", v6);
+  start_proxy();
+  expect_routing(keys(200), names());
+}
+
+TEST_F(ProxyFixture, HashKeyFromHeaderFallsBackToUri) {
+  add_backend("h-a");
+  add_backend("h-b");
+  add_backend("h-c");
+  start_proxy({.proxy_extra = "hash_key = \"header:X-User\""});
+  // Every request carries X-User: u7, so every URI goes where "u7" goes.
+  const auto by_user = reference_map(names(), {"u7"});
+  for (const auto& k : keys(50)) {
+    Response r = http_get(port_, k, {{"X-User", "u7"}});
+    ASSERT_EQ(r.status, 200) << r.describe();
+    EXPECT_EQ(r.header("X-Backend"), by_user.at("u7"));
+  }
+  // Without the header the URI decides.
+  const auto by_uri = reference_map(names(), keys(50));
+  for (const auto& k : keys(50)) {
+    EXPECT_EQ(http_get(port_, k).header("X-Backend"), by_uri.at(k));
+  }
+}
+
+TEST_F(ProxyFixture, KeepAlivePipeliningAndHeaders) {
+  add_backend("p-a");
+  add_backend("p-b");
+  start_proxy();
+  const auto expected = reference_map(names(), {"/x/1", "/x/2", "/x/3"});
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_raw(format_request("GET", "/x/1", {{"Host", "h"}}) +
+                            format_request("GET", "/x/2", {{"Host", "h"}}) +
+                            format_request("GET", "/x/3", {{"Host", "h"}})));
+  for (const char* k : {"/x/1", "/x/2", "/x/3"}) {
+    Response r = conn.read_response();
+    ASSERT_TRUE(r.ok()) << r.describe();
+    EXPECT_EQ(r.body, expected.at(k) + " " + k + "\n");
+    EXPECT_TRUE(r.keep_alive);
+  }
+  // Header rewriting: hop-by-hop gone, X-Forwarded-* added, Host kept.
+  Response h = conn.request("GET", "/headers",
+                            {{"Host", "example.test"}, {"Connection", "keep-alive, X-Private"},
+                             {"X-Private", "secret"}, {"Keep-Alive", "timeout=5"},
+                             {"X-Forwarded-For", "10.1.2.3"}, {"TE", "trailers"}});
+  ASSERT_EQ(h.status, 200) << h.describe();
+  EXPECT_NE(h.body.find("Host: example.test\n"), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find("X-Forwarded-For: 10.1.2.3, 127.0.0.1\n"), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find("X-Forwarded-Proto: http\n"), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find("X-Forwarded-Host: example.test\n"), std::string::npos) << h.body;
+  EXPECT_EQ(h.body.find("X-Private"), std::string::npos) << h.body;
+  EXPECT_EQ(h.body.find("Keep-Alive"), std::string::npos) << h.body;
+  EXPECT_EQ(h.body.find("TE:"), std::string::npos) << h.body;
+  // Connection: close is honoured.
+  Response last = conn.request("GET", "/x/1", {{"Connection", "close"}});
+  EXPECT_EQ(last.status, 200);
+  EXPECT_EQ(conn.wait_close(Millis(5000)), CloseKind::eof);
+}
+
+TEST_F(ProxyFixture, Http10AndHeadAndBodilessStatuses) {
+  add_backend("s-a");
+  start_proxy();
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_raw("GET /s HTTP/1.0\r\n\r\n"));
+  Response r10 = conn.read_response();
+  EXPECT_EQ(r10.status, 200) << r10.describe();
+  EXPECT_EQ(r10.body, "s-a /s\n");
+  EXPECT_EQ(conn.wait_close(Millis(5000)), CloseKind::eof);
+
+  Conn c2("127.0.0.1", port_);
+  Response head = c2.request("HEAD", "/h");
+  EXPECT_EQ(head.status, 200) << head.describe();
+  EXPECT_EQ(head.body, "");
+  EXPECT_EQ(c2.request("GET", "/status/204").status, 204);
+  EXPECT_EQ(c2.request("GET", "/status/304").status, 304);
+  Response after = c2.request("GET", "/after");
+  EXPECT_EQ(after.body, "s-a /after\n") << after.describe();
+}
+
+TEST_F(ProxyFixture, ChunkedBothWaysWithTrailers) {
+  add_backend("c-a");
+  start_proxy();
+  Conn conn("127.0.0.1", port_);
+  Response down = conn.request("GET", "/chunked", {{"TE", "trailers"}});
+  ASSERT_EQ(down.status, 200) << down.describe();
+  EXPECT_TRUE(down.chunked);
+  EXPECT_EQ(down.trailer("X-Trailer"), "done");
+  ASSERT_TRUE(conn.send_raw("POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n"));
+  Response up = conn.read_response();
+  ASSERT_EQ(up.status, 200) << up.describe();
+  EXPECT_EQ(up.body, "hello world");
+}
+
+TEST_F(ProxyFixture, HundredMegabytesEachWayInBoundedMemory) {
+  add_backend("big");
+  start_proxy({.proxy_extra = "", .workers = 1});
+  constexpr uint64_t kSize = 100ull << 20;
+  Conn conn("127.0.0.1", port_);
+  ReadOptions counting;
+  counting.keep_body = false;
+  counting.timeout = Millis(60000);
+  Response down = conn.request("GET", "/bytes/" + std::to_string(kSize), {}, {}, counting);
+  ASSERT_TRUE(down.ok()) << down.describe();
+  EXPECT_EQ(down.body_bytes, kSize);
+
+  ASSERT_TRUE(conn.send_raw("POST /sink HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::to_string(kSize) + "\r\n\r\n"));
+  const std::string chunk(1 << 20, 'x');
+  for (uint64_t sent = 0; sent < kSize; sent += chunk.size()) ASSERT_TRUE(conn.send_raw(chunk, Millis(60000)));
+  Response up = conn.read_response(counting);
+  ASSERT_TRUE(up.ok()) << up.describe();
+  EXPECT_EQ(up.status, 200);
+  const long peak_kb = proxy_rss_peak_kb();
+  EXPECT_GT(peak_kb, 0);
+  EXPECT_LT(peak_kb, 64 * 1024) << "peak RSS " << peak_kb << " kB for 100 MB each way";
+}
+
+TEST_F(ProxyFixture, WebSocketUpgradeIsTunnelled) {
+  add_backend("ws");
+  start_proxy();
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_raw("GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+  Response r = conn.read_response();
+  ASSERT_EQ(r.status, 101) << r.describe();
+  EXPECT_EQ(r.header("Upgrade"), "websocket");
+  const std::string payload = std::string("\x81\x05hello", 7) + std::string(100000, 'z');
+  ASSERT_TRUE(conn.send_raw(payload));
+  auto echoed = conn.read_exact(payload.size());
+  ASSERT_TRUE(echoed.has_value());
+  EXPECT_EQ(*echoed, payload);
+}
+
+// ---- what the proxy answers itself ----
+
+TEST_F(ProxyFixture, MalformedRequestsGet400AndClose) {
+  add_backend("m-a");
+  start_proxy();
+  for (const char* raw : {"GARBAGE\r\n\r\n",
+                          "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                          "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                          "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"}) {
+    SCOPED_TRACE(raw);
+    Conn conn("127.0.0.1", port_);
+    ASSERT_TRUE(conn.send_raw(raw));
+    Response r = conn.read_response();
+    EXPECT_EQ(r.status, 400) << r.describe();
+    EXPECT_EQ(r.header("Connection"), "close");
+    EXPECT_EQ(conn.wait_close(Millis(5000)), CloseKind::eof);
+  }
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 400: malformed request"));
+}
+
+TEST_F(ProxyFixture, HeadTooLargeGets431) {
+  add_backend("l-a");
+  start_proxy({.proxy_extra = "max_header_bytes = 2048"});
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_raw("GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + std::string(4000, 'a') + "\r\n\r\n"));
+  Response r = conn.read_response();
+  EXPECT_EQ(r.status, 431) << r.describe();
+  EXPECT_EQ(conn.wait_close(Millis(5000)), CloseKind::eof);
+  // A head just under the limit passes.
+  Response ok = http_get(port_, "/ok", {{"X-Fill", std::string(1500, 'b')}});
+  EXPECT_EQ(ok.status, 200) << ok.describe();
+}
+
+TEST_F(ProxyFixture, SlowClientGets408) {
+  add_backend("t-a");
+  start_proxy({.proxy_extra = "header_timeout_ms = 200"});
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_raw("GET / HTTP/1.1\r\nHost: h\r\n"));  // never finished
+  Response r = conn.read_response();
+  EXPECT_EQ(r.status, 408) << r.describe();
+  EXPECT_EQ(conn.wait_close(Millis(5000)), CloseKind::eof);
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 408: header timeout"));
+}
+
+TEST_F(ProxyFixture, NodeDownRetriesOnTheNextNode) {
+  add_backend("r-a");
+  add_backend("r-b");
+  add_backend("r-c");
+  start_proxy({.proxy_extra = "retries = 1"});
+  const auto all = names();
+  const auto ks = keys(300);
+  // r-b dies: its keys go where a ring without it sends them; the rest stay.
+  backends_[1]->process().kill();
+  excluded_.insert("r-b");
+  const auto without = reference_map(names(), ks);
+  const auto with = reference_map(all, ks);
+  int moved = 0;
+  for (const auto& k : ks) {
+    Response r = http_get(port_, k);
+    ASSERT_EQ(r.status, 200) << k << ": " << r.describe();
+    EXPECT_EQ(r.header("X-Backend"), without.at(k)) << k;
+    moved += with.at(k) == "r-b";
+  }
+  EXPECT_GT(moved, 0);
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "retrying on the next node"));
+}
+
+TEST_F(ProxyFixture, NodeDownWithoutRetriesIs502) {
+  add_backend("d-a");
+  start_proxy({.proxy_extra = "retries = 0"});
+  backends_[0]->process().kill();
+  Response r = http_get(port_, "/gone");
+  EXPECT_EQ(r.status, 502) << r.describe();
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 502: connect failed: ECONNREFUSED at node d-a"));
+}
+
+TEST_F(ProxyFixture, NoUsableNodeIs503) {
+  add_backend("z-a");
+  start_proxy();
+  // Weight 0 everywhere: the ring has no points.
+  dir_.write_file("ringproxy.toml", config_text() + "weight = 0\n");
+  ASSERT_TRUE(proxy_->send_signal(SIGHUP));
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "reloaded"));
+  Response r = http_get(port_, "/any");
+  EXPECT_EQ(r.status, 503) << r.describe();
+}
+
+TEST_F(ProxyFixture, HangingNodeIs504) {
+  DemoBackendOptions hang;
+  hang.mode = "hang";
+  add_backend("hang", hang);
+  start_proxy({.proxy_extra = "upstream_timeout_ms = 300\nretries = 0"});
+  Response r = http_get(port_, "/slow");
+  EXPECT_EQ(r.status, 504) << r.describe();
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 504: response timeout at node hang"));
+}
+
+TEST_F(ProxyFixture, GarbageFromNodeIs502) {
+  DemoBackendOptions garbage;
+  garbage.mode = "garbage";
+  add_backend("junk", garbage);
+  start_proxy({.proxy_extra = "retries = 0"});
+  Response r = http_get(port_, "/x");
+  EXPECT_EQ(r.status, 502) << r.describe();
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "malformed response"));
+}
+
+TEST_F(ProxyFixture, ResetBeforeResponseRetriesIdempotentOnly) {
+  DemoBackendOptions reset;
+  reset.mode = "reset";
+  add_backend("rst", reset);
+  add_backend("fine");
+  start_proxy({.proxy_extra = "retries = 1"});
+  // Find a key the resetting node owns.
+  const auto ks = keys(100);
+  const auto map = reference_map(names(), ks);
+  std::string key;
+  for (const auto& k : ks) {
+    if (map.at(k) == "rst") {
+      key = k;
+      break;
+    }
+  }
+  ASSERT_FALSE(key.empty());
+  Response get = http_get(port_, key);
+  EXPECT_EQ(get.status, 200) << get.describe();
+  EXPECT_EQ(get.header("X-Backend"), "fine");
+  Response post = http_request(port_, "POST", key, {}, "body");
+  EXPECT_EQ(post.status, 502) << post.describe();
+}
+
+// ---- operating it ----
+
+TEST_F(ProxyFixture, SighupAddsANode) {
+  add_backend("g-a");
+  add_backend("g-b");
+  DemoBackend& later = add_backend("g-c");
+  excluded_.insert(later.name());
+  start_proxy();
+  const auto ks = keys(500);
+  expect_routing(ks, names());
+  excluded_.clear();
+  dir_.write_file("ringproxy.toml", config_text());
+  ASSERT_TRUE(proxy_->send_signal(SIGHUP));
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "reloaded"));
+  expect_routing(ks, names());
+  // An invalid file is refused and the running config stays.
+  dir_.write_file("ringproxy.toml", "[proxy]\nbogus = 1\n");
+  ASSERT_TRUE(proxy_->send_signal(SIGHUP));
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "reload refused"));
+  expect_routing(keys(50), names());
+}
+
+TEST_F(ProxyFixture, SigtermDrainsRequestsInFlight) {
+  DemoBackendOptions slow;
+  slow.delay_ms = 400;
+  add_backend("slow", slow);
+  start_proxy();
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_request("GET", "/inflight"));
+  // The signal must come while the request is in flight: the proxy's debug log says
+  // when it has routed it (the backend then holds it for 400 ms).
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "routing /inflight to node=slow"));
+  ASSERT_TRUE(proxy_->send_signal(SIGTERM));
+  Response r = conn.read_response();
+  EXPECT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(r.body, "slow /inflight\n");
+  auto status = proxy_->wait(Millis(10000));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->describe(), "exit 0");
+  Conn after("127.0.0.1", port_, Millis(1000));
+  EXPECT_FALSE(after.connected());
+}
+
+TEST_F(ProxyFixture, PortTakenIsAStartupFailure) {
+  add_backend("p-a");
+  start_proxy();
+  Process second(std::string(RINGPROXY_BIN), {"-c", config_path_}, dir_.path(), "second");
+  auto status = second.wait(Millis(10000));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->describe(), "exit 1");
+  EXPECT_NE(second.stderr_text().find("cannot listen on 127.0.0.1:" + std::to_string(port_)), std::string::npos)
+      << second.stderr_text();
+}
+
+}  // namespace
+}  // namespace ringproxy::integration

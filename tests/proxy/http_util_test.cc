@@ -1,0 +1,82 @@
+#include "proxy/http_util.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace ringproxy {
+namespace {
+
+HashKey key(HashKeyKind kind, std::string name = {}) { return {kind, std::move(name)}; }
+
+TEST(HttpUtil, CaseInsensitiveHeaders) {
+  EXPECT_TRUE(iequals("Content-Length", "content-length"));
+  EXPECT_FALSE(iequals("Content-Length", "content-lengt"));
+  const std::vector<HeaderView> h = {{"Host", "a"}, {"X-Empty", ""}};
+  bool found = false;
+  EXPECT_EQ(find_header(h, "host", &found), "a");
+  EXPECT_TRUE(found);
+  EXPECT_EQ(find_header(h, "x-empty", &found), "");
+  EXPECT_TRUE(found);
+  EXPECT_EQ(find_header(h, "missing", &found), "");
+  EXPECT_FALSE(found);
+}
+
+TEST(HttpUtil, Tokens) {
+  EXPECT_TRUE(has_token("keep-alive, Upgrade", "upgrade"));
+  EXPECT_TRUE(has_token("close", "close"));
+  EXPECT_FALSE(has_token("closed", "close"));
+  EXPECT_FALSE(has_token("", "close"));
+  EXPECT_TRUE(has_token(" a ,  b ", "b"));
+}
+
+TEST(HttpUtil, HopByHop) {
+  for (const char* name : {"Connection", "keep-alive", "Proxy-Connection", "TE", "Upgrade"}) {
+    EXPECT_TRUE(is_hop_by_hop(name, "")) << name;
+  }
+  for (const char* name : {"Host", "Content-Length", "Transfer-Encoding", "Trailer", "X-A"}) {
+    EXPECT_FALSE(is_hop_by_hop(name, "")) << name;
+  }
+  // Headers the Connection header names are hop-by-hop too.
+  EXPECT_TRUE(is_hop_by_hop("X-Private", "keep-alive, x-private"));
+  EXPECT_FALSE(is_hop_by_hop("X-Other", "keep-alive, x-private"));
+}
+
+TEST(HttpUtil, HashKeySelection) {
+  const std::vector<HeaderView> h = {{"X-User", "u42"},
+                                     {"Cookie", "a=1; session=\"abc\""},
+                                     {"Cookie", "late=9"},
+                                     {"X-Blank", ""}};
+  const std::string_view target = "/p/q?x=1&id=7&y";
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kUri), target, h, "10.0.0.1"), target);
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kPath), target, h, "10.0.0.1"), "/p/q");
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kHeader, "x-user"), target, h, "ip"), "u42");
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kCookie, "session"), target, h, "ip"), "abc");
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kCookie, "late"), target, h, "ip"), "9");
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kQuery, "id"), target, h, "ip"), "7");
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kClientIp), target, h, "10.0.0.1"), "10.0.0.1");
+  // Missing or empty: the URI.
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kHeader, "x-none"), target, h, "ip"), target);
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kHeader, "x-blank"), target, h, "ip"), target);
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kCookie, "none"), target, h, "ip"), target);
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kQuery, "y"), target, h, "ip"), target);
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kQuery, "id"), "/no-query", h, "ip"), "/no-query");
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kPath), "/only", h, "ip"), "/only");
+}
+
+TEST(HttpUtil, Idempotence) {
+  for (const char* m : {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"}) EXPECT_TRUE(is_idempotent_method(m));
+  for (const char* m : {"POST", "PATCH", "CONNECT"}) EXPECT_FALSE(is_idempotent_method(m));
+}
+
+TEST(HttpUtil, CannedResponse) {
+  EXPECT_EQ(canned_response(503, "no backend available", true),
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+            "Connection: close\r\n\r\nno backend available\n");
+  EXPECT_EQ(canned_response(431, "x", false),
+            "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 2\r\n\r\nx\n");
+}
+
+}  // namespace
+}  // namespace ringproxy

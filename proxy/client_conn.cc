@@ -61,8 +61,7 @@ void ClientConn::accept(Worker& worker, uv_stream_t* server) {
     c->close();
     return;
   }
-  uv_timer_init(worker.loop(), &c->timer_);
-  c->timer_.data = c;
+  c->timer_.init(worker.loop(), c);
   c->open_handles_ = 2;
   worker.add_connection(c);
   c->listed_ = true;
@@ -96,7 +95,7 @@ void ClientConn::close() {
   }
   if (listed_) worker_.remove_connection(this);
   if (open_handles_ >= 1) uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
-  if (open_handles_ >= 2) uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
+  if (open_handles_ >= 2) uv_close(reinterpret_cast<uv_handle_t*>(timer_.handle()), on_close);
 }
 
 void ClientConn::on_close(uv_handle_t* h) {
@@ -113,10 +112,11 @@ void ClientConn::drain() {
   if (req_phase_ == ReqPhase::kIdle && in_.size() == 0 && !client_write_pending_) close();
 }
 
-void ClientConn::arm_timer(uint32_t ms) { uv_timer_start(&timer_, on_timer, ms, 0); }
+void ClientConn::arm_timer(uint32_t ms) { timer_.arm(ms, on_timer); }
 
 void ClientConn::on_timer(uv_timer_t* t) {
   auto* c = static_cast<ClientConn*>(t->data);
+  if (!c->timer_.due(on_timer)) return;
   if (c->req_phase_ == ReqPhase::kHead && c->resp_phase_ == RespPhase::kNone) {
     c->respond_error(408, "request head not received in time", "header timeout");
     return;
@@ -376,7 +376,7 @@ void ClientConn::on_request_head() {
   attempts_ = 0;
   req_body_forwarded_ = 0;
   req_body_started_ = false;
-  uv_timer_stop(&timer_);
+  timer_.disarm();
   start_upstream();
 }
 
@@ -1040,7 +1040,7 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
     reading_ = false;
   }
-  uv_timer_stop(&timer_);
+  timer_.disarm();
   uv_buf_t buf = uv_buf_init(error_out_.data(), static_cast<unsigned>(error_out_.size()));
   const int rc = write_client(&buf, 1);
   if (rc != 1) close();  // written (or failed): close now

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/deadline_timer.h"
 #include "proxy/http_util.h"
 #include "proxy/io_buffer.h"
 #include "proxy/upstream_pool.h"
@@ -113,7 +114,7 @@ class ClientConn final : private UpstreamConn::Owner {
 
   Worker& worker_;
   uv_tcp_t tcp_{};
-  uv_timer_t timer_{};
+  DeadlineTimer timer_;
   uv_write_t write_req_{};
   int open_handles_ = 0;
   bool closing_ = false;

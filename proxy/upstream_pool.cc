@@ -11,8 +11,8 @@ UpstreamConn::UpstreamConn(Worker& worker, UpstreamPool& pool) : worker_(worker)
 UpstreamConn* UpstreamConn::create(Worker& worker, UpstreamPool& pool) {
   auto* c = new UpstreamConn(worker, pool);  // owned by its handles: freed in on_close
   uv_tcp_init(worker.loop(), &c->tcp_);
-  uv_timer_init(worker.loop(), &c->timer_);
-  c->tcp_.data = c->timer_.data = c;
+  c->timer_.init(worker.loop(), c);
+  c->tcp_.data = c;
   c->open_handles_ = 2;
   return c;
 }
@@ -104,11 +104,12 @@ void UpstreamConn::on_write(uv_write_t* req, int status) {
   c->owner_->on_upstream_write(status);
 }
 
-void UpstreamConn::arm_timer(uint32_t ms) { uv_timer_start(&timer_, on_timer, ms, 0); }
-void UpstreamConn::disarm_timer() { uv_timer_stop(&timer_); }
+void UpstreamConn::arm_timer(uint32_t ms) { timer_.arm(ms, on_timer); }
+void UpstreamConn::disarm_timer() { timer_.disarm(); }
 
 void UpstreamConn::on_timer(uv_timer_t* t) {
   auto* c = static_cast<UpstreamConn*>(t->data);
+  if (!c->timer_.due(on_timer)) return;
   if (!c->owner_) {
     c->close();  // idle too long in the pool
     return;
@@ -129,7 +130,7 @@ void UpstreamConn::close() {
   owner_ = nullptr;
   pool_->forget(this);
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_.handle()), on_close);
 }
 
 void UpstreamConn::on_close(uv_handle_t* h) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "proxy/backends.h"
+#include "proxy/deadline_timer.h"
 #include "proxy/io_buffer.h"
 
 namespace ringproxy {
@@ -68,7 +69,7 @@ class UpstreamConn {
   UpstreamPool* pool_;
   Owner* owner_ = nullptr;  // null while idle in the pool
   uv_tcp_t tcp_{};
-  uv_timer_t timer_{};
+  DeadlineTimer timer_;
   uv_connect_t connect_req_{};
   uv_write_t write_req_{};
   IoBuffer in_;

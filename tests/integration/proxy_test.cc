@@ -445,6 +445,103 @@ TEST_F(ProxyFixture, SigtermDrainsRequestsInFlight) {
   EXPECT_FALSE(after.connected());
 }
 
+TEST_F(ProxyFixture, ExpectContinueIsRelayed) {
+  add_backend("e-a");
+  start_proxy();
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_raw("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
+  ReadOptions interim;
+  interim.skip_interim = false;
+  Response cont = conn.read_response(interim);
+  ASSERT_EQ(cont.status, 100) << cont.describe();
+  ASSERT_TRUE(conn.send_raw("hello"));
+  Response r = conn.read_response();
+  EXPECT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(r.body, "hello");
+}
+
+TEST_F(ProxyFixture, PooledConnectionClosedByTheNodeIsNotUsed) {
+  DemoBackend& b = add_backend("pool");
+  start_proxy({.proxy_extra = "retries = 0", .workers = 1});
+  EXPECT_EQ(http_get(port_, "/one").status, 200);  // leaves an idle pooled connection
+  const uint16_t port = b.port();
+  b.process().kill();  // the pooled connection is now closed at the far end
+  DemoBackendOptions same;
+  same.port = port;
+  add_backend("pool", same);
+  // With retries off, a stale pooled connection would surface as a 502.
+  for (int i = 0; i < 5; ++i) {
+    Response r = http_get(port_, "/again/" + std::to_string(i));
+    EXPECT_EQ(r.status, 200) << r.describe();
+  }
+}
+
+TEST_F(ProxyFixture, AccessLogInCombinedFormatAndReopenOnSigusr1) {
+  add_backend("log-a");
+  const std::string log = dir_.file("access.log");
+  start_proxy({.proxy_extra = "access_log = \"" + log + "\"", .workers = 1});
+  EXPECT_EQ(http_get(port_, "/logged?q=1", {{"User-Agent", "it/1.0"}, {"Referer", "http://r/"}}).status, 200);
+  // Lines are flushed within 100 ms; the file grows, which the harness can wait on.
+  Process tail("/usr/bin/tail", {"-F", "-n", "+1", log}, dir_.path(), "tail");
+  ASSERT_TRUE(tail.wait_for_output(Output::out, "/logged?q=1"));
+  const std::string line = tail.stdout_text();
+  EXPECT_NE(line.find("127.0.0.1 - - ["), std::string::npos) << line;
+  EXPECT_NE(line.find("] \"GET /logged?q=1 HTTP/1.1\" 200 "), std::string::npos) << line;
+  EXPECT_NE(line.find(" \"http://r/\" \"it/1.0\" log-a "), std::string::npos) << line;
+  // logrotate moves the file and sends SIGUSR1: the proxy writes to a new file.
+  ASSERT_EQ(std::rename(log.c_str(), (log + ".1").c_str()), 0);
+  ASSERT_TRUE(proxy_->send_signal(SIGUSR1));
+  // The reopen happens on the control loop; poll with requests until the new file has one.
+  bool reopened = false;
+  for (int i = 0; i < 50 && !reopened; ++i) {
+    EXPECT_EQ(http_get(port_, "/after-rotate").status, 200);
+    Process t2("/usr/bin/tail", {"-F", "-n", "+1", log}, dir_.path(), "tail2");
+    reopened = t2.wait_for_output(Output::out, "/after-rotate", Millis(300));
+  }
+  EXPECT_TRUE(reopened);
+}
+
+TEST_F(ProxyFixture, MaxConnectionsRefusesCleanly) {
+  add_backend("mc");
+  start_proxy({.proxy_extra = "max_connections = 2", .workers = 1});
+  Conn a("127.0.0.1", port_), b("127.0.0.1", port_);
+  EXPECT_EQ(a.request("GET", "/a").status, 200);
+  EXPECT_EQ(b.request("GET", "/b").status, 200);
+  Conn c("127.0.0.1", port_);
+  EXPECT_NE(c.wait_close(Millis(5000)), CloseKind::timeout);
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "max_connections 2 reached"));
+  // The two admitted connections still work; once one goes, a new one is admitted.
+  EXPECT_EQ(a.request("GET", "/a2").status, 200);
+  b.close();
+  bool admitted = false;
+  for (int i = 0; i < 100 && !admitted; ++i) {
+    Conn d("127.0.0.1", port_);
+    admitted = d.request("GET", "/d").status == 200;
+  }
+  EXPECT_TRUE(admitted);
+}
+
+TEST_F(ProxyFixture, CleanShutdownClosesEveryHandle) {
+  add_backend("sd-a");
+  add_backend("sd-b");
+  start_proxy({.proxy_extra = "header_timeout_ms = 300", .workers = 3});
+  // Pooled upstream connections, an idle keep-alive client and a half-sent request
+  // (which the drain lets finish: it gets its 408 when its head time is up).
+  expect_routing(keys(100), names());
+  Conn idle("127.0.0.1", port_);
+  EXPECT_EQ(idle.request("GET", "/idle").status, 200);
+  Conn partial("127.0.0.1", port_);
+  ASSERT_TRUE(partial.send_raw("GET /partial HTTP/1.1\r\n"));
+  ASSERT_TRUE(proxy_->send_signal(SIGTERM));
+  auto status = proxy_->wait(Millis(15000));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->describe(), "exit 0");
+  EXPECT_EQ(partial.read_response().status, 408);
+  EXPECT_EQ(idle.wait_close(Millis(1000)), CloseKind::eof);
+  EXPECT_EQ(proxy_->stderr_text().find("handles open"), std::string::npos) << proxy_->stderr_text();
+  EXPECT_NE(proxy_->stderr_text().find("drained, exiting"), std::string::npos);
+}
+
 TEST_F(ProxyFixture, PortTakenIsAStartupFailure) {
   add_backend("p-a");
   start_proxy();

@@ -526,7 +526,8 @@ TEST_F(ProxyFixture, CleanShutdownClosesEveryHandle) {
   add_backend("sd-b");
   start_proxy({.proxy_extra = "header_timeout_ms = 300", .workers = 3});
   // Pooled upstream connections, an idle keep-alive client and a half-sent request
-  // (which the drain lets finish: it gets its 408 when its head time is up).
+  // (which the drain lets finish: it gets its 408 when its head time is up, unless the
+  // signal wins the race with its bytes; then it is closed as idle).
   expect_routing(keys(100), names());
   Conn idle("127.0.0.1", port_);
   EXPECT_EQ(idle.request("GET", "/idle").status, 200);
@@ -536,7 +537,8 @@ TEST_F(ProxyFixture, CleanShutdownClosesEveryHandle) {
   auto status = proxy_->wait(Millis(15000));
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(status->describe(), "exit 0");
-  EXPECT_EQ(partial.read_response().status, 408);
+  Response cut = partial.read_response();
+  EXPECT_TRUE(cut.status == 408 || (cut.status == 0 && cut.closed)) << cut.describe();
   EXPECT_EQ(idle.wait_close(Millis(1000)), CloseKind::eof);
   EXPECT_EQ(proxy_->stderr_text().find("handles open"), std::string::npos) << proxy_->stderr_text();
   EXPECT_NE(proxy_->stderr_text().find("drained, exiting"), std::string::npos);

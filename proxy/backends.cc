@@ -22,7 +22,7 @@ bool to_sockaddr(const Address& address, sockaddr_storage* out) {
 
 std::shared_ptr<const Routing> build_routing(std::shared_ptr<const Config> config,
                                              const Routing* previous, uint64_t generation,
-                                             std::string* error) {
+                                             unsigned workers, std::string* error) {
   std::vector<RingNode> nodes;
   nodes.reserve(config->backends.size());
   for (const BackendConfig& b : config->backends) {
@@ -50,7 +50,7 @@ std::shared_ptr<const Routing> build_routing(std::shared_ptr<const Config> confi
     if (previous) {
       if (auto old = previous->ring->find(b.name)) out.state = previous->backends[*old].state;
     }
-    if (!out.state) out.state = std::make_shared<NodeState>();
+    if (!out.state) out.state = std::make_shared<NodeState>(workers);
   }
   return routing;
 }

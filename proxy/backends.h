@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/metrics.h"
 #include "ring/ring.h"
 
 namespace ringproxy {
@@ -21,17 +22,46 @@ namespace ringproxy {
 // ring for as long as the backend keeps its name. Written by the health checker and
 // the admin endpoint; read lock-free on the request path.
 struct NodeState {
+  explicit NodeState(unsigned workers) : per_worker(std::make_unique<NodeCounters[]>(workers)), workers_(workers) {}
+
   std::atomic<bool> up{true};          // active checks (starts up: see health/)
   std::atomic<bool> ejected{false};    // passive ejection
   std::atomic<bool> draining{false};   // admin drain
   std::atomic<uint32_t> in_flight{0};  // requests now at this node, all workers
-  std::atomic<uint64_t> requests{0};
-  std::atomic<uint64_t> failures{0};
+  // Passive health: consecutive failed requests, all workers; reset by a success.
+  std::atomic<uint32_t> consecutive_failures{0};
+  std::atomic<uint64_t> ejections{0};  // written by the control thread
+  // Slow start: until this monotonic ms time (uv_now), only a growing part of the node's
+  // keys come back to it (see ClientConn::pick_node_and_connect). 0: no ramp.
+  std::atomic<uint64_t> ramp_start_ms{0};
+  std::atomic<uint64_t> ramp_end_ms{0};
+  std::unique_ptr<NodeCounters[]> per_worker;  // indexed by worker id
+
+  uint64_t requests() const { return sum([](const NodeCounters& c) {
+    uint64_t n = 0;
+    for (const auto& b : c.by_class) n += b.load(std::memory_order_relaxed);
+    return n;
+  }); }
+  uint64_t failures() const {
+    return sum([](const NodeCounters& c) { return c.failures.load(std::memory_order_relaxed); });
+  }
+  uint64_t responses(int status_class) const {
+    return sum([&](const NodeCounters& c) { return c.by_class[status_class].load(std::memory_order_relaxed); });
+  }
 
   bool usable() const {
     return up.load(std::memory_order_relaxed) && !ejected.load(std::memory_order_relaxed) &&
            !draining.load(std::memory_order_relaxed);
   }
+
+ private:
+  template <typename F>
+  uint64_t sum(F f) const {
+    uint64_t n = 0;
+    for (unsigned i = 0; i < workers_; ++i) n += f(per_worker[i]);
+    return n;
+  }
+  unsigned workers_;
 };
 
 struct Backend {
@@ -54,8 +84,9 @@ bool to_sockaddr(const Address& address, sockaddr_storage* out);
 // Builds the routing for `config`, reusing the NodeState of every backend whose name
 // appears in `previous` (so health and counters survive reloads). Returns null and
 // sets *error when the ring cannot be built.
+// `workers` sizes each new NodeState's per-worker counters.
 std::shared_ptr<const Routing> build_routing(std::shared_ptr<const Config> config,
                                              const Routing* previous, uint64_t generation,
-                                             std::string* error);
+                                             unsigned workers, std::string* error);
 
 }  // namespace ringproxy

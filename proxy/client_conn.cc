@@ -14,7 +14,6 @@ namespace {
 // Largest response head accepted from a backend; a larger one is a 502.
 constexpr uint32_t kMaxResponseHead = 64 * 1024;
 
-uint64_t now_ms(uv_loop_t* loop) { return uv_now(loop); }
 
 std::string describe(int uv_status) { return uv_status < 0 ? uv_err_name(uv_status) : "eof"; }
 
@@ -194,7 +193,7 @@ void ClientConn::process_request_bytes() {
           return;
         }
         req_phase_ = ReqPhase::kHead;
-        req_start_ms_ = now_ms(worker_.loop());
+        req_start_us_ = uv_hrtime() / 1000;
         if (resp_phase_ == RespPhase::kNone) {
           arm_timer(worker_.routing().config->proxy.header_timeout_ms);
         }
@@ -376,6 +375,7 @@ void ClientConn::on_request_head() {
   attempts_ = 0;
   req_body_forwarded_ = 0;
   req_body_started_ = false;
+  resp_from_backend_ = false;
   timer_.disarm();
   start_upstream();
 }
@@ -486,7 +486,6 @@ void ClientConn::pick_node_and_connect() {
                                      " attempt=" + std::to_string(attempts_));
   }
   b.state->in_flight.fetch_add(1, std::memory_order_relaxed);
-  b.state->requests.fetch_add(1, std::memory_order_relaxed);
 
   UpstreamPool& pool = worker_.pool(node_);
   resp_phase_ = RespPhase::kConnecting;
@@ -546,7 +545,7 @@ void ClientConn::on_upstream_connect(int status) {
 
 void ClientConn::upstream_failed(int status_code, std::string_view cause, bool retryable_failure) {
   const Backend& b = routing_->backends[node_];
-  b.state->failures.fetch_add(1, std::memory_order_relaxed);
+  note_node_failure(b);
   const bool was_reused = up_ && up_->reused();
   release_upstream(false);
   if (retryable_failure && resp_bytes_ == 0 && resp_phase_ != RespPhase::kBody) {
@@ -559,6 +558,7 @@ void ClientConn::upstream_failed(int status_code, std::string_view cause, bool r
       return;
     }
     if (may_retry()) {
+      bump(worker_.stats().retries);
       RP_LOG(LogLevel::kWarn, std::string("upstream ") + std::string(cause) + ": node=" + b.name +
                                   " address=" + b.address.to_string() + ", retrying on the next node");
       pick_node_and_connect();
@@ -864,6 +864,7 @@ void ClientConn::on_response_head() {
   IoBuffer& ub = up_->buffer();
   const auto uview = [&](Span s) { return std::string_view(ub.data() + s.off, s.len); };
   resp_status_ = resp_parser_.status_code;
+  resp_from_backend_ = true;
   const bool interim = resp_status_ >= 100 && resp_status_ < 200 && resp_status_ != 101;
   std::string_view connection;
   for (const HeaderSpan& h : resp_headers_) {
@@ -962,7 +963,7 @@ void ClientConn::exchange_done() {
     // rest of the body cannot be told from a next request, so the connection ends.
     close_after_response_ = true;
   }
-  write_access_log(resp_status_);
+  finish_accounting(resp_status_);
   if (up_) release_upstream(false);
   if (have_node_) release_upstream(false);
   if (close_after_response_) {
@@ -1033,7 +1034,7 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
                            routing_->backends[node_].address.to_string()
                      : std::string(" node=-")));
   resp_status_ = status;
-  write_access_log(status);
+  finish_accounting(status);
   error_out_ = canned_response(status, body, true);
   resp_bytes_ = error_out_.size();
   if (reading_) {
@@ -1046,6 +1047,34 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
   if (rc != 1) close();  // written (or failed): close now
 }
 
+void ClientConn::note_node_failure(const Backend& b) {
+  bump(b.state->per_worker[worker_.id()].failures);
+  const uint32_t run = b.state->consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  const uint32_t eject_after = routing_->config->health.eject_after_failures;
+  if (eject_after > 0 && run == eject_after) worker_.notify_passive_failure();
+}
+
+void ClientConn::finish_accounting(int status) {
+  WorkerStats& stats = worker_.stats();
+  stats.observe_duration_us((uv_hrtime() / 1000) - req_start_us_);
+  const bool routed = routing_ && attempts_ > 0;
+  if (routed) {
+    const Backend& b = routing_->backends[node_];
+    const int status_class = status >= 100 && status < 600 ? status / 100 : 5;
+    bump(b.state->per_worker[worker_.id()].by_class[status_class]);
+    if (resp_from_backend_ && status >= 500) {
+      note_node_failure(b);
+    } else if (resp_from_backend_ && b.state->consecutive_failures.load(std::memory_order_relaxed) != 0) {
+      b.state->consecutive_failures.store(0, std::memory_order_relaxed);
+    }
+  } else if (status == 503) {
+    bump(stats.no_node);
+  } else {
+    bump(stats.client_errors);
+  }
+  write_access_log(status);
+}
+
 void ClientConn::write_access_log(int status) {
   if (!AccessLog::enabled() || log_prefix_.empty()) return;
   std::string& line = worker_.scratch();
@@ -1056,7 +1085,7 @@ void ClientConn::write_access_log(int status) {
   line += log_tail_;
   line += routing_ && attempts_ > 0 ? std::string_view(routing_->backends[node_].name) : "-";
   line += ' ';
-  line += std::to_string(now_ms(worker_.loop()) - req_start_ms_);
+  line += std::to_string((uv_hrtime() / 1000 - req_start_us_) / 1000);
   line += "ms\n";
   worker_.access_log(line);
   log_prefix_.clear();

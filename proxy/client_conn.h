@@ -82,6 +82,9 @@ class ClientConn final : private UpstreamConn::Owner {
   void resume_client_reading();
   void arm_timer(uint32_t ms);
   void write_access_log(int status);
+  // Once per request: metrics, passive health, access log.
+  void finish_accounting(int status);
+  void note_node_failure(const Backend& b);
 
   // UpstreamConn::Owner
   void on_upstream_connect(int status) override;
@@ -168,7 +171,8 @@ class ClientConn final : private UpstreamConn::Owner {
   uint64_t resp_bytes_ = 0;
   std::string log_prefix_;  // access-log fields taken from the request head
   std::string log_tail_;    // referer and user agent, quoted
-  uint64_t req_start_ms_ = 0;
+  uint64_t req_start_us_ = 0;  // uv_hrtime in microseconds
+  bool resp_from_backend_ = false;
   std::string error_out_;   // a canned response being written
 };
 

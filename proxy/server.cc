@@ -11,6 +11,7 @@
 
 #include "proxy/backends.h"
 #include "proxy/cli.h"
+#include "proxy/admin_api.h"
 #include "proxy/log.h"
 
 namespace ringproxy {
@@ -41,6 +42,8 @@ int bind_listener(const Address& address, bool reuseport, std::string* error) {
 
 }  // namespace
 
+Server::~Server() = default;
+
 void Server::publish(std::shared_ptr<const Routing> routing) {
   {
     std::lock_guard<std::mutex> lock(shared_.mu);
@@ -49,46 +52,192 @@ void Server::publish(std::shared_ptr<const Routing> routing) {
   for (auto& w : workers_) w->notify_routing();
 }
 
-std::vector<std::string> Server::reload() {
-  std::vector<std::string> errors;
+std::shared_ptr<const Routing> Server::routing() {
+  std::lock_guard<std::mutex> lock(shared_.mu);
+  return shared_.routing;
+}
+
+ReloadReport Server::reload(bool dry_run) {
+  ReloadReport report;
   ConfigResult r = load_config_file(config_path_);
-  for (const ConfigError& e : r.errors) errors.push_back(e.to_string());
-  if (!r.ok()) return errors;
+  for (const ConfigError& e : r.errors) report.errors.push_back(e.to_string());
+  if (!r.ok()) return report;
   auto config = std::make_shared<const Config>(std::move(r.config));
-  if (config->proxy.listen != config_->proxy.listen || config->proxy.workers != config_->proxy.workers) {
-    RP_LOG(LogLevel::kWarn, "reload: proxy.listen and proxy.workers take effect at restart only");
-  }
+  const std::shared_ptr<const Routing> current = routing();
   std::string error;
-  std::shared_ptr<const Routing> current;
-  {
-    std::lock_guard<std::mutex> lock(shared_.mu);
-    current = shared_.routing;
+  auto next = build_routing(config, current.get(), generation_ + 1, worker_count_, &error);
+  if (!next) {
+    report.errors.push_back(config_path_ + ": " + error);
+    return report;
   }
-  auto routing = build_routing(config, current.get(), ++generation_, &error);
-  if (!routing) {
-    errors.push_back(config_path_ + ": " + error);
-    return errors;
+  report.ok = true;
+  report.moved_fraction = Ring::moved_fraction(*current->ring, *next->ring);
+  if (dry_run) return report;
+  if (config->proxy.listen != config_->proxy.listen || config->proxy.workers != config_->proxy.workers ||
+      config->admin.listen != config_->admin.listen || config->admin.enabled != config_->admin.enabled) {
+    RP_LOG(LogLevel::kWarn, "reload: proxy.listen, proxy.workers and admin.listen take effect at restart only");
   }
   if (config->proxy.access_log != config_->proxy.access_log) {
     const std::string e = AccessLog::open(config->proxy.access_log);
     if (!e.empty()) RP_LOG(LogLevel::kError, e);
   }
   Log::set_level(config->proxy.log_level);
-  const double moved = Ring::moved_fraction(*current->ring, *routing->ring);
+  ++generation_;
   config_ = config;
-  publish(std::move(routing));
+  publish(std::move(next));
+  char moved[32];
+  std::snprintf(moved, sizeof moved, "%.2f%%", report.moved_fraction * 100.0);
   RP_LOG(LogLevel::kInfo, "reloaded " + config_path_ + ": " + std::to_string(config_->backends.size()) +
-                              " backends, " + std::to_string(moved * 100.0).substr(0, 5) +
-                              "% of keys moved");
-  return errors;
+                              " backends, " + moved + " of keys moved");
+  return report;
+}
+
+std::string Server::apply(Config config) {
+  config.path = config_->path;
+  auto shared_config = std::make_shared<const Config>(std::move(config));
+  const std::shared_ptr<const Routing> current = routing();
+  std::string error;
+  auto next = build_routing(shared_config, current.get(), generation_ + 1, worker_count_, &error);
+  if (!next) return error;
+  ++generation_;
+  config_ = shared_config;
+  publish(std::move(next));
+  return {};
+}
+
+namespace {
+
+// Prometheus label values escape backslash, double quote and newline.
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+void family(std::string& out, const char* name, const char* type, const char* help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+}  // namespace
+
+std::string Server::metrics_text() {
+  const auto r = routing();
+  const auto shares = r->ring->shares();
+  std::string out;
+  char num[64];
+  family(out, "ringproxy_requests_total", "counter", "Requests answered, by backend and status class.");
+  for (const Backend& b : r->backends) {
+    for (int c = 1; c <= 5; ++c) {
+      out += "ringproxy_requests_total{backend=\"" + label(b.name) + "\",code=\"" + std::to_string(c) + "xx\"} " +
+             std::to_string(b.state->responses(c)) + "\n";
+    }
+  }
+  uint64_t no_node = 0, client_errors = 0, retries = 0, sum_us = 0;
+  uint64_t buckets[kDurationBuckets + 1] = {};
+  for (const auto& w : workers_) {
+    const WorkerStats& s = w->stats();
+    no_node += s.no_node.load(std::memory_order_relaxed);
+    client_errors += s.client_errors.load(std::memory_order_relaxed);
+    retries += s.retries.load(std::memory_order_relaxed);
+    sum_us += s.duration_sum_us.load(std::memory_order_relaxed);
+    for (size_t i = 0; i <= kDurationBuckets; ++i) buckets[i] += s.duration_buckets[i].load(std::memory_order_relaxed);
+  }
+  out += "ringproxy_requests_total{backend=\"\",code=\"5xx\"} " + std::to_string(no_node) + "\n";
+  out += "ringproxy_requests_total{backend=\"\",code=\"4xx\"} " + std::to_string(client_errors) + "\n";
+
+  family(out, "ringproxy_request_duration_seconds", "histogram",
+         "Time from the first byte of a request to the end of its response.");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < kDurationBuckets; ++i) {
+    cumulative += buckets[i];
+    std::snprintf(num, sizeof num, "%g", kDurationBounds[i]);
+    out += std::string("ringproxy_request_duration_seconds_bucket{le=\"") + num + "\"} " +
+           std::to_string(cumulative) + "\n";
+  }
+  cumulative += buckets[kDurationBuckets];
+  out += "ringproxy_request_duration_seconds_bucket{le=\"+Inf\"} " + std::to_string(cumulative) + "\n";
+  std::snprintf(num, sizeof num, "%.6f", static_cast<double>(sum_us) / 1e6);
+  out += std::string("ringproxy_request_duration_seconds_sum ") + num + "\n";
+  out += "ringproxy_request_duration_seconds_count " + std::to_string(cumulative) + "\n";
+
+  family(out, "ringproxy_backend_up", "gauge", "1 when the backend passes its health checks and is not ejected.");
+  for (const Backend& b : r->backends) {
+    const bool up = b.state->up.load() && !b.state->ejected.load();
+    out += "ringproxy_backend_up{backend=\"" + label(b.name) + "\"} " + (up ? "1" : "0") + "\n";
+  }
+  family(out, "ringproxy_backend_draining", "gauge", "1 when the backend is drained by the admin.");
+  for (const Backend& b : r->backends) {
+    out += "ringproxy_backend_draining{backend=\"" + label(b.name) + "\"} " + (b.state->draining.load() ? "1" : "0") +
+           "\n";
+  }
+  family(out, "ringproxy_backend_in_flight", "gauge", "Requests in flight at the backend.");
+  for (const Backend& b : r->backends) {
+    out += "ringproxy_backend_in_flight{backend=\"" + label(b.name) + "\"} " + std::to_string(b.state->in_flight.load()) +
+           "\n";
+  }
+  family(out, "ringproxy_backend_failures_total", "counter",
+         "Failed attempts: connect errors, resets, timeouts, malformed responses, 5xx.");
+  for (const Backend& b : r->backends) {
+    out += "ringproxy_backend_failures_total{backend=\"" + label(b.name) + "\"} " + std::to_string(b.state->failures()) +
+           "\n";
+  }
+  family(out, "ringproxy_ring_share", "gauge", "Fraction of the hash space the backend owns.");
+  for (NodeIndex i = 0; i < r->backends.size(); ++i) {
+    std::snprintf(num, sizeof num, "%.6f", shares[i]);
+    out += "ringproxy_ring_share{backend=\"" + label(r->backends[i].name) + "\"} " + num + "\n";
+  }
+  family(out, "ringproxy_ejections_total", "counter", "Passive ejections of the backend.");
+  for (const Backend& b : r->backends) {
+    out += "ringproxy_ejections_total{backend=\"" + label(b.name) + "\"} " + std::to_string(b.state->ejections.load()) +
+           "\n";
+  }
+  family(out, "ringproxy_connections_active", "gauge", "Open client connections.");
+  out += "ringproxy_connections_active " + std::to_string(shared_.connections.load()) + "\n";
+  family(out, "ringproxy_retries_total", "counter", "Requests sent again to the next node.");
+  out += "ringproxy_retries_total " + std::to_string(retries) + "\n";
+  family(out, "ringproxy_gossip_members", "gauge", "Proxy instances known, by state (this one only while gossip is off).");
+  out += "ringproxy_gossip_members{state=\"alive\"} 1\n";
+  family(out, "ringproxy_config_generation", "gauge", "Routing publications since start.");
+  out += "ringproxy_config_generation " + std::to_string(r->generation) + "\n";
+  return out;
+}
+
+void Server::begin_drain() {
+  if (draining_) return;
+  draining_ = true;
+  RP_LOG(LogLevel::kInfo, "draining: finishing requests in flight");
+  for (auto& w : workers_) w->notify_drain();
+  for (auto& sig : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&sig), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&passive_async_), nullptr);
+  shared_.passive_health = nullptr;
+  if (admin_) admin_->close();
+}
+
+void Server::on_passive_health(uv_async_t*) {
+  // Wired to health/ in the health checker; until then nothing is ejected.
 }
 
 void Server::on_signal(uv_signal_t* s, int signum) {
   auto* self = static_cast<Server*>(s->data);
   switch (signum) {
     case SIGHUP: {
-      const auto errors = self->reload();
-      for (const auto& e : errors) RP_LOG(LogLevel::kError, "reload refused: " + e);
+      const ReloadReport report = self->reload(false);
+      for (const auto& e : report.errors) RP_LOG(LogLevel::kError, "reload refused: " + e);
       break;
     }
     case SIGUSR1: {
@@ -97,11 +246,7 @@ void Server::on_signal(uv_signal_t* s, int signum) {
       break;
     }
     default:  // SIGTERM, SIGINT
-      if (self->draining_) break;
-      self->draining_ = true;
-      RP_LOG(LogLevel::kInfo, "draining: finishing requests in flight");
-      for (auto& w : self->workers_) w->notify_drain();
-      for (auto& sig : self->signals_) uv_close(reinterpret_cast<uv_handle_t*>(&sig), nullptr);
+      self->begin_drain();
       break;
   }
 }
@@ -118,8 +263,9 @@ int Server::run() {
     std::cerr << "ringproxy: " << e << '\n';
     return kExitConfig;
   }
+  worker_count_ = config_->proxy.workers ? config_->proxy.workers : uv_available_parallelism();
   std::string error;
-  auto routing = build_routing(config_, nullptr, ++generation_, &error);
+  auto routing = build_routing(config_, nullptr, ++generation_, worker_count_, &error);
   if (!routing) {
     std::cerr << "ringproxy: " << config_path_ << ": " << error << '\n';
     return kExitConfig;
@@ -135,9 +281,25 @@ int Server::run() {
   }
   ::close(probe);
 
+  uv_loop_init(&loop_);
+  started_ms_ = uv_now(&loop_);
+  if (config_->admin.enabled) {
+    admin_ = std::make_unique<AdminServer>(&loop_, make_admin_handler(*this));
+    if (std::string e = admin_->listen(config_->admin.listen); !e.empty()) {
+      std::cerr << "ringproxy: cannot listen on " << config_->admin.listen.to_string() << " (admin): " << e << '\n';
+      return kExitConfig;
+    }
+    const std::string& host = config_->admin.listen.host;
+    const bool loopback = host.rfind("127.", 0) == 0 || host == "::1";
+    if (!loopback && config_->admin.token.empty()) {
+      RP_LOG(LogLevel::kWarn, "admin endpoint on " + config_->admin.listen.to_string() +
+                                  " is reachable beyond loopback and has no admin.token: anyone who can "
+                                  "reach it can change the ring");
+    }
+  }
+
   signal(SIGPIPE, SIG_IGN);
-  const unsigned count = config_->proxy.workers ? config_->proxy.workers : uv_available_parallelism();
-  for (unsigned i = 0; i < count; ++i) {
+  for (unsigned i = 0; i < worker_count_; ++i) {
     const int fd = bind_listener(listen, true, &error);
     if (fd < 0) {
       std::cerr << "ringproxy: cannot listen on " << listen.to_string() << ": " << error << '\n';
@@ -151,21 +313,26 @@ int Server::run() {
     workers_.push_back(std::move(w));
   }
 
-  uv_loop_init(&loop_);
   const int signums[4] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
   for (int i = 0; i < 4; ++i) {
     uv_signal_init(&loop_, &signals_[i]);
     signals_[i].data = this;
     uv_signal_start(&signals_[i], on_signal, signums[i]);
   }
+  uv_async_init(&loop_, &passive_async_, on_passive_health);
+  passive_async_.data = this;
+  shared_.passive_health = &passive_async_;
   for (auto& w : workers_) w->start();
-  RP_LOG(LogLevel::kInfo, "listening on " + listen.to_string() + " with " + std::to_string(count) +
-                              " workers, " + std::to_string(config_->backends.size()) + " backends");
+  RP_LOG(LogLevel::kInfo, "listening on " + listen.to_string() + " with " + std::to_string(worker_count_) +
+                              " workers, " + std::to_string(config_->backends.size()) + " backends" +
+                              (admin_ ? ", admin on " + config_->admin.listen.to_string() : ""));
 
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
   workers_.clear();
-  uv_loop_close(&loop_);
+  admin_.reset();
+  uv_run(&loop_, UV_RUN_DEFAULT);  // close callbacks of the admin connections
+  if (uv_loop_close(&loop_) != 0) RP_LOG(LogLevel::kError, "control loop closed with handles open");
   RP_LOG(LogLevel::kInfo, "drained, exiting");
   return kExitOk;
 }

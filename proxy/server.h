@@ -1,5 +1,7 @@
-// The process: loads the config, binds the listener, runs the workers, and serves
-// signals on the control loop (SIGHUP reload, SIGTERM/SIGINT drain, SIGUSR1 reopen).
+// The process: loads the config, binds the listener, runs the workers, and runs the
+// control loop on the main thread: signals (SIGHUP reload, SIGTERM/SIGINT drain,
+// SIGUSR1 reopen), the admin endpoint, and health. Every change of routing (reload,
+// admin mutation, health) is made here and published to the workers.
 #pragma once
 
 #include <uv.h>
@@ -9,32 +11,56 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/admin_server.h"
 #include "proxy/worker.h"
 
 namespace ringproxy {
 
+struct ReloadReport {
+  bool ok = false;
+  std::vector<std::string> errors;
+  double moved_fraction = 0.0;  // of the key space, current ring -> new ring
+};
+
 class Server {
  public:
   explicit Server(std::string config_path) : config_path_(std::move(config_path)) {}
+  ~Server();
   // Runs until drained. Returns the process exit code (SPEC "Command line").
   int run();
 
-  // Loads, validates and publishes the config file; on any error the running
-  // routing stays. Returns the errors (empty on success). Control thread only.
-  std::vector<std::string> reload();
+  // Control thread only, below.
+
+  // Loads and validates the config file; unless dry_run, publishes it. On any error the
+  // running routing stays. Runtime (admin) changes not in the file are replaced.
+  ReloadReport reload(bool dry_run);
+  // Publishes `config` (an admin mutation of the running one). Returns "" or why not.
+  std::string apply(Config config);
+  const Config& config() const { return *config_; }
+  std::shared_ptr<const Routing> routing();
+  // The Prometheus text exposition of every metric.
+  std::string metrics_text();
+  uint64_t started_ms() const { return started_ms_; }
+  uv_loop_t* loop() { return &loop_; }
 
  private:
   static void on_signal(uv_signal_t* s, int signum);
+  static void on_passive_health(uv_async_t* a);
   void publish(std::shared_ptr<const Routing> routing);
+  void begin_drain();
 
   std::string config_path_;
   std::shared_ptr<const Config> config_;
   Shared shared_;
   uint64_t generation_ = 0;
+  unsigned worker_count_ = 1;
   std::vector<std::unique_ptr<Worker>> workers_;
   uv_loop_t loop_{};
   uv_signal_t signals_[4]{};
+  uv_async_t passive_async_{};
+  std::unique_ptr<AdminServer> admin_;
   bool draining_ = false;
+  uint64_t started_ms_ = 0;
 };
 
 }  // namespace ringproxy

@@ -15,6 +15,7 @@
 
 #include "proxy/backends.h"
 #include "proxy/io_buffer.h"
+#include "proxy/metrics.h"
 #include "proxy/upstream_pool.h"
 
 namespace ringproxy {
@@ -27,6 +28,9 @@ struct Shared {
   std::mutex mu;
   std::shared_ptr<const Routing> routing;
   std::atomic<uint32_t> connections{0};  // all workers, for max_connections
+  // Wakes the control loop when a node reaches eject_after_failures (set before the
+  // workers start; uv_async_send is the one libuv call safe from any thread).
+  uv_async_t* passive_health = nullptr;
 };
 
 class Worker {
@@ -54,6 +58,12 @@ class Worker {
   UpstreamPool& pool(NodeIndex i) { return *pools_by_node_[i]; }
   BufferPool& buffers() { return buffers_; }
   Shared& shared() { return shared_; }
+  int id() const { return id_; }
+  WorkerStats& stats() { return stats_; }
+  const WorkerStats& stats() const { return stats_; }
+  void notify_passive_failure() {
+    if (shared_.passive_health) uv_async_send(shared_.passive_health);
+  }
   bool draining() const { return draining_; }
   void add_connection(ClientConn* c);
   void remove_connection(ClientConn* c);
@@ -93,6 +103,7 @@ class Worker {
   std::vector<UpstreamPool*> pools_by_node_;
   BufferPool buffers_;
   std::vector<ClientConn*> connections_;  // unordered; ClientConn knows its slot
+  WorkerStats stats_;
   std::string access_buf_;
   std::string scratch_;
 };

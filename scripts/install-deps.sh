@@ -9,7 +9,9 @@
 #   libxxhash-dev                      XXH3_64bits, the ring's hash (SPEC "The ring")
 #   libtomlplusplus-dev                the config file parser
 #   node-llhttp                        llhttp's generated C sources, compiled in our build
+#   nlohmann-json3-dev                 JSON for the admin endpoint (header-only)
 #   libgtest-dev libbenchmark-dev      tests and microbenchmarks
+#   python3-prometheus-client          parses /metrics in the tests with a real parser
 #   wrk nginx-light haproxy            the end-to-end load comparison (bench/compare)
 #   python3-xxhash                     golden ring mappings computed outside our code
 #                                      (Debian's /usr/bin/python3, not the PATH's)
@@ -18,9 +20,9 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config
-  libuv1-dev libxxhash-dev libtomlplusplus-dev node-llhttp
+  libuv1-dev libxxhash-dev libtomlplusplus-dev node-llhttp nlohmann-json3-dev
   libgtest-dev libbenchmark-dev
-  python3 python3-xxhash curl
+  python3 python3-xxhash python3-prometheus-client curl
 )
 if [[ "${1:-}" == "--bench" ]]; then
   PKGS+=(wrk nginx-light haproxy)

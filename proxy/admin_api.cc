@@ -1,0 +1,376 @@
+#include "proxy/admin_api.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+
+#include "proxy/http_util.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+
+namespace ringproxy {
+namespace {
+
+using nlohmann::json;
+
+AdminResponse json_response(int status, const json& body) {
+  return {status, "application/json", body.dump(2) + "\n", {}};
+}
+
+AdminResponse error(int status, std::string_view message) {
+  return json_response(status, json{{"error", message}});
+}
+
+std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// up | down | ejected | draining (SPEC): what the proxy does with the node now.
+std::string node_state(const Backend& b, uint32_t weight) {
+  if (b.state->draining.load() || weight == 0) return "draining";
+  if (b.state->ejected.load()) return "ejected";
+  if (!b.state->up.load()) return "down";
+  return "up";
+}
+
+json node_json(const Routing& r, NodeIndex i, const std::vector<double>& shares) {
+  const Backend& b = r.backends[i];
+  const uint32_t weight = r.ring->nodes()[i].weight;
+  return {{"name", b.name},
+          {"address", b.address.to_string()},
+          {"weight", weight},
+          {"state", node_state(b, weight)},
+          {"in_flight", b.state->in_flight.load()},
+          {"requests", b.state->requests()},
+          {"failures", b.state->failures()},
+          {"share", shares[i]}};
+}
+
+// Parses a JSON body into an object; on failure fills *resp with a 400 naming why.
+bool parse_body(const AdminRequest& req, json* out, AdminResponse* resp) {
+  try {
+    *out = json::parse(req.body);
+  } catch (const json::parse_error& e) {
+    *resp = error(400, std::string("invalid JSON: ") + e.what());
+    return false;
+  }
+  if (!out->is_object()) {
+    *resp = error(400, "expected a JSON object");
+    return false;
+  }
+  return true;
+}
+
+// Reads an integer field in [lo, hi]; fills *resp on failure.
+bool int_field(const json& body, const char* name, int64_t lo, int64_t hi, int64_t* out, AdminResponse* resp) {
+  auto it = body.find(name);
+  if (it == body.end() || !it->is_number_integer()) {
+    *resp = error(400, std::string("\"") + name + "\" must be an integer");
+    return false;
+  }
+  const int64_t v = it->get<int64_t>();
+  if (v < lo || v > hi) {
+    *resp = error(400, std::string("\"") + name + "\" must be between " + std::to_string(lo) + " and " +
+                           std::to_string(hi) + ", got " + std::to_string(v));
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+class Api {
+ public:
+  explicit Api(Server& server) : server_(server) {}
+
+  AdminResponse handle(const AdminRequest& req) {
+    const std::string& p = req.path;
+    const bool mutating = req.method == "POST" || req.method == "PUT" || req.method == "DELETE";
+    if (mutating && !authorized(req)) {
+      AdminResponse r = error(401, "missing or wrong bearer token (admin.token)");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return r;
+    }
+    if (p == "/healthz") return only(req, "GET", [&] { return healthz(); });
+    if (p == "/nodes") {
+      if (req.method == "GET") return list_nodes();
+      if (req.method == "POST") return add_node(req);
+      return not_allowed("GET, POST");
+    }
+    if (p.rfind("/nodes/", 0) == 0) return node_route(req, p.substr(7));
+    if (p == "/ring") return only(req, "GET", [&] { return ring(); });
+    if (p == "/ring/lookup") return only(req, "GET", [&] { return lookup(req); });
+    if (p == "/reload") return only(req, "POST", [&] { return reload(req); });
+    if (p == "/metrics") {
+      return only(req, "GET", [&] {
+        return AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", server_.metrics_text(), {}};
+      });
+    }
+    if (p == "/") {
+      return only(req, "GET", [&] {
+        const double uptime = static_cast<double>(uv_now(server_.loop()) - server_.started_ms()) / 1000.0;
+        return AdminResponse{200, "text/html; charset=utf-8", status_page(*server_.routing(), uptime), {}};
+      });
+    }
+    return error(404, "no such endpoint: " + p);
+  }
+
+ private:
+  template <typename F>
+  AdminResponse only(const AdminRequest& req, const char* method, F f) {
+    if (req.method != method && !(std::string_view(method) == "GET" && req.method == "HEAD")) {
+      return not_allowed(method);
+    }
+    return f();
+  }
+
+  static AdminResponse not_allowed(const char* allow) {
+    AdminResponse r = error(405, std::string("method not allowed; allowed: ") + allow);
+    r.headers.emplace_back("Allow", allow);
+    return r;
+  }
+
+  bool authorized(const AdminRequest& req) const {
+    const std::string& token = server_.config().admin.token;
+    if (token.empty()) return true;
+    const std::string auth = req.header("authorization");
+    constexpr std::string_view kBearer = "Bearer ";
+    if (auth.size() < kBearer.size() || !iequals(std::string_view(auth).substr(0, kBearer.size()), kBearer)) {
+      return false;
+    }
+    return token_matches(std::string_view(auth).substr(kBearer.size()), token);
+  }
+
+  AdminResponse healthz() {
+    return {200, "text/plain", "ok\n", {}};
+  }
+
+  AdminResponse list_nodes() {
+    const auto r = server_.routing();
+    const auto shares = r->ring->shares();
+    json nodes = json::array();
+    for (NodeIndex i = 0; i < r->backends.size(); ++i) nodes.push_back(node_json(*r, i, shares));
+    return json_response(200, json{{"nodes", nodes}});
+  }
+
+  AdminResponse node_route(const AdminRequest& req, const std::string& rest) {
+    const size_t slash = rest.find('/');
+    const std::string name = rest.substr(0, slash);
+    const std::string action = slash == std::string::npos ? "" : rest.substr(slash + 1);
+    const auto r = server_.routing();
+    const auto index = r->ring->find(name);
+    if (!index) return error(404, "no node named \"" + name + "\"");
+    if (action.empty()) {
+      if (req.method == "GET" || req.method == "HEAD") return json_response(200, node_json(*r, *index, r->ring->shares()));
+      if (req.method == "DELETE") return remove_node(name);
+      return not_allowed("GET, DELETE");
+    }
+    if (action == "drain" || action == "undrain") {
+      if (req.method != "POST") return not_allowed("POST");
+      r->backends[*index].state->draining.store(action == "drain");
+      RP_LOG(LogLevel::kInfo, "admin: " + action + " node=" + name);
+      return json_response(200, node_json(*r, *index, r->ring->shares()));
+    }
+    if (action == "weight") {
+      if (req.method != "PUT") return not_allowed("PUT");
+      return set_weight(req, name);
+    }
+    return error(404, "no such endpoint: /nodes/" + rest);
+  }
+
+  AdminResponse add_node(const AdminRequest& req) {
+    json body;
+    AdminResponse resp;
+    if (!parse_body(req, &body, &resp)) return resp;
+    auto name_it = body.find("name");
+    auto addr_it = body.find("address");
+    if (name_it == body.end() || !name_it->is_string()) return error(400, "\"name\" must be a string");
+    if (addr_it == body.end() || !addr_it->is_string()) return error(400, "\"address\" must be a string");
+    const std::string name = name_it->get<std::string>();
+    if (!is_valid_backend_name(name)) {
+      return error(400, "invalid name \"" + name + "\": use letters, digits and - . _ ~ : [ ] only");
+    }
+    std::string why;
+    auto address = parse_address(addr_it->get<std::string>(), &why);
+    if (!address) return error(400, "invalid address \"" + addr_it->get<std::string>() + "\": " + why);
+    int64_t weight = 1;
+    if (body.contains("weight") && !int_field(body, "weight", 0, 1000, &weight, &resp)) return resp;
+    for (const auto& key : body.items()) {
+      if (key.key() != "name" && key.key() != "address" && key.key() != "weight") {
+        return error(400, "unknown field \"" + key.key() + "\"");
+      }
+    }
+    Config next = server_.config();
+    for (const BackendConfig& b : next.backends) {
+      if (b.name == name) return error(409, "a node named \"" + name + "\" exists");
+      if (b.address == *address) {
+        return error(409, "address " + address->to_string() + " is already node \"" + b.name + "\"");
+      }
+    }
+    next.backends.push_back({name, *address, static_cast<uint32_t>(weight)});
+    if (std::string e = server_.apply(std::move(next)); !e.empty()) return error(400, e);
+    RP_LOG(LogLevel::kInfo, "admin: added node=" + name + " address=" + address->to_string());
+    const auto r = server_.routing();
+    return json_response(201, node_json(*r, *r->ring->find(name), r->ring->shares()));
+  }
+
+  AdminResponse remove_node(const std::string& name) {
+    Config next = server_.config();
+    std::erase_if(next.backends, [&](const BackendConfig& b) { return b.name == name; });
+    if (std::string e = server_.apply(std::move(next)); !e.empty()) return error(400, e);
+    RP_LOG(LogLevel::kInfo, "admin: removed node=" + name);
+    return json_response(200, json{{"removed", name}});
+  }
+
+  AdminResponse set_weight(const AdminRequest& req, const std::string& name) {
+    json body;
+    AdminResponse resp;
+    if (!parse_body(req, &body, &resp)) return resp;
+    int64_t weight = 0;
+    if (!int_field(body, "weight", 0, 1000, &weight, &resp)) return resp;
+    Config next = server_.config();
+    for (BackendConfig& b : next.backends) {
+      if (b.name == name) b.weight = static_cast<uint32_t>(weight);
+    }
+    if (std::string e = server_.apply(std::move(next)); !e.empty()) return error(400, e);
+    RP_LOG(LogLevel::kInfo, "admin: weight node=" + name + " weight=" + std::to_string(weight));
+    const auto r = server_.routing();
+    return json_response(200, node_json(*r, *r->ring->find(name), r->ring->shares()));
+  }
+
+  AdminResponse ring() {
+    const auto r = server_.routing();
+    const auto shares = r->ring->shares();
+    json nodes = json::array();
+    for (NodeIndex i = 0; i < r->backends.size(); ++i) {
+      nodes.push_back({{"name", r->backends[i].name}, {"share", shares[i]}});
+    }
+    return json_response(200, json{{"fingerprint", r->ring->fingerprint()},
+                                   {"points", r->ring->points()},
+                                   {"vnodes", r->ring->vnodes()},
+                                   {"nodes", nodes}});
+  }
+
+  AdminResponse lookup(const AdminRequest& req) {
+    bool found = false;
+    const std::string key = req.param("key", &found);
+    if (!found) return error(400, "missing ?key=");
+    const auto r = server_.routing();
+    const uint64_t h = Ring::hash(key);
+    json order = json::array();
+    r->ring->walk(h, [&](NodeIndex i) {
+      if (r->backends[i].state->usable()) order.push_back(r->backends[i].name);
+      return true;
+    });
+    json node = order.empty() ? json(nullptr) : order[0];
+    json fallbacks = json::array();
+    for (size_t i = 1; i < order.size(); ++i) fallbacks.push_back(order[i]);
+    return json_response(200, json{{"key", key}, {"hash", hex64(h)}, {"node", node}, {"fallbacks", fallbacks}});
+  }
+
+  AdminResponse reload(const AdminRequest& req) {
+    const std::string dry = req.param("dry_run");
+    const bool dry_run = dry == "1" || dry == "true";
+    const ReloadReport report = server_.reload(dry_run);
+    const int status = report.ok ? 200 : 400;
+    return json_response(status, json{{"ok", report.ok},
+                                      {"dry_run", dry_run},
+                                      {"errors", report.errors},
+                                      {"moved_fraction", report.moved_fraction}});
+  }
+
+  Server& server_;
+};
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+bool token_matches(std::string_view presented, std::string_view expected) {
+  // Every byte of the longer string is looked at, whatever matches: the time taken
+  // says nothing about where the first difference is.
+  unsigned char diff = presented.size() == expected.size() ? 0 : 1;
+  const size_t n = std::max(presented.size(), expected.size());
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char a = i < presented.size() ? static_cast<unsigned char>(presented[i]) : 0;
+    const unsigned char b = i < expected.size() ? static_cast<unsigned char>(expected[i]) : 0;
+    diff |= static_cast<unsigned char>(a ^ b);
+  }
+  return diff == 0;
+}
+
+AdminHandler make_admin_handler(Server& server) {
+  auto api = std::make_shared<Api>(server);
+  return [api](const AdminRequest& req) { return api->handle(req); };
+}
+
+std::string status_page(const Routing& r, double uptime_s) {
+  static constexpr const char* kPalette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                             "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79"};
+  const auto shares = r.ring->shares();
+  std::string h;
+  h += "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+       "<meta http-equiv=\"refresh\" content=\"2\"><title>ringproxy</title>\n<style>"
+       "body{font:14px system-ui,sans-serif;margin:24px;color:#222}"
+       "table{border-collapse:collapse;margin-top:12px}td,th{padding:4px 12px;border-bottom:1px solid #ddd;text-align:left}"
+       "th{background:#f4f4f4}.up{color:#2a7d2a}.down,.ejected{color:#b00020}.draining{color:#a06000}"
+       ".sw{display:inline-block;width:10px;height:10px;margin-right:6px;border-radius:2px}"
+       ".wrap{display:flex;gap:32px;align-items:flex-start;flex-wrap:wrap}"
+       "</style></head><body>\n<h1>ringproxy</h1>\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "<p>%zu nodes, %zu ring points, fingerprint <code>%s</code>, up %.0f s</p>\n",
+                r.backends.size(), r.ring->points(), r.ring->fingerprint().c_str(), uptime_s);
+  h += line;
+  h += "<div class=\"wrap\"><table><tr><th>node</th><th>address</th><th>state</th><th>weight</th>"
+       "<th>share</th><th>in flight</th><th>requests</th><th>failures</th></tr>\n";
+  for (NodeIndex i = 0; i < r.backends.size(); ++i) {
+    const Backend& b = r.backends[i];
+    const uint32_t weight = r.ring->nodes()[i].weight;
+    const std::string state = node_state(b, weight);
+    std::snprintf(line, sizeof line, "%.1f%%", shares[i] * 100);
+    h += "<tr><td><span class=\"sw\" style=\"background:" + std::string(kPalette[i % 10]) + "\"></span>" +
+         html_escape(b.name) + "</td><td>" + html_escape(b.address.to_string()) + "</td><td class=\"" + state +
+         "\">" + state + "</td><td>" + std::to_string(weight) + "</td><td>" + line + "</td><td>" +
+         std::to_string(b.state->in_flight.load()) + "</td><td>" + std::to_string(b.state->requests()) +
+         "</td><td>" + std::to_string(b.state->failures()) + "</td></tr>\n";
+  }
+  h += "</table>\n";
+  // The ring: each point a tick on a circle at angle hash / 2^64, coloured by owner;
+  // points of unusable nodes grey. At most ~4,000 ticks are drawn (every k-th point).
+  constexpr double kR = 150, kC = 170;
+  h += "<svg width=\"340\" height=\"340\" viewBox=\"0 0 340 340\" role=\"img\" aria-label=\"ring\">"
+       "<circle cx=\"170\" cy=\"170\" r=\"150\" fill=\"none\" stroke=\"#ccc\" stroke-width=\"1\"/>\n";
+  const size_t n = r.ring->points();
+  const size_t step = n > 4000 ? (n + 3999) / 4000 : 1;
+  for (size_t p = 0; p < n; p += step) {
+    const double a = static_cast<double>(r.ring->point_hash(p)) / 18446744073709551616.0 * 2 * M_PI - M_PI / 2;
+    const NodeIndex owner = r.ring->point_owner(p);
+    const bool usable = r.backends[owner].state->usable();
+    const char* colour = usable ? kPalette[owner % 10] : "#bbb";
+    std::snprintf(line, sizeof line,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1\"/>",
+                  kC + (kR - 10) * std::cos(a), kC + (kR - 10) * std::sin(a), kC + (kR + 10) * std::cos(a),
+                  kC + (kR + 10) * std::sin(a), colour);
+    h += line;
+  }
+  h += "\n</svg></div>\n<p><a href=\"/nodes\">/nodes</a> · <a href=\"/ring\">/ring</a> · "
+       "<a href=\"/metrics\">/metrics</a></p>\n</body></html>\n";
+  return h;
+}
+
+}  // namespace ringproxy

@@ -9,7 +9,7 @@ def demo(name, mode='normal', delay=0):
     return int(line.rsplit(':',1)[1])
 def freeport():
     s=socket.socket(); s.bind(('127.0.0.1',0)); p=s.getsockname()[1]; s.close(); return p
-def proxy(backends, extra='', proxyextra='', path='/tmp/cfg.toml', log='/tmp/proxy.log'):
+def proxy(backends, extra='', proxyextra='', path='/tmp/rv-review-cfg.toml', log='/tmp/rv-review-proxy.log'):
     port=freeport()
     cfg=f'[proxy]\nlisten = "127.0.0.1:{port}"\nworkers = 1\n{proxyextra}\n[admin]\nlisten = ""\n{extra}\n'
     for n,bp in backends:

@@ -8,7 +8,7 @@ c=demo('c'); a=demo('a')
 aport=freeport()
 port,p=proxy([('b',bp),('c',c)], extra='', proxyextra='retries = 1\nlog_level = "debug"')
 # find a key owned by b: try paths via ring hash using admin? no admin: use the retry log instead
-cfg=open('/tmp/cfg.toml').read()
+cfg=open('/tmp/rv-review-cfg.toml').read()
 def key_for_b():
     for i in range(200):
         s=conn(port); s.sendall(b'GET /k%d HTTP/1.1\r\nHost: h\r\n\r\n'%i)
@@ -22,7 +22,7 @@ if variant=='shrink':
     new=cfg.split('[[backend]]')[0]+'[[backend]]\nname = "c"\naddress = "127.0.0.1:%d"\n'%c
 else:
     new=cfg.split('[[backend]]')[0]+'[[backend]]\nname = "a"\naddress = "127.0.0.1:%d"\n[[backend]]\nname = "b"\naddress = "127.0.0.1:%d"\n[[backend]]\nname = "c"\naddress = "127.0.0.1:%d"\n'%(a,bp,c)
-open('/tmp/cfg.toml','w').write(new); p.send_signal(signal.SIGHUP)
+open('/tmp/rv-review-cfg.toml','w').write(new); p.send_signal(signal.SIGHUP)
 print('retried answer:', recvall(s,3)[:120])
 time.sleep(0.3)
 print('proxy alive:', p.poll() is None)

@@ -17,7 +17,7 @@ def burst(n=5):
     for i in range(n):
         s=conn(port); s.sendall(b'GET /%d HTTP/1.1\r\nHost: h\r\n\r\n'%i); s.recv(100); s.close(); time.sleep(0.05)
 burst(); print('before: 5 requests ->', accepts[0], 'backend connections')
-cfg=open('/tmp/cfg.toml').read()
-open('/tmp/cfg.toml','w').write(cfg.replace('name = "a"\naddress = "127.0.0.1:%d"'%bp, 'name = "z"\naddress = "127.0.0.1:%d"'%other)); p.send_signal(signal.SIGHUP); time.sleep(0.5)
-open('/tmp/cfg.toml','w').write(cfg); p.send_signal(signal.SIGHUP); time.sleep(0.5)
+cfg=open('/tmp/rv-review-cfg.toml').read()
+open('/tmp/rv-review-cfg.toml','w').write(cfg.replace('name = "a"\naddress = "127.0.0.1:%d"'%bp, 'name = "z"\naddress = "127.0.0.1:%d"'%other)); p.send_signal(signal.SIGHUP); time.sleep(0.5)
+open('/tmp/rv-review-cfg.toml','w').write(cfg); p.send_signal(signal.SIGHUP); time.sleep(0.5)
 accepts[0]=0; burst(); print('after remove+re-add: 5 requests ->', accepts[0], 'backend connections')

@@ -131,7 +131,7 @@ uint64_t ejection_duration_ms(uint32_t eject_base_ms, uint32_t k);
 // a node failing every few minutes keeps doubling, one failing once an hour never does.
 uint64_t healthy_spell_ms(uint32_t eject_base_ms);
 
-// Flap damping, RFC 2439 section 4.2 parameters with Cisco's long-standing BGP defaults
+// Flap damping, RFC 2439 section 4 parameters with Cisco's long-standing BGP defaults
 // for the figure of merit (1000 per flap, suppress above 2000, reuse at 750; so the
 // third flap in quick succession suppresses, one or two never do). Cisco's 15 min
 // half-life and 60 min maximum suppression are for Internet routes; with 1 s checks a
@@ -142,7 +142,7 @@ inline constexpr double kFlapSuppress = 2000.0;  // held when the penalty goes a
 inline constexpr double kFlapReuse = 750.0;      // released when it has decayed to this
 inline constexpr uint64_t kFlapHalfLifeMs = 60'000;
 inline constexpr uint64_t kFlapMaxHoldMs = 240'000;
-// RFC 2439 section 4.2 "ceiling": reuse * 2^(max hold / half-life).
+// RFC 2439 section 4 "ceiling": reuse * 2^(max hold / half-life).
 inline constexpr double kFlapCeiling = kFlapReuse * 16.0;
 static_assert(kFlapMaxHoldMs == 4 * kFlapHalfLifeMs, "kFlapCeiling assumes 2^4");
 

@@ -124,6 +124,10 @@ void ClientConn::on_timer(uv_timer_t* t) {
     c->close();  // keep-alive idle timeout: nothing to answer
     return;
   }
+  if (c->req_phase_ == ReqPhase::kBody && c->resp_bytes_ == 0 && !c->tunnel_) {
+    c->respond_error(408, "request body not received in time", "client stalled mid-body");
+    return;
+  }
   RP_LOG(LogLevel::kInfo, std::string("client ") + c->client_ip_ + ": idle timeout mid-exchange, closing");
   c->close();
 }
@@ -156,19 +160,28 @@ void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     uv_read_stop(s);
     c->reading_ = false;
     c->client_eof_ = true;
-    if (nread != UV_EOF || c->resp_phase_ == RespPhase::kNone || c->tunnel_) {
-      // Nothing to answer (or a reset): go.
-      if (c->req_phase_ == ReqPhase::kHead && c->in_.size() > 0 && nread == UV_EOF) {
-        c->respond_error(400, "incomplete request", "client closed mid-head");
-        return;
-      }
-      c->close();
+    if (nread != UV_EOF) {
+      c->close();  // a reset: nobody to answer
       return;
     }
-    // A half-close after a complete request: answer it, then close.
-    c->close_after_response_ = true;
-    if (c->req_phase_ == ReqPhase::kBody) {
-      c->close();  // the body was cut short
+    if (c->tunnel_) {
+      c->tunnel_half_close_from_client();
+      return;
+    }
+    if (c->resp_phase_ == RespPhase::kNone) {
+      // No exchange: idle (go), or a head cut short (say so).
+      if (c->req_phase_ == ReqPhase::kHead && (c->head_bytes_ > 0 || c->in_.size() > 0)) {
+        c->respond_error(400, "incomplete request", "client closed mid-head");
+      } else {
+        c->close();
+      }
+      return;
+    }
+    // A half-close after a request (HTTP allows it): the request and any pipelined
+    // ones already buffered are answered, then the connection closes. A body still
+    // short of its end is cut short: forward_request_body() finds that out.
+    if (c->req_phase_ == ReqPhase::kBody && c->upstream_ready_ && c->up_ && !c->up_->write_pending()) {
+      c->forward_request_body();
     }
     return;
   }
@@ -178,9 +191,11 @@ void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     c->reading_ = false;
   }
   if (c->tunnel_) {
+    c->arm_timer(c->routing_->config->proxy.idle_timeout_ms);
     c->forward_request_body();
     return;
   }
+  if (c->req_phase_ == ReqPhase::kBody) c->arm_timer(c->routing_->config->proxy.idle_timeout_ms);
   c->process_request_bytes();
 }
 
@@ -189,6 +204,10 @@ void ClientConn::process_request_bytes() {
     switch (req_phase_) {
       case ReqPhase::kIdle:
         if (in_.size() == 0) {
+          if (client_eof_ && resp_phase_ == RespPhase::kNone && !client_write_pending_) {
+            close();  // half-closed, and every request it sent is answered
+            return;
+          }
           if (!client_write_pending_) worker_.buffers().release(in_);
           return;
         }
@@ -224,6 +243,10 @@ bool ClientConn::parse_head() {
   const uint32_t max_head = worker_.routing().config->proxy.max_header_bytes;
   if (err == HPE_OK) {
     in_.consume(in_.size());
+    if (client_eof_) {
+      respond_error(400, "incomplete request", "client closed mid-head");
+      return false;
+    }
     if (head_bytes_ > max_head) {
       respond_error(431, "request head too large", "head over max_header_bytes");
       return false;
@@ -340,6 +363,14 @@ void ClientConn::on_request_head() {
     return;
   }
   client_http10_ = req_parser_.http_minor == 0;
+  bool has_te = false;
+  find_header(header_views_, "transfer-encoding", &has_te);
+  if (client_http10_ && has_te) {
+    // RFC 9112 6.1: a 1.0 message with Transfer-Encoding has unreliable framing; a
+    // backend that ignores the field for 1.0 would read the chunks as a next request.
+    respond_error(400, "Transfer-Encoding in an HTTP/1.0 request", "HTTP/1.0 with Transfer-Encoding");
+    return;
+  }
   client_keep_alive_ = llhttp_should_keep_alive(&req_parser_) != 0;
   if (!client_keep_alive_ || drain_requested_) close_after_response_ = true;
   is_head_method_ = req_parser_.method == HTTP_HEAD;
@@ -376,7 +407,9 @@ void ClientConn::on_request_head() {
   req_body_forwarded_ = 0;
   req_body_started_ = false;
   resp_from_backend_ = false;
-  timer_.disarm();
+  // While the body comes in, the client timer watches the client; the upstream timer
+  // watches the backend.
+  arm_timer(cfg.proxy.idle_timeout_ms);
   start_upstream();
 }
 
@@ -482,12 +515,13 @@ void ClientConn::pick_node_and_connect() {
   tried_[attempts_++] = node_;
   const Backend& b = r.backends[node_];
   if (Log::enabled(LogLevel::kDebug)) {
-    Log::write(LogLevel::kDebug, "routing " + std::string(view(url_)) + " to node=" + b.name +
-                                     " attempt=" + std::to_string(attempts_));
+    // On a retry the head's bytes may have moved: the URL is logged on the first attempt.
+    Log::write(LogLevel::kDebug, "routing " + (attempts_ == 1 ? std::string(view(url_)) : std::string("(retry)")) +
+                                     " to node=" + b.name + " attempt=" + std::to_string(attempts_));
   }
   b.state->in_flight.fetch_add(1, std::memory_order_relaxed);
 
-  UpstreamPool& pool = worker_.pool(node_);
+  UpstreamPool& pool = worker_.pool(r, node_);
   resp_phase_ = RespPhase::kConnecting;
   if (UpstreamConn* idle = pool.take_idle(this)) {
     attach_upstream(idle, false);
@@ -579,6 +613,11 @@ namespace ringproxy {
 bool ClientConn::forward_request_body() {
   if (!up_ || up_->write_pending()) return false;
   if (in_.size() == 0 && (tunnel_ || req_body_started_)) {
+    if (client_eof_ && !tunnel_) {
+      RP_LOG(LogLevel::kInfo, std::string("client ") + client_ip_ + " closed mid-body; dropping the request");
+      close();
+      return false;
+    }
     resume_client_reading();
     return false;
   }
@@ -616,13 +655,23 @@ bool ClientConn::forward_request_body() {
       uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
       reading_ = false;
     }
+    // The backend took bytes: it is alive. (Its timer measures its silence.)
+    if (!tunnel_ && resp_phase_ == RespPhase::kWaiting && !complete) {
+      up_->arm_timer(routing_->config->proxy.idle_timeout_ms);
+    }
   }
   if (complete) {
     req_phase_ = ReqPhase::kDone;
+    if (!client_write_pending_) timer_.disarm();  // the client has sent all; now the backend's turn
     if (upgrade_) return false;  // bytes after an upgrade request wait for the 101
     if (resp_phase_ == RespPhase::kWaiting) up_->arm_timer(routing_->config->proxy.upstream_timeout_ms);
     if (resp_phase_ == RespPhase::kDone) exchange_done();
     return true;
+  }
+  if (client_eof_ && !tunnel_ && in_.size() == 0) {
+    RP_LOG(LogLevel::kInfo, std::string("client ") + client_ip_ + " closed mid-body; dropping the request");
+    close();
+    return false;
   }
   if (!up_->write_pending()) resume_client_reading();
   return false;
@@ -671,9 +720,15 @@ int ClientConn::on_resp_header_value(llhttp_t* p, const char* at, size_t len) {
 int ClientConn::on_resp_headers_complete(llhttp_t* p) {
   auto* c = static_cast<ClientConn*>(p->data);
   c->resp_head_done_ = true;
-  // A HEAD response has no body whatever its headers say: tell llhttp (1 = no body);
-  // the pause then comes at message complete, at the same place.
-  if (c->is_head_method_) return 1;
+  // Responses to HEAD, and 1xx (but 101), 204 and 304 responses, have no body whatever
+  // their headers say (RFC 9110 6.4.1); llhttp 8 reads a Content-Length body for 204
+  // and 304 unless told (1 = no body). The pause then comes at message complete, at
+  // the same place, and the head is handled there once.
+  const int status = p->status_code;
+  if (c->is_head_method_ || (status >= 100 && status < 200 && status != 101) || status == 204 ||
+      status == 304) {
+    return 1;
+  }
   return HPE_PAUSED;
 }
 
@@ -701,6 +756,11 @@ void ClientConn::on_upstream_timeout() {
     upstream_failed(504, "response timeout", false);
     return;
   }
+  if (req_phase_ == ReqPhase::kBody && !up_->write_pending()) {
+    // The backend takes what it is given; it is the client that sends nothing.
+    respond_error(408, "request body not received in time", "client stalled mid-body");
+    return;
+  }
   if (resp_bytes_ == 0 && resp_phase_ != RespPhase::kBody) {
     upstream_failed(504, "backend stalled", false);
     return;
@@ -712,7 +772,11 @@ void ClientConn::on_upstream_timeout() {
 void ClientConn::on_upstream_read(ssize_t nread) {
   if (nread < 0) {
     if (tunnel_) {
-      close();
+      if (nread == UV_EOF) {
+        tunnel_half_close_from_upstream();
+      } else {
+        close();
+      }
       return;
     }
     if (resp_phase_ == RespPhase::kBody && nread == UV_EOF) {
@@ -754,6 +818,7 @@ void ClientConn::process_response_bytes() {
     char* start = ub.begin_ptr();
     if (tunnel_) {
       const size_t len = ub.size();
+      if (len > 0) arm_timer(routing_->config->proxy.idle_timeout_ms);
       ub.consume(len);
       if (send_to_client(start, len) < 0) {
         close();
@@ -803,8 +868,12 @@ void ClientConn::process_response_bytes() {
       if (resp_phase_ == RespPhase::kHead) {
         ub.consume_to(pos);
         on_response_head();
-        // HEAD: llhttp completed the message along with the head.
-        if (resp_msg_done_ && resp_phase_ == RespPhase::kBody) finish_response(ub.begin_ptr(), 0);
+        if (closing_ || !up_) return;
+        // No body (HEAD, 204, 304): llhttp completed the message along with the head.
+        if (resp_msg_done_ && resp_phase_ == RespPhase::kBody) {
+          finish_response(ub.begin_ptr(), 0);
+          return;
+        }
         continue;
       }
       finish_response(start, static_cast<size_t>(pos - start));
@@ -843,8 +912,8 @@ void ClientConn::finish_response(char* start, size_t len) {
 }
 
 bool ClientConn::upstream_reusable() {
-  return up_ && up_->buffer().size() == 0 && llhttp_should_keep_alive(&resp_parser_) &&
-         req_phase_ == ReqPhase::kDone && !tunnel_;
+  return up_ && up_->buffer().size() == 0 && !up_->write_pending() &&
+         llhttp_should_keep_alive(&resp_parser_) && req_phase_ == ReqPhase::kDone && !tunnel_;
 }
 
 int ClientConn::send_to_client(char* body, size_t len) {
@@ -866,6 +935,24 @@ void ClientConn::on_response_head() {
   resp_status_ = resp_parser_.status_code;
   resp_from_backend_ = true;
   const bool interim = resp_status_ >= 100 && resp_status_ < 200 && resp_status_ != 101;
+  if (resp_status_ == 101 && !upgrade_) {
+    // Switching protocols that the client never asked for: nothing can be relayed.
+    upstream_failed(502, "101 Switching Protocols to a request without Upgrade", false);
+    return;
+  }
+  if (interim && client_http10_) {
+    // RFC 9110 15.2: no 1xx to an HTTP/1.0 client. Wait for the final response.
+    resp_headers_.clear();
+    status_text_ = {};
+    resp_head_bytes_ = 0;
+    resp_head_done_ = resp_msg_done_ = false;
+    return;
+  }
+  if (!interim && upgrade_ && resp_status_ != 101) {
+    // The upgrade was declined: the request parser is left in its upgrade state, and
+    // what the client sends next may be the new protocol. End the connection after.
+    close_after_response_ = true;
+  }
   std::string_view connection;
   for (const HeaderSpan& h : resp_headers_) {
     if (iequals(uview(h.name), "connection")) connection = uview(h.value);
@@ -916,6 +1003,7 @@ void ClientConn::on_response_head() {
     // now, so the client sends its body.
     resp_head_done_ = false;
     resp_msg_done_ = false;
+    resp_exec_pending_ = false;
     if (send_to_client(nullptr, 0) < 0) close();
     return;
   }
@@ -937,6 +1025,31 @@ void ClientConn::start_tunnel() {
   // Bytes the client sent after its upgrade request go up now.
   forward_request_body();
   resume_client_reading();
+}
+
+// A tunnel carries each direction's end on: the side that finished sending has its
+// EOF passed to the other side (a shutdown after the writes queued), and the tunnel
+// closes once both directions are done.
+void ClientConn::tunnel_half_close_from_client() {
+  if (!up_ || upstream_eof_) {
+    close();
+    return;
+  }
+  // forward_request_body() has written all the client sent, or queued it; uv_shutdown
+  // runs after queued writes.
+  if (up_->shutdown_write() < 0) close();
+}
+
+void ClientConn::tunnel_half_close_from_upstream() {
+  upstream_eof_ = true;
+  if (client_eof_) {
+    close();
+    return;
+  }
+  shutdown_req_.data = this;
+  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t*, int) {}) != 0) {
+    close();
+  }
 }
 
 void ClientConn::release_upstream(bool reusable) {
@@ -966,7 +1079,13 @@ void ClientConn::exchange_done() {
   finish_accounting(resp_status_);
   if (up_) release_upstream(false);
   if (have_node_) release_upstream(false);
-  if (close_after_response_) {
+  if (close_after_response_ || (client_eof_ && in_.size() == 0)) {
+    if (Log::enabled(LogLevel::kDebug)) {
+      Log::write(LogLevel::kDebug, std::string("closing client ") + client_ip_ + " after the response: " +
+                                       (req_phase_ != ReqPhase::kDone ? "request incomplete"
+                                        : client_eof_                 ? "client half-closed"
+                                                                      : "no keep-alive"));
+    }
     if (!client_write_pending_) close();
     return;
   }
@@ -993,6 +1112,8 @@ int ClientConn::write_client(uv_buf_t* bufs, unsigned count) {
   if (rc == 1) {
     client_write_pending_ = true;
     if (up_) up_->stop_reading();
+    // A client that does not read is dropped after idle_timeout_ms.
+    arm_timer(worker_.routing().config->proxy.idle_timeout_ms);
   }
   return rc;
 }
@@ -1004,6 +1125,7 @@ void ClientConn::on_write(uv_write_t* req, int status) {
     c->close();
     return;
   }
+  if (!c->tunnel_ && c->req_phase_ == ReqPhase::kDone) c->timer_.disarm();
   if (!c->error_out_.empty()) {
     c->close();
     return;

@@ -75,6 +75,8 @@ class ClientConn final : private UpstreamConn::Owner {
   void exchange_done();
   void release_upstream(bool reusable);
   void start_tunnel();
+  void tunnel_half_close_from_client();
+  void tunnel_half_close_from_upstream();
 
   // Writing to the client.
   int write_client(uv_buf_t* bufs, unsigned count);
@@ -119,6 +121,7 @@ class ClientConn final : private UpstreamConn::Owner {
   uv_tcp_t tcp_{};
   DeadlineTimer timer_;
   uv_write_t write_req_{};
+  uv_shutdown_t shutdown_req_{};
   int open_handles_ = 0;
   bool closing_ = false;
   bool listed_ = false;  // in the worker's connection list
@@ -165,6 +168,7 @@ class ClientConn final : private UpstreamConn::Owner {
   bool resp_msg_done_ = false;
   int resp_status_ = 0;
   bool tunnel_ = false;
+  bool upstream_eof_ = false;  // tunnel: the backend has finished sending
   bool head_pending_ = false;       // resp_head_ built, not yet written
   bool resp_exec_pending_ = false;  // run the parser once more, even on no bytes
   std::string resp_head_;  // response head as sent to the client

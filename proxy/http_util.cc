@@ -97,7 +97,14 @@ bool is_hop_by_hop(std::string_view name, std::string_view connection) {
     default:
       break;
   }
-  return !connection.empty() && has_token(connection, name);
+  // A Connection header may name any field, but never the ones that frame the message
+  // or say where it goes: dropping Content-Length or Transfer-Encoding while the body's
+  // bytes still pass would let the body be read as a next request (smuggling).
+  if (connection.empty() || iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+      iequals(name, "host")) {
+    return false;
+  }
+  return has_token(connection, name);
 }
 
 std::string_view select_hash_key(const HashKey& how, std::string_view target,

@@ -32,7 +32,8 @@ bool has_token(std::string_view list, std::string_view token);
 // True for headers a proxy must not forward (RFC 9110 7.6.1): Connection and every
 // header it names, Keep-Alive, Proxy-Connection, TE, Upgrade (re-added when
 // tunnelling), and, towards the upstream, Proxy-Authorization.
-// `connection` is the value of the message's Connection header.
+// `connection` is the value of the message's Connection header. Content-Length,
+// Transfer-Encoding and Host are never dropped because Connection names them.
 // Transfer-Encoding and Content-Length are not hop-by-hop here: the proxy forwards a
 // body's bytes exactly as framed, so the framing headers stay true.
 // Trailer is kept: it announces trailers that are forwarded too (RFC 9110 6.6.2).

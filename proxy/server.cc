@@ -223,6 +223,12 @@ void Server::begin_drain() {
   RP_LOG(LogLevel::kInfo, "draining: finishing requests in flight");
   for (auto& w : workers_) w->notify_drain();
   for (auto& sig : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&sig), nullptr);
+  // Closing the handles restores the default actions, which would kill the process and
+  // the requests it is finishing: a reload or log reopen (logrotate) during the drain,
+  // or a second SIGTERM, is ignored instead. A second SIGINT (Ctrl-C) still ends it.
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
   uv_close(reinterpret_cast<uv_handle_t*>(&passive_async_), nullptr);
   shared_.passive_health = nullptr;
   if (admin_) admin_->close();

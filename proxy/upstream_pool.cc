@@ -104,6 +104,11 @@ void UpstreamConn::on_write(uv_write_t* req, int status) {
   c->owner_->on_upstream_write(status);
 }
 
+int UpstreamConn::shutdown_write() {
+  shutdown_req_.data = this;
+  return uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t*, int) {});
+}
+
 void UpstreamConn::arm_timer(uint32_t ms) { timer_.arm(ms, on_timer); }
 void UpstreamConn::disarm_timer() { timer_.disarm(); }
 

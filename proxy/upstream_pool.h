@@ -46,6 +46,8 @@ class UpstreamConn {
   // callback follows) or a libuv error (nothing follows).
   int write(const uv_buf_t* bufs, unsigned count);
   bool write_pending() const { return write_pending_; }
+  // Sends FIN after the queued writes (a tunnel's client finished sending).
+  int shutdown_write();
   void arm_timer(uint32_t ms);
   void disarm_timer();
   void close();  // idempotent; the object is freed later
@@ -72,6 +74,7 @@ class UpstreamConn {
   DeadlineTimer timer_;
   uv_connect_t connect_req_{};
   uv_write_t write_req_{};
+  uv_shutdown_t shutdown_req_{};
   IoBuffer in_;
   int open_handles_ = 0;
   bool closing_ = false;
@@ -101,6 +104,7 @@ class UpstreamPool {
     close_idle();
   }
   bool retired() const { return retired_; }
+  void unretire() { retired_ = false; }
   const std::string& name() const { return name_; }
 
   static constexpr size_t kMaxIdle = 64;

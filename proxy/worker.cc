@@ -70,21 +70,31 @@ void Worker::take_routing() {
   }
   if (!fresh || fresh == routing_) return;
   std::vector<UpstreamPool*> by_node(fresh->backends.size());
-  std::unordered_map<std::string, bool> kept;
   for (size_t i = 0; i < fresh->backends.size(); ++i) {
-    const Backend& b = fresh->backends[i];
-    std::string key = b.name + '\0' + b.address.to_string();
-    auto& slot = pools_[key];
-    if (!slot) slot = std::make_unique<UpstreamPool>(*this, b.name, b.address.to_string());
-    by_node[i] = slot.get();
-    kept[key] = true;
+    by_node[i] = &pool_for(fresh->backends[i]);
+    by_node[i]->unretire();  // a backend removed and added again
   }
   // Backends that left: their idle connections close now; busy ones close when done.
   for (auto& [key, pool] : pools_) {
-    if (!kept.count(key)) pool->retire();
+    if (std::find(by_node.begin(), by_node.end(), pool.get()) == by_node.end()) pool->retire();
   }
   pools_by_node_ = std::move(by_node);
   routing_ = std::move(fresh);
+}
+
+UpstreamPool& Worker::pool_for(const Backend& b) {
+  const std::string address = b.address.to_string();
+  std::string key = b.name;
+  key += '\0';
+  key += address;
+  auto& slot = pools_[key];
+  if (!slot) slot = std::make_unique<UpstreamPool>(*this, b.name, address);
+  return *slot;
+}
+
+UpstreamPool& Worker::pool(const Routing& routing, NodeIndex i) {
+  if (&routing == routing_.get()) return *pools_by_node_[i];
+  return pool_for(routing.backends[i]);
 }
 
 void Worker::on_async(uv_async_t* a) {

@@ -54,8 +54,9 @@ class Worker {
   uv_loop_t* loop() { return &loop_; }
   const Routing& routing() const { return *routing_; }
   const std::shared_ptr<const Routing>& routing_ptr() const { return routing_; }
-  // The pool for node i of the current routing.
-  UpstreamPool& pool(NodeIndex i) { return *pools_by_node_[i]; }
+  // The pool for node i of `routing`: the current routing's by index; an older one's
+  // (a request routed before a reload, now retrying) by name and address.
+  UpstreamPool& pool(const Routing& routing, NodeIndex i);
   BufferPool& buffers() { return buffers_; }
   Shared& shared() { return shared_; }
   int id() const { return id_; }
@@ -77,6 +78,7 @@ class Worker {
   void begin_drain();
   void maybe_finish();
   void flush_access_log();
+  UpstreamPool& pool_for(const Backend& b);
   static void on_connection(uv_stream_t* server, int status);
   static void on_async(uv_async_t* a);
   static void on_flush_timer(uv_timer_t* t);

@@ -40,6 +40,10 @@ TEST(HttpUtil, HopByHop) {
   // Headers the Connection header names are hop-by-hop too.
   EXPECT_TRUE(is_hop_by_hop("X-Private", "keep-alive, x-private"));
   EXPECT_FALSE(is_hop_by_hop("X-Other", "keep-alive, x-private"));
+  // ... but never the framing or Host: that would turn a body into a next request.
+  for (const char* name : {"Content-Length", "transfer-encoding", "Host"}) {
+    EXPECT_FALSE(is_hop_by_hop(name, "content-length, transfer-encoding, host")) << name;
+  }
 }
 
 TEST(HttpUtil, HashKeySelection) {

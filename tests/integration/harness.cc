@@ -750,7 +750,11 @@ const llhttp_settings_t& response_settings() {
       r.chunked = (p->flags & F_CHUNKED) != 0;
       st.headers_done = true;
       st.in_value = false;
-      return st.head ? 1 : 0;  // 1: this response has no body (it answers a HEAD)
+      // 1: this response has no body: it answers a HEAD, or is a 1xx, 204 or 304 (RFC
+      // 9110 6.4.1), which llhttp 8 would otherwise read a Content-Length body for.
+      const int status = p->status_code;
+      const bool bodiless = (status >= 100 && status < 200 && status != 101) || status == 204 || status == 304;
+      return st.head || bodiless ? 1 : 0;
     };
     v.on_body = [](llhttp_t* p, const char* at, size_t n) {
       ResponseParse& st = state(p);

@@ -2,8 +2,16 @@
 // (STYLE rule 11). Each test asserts which backend served each request, against an
 // independent computation of SPEC's placement (tools/ring_reference.py, run with
 // Debian's python3-xxhash), never the proxy's own ring code.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
 
 #include <cstdio>
 #include <fstream>
@@ -46,6 +54,77 @@ std::vector<std::string> keys(int n, const std::string& prefix = "/k/") {
   return out;
 }
 
+// A backend that answers every request head with fixed bytes and keeps the connection
+// open: for responses the demo backend does not make (304 with a Content-Length, a 101
+// nobody asked for). Runs on a thread of the test; everything is on loopback.
+class ScriptedBackend {
+ public:
+  explicit ScriptedBackend(std::string response) : response_(std::move(response)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&sa), len) != 0 || ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+      ADD_FAILURE() << "scripted backend cannot listen";
+      return;
+    }
+    port_ = ntohs(sa.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ScriptedBackend() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    if (thread_.joinable()) thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (int c : conns_) ::shutdown(c, SHUT_RDWR);
+    }
+    for (auto& t : conn_threads_) t.join();
+    for (int c : conns_) ::close(c);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int requests() const { return requests_.load(); }
+
+ private:
+  void serve() {
+    for (;;) {
+      const int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      std::lock_guard<std::mutex> lock(mu_);
+      conns_.push_back(c);
+      conn_threads_.emplace_back([this, c] { answer(c); });
+    }
+  }
+
+  // Every request head on the connection gets the scripted bytes, until the peer goes.
+  void answer(int c) {
+    std::string buf;
+    char tmp[4096];
+    for (;;) {
+      const ssize_t n = ::recv(c, tmp, sizeof tmp, 0);
+      if (n <= 0) return;
+      buf.append(tmp, static_cast<size_t>(n));
+      size_t end;
+      while ((end = buf.find("\r\n\r\n")) != std::string::npos) {
+        buf.erase(0, end + 4);
+        ++requests_;
+        if (::send(c, response_.data(), response_.size(), MSG_NOSIGNAL) < 0) return;
+      }
+    }
+  }
+
+  std::string response_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<int> conns_;
+  std::vector<std::thread> conn_threads_;
+  std::atomic<int> requests_{0};
+};
+
 struct ProxyOptions {
   std::string proxy_extra;  // more lines for [proxy]
   int workers = 2;
@@ -54,6 +133,8 @@ struct ProxyOptions {
 // A ringproxy in front of demo backends, in its own temp dir.
 class ProxyFixture : public ::testing::Test {
  protected:
+  void add_scripted(const std::string& name, const ScriptedBackend& b) { scripted_.emplace_back(name, b.address()); }
+
   DemoBackend& add_backend(const std::string& name, DemoBackendOptions options = {}) {
     backends_.push_back(std::make_unique<DemoBackend>(dir_, name, options));
     return *backends_.back();
@@ -67,6 +148,9 @@ class ProxyFixture : public ::testing::Test {
     for (const auto& b : backends_) {
       if (excluded_.count(b->name())) continue;
       c << "\n[[backend]]\nname = \"" << b->name() << "\"\naddress = \"" << b->address() << "\"\n";
+    }
+    for (const auto& [name, address] : scripted_) {
+      c << "\n[[backend]]\nname = \"" << name << "\"\naddress = \"" << address << "\"\n";
     }
     return c.str();
   }
@@ -120,6 +204,7 @@ class ProxyFixture : public ::testing::Test {
   TempDir dir_;
   std::vector<std::unique_ptr<DemoBackend>> backends_;
   std::set<std::string> excluded_;
+  std::vector<std::pair<std::string, std::string>> scripted_;
   ProxyOptions options_;
   uint16_t port_ = 0;
   std::string config_path_;
@@ -542,6 +627,124 @@ TEST_F(ProxyFixture, CleanShutdownClosesEveryHandle) {
   EXPECT_EQ(idle.wait_close(Millis(1000)), CloseKind::eof);
   EXPECT_EQ(proxy_->stderr_text().find("handles open"), std::string::npos) << proxy_->stderr_text();
   EXPECT_NE(proxy_->stderr_text().find("drained, exiting"), std::string::npos);
+}
+
+// ---- regressions from review ----
+
+TEST_F(ProxyFixture, ConnectionCannotStripFramingHeaders) {
+  add_backend("f-a");
+  start_proxy({.proxy_extra = "", .workers = 1});
+  // Were Content-Length dropped because Connection names it, the body would reach the
+  // backend as a second request, and its answer would go to the next client.
+  const std::string hidden = "GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n";
+  Conn a("127.0.0.1", port_);
+  ASSERT_TRUE(a.send_raw("POST /sink HTTP/1.1\r\nHost: h\r\nConnection: content-length\r\nContent-Length: " +
+                         std::to_string(hidden.size()) + "\r\n\r\n" + hidden));
+  Response ra = a.read_response();
+  EXPECT_EQ(ra.status, 200) << ra.describe();
+  EXPECT_EQ(ra.body, std::to_string(hidden.size()) + "\n");  // the backend read it as a body
+  Response rb = http_get(port_, "/mine");
+  EXPECT_EQ(rb.body, "f-a /mine\n") << rb.describe();
+  Response h = http_get(port_, "/headers", {{"Connection", "host, transfer-encoding"}, {"Host", "kept.example"}});
+  EXPECT_NE(h.body.find("Host: kept.example\n"), std::string::npos) << h.body;
+}
+
+TEST_F(ProxyFixture, NotModifiedWithContentLengthHasNoBody) {
+  ScriptedBackend b("HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 1234\r\n\r\n");
+  add_scripted("nm", b);
+  start_proxy({.proxy_extra = "", .workers = 1});
+  Conn conn("127.0.0.1", port_);
+  ReadOptions quick;
+  quick.timeout = Millis(5000);
+  Response first = conn.request("GET", "/x", {{"If-None-Match", "\"x\""}}, {}, quick);
+  EXPECT_EQ(first.status, 304) << first.describe();
+  // The connection is still usable at once: the 304 carried no body.
+  Response second = conn.request("GET", "/y", {}, {}, quick);
+  EXPECT_EQ(second.status, 304) << second.describe();
+}
+
+TEST_F(ProxyFixture, SwitchingProtocolsNobodyAskedForIs502) {
+  ScriptedBackend b("HTTP/1.1 101 Switching Protocols\r\nUpgrade: nope\r\nConnection: Upgrade\r\n\r\n");
+  add_scripted("sw", b);
+  start_proxy({.proxy_extra = "retries = 0", .workers = 1});
+  Response r = http_get(port_, "/plain");
+  EXPECT_EQ(r.status, 502) << r.describe();
+}
+
+TEST_F(ProxyFixture, HalfClosedClientsAreAnswered) {
+  add_backend("hc");
+  start_proxy();
+  for (const std::string& raw : {std::string("GET /half HTTP/1.1\r\nHost: h\r\n\r\n"),
+                                std::string("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"),
+                                format_request("GET", "/p1", {{"Host", "h"}}) + format_request("GET", "/p2", {{"Host", "h"}})}) {
+    Conn conn("127.0.0.1", port_);
+    ASSERT_TRUE(conn.send_raw(raw));
+    ASSERT_TRUE(conn.shutdown_write());
+    RawRead all = conn.read_until_close(Millis(5000));
+    EXPECT_EQ(all.how, CloseKind::eof) << all.bytes;
+    EXPECT_NE(all.bytes.find("HTTP/1.1 200 OK"), std::string::npos) << all.bytes;
+    if (raw.find("/p2") != std::string::npos) {
+      EXPECT_NE(all.bytes.find("hc /p2"), std::string::npos) << all.bytes;
+    }
+  }
+  // A body cut short by the half-close is not sent on as if whole.
+  Conn cut("127.0.0.1", port_);
+  ASSERT_TRUE(cut.send_raw("POST /sink HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nshort"));
+  ASSERT_TRUE(cut.shutdown_write());
+  EXPECT_EQ(cut.read_until_close(Millis(5000)).bytes, "");
+}
+
+TEST_F(ProxyFixture, DeclinedUpgradeClosesAfterTheResponse) {
+  add_backend("du");
+  start_proxy();
+  Conn conn("127.0.0.1", port_);
+  Response r = conn.request("GET", "/not-ws", {{"Upgrade", "h2c"}, {"Connection", "Upgrade, HTTP2-Settings"},
+                                               {"HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"}});
+  EXPECT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(r.header("Connection"), "close");
+  EXPECT_EQ(conn.wait_close(Millis(5000)), CloseKind::eof);
+}
+
+TEST_F(ProxyFixture, Http10WithTransferEncodingIs400) {
+  add_backend("te");
+  start_proxy();
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_raw("POST /sink HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+  Response r = conn.read_response();
+  EXPECT_EQ(r.status, 400) << r.describe();
+}
+
+TEST_F(ProxyFixture, TunnelPassesHalfCloseOn) {
+  add_backend("wsh");
+  start_proxy();
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_raw("GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"));
+  ASSERT_EQ(conn.read_response().status, 101);
+  const std::string payload(200000, 'q');
+  ASSERT_TRUE(conn.send_raw(payload));
+  ASSERT_TRUE(conn.shutdown_write());
+  RawRead back = conn.read_until_close(Millis(10000));
+  EXPECT_EQ(back.bytes.size(), payload.size());
+  EXPECT_EQ(back.how, CloseKind::eof);
+}
+
+TEST_F(ProxyFixture, SignalsDuringADrainDoNotKill) {
+  DemoBackendOptions slow;
+  slow.delay_ms = 300;
+  add_backend("sig", slow);
+  start_proxy({.proxy_extra = "", .workers = 1});
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_request("GET", "/inflight"));
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "routing /inflight to node=sig"));
+  ASSERT_TRUE(proxy_->send_signal(SIGTERM));
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "draining"));
+  ASSERT_TRUE(proxy_->send_signal(SIGUSR1));  // logrotate
+  ASSERT_TRUE(proxy_->send_signal(SIGHUP));
+  ASSERT_TRUE(proxy_->send_signal(SIGTERM));
+  EXPECT_EQ(conn.read_response().status, 200);
+  auto status = proxy_->wait(Millis(10000));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->describe(), "exit 0");
 }
 
 TEST_F(ProxyFixture, PortTakenIsAStartupFailure) {

@@ -125,8 +125,15 @@ double NodeHealth::weight_fraction(uint64_t now) const {
 }
 
 bool NodeHealth::admits(uint64_t key_hash, uint64_t now) const {
-  const double fraction = weight_fraction(now);
-  if (fraction >= 1.0) return true;
+  return slow_start_admits(key_hash, ramp_start_, ramp_end_, now);
+}
+
+bool slow_start_admits(uint64_t key_hash, uint64_t ramp_start, uint64_t ramp_end, uint64_t now) {
+  if (ramp_end == 0 || now >= ramp_end) return true;
+  const double progress = now <= ramp_start ? 0.0
+                                            : static_cast<double>(now - ramp_start) /
+                                                  static_cast<double>(ramp_end - ramp_start);
+  const double fraction = std::clamp(progress, health_policy::kSlowStartFloor, 1.0);
   // The top 53 bits as a double in [0, 1): exact, and monotone in the key's position, so
   // a growing fraction only ever adds keys.
   const double position = static_cast<double>(mix(key_hash) >> 11) * 0x1p-53;

@@ -224,6 +224,11 @@ class NodeHealth {
   uint64_t ramp_end_ = 0;  // 0 = no ramp
 };
 
+// NodeHealth::admits() from the ramp's bounds alone, for threads that see only copies
+// of them (the proxy's workers): whether the key with ring hash `key_hash` may go to a
+// node ramping from ramp_start to ramp_end (ms) at `now`. ramp_end 0: no ramp.
+bool slow_start_admits(uint64_t key_hash, uint64_t ramp_start, uint64_t ramp_end, uint64_t now);
+
 // Every node's health by name, so that the max_ejected_percent guard can be computed.
 // A value: copyable, comparable, no callbacks.
 class HealthTable {

@@ -30,7 +30,8 @@ struct NodeState {
   std::atomic<uint32_t> in_flight{0};  // requests now at this node, all workers
   // Passive health: consecutive failed requests, all workers; reset by a success.
   std::atomic<uint32_t> consecutive_failures{0};
-  std::atomic<uint64_t> ejections{0};  // written by the control thread
+  std::atomic<uint64_t> ejections{0};          // written by the control thread
+  std::atomic<uint64_t> ejections_refused{0};  // max_ejected_percent said no
   // Slow start: until this monotonic ms time (uv_now), only a growing part of the node's
   // keys come back to it (see ClientConn::pick_node_and_connect). 0: no ramp.
   std::atomic<uint64_t> ramp_start_ms{0};

@@ -5,6 +5,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "health/node_health.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
 
@@ -479,11 +480,18 @@ void ClientConn::pick_node_and_connect() {
   const Routing& r = *routing_;
   const Ring& ring = *r.ring;
   const double load_factor = r.config->ring.load_factor;
+  const uint64_t now = uv_now(worker_.loop());
   const auto fresh_and_usable = [&](NodeIndex i) {
     for (uint32_t k = 0; k < attempts_; ++k) {
       if (tried_[k] == i) return false;
     }
-    return r.backends[i].state->usable();
+    const NodeState& st = *r.backends[i].state;
+    if (!st.usable()) return false;
+    // Slow start: a returning node takes a growing, fixed subset of its keys; the
+    // others walk on to the next node, as if it were still away.
+    const uint64_t ramp_end = st.ramp_end_ms.load(std::memory_order_relaxed);
+    return ramp_end == 0 || now >= ramp_end ||
+           slow_start_admits(key_hash_, st.ramp_start_ms.load(std::memory_order_relaxed), ramp_end, now);
   };
   std::optional<NodeIndex> node;
   if (load_factor > 1.0) {

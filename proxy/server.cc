@@ -47,9 +47,99 @@ Server::~Server() = default;
 void Server::publish(std::shared_ptr<const Routing> routing) {
   {
     std::lock_guard<std::mutex> lock(shared_.mu);
-    shared_.routing = std::move(routing);
+    shared_.routing = routing;
   }
+  // Nodes added after start (reload, admin) have cold caches: they ramp like a
+  // returning node when slow_start_ms is set.
+  sync_health(*routing, HealthTable::Start::kSlowStart);
   for (auto& w : workers_) w->notify_routing();
+}
+
+void Server::sync_health(const Routing& routing, HealthTable::Start added) {
+  const uint64_t now = uv_now(&loop_);
+  health_.set_config(routing.config->health);
+  std::vector<std::string> names;
+  std::vector<CheckTarget> targets;
+  for (const Backend& b : routing.backends) {
+    names.push_back(b.name);
+    targets.push_back({b.name, b.sockaddr, b.address.to_string()});
+  }
+  health_.set_nodes(names, now, routing.config->health.slow_start_ms > 0 ? added : HealthTable::Start::kServing);
+  for (const Backend& b : routing.backends) copy_state(routing, b.name);
+  if (checker_) {
+    const HealthConfig& h = routing.config->health;
+    checker_->configure(std::move(targets), {h.path, h.interval_ms, h.timeout_ms});
+  }
+  arm_health_timer();
+}
+
+// The table's view of `name` into the NodeState the workers read.
+void Server::copy_state(const Routing& routing, const std::string& name) {
+  const NodeHealth* h = health_.find(name);
+  const auto index = routing.ring->find(name);
+  if (!h || !index) return;
+  NodeState& st = *routing.backends[*index].state;
+  st.up.store(h->state() != HealthState::kDown, std::memory_order_relaxed);
+  st.ejected.store(h->state() == HealthState::kEjected, std::memory_order_relaxed);
+  const uint64_t ramp_end = h->slow_start_until();
+  st.ramp_start_ms.store(ramp_end ? h->up_since() : 0, std::memory_order_relaxed);
+  st.ramp_end_ms.store(ramp_end, std::memory_order_relaxed);
+}
+
+void Server::handle(const std::optional<HealthEvent>& event, const std::string& detail) {
+  if (!event) return;
+  const auto r = routing();
+  const auto index = r->ring->find(event->node);
+  if (index) {
+    NodeState& st = *r->backends[*index].state;
+    if (event->kind == HealthEventKind::kEjected) st.ejections.fetch_add(1);
+    if (event->kind == HealthEventKind::kEjectionRefused) st.ejections_refused.fetch_add(1);
+  }
+  copy_state(*r, event->node);
+  const LogLevel level = event->kind == HealthEventKind::kUp ? LogLevel::kInfo : LogLevel::kWarn;
+  RP_LOG(level, "health: node=" + event->node + " " + std::string(to_string(event->from)) + " -> " +
+                    std::string(to_string(event->to)) + ": " + event->reason +
+                    (detail.empty() ? "" : " (last: " + detail + ")"));
+  arm_health_timer();
+}
+
+void Server::on_check(const std::string& name, bool ok, const std::string& detail) {
+  handle(health_.on_check(name, ok ? Outcome::kSuccess : Outcome::kFailure, uv_now(&loop_)), detail);
+}
+
+void Server::passive_failures() {
+  const auto r = routing();
+  const uint32_t threshold = r->config->health.eject_after_failures;
+  if (threshold == 0) return;
+  const uint64_t now = uv_now(&loop_);
+  for (const Backend& b : r->backends) {
+    // Workers count a node's failures in a row (a success resets it) and wake us when
+    // the count reaches the threshold: the table is told of that run at once.
+    if (b.state->consecutive_failures.load(std::memory_order_relaxed) < threshold) continue;
+    b.state->consecutive_failures.store(0, std::memory_order_relaxed);
+    std::optional<HealthEvent> event;
+    for (uint32_t i = 0; i < threshold; ++i) {
+      if (auto e = health_.on_request(b.name, Outcome::kFailure, now)) event = e;
+    }
+    handle(event, "passive");
+  }
+}
+
+void Server::arm_health_timer() {
+  if (draining_ || health_timer_.loop == nullptr) return;  // not yet, or no longer, open
+  const auto deadline = health_.next_deadline();
+  if (!deadline) {
+    uv_timer_stop(&health_timer_);
+    return;
+  }
+  const uint64_t now = uv_now(&loop_);
+  uv_timer_start(&health_timer_, on_health_timer, *deadline > now ? *deadline - now : 0, 0);
+}
+
+void Server::on_health_timer(uv_timer_t* t) {
+  auto* self = static_cast<Server*>(t->data);
+  for (const HealthEvent& e : self->health_.tick(uv_now(&self->loop_))) self->handle(e);
+  self->arm_health_timer();
 }
 
 std::shared_ptr<const Routing> Server::routing() {
@@ -222,24 +312,33 @@ void Server::begin_drain() {
   draining_ = true;
   RP_LOG(LogLevel::kInfo, "draining: finishing requests in flight");
   for (auto& w : workers_) w->notify_drain();
-  for (auto& sig : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&sig), nullptr);
-  // Closing the handles restores the default actions, which would kill the process and
-  // the requests it is finishing: a reload or log reopen (logrotate) during the drain,
-  // or a second SIGTERM, is ignored instead. A second SIGINT (Ctrl-C) still ends it.
-  signal(SIGHUP, SIG_IGN);
-  signal(SIGUSR1, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
+  // Closing a signal handle restores the default action, which for SIGHUP, SIGUSR1 and
+  // SIGTERM would kill the process and the requests it is finishing (logrotate sends
+  // SIGUSR1 at any time). Their handles stay, unreferenced so that they do not keep the
+  // loop alive, and on_signal ignores them while draining. SIGINT's closes: a second
+  // Ctrl-C ends the process at once.
+  for (auto& sig : signals_) {
+    if (sig.signum == SIGINT) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&sig), nullptr);
+    } else {
+      uv_unref(reinterpret_cast<uv_handle_t*>(&sig));
+    }
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&passive_async_), nullptr);
   shared_.passive_health = nullptr;
   if (admin_) admin_->close();
+  if (checker_) checker_->stop();
+  uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
 }
 
-void Server::on_passive_health(uv_async_t*) {
-  // Wired to health/ in the health checker; until then nothing is ejected.
-}
+void Server::on_passive_health(uv_async_t* a) { static_cast<Server*>(a->data)->passive_failures(); }
 
 void Server::on_signal(uv_signal_t* s, int signum) {
   auto* self = static_cast<Server*>(s->data);
+  if (self->draining_) {
+    RP_LOG(LogLevel::kInfo, std::string("ignoring ") + strsignal(signum) + " while draining");
+    return;
+  }
   switch (signum) {
     case SIGHUP: {
       const ReloadReport report = self->reload(false);
@@ -289,6 +388,12 @@ int Server::run() {
 
   uv_loop_init(&loop_);
   started_ms_ = uv_now(&loop_);
+  uv_timer_init(&loop_, &health_timer_);
+  health_timer_.data = this;
+  checker_ = std::make_unique<HealthChecker>(
+      &loop_, [this](const std::string& name, bool ok, const std::string& detail) { on_check(name, ok, detail); });
+  sync_health(*routing, HealthTable::Start::kServing);
+  checker_->start();
   if (config_->admin.enabled) {
     admin_ = std::make_unique<AdminServer>(&loop_, make_admin_handler(*this));
     if (std::string e = admin_->listen(config_->admin.listen); !e.empty()) {
@@ -336,8 +441,17 @@ int Server::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
   workers_.clear();
+  for (auto& sig : signals_) {
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&sig))) uv_close(reinterpret_cast<uv_handle_t*>(&sig), nullptr);
+  }
+  // uv_close just restored the default actions: the process is about to exit, and a
+  // late signal is ignored rather than killing it with a status other than 0.
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
   admin_.reset();
-  uv_run(&loop_, UV_RUN_DEFAULT);  // close callbacks of the admin connections
+  checker_.reset();
+  uv_run(&loop_, UV_RUN_DEFAULT);  // close callbacks of the admin connections and probes
   if (uv_loop_close(&loop_) != 0) RP_LOG(LogLevel::kError, "control loop closed with handles open");
   RP_LOG(LogLevel::kInfo, "drained, exiting");
   return kExitOk;

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "health/checker.h"
+#include "health/node_health.h"
 #include "proxy/admin_server.h"
 #include "proxy/worker.h"
 
@@ -46,8 +48,16 @@ class Server {
  private:
   static void on_signal(uv_signal_t* s, int signum);
   static void on_passive_health(uv_async_t* a);
+  static void on_health_timer(uv_timer_t* t);
   void publish(std::shared_ptr<const Routing> routing);
   void begin_drain();
+  // Health: the table follows every routing change; verdicts and time move nodes.
+  void sync_health(const Routing& routing, HealthTable::Start added);
+  void on_check(const std::string& name, bool ok, const std::string& detail);
+  void passive_failures();
+  void handle(const std::optional<HealthEvent>& event, const std::string& detail = {});
+  void copy_state(const Routing& routing, const std::string& name);
+  void arm_health_timer();
 
   std::string config_path_;
   std::shared_ptr<const Config> config_;
@@ -59,6 +69,9 @@ class Server {
   uv_signal_t signals_[4]{};
   uv_async_t passive_async_{};
   std::unique_ptr<AdminServer> admin_;
+  HealthTable health_;
+  std::unique_ptr<HealthChecker> checker_;
+  uv_timer_t health_timer_{};
   bool draining_ = false;
   uint64_t started_ms_ = 0;
 };

@@ -1,0 +1,66 @@
+// Active health checks on libuv: every interval, for each target, GET health.path on a
+// fresh connection; 2xx and 3xx pass, anything else (refused, reset, timeout, another
+// status, a malformed answer) fails. The verdicts go to a callback; what they mean is
+// HealthTable's business (health/node_health.h).
+//
+// Thread: the loop's (the proxy's control loop, never a worker). One probe per target
+// at a time: a target whose last probe is still running is skipped that round.
+#pragma once
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ringproxy {
+
+struct CheckTarget {
+  std::string name;
+  sockaddr_storage address{};
+  std::string host;  // Host header: the backend's address as configured
+};
+
+struct CheckSettings {
+  std::string path = "/health";
+  uint32_t interval_ms = 1000;
+  uint32_t timeout_ms = 500;
+};
+
+class HealthChecker {
+ public:
+  // ok: the verdict; detail: why it failed ("connect: ECONNREFUSED", "status 503",
+  // "timeout after 500 ms"), or the status when it passed.
+  using OnResult = std::function<void(const std::string& name, bool ok, const std::string& detail)>;
+
+  HealthChecker(uv_loop_t* loop, OnResult on_result);
+  ~HealthChecker();
+  HealthChecker(const HealthChecker&) = delete;
+  HealthChecker& operator=(const HealthChecker&) = delete;
+
+  // Replaces the targets and settings (at start and on every routing change). Probes in
+  // flight for targets that left finish and are not reported.
+  void configure(std::vector<CheckTarget> targets, CheckSettings settings);
+  void start();  // first round at once, then every interval_ms
+  void stop();   // closes the timer and aborts probes; their handles close on the loop
+
+ private:
+  class Probe;
+  static void on_tick(uv_timer_t* t);
+  void round();
+  void finished(Probe* probe, bool ok, const std::string& detail);
+
+  uv_loop_t* loop_;
+  OnResult on_result_;
+  uv_timer_t timer_{};
+  bool timer_open_ = false;
+  bool started_ = false;
+  std::vector<CheckTarget> targets_;
+  CheckSettings settings_;
+  std::vector<Probe*> probes_;  // running, owned by their handles
+};
+
+}  // namespace ringproxy

@@ -296,6 +296,12 @@ std::string Server::metrics_text() {
     out += "ringproxy_ejections_total{backend=\"" + label(b.name) + "\"} " + std::to_string(b.state->ejections.load()) +
            "\n";
   }
+  family(out, "ringproxy_ejections_refused_total", "counter",
+         "Ejections refused by max_ejected_percent: the backend was used anyway.");
+  for (const Backend& b : r->backends) {
+    out += "ringproxy_ejections_refused_total{backend=\"" + label(b.name) + "\"} " +
+           std::to_string(b.state->ejections_refused.load()) + "\n";
+  }
   family(out, "ringproxy_connections_active", "gauge", "Open client connections.");
   out += "ringproxy_connections_active " + std::to_string(shared_.connections.load()) + "\n";
   family(out, "ringproxy_retries_total", "counter", "Requests sent again to the next node.");

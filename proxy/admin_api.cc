@@ -337,17 +337,20 @@ std::string status_page(const Routing& r, double uptime_s) {
                 r.backends.size(), r.ring->points(), r.ring->fingerprint().c_str(), uptime_s);
   h += line;
   h += "<div class=\"wrap\"><table><tr><th>node</th><th>address</th><th>state</th><th>weight</th>"
-       "<th>share</th><th>in flight</th><th>requests</th><th>failures</th></tr>\n";
+       "<th>share</th><th>in flight</th><th>requests</th><th>req/s</th><th>failures</th><th>fail/s</th></tr>\n";
   for (NodeIndex i = 0; i < r.backends.size(); ++i) {
     const Backend& b = r.backends[i];
     const uint32_t weight = r.ring->nodes()[i].weight;
     const std::string state = node_state(b, weight);
     std::snprintf(line, sizeof line, "%.1f%%", shares[i] * 100);
-    h += "<tr><td><span class=\"sw\" style=\"background:" + std::string(kPalette[i % 10]) + "\"></span>" +
+    const std::string requests = std::to_string(b.state->requests());
+    const std::string failures = std::to_string(b.state->failures());
+    h += "<tr data-node=\"" + html_escape(b.name) + "\" data-requests=\"" + requests + "\" data-failures=\"" +
+         failures + "\"><td><span class=\"sw\" style=\"background:" + std::string(kPalette[i % 10]) + "\"></span>" +
          html_escape(b.name) + "</td><td>" + html_escape(b.address.to_string()) + "</td><td class=\"" + state +
          "\">" + state + "</td><td>" + std::to_string(weight) + "</td><td>" + line + "</td><td>" +
-         std::to_string(b.state->in_flight.load()) + "</td><td>" + std::to_string(b.state->requests()) +
-         "</td><td>" + std::to_string(b.state->failures()) + "</td></tr>\n";
+         std::to_string(b.state->in_flight.load()) + "</td><td>" + requests + "</td><td class=\"rq\">-</td><td>" +
+         failures + "</td><td class=\"rf\">-</td></tr>\n";
   }
   h += "</table>\n";
   // The ring: each point a tick on a circle at angle hash / 2^64, coloured by owner;
@@ -369,7 +372,15 @@ std::string status_page(const Routing& r, double uptime_s) {
     h += line;
   }
   h += "\n</svg></div>\n<p><a href=\"/nodes\">/nodes</a> · <a href=\"/ring\">/ring</a> · "
-       "<a href=\"/metrics\">/metrics</a></p>\n</body></html>\n";
+       "<a href=\"/metrics\">/metrics</a></p>\n";
+  // Rates: the page keeps the last counts it saw (sessionStorage) and divides the
+  // difference by the time between two refreshes. No external script.
+  h += "<script>(function(){var now=Date.now(),prev=JSON.parse(sessionStorage.getItem('rp')||'{}'),next={t:now,n:{}};"
+       "document.querySelectorAll('tr[data-node]').forEach(function(r){var n=r.dataset.node,q=+r.dataset.requests,"
+       "f=+r.dataset.failures;next.n[n]=[q,f];var p=prev.n&&prev.n[n];if(p&&now>prev.t){var s=(now-prev.t)/1000;"
+       "r.querySelector('.rq').textContent=Math.max(0,(q-p[0])/s).toFixed(1);"
+       "r.querySelector('.rf').textContent=Math.max(0,(f-p[1])/s).toFixed(1);}});"
+       "sessionStorage.setItem('rp',JSON.stringify(next));})();</script>\n</body></html>\n";
   return h;
 }
 

@@ -16,6 +16,7 @@
 #   python3-xxhash                     golden ring mappings computed outside our code
 #                                      (Debian's /usr/bin/python3, not the PATH's)
 #   curl                               demo script and integration helpers
+#   chromium (--test)                  renders the admin status page in a test (headless)
 set -euo pipefail
 
 PKGS=(
@@ -24,9 +25,13 @@ PKGS=(
   libgtest-dev libbenchmark-dev
   python3 python3-xxhash python3-prometheus-client curl
 )
-if [[ "${1:-}" == "--bench" ]]; then
-  PKGS+=(wrk nginx-light haproxy)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --bench) PKGS+=(wrk nginx-light haproxy) ;;
+    --test) PKGS+=(chromium) ;;
+    *) echo "install-deps: unknown option $arg (use --test, --bench)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${PKGS[@]}"; do

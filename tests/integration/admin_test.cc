@@ -4,6 +4,7 @@
 // (Debian's python3-prometheus-client).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <map>
@@ -283,6 +284,33 @@ TEST_F(AdminFixture, StatusPageIsSelfContainedHtml) {
   for (const char* n : {"a-1", "a-2", "a-3"}) EXPECT_NE(page.body.find(n), std::string::npos);
   EXPECT_EQ(page.body.find("http://"), std::string::npos) << "no external assets";
   EXPECT_EQ(page.body.find("https://"), std::string::npos) << "no external assets";
+}
+
+// The status page in a real browser (Debian's chromium, headless, offline): it must
+// render, with the ring drawn and the rates script run.
+TEST_F(AdminFixture, StatusPageRendersInHeadlessChromium) {
+  start();
+  admin("POST", "/nodes/a-2/drain");
+  const std::string chromium = "/usr/bin/chromium";
+  ASSERT_EQ(access(chromium.c_str(), X_OK), 0) << "chromium missing: scripts/install-deps.sh --test installs it";
+  const std::string flags = " --headless --no-sandbox --disable-gpu --disable-quic --no-first-run"
+                            " --disable-background-networking --disable-component-update --disable-sync"
+                            " --user-data-dir=" + dir_.file("chromium-profile") + " --window-size=1200,600 ";
+  const std::string url = "http://127.0.0.1:" + std::to_string(admin_port_) + "/";
+  const std::string dom = dir_.file("dom.html");
+  ASSERT_EQ(std::system((chromium + flags + "--dump-dom " + url + " > " + dom + " 2>/dev/null").c_str()), 0);
+  const std::string rendered = read_file(dom);
+  EXPECT_NE(rendered.find("<svg"), std::string::npos);
+  size_t lines = 0;
+  for (size_t at = rendered.find("<line"); at != std::string::npos; at = rendered.find("<line", at + 1)) ++lines;
+  EXPECT_EQ(lines, 480u);  // every point of 3 nodes x 160
+  EXPECT_NE(rendered.find("stroke=\"#bbb\""), std::string::npos) << "the drained node's points are grey";
+  EXPECT_NE(rendered.find(">draining<"), std::string::npos);
+  const std::string png = dir_.file("status.png");
+  ASSERT_EQ(std::system((chromium + flags + "--screenshot=" + png + " " + url + " > /dev/null 2>&1").c_str()), 0);
+  const std::string image = read_file(png);
+  ASSERT_GT(image.size(), 10000u);
+  EXPECT_EQ(image.substr(1, 3), "PNG");
 }
 
 TEST_F(AdminFixture, MalformedAdminRequestsAreAnswered) {

@@ -125,6 +125,44 @@ TEST_F(HealthFixture, ANodeLeavesAndReturnsMovingOnlyItsKeys) {
   EXPECT_EQ(observed(ks), original);
 }
 
+TEST_F(HealthFixture, SlowStartReturnsAGrowingSubsetOfKeys) {
+  // A ramp of ten minutes: for the whole test the returning node is at the floor, 10%
+  // of its keys; the rest stay where they went while it was away.
+  start(4, "interval_ms = 50\ntimeout_ms = 50\nfall = 2\nrise = 2\neject_after_failures = 0\nslow_start_ms = 600000\n");
+  const auto ks = keys(3000);
+  const auto original = reference_map(names(), ks);
+  const uint16_t port = backends_[1]->port();
+  backends_[1]->process().kill();
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "health: node=n1 up -> down"));
+  std::vector<std::string> rest = names();
+  rest.erase(rest.begin() + 1);
+  const auto without = reference_map(rest, ks);
+  DemoBackendOptions same;
+  same.port = port;
+  backends_[1] = std::make_unique<DemoBackend>(dir_, "n1", same);
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "slow start over 600000 ms"));
+  const auto ramping = observed(ks);
+  size_t own = 0, back = 0;
+  for (const auto& k : ks) {
+    if (original.at(k) != "n1") {
+      EXPECT_EQ(ramping.at(k), original.at(k)) << k;  // others' keys never move
+      continue;
+    }
+    ++own;
+    if (ramping.at(k) == "n1") {
+      ++back;
+    } else {
+      EXPECT_EQ(ramping.at(k), without.at(k)) << k;  // not yet admitted: where they were
+    }
+  }
+  ASSERT_GT(own, 400u);
+  const double fraction = static_cast<double>(back) / static_cast<double>(own);
+  EXPECT_GT(fraction, 0.04) << back << " of " << own;
+  EXPECT_LT(fraction, 0.2) << back << " of " << own;
+  // The same keys on a second pass: the subset is fixed, not random per request.
+  EXPECT_EQ(observed(ks), ramping);
+}
+
 TEST_F(HealthFixture, PassiveEjectionTakesAFailingNodeOut) {
   DemoBackendOptions resets;
   resets.mode = "reset";

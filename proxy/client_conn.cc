@@ -7,6 +7,7 @@
 
 #include "health/node_health.h"
 #include "proxy/log.h"
+#include "proxy/stream_write.h"
 #include "proxy/worker.h"
 
 namespace ringproxy {
@@ -18,25 +19,6 @@ constexpr uint32_t kMaxResponseHead = 64 * 1024;
 
 std::string describe(int uv_status) { return uv_status < 0 ? uv_err_name(uv_status) : "eof"; }
 
-// Writes bufs now as far as the socket takes them, and queues the rest with one
-// uv_write. 0: all written; 1: queued, `cb` follows; <0: libuv error, nothing follows.
-int write_now_or_queue(uv_stream_t* stream, uv_write_t* req, uv_buf_t* bufs, unsigned count,
-                       uv_write_cb cb) {
-  int written = uv_try_write(stream, bufs, count);
-  if (written == UV_EAGAIN) written = 0;
-  if (written < 0) return written;
-  size_t left = static_cast<size_t>(written);
-  unsigned first = 0;
-  while (first < count && left >= bufs[first].len) {
-    left -= bufs[first].len;
-    ++first;
-  }
-  if (first == count) return 0;
-  bufs[first].base += left;
-  bufs[first].len -= left;
-  const int rc = uv_write(req, stream, bufs + first, count - first, cb);
-  return rc < 0 ? rc : 1;
-}
 
 }  // namespace
 

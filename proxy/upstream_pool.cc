@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "proxy/stream_write.h"
 #include "proxy/worker.h"
 
 namespace ringproxy {
@@ -77,24 +78,10 @@ int UpstreamConn::write(const uv_buf_t* bufs, unsigned count) {
   uv_buf_t local[4];
   count = std::min(count, 4u);
   std::copy(bufs, bufs + count, local);
-  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
-  int written = uv_try_write(stream, local, count);
-  if (written == UV_EAGAIN) written = 0;
-  if (written < 0) return written;
-  size_t left = static_cast<size_t>(written);
-  unsigned first = 0;
-  while (first < count && left >= local[first].len) {
-    left -= local[first].len;
-    ++first;
-  }
-  if (first == count) return 0;
-  local[first].base += left;
-  local[first].len -= left;
   write_req_.data = this;
-  const int rc = uv_write(&write_req_, stream, local + first, count - first, on_write);
-  if (rc < 0) return rc;
-  write_pending_ = true;
-  return 1;
+  const int rc = write_now_or_queue(reinterpret_cast<uv_stream_t*>(&tcp_), &write_req_, local, count, on_write);
+  if (rc == 1) write_pending_ = true;
+  return rc;
 }
 
 void UpstreamConn::on_write(uv_write_t* req, int status) {

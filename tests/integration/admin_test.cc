@@ -22,21 +22,6 @@ namespace {
 
 using nlohmann::json;
 
-std::map<std::string, std::string> reference_map(const std::vector<std::string>& nodes,
-                                                 const std::vector<std::string>& keys) {
-  const TempDir dir;
-  std::string cmd = std::string("/usr/bin/python3 ") + RINGPROXY_SOURCE_DIR + "/tools/ring_reference.py map";
-  for (const auto& n : nodes) cmd += " " + n;
-  cmd += " --";
-  for (const auto& k : keys) cmd += " " + k;
-  cmd += " > " + dir.file("map.txt");
-  EXPECT_EQ(std::system(cmd.c_str()), 0);
-  std::ifstream in(dir.file("map.txt"));
-  std::map<std::string, std::string> out;
-  std::string key, node;
-  while (in >> key >> node) out[key] = node;
-  return out;
-}
 
 std::vector<std::string> keys(int n) {
   std::vector<std::string> out;

@@ -896,4 +896,29 @@ Response http_get(uint16_t port, std::string_view target, const Headers& headers
   return http_request(port, "GET", target, headers, {}, options, host);
 }
 
+std::map<std::string, std::string> reference_map(const std::vector<std::string>& nodes,
+                                                 const std::vector<std::string>& keys) {
+  const TempDir dir;
+  std::string cmd = std::string("/usr/bin/python3 ") + RINGPROXY_SOURCE_DIR + "/tools/ring_reference.py map";
+  for (const auto& n : nodes) cmd += " " + n;
+  cmd += " --";
+  for (const auto& k : keys) {
+    if (k.find_first_of(" '\"$`\\;&|<>()") != std::string::npos) {
+      ADD_FAILURE() << "reference_map: key needs quoting: " << k;
+      return {};
+    }
+    cmd += " " + k;
+  }
+  cmd += " > " + dir.file("map.txt");
+  if (std::system(cmd.c_str()) != 0) {
+    ADD_FAILURE() << "reference_map: failed: " << cmd.substr(0, 200);
+    return {};
+  }
+  std::ifstream in(dir.file("map.txt"));
+  std::map<std::string, std::string> out;
+  std::string key, node;
+  while (in >> key >> node) out[key] = node;
+  return out;
+}
+
 }  // namespace ringproxy::integration

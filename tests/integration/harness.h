@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -179,6 +180,15 @@ uint16_t free_port();
 // that exits ends the wait early with false.
 bool wait_for_port(uint16_t port, Millis timeout = kDefaultTimeout, std::string_view host = "127.0.0.1",
                    Process* watch = nullptr);
+
+// ---- the reference placement ----
+
+// key -> node for nodes of weight 1 and 160 vnodes, from tools/ring_reference.py run with
+// Debian's /usr/bin/python3 and python3-xxhash: an independent computation of SPEC's
+// placement, sharing no code with ring/. Keys must be plain words (no shell quoting);
+// a failure is a test failure and an empty map.
+std::map<std::string, std::string> reference_map(const std::vector<std::string>& nodes,
+                                                 const std::vector<std::string>& keys);
 
 // ---- a blocking HTTP/1.1 client ----
 

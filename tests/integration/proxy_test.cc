@@ -27,27 +27,6 @@
 namespace ringproxy::integration {
 namespace {
 
-// key -> node name, from the reference implementation, for nodes `names` (weight 1).
-std::map<std::string, std::string> reference_map(const std::vector<std::string>& names,
-                                                 const std::vector<std::string>& keys) {
-  const TempDir dir;
-  std::string cmd = std::string("/usr/bin/python3 ") + RINGPROXY_SOURCE_DIR + "/tools/ring_reference.py map";
-  for (const auto& n : names) cmd += " " + n;
-  cmd += " --";
-  // Keys are plain /k/N paths: no shell quoting needed, checked below.
-  for (const auto& k : keys) {
-    EXPECT_EQ(k.find_first_of(" '\"$`\\"), std::string::npos);
-    cmd += " " + k;
-  }
-  cmd += " > " + dir.file("map.txt");
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd.substr(0, 200);
-  std::ifstream in(dir.file("map.txt"));
-  std::map<std::string, std::string> out;
-  std::string key, node;
-  while (in >> key >> node) out[key] = node;
-  return out;
-}
-
 std::vector<std::string> keys(int n, const std::string& prefix = "/k/") {
   std::vector<std::string> out;
   for (int i = 0; i < n; ++i) out.push_back(prefix + std::to_string(i));

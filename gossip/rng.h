@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace ringproxy::gossip {
 
@@ -36,7 +37,8 @@ class Rng {
   // 2^64 (our n are member counts) is negligible and the result is portable.
   uint64_t below(uint64_t n) {
     if (n == 0) return 0;
-    return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
+    __extension__ using u128 = unsigned __int128;  // GCC/Clang; -Wpedantic otherwise
+    return static_cast<uint64_t>((static_cast<u128>(next()) * n) >> 64);
   }
 
   // Uniform in [0, 1).

@@ -1088,6 +1088,7 @@ void ClientConn::exchange_done() {
   req_head_done_ = req_msg_done_ = false;
   resp_bytes_ = 0;
   attempts_ = 0;
+  accounted_ = false;
   routing_.reset();
   arm_timer(worker_.routing().config->proxy.idle_timeout_ms);
   resume_client_reading();
@@ -1117,7 +1118,7 @@ void ClientConn::on_write(uv_write_t* req, int status) {
   }
   if (!c->tunnel_ && c->req_phase_ == ReqPhase::kDone) c->timer_.disarm();
   if (!c->error_out_.empty()) {
-    c->close();
+    c->error_response_written();
     return;
   }
   if (c->resp_phase_ == RespPhase::kDone) {
@@ -1147,7 +1148,12 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
                      : std::string(" node=-")));
   resp_status_ = status;
   finish_accounting(status);
-  error_out_ = canned_response(status, body, true);
+  // After a 5xx of ours the connection can go on, as after any response, if the
+  // request has been read to its end (a bodiless one, or a body already buffered). A
+  // 4xx answers input that cannot be trusted to frame a next request: close.
+  error_keep_alive_ = status >= 500 && !close_after_response_ && !client_eof_ && !drain_requested_ &&
+                      discard_rest_of_request();
+  error_out_ = canned_response(status, body, !error_keep_alive_);
   resp_bytes_ = error_out_.size();
   if (reading_) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
@@ -1156,7 +1162,36 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
   timer_.disarm();
   uv_buf_t buf = uv_buf_init(error_out_.data(), static_cast<unsigned>(error_out_.size()));
   const int rc = write_client(&buf, 1);
-  if (rc != 1) close();  // written (or failed): close now
+  if (rc == 0) {
+    error_response_written();
+  } else if (rc < 0) {
+    close();
+  }
+}
+
+void ClientConn::error_response_written() {
+  if (!error_keep_alive_) {
+    close();
+    return;
+  }
+  error_out_.clear();
+  error_keep_alive_ = false;
+  resp_phase_ = RespPhase::kDone;
+  exchange_done();
+}
+
+bool ClientConn::discard_rest_of_request() {
+  if (req_phase_ == ReqPhase::kDone) return true;
+  if (req_phase_ != ReqPhase::kBody || upgrade_) return false;
+  const char* start = in_.begin_ptr();
+  const llhttp_errno err = llhttp_execute(&req_parser_, start, in_.size());
+  if (err == HPE_PAUSED && req_msg_done_) {
+    in_.consume_to(llhttp_get_error_pos(&req_parser_));
+    llhttp_resume(&req_parser_);
+    req_phase_ = ReqPhase::kDone;
+    return true;
+  }
+  return false;  // more body to come, or bad framing: the connection ends
 }
 
 void ClientConn::note_node_failure(const Backend& b) {
@@ -1167,6 +1202,8 @@ void ClientConn::note_node_failure(const Backend& b) {
 }
 
 void ClientConn::finish_accounting(int status) {
+  if (accounted_) return;
+  accounted_ = true;
   WorkerStats& stats = worker_.stats();
   stats.observe_duration_us((uv_hrtime() / 1000) - req_start_us_);
   const bool routed = routing_ && attempts_ > 0;

@@ -81,6 +81,10 @@ class ClientConn final : private UpstreamConn::Owner {
   // Writing to the client.
   int write_client(uv_buf_t* bufs, unsigned count);
   void respond_error(int status, std::string_view body, std::string_view log_cause);
+  void error_response_written();
+  // Reads the rest of the request, if it is all buffered, and drops it; true when the
+  // request is then complete.
+  bool discard_rest_of_request();
   void resume_client_reading();
   void arm_timer(uint32_t ms);
   void write_access_log(int status);
@@ -178,6 +182,8 @@ class ClientConn final : private UpstreamConn::Owner {
   uint64_t req_start_us_ = 0;  // uv_hrtime in microseconds
   bool resp_from_backend_ = false;
   std::string error_out_;   // a canned response being written
+  bool error_keep_alive_ = false;  // ... after which the connection goes on
+  bool accounted_ = false;         // finish_accounting() ran for this request
 };
 
 }  // namespace ringproxy

@@ -406,8 +406,14 @@ TEST_F(ProxyFixture, NodeDownWithoutRetriesIs502) {
   add_backend("d-a");
   start_proxy({.proxy_extra = "retries = 0"});
   backends_[0]->process().kill();
-  Response r = http_get(port_, "/gone");
+  // The connection goes on after a 502 of ours: the request was read to its end.
+  Conn conn("127.0.0.1", port_);
+  Response r = conn.request("GET", "/gone");
   EXPECT_EQ(r.status, 502) << r.describe();
+  EXPECT_TRUE(r.keep_alive);
+  Response again = conn.request("POST", "/gone-too", {}, "body");
+  EXPECT_EQ(again.status, 502) << again.describe();
+  EXPECT_TRUE(again.keep_alive);
   EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 502: connect failed: ECONNREFUSED at node d-a"));
 }
 

@@ -56,7 +56,7 @@ std::string Sim::name_address(const std::string& name, uint64_t generation) {
 
 void Sim::push(Event e) {
   e.order = order_++;
-  heap_.push_back(std::move(e));
+  heap_.push_back(e);
   std::push_heap(heap_.begin(), heap_.end(), [](const Event& a, const Event& b) { return later(a, b); });
 }
 
@@ -64,7 +64,7 @@ void Sim::run_until(int64_t t_ms) {
   auto cmp = [](const Event& a, const Event& b) { return later(a, b); };
   while (!heap_.empty() && heap_.front().at <= t_ms) {
     std::pop_heap(heap_.begin(), heap_.end(), cmp);
-    Event e = std::move(heap_.back());
+    const Event e = heap_.back();
     heap_.pop_back();
     now_ = e.at;
     handle(e);
@@ -81,20 +81,26 @@ void Sim::apply(size_t i, Output out) {
   Node& n = nodes_[i];
   for (Outgoing& o : out.messages) {
     ++stats_.packets_sent;
-    Event e;
-    e.kind = EventKind::kDeliver;
-    e.from_address = n.address;
-    e.to_address = o.to;
+    size_t slot = 0;
+    if (free_payloads_.empty()) {
+      slot = payloads_.size();
+      payloads_.emplace_back();
+    } else {
+      slot = free_payloads_.back();
+      free_payloads_.pop_back();
+    }
+    Payload& p = payloads_[slot];
+    p.from_address = n.address;
     size_t size = 0;
     if (cfg_.through_codec) {
       Encoded enc = encode(o.message, cfg_.swim.packet_budget);
       if (enc.updates_sent != o.message.updates.size()) ++stats_.over_budget;
       size = enc.bytes.size();
-      e.bytes = std::move(enc.bytes);
+      p.bytes = std::move(enc.bytes);
     } else {
       size = encoded_size_without_updates(o.message);
       for (const Update& u : o.message.updates) size += encoded_size(u);
-      e.message = std::move(o.message);
+      p.message = std::move(o.message);
     }
     // UDP/IP headers are not counted: bytes are what the codec produced.
     stats_.bytes_sent += size;
@@ -107,12 +113,16 @@ void Sim::apply(size_t i, Output out) {
         cfg_.delay_min_ms + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(cfg_.delay_max_ms - cfg_.delay_min_ms + 1)));
     if (to == by_address_.end() || nodes_[to->second].group != n.group || draw < link_loss(i, to->second)) {
       ++stats_.packets_lost;
+      free_payloads_.push_back(slot);
       continue;
     }
+    Event e;
+    e.kind = EventKind::kDeliver;
     e.node = to->second;
     e.generation = nodes_[to->second].generation;
+    e.token = slot;
     e.at = now_ + delay;
-    push(std::move(e));
+    push(e);
   }
   if (n.running) {
     Event t;
@@ -139,36 +149,46 @@ void Sim::deliver(size_t i, const std::string& from, const Message& m) {
   apply(i, nodes_[i].swim->receive(from, m, now_));
 }
 
-void Sim::handle(Event& e) {
+void Sim::handle(const Event& e) {
   Node& n = nodes_[e.node];
-  if (e.generation != n.generation || !n.running) {
-    if (e.kind == EventKind::kDeliver) ++stats_.packets_lost;
-    return;
-  }
-  switch (e.kind) {
-    case EventKind::kDeliver: {
-      Message m;
-      if (cfg_.through_codec) {
-        Decoded d = decode(e.bytes);
-        if (!d.message) {
-          ++stats_.decode_failures;
-          return;
-        }
+  if (e.kind == EventKind::kDeliver) {
+    const size_t slot = static_cast<size_t>(e.token);
+    Payload& p = payloads_[slot];
+    Message m;
+    std::string from = std::move(p.from_address);
+    bool ok = true;
+    if (e.generation != n.generation || !n.running) {
+      ++stats_.packets_lost;
+      ok = false;
+    } else if (cfg_.through_codec) {
+      Decoded d = decode(p.bytes);
+      if (d.message) {
         m = std::move(*d.message);
       } else {
-        m = std::move(e.message);
+        ++stats_.decode_failures;
+        ok = false;
       }
-      if (now_ < n.paused_until) {
-        if (n.inbox.size() >= kInboxCap) {
-          ++stats_.packets_lost;
-        } else {
-          n.inbox.emplace_back(e.from_address, std::move(m));
-        }
-        return;
+    } else {
+      m = std::move(p.message);
+    }
+    p.bytes.clear();
+    free_payloads_.push_back(slot);
+    if (!ok) return;
+    if (now_ < n.paused_until) {
+      if (n.inbox.size() >= kInboxCap) {
+        ++stats_.packets_lost;
+      } else {
+        n.inbox.emplace_back(std::move(from), std::move(m));
       }
-      deliver(e.node, e.from_address, m);
       return;
     }
+    deliver(e.node, from, m);
+    return;
+  }
+  if (e.generation != n.generation || !n.running) return;
+  switch (e.kind) {
+    case EventKind::kDeliver:
+      return;  // handled above
     case EventKind::kTick:
       if (e.token != n.tick_token || now_ < n.paused_until) return;  // resume ticks instead
       apply(e.node, n.swim->tick(now_));

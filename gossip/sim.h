@@ -109,21 +109,24 @@ class Sim {
     uint64_t bytes_sent = 0;
   };
   enum class EventKind : uint8_t { kDeliver, kTick, kResume, kStop };
+  // Heap entries stay small (moved on every heap operation); a packet's payload lives
+  // in payloads_, recycled through free_payloads_.
   struct Event {
     int64_t at = 0;
     uint64_t order = 0;  // FIFO among equal times: determinism
     EventKind kind = EventKind::kTick;
     size_t node = 0;
     uint64_t generation = 0;
-    uint64_t token = 0;
+    uint64_t token = 0;  // tick: the node's tick_token; deliver: index into payloads_
+  };
+  struct Payload {
     std::string from_address;
-    std::string to_address;
     std::vector<uint8_t> bytes;  // through_codec
     Message message;             // otherwise
   };
 
   void push(Event e);
-  void handle(Event& e);
+  void handle(const Event& e);
   void apply(size_t node, Output out);
   void start(size_t node, uint64_t incarnation);
   void deliver(size_t node, const std::string& from, const Message& m);
@@ -136,6 +139,8 @@ class Sim {
   int64_t now_ = 0;
   uint64_t order_ = 0;
   std::vector<Event> heap_;
+  std::vector<Payload> payloads_;
+  std::vector<size_t> free_payloads_;
   std::vector<Node> nodes_;
   std::unordered_map<std::string, size_t> by_name_;
   std::unordered_map<std::string, size_t> by_address_;

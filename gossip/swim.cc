@@ -375,7 +375,17 @@ void Swim::on_ping(std::string_view from_address, const Message& m) {
   ack.type = MessageType::kAck;
   ack.seq = m.seq;
   ack.from = cfg_.name;
-  send(std::string(from_address), std::move(ack), true);
+  // The buddy system both ways: an ack to a member we suspect carries that suspicion
+  // first, as a ping to it does (Lifeguard IV-C only does the ping). A suspicion raised
+  // while we were cut off may have been gossiped into the void; without this the
+  // suspect learns of it only when our own probe reaches it, which at a high health
+  // score can take longer than the suspicion timeout. Found with the simulator.
+  std::optional<Update> buddy;
+  const Member* sender = m.from.empty() ? nullptr : member(m.from);
+  if (cfg_.lifeguard && sender != nullptr && sender->state == MemberState::kSuspect) {
+    buddy = to_update(*sender, cfg_.name);
+  }
+  send(std::string(from_address), std::move(ack), true, std::move(buddy));
 }
 
 void Swim::on_ping_req(std::string_view from_address, const Message& m, int64_t now) {

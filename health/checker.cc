@@ -23,6 +23,10 @@ class HealthChecker::Probe {
   void begin(const CheckTarget& target) {
     const int rc = uv_tcp_connect(&connect_, &tcp_, reinterpret_cast<const sockaddr*>(&target.address), on_connect);
     if (rc < 0) {
+      if (local_error(rc)) {
+        abandon();
+        return;
+      }
       fail(std::string("connect: ") + uv_err_name(rc));
       return;
     }
@@ -38,6 +42,18 @@ class HealthChecker::Probe {
 
  private:
   void fail(const std::string& why) { done(false, why); }
+
+  // Errors of this process, not of the backend (out of descriptors or memory): no
+  // verdict, or a short fd supply would mark every node down.
+  static bool local_error(int uv_status) {
+    return uv_status == UV_EMFILE || uv_status == UV_ENFILE || uv_status == UV_ENOBUFS || uv_status == UV_ENOMEM;
+  }
+
+  void abandon() {
+    orphan_ = true;  // not reported
+    checker_.forget(this);
+    close();
+  }
 
   void done(bool ok, const std::string& detail) {
     if (closing_) return;
@@ -173,8 +189,12 @@ void HealthChecker::round() {
   }
 }
 
-void HealthChecker::finished(Probe* probe, bool ok, const std::string& detail) {
+void HealthChecker::forget(Probe* probe) {
   probes_.erase(std::remove(probes_.begin(), probes_.end(), probe), probes_.end());
+}
+
+void HealthChecker::finished(Probe* probe, bool ok, const std::string& detail) {
+  forget(probe);
   const bool still_target =
       std::any_of(targets_.begin(), targets_.end(), [&](const CheckTarget& t) { return t.name == probe->name(); });
   if (still_target) on_result_(probe->name(), ok, detail);

@@ -52,6 +52,7 @@ class HealthChecker {
   static void on_tick(uv_timer_t* t);
   void round();
   void finished(Probe* probe, bool ok, const std::string& detail);
+  void forget(Probe* probe);
 
   uv_loop_t* loop_;
   OnResult on_result_;

@@ -84,7 +84,7 @@ enum class HealthState : uint8_t { kUp, kDown, kEjected };
 std::string_view to_string(HealthState state);
 
 // Whether a probe or a proxied request succeeded; the caller decides (a check passes on
-// a 2xx within timeout_ms; a request fails on connect error, reset, timeout or a 5xx).
+// a 2xx or 3xx within timeout_ms (health/checker.cc); a request fails on connect error, reset, timeout or a 5xx).
 enum class Outcome : uint8_t { kSuccess, kFailure };
 
 enum class HealthEventKind : uint8_t {

@@ -15,7 +15,9 @@ namespace {
 using nlohmann::json;
 
 AdminResponse json_response(int status, const json& body) {
-  return {status, "application/json", body.dump(2) + "\n", {}};
+  // Keys, paths and names come from the network and may be any bytes: invalid UTF-8 is
+  // replaced (U+FFFD), never thrown about.
+  return {status, "application/json", body.dump(2, ' ', false, json::error_handler_t::replace) + "\n", {}};
 }
 
 AdminResponse error(int status, std::string_view message) {
@@ -95,9 +97,9 @@ class Api {
     }
     if (p == "/healthz") return only(req, "GET", [&] { return healthz(); });
     if (p == "/nodes") {
-      if (req.method == "GET") return list_nodes();
+      if (req.method == "GET" || req.method == "HEAD") return list_nodes();
       if (req.method == "POST") return add_node(req);
-      return not_allowed("GET, POST");
+      return not_allowed("GET, HEAD, POST");
     }
     if (p.rfind("/nodes/", 0) == 0) return node_route(req, p.substr(7));
     if (p == "/ring") return only(req, "GET", [&] { return ring(); });
@@ -271,14 +273,18 @@ class Api {
   }
 
   AdminResponse reload(const AdminRequest& req) {
-    const std::string dry = req.param("dry_run");
-    const bool dry_run = dry == "1" || dry == "true";
+    // A dry run is asked for by the parameter's presence ("?dry_run", "=1", "=yes"):
+    // only an explicit 0 or false asks for the real thing, so a preview never applies.
+    bool asked = false;
+    const std::string dry = req.param("dry_run", &asked);
+    const bool dry_run = asked && dry != "0" && dry != "false";
     const ReloadReport report = server_.reload(dry_run);
-    const int status = report.ok ? 200 : 400;
-    return json_response(status, json{{"ok", report.ok},
-                                      {"dry_run", dry_run},
-                                      {"errors", report.errors},
-                                      {"moved_fraction", report.moved_fraction}});
+    json body{{"ok", report.ok},
+              {"dry_run", dry_run},
+              {"errors", report.errors},
+              {"moved_fraction", report.moved_fraction}};
+    if (!report.ok) body["error"] = report.errors.empty() ? "reload failed" : report.errors.front();
+    return json_response(report.ok ? 200 : 400, body);
   }
 
   Server& server_;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <deque>
 
 #include "proxy/backends.h"
 #include "proxy/http_util.h"
@@ -61,23 +60,30 @@ std::string AdminRequest::param(std::string_view name, bool* found) const {
   return {};
 }
 
-// One admin connection. Freed in its last close callback.
+// One admin connection: one request at a time. Bytes read wait in `pending_` (at most
+// kMaxPending: reading stops beyond), a message is parsed, answered, and only when
+// its answer is written is the next one parsed, so a client that pipelines without
+// reading holds at most one answer and one buffer of requests. Freed in its last
+// close callback.
 class AdminServer::Conn {
  public:
+  static constexpr size_t kMaxPending = kMaxHead + kMaxBody + 4096;
+
   explicit Conn(AdminServer& server) : server_(server) {
     llhttp_settings_init(&settings_);
     settings_.on_message_begin = [](llhttp_t* p) {
       auto* c = static_cast<Conn*>(p->data);
       c->req_ = AdminRequest{};
       c->field_.clear();
+      c->value_.clear();
       c->in_value_ = false;
+      c->head_done_ = false;
       c->head_bytes_ = 0;
       return 0;
     };
     settings_.on_url = [](llhttp_t* p, const char* at, size_t n) {
-      auto* c = static_cast<Conn*>(p->data);
-      c->req_.target.append(at, n);
-      return c->count_head(n);
+      static_cast<Conn*>(p->data)->req_.target.append(at, n);
+      return 0;
     };
     settings_.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
       auto* c = static_cast<Conn*>(p->data);
@@ -88,18 +94,19 @@ class AdminServer::Conn {
         c->in_value_ = false;
       }
       c->field_.append(at, n);
-      return c->count_head(n);
+      return 0;
     };
     settings_.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
       auto* c = static_cast<Conn*>(p->data);
       c->in_value_ = true;
       c->value_.append(at, n);
-      return c->count_head(n);
+      return 0;
     };
     settings_.on_headers_complete = [](llhttp_t* p) {
       auto* c = static_cast<Conn*>(p->data);
       if (c->in_value_) c->req_.headers.emplace_back(std::move(c->field_), std::move(c->value_));
       c->in_value_ = false;
+      c->head_done_ = true;
       if (p->content_length > kMaxBody && (p->flags & F_CONTENT_LENGTH)) {
         c->too_large_ = true;
         return -1;
@@ -115,12 +122,8 @@ class AdminServer::Conn {
       c->req_.body.append(at, n);
       return 0;
     };
-    settings_.on_message_complete = [](llhttp_t* p) {
-      auto* c = static_cast<Conn*>(p->data);
-      c->dispatch();
-      // After a response that closes the connection, nothing more is parsed.
-      return (c->closing_ || c->closing_after_write_) ? HPE_PAUSED : 0;
-    };
+    // One message at a time: the parser stops after each, to be answered first.
+    settings_.on_message_complete = [](llhttp_t*) { return static_cast<int>(HPE_PAUSED); };
     llhttp_init(&parser_, HTTP_REQUEST, &settings_);
     parser_.data = this;
   }
@@ -130,11 +133,11 @@ class AdminServer::Conn {
     tcp_.data = this;
     timer_.init(server_.loop_, this);
     handles_ = 2;
-    if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0 ||
-        uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) != 0) {
+    if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
       close();
       return;
     }
+    resume_reading();
     timer_.arm(kHeaderTimeoutMs, on_timer);
   }
 
@@ -148,9 +151,61 @@ class AdminServer::Conn {
   }
 
  private:
-  int count_head(size_t n) {
-    head_bytes_ += n;
-    return head_bytes_ > kMaxHead ? -1 : 0;
+  void resume_reading() {
+    if (reading_ || closing_ || peer_eof_ || done_ || pending_.size() >= kMaxPending) return;
+    if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0) reading_ = true;
+  }
+
+  void stop_reading() {
+    if (!reading_) return;
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+    reading_ = false;
+  }
+
+  // Parses and answers what is pending, one message at a time, while no answer is
+  // being written.
+  void process() {
+    while (!closing_ && !done_ && writing_ == 0 && !pending_.empty()) {
+      const llhttp_errno err = llhttp_execute(&parser_, pending_.data(), pending_.size());
+      if (err == HPE_PAUSED) {
+        pending_.erase(0, static_cast<size_t>(llhttp_get_error_pos(&parser_) - pending_.data()));
+        llhttp_resume(&parser_);
+        dispatch();
+        continue;
+      }
+      if (err == HPE_OK) {
+        if (!head_done_) head_bytes_ += pending_.size();
+        pending_.clear();
+        if (!head_done_ && head_bytes_ > kMaxHead) {
+          fail(431, "request head too large");
+          return;
+        }
+        break;
+      }
+      if (too_large_) {
+        fail(413, "request body over 65536 bytes");
+      } else {
+        fail(400, std::string("malformed request: ") + llhttp_errno_name(err));
+      }
+      return;
+    }
+    if (peer_eof_ && writing_ == 0) {
+      close();  // every complete request it sent is answered
+      return;
+    }
+    resume_reading();
+  }
+
+  void fail(int status, const std::string& message) {
+    AdminResponse r;
+    r.status = status;
+    r.body = error_json(message);
+    send(r, /*close_after=*/true, /*head=*/false);
+  }
+
+  // {"error": "..."} without a JSON library: `message` is ASCII of our own.
+  static std::string error_json(const std::string& message) {
+    return "{\"error\": \"" + message + "\"}\n";
   }
 
   void dispatch() {
@@ -159,76 +214,75 @@ class AdminServer::Conn {
     req_.query = q == std::string::npos ? std::string() : req_.target.substr(q + 1);
     req_.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
     AdminResponse resp;
-    resp = server_.handler_(req_);
-    send(resp, llhttp_should_keep_alive(&parser_) == 0);
+    try {
+      resp = server_.handler_(req_);
+    } catch (const std::exception& e) {
+      // Nothing thrown may reach llhttp or libuv: the process would end.
+      RP_LOG(LogLevel::kError, std::string("admin: ") + req_.method + " " + req_.path + ": " + e.what());
+      resp = {500, "application/json", error_json("internal error"), {}};
+    }
+    // An upgrade (or CONNECT) is answered like any request, then the connection ends:
+    // what follows it is not HTTP/1.1.
+    const bool close_after = llhttp_should_keep_alive(&parser_) == 0 || parser_.upgrade;
+    send(resp, close_after, parser_.method == HTTP_HEAD);
     timer_.arm(kIdleTimeoutMs, on_timer);
   }
 
-  void send(const AdminResponse& resp, bool close_after) {
-    std::string& out = out_.emplace_back();
-    out = "HTTP/1.1 " + std::to_string(resp.status) + " ";
-    out += reason_phrase(resp.status);
-    out += "\r\nContent-Type: " + resp.content_type + "\r\nContent-Length: " + std::to_string(resp.body.size()) +
-           "\r\nCache-Control: no-store\r\n";
-    for (const auto& [k, v] : resp.headers) out += k + ": " + v + "\r\n";
-    if (close_after) out += "Connection: close\r\n";
-    out += "\r\n";
-    out += resp.body;
-    auto* req = new WriteReq{this, close_after};  // freed in on_write
-    uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
-    ++writes_;
-    if (uv_write(&req->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, on_write) != 0) {
-      --writes_;
-      delete req;
+  void send(const AdminResponse& resp, bool close_after, bool head) {
+    out_ = "HTTP/1.1 " + std::to_string(resp.status) + " ";
+    out_ += reason_phrase(resp.status);
+    out_ += "\r\nContent-Type: " + resp.content_type + "\r\nContent-Length: " + std::to_string(resp.body.size()) +
+            "\r\nCache-Control: no-store\r\n";
+    for (const auto& [k, v] : resp.headers) out_ += k + ": " + v + "\r\n";
+    if (close_after) out_ += "Connection: close\r\n";
+    out_ += "\r\n";
+    if (!head) out_ += resp.body;  // HEAD: the same head, no body
+    if (close_after) {
+      done_ = true;
+      stop_reading();
+    }
+    uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+    write_.data = this;
+    if (uv_write(&write_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, on_write) != 0) {
       close();
       return;
     }
-    if (close_after) {
-      closing_after_write_ = true;
-      uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-    }
+    ++writing_;
   }
-
-  struct WriteReq {
-    Conn* conn;
-    bool close_after;
-    uv_write_t req{};
-  };
 
   static void on_write(uv_write_t* w, int status) {
-    auto* req = reinterpret_cast<WriteReq*>(reinterpret_cast<char*>(w) - offsetof(WriteReq, req));
-    Conn* c = req->conn;
-    const bool close_after = req->close_after;
-    delete req;
-    --c->writes_;
-    if (!c->out_.empty()) c->out_.pop_front();
-    if (status < 0 || close_after) c->close();
+    auto* c = static_cast<Conn*>(w->data);
+    --c->writing_;
+    if (c->closing_) return;
+    if (status < 0 || c->done_) {
+      c->close();
+      return;
+    }
+    c->process();  // the next pipelined request, if any
   }
 
-  static void on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
-    static thread_local char scratch[16384];
-    buf->base = scratch;
-    buf->len = sizeof scratch;
+  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    auto* c = static_cast<Conn*>(h->data);
+    buf->base = c->read_buf_;
+    buf->len = sizeof c->read_buf_;
   }
 
   static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     auto* c = static_cast<Conn*>(s->data);
     if (n == 0) return;
     if (n < 0) {
-      if (c->writes_ == 0) c->close();
-      else c->closing_after_write_ = true;
+      c->stop_reading();
+      c->peer_eof_ = true;
+      if (n != UV_EOF) {
+        c->close();
+        return;
+      }
+      c->process();
       return;
     }
-    if (c->closing_after_write_) return;
-    const llhttp_errno err = llhttp_execute(&c->parser_, buf->base, static_cast<size_t>(n));
-    if (err == HPE_OK || err == HPE_PAUSED || c->closing_) return;
-    if (c->too_large_) {
-      c->send({413, "application/json", "{\"error\": \"request body over 65536 bytes\"}", {}}, true);
-    } else if (c->head_bytes_ > kMaxHead) {
-      c->send({431, "application/json", "{\"error\": \"request head too large\"}", {}}, true);
-    } else {
-      c->send({400, "application/json", "{\"error\": \"malformed request\"}", {}}, true);
-    }
+    c->pending_.append(buf->base, static_cast<size_t>(n));
+    if (c->pending_.size() >= kMaxPending) c->stop_reading();
+    c->process();
   }
 
   static void on_timer(uv_timer_t* t) {
@@ -244,18 +298,24 @@ class AdminServer::Conn {
   AdminServer& server_;
   uv_tcp_t tcp_{};
   DeadlineTimer timer_;
+  uv_write_t write_{};
   int handles_ = 0;
-  int writes_ = 0;
+  int writing_ = 0;         // 0 or 1: one answer at a time
   bool closing_ = false;
-  bool closing_after_write_ = false;
+  bool done_ = false;       // the answer being written is the last
+  bool reading_ = false;
+  bool peer_eof_ = false;
   bool too_large_ = false;
+  bool head_done_ = false;
+  size_t head_bytes_ = 0;   // raw bytes of the head so far
   llhttp_settings_t settings_{};
   llhttp_t parser_{};
   AdminRequest req_;
   std::string field_, value_;
   bool in_value_ = false;
-  size_t head_bytes_ = 0;
-  std::deque<std::string> out_;  // responses being written, oldest first (stable addresses)
+  std::string pending_;     // read, not yet parsed
+  std::string out_;         // the answer being written
+  char read_buf_[16384];
 };
 
 AdminServer::~AdminServer() { close(); }
@@ -278,6 +338,12 @@ void AdminServer::on_connection(uv_stream_t* server, int status) {
   auto* c = new Conn(*self);  // owned by its handles
   self->conns_.push_back(c);
   c->start(server);
+  // The admin shares the process's descriptors with the data path: a bounded number of
+  // connections, the newest refused (accepted and closed) past it.
+  if (self->conns_.size() > kMaxConnections) {
+    RP_LOG(LogLevel::kWarn, "admin: over " + std::to_string(kMaxConnections) + " connections, refusing one");
+    c->close();
+  }
 }
 
 void AdminServer::close() {

@@ -44,6 +44,7 @@ class AdminServer {
  public:
   static constexpr size_t kMaxBody = 64 * 1024;
   static constexpr size_t kMaxHead = 16 * 1024;
+  static constexpr size_t kMaxConnections = 64;
 
   AdminServer(uv_loop_t* loop, AdminHandler handler) : loop_(loop), handler_(std::move(handler)) {}
   ~AdminServer();

@@ -24,18 +24,21 @@ namespace ringproxy {
 struct NodeState {
   explicit NodeState(unsigned workers) : per_worker(std::make_unique<NodeCounters[]>(workers)), workers_(workers) {}
 
+  // Read on every request, written rarely (by the control thread): one cache line.
   std::atomic<bool> up{true};          // active checks (starts up: see health/)
   std::atomic<bool> ejected{false};    // passive ejection
   std::atomic<bool> draining{false};   // admin drain
-  std::atomic<uint32_t> in_flight{0};  // requests now at this node, all workers
-  // Passive health: consecutive failed requests, all workers; reset by a success.
-  std::atomic<uint32_t> consecutive_failures{0};
-  std::atomic<uint64_t> ejections{0};          // written by the control thread
-  std::atomic<uint64_t> ejections_refused{0};  // max_ejected_percent said no
   // Slow start: until this monotonic ms time (uv_now), only a growing part of the node's
   // keys come back to it (see ClientConn::pick_node_and_connect). 0: no ramp.
   std::atomic<uint64_t> ramp_start_ms{0};
   std::atomic<uint64_t> ramp_end_ms{0};
+  // Written by every worker on every request: lines of their own, so that they do not
+  // drag the line above from core to core.
+  alignas(64) std::atomic<uint32_t> in_flight{0};  // requests now at this node
+  // Passive health: consecutive failed requests, all workers; reset by a success.
+  alignas(64) std::atomic<uint32_t> consecutive_failures{0};
+  std::atomic<uint64_t> ejections{0};          // written by the control thread
+  std::atomic<uint64_t> ejections_refused{0};  // max_ejected_percent said no
   std::unique_ptr<NodeCounters[]> per_worker;  // indexed by worker id
 
   uint64_t requests() const { return sum([](const NodeCounters& c) {

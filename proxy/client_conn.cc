@@ -569,11 +569,11 @@ void ClientConn::on_upstream_connect(int status) {
 
 void ClientConn::upstream_failed(int status_code, std::string_view cause, bool retryable_failure) {
   const Backend& b = routing_->backends[node_];
-  note_node_failure(b);
   const bool was_reused = up_ && up_->reused();
   release_upstream(false);
   if (retryable_failure && resp_bytes_ == 0 && resp_phase_ != RespPhase::kBody) {
     // A pooled connection the backend closed as we sent: same node, new connection.
+    // Not the node's failure: keep-alive connections close, it is how HTTP is.
     if (was_reused && idempotent_ && req_body_forwarded_ == 0) {
       RP_LOG(LogLevel::kDebug, std::string("upstream ") + std::string(cause) +
                                    " on a pooled connection, reconnecting: node=" + b.name);
@@ -581,6 +581,7 @@ void ClientConn::upstream_failed(int status_code, std::string_view cause, bool r
       pick_node_and_connect();
       return;
     }
+    note_node_failure(b);
     if (may_retry()) {
       bump(worker_.stats().retries);
       RP_LOG(LogLevel::kWarn, std::string("upstream ") + std::string(cause) + ": node=" + b.name +
@@ -589,6 +590,7 @@ void ClientConn::upstream_failed(int status_code, std::string_view cause, bool r
       return;
     }
   }
+  if (!(retryable_failure && resp_bytes_ == 0 && resp_phase_ != RespPhase::kBody)) note_node_failure(b);
   respond_error(status_code, status_code == 504 ? "backend timed out" : "backend failed",
                 std::string(cause) + " at node " + b.name);
 }
@@ -1198,7 +1200,9 @@ void ClientConn::note_node_failure(const Backend& b) {
   bump(b.state->per_worker[worker_.id()].failures);
   const uint32_t run = b.state->consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
   const uint32_t eject_after = routing_->config->health.eject_after_failures;
-  if (eject_after > 0 && run == eject_after) worker_.notify_passive_failure();
+  // ">=": a reload may lower the threshold under a run in progress; the control loop
+  // resets the count when it acts, and wake-ups coalesce.
+  if (eject_after > 0 && run >= eject_after) worker_.notify_passive_failure();
 }
 
 void ClientConn::finish_accounting(int status) {

@@ -45,13 +45,14 @@ int bind_listener(const Address& address, bool reuseport, std::string* error) {
 Server::~Server() = default;
 
 void Server::publish(std::shared_ptr<const Routing> routing) {
+  // Health first: a worker must never see a new node before its state (a ramp, or the
+  // state of a node it replaces). Nodes added after start (reload, admin) have cold
+  // caches: they ramp like a returning node when slow_start_ms is set.
+  sync_health(*routing, HealthTable::Start::kSlowStart);
   {
     std::lock_guard<std::mutex> lock(shared_.mu);
     shared_.routing = routing;
   }
-  // Nodes added after start (reload, admin) have cold caches: they ramp like a
-  // returning node when slow_start_ms is set.
-  sync_health(*routing, HealthTable::Start::kSlowStart);
   for (auto& w : workers_) w->notify_routing();
 }
 
@@ -313,6 +314,20 @@ std::string Server::metrics_text() {
   return out;
 }
 
+int Server::fail_start(const std::string& message) {
+  std::cerr << "ringproxy: " << message << '\n';
+  // Every handle opened so far is closed and its loop run dry (STYLE rule 4), so that a
+  // failed start leaks nothing, not even under LeakSanitizer.
+  for (auto& w : workers_) w->abort_unstarted();
+  workers_.clear();
+  checker_.reset();
+  admin_.reset();
+  if (health_timer_.loop) uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+  return kExitConfig;
+}
+
 void Server::begin_drain() {
   if (draining_) return;
   draining_ = true;
@@ -330,8 +345,9 @@ void Server::begin_drain() {
       uv_unref(reinterpret_cast<uv_handle_t*>(&sig));
     }
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&passive_async_), nullptr);
-  shared_.passive_health = nullptr;
+  // Workers still draining may wake it: it stays open, unreferenced, until they are
+  // joined (uv_async_send on a closed handle is not allowed).
+  uv_unref(reinterpret_cast<uv_handle_t*>(&passive_async_));
   if (admin_) admin_->close();
   if (checker_) checker_->stop();
   uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
@@ -403,8 +419,7 @@ int Server::run() {
   if (config_->admin.enabled) {
     admin_ = std::make_unique<AdminServer>(&loop_, make_admin_handler(*this));
     if (std::string e = admin_->listen(config_->admin.listen); !e.empty()) {
-      std::cerr << "ringproxy: cannot listen on " << config_->admin.listen.to_string() << " (admin): " << e << '\n';
-      return kExitConfig;
+      return fail_start("cannot listen on " + config_->admin.listen.to_string() + " (admin): " + e);
     }
     const std::string& host = config_->admin.listen.host;
     const bool loopback = host.rfind("127.", 0) == 0 || host == "::1";
@@ -418,16 +433,11 @@ int Server::run() {
   signal(SIGPIPE, SIG_IGN);
   for (unsigned i = 0; i < worker_count_; ++i) {
     const int fd = bind_listener(listen, true, &error);
-    if (fd < 0) {
-      std::cerr << "ringproxy: cannot listen on " << listen.to_string() << ": " << error << '\n';
-      return kExitConfig;
-    }
+    if (fd < 0) return fail_start("cannot listen on " + listen.to_string() + ": " + error);
     auto w = std::make_unique<Worker>(static_cast<int>(i), shared_, fd);
-    if (const int rc = w->init(); rc < 0) {
-      std::cerr << "ringproxy: cannot listen on " << listen.to_string() << ": " << uv_strerror(rc) << '\n';
-      return kExitConfig;
-    }
+    const int rc = w->init();
     workers_.push_back(std::move(w));
+    if (rc < 0) return fail_start("cannot listen on " + listen.to_string() + ": " + uv_strerror(rc));
   }
 
   const int signums[4] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
@@ -438,7 +448,7 @@ int Server::run() {
   }
   uv_async_init(&loop_, &passive_async_, on_passive_health);
   passive_async_.data = this;
-  shared_.passive_health = &passive_async_;
+  shared_.passive_health.store(&passive_async_, std::memory_order_release);
   for (auto& w : workers_) w->start();
   RP_LOG(LogLevel::kInfo, "listening on " + listen.to_string() + " with " + std::to_string(worker_count_) +
                               " workers, " + std::to_string(config_->backends.size()) + " backends" +
@@ -447,6 +457,8 @@ int Server::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
   workers_.clear();
+  shared_.passive_health.store(nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&passive_async_), nullptr);
   for (auto& sig : signals_) {
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&sig))) uv_close(reinterpret_cast<uv_handle_t*>(&sig), nullptr);
   }

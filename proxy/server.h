@@ -51,6 +51,8 @@ class Server {
   static void on_health_timer(uv_timer_t* t);
   void publish(std::shared_ptr<const Routing> routing);
   void begin_drain();
+  // A start-up failure after the control loop opened handles: says what, closes them.
+  int fail_start(const std::string& message);
   // Health: the table follows every routing change; verdicts and time move nodes.
   void sync_health(const Routing& routing, HealthTable::Start added);
   void on_check(const std::string& name, bool ok, const std::string& detail);

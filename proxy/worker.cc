@@ -62,6 +62,16 @@ int Worker::init() {
   return rc;
 }
 
+void Worker::abort_unstarted() {
+  if (loop_.data == nullptr && listener_.loop == nullptr) return;  // init() never ran
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&listener_), reinterpret_cast<uv_handle_t*>(&async_),
+                         reinterpret_cast<uv_handle_t*>(&flush_timer_), reinterpret_cast<uv_handle_t*>(&drain_timer_)}) {
+    if (h->loop && !uv_is_closing(h)) uv_close(h, nullptr);
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
 void Worker::take_routing() {
   std::shared_ptr<const Routing> fresh;
   {

@@ -30,7 +30,8 @@ struct Shared {
   std::atomic<uint32_t> connections{0};  // all workers, for max_connections
   // Wakes the control loop when a node reaches eject_after_failures (set before the
   // workers start; uv_async_send is the one libuv call safe from any thread).
-  uv_async_t* passive_health = nullptr;
+  // The handle stays open (unreferenced during a drain) until every worker is joined.
+  std::atomic<uv_async_t*> passive_health{nullptr};
 };
 
 class Worker {
@@ -44,6 +45,8 @@ class Worker {
   // control thread, before start(). Returns a libuv error code.
   int init();
   void start();  // runs the loop on a new thread
+  // Start-up failed before start(): closes what init() opened, on this thread.
+  void abort_unstarted();
   void join();
 
   // From the control thread: take the newest routing / drain and stop.
@@ -63,7 +66,7 @@ class Worker {
   WorkerStats& stats() { return stats_; }
   const WorkerStats& stats() const { return stats_; }
   void notify_passive_failure() {
-    if (shared_.passive_health) uv_async_send(shared_.passive_health);
+    if (uv_async_t* a = shared_.passive_health.load(std::memory_order_acquire)) uv_async_send(a);
   }
   bool draining() const { return draining_; }
   void add_connection(ClientConn* c);

@@ -103,6 +103,7 @@ class Api {
     }
     if (p.rfind("/nodes/", 0) == 0) return node_route(req, p.substr(7));
     if (p == "/ring") return only(req, "GET", [&] { return ring(); });
+    if (p == "/members") return only(req, "GET", [&] { return members(); });
     if (p == "/ring/lookup") return only(req, "GET", [&] { return lookup(req); });
     if (p == "/reload") return only(req, "POST", [&] { return reload(req); });
     if (p == "/metrics") {
@@ -171,7 +172,7 @@ class Api {
     }
     if (action == "drain" || action == "undrain") {
       if (req.method != "POST") return not_allowed("POST");
-      r->backends[*index].state->draining.store(action == "drain");
+      server_.set_drained(name, action == "drain");
       RP_LOG(LogLevel::kInfo, "admin: " + action + " node=" + name);
       return json_response(200, node_json(*r, *index, r->ring->shares()));
     }
@@ -240,6 +241,17 @@ class Api {
     RP_LOG(LogLevel::kInfo, "admin: weight node=" + name + " weight=" + std::to_string(weight));
     const auto r = server_.routing();
     return json_response(200, node_json(*r, *r->ring->find(name), r->ring->shares()));
+  }
+
+  AdminResponse members() {
+    json list = json::array();
+    for (const gossip::Member& m : server_.members()) {
+      list.push_back({{"name", m.name},
+                      {"address", m.address},
+                      {"state", std::string(gossip::to_string(m.state))},
+                      {"incarnation", m.incarnation}});
+    }
+    return json_response(200, json{{"self", server_.self_name()}, {"members", list}});
   }
 
   AdminResponse ring() {

@@ -889,9 +889,13 @@ void ClientConn::finish_response(char* start, size_t len) {
   ub.consume(len);
   resp_msg_done_ = true;
   resp_phase_ = RespPhase::kDone;
+  // Counted before the last bytes go out: a client that has its answer and asks
+  // /metrics at once finds it counted.
+  resp_bytes_ += len;
+  finish_accounting(resp_status_);
   // The last bytes are written from the upstream buffer, which stays put: the
   // connection goes back to the pool only after this write completes (on_write).
-  if (send_to_client(start, len) < 0) {
+  if (send_to_client(start, len, /*counted=*/true) < 0) {
     close();
     return;
   }
@@ -908,7 +912,7 @@ bool ClientConn::upstream_reusable() {
          llhttp_should_keep_alive(&resp_parser_) && req_phase_ == ReqPhase::kDone && !tunnel_;
 }
 
-int ClientConn::send_to_client(char* body, size_t len) {
+int ClientConn::send_to_client(char* body, size_t len, bool counted) {
   uv_buf_t bufs[2];
   unsigned n = 0;
   if (head_pending_) {
@@ -917,7 +921,7 @@ int ClientConn::send_to_client(char* body, size_t len) {
   }
   if (len > 0) bufs[n++] = uv_buf_init(body, static_cast<unsigned>(len));
   if (n == 0) return 0;
-  resp_bytes_ += len;
+  if (!counted) resp_bytes_ += len;
   return write_client(bufs, n);
 }
 

@@ -70,8 +70,9 @@ class ClientConn final : private UpstreamConn::Owner {
   void on_response_head();
   void finish_response(char* start, size_t len);
   bool upstream_reusable();
-  // Writes the pending response head (if any) and `len` body bytes in one write.
-  int send_to_client(char* body, size_t len);
+  // Writes the pending response head (if any) and `len` body bytes in one write;
+  // `counted`: resp_bytes_ already includes them.
+  int send_to_client(char* body, size_t len, bool counted = false);
   void exchange_done();
   void release_upstream(bool reusable);
   void start_tunnel();

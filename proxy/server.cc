@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -53,7 +54,11 @@ void Server::publish(std::shared_ptr<const Routing> routing) {
     std::lock_guard<std::mutex> lock(shared_.mu);
     shared_.routing = routing;
   }
-  for (auto& w : workers_) w->notify_routing();
+  // Draining workers close their wake-up handles when done: none is woken then (a
+  // uv_async_send on a closed handle aborts), and none needs a new ring.
+  if (!draining_) {
+    for (auto& w : workers_) w->notify_routing();
+  }
 }
 
 void Server::sync_health(const Routing& routing, HealthTable::Start added) {
@@ -173,6 +178,12 @@ ReloadReport Server::reload(bool dry_run) {
     if (!e.empty()) RP_LOG(LogLevel::kError, e);
   }
   Log::set_level(config->proxy.log_level);
+  if (gossip_) {
+    // A reload at one instance makes its file's backends the shared set, everywhere.
+    applying_ = true;
+    gossip_->replace_backends(config->backends);
+    applying_ = false;
+  }
   ++generation_;
   config_ = config;
   publish(std::move(next));
@@ -183,8 +194,58 @@ ReloadReport Server::reload(bool dry_run) {
   return report;
 }
 
+namespace {
+bool same_backends(std::vector<BackendConfig> a, std::vector<BackendConfig> b) {
+  const auto by_name = [](const BackendConfig& x, const BackendConfig& y) { return x.name < y.name; };
+  std::sort(a.begin(), a.end(), by_name);
+  std::sort(b.begin(), b.end(), by_name);
+  return a == b;
+}
+}  // namespace
+
+void Server::on_gossip_shared() {
+  if (applying_ || !gossip_ || draining_) return;
+  if (auto shared = gossip_->backends(); shared && !same_backends(*shared, config_->backends)) {
+    Config next = *config_;
+    next.backends = std::move(*shared);
+    applying_ = true;
+    const std::string e = apply(std::move(next));
+    applying_ = false;
+    if (!e.empty()) RP_LOG(LogLevel::kError, "gossip: shared backends refused: " + e);
+    else RP_LOG(LogLevel::kInfo, "gossip: applied shared backends: " + std::to_string(config_->backends.size()) +
+                                     " nodes, ring " + routing()->ring->fingerprint());
+  }
+  const auto drained = gossip_->drained();
+  for (const Backend& b : routing()->backends) b.state->draining.store(drained.count(b.name) > 0);
+}
+
+void Server::set_drained(const std::string& name, bool drained) {
+  const auto r = routing();
+  if (auto i = r->ring->find(name)) r->backends[*i].state->draining.store(drained);
+  if (gossip_) gossip_->set_drained(name, drained);
+}
+
+std::string Server::self_name() const {
+  if (gossip_) return gossip_->name();
+  return config_->gossip.name.empty() ? config_->proxy.listen.to_string() : config_->gossip.name;
+}
+
+std::vector<gossip::Member> Server::members() const {
+  if (gossip_) return gossip_->members();
+  gossip::Member self;
+  self.name = self_name();
+  self.address = "";
+  return {self};
+}
+
 std::string Server::apply(Config config) {
   config.path = config_->path;
+  if (gossip_ && !applying_) {
+    // Written to the shared state first; the local apply below follows at once.
+    applying_ = true;
+    gossip_->replace_backends(config.backends);
+    applying_ = false;
+  }
   auto shared_config = std::make_shared<const Config>(std::move(config));
   const std::shared_ptr<const Routing> current = routing();
   std::string error;
@@ -308,7 +369,30 @@ std::string Server::metrics_text() {
   family(out, "ringproxy_retries_total", "counter", "Requests sent again to the next node.");
   out += "ringproxy_retries_total " + std::to_string(retries) + "\n";
   family(out, "ringproxy_gossip_members", "gauge", "Proxy instances known, by state (this one only while gossip is off).");
-  out += "ringproxy_gossip_members{state=\"alive\"} 1\n";
+  {
+    size_t by_state[4] = {};
+    for (const gossip::Member& m : members()) ++by_state[static_cast<size_t>(m.state)];
+    for (gossip::MemberState st : {gossip::MemberState::kAlive, gossip::MemberState::kSuspect,
+                                   gossip::MemberState::kDead, gossip::MemberState::kLeft}) {
+      out += "ringproxy_gossip_members{state=\"" + std::string(gossip::to_string(st)) + "\"} " +
+             std::to_string(by_state[static_cast<size_t>(st)]) + "\n";
+    }
+  }
+  if (gossip_) {
+    const gossip::UdpStats& u = gossip_->transport_stats();
+    family(out, "ringproxy_gossip_messages_total", "counter", "Gossip datagrams sent and accepted.");
+    out += "ringproxy_gossip_messages_total{direction=\"sent\"} " + std::to_string(u.sent) + "\n";
+    out += "ringproxy_gossip_messages_total{direction=\"received\"} " + std::to_string(u.received) + "\n";
+    family(out, "ringproxy_gossip_dropped_total", "counter", "Gossip datagrams dropped, by cause.");
+    const std::pair<const char*, uint64_t> drops[] = {
+        {"unauthenticated", u.dropped_unauthenticated}, {"unknown_key", u.dropped_unknown_key},
+        {"forged", u.dropped_forged},                   {"replayed", u.dropped_replayed},
+        {"oversized", u.dropped_oversized},             {"malformed", u.dropped_malformed},
+        {"undecodable", gossip_->decode_errors()},      {"send_error", u.send_errors}};
+    for (const auto& [cause, n] : drops) {
+      out += std::string("ringproxy_gossip_dropped_total{cause=\"") + cause + "\"} " + std::to_string(n) + "\n";
+    }
+  }
   family(out, "ringproxy_config_generation", "gauge", "Routing publications since start.");
   out += "ringproxy_config_generation " + std::to_string(r->generation) + "\n";
   return out;
@@ -322,6 +406,7 @@ int Server::fail_start(const std::string& message) {
   workers_.clear();
   checker_.reset();
   admin_.reset();
+  gossip_.reset();
   if (health_timer_.loop) uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
@@ -351,6 +436,9 @@ void Server::begin_drain() {
   if (admin_) admin_->close();
   if (checker_) checker_->stop();
   uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
+  // A graceful leave: the others learn at once that this instance is going, not after
+  // a suspicion timeout. Its handles close after a short grace, on this loop.
+  if (gossip_) gossip_->leave(nullptr);
 }
 
 void Server::on_passive_health(uv_async_t* a) { static_cast<Server*>(a->data)->passive_failures(); }
@@ -416,6 +504,12 @@ int Server::run() {
       &loop_, [this](const std::string& name, bool ok, const std::string& detail) { on_check(name, ok, detail); });
   sync_health(*routing, HealthTable::Start::kServing);
   checker_->start();
+  if (config_->gossip.enabled) {
+    gossip_ = std::make_unique<GossipAgent>(&loop_, [this] { on_gossip_shared(); });
+    if (std::string e = gossip_->start(config_->gossip, config_->backends); !e.empty()) {
+      return fail_start("gossip: " + e);
+    }
+  }
   if (config_->admin.enabled) {
     admin_ = std::make_unique<AdminServer>(&loop_, make_admin_handler(*this));
     if (std::string e = admin_->listen(config_->admin.listen); !e.empty()) {
@@ -469,6 +563,7 @@ int Server::run() {
   signal(SIGTERM, SIG_IGN);
   admin_.reset();
   checker_.reset();
+  gossip_.reset();
   uv_run(&loop_, UV_RUN_DEFAULT);  // close callbacks of the admin connections and probes
   if (uv_loop_close(&loop_) != 0) RP_LOG(LogLevel::kError, "control loop closed with handles open");
   RP_LOG(LogLevel::kInfo, "drained, exiting");

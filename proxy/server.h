@@ -14,6 +14,7 @@
 #include "health/checker.h"
 #include "health/node_health.h"
 #include "proxy/admin_server.h"
+#include "proxy/gossip_agent.h"
 #include "proxy/worker.h"
 
 namespace ringproxy {
@@ -36,8 +37,14 @@ class Server {
   // Loads and validates the config file; unless dry_run, publishes it. On any error the
   // running routing stays. Runtime (admin) changes not in the file are replaced.
   ReloadReport reload(bool dry_run);
-  // Publishes `config` (an admin mutation of the running one). Returns "" or why not.
+  // Publishes `config` (an admin mutation of the running one), and with gossip on
+  // writes its backends to the shared state. Returns "" or why not.
   std::string apply(Config config);
+  // Admin drain: this instance at once, and every instance through gossip.
+  void set_drained(const std::string& name, bool drained);
+  // GET /members: this instance and every one known (only this one without gossip).
+  std::string self_name() const;
+  std::vector<gossip::Member> members() const;
   const Config& config() const { return *config_; }
   std::shared_ptr<const Routing> routing();
   // The Prometheus text exposition of every metric.
@@ -60,6 +67,8 @@ class Server {
   void handle(const std::optional<HealthEvent>& event, const std::string& detail = {});
   void copy_state(const Routing& routing, const std::string& name);
   void arm_health_timer();
+  // The shared backends or drains changed (gossip): rebuild from them.
+  void on_gossip_shared();
 
   std::string config_path_;
   std::shared_ptr<const Config> config_;
@@ -71,6 +80,8 @@ class Server {
   uv_signal_t signals_[4]{};
   uv_async_t passive_async_{};
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<GossipAgent> gossip_;
+  bool applying_ = false;  // apply() is writing the shared state itself
   HealthTable health_;
   std::unique_ptr<HealthChecker> checker_;
   uv_timer_t health_timer_{};

@@ -10,6 +10,7 @@
 #   libtomlplusplus-dev                the config file parser
 #   node-llhttp                        llhttp's generated C sources, compiled in our build
 #   nlohmann-json3-dev                 JSON for the admin endpoint (header-only)
+#   libssl-dev                         libcrypto: HMAC-SHA256 and RAND_bytes for gossip authentication
 #   libgtest-dev libbenchmark-dev      tests and microbenchmarks
 #   python3-prometheus-client          parses /metrics in the tests with a real parser
 #   wrk nginx-light haproxy            the end-to-end load comparison (bench/compare)
@@ -21,7 +22,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config
-  libuv1-dev libxxhash-dev libtomlplusplus-dev node-llhttp nlohmann-json3-dev
+  libuv1-dev libxxhash-dev libtomlplusplus-dev node-llhttp nlohmann-json3-dev libssl-dev
   libgtest-dev libbenchmark-dev
   python3 python3-xxhash python3-prometheus-client curl
 )

@@ -1,0 +1,252 @@
+#include "proxy/gossip_agent.h"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <random>
+
+#include "gossip/codec.h"
+#include "proxy/log.h"
+
+namespace ringproxy {
+namespace {
+
+constexpr std::string_view kBackendPrefix = "backend/";
+constexpr std::string_view kDrainPrefix = "drain/";
+
+// How long a starting instance waits for its seeds' state before it seeds the shared
+// backends from its own file (it is then taken to be the first instance).
+constexpr int64_t kSeedGraceMs = 2000;
+
+}  // namespace
+
+std::string encode_backend(const BackendConfig& b) {
+  return b.address.to_string() + " " + std::to_string(b.weight);
+}
+
+std::optional<BackendConfig> decode_backend(const std::string& name, std::string_view value) {
+  const size_t space = value.rfind(' ');
+  if (space == std::string_view::npos) return std::nullopt;
+  std::string why;
+  auto address = parse_address(value.substr(0, space), &why);
+  uint32_t weight = 0;
+  const std::string_view w = value.substr(space + 1);
+  const auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), weight);
+  if (!address || ec != std::errc() || end != w.data() + w.size() || weight > 1000) return std::nullopt;
+  return BackendConfig{name, *address, weight};
+}
+
+GossipAgent::GossipAgent(uv_loop_t* loop, OnShared on_shared) : loop_(loop), on_shared_(std::move(on_shared)) {}
+
+GossipAgent::~GossipAgent() {
+  // The timer is on the heap and freed by its close callback: the agent may go before
+  // the loop runs again.
+  if (timer_open_) close_timer(nullptr);
+  if (transport_) transport_->close();
+}
+
+void GossipAgent::close_timer(std::function<void()> done) {
+  timer_open_ = false;
+  timer_->data = new std::function<void()>(std::move(done));  // owned by the callback
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) {
+    std::unique_ptr<std::function<void()>> then(static_cast<std::function<void()>*>(h->data));
+    delete reinterpret_cast<uv_timer_t*>(h);
+    if (*then) (*then)();
+  });
+  timer_ = nullptr;
+}
+
+std::string GossipAgent::start(const GossipConfig& config, const std::vector<BackendConfig>& file_backends) {
+  file_backends_ = file_backends;
+  transport_ = std::make_unique<gossip::UdpTransport>(
+      loop_, [this](const std::string& from, std::string_view bytes) { on_datagram(from, bytes); });
+  if (std::string e = transport_->bind(config.bind.to_string()); !e.empty()) return e;
+  if (!config.secret.empty()) {
+    // One key for now; the transport accepts several, for rotation (a config key for
+    // the previous secret is the next step).
+    transport_->set_secrets({config.secret, {}});
+    authenticated_ = true;
+  }
+  gossip::SwimConfig sc;
+  sc.name = config.name.empty() ? config.bind.to_string() : config.name;
+  sc.address = transport_->local_address();
+  sc.probe_interval_ms = config.interval_ms;
+  sc.probe_timeout_ms = std::max<int64_t>(1, config.interval_ms / 2);
+  // Wall-clock seconds: a restarted instance starts above its former incarnation.
+  sc.incarnation = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  std::random_device rd;
+  swim_ = std::make_unique<gossip::Swim>(sc, gossip::Rng((uint64_t{rd()} << 32) | rd()), now());
+  timer_ = new uv_timer_t{};  // freed in its close callback (close_timer)
+  uv_timer_init(loop_, timer_);
+  timer_->data = this;
+  timer_open_ = true;
+  std::vector<std::string> seeds;
+  for (const Address& a : config.seeds) seeds.push_back(a.to_string());
+  seed_deadline_ms_ = now() + kSeedGraceMs;
+  RP_LOG(LogLevel::kInfo, "gossip: " + sc.name + " on " + sc.address + ", " + std::to_string(seeds.size()) +
+                              " seeds" + (authenticated_ ? ", authenticated" : ""));
+  handle(swim_->join(seeds, now()));
+  return {};
+}
+
+void GossipAgent::leave(std::function<void()> done) {
+  if (!swim_ || swim_->has_left()) {
+    if (done) done();
+    return;
+  }
+  left_ = std::move(done);
+  handle(swim_->leave(now()));
+  // Keep answering for a few probe intervals so the leave gets around, then close.
+  uv_timer_start(timer_, on_timer, static_cast<uint64_t>(swim_->leave_grace_ms()), 0);
+}
+
+void GossipAgent::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<GossipAgent*>(t->data);
+  if (self->swim_->has_left()) {
+    // The grace is over: close, and tell the caller (if it asked) once the handles are
+    // gone. Nothing keeps the loop alive after this.
+    self->transport_->close();
+    self->close_timer(std::move(self->left_));
+    return;
+  }
+  self->handle(self->swim_->tick(self->now()));
+}
+
+void GossipAgent::on_datagram(const std::string& from, std::string_view bytes) {
+  const auto decoded = gossip::decode(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
+      authenticated_ ? gossip::kFlagAuthenticated : 0);
+  if (!decoded.message) {
+    ++decode_errors_;
+    RP_LOG(LogLevel::kDebug, "gossip: dropped a datagram from " + from + ": " + std::string(decoded.error));
+    return;
+  }
+  handle(swim_->receive(from, *decoded.message, now()));
+}
+
+void GossipAgent::handle(gossip::Output out) {
+  // Swim packs each message to its packet budget, which leaves room for the trailer, so
+  // every update it chose fits.
+  const size_t budget = swim_->config().packet_budget;
+  for (const gossip::Outgoing& o : out.messages) {
+    const gossip::Encoded enc = gossip::encode(o.message, budget, authenticated_ ? gossip::kFlagAuthenticated : 0);
+    transport_->send(o.to, std::string_view(reinterpret_cast<const char*>(enc.bytes.data()), enc.bytes.size()));
+  }
+  for (const std::string& name : out.members_changed) {
+    if (const gossip::Member* m = swim_->member(name)) {
+      RP_LOG(m->state == gossip::MemberState::kAlive ? LogLevel::kInfo : LogLevel::kWarn,
+             "gossip: member " + m->name + " at " + m->address + " is " + std::string(gossip::to_string(m->state)) +
+                 " (incarnation " + std::to_string(m->incarnation) + ")");
+    }
+  }
+  bool shared_changed = false;
+  for (const std::string& key : out.keys_changed) {
+    if (key.starts_with(kBackendPrefix) || key.starts_with(kDrainPrefix)) shared_changed = true;
+  }
+  if (!swim_->has_left() && timer_open_) {
+    const int64_t wait = std::max<int64_t>(0, out.next_tick_ms - now());
+    uv_timer_start(timer_, on_timer, static_cast<uint64_t>(wait), 0);
+  }
+  if (shared_changed) seeded_ = true;  // someone's backends arrived: adopt them
+  maybe_seed();
+  if (shared_changed) {
+    if (batch_ > 0) {
+      shared_pending_ = true;  // told once, when the batch of writes is done
+    } else if (on_shared_) {
+      on_shared_();
+    }
+  }
+}
+
+void GossipAgent::maybe_seed() {
+  if (seeded_) return;
+  const bool joined = swim_->live_count() > 1;
+  if (!joined && now() < seed_deadline_ms_) {
+    // Come back when the grace is over, even if nothing else happens.
+    if (timer_open_ && !swim_->has_left()) {
+      const uint64_t due = static_cast<uint64_t>(seed_deadline_ms_ - now());
+      if (uv_timer_get_due_in(timer_) > due) uv_timer_start(timer_, on_timer, due, 0);
+    }
+    return;
+  }
+  seeded_ = true;
+  for (const auto& [key, entry] : swim_->store().entries()) {
+    if (key.starts_with(kBackendPrefix)) return;  // the cluster has a set (tombstones count)
+  }
+  RP_LOG(LogLevel::kInfo, "gossip: no shared backends yet; seeding " + std::to_string(file_backends_.size()) +
+                              " from the config file");
+  Batch batch(*this);
+  for (const BackendConfig& b : file_backends_) put_backend(b);
+}
+
+GossipAgent::Batch::~Batch() {
+  if (--agent_.batch_ == 0 && agent_.shared_pending_) {
+    agent_.shared_pending_ = false;
+    if (agent_.on_shared_) agent_.on_shared_();
+  }
+}
+
+std::optional<std::vector<BackendConfig>> GossipAgent::backends() const {
+  if (!seeded_) return std::nullopt;
+  std::vector<BackendConfig> out;
+  for (const auto& [key, entry] : swim_->store().entries()) {
+    if (!key.starts_with(kBackendPrefix) || entry.tombstone) continue;
+    const std::string name = key.substr(kBackendPrefix.size());
+    if (auto b = decode_backend(name, entry.value)) out.push_back(std::move(*b));
+  }
+  return out;
+}
+
+std::set<std::string> GossipAgent::drained() const {
+  std::set<std::string> out;
+  for (const auto& [key, entry] : swim_->store().entries()) {
+    if (key.starts_with(kDrainPrefix) && !entry.tombstone) out.insert(key.substr(kDrainPrefix.size()));
+  }
+  return out;
+}
+
+// Keys are at most gossip::kMaxName bytes: a longer backend name cannot be shared.
+bool GossipAgent::fits(const std::string& key) {
+  if (key.size() <= gossip::kMaxName) return true;
+  RP_LOG(LogLevel::kError, "gossip: key " + key.substr(0, 40) + "... over " + std::to_string(gossip::kMaxName) +
+                               " bytes: not shared");
+  return false;
+}
+
+void GossipAgent::put_backend(const BackendConfig& backend) {
+  seeded_ = true;
+  const std::string key = std::string(kBackendPrefix) + backend.name;
+  if (fits(key)) handle(swim_->put(key, encode_backend(backend), now()));
+}
+
+void GossipAgent::erase_backend(const std::string& name) {
+  seeded_ = true;
+  const std::string key = std::string(kBackendPrefix) + name;
+  if (fits(key)) handle(swim_->erase(key, now()));
+}
+
+void GossipAgent::set_drained(const std::string& name, bool drained) {
+  const std::string key = std::string(kDrainPrefix) + name;
+  if (fits(key)) handle(drained ? swim_->put(key, "1", now()) : swim_->erase(key, now()));
+}
+
+void GossipAgent::replace_backends(const std::vector<BackendConfig>& backends) {
+  Batch batch(*this);
+  const auto current = this->backends().value_or(std::vector<BackendConfig>{});
+  for (const BackendConfig& old : current) {
+    const bool kept = std::any_of(backends.begin(), backends.end(), [&](const BackendConfig& b) { return b.name == old.name; });
+    if (!kept) erase_backend(old.name);
+  }
+  for (const BackendConfig& b : backends) {
+    const bool same = std::any_of(current.begin(), current.end(), [&](const BackendConfig& c) { return c == b; });
+    if (!same) put_backend(b);
+  }
+  seeded_ = true;
+}
+
+const std::string& GossipAgent::name() const { return swim_->config().name; }
+
+std::vector<gossip::Member> GossipAgent::members() const { return swim_->members(); }
+
+}  // namespace ringproxy

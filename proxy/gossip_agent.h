@@ -1,0 +1,103 @@
+// The proxy's gossip shell: runs the pure Swim state machine (gossip/swim.h) on the
+// control loop over a UdpTransport, and keeps the instances' shared state: the backend
+// set and the admin drains, as last-writer-wins entries of Swim's store:
+//   "backend/NAME" -> "ADDRESS WEIGHT"   (a tombstone when removed)
+//   "drain/NAME"   -> "1"                (a tombstone when undrained)
+// Every instance builds its ring from these entries, so all route each key alike once
+// the entries have spread (GET /ring shows one fingerprint everywhere).
+//
+// Who writes what:
+//  - At start the file's backends are used at once, and written to the shared state
+//    only if, once joined (or after a short grace when no seed answers), the cluster has
+//    no backends yet: a restarted instance adopts the cluster's state instead of
+//    imposing its file.
+//  - Admin mutations (add, remove, weight, drain) and reloads (the file's backends
+//    become the shared set) are written at the instance that got them and spread.
+//
+// Thread: the control loop's.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "gossip/swim.h"
+#include "gossip/udp_transport.h"
+
+namespace ringproxy {
+
+class GossipAgent {
+ public:
+  // Called after the shared backends or drains changed (by anyone).
+  using OnShared = std::function<void()>;
+
+  GossipAgent(uv_loop_t* loop, OnShared on_shared);
+  ~GossipAgent();
+
+  // Binds gossip.bind and joins gossip.seeds. `file_backends` are the ones to seed the
+  // shared state with (see above). Returns "" or what went wrong.
+  std::string start(const GossipConfig& config, const std::vector<BackendConfig>& file_backends);
+  // Announces the leave, lets it spread for a few probe intervals, then closes; `done`
+  // runs on the loop once the handles are closed.
+  void leave(std::function<void()> done);
+
+  // The shared backend set, sorted by name; nullopt until it has been seeded (until
+  // then the file's backends stand).
+  std::optional<std::vector<BackendConfig>> backends() const;
+  std::set<std::string> drained() const;
+
+  // Local writes, spread to every instance.
+  void put_backend(const BackendConfig& backend);
+  void erase_backend(const std::string& name);
+  void set_drained(const std::string& name, bool drained);
+  // Makes the shared set exactly `backends` (a reload at this instance).
+  void replace_backends(const std::vector<BackendConfig>& backends);
+
+  const std::string& name() const;
+  std::vector<gossip::Member> members() const;
+  const gossip::UdpStats& transport_stats() const { return transport_->stats(); }
+  uint64_t decode_errors() const { return decode_errors_; }
+
+ private:
+  static void on_timer(uv_timer_t* t);
+  void handle(gossip::Output out);
+  void on_datagram(const std::string& from, std::string_view bytes);
+  void maybe_seed();
+  static bool fits(const std::string& key);
+  // Closes the timer; `done` runs from its close callback, after which it is freed.
+  void close_timer(std::function<void()> done);
+  // Several writes, one on_shared call at the end.
+  struct Batch {
+    explicit Batch(GossipAgent& agent) : agent_(agent) { ++agent_.batch_; }
+    ~Batch();
+    GossipAgent& agent_;
+  };
+  int batch_ = 0;
+  bool shared_pending_ = false;
+  int64_t now() const { return static_cast<int64_t>(uv_now(loop_)); }
+
+  uv_loop_t* loop_;
+  OnShared on_shared_;
+  std::unique_ptr<gossip::UdpTransport> transport_;
+  std::unique_ptr<gossip::Swim> swim_;
+  uv_timer_t* timer_ = nullptr;  // heap: see close_timer()
+  bool timer_open_ = false;
+  bool authenticated_ = false;
+  std::vector<BackendConfig> file_backends_;
+  bool seeded_ = false;
+  int64_t seed_deadline_ms_ = 0;
+  uint64_t decode_errors_ = 0;
+  std::function<void()> left_;
+};
+
+// "ADDRESS WEIGHT" <-> BackendConfig (name from the key). nullopt when malformed.
+std::string encode_backend(const BackendConfig& b);
+std::optional<BackendConfig> decode_backend(const std::string& name, std::string_view value);
+
+}  // namespace ringproxy

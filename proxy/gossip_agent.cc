@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 #include <chrono>
 #include <random>
 
@@ -13,6 +14,7 @@ namespace {
 
 constexpr std::string_view kBackendPrefix = "backend/";
 constexpr std::string_view kDrainPrefix = "drain/";
+constexpr std::string_view kHealthPrefix = "health/";
 
 // How long a starting instance waits for its seeds' state before it seeds the shared
 // backends from its own file (it is then taken to be the first instance).
@@ -140,15 +142,19 @@ void GossipAgent::handle(gossip::Output out) {
                  " (incarnation " + std::to_string(m->incarnation) + ")");
     }
   }
-  bool shared_changed = false;
+  // Members matter too: the health majority counts only alive instances.
+  bool shared_changed = !out.members_changed.empty();
+  bool backends_changed = false;
   for (const std::string& key : out.keys_changed) {
-    if (key.starts_with(kBackendPrefix) || key.starts_with(kDrainPrefix)) shared_changed = true;
+    if (key.starts_with(kBackendPrefix) || key.starts_with(kDrainPrefix)) backends_changed = true;
+    if (key.starts_with(kHealthPrefix)) shared_changed = true;
   }
+  shared_changed |= backends_changed;
   if (!swim_->has_left() && timer_open_) {
     const int64_t wait = std::max<int64_t>(0, out.next_tick_ms - now());
     uv_timer_start(timer_, on_timer, static_cast<uint64_t>(wait), 0);
   }
-  if (shared_changed) seeded_ = true;  // someone's backends arrived: adopt them
+  if (backends_changed) seeded_ = true;  // someone's backends arrived: adopt them
   maybe_seed();
   if (shared_changed) {
     if (batch_ > 0) {
@@ -243,6 +249,38 @@ void GossipAgent::replace_backends(const std::vector<BackendConfig>& backends) {
     if (!same) put_backend(b);
   }
   seeded_ = true;
+}
+
+void GossipAgent::report_health(const std::string& backend, bool down) {
+  const std::string key = std::string(kHealthPrefix) + name() + "/" + backend;
+  if (!fits(key)) return;
+  const gossip::KvEntry* e = swim_->store().find(key);
+  const bool reported_down = e && !e->tombstone;
+  if (reported_down == down) return;
+  handle(down ? swim_->put(key, "down", now()) : swim_->erase(key, now()));
+}
+
+std::set<std::string> GossipAgent::majority_down() const {
+  std::set<std::string> alive;
+  for (const gossip::Member& m : swim_->members()) {
+    if (m.state == gossip::MemberState::kAlive || m.state == gossip::MemberState::kSuspect) alive.insert(m.name);
+  }
+  std::map<std::string, size_t> votes;
+  for (const auto& [key, entry] : swim_->store().entries()) {
+    if (!key.starts_with(kHealthPrefix) || entry.tombstone) continue;
+    const std::string_view rest = std::string_view(key).substr(kHealthPrefix.size());
+    const size_t slash = rest.find('/');
+    if (slash == std::string_view::npos) continue;
+    // Instance names may hold '/', backend names may not (config/): split at the last.
+    const size_t last = rest.rfind('/');
+    if (!alive.count(std::string(rest.substr(0, last)))) continue;  // the dead do not vote
+    ++votes[std::string(rest.substr(last + 1))];
+  }
+  std::set<std::string> out;
+  for (const auto& [backend, n] : votes) {
+    if (2 * n > alive.size()) out.insert(backend);
+  }
+  return out;
 }
 
 const std::string& GossipAgent::name() const { return swim_->config().name; }

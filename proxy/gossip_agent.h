@@ -3,8 +3,16 @@
 // set and the admin drains, as last-writer-wins entries of Swim's store:
 //   "backend/NAME" -> "ADDRESS WEIGHT"   (a tombstone when removed)
 //   "drain/NAME"   -> "1"                (a tombstone when undrained)
+//   "health/INSTANCE/NAME" -> "down"     (a tombstone when INSTANCE sees it usable)
 // Every instance builds its ring from these entries, so all route each key alike once
 // the entries have spread (GET /ring shows one fingerprint everywhere).
+//
+// Health agreement: a backend is skipped by an instance when its own checks (or passive
+// ejection) say so, or when more than half of the alive instances report it down; it
+// comes back only when its own checks pass and no majority says down. So a backend that
+// one instance cannot reach (a partial network fault) still gets that instance's keys
+// elsewhere, while a node that most instances see down is avoided by all, and every
+// instance routes each key alike within a few gossip periods of a change.
 //
 // Who writes what:
 //  - At start the file's backends are used at once, and written to the shared state
@@ -58,6 +66,10 @@ class GossipAgent {
   void set_drained(const std::string& name, bool drained);
   // Makes the shared set exactly `backends` (a reload at this instance).
   void replace_backends(const std::vector<BackendConfig>& backends);
+  // This instance's view of a backend (written only when it changes).
+  void report_health(const std::string& backend, bool down);
+  // Backends that more than half of the alive instances (this one included) report down.
+  std::set<std::string> majority_down() const;
 
   const std::string& name() const;
   std::vector<gossip::Member> members() const;

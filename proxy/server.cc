@@ -85,7 +85,9 @@ void Server::copy_state(const Routing& routing, const std::string& name) {
   const auto index = routing.ring->find(name);
   if (!h || !index) return;
   NodeState& st = *routing.backends[*index].state;
-  st.up.store(h->state() != HealthState::kDown, std::memory_order_relaxed);
+  // Gossip: what most instances see counts too (gossip_agent.h, "Health agreement").
+  const bool majority_down = gossip_ && majority_down_.count(name) > 0;
+  st.up.store(h->state() != HealthState::kDown && !majority_down, std::memory_order_relaxed);
   st.ejected.store(h->state() == HealthState::kEjected, std::memory_order_relaxed);
   const uint64_t ramp_end = h->slow_start_until();
   st.ramp_start_ms.store(ramp_end ? h->up_since() : 0, std::memory_order_relaxed);
@@ -102,6 +104,7 @@ void Server::handle(const std::optional<HealthEvent>& event, const std::string& 
     if (event->kind == HealthEventKind::kEjectionRefused) st.ejections_refused.fetch_add(1);
   }
   copy_state(*r, event->node);
+  if (gossip_) gossip_->report_health(event->node, !health_.find(event->node)->usable());
   const LogLevel level = event->kind == HealthEventKind::kUp ? LogLevel::kInfo : LogLevel::kWarn;
   RP_LOG(level, "health: node=" + event->node + " " + std::string(to_string(event->from)) + " -> " +
                     std::string(to_string(event->to)) + ": " + event->reason +
@@ -216,7 +219,19 @@ void Server::on_gossip_shared() {
                                      " nodes, ring " + routing()->ring->fingerprint());
   }
   const auto drained = gossip_->drained();
-  for (const Backend& b : routing()->backends) b.state->draining.store(drained.count(b.name) > 0);
+  auto majority = gossip_->majority_down();
+  const auto r = routing();
+  for (const Backend& b : r->backends) b.state->draining.store(drained.count(b.name) > 0);
+  if (majority != majority_down_) {
+    for (const std::string& name : majority) {
+      if (!majority_down_.count(name)) RP_LOG(LogLevel::kWarn, "gossip: most instances see node=" + name + " down");
+    }
+    for (const std::string& name : majority_down_) {
+      if (!majority.count(name)) RP_LOG(LogLevel::kInfo, "gossip: most instances no longer see node=" + name + " down");
+    }
+    majority_down_ = std::move(majority);
+    for (const Backend& b : r->backends) copy_state(*r, b.name);
+  }
 }
 
 void Server::set_drained(const std::string& name, bool drained) {

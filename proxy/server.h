@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,7 @@ class Server {
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<GossipAgent> gossip_;
   bool applying_ = false;  // apply() is writing the shared state itself
+  std::set<std::string> majority_down_;  // backends most gossip instances see down
   HealthTable health_;
   std::unique_ptr<HealthChecker> checker_;
   uv_timer_t health_timer_{};

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -43,7 +44,8 @@ class GossipFixture : public ::testing::Test {
     std::ostringstream c;
     c << "[proxy]\nlisten = \"127.0.0.1:" << in.port << "\"\nworkers = 1\n"
       << "[admin]\nlisten = \"127.0.0.1:" << in.admin << "\"\n"
-      << "[health]\ninterval_ms = 200\ntimeout_ms = 100\n"
+      << "[health]\ninterval_ms = 200\ntimeout_ms = 100\nfall = 1\nrise = 1\n"
+      << (health_path_.count(in.name) ? "path = \"" + health_path_.at(in.name) + "\"\n" : std::string())
       << "[gossip]\nbind = \"127.0.0.1:" << in.gossip << "\"\nname = \"" << in.name << "\"\ninterval_ms = 100\n"
       << "secret = \"a shared secret of 32 bytes long\"\nseeds = [";
     for (size_t i = 0; i < instances_.size(); ++i) {
@@ -74,6 +76,7 @@ class GossipFixture : public ::testing::Test {
 
   std::vector<std::unique_ptr<DemoBackend>> backends_;
   std::vector<Instance> instances_;
+  std::map<std::string, std::string> health_path_;  // instance -> health.path
   TempDir dir_;
 };
 
@@ -142,6 +145,24 @@ TEST_F(GossipFixture, InstancesAgreeLeaveRejoinAndCatchUp) {
   Response m = http_get(instances_[0].admin, "/metrics");
   EXPECT_NE(m.body.find("ringproxy_gossip_members{state=\"left\"} 1"), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("ringproxy_gossip_dropped_total{cause=\"forged\"} 0"), std::string::npos);
+}
+
+TEST_F(GossipFixture, AMajorityOfInstancesSeeingANodeDownTakesItOutEverywhere) {
+  // p0 and p1 check a path that fails on every backend; p2's checks pass. Two of three
+  // instances report every node down, so p2 skips them too.
+  health_path_["p0"] = "/status/503";
+  health_path_["p1"] = "/status/503";
+  for (Instance& in : instances_) start(in);
+  ASSERT_TRUE(instances_[2].process->wait_for_output(Output::err, "applied shared backends: 2 nodes"))
+      << instances_[2].process->describe();
+  ASSERT_TRUE(instances_[2].process->wait_for_output(Output::err, "most instances see node=g-a down"))
+      << instances_[2].process->stderr_text();
+  ASSERT_TRUE(instances_[2].process->wait_for_output(Output::err, "most instances see node=g-b down"));
+  EXPECT_EQ(json::parse(http_get(instances_[2].admin, "/nodes/g-a").body)["state"], "down");
+  EXPECT_EQ(http_get(instances_[2].port, "/anything").status, 503);
+  // p2's own view is up: it does not vote, and reports nothing.
+  Response m = http_get(instances_[0].admin, "/nodes/g-a");
+  EXPECT_EQ(json::parse(m.body)["state"], "down");
 }
 
 }  // namespace

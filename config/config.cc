@@ -425,6 +425,31 @@ void read_seeds(Errors& errors, const toml::node& node, const std::string& key,
   }
 }
 
+// Previous gossip keys, accepted while instances move to a new gossip.secret one at a
+// time (key rotation): each must be a valid secret.
+void read_previous_secrets(Errors& errors, const toml::node& node, const std::string& key, GossipConfig& out) {
+  const toml::array* keys = node.as_array();
+  if (keys == nullptr) {
+    type_error(errors, node, key, "an array");
+    return;
+  }
+  out.previous_secrets.clear();
+  for (size_t i = 0; i < keys->size(); ++i) {
+    const toml::node& item = *keys->get(i);
+    const std::string item_key = key + "[" + std::to_string(i) + "]";
+    const std::string* text = get_string(errors, item, item_key);
+    if (text == nullptr) continue;
+    std::string why;
+    if (text->empty()) {
+      errors.add(item.source().begin, item_key, "must not be empty");
+    } else if (auto secret = parse_secret(*text, &why)) {
+      out.previous_secrets.push_back(std::move(*secret));
+    } else {
+      errors.add(item.source().begin, item_key, std::move(why));
+    }
+  }
+}
+
 // Ranges. Timeouts are 1 ms .. 1 hour: 0 would expire at once, and a longer wait is
 // more likely a slip of units than intent. Counts are capped far above sane use, to
 // catch a stray digit, not to limit real deployments.
@@ -497,6 +522,7 @@ std::vector<Field<GossipConfig>> gossip_fields() {
       // (several rounds) take minutes.
       integer_field<G>("interval_ms", &G::interval_ms, 10, 60'000),
       text_field<G, std::string>("secret", &G::secret, parse_secret),
+      {"previous_secrets", read_previous_secrets},
   };
 }
 

@@ -70,6 +70,9 @@ struct GossipConfig {
   std::vector<Address> seeds;
   uint32_t interval_ms = 200;
   std::string secret;
+  // Accepted, never used to sign: for key rotation (move every instance to the new
+  // secret, keeping the old one here, then drop it).
+  std::vector<std::string> previous_secrets;
   bool operator==(const GossipConfig&) const = default;
 };
 

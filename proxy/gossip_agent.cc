@@ -64,9 +64,8 @@ std::string GossipAgent::start(const GossipConfig& config, const std::vector<Bac
       loop_, [this](const std::string& from, std::string_view bytes) { on_datagram(from, bytes); });
   if (std::string e = transport_->bind(config.bind.to_string()); !e.empty()) return e;
   if (!config.secret.empty()) {
-    // One key for now; the transport accepts several, for rotation (a config key for
-    // the previous secret is the next step).
-    transport_->set_secrets({config.secret, {}});
+    // Signs with the secret; accepts it and the previous ones (key rotation).
+    transport_->set_secrets({config.secret, config.previous_secrets});
     authenticated_ = true;
   }
   gossip::SwimConfig sc;

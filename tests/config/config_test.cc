@@ -690,6 +690,21 @@ TEST(ConfigErrors, GossipSecret) {
   EXPECT_EQ(errors_with_backend("[gossip]\nsecret = \"0123456789abcdef\"\n"), Errors{});
 }
 
+TEST(ConfigErrors, GossipPreviousSecrets) {
+  EXPECT_EQ(errors_with_backend("[gossip]\nprevious_secrets = [\"short\", \"\", 5]\n"),
+            (Errors{"t.toml:2:21: gossip.previous_secrets[0]: too short (16 bytes at least), got 5",
+                    "t.toml:2:30: gossip.previous_secrets[1]: must not be empty",
+                    "t.toml:2:34: gossip.previous_secrets[2]: expected a string, got an integer"}));
+  EXPECT_EQ(errors_with_backend("[gossip]\nprevious_secrets = \"x\"\n"),
+            (Errors{"t.toml:2:20: gossip.previous_secrets: expected an array, got a string"}));
+  const ConfigResult ok = load_config_string(
+      std::string("[gossip]\nsecret = \"0123456789abcdef\"\nprevious_secrets = [\"fedcba9876543210\"]\n") +
+          std::string(kOneBackend),
+      "t.toml");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok.config.gossip.previous_secrets, std::vector<std::string>{"fedcba9876543210"});
+}
+
 TEST(ConfigErrors, BackendMissingNameAndAddress) {
   EXPECT_EQ(errors_of(R"([[backend]]
 name = "a"

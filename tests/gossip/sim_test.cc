@@ -1,5 +1,5 @@
 // SWIM scenarios in the simulator: virtual time only, seeded, no sleeps. Each test
-// states the figure it checks; gossip/sim_bench.cc prints the same figures at scale.
+// states the figure it checks; bench/gossip_bench.cc prints the same figures at scale.
 #include "gossip/sim.h"
 
 #include <gtest/gtest.h>

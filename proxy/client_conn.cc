@@ -393,7 +393,7 @@ void ClientConn::on_request_head() {
   // While the body comes in, the client timer watches the client; the upstream timer
   // watches the backend.
   arm_timer(cfg.proxy.idle_timeout_ms);
-  start_upstream();
+  pick_node_and_connect();
 }
 
 void ClientConn::build_upstream_head(std::string_view client_ip) {
@@ -456,8 +456,6 @@ bool ClientConn::may_retry() const {
   return idempotent_ && req_body_forwarded_ == 0 && attempts_ <= retries && attempts_ < 8;
 }
 
-void ClientConn::start_upstream() { pick_node_and_connect(); }
-
 void ClientConn::pick_node_and_connect() {
   const Routing& r = *routing_;
   const Ring& ring = *r.ring;
@@ -514,7 +512,7 @@ void ClientConn::pick_node_and_connect() {
   UpstreamPool& pool = worker_.pool(r, node_);
   resp_phase_ = RespPhase::kConnecting;
   if (UpstreamConn* idle = pool.take_idle(this)) {
-    attach_upstream(idle, false);
+    attach_upstream(idle);
     return;
   }
   UpstreamConn* conn = pool.make();
@@ -524,7 +522,7 @@ void ClientConn::pick_node_and_connect() {
   if (rc < 0) on_upstream_connect(rc);
 }
 
-void ClientConn::attach_upstream(UpstreamConn* conn, bool) {
+void ClientConn::attach_upstream(UpstreamConn* conn) {
   up_ = conn;
   upstream_ready_ = true;
   llhttp_init(&resp_parser_, HTTP_RESPONSE, &response_settings());
@@ -532,7 +530,7 @@ void ClientConn::attach_upstream(UpstreamConn* conn, bool) {
   resp_headers_.clear();
   status_text_ = {};
   resp_head_bytes_ = 0;
-  resp_head_done_ = resp_msg_done_ = false;
+  resp_msg_done_ = false;
   head_pending_ = resp_exec_pending_ = false;
   resp_phase_ = RespPhase::kWaiting;
   conn->buffer().clear();
@@ -564,7 +562,7 @@ void ClientConn::on_upstream_connect(int status) {
                     true);
     return;
   }
-  attach_upstream(up_, true);
+  attach_upstream(up_);
 }
 
 void ClientConn::upstream_failed(int status_code, std::string_view cause, bool retryable_failure) {
@@ -711,7 +709,6 @@ int ClientConn::on_resp_header_value(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConn::on_resp_headers_complete(llhttp_t* p) {
   auto* c = static_cast<ClientConn*>(p->data);
-  c->resp_head_done_ = true;
   // Responses to HEAD, and 1xx (but 101), 204 and 304 responses, have no body whatever
   // their headers say (RFC 9110 6.4.1); llhttp 8 reads a Content-Length body for 204
   // and 304 unless told (1 = no body). The pause then comes at message complete, at
@@ -941,7 +938,7 @@ void ClientConn::on_response_head() {
     resp_headers_.clear();
     status_text_ = {};
     resp_head_bytes_ = 0;
-    resp_head_done_ = resp_msg_done_ = false;
+    resp_msg_done_ = false;
     return;
   }
   if (!interim && upgrade_ && resp_status_ != 101) {
@@ -997,7 +994,6 @@ void ClientConn::on_response_head() {
   if (interim) {
     // Another head follows (a 100 Continue precedes the final response): send this one
     // now, so the client sends its body.
-    resp_head_done_ = false;
     resp_msg_done_ = false;
     resp_exec_pending_ = false;
     if (send_to_client(nullptr, 0) < 0) close();
@@ -1073,8 +1069,7 @@ void ClientConn::exchange_done() {
     close_after_response_ = true;
   }
   finish_accounting(resp_status_);
-  if (up_) release_upstream(false);
-  if (have_node_) release_upstream(false);
+  release_upstream(false);  // if still held (an early close); a no-op otherwise
   if (close_after_response_ || (client_eof_ && in_.size() == 0)) {
     if (Log::enabled(LogLevel::kDebug)) {
       Log::write(LogLevel::kDebug, std::string("closing client ") + client_ip_ + " after the response: " +

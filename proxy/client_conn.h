@@ -58,9 +58,8 @@ class ClientConn final : private UpstreamConn::Owner {
   bool forward_request_body();
   std::string_view view(Span s) { return {in_.data() + s.off, s.len}; }
   void build_upstream_head(std::string_view client_ip);
-  void start_upstream();
   void pick_node_and_connect();
-  void attach_upstream(UpstreamConn* conn, bool fresh);
+  void attach_upstream(UpstreamConn* conn);
   void send_upstream_head();
   bool may_retry() const;
   void upstream_failed(int status_code, std::string_view cause, bool retryable_failure);
@@ -169,7 +168,6 @@ class ClientConn final : private UpstreamConn::Owner {
   Span status_text_;
   std::vector<HeaderSpan> resp_headers_;
   uint32_t resp_head_bytes_ = 0;
-  bool resp_head_done_ = false;
   bool resp_msg_done_ = false;
   int resp_status_ = 0;
   bool tunnel_ = false;

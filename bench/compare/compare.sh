@@ -11,6 +11,7 @@
 # to ringproxy. Everything listens on 127.0.0.1 and stops by itself.
 #
 #   bench/compare/compare.sh [build-dir]      env: DURATION=10 CONNS=50 ROUNDS=2
+#                                             PROXIES="ringproxy nginx haproxy"
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -18,6 +19,8 @@ build=${1:-$root/build}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-50}
 ROUNDS=${ROUNDS:-2}
+PROXIES=${PROXIES:-ringproxy nginx haproxy}
+base=${PROXIES%% *}   # the ratios are to the first one listed
 for tool in wrk nginx haproxy; do
   command -v "$tool" >/dev/null || { echo "compare: $tool missing: run scripts/install-deps.sh --bench" >&2; exit 1; }
 done
@@ -145,16 +148,20 @@ worker_of() {
   echo "${child:-$pid}"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Time the hypervisor gave to someone else (all CPUs): a round with much steal is noise.
+steal_ticks() { awk '/^cpu /{print $9}' /proc/stat; }
 ticks_per_s=$(getconf CLK_TCK)
 
-declare -A rps p50 p99 cpu
+declare -A rps p50 p99 cpu steal
 run_one() {
   local name=$1 port=$2 pid=$3 out before after
   # Warm up connections and pools, unmeasured.
   wrk -t1 -c"$CONNS" -d1s -s "$here/uris.lua" "http://127.0.0.1:$port/" >/dev/null
   before=$(cpu_ticks "$pid")
+  local steal_before; steal_before=$(steal_ticks)
   out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$here/uris.lua" "http://127.0.0.1:$port/" | grep '^RESULT')
   after=$(cpu_ticks "$pid")
+  local steal_after; steal_after=$(steal_ticks)
   local requests errors duration p50us p99us
   requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")
   errors=$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$out")
@@ -165,21 +172,28 @@ run_one() {
   rps[$name]=$(awk -v r="$requests" -v d="$duration" 'BEGIN{printf "%.0f", r / (d / 1e6)}')
   p50[$name]=$p50us
   p99[$name]=$p99us
+  steal[$name]=$(awk -v t=$((steal_after - steal_before)) -v hz="$ticks_per_s" -v d="$duration" -v n="$(nproc)" \
+    'BEGIN{printf "%.1f", t / hz * 1e6 / (d * n) * 100}')
   cpu[$name]=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v r="$requests" \
     'BEGIN{printf "%.2f", t / hz * 1e6 / r}')
 }
 
 printf '%s, %s connections, %ss per run, %s rounds, %s\n' "$(date -u +%F)" "$CONNS" "$DURATION" "$ROUNDS" "$(nproc) cores"
 for round in $(seq "$ROUNDS"); do
-  run_one ringproxy "$P_RING" "$ring_pid"
-  run_one nginx "$P_NGINX" "$(worker_of "$nginx_pid")"
-  run_one haproxy "$P_HAPROXY" "$(worker_of "$haproxy_pid")"
+  for name in $PROXIES; do
+    case $name in
+      ringproxy) run_one ringproxy "$P_RING" "$ring_pid" ;;
+      nginx) run_one nginx "$P_NGINX" "$(worker_of "$nginx_pid")" ;;
+      haproxy) run_one haproxy "$P_HAPROXY" "$(worker_of "$haproxy_pid")" ;;
+      *) echo "compare: unknown proxy '$name' in PROXIES" >&2; exit 2 ;;
+    esac
+  done
   printf '\nround %s\n' "$round"
-  printf '| proxy | requests/s | p50 ms | p99 ms | CPU us/request | rps vs ringproxy | CPU vs ringproxy |\n'
-  printf '|---|---|---|---|---|---|---|\n'
-  for name in ringproxy nginx haproxy; do
-    awk -v n="$name" -v r="${rps[$name]}" -v a="${p50[$name]}" -v b="${p99[$name]}" -v c="${cpu[$name]}" \
-        -v r0="${rps[ringproxy]}" -v c0="${cpu[ringproxy]}" \
-      'BEGIN{printf "| %s | %d | %.2f | %.2f | %.2f | %.2fx | %.2fx |\n", n, r, a/1000, b/1000, c, r/r0, c/c0}'
+  printf '| proxy | requests/s | p50 ms | p99 ms | CPU us/request | rps vs %s | CPU vs %s | steal %% |\n' "$base" "$base"
+  printf '|---|---|---|---|---|---|---|---|\n'
+  for name in $PROXIES; do
+    awk -v n="$name" -v r="${rps[$name]}" -v a="${p50[$name]}" -v b="${p99[$name]}" -v c="${cpu[$name]}" -v st="${steal[$name]}" \
+        -v r0="${rps[$base]}" -v c0="${cpu[$base]}" \
+      'BEGIN{printf "| %s | %d | %.2f | %.2f | %.2f | %.2fx | %.2fx | %s |\n", n, r, a/1000, b/1000, c, r/r0, c/c0, st}'
   done
 done

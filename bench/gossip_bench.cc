@@ -118,6 +118,12 @@ uint64_t sum_suspicions(const Sim& sim) {
   return s;
 }
 
+uint64_t sum_anti_entropy(const Sim& sim) {
+  uint64_t s = 0;
+  for (const std::string& o : sim.names()) s += sim.swim(o).stats().anti_entropy_pulls;
+  return s;
+}
+
 uint64_t sum_refutations(const Sim& sim) {
   uint64_t s = 0;
   for (const std::string& o : sim.names()) s += sim.swim(o).stats().refutations;
@@ -153,6 +159,7 @@ Report join(Sim& sim, const Plan& plan) {
 Report updates(Sim& sim, const Plan& plan) {
   const Clock::time_point start = Clock::now();
   const uint64_t fd0 = sim.stats().false_deaths;
+  const uint64_t ae0 = sum_anti_entropy(sim);
   std::map<std::string, std::pair<int64_t, int>> arrivals;  // key -> (put at, members holding it)
   std::vector<int64_t> spread;
   sim.on_output = [&](const std::string&, const Output& out, int64_t now) {
@@ -187,8 +194,9 @@ Report updates(Sim& sim, const Plan& plan) {
                secs(*std::max_element(spread.begin(), spread.end())) + fmt("; %ld over 2 s", static_cast<long>(slow));
     if (plan.n == 100) r.target = met("p99 <= 2 s", p99 <= 2000);
   }
-  r.over = fmt("%zu of %d updates, one every %lld ms", spread.size(), plan.updates,
-               static_cast<long long>(plan.update_gap_ms));
+  r.over = fmt("%zu of %d updates, one every %lld ms; %llu anti-entropy push-pulls", spread.size(),
+               plan.updates, static_cast<long long>(plan.update_gap_ms),
+               static_cast<unsigned long long>(sum_anti_entropy(sim) - ae0));
   if (spread.size() != arrivals.size() || differing != 0) {
     ++rep.problems;
     r.over += fmt("; %d members with a different store", differing);

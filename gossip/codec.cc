@@ -23,6 +23,9 @@ void put_varint(std::vector<uint8_t>& out, uint64_t v) {
   }
   out.push_back(static_cast<uint8_t>(v));
 }
+void put_u64(std::vector<uint8_t>& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
 void put_str(std::vector<uint8_t>& out, std::string_view s) {
   put_varint(out, s.size());
   out.insert(out.end(), s.begin(), s.end());
@@ -58,8 +61,15 @@ void put_body(std::vector<uint8_t>& out, const Message& m) {
       put_str(out, m.from);
       put_str(out, m.from_address);
       put_str(out, m.target);
+      put_u64(out, m.store_digest);
+      put_varint(out, m.store_stable_ms);
       break;
     case MessageType::kAck:
+      put_varint(out, m.seq);
+      put_str(out, m.from);
+      put_u64(out, m.store_digest);
+      put_varint(out, m.store_stable_ms);
+      break;
     case MessageType::kNack:
       put_varint(out, m.seq);
       put_str(out, m.from);
@@ -125,6 +135,19 @@ class Reader {
     }
     fail("varint too long");
     return 0;
+  }
+  uint64_t u64() {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v = (v << 8) | byte();
+    return failed() ? 0 : v;
+  }
+  uint32_t varint32() {
+    const uint64_t v = varint();
+    if (v > UINT32_MAX) {
+      fail("varint overflows 32 bits");
+      return 0;
+    }
+    return static_cast<uint32_t>(v);
   }
   std::string str(size_t max_len) {
     const uint64_t len = varint();
@@ -268,8 +291,15 @@ Decoded decode(std::span<const uint8_t> bytes, uint8_t accepted_flags) {
       m.from = r.str(kMaxName);
       m.from_address = r.str(kMaxName);
       m.target = r.str(kMaxName);
+      m.store_digest = r.u64();
+      m.store_stable_ms = r.varint32();
       break;
     case MessageType::kAck:
+      m.seq = r.varint();
+      m.from = r.str(kMaxName);
+      m.store_digest = r.u64();
+      m.store_stable_ms = r.varint32();
+      break;
     case MessageType::kNack:
       m.seq = r.varint();
       m.from = r.str(kMaxName);

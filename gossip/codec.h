@@ -15,8 +15,9 @@
 //   updates  = count(2 bytes, big endian, <= kMaxUpdates) update*
 //   update   = 0x01 name:str address:str incarnation:varint state(1: 0..3) from:str
 //            | 0x02 key:str version:varint origin:str tombstone(1: 0|1) value:str
-//   bodies   ping      seq from from_address target updates
-//            ack       seq from updates
+//   u64      = 8 bytes, big endian
+//   bodies   ping      seq from from_address target store_digest:u64 store_stable_ms:varint updates
+//            ack       seq from store_digest:u64 store_stable_ms:varint updates
 //            ping-req  seq from from_address target target_address updates
 //            nack      seq from updates
 //            gossip    from updates

@@ -13,6 +13,7 @@ bool KvStore::merge(const std::string& key, const KvEntry& entry) {
   auto it = entries_.find(key);
   if (it != entries_.end() && !supersedes(entry, it->second)) return false;
   if (entry.version > max_version_) max_version_ = entry.version;
+  digest_valid_ = false;
   if (it == entries_.end()) {
     entries_.emplace(key, entry);
   } else {
@@ -64,6 +65,7 @@ void fnv_str(uint64_t& h, std::string_view s) {
 }  // namespace
 
 uint64_t KvStore::digest() const {
+  if (digest_valid_) return digest_;
   uint64_t h = kFnvOffset;
   fnv_u64(h, entries_.size());
   for (const auto& [key, e] : entries_) {
@@ -73,6 +75,8 @@ uint64_t KvStore::digest() const {
     fnv_u64(h, e.tombstone ? 1 : 0);
     fnv_str(h, e.value);
   }
+  digest_ = h;
+  digest_valid_ = true;
   return h;
 }
 

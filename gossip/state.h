@@ -72,11 +72,14 @@ class KvStore {
   // different stores serialize alike. Equal stores give equal digests on every instance
   // and platform; tests and GET /ring use it to see convergence. Not collision resistant
   // against an adversary, and need not be: it compares states, it does not authenticate.
+  // Cached: recomputed on the first call after a change (every ping and ack carries it).
   uint64_t digest() const;
 
  private:
   std::map<std::string, KvEntry, std::less<>> entries_;
   uint64_t max_version_ = 0;
+  mutable uint64_t digest_ = 0;
+  mutable bool digest_valid_ = false;
 };
 
 }  // namespace ringproxy::gossip

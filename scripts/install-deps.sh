@@ -18,6 +18,7 @@
 #                                      (Debian's /usr/bin/python3, not the PATH's)
 #   curl                               demo script and integration helpers
 #   chromium (--test)                  renders the admin status page in a test (headless)
+#   iproute2 (--test)                  ip netns: the gossip partition test's namespaces
 set -euo pipefail
 
 PKGS=(
@@ -29,7 +30,7 @@ PKGS=(
 for arg in "$@"; do
   case "$arg" in
     --bench) PKGS+=(wrk nginx-light haproxy) ;;
-    --test) PKGS+=(chromium) ;;
+    --test) PKGS+=(chromium iproute2) ;;
     *) echo "install-deps: unknown option $arg (use --test, --bench)" >&2; exit 2 ;;
   esac
 done

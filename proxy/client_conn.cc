@@ -571,8 +571,9 @@ void ClientConn::upstream_failed(int status_code, std::string_view cause, bool r
   release_upstream(false);
   if (retryable_failure && resp_bytes_ == 0 && resp_phase_ != RespPhase::kBody) {
     // A pooled connection the backend closed as we sent: same node, new connection.
-    // Not the node's failure: keep-alive connections close, it is how HTTP is.
-    if (was_reused && idempotent_ && req_body_forwarded_ == 0) {
+    // Not the node's failure: keep-alive connections close, it is how HTTP is. (A
+    // timeout is the node's failure, pooled connection or not.)
+    if (was_reused && idempotent_ && req_body_forwarded_ == 0 && status_code != 504) {
       RP_LOG(LogLevel::kDebug, std::string("upstream ") + std::string(cause) +
                                    " on a pooled connection, reconnecting: node=" + b.name);
       --attempts_;
@@ -742,7 +743,11 @@ const llhttp_settings_t& ClientConn::response_settings() {
 
 void ClientConn::on_upstream_timeout() {
   if (resp_phase_ == RespPhase::kWaiting && req_phase_ == ReqPhase::kDone) {
-    upstream_failed(504, "response timeout", false);
+    // Nothing came back: an idempotent request whose body was not streamed goes to the
+    // next node, as after a reset (nginx's proxy_next_upstream default, "error
+    // timeout"); a paused or wedged node then costs its clients upstream_timeout_ms,
+    // not an error. 504 once the retries are spent.
+    upstream_failed(504, "response timeout", true);
     return;
   }
   if (req_phase_ == ReqPhase::kBody && !up_->write_pending()) {

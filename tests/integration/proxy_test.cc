@@ -472,6 +472,35 @@ TEST_F(ProxyFixture, ResetBeforeResponseRetriesIdempotentOnly) {
   EXPECT_EQ(post.status, 502) << post.describe();
 }
 
+TEST_F(ProxyFixture, HangingNodeRetriesIdempotentOnTheNextNode) {
+  DemoBackendOptions hang;
+  hang.mode = "hang";
+  add_backend("stuck", hang);
+  add_backend("alive");
+  // Two failures stay below passive ejection (5) and active checks (3 s): both
+  // requests below meet the hanging node first.
+  start_proxy({.proxy_extra = "upstream_timeout_ms = 200\nretries = 1"});
+  const auto ks = keys(100);
+  const auto map = reference_map(names(), ks);
+  std::string key;
+  for (const auto& k : ks) {
+    if (map.at(k) == "stuck") {
+      key = k;
+      break;
+    }
+  }
+  ASSERT_FALSE(key.empty());
+  // A GET that got no answer in time goes to the next node (nginx's default too) ...
+  Response get = http_get(port_, key);
+  EXPECT_EQ(get.status, 200) << get.describe();
+  EXPECT_EQ(get.header("X-Backend"), "alive");
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "upstream response timeout: node=stuck"));
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "retrying on the next node"));
+  // ... a POST may have had its effect: 504.
+  Response post = http_request(port_, "POST", key, {}, "body");
+  EXPECT_EQ(post.status, 504) << post.describe();
+}
+
 // ---- operating it ----
 
 TEST_F(ProxyFixture, SighupAddsANode) {

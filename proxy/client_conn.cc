@@ -111,7 +111,9 @@ void ClientConn::on_timer(uv_timer_t* t) {
     c->respond_error(408, "request body not received in time", "client stalled mid-body");
     return;
   }
-  RP_LOG(LogLevel::kInfo, std::string("client ") + c->client_ip_ + ": idle timeout mid-exchange, closing");
+  RP_LOG(LogLevel::kInfo, std::string("client ") + c->client_ip_ +
+                              (c->client_write_pending_ ? ": not reading the response, closing"
+                                                        : ": idle timeout mid-exchange, closing"));
   c->close();
 }
 
@@ -262,13 +264,29 @@ bool ClientConn::parse_head() {
   const std::string reason = llhttp_get_error_reason(&req_parser_)
                                  ? llhttp_get_error_reason(&req_parser_)
                                  : llhttp_errno_name(err);
+  if (err == HPE_INVALID_VERSION && reason == "Invalid HTTP version") {
+    // Well-formed digits of a version llhttp does not speak (HTTP/1.2, 3.0): RFC 9110
+    // 15.6.6. A malformed version ("HTTP/1.x", "1.10") stays a 400.
+    respond_error(505, "HTTP version not supported", "unsupported HTTP version");
+    return false;
+  }
   respond_error(400, "malformed request", "malformed request: " + reason);
   return false;
 }
 
-void ClientConn::append_span(std::vector<HeaderSpan>& headers, bool value, const char* base,
+bool ClientConn::append_span(std::vector<HeaderSpan>& headers, bool value, const char* base,
                              const char* at, size_t len, uint32_t* head_bytes) {
   *head_bytes += static_cast<uint32_t>(len);
+  if (value) {
+    // llhttp accepts obs-fold (a line starting with SP or HTAB continues the value) and
+    // hands the value in pieces around the line break; a span over them would carry the
+    // CRLF into the head we forward and end it early. RFC 9112 5.2 lets a server refuse
+    // obs-fold in a request (400) and a proxy refuse it in a response (502): we do.
+    // A piece is a continuation when only SP/HTAB separate it from a line feed.
+    const char* q = at;
+    while (q > base && (q[-1] == ' ' || q[-1] == '\t')) --q;
+    if (q > base && q[-1] == '\n') return false;
+  }
   const uint32_t off = static_cast<uint32_t>(at - base);
   // llhttp hands a token in pieces when it spans reads; the pieces are contiguous in
   // the buffer because it is never compacted while a head is being read.
@@ -284,6 +302,15 @@ void ClientConn::append_span(std::vector<HeaderSpan>& headers, bool value, const
     if (h.value.len == 0) h.value.off = off;
     h.value.len += static_cast<uint32_t>(len);
   }
+  return true;
+}
+
+int ClientConn::on_req_method(llhttp_t* p, const char*, size_t len) {
+  // Counted so that a head under way is never compacted (parse_head): the request
+  // line's bytes stay in place for the checks of on_request_head.
+  auto* c = static_cast<ClientConn*>(p->data);
+  c->head_bytes_ += static_cast<uint32_t>(len);
+  return 0;
 }
 
 int ClientConn::on_req_url(llhttp_t* p, const char* at, size_t len) {
@@ -302,7 +329,10 @@ int ClientConn::on_req_header_field(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConn::on_req_header_value(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<ClientConn*>(p->data);
-  append_span(c->req_headers_, true, c->in_.data(), at, len, &c->head_bytes_);
+  if (!append_span(c->req_headers_, true, c->in_.data(), at, len, &c->head_bytes_)) {
+    llhttp_set_error_reason(p, "obs-fold (RFC 9112 5.2)");
+    return HPE_INVALID_HEADER_TOKEN;
+  }
   return c->head_bytes_ > c->worker_.routing().config->proxy.max_header_bytes ? HPE_USER : 0;
 }
 
@@ -320,6 +350,7 @@ const llhttp_settings_t& ClientConn::request_settings() {
   static const llhttp_settings_t settings = [] {
     llhttp_settings_t s;
     llhttp_settings_init(&s);
+    s.on_method = on_req_method;
     s.on_url = on_req_url;
     s.on_header_field = on_req_header_field;
     s.on_header_value = on_req_header_value;
@@ -328,6 +359,27 @@ const llhttp_settings_t& ClientConn::request_settings() {
     return s;
   }();
   return settings;
+}
+
+bool ClientConn::buffered_body_valid() {
+  // A copy of the parser (a plain value: llhttp keeps no pointer into itself) reads the
+  // body bytes already buffered, stopping at the end of this message, so a framing
+  // error there (bad chunk size, bare LF, a Transfer-Encoding llhttp refuses once the
+  // head is done) is found before the head goes upstream. The real parser reads them
+  // again as they are forwarded; for a Content-Length body that costs nothing, for a
+  // chunked one a scan of the chunk lines of the first read. No allocation.
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_complete = [](llhttp_t*) { return static_cast<int>(HPE_PAUSED); };
+    return s;
+  }();
+  llhttp_t probe = req_parser_;
+  probe.settings = const_cast<llhttp_settings_t*>(&settings);
+  const llhttp_errno err = llhttp_execute(&probe, in_.begin_ptr(), in_.size());
+  if (err == HPE_OK || err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) return true;
+  llhttp_set_error_reason(&req_parser_, llhttp_get_error_reason(&probe));
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -352,6 +404,30 @@ void ClientConn::on_request_head() {
     // RFC 9112 6.1: a 1.0 message with Transfer-Encoding has unreliable framing; a
     // backend that ignores the field for 1.0 would read the chunks as a next request.
     respond_error(400, "Transfer-Encoding in an HTTP/1.0 request", "HTTP/1.0 with Transfer-Encoding");
+    return;
+  }
+  {
+    // The request line: llhttp takes any run of spaces between its parts; RFC 9112 3
+    // wants one, and a line a parser "corrects" is how filters are bypassed. The line's
+    // bytes are all still in the buffer (on_req_method stops compaction once it began).
+    const char* b = in_.data();
+    const uint32_t end = url_.off + url_.len;
+    if (url_.off < 2 || b[url_.off - 1] != ' ' || b[url_.off - 2] == ' ' || end + 1 >= in_.end() ||
+        b[end] != ' ' || b[end + 1] != 'H') {
+      respond_error(400, "malformed request", "malformed request line");
+      return;
+    }
+  }
+  if (const HeadVerdict v = check_request_head(header_views_, target, !client_http10_); v.status != 0) {
+    respond_error(v.status, v.status == 501 ? "transfer coding not implemented" : "malformed request",
+                  "malformed request: " + std::string(v.cause));
+    return;
+  }
+  if (!buffered_body_valid()) {
+    // Refused before anything goes upstream. (A framing error in bytes that come
+    // later still ends the exchange with a 400, the backend connection closed.)
+    const char* reason = llhttp_get_error_reason(&req_parser_);
+    respond_error(400, "malformed request body", std::string("malformed body: ") + (reason ? reason : ""));
     return;
   }
   client_keep_alive_ = llhttp_should_keep_alive(&req_parser_) != 0;
@@ -704,7 +780,10 @@ int ClientConn::on_resp_header_field(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConn::on_resp_header_value(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<ClientConn*>(p->data);
-  append_span(c->resp_headers_, true, c->up_->buffer().data(), at, len, &c->resp_head_bytes_);
+  if (!append_span(c->resp_headers_, true, c->up_->buffer().data(), at, len, &c->resp_head_bytes_)) {
+    llhttp_set_error_reason(p, "obs-fold (RFC 9112 5.2)");
+    return HPE_INVALID_HEADER_TOKEN;
+  }
   return c->resp_head_bytes_ > kMaxResponseHead ? HPE_USER : 0;
 }
 
@@ -757,6 +836,14 @@ void ClientConn::on_upstream_timeout() {
   }
   if (resp_bytes_ == 0 && resp_phase_ != RespPhase::kBody) {
     upstream_failed(504, "backend stalled", false);
+    return;
+  }
+  if (client_write_pending_) {
+    // The backend is not being read because the client does not take what it was sent:
+    // the client's stall, not the node's.
+    RP_LOG(LogLevel::kInfo, std::string("client ") + client_ip_ + ": not reading the response, closing: node=" +
+                                routing_->backends[node_].name);
+    close();
     return;
   }
   RP_LOG(LogLevel::kWarn, "upstream stalled mid-response: node=" + routing_->backends[node_].name);
@@ -1157,8 +1244,9 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
   // After a 5xx of ours the connection can go on, as after any response, if the
   // request has been read to its end (a bodiless one, or a body already buffered). A
   // 4xx answers input that cannot be trusted to frame a next request: close.
-  error_keep_alive_ = status >= 500 && !close_after_response_ && !client_eof_ && !drain_requested_ &&
-                      discard_rest_of_request();
+  // A 501 (unknown transfer coding) or 505 (unknown version) refuses the framing itself.
+  error_keep_alive_ = status >= 500 && status != 501 && status != 505 && !close_after_response_ &&
+                      !client_eof_ && !drain_requested_ && discard_rest_of_request();
   error_out_ = canned_response(status, body, !error_keep_alive_);
   resp_bytes_ = error_out_.size();
   if (reading_) {

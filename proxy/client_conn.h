@@ -56,6 +56,8 @@ class ClientConn final : private UpstreamConn::Owner {
   bool parse_head();  // false when the connection is done with (error sent)
   void on_request_head();
   bool forward_request_body();
+  // True unless the body bytes already buffered break the request's framing.
+  bool buffered_body_valid();
   std::string_view view(Span s) { return {in_.data() + s.off, s.len}; }
   void build_upstream_head(std::string_view client_ip);
   void pick_node_and_connect();
@@ -106,6 +108,7 @@ class ClientConn final : private UpstreamConn::Owner {
   static void on_close(uv_handle_t* h);
 
   // llhttp callbacks (request parser and response parser).
+  static int on_req_method(llhttp_t* p, const char* at, size_t len);
   static int on_req_url(llhttp_t* p, const char* at, size_t len);
   static int on_req_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_req_header_value(llhttp_t* p, const char* at, size_t len);
@@ -118,7 +121,8 @@ class ClientConn final : private UpstreamConn::Owner {
   static int on_resp_message_complete(llhttp_t* p);
   static const llhttp_settings_t& request_settings();
   static const llhttp_settings_t& response_settings();
-  static void append_span(std::vector<HeaderSpan>& headers, bool value, const char* base,
+  // False when a value piece continues an obs-fold line (refused: see the .cc).
+  static bool append_span(std::vector<HeaderSpan>& headers, bool value, const char* base,
                           const char* at, size_t len, uint32_t* head_bytes);
 
   Worker& worker_;

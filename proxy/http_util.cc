@@ -48,6 +48,24 @@ std::string_view query_value(std::string_view target, std::string_view name, boo
   return {};
 }
 
+// `name` equals `framing` (lower case, with '-') when each '_' of `name` is read as
+// '-', and `name` has a '_'.
+bool underscore_alias(std::string_view name, std::string_view framing) {
+  if (name.size() != framing.size() || name.find('_') == std::string_view::npos) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i] == '_' ? '-' : lower(name[i]);
+    if (c != framing[i]) return false;
+  }
+  return true;
+}
+
+// RFC 9112 7 and the IANA registry: the codings a Transfer-Encoding may list. "identity"
+// was dropped by RFC 7230 and is unknown here, as in nginx.
+bool known_transfer_coding(std::string_view coding) {
+  return iequals(coding, "chunked") || iequals(coding, "gzip") || iequals(coding, "x-gzip") ||
+         iequals(coding, "deflate") || iequals(coding, "compress") || iequals(coding, "x-compress");
+}
+
 }  // namespace
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -140,6 +158,64 @@ std::string_view select_hash_key(const HashKey& how, std::string_view target,
       return client_ip;
   }
   return found && !key.empty() ? key : target;
+}
+
+HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_view target, bool http11) {
+  int hosts = 0;
+  bool has_te = false;
+  bool chunked_last = false;  // the last coding listed is chunked
+  int chunked = 0;
+  bool unknown_coding = false;
+  for (const HeaderView& h : headers) {
+    if (h.name.empty()) return {400, "empty header name"};
+    switch (h.name.size()) {
+      case 4:
+        if (iequals(h.name, "host")) ++hosts;
+        break;
+      case 14:
+        if (underscore_alias(h.name, "content-length")) return {400, "Content_Length header"};
+        break;
+      case 17:
+        if (underscore_alias(h.name, "transfer-encoding")) return {400, "Transfer_Encoding header"};
+        if (!iequals(h.name, "transfer-encoding")) break;
+        has_te = true;
+        {
+          // A list; empty elements are allowed and ignored (RFC 9110 5.6.1).
+          std::string_view list = h.value;
+          while (true) {
+            const size_t comma = list.find(',');
+            const std::string_view coding = trim(list.substr(0, comma));
+            if (!coding.empty()) {
+              chunked_last = iequals(coding, "chunked");
+              if (chunked_last) ++chunked;
+              if (!known_transfer_coding(coding)) unknown_coding = true;
+            }
+            if (comma == std::string_view::npos) break;
+            list.remove_prefix(comma + 1);
+          }
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  // RFC 9112 6.3 (a MUST) before 6.1 (a SHOULD): when chunked is not the last coding the
+  // body's length cannot be known, 400, whatever the codings; an empty list frames
+  // nothing either. Framed, but with a coding we do not know ("foo, chunked"): 501.
+  if (has_te && (!chunked_last || chunked != 1)) return {400, "Transfer-Encoding without chunked once and last"};
+  if (unknown_coding) return {501, "unknown transfer coding"};
+  if (hosts > 1) return {400, "more than one Host"};
+  if (hosts == 0 && http11) return {400, "HTTP/1.1 request without Host"};
+  if (!target.empty() && target.front() != '/' && target != "*") {
+    // Absolute form: scheme "://" authority, which ends at the first / ? or #.
+    const size_t scheme_end = target.find("://");
+    if (scheme_end != std::string_view::npos) {
+      const std::string_view rest = target.substr(scheme_end + 3);
+      const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+      if (authority.find('@') != std::string_view::npos) return {400, "userinfo in the request target"};
+    }
+  }
+  return {};
 }
 
 bool is_idempotent_method(std::string_view method) {

@@ -45,6 +45,26 @@ bool is_hop_by_hop(std::string_view name, std::string_view connection);
 std::string_view select_hash_key(const HashKey& how, std::string_view target,
                                  std::span<const HeaderView> headers, std::string_view client_ip);
 
+// What check_request_head() found: status 0 when the head may go on, else the status to
+// answer (400, or 501 for a transfer coding we do not know) and why, for the log.
+struct HeadVerdict {
+  int status = 0;
+  std::string_view cause;
+};
+
+// The checks on a request head that llhttp, even in strict mode, leaves to its user,
+// each a known way to make a proxy and a backend frame or route one request two ways
+// (tests/corpus/smuggling):
+//  - RFC 9112 6.3, 6.1: Transfer-Encoding (all field lines, one list) has chunked once
+//    and last, else 400; and every other coding is one we know, else 501;
+//  - RFC 9112 3.2: exactly one Host in HTTP/1.1 (`http11`), at most one in 1.0;
+//  - RFC 9110 5.1: no empty field name; no Content_Length or Transfer_Encoding, which
+//    CGI-style backends read as the framing headers (nginx drops such fields);
+//  - RFC 9110 4.2.4: no userinfo in an absolute-form target (the authority's meaning
+//    differs between parsers).
+// Reads only; no allocation.
+HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_view target, bool http11);
+
 // RFC 9110 9.2.2: methods whose repetition has the effect of one, so a failed attempt
 // may be sent again.
 bool is_idempotent_method(std::string_view method);

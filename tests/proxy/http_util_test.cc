@@ -68,6 +68,47 @@ TEST(HttpUtil, HashKeySelection) {
   EXPECT_EQ(select_hash_key(key(HashKeyKind::kPath), "/only", h, "ip"), "/only");
 }
 
+// check_request_head: the framing and routing checks llhttp leaves to us. The end-to-end
+// side is tests/integration/smuggling_test.cc over tests/corpus/smuggling.
+int verdict(std::vector<HeaderView> h, std::string_view target = "/", bool http11 = true) {
+  return check_request_head(h, target, http11).status;
+}
+
+TEST(HttpUtil, RequestHeadTransferEncoding) {
+  const HeaderView host{"Host", "h"};
+  EXPECT_EQ(verdict({host}), 0);
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", "chunked"}}), 0);
+  EXPECT_EQ(verdict({host, {"transfer-encoding", "CHUNKED"}}), 0);
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", "gzip, chunked"}}), 0);
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", "gzip"}, {"Transfer-Encoding", "chunked"}}), 0);
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", " , chunked ,"}}), 0);  // empty elements ignored
+  // chunked not once and last: RFC 9112 6.3, 400 whatever the other codings.
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", "xchunked"}}), 400);
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", "chunked, identity"}}), 400);
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", "chunked, gzip"}}), 400);
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}}), 400);
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", ""}}), 400);
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", "\"chunked\""}}), 400);
+  // Framed, but a coding we do not know: 501.
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", "foo, chunked"}}), 501);
+  EXPECT_EQ(verdict({host, {"Transfer-Encoding", "identity, chunked"}}), 501);
+}
+
+TEST(HttpUtil, RequestHeadFieldsAndTarget) {
+  const HeaderView host{"Host", "h"};
+  EXPECT_EQ(verdict({}), 400);  // HTTP/1.1 without Host
+  EXPECT_EQ(verdict({}, "/", false), 0);
+  EXPECT_EQ(verdict({host, {"host", "other"}}), 400);
+  EXPECT_EQ(verdict({host, {"", "a"}}), 400);
+  EXPECT_EQ(verdict({host, {"Transfer_Encoding", "chunked"}}), 400);
+  EXPECT_EQ(verdict({host, {"content_length", "4"}}), 400);
+  EXPECT_EQ(verdict({host, {"X_Other_Header", "a"}}), 0);  // underscores are legal in general
+  EXPECT_EQ(verdict({host}, "http://h/a"), 0);
+  EXPECT_EQ(verdict({host}, "http://u@h/a"), 400);
+  EXPECT_EQ(verdict({host}, "http://h/a@b"), 0);  // '@' in the path is no userinfo
+  EXPECT_EQ(verdict({host}, "*"), 0);
+}
+
 TEST(HttpUtil, Idempotence) {
   for (const char* m : {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"}) EXPECT_TRUE(is_idempotent_method(m));
   for (const char* m : {"POST", "PATCH", "CONNECT"}) EXPECT_FALSE(is_idempotent_method(m));

@@ -55,7 +55,9 @@ json node_json(const Routing& r, NodeIndex i, const std::vector<double>& shares)
 bool parse_body(const AdminRequest& req, json* out, AdminResponse* resp) {
   try {
     *out = json::parse(req.body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // Not only parse_error: a number too large for a double ("1e999") is out_of_range
+    // (found by fuzz_admin: tests/regressions/fuzz_admin/); it became a 500, not a 400.
     *resp = error(400, std::string("invalid JSON: ") + e.what());
     return false;
   }
@@ -89,7 +91,9 @@ class Api {
 
   AdminResponse handle(const AdminRequest& req) {
     const std::string& p = req.path;
-    const bool mutating = req.method == "POST" || req.method == "PUT" || req.method == "DELETE";
+    // Every method but GET and HEAD needs the token, served or not: a route added later
+    // cannot forget it, and nothing learns which methods exist without it.
+    const bool mutating = req.method != "GET" && req.method != "HEAD";
     if (mutating && !authorized(req)) {
       AdminResponse r = error(401, "missing or wrong bearer token (admin.token)");
       r.headers.emplace_back("WWW-Authenticate", "Bearer");
@@ -123,9 +127,8 @@ class Api {
  private:
   template <typename F>
   AdminResponse only(const AdminRequest& req, const char* method, F f) {
-    if (req.method != method && !(std::string_view(method) == "GET" && req.method == "HEAD")) {
-      return not_allowed(method);
-    }
+    const bool get = std::string_view(method) == "GET";
+    if (req.method != method && !(get && req.method == "HEAD")) return not_allowed(get ? "GET, HEAD" : method);
     return f();
   }
 
@@ -138,7 +141,9 @@ class Api {
   bool authorized(const AdminRequest& req) const {
     const std::string& token = server_.config().admin.token;
     if (token.empty()) return true;
-    const std::string auth = req.header("authorization");
+    std::string auth = req.header("authorization");
+    // RFC 9110 5.5: a field value's trailing whitespace is not part of it.
+    while (!auth.empty() && (auth.back() == ' ' || auth.back() == '\t')) auth.pop_back();
     constexpr std::string_view kBearer = "Bearer ";
     if (auth.size() < kBearer.size() || !iequals(std::string_view(auth).substr(0, kBearer.size()), kBearer)) {
       return false;
@@ -162,13 +167,14 @@ class Api {
     const size_t slash = rest.find('/');
     const std::string name = rest.substr(0, slash);
     const std::string action = slash == std::string::npos ? "" : rest.substr(slash + 1);
+    if (slash != std::string::npos && action.empty()) return error(404, "no such endpoint: /nodes/" + rest);
     const auto r = server_.routing();
     const auto index = r->ring->find(name);
     if (!index) return error(404, "no node named \"" + name + "\"");
     if (action.empty()) {
       if (req.method == "GET" || req.method == "HEAD") return json_response(200, node_json(*r, *index, r->ring->shares()));
       if (req.method == "DELETE") return remove_node(name);
-      return not_allowed("GET, DELETE");
+      return not_allowed("GET, HEAD, DELETE");
     }
     if (action == "drain" || action == "undrain") {
       if (req.method != "POST") return not_allowed("POST");

@@ -214,8 +214,18 @@ class AdminServer::Conn {
     req_.query = q == std::string::npos ? std::string() : req_.target.substr(q + 1);
     req_.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
     AdminResponse resp;
+    const std::string_view raw_path = std::string_view(req_.target).substr(0, q);
+    const auto encoded_slash = [](std::string_view s) {
+      for (size_t i = 0; i + 2 < s.size(); ++i) {
+        if (s[i] == '%' && s[i + 1] == '2' && (s[i + 2] == 'f' || s[i + 2] == 'F')) return true;
+      }
+      return false;
+    };
     try {
-      resp = server_.handler_(req_);
+      // Routing splits the decoded path at '/': an encoded one ("a-1%2Fdrain") would
+      // reach another route than the one the client named. No node name holds a '/'.
+      resp = encoded_slash(raw_path) ? AdminResponse{400, "application/json", error_json("encoded '/' in the path"), {}}
+                                     : server_.handler_(req_);
     } catch (const std::exception& e) {
       // Nothing thrown may reach llhttp or libuv: the process would end.
       RP_LOG(LogLevel::kError, std::string("admin: ") + req_.method + " " + req_.path + ": " + e.what());

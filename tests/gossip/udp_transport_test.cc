@@ -20,6 +20,8 @@
 #include <cerrno>
 #include <functional>
 #include <memory>
+#include <random>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -658,6 +660,123 @@ TEST_F(UdpTransportTest, QueuesWhenTheSocketBufferIsFull) {
 // swim.h leaves kAuthTrailerReserve bytes of every packet for the trailer; a full Swim
 // packet plus the trailer must still fit kMaxPacket, or it is not sent.
 TEST_F(UdpTransportTest, SwimReservesRoomForTheTrailer) { EXPECT_GE(kAuthTrailerReserve, kTrailer); }
+
+// Every prefix of an authenticated datagram (lengths 0 to size - 1) is dropped and
+// counted once, by the cause the header's rules give: shorter than a codec header or
+// than header + trailer, malformed; longer, the byte now read as key id names the key
+// (forged) or not (unknown_key). None is delivered, none touches the replay window: the
+// whole datagram is accepted after them all.
+TEST_F(UdpTransportTest, EveryTruncationIsDroppedNeverDelivered) {
+  Inbox ib;
+  UdpTransport a(&loop_, nullptr), b(&loop_, ib.sink());
+  bind_local(a);
+  bind_local(b);
+  const std::string key = "truncation key";
+  a.set_secrets({key, {}});
+  b.set_secrets({key, {}});
+  RawSocket raw;
+  const std::string payload = auth_packet(120);
+  a.send(raw.address(), payload);
+  const std::string whole = raw.receive();
+  ASSERT_EQ(whole.size(), payload.size() + kTrailer);
+
+  uint64_t malformed = 0, forged = 0, unknown = 0;
+  for (size_t n = 0; n < whole.size(); ++n) {
+    const uint64_t before = seen(b.stats());
+    ASSERT_TRUE(inject(raw, b, whole.substr(0, n))) << "prefix of " << n << " bytes not seen";
+    EXPECT_EQ(seen(b.stats()), before + 1) << n;
+    if (n < kHeaderSize + kTrailer) {
+      ++malformed;
+    } else if (static_cast<uint8_t>(whole[n - kTrailer]) == key_id(key)) {
+      ++forged;
+    } else {
+      ++unknown;
+    }
+    EXPECT_EQ(b.stats().dropped_malformed, malformed) << n;
+    EXPECT_EQ(b.stats().dropped_forged, forged) << n;
+    EXPECT_EQ(b.stats().dropped_unknown_key, unknown) << n;
+  }
+  EXPECT_EQ(malformed, kHeaderSize + kTrailer);
+  EXPECT_EQ(malformed + forged + unknown, whole.size());
+  EXPECT_EQ(b.stats().received, 0u);
+  EXPECT_EQ(b.stats().dropped_replayed, 0u);
+  EXPECT_EQ(b.stats().dropped_unauthenticated, 0u);
+  EXPECT_TRUE(ib.got.empty());
+  ASSERT_TRUE(inject(raw, b, whole));
+  EXPECT_EQ(b.stats().received, 1u);
+  ASSERT_EQ(ib.got.size(), 1u);
+  EXPECT_EQ(ib.got[0].second, payload);
+}
+
+// Random bytes (a fixed seed: the same bytes every run), some made to start like a
+// codec header. With a secret each is dropped and counted under the cause the header's
+// rules give, and none is delivered. Without one, those shorter than a codec header are
+// dropped as malformed; the rest are handed on, as bare datagrams are, and the decoder
+// refuses every one (the proxy counts those as "undecodable": GossipAgent, checked end
+// to end in tests/integration/admin_matrix_test.cc).
+TEST_F(UdpTransportTest, GarbageIsDroppedByCause) {
+  Inbox ib;
+  UdpTransport b(&loop_, ib.sink());
+  bind_local(b);
+  RawSocket raw;
+  const std::string key = "garbage key";
+  std::mt19937 rng(20240611);
+  std::vector<std::string> garbage;
+  for (int i = 0; i < 300; ++i) {
+    // Lengths over the whole range, short ones more often.
+    const size_t n = i % 3 == 0 ? rng() % (kHeaderSize + kTrailer + 8) : rng() % (kMaxPacket + 1);
+    std::string g(n, '\0');
+    for (char& c : g) c = static_cast<char>(rng());
+    if (i % 4 == 1 && n >= kHeaderSize) {  // magic and version right, the rest random
+      g[0] = static_cast<char>(kMagic);
+      g[1] = static_cast<char>(kWireVersion);
+    }
+    if (i % 8 == 3 && n >= kHeaderSize + kTrailer) g[n - kTrailer] = static_cast<char>(key_id(key));
+    garbage.push_back(std::move(g));
+  }
+
+  b.set_secrets({key, {}});
+  UdpStats want;
+  for (const std::string& g : garbage) {
+    if (g.size() < kHeaderSize) {
+      ++want.dropped_malformed;
+    } else if ((static_cast<uint8_t>(g[2]) & kFlagAuthenticated) == 0) {
+      ++want.dropped_unauthenticated;
+    } else if (g.size() < kHeaderSize + kTrailer) {
+      ++want.dropped_malformed;
+    } else if (static_cast<uint8_t>(g[g.size() - kTrailer]) != key_id(key)) {
+      ++want.dropped_unknown_key;
+    } else {
+      ++want.dropped_forged;
+    }
+    ASSERT_TRUE(inject(raw, b, g));
+  }
+  EXPECT_EQ(b.stats().dropped_malformed, want.dropped_malformed);
+  EXPECT_EQ(b.stats().dropped_unauthenticated, want.dropped_unauthenticated);
+  EXPECT_EQ(b.stats().dropped_unknown_key, want.dropped_unknown_key);
+  EXPECT_EQ(b.stats().dropped_forged, want.dropped_forged);
+  EXPECT_GT(want.dropped_forged, 0u);  // every cause is exercised
+  EXPECT_GT(want.dropped_unknown_key, 0u);
+  EXPECT_GT(want.dropped_unauthenticated, 0u);
+  EXPECT_EQ(b.stats().dropped_replayed + b.stats().dropped_oversized, 0u);
+  EXPECT_EQ(b.stats().received, 0u);
+  EXPECT_TRUE(ib.got.empty());
+
+  b.set_secrets({});
+  const UdpStats with_secret = b.stats();
+  uint64_t short_ones = 0;
+  for (const std::string& g : garbage) {
+    short_ones += g.size() < kHeaderSize;
+    ASSERT_TRUE(inject(raw, b, g));
+  }
+  EXPECT_EQ(b.stats().dropped_malformed - with_secret.dropped_malformed, short_ones);
+  ASSERT_EQ(ib.got.size(), garbage.size() - short_ones);
+  for (const auto& [from, bytes] : ib.got) {
+    const Decoded d = decode(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    EXPECT_FALSE(d.message.has_value()) << "random bytes decoded, " << bytes.size() << " bytes";
+    EXPECT_FALSE(d.error.empty());
+  }
+}
 
 }  // namespace
 }  // namespace ringproxy::gossip

@@ -120,7 +120,7 @@ TEST_F(AdminFixture, HealthzNodesAndRing) {
   json ring = admin_json("GET", "/ring", 200);
   EXPECT_EQ(ring["points"], 480);
   EXPECT_EQ(ring["fingerprint"].get<std::string>().size(), 32u);
-  EXPECT_EQ(admin_json("POST", "/ring", 405)["error"], "method not allowed; allowed: GET");
+  EXPECT_EQ(admin_json("POST", "/ring", 405)["error"], "method not allowed; allowed: GET, HEAD");
   EXPECT_EQ(admin("GET", "/nothing").status, 404);
 }
 

@@ -14,7 +14,7 @@
 // loss (false deaths, bytes), then crashes; copy B store updates, then pauses. Same seed,
 // same figures. Percentiles are nearest-rank: with fewer than 100 samples p99 is the
 // largest sample.
-// Run: build/bench/gossip_bench [--quick] [--seed=S]   (figures in README.md)
+// Run: build/bench/gossip_bench [--quick] [--seed=S] [--no-anti-entropy]   (figures in README.md)
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +51,7 @@ struct Plan {
   int64_t pause_run_s = 0;        // simulated seconds with one member paused 2 s every 6 s
   int crashes = 0;
   int64_t crash_wait_max_ms = 0;  // give up on a crash seen everywhere after this
+  bool anti_entropy = true;       // --no-anti-entropy: to see what it repairs
 };
 
 // Rows print in this order, whichever copy measured them.
@@ -401,6 +402,7 @@ Report run(const Plan& plan) {
   cfg.seed = plan.seed;
   cfg.loss = kLoss;
   cfg.swim.probe_interval_ms = kIntervalMs;
+  if (!plan.anti_entropy) cfg.swim.anti_entropy_settle_periods = 0;
   Sim sim(cfg);
   Report joined = join(sim, plan);
 
@@ -451,14 +453,17 @@ Report run(const Plan& plan) {
 int main(int argc, char** argv) {
   using namespace ringproxy::gossip;
   bool quick = false;
+  bool anti_entropy = true;
   uint64_t seed = 1;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
+    } else if (std::strcmp(argv[i], "--no-anti-entropy") == 0) {
+      anti_entropy = false;
     } else if (std::strncmp(argv[i], "--seed=", 7) == 0) {
       seed = std::strtoull(argv[i] + 7, nullptr, 10);
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--seed=S]\n  --quick  N = 100 only\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--seed=S] [--no-anti-entropy]\n  --quick  N = 100 only\n", argv[0]);
       return 2;
     }
   }
@@ -466,6 +471,7 @@ int main(int argc, char** argv) {
   std::vector<Plan> plans;
   plans.push_back(Plan{100, seed, 10000, 200, 1000, 600, 600, 20, 30000});
   if (!quick) plans.push_back(Plan{1000, seed + 1, 4000, 6, 1000, 30, 30, 3, 30000});
+  for (Plan& p : plans) p.anti_entropy = anti_entropy;
 
   const Clock::time_point start = Clock::now();
   std::printf("SWIM + Lifeguard in the simulator: %.0f%% loss on every packet, delay uniform 1-10 ms, "

@@ -61,14 +61,14 @@ void put_body(std::vector<uint8_t>& out, const Message& m) {
       put_str(out, m.from);
       put_str(out, m.from_address);
       put_str(out, m.target);
+      put_varint(out, m.store_bound == UINT64_MAX ? 0 : m.store_bound + 1);
       put_u64(out, m.store_digest);
-      put_varint(out, m.store_stable_ms);
       break;
     case MessageType::kAck:
       put_varint(out, m.seq);
       put_str(out, m.from);
+      put_varint(out, m.store_bound == UINT64_MAX ? 0 : m.store_bound + 1);
       put_u64(out, m.store_digest);
-      put_varint(out, m.store_stable_ms);
       break;
     case MessageType::kNack:
       put_varint(out, m.seq);
@@ -140,14 +140,6 @@ class Reader {
     uint64_t v = 0;
     for (int i = 0; i < 8; ++i) v = (v << 8) | byte();
     return failed() ? 0 : v;
-  }
-  uint32_t varint32() {
-    const uint64_t v = varint();
-    if (v > UINT32_MAX) {
-      fail("varint overflows 32 bits");
-      return 0;
-    }
-    return static_cast<uint32_t>(v);
   }
   std::string str(size_t max_len) {
     const uint64_t len = varint();
@@ -291,14 +283,14 @@ Decoded decode(std::span<const uint8_t> bytes, uint8_t accepted_flags) {
       m.from = r.str(kMaxName);
       m.from_address = r.str(kMaxName);
       m.target = r.str(kMaxName);
+      m.store_bound = r.varint() - 1;  // 0 - 1: UINT64_MAX, "infinite"
       m.store_digest = r.u64();
-      m.store_stable_ms = r.varint32();
       break;
     case MessageType::kAck:
       m.seq = r.varint();
       m.from = r.str(kMaxName);
+      m.store_bound = r.varint() - 1;  // 0 - 1: UINT64_MAX, "infinite"
       m.store_digest = r.u64();
-      m.store_stable_ms = r.varint32();
       break;
     case MessageType::kNack:
       m.seq = r.varint();

@@ -16,8 +16,9 @@
 //   update   = 0x01 name:str address:str incarnation:varint state(1: 0..3) from:str
 //            | 0x02 key:str version:varint origin:str tombstone(1: 0|1) value:str
 //   u64      = 8 bytes, big endian
-//   bodies   ping      seq from from_address target store_digest:u64 store_stable_ms:varint updates
-//            ack       seq from store_digest:u64 store_stable_ms:varint updates
+//   store_bound = varint: the bound + 1, 0 for "infinite" (UINT64_MAX), its usual value
+//   bodies   ping      seq from from_address target store_bound:varint store_digest:u64 updates
+//            ack       seq from store_bound:varint store_digest:u64 updates
 //            ping-req  seq from from_address target target_address updates
 //            nack      seq from updates
 //            gossip    from updates

@@ -37,8 +37,8 @@ using Update = std::variant<MemberUpdate, KvUpdate>;
 
 // The numeric values are the wire encoding: do not renumber.
 enum class MessageType : uint8_t {
-  kPing = 1,      // seq, from, from_address, target, store_digest, store_stable_ms, updates
-  kAck = 2,       // seq, from, store_digest, store_stable_ms, updates
+  kPing = 1,      // seq, from, from_address, target, store_bound, store_digest, updates
+  kAck = 2,       // seq, from, store_bound, store_digest, updates
   kPingReq = 3,   // seq, from, from_address, target, target_address, updates
   kNack = 4,      // seq, from, updates (Lifeguard: the relay got no ack from the target)
   kGossip = 5,    // from, updates (memberlist's gossip to GossipNodes random members)
@@ -59,11 +59,11 @@ struct Message {
   uint32_t part = 0;           // push-pull: this packet is part `part` of `parts` (0-based)
   uint32_t parts = 1;
   std::vector<Update> updates;
-  // Ping and ack: the sender's KvStore::digest() and how long its store has been
-  // unchanged (ms, saturated), for anti-entropy (swim.h: a store that differs from a
-  // settled peer's long after any update could still be spreading missed something).
+  // Ping and ack, for anti-entropy (swim.h): the sender's settled bound (a store
+  // version; every entry it holds at or below it arrived a while ago) and
+  // KvStore::digest_upto(store_bound).
+  uint64_t store_bound = 0;
   uint64_t store_digest = 0;
-  uint32_t store_stable_ms = 0;
   bool operator==(const Message&) const = default;
 };
 

@@ -4,6 +4,42 @@
 
 namespace ringproxy::gossip {
 
+namespace {
+constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
+constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
+
+void fnv_u64(uint64_t& h, uint64_t v) {
+  for (int i = 0; i < 8; ++i) {
+    h ^= (v >> (8 * i)) & 0xff;
+    h *= kFnvPrime;
+  }
+}
+void fnv_str(uint64_t& h, std::string_view s) {
+  fnv_u64(h, s.size());
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= kFnvPrime;
+  }
+}
+
+uint64_t entry_hash(std::string_view key, const KvEntry& e) {
+  uint64_t h = kFnvOffset;
+  fnv_str(h, key);
+  fnv_u64(h, e.version);
+  fnv_str(h, e.origin);
+  fnv_u64(h, e.tombstone ? 1 : 0);
+  fnv_str(h, e.value);
+  // splitmix64's finalizer: FNV's low bits are weak, and the digest adds hashes up.
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  return h;
+}
+
+}  // namespace
+
 bool supersedes(const KvEntry& a, const KvEntry& b) {
   return std::tie(a.version, a.origin, a.tombstone, a.value) >
          std::tie(b.version, b.origin, b.tombstone, b.value);
@@ -13,7 +49,8 @@ bool KvStore::merge(const std::string& key, const KvEntry& entry) {
   auto it = entries_.find(key);
   if (it != entries_.end() && !supersedes(entry, it->second)) return false;
   if (entry.version > max_version_) max_version_ = entry.version;
-  digest_valid_ = false;
+  hashes_[key] = {entry.version, entry_hash(key, entry)};
+  upto_valid_ = false;
   if (it == entries_.end()) {
     entries_.emplace(key, entry);
   } else {
@@ -45,27 +82,23 @@ const KvEntry* KvStore::find(std::string_view key) const {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
-namespace {
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
-constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
 
-void fnv_u64(uint64_t& h, uint64_t v) {
-  for (int i = 0; i < 8; ++i) {
-    h ^= (v >> (8 * i)) & 0xff;
-    h *= kFnvPrime;
+uint64_t KvStore::digest_upto(uint64_t max_version) const {
+  if (upto_valid_ && upto_version_ == max_version) return upto_digest_;
+  uint64_t sum = 0, count = 0;
+  for (const auto& [key, vh] : hashes_) {
+    if (vh.first <= max_version) {
+      sum += vh.second;
+      ++count;
+    }
   }
+  upto_version_ = max_version;
+  upto_digest_ = sum + count * 0x9e3779b97f4a7c15ULL;
+  upto_valid_ = true;
+  return upto_digest_;
 }
-void fnv_str(uint64_t& h, std::string_view s) {
-  fnv_u64(h, s.size());
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= kFnvPrime;
-  }
-}
-}  // namespace
 
 uint64_t KvStore::digest() const {
-  if (digest_valid_) return digest_;
   uint64_t h = kFnvOffset;
   fnv_u64(h, entries_.size());
   for (const auto& [key, e] : entries_) {
@@ -75,8 +108,6 @@ uint64_t KvStore::digest() const {
     fnv_u64(h, e.tombstone ? 1 : 0);
     fnv_str(h, e.value);
   }
-  digest_ = h;
-  digest_valid_ = true;
   return h;
 }
 

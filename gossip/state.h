@@ -72,14 +72,23 @@ class KvStore {
   // different stores serialize alike. Equal stores give equal digests on every instance
   // and platform; tests and GET /ring use it to see convergence. Not collision resistant
   // against an adversary, and need not be: it compares states, it does not authenticate.
-  // Cached: recomputed on the first call after a change (every ping and ack carries it).
   uint64_t digest() const;
+
+  // An order-free fingerprint of the entries with version <= `max_version` (tombstones
+  // included): the wrapping sum of a mixed 64-bit hash of each (key, entry), plus their
+  // count. Two stores agree on it when they hold the same entries up to that version,
+  // whatever else they hold: Swim's anti-entropy compares the part of two stores that
+  // has had time to spread. O(entries); the last result is cached.
+  uint64_t digest_upto(uint64_t max_version) const;
 
  private:
   std::map<std::string, KvEntry, std::less<>> entries_;
   uint64_t max_version_ = 0;
-  mutable uint64_t digest_ = 0;
-  mutable bool digest_valid_ = false;
+  // Per key: (version, entry hash) for digest_upto, kept as entries change.
+  std::map<std::string, std::pair<uint64_t, uint64_t>, std::less<>> hashes_;
+  mutable uint64_t upto_version_ = 0;
+  mutable uint64_t upto_digest_ = 0;
+  mutable bool upto_valid_ = false;
 };
 
 }  // namespace ringproxy::gossip

@@ -39,7 +39,6 @@ Swim::Swim(SwimConfig config, Rng rng, int64_t now_ms) : cfg_(std::move(config))
   next_push_pull_ms_ = now_ms + push_pull_interval(cfg_, 1);
   next_reconnect_ms_ = now_ms + cfg_.join_retry_ms;
   next_reap_ms_ = now_ms + cfg_.reconnect_interval_ms;
-  store_changed_ms_ = now_ms;
   wanted_tick_ms_ = now_ms;
 }
 
@@ -191,7 +190,7 @@ Output Swim::leave(int64_t now_ms) {
 Output Swim::put(const std::string& key, std::string value, int64_t now_ms) {
   assert(key.size() <= kMaxName && value.size() <= kMaxValue);
   const KvEntry& e = store_.put(key, std::move(value), cfg_.name);
-  store_changed_ms_ = now_ms;
+  recent_.push_back({now_ms, e.version});
   queue_.push(KvUpdate{key, e});
   out_.keys_changed.push_back(key);
   return finish(now_ms);
@@ -200,7 +199,7 @@ Output Swim::put(const std::string& key, std::string value, int64_t now_ms) {
 Output Swim::erase(const std::string& key, int64_t now_ms) {
   assert(key.size() <= kMaxName);
   const KvEntry& e = store_.erase(key, cfg_.name);
-  store_changed_ms_ = now_ms;
+  recent_.push_back({now_ms, e.version});
   queue_.push(KvUpdate{key, e});
   out_.keys_changed.push_back(key);
   return finish(now_ms);
@@ -225,14 +224,18 @@ Output Swim::finish(int64_t now_ms) {
   }
   next = std::max(next, now_ms);
   wanted_tick_ms_ = next;
-  // Every ping and ack carries the store's digest and age, for anti-entropy().
-  const uint32_t stable =
-      static_cast<uint32_t>(std::clamp<int64_t>(now_ms - store_changed_ms_, 0, UINT32_MAX));
+  // Every ping and ack carries the settled part of the store, for anti_entropy().
+  bool stamped = false;
+  uint64_t bound = 0, digest = 0;
   for (Outgoing& o : out_.messages) {
-    if (o.message.type == MessageType::kPing || o.message.type == MessageType::kAck) {
-      o.message.store_digest = store_.digest();
-      o.message.store_stable_ms = stable;
+    if (o.message.type != MessageType::kPing && o.message.type != MessageType::kAck) continue;
+    if (!stamped) {
+      bound = settled_bound(now_ms);
+      digest = store_.digest_upto(bound);
+      stamped = true;
     }
+    o.message.store_bound = bound;
+    o.message.store_digest = digest;
   }
   Output out = std::move(out_);
   out_ = Output{};
@@ -261,7 +264,7 @@ void Swim::on_update(const Update& update, const std::string& sender, bool from_
   const auto& kv = std::get<KvUpdate>(update);
   if (kv.key.empty() || kv.key.size() > kMaxName) return;
   if (store_.merge(kv.key, kv.entry)) {
-    store_changed_ms_ = now;
+    recent_.push_back({now, kv.entry.version});
     queue_.push(kv);
     out_.keys_changed.push_back(kv.key);
   }
@@ -383,14 +386,26 @@ void Swim::on_self_update(const MemberUpdate& u) {
   if (accused && cfg_.lifeguard) adjust_awareness(+1);  // Lifeguard IV-A
 }
 
+uint64_t Swim::settled_bound(int64_t now) {
+  const int64_t settle = cfg_.anti_entropy_settle_periods * cfg_.probe_interval_ms;
+  while (!recent_.empty() && recent_.front().first <= now - settle) recent_.pop_front();
+  // Nothing arrived lately: every entry we hold, and any we may lack, is "settled".
+  if (recent_.empty()) return UINT64_MAX;
+  uint64_t low = UINT64_MAX;
+  for (const auto& [at, version] : recent_) low = std::min(low, version);
+  return low == 0 ? 0 : low - 1;  // local writes start at 1
+}
+
 void Swim::anti_entropy(std::string_view from_address, const Message& m, int64_t now) {
   const int64_t settle = cfg_.anti_entropy_settle_periods * cfg_.probe_interval_ms;
   if (settle == 0 || left_ || now < next_anti_entropy_ms_) return;
-  if (m.store_stable_ms < settle || now - store_changed_ms_ < settle) return;
-  if (m.store_digest == store_.digest()) return;
-  // Both stores have been still for longer than an update takes to spread, and they
-  // differ: one of us missed an update that nobody gossips any more. Repair it now
-  // rather than at the next periodic push-pull (up to push_pull_periods away).
+  // Compare what both sides have held for a settle time: the entries at or below the
+  // sender's bound, if that is within ours.
+  if (m.store_bound > settled_bound(now)) return;
+  if (m.store_digest == store_.digest_upto(m.store_bound)) return;
+  // One of us is missing an entry the other has held for longer than an update takes to
+  // spread: nobody gossips it any more. Repair it now rather than at the next periodic
+  // push-pull (up to push_pull_periods away).
   ++stats_.anti_entropy_pulls;
   next_anti_entropy_ms_ = now + settle;
   push_pull(std::string(from_address), false, false, next_seq_++);
@@ -616,9 +631,9 @@ void Swim::gossip(int64_t now) {
 }
 
 void Swim::send(const std::string& to, Message m, bool piggyback, std::optional<Update> first) {
-  // finish() stamps pings and acks with the store's digest and age; reserve the age's
-  // largest encoding now so that the updates packed below still fit then.
-  if (m.type == MessageType::kPing || m.type == MessageType::kAck) m.store_stable_ms = UINT32_MAX;
+  // finish() stamps pings and acks with the store's bound and digest; reserve the
+  // bound's largest encoding now so that the updates packed below still fit then.
+  if (m.type == MessageType::kPing || m.type == MessageType::kAck) m.store_bound = UINT64_MAX - 1;  // 10 bytes
   if (piggyback) {
     size_t room = cfg_.packet_budget - encoded_size_without_updates(m);
     if (first && encoded_size(*first) <= room) {

@@ -43,15 +43,18 @@
 //    not declare one side dead at once, but lets every accused member refute.
 //  - Anti-entropy (ours): a member whose update burst missed someone (every one of its
 //    lambda * log n sends lost or sent elsewhere) would otherwise wait for the periodic
-//    push-pull, 6 s at 200 ms and 100 members (the simulator measured an 18 s worst
-//    case before this). So every ping and ack carries the sender's store digest and how
-//    long its store has been unchanged. When both stores have been still for
-//    anti_entropy_settle_periods probe intervals, longer than an update takes to spread
-//    (p99 0.6 s at 100 and 1,000 members, README), yet differ, one side missed something
-//    nobody gossips any more: the receiver starts a push-pull with the sender at once
-//    (at most one per settle time). While updates are spreading, stores are not still,
-//    so this adds no traffic then; it covers the store only (membership has its own
-//    repair: refutation, the buddy system, push-pull).
+//    push-pull, 6 s at 200 ms and 100 members (the simulator measured 11 to 24 s worst
+//    cases before this). So every ping and ack carries the sender's settled bound B, the
+//    highest store version such that every entry it holds at or below B arrived at
+//    least anti_entropy_settle_periods probe intervals ago (longer than an update takes
+//    to spread: p99 0.6 s at 100 and 1,000 members, README; B is infinite when nothing
+//    arrived lately), and a digest of its entries at or below B. A receiver whose own bound is at least B compares its digest of the
+//    same range; if they differ, one side lacks an entry the other has held too long for
+//    it still to be spreading, and the receiver starts a push-pull with the sender (at
+//    most one per settle time). Store versions are a Lamport clock (state.h), so under a
+//    steady stream of updates the bound trails the newest by about a settle time and an
+//    old miss is still caught. It covers the store only (membership has its own repair:
+//    refutation, the buddy system, push-pull).
 //  - Re-contact (memberlist#222, serf#605: without it a healed partition stays split
 //    forever): every reconnect_interval_ms, ping each seed address that is not the
 //    address of a member alive to us, and one random dead member; an ack from someone we
@@ -76,6 +79,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -234,6 +238,9 @@ class Swim {
   void on_self_update(const MemberUpdate& u);
   void on_ping(std::string_view from_address, const Message& m);
   void anti_entropy(std::string_view from_address, const Message& m, int64_t now);
+  // The highest version v such that every entry we hold at or below v arrived at least
+  // a settle time ago (UINT64_MAX when nothing arrived within a settle time).
+  uint64_t settled_bound(int64_t now);
   void on_ping_req(std::string_view from_address, const Message& m, int64_t now);
   void on_ack(const Message& m, int64_t now);
   void on_push_pull(std::string_view from_address, const Message& m, int64_t now);
@@ -281,7 +288,7 @@ class Swim {
   int64_t next_push_pull_ms_ = 0;
   int64_t next_reconnect_ms_ = 0;
   int64_t next_reap_ms_ = 0;
-  int64_t store_changed_ms_ = 0;
+  std::deque<std::pair<int64_t, uint64_t>> recent_;  // (arrival ms, version), last settle time
   int64_t next_anti_entropy_ms_ = 0;
   int64_t wanted_tick_ms_ = 0;
   Output out_;

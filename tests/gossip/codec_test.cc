@@ -25,14 +25,14 @@ std::vector<Message> samples() {
   Message ping{MessageType::kPing, 42, "a", "10.0.0.1:7946", "b", "", false, false, 0, 1,
                {member_update(1), kv_update(2)}};
   ping.store_digest = 0x0123456789abcdefULL;  // every byte distinct: catches byte order
-  ping.store_stable_ms = 4000;
+  ping.store_bound = 4000;
   out.push_back(ping);
   Message ack;
   ack.type = MessageType::kAck;
   ack.seq = 1ULL << 63;  // the largest varints
   ack.from = "b";
   ack.store_digest = ~0ULL;
-  ack.store_stable_ms = UINT32_MAX;
+  ack.store_bound = UINT64_MAX;
   ack.updates = {member_update(3, MemberState::kAlive), member_update(4, MemberState::kDead),
                  member_update(5, MemberState::kLeft)};
   out.push_back(ack);
@@ -178,14 +178,17 @@ TEST(Codec, RejectsNonCanonicalAndOutOfRangeFields) {
   ppb = encode(pp).bytes;
   ppb[kHeaderSize] = 4;
   EXPECT_EQ(decode(ppb).error, "unknown push-pull flags");
-  // An ack whose store_stable_ms does not fit 32 bits: seq 0, from "", digest, 2^32.
-  std::vector<uint8_t> ack = {kMagic, kWireVersion, 0, 2, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8,
-                              0x80, 0x80, 0x80, 0x80, 0x10, 0, 0};
-  EXPECT_EQ(decode(ack).error, "varint overflows 32 bits");
-  ack[18] = 0x0f;  // 2^32 - 2^28 + ... : fits
-  ack[14] = 0xff;
+  // An ack: seq 0, from "", bound 300 (301 = 0xad 0x02), digest 0x0102030405060708.
+  std::vector<uint8_t> ack = {kMagic, kWireVersion, 0, 2, 0, 0, 0xad, 0x02, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0};
   ASSERT_TRUE(decode(ack).message) << decode(ack).error;
+  EXPECT_EQ(decode(ack).message->store_bound, 300u);
   EXPECT_EQ(decode(ack).message->store_digest, 0x0102030405060708ULL);
+  ack[6] = 0;  // bound "infinite": one byte
+  ack.erase(ack.begin() + 7);
+  ASSERT_TRUE(decode(ack).message) << decode(ack).error;
+  EXPECT_EQ(decode(ack).message->store_bound, UINT64_MAX);
+  ack.pop_back();
+  EXPECT_EQ(decode(ack).error, "truncated");
 }
 
 // Every proper prefix of a valid packet is rejected.

@@ -71,6 +71,32 @@ TEST(KvStore, DigestIsOrderFreeAndSeesEveryField) {
   EXPECT_NE(p.digest(), q.digest());
 }
 
+TEST(KvStore, DigestUptoComparesOnlyTheEntriesAtOrBelowTheBound) {
+  KvStore a, b;
+  a.merge("x", KvEntry{"1", 1, "o", false});
+  a.merge("y", KvEntry{"2", 2, "o", false});
+  b.merge("y", KvEntry{"2", 2, "o", false});
+  b.merge("x", KvEntry{"1", 1, "o", false});
+  EXPECT_EQ(a.digest_upto(2), b.digest_upto(2));
+  // b gets a newer entry: equal below it, different from it on.
+  b.merge("z", KvEntry{"3", 3, "p", false});
+  EXPECT_EQ(a.digest_upto(2), b.digest_upto(2));
+  EXPECT_NE(a.digest_upto(3), b.digest_upto(3));
+  // An old entry a lacks shows below the bound, whatever comes after.
+  a.merge("z", KvEntry{"3", 3, "p", false});
+  a.erase("w", "o");  // version 4
+  b.merge("w", KvEntry{"", 4, "o", true});
+  EXPECT_EQ(a.digest_upto(UINT64_MAX), b.digest_upto(UINT64_MAX));
+  KvStore c = b;
+  c.merge("x", KvEntry{"1b", 5, "o", false});  // x replaced: its old version leaves the range
+  EXPECT_NE(c.digest_upto(4), b.digest_upto(4));
+  EXPECT_EQ(c.digest_upto(0), KvStore().digest_upto(0));
+  // Cached per bound, and the cache follows changes.
+  const uint64_t before = c.digest_upto(9);
+  c.merge("v", KvEntry{"6", 6, "o", false});
+  EXPECT_NE(c.digest_upto(9), before);
+}
+
 // Random entries over few keys, versions, origins and values, so that ties happen.
 std::vector<std::pair<std::string, KvEntry>> random_ops(Rng& rng, size_t n) {
   std::vector<std::pair<std::string, KvEntry>> ops;

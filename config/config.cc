@@ -16,6 +16,8 @@
 
 #include <toml++/toml.h>
 
+#include "ring/ring.h"
+
 namespace ringproxy {
 
 std::string ConfigError::to_string() const {
@@ -585,6 +587,7 @@ class Loader {
     check_listeners();
     check_gossip();
     check_backends_unique();
+    check_ring_size();
     check_something_to_serve();
     return ConfigResult{std::move(config_), std::move(errors_).take()};
   }
@@ -747,6 +750,22 @@ class Loader {
                       "address " + backend.address.to_string() + " already used by " + owner);
         }
       }
+    }
+  }
+
+  // Each key is in range, yet vnodes x total weight can exceed what Ring::build takes:
+  // --check must not pass a file the proxy then cannot start with (fuzz_config's check
+  // caught it: tests/regressions/fuzz_config/).
+  void check_ring_size() {
+    uint64_t points = 0;
+    for (const BackendConfig& b : config_.backends) points += uint64_t{b.weight} * config_.ring.vnodes;
+    if (points <= Ring::kMaxPoints) return;
+    const std::string message = "vnodes x total weight is " + std::to_string(points) + " ring points, above the " +
+                                std::to_string(Ring::kMaxPoints) + " a ring can have";
+    if (const toml::node* vnodes = find_key(root_, "ring", "vnodes")) {
+      errors_.add(vnodes->source().begin, "ring.vnodes", message);
+    } else {
+      errors_.add_whole_file(message);
     }
   }
 

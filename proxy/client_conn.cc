@@ -392,6 +392,7 @@ void ClientConn::on_request_head() {
   for (const HeaderSpan& h : req_headers_) header_views_.push_back({view(h.name), view(h.value)});
   const std::string_view target = view(url_);
   const std::string_view method = llhttp_method_name(static_cast<llhttp_method_t>(req_parser_.method));
+  is_head_method_ = req_parser_.method == HTTP_HEAD;  // before any answer: ours too are bodiless
 
   if (req_parser_.http_major != 1) {
     respond_error(505, "HTTP version not supported", "unsupported HTTP version");
@@ -432,7 +433,6 @@ void ClientConn::on_request_head() {
   }
   client_keep_alive_ = llhttp_should_keep_alive(&req_parser_) != 0;
   if (!client_keep_alive_ || drain_requested_) close_after_response_ = true;
-  is_head_method_ = req_parser_.method == HTTP_HEAD;
   idempotent_ = is_idempotent_method(method);
   upgrade_ = req_parser_.upgrade != 0;
   if (upgrade_ && req_parser_.method == HTTP_CONNECT) {
@@ -1025,6 +1025,21 @@ void ClientConn::on_response_head() {
     upstream_failed(502, "101 Switching Protocols to a request without Upgrade", false);
     return;
   }
+  if (resp_status_ == 101) {
+    // RFC 9110 15.2.2: a 101 names the protocol in Upgrade. Without one the client does
+    // not switch and would read the tunnelled bytes as responses (fuzz_response found it).
+    bool named = false;
+    for (const HeaderSpan& h : resp_headers_) {
+      if (iequals(uview(h.name), "upgrade") &&
+          uview(h.value).find_first_not_of(" \t") != std::string_view::npos) {
+        named = true;
+      }
+    }
+    if (!named) {
+      upstream_failed(502, "101 Switching Protocols without an Upgrade protocol", false);
+      return;
+    }
+  }
   if (interim && client_http10_) {
     // RFC 9110 15.2: no 1xx to an HTTP/1.0 client. Wait for the final response.
     resp_headers_.clear();
@@ -1179,6 +1194,7 @@ void ClientConn::exchange_done() {
   req_headers_.clear();
   head_bytes_ = 0;
   req_head_done_ = req_msg_done_ = false;
+  is_head_method_ = false;
   resp_bytes_ = 0;
   attempts_ = 0;
   accounted_ = false;
@@ -1247,7 +1263,9 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
   // A 501 (unknown transfer coding) or 505 (unknown version) refuses the framing itself.
   error_keep_alive_ = status >= 500 && status != 501 && status != 505 && !close_after_response_ &&
                       !client_eof_ && !drain_requested_ && discard_rest_of_request();
-  error_out_ = canned_response(status, body, !error_keep_alive_);
+  // To a HEAD, our answer is bodiless too (RFC 9110 9.3.2), or the client would read
+  // the body as the next response.
+  error_out_ = canned_response(status, body, !error_keep_alive_, is_head_method_);
   resp_bytes_ = error_out_.size();
   if (reading_) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));

@@ -249,7 +249,7 @@ std::string_view reason_phrase(int status) {
   }
 }
 
-std::string canned_response(int status, std::string_view body_text, bool close) {
+std::string canned_response(int status, std::string_view body_text, bool close, bool head) {
   std::string body(body_text);
   body.push_back('\n');
   std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
@@ -257,7 +257,7 @@ std::string canned_response(int status, std::string_view body_text, bool close) 
   out += "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   if (close) out += "Connection: close\r\n";
   out += "\r\n";
-  out += body;
+  if (!head) out += body;
   return out;
 }
 

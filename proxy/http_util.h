@@ -70,8 +70,9 @@ HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_
 bool is_idempotent_method(std::string_view method);
 
 // A complete response the proxy answers itself: a short plain-text body, and
-// Connection: close when `close` (always so for 4xx of malformed input).
-std::string canned_response(int status, std::string_view body_text, bool close);
+// Connection: close when `close` (always so for 4xx of malformed input). `head`: the
+// answer to a HEAD, with the same head and no body.
+std::string canned_response(int status, std::string_view body_text, bool close, bool head = false);
 
 // The reason phrase for a status code, "" when unknown.
 std::string_view reason_phrase(int status);

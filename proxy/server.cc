@@ -481,7 +481,7 @@ void Server::on_signal(uv_signal_t* s, int signum) {
   }
 }
 
-int Server::run() {
+int Server::load() {
   ConfigResult r = load_config_file(config_path_);
   if (!r.ok()) {
     for (const ConfigError& e : r.errors) std::cerr << e.to_string() << '\n';
@@ -501,7 +501,13 @@ int Server::run() {
     return kExitConfig;
   }
   shared_.routing = routing;
+  return kExitOk;
+}
 
+int Server::run() {
+  if (const int rc = load(); rc != kExitOk) return rc;
+  const std::shared_ptr<const Routing> routing = shared_.routing;
+  std::string error;
   const Address& listen = config_->proxy.listen;
   // A plain bind first: SO_REUSEPORT would let us share a port another process holds.
   const int probe = bind_listener(listen, false, &error);

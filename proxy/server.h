@@ -32,6 +32,10 @@ class Server {
   ~Server();
   // Runs until drained. Returns the process exit code (SPEC "Command line").
   int run();
+  // run()'s first step: loads the config file and builds the first routing; binds and
+  // starts nothing. Prints what is wrong to stderr and returns kExitConfig, or kExitOk.
+  // Also how fuzz/ drives the admin API on a Server whose loops never run.
+  int load();
 
   // Control thread only, below.
 

@@ -17,7 +17,7 @@ Worker::Worker(int id, Shared& shared, int listen_fd)
 
 Worker::~Worker() { join(); }
 
-void Worker::start() { thread_ = std::thread([this] { run(); }); }
+void Worker::start() { thread_ = std::thread([this] { (void)run(); }); }
 
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
@@ -33,7 +33,7 @@ void Worker::notify_drain() {
   uv_async_send(&async_);
 }
 
-void Worker::run() {
+int Worker::run() {
   // Handles are initialised on the worker's own thread, before anything can notify it:
   // Server::start waits for `ready` (see server.cc).
   take_routing();
@@ -43,6 +43,7 @@ void Worker::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   const int rc = uv_loop_close(&loop_);
   if (rc != 0) RP_LOG(LogLevel::kError, "worker loop closed with handles open");
+  return rc;
 }
 
 int Worker::init() {

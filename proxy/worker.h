@@ -45,6 +45,11 @@ class Worker {
   // control thread, before start(). Returns a libuv error code.
   int init();
   void start();  // runs the loop on a new thread
+  // What start() runs on its thread: the loop until drained (notify_drain) and every
+  // handle closed. Callable instead on the calling thread by a harness that puts its own
+  // handles on loop() (fuzz/proxy_harness.cc). Returns uv_loop_close()'s result: 0 when
+  // nothing was left open.
+  int run();
   // Start-up failed before start(): closes what init() opened, on this thread.
   void abort_unstarted();
   void join();
@@ -76,7 +81,6 @@ class Worker {
   std::string& scratch() { return scratch_; }
 
  private:
-  void run();
   void take_routing();
   void begin_drain();
   void maybe_finish();

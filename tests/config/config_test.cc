@@ -854,5 +854,17 @@ TEST(BackendName, Validity) {
   }
 }
 
+// Caught by fuzz_config's check (tests/regressions/fuzz_config/): every key in range, but more points
+// than a ring can have; the proxy could not start with what --check passed.
+TEST(Config, RingLargerThanARingCanBeIsAnError) {
+  std::string text = "[ring]\nvnodes = 10000\n";
+  for (int i = 0; i < 7; ++i) {
+    text += "[[backend]]\nname = \"n" + std::to_string(i) + "\"\naddress = \"127.0.0.1:" + std::to_string(9000 + i) +
+            "\"\nweight = 1000\n";
+  }
+  EXPECT_EQ(errors_of(text), (Errors{"t.toml:2:10: ring.vnodes: vnodes x total weight is 70000000 ring points, "
+                                     "above the 67108864 a ring can have"}));
+}
+
 }  // namespace
 }  // namespace ringproxy

@@ -417,6 +417,22 @@ TEST_F(ProxyFixture, NodeDownWithoutRetriesIs502) {
   EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 502: connect failed: ECONNREFUSED at node d-a"));
 }
 
+TEST_F(ProxyFixture, OurErrorToAHeadHasNoBody) {
+  add_backend("h-a");
+  start_proxy({.proxy_extra = "retries = 0"});
+  backends_[0]->process().kill();
+  // A body after the head would be read as the next response on this connection.
+  Conn conn("127.0.0.1", port_);
+  Response head = conn.request("HEAD", "/gone");
+  EXPECT_EQ(head.status, 502) << head.describe();
+  EXPECT_EQ(head.header("Content-Length"), "15");  // what a GET gets
+  EXPECT_EQ(head.body, "");
+  ASSERT_TRUE(head.keep_alive);
+  Response get = conn.request("GET", "/gone");
+  EXPECT_EQ(get.status, 502) << get.describe();
+  EXPECT_EQ(get.body, "backend failed\n");
+}
+
 TEST_F(ProxyFixture, NoUsableNodeIs503) {
   add_backend("z-a");
   start_proxy();

@@ -1,0 +1,51 @@
+// The fuzz targets' entry points, shared by the libFuzzer binaries (fuzz/fuzzer.cc,
+// built with clang under RINGPROXY_FUZZ) and by tests/fuzz_regression_test.cc, which
+// replays the seed corpora and every minimized finding under ctest with any compiler.
+//
+// Each takes one input and returns "" when every check held, or what went wrong (the
+// fuzzer binary aborts with it, the test fails with it). A crash or a sanitizer report
+// inside is a finding too. Inputs are independent: no state survives from one to the
+// next that could change what the next does, so a finding replays alone.
+//
+// Thread: any, one at a time (the harnesses keep per-process sockets and temp files).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace ringproxy::fuzz {
+
+// Findings so far (each input in tests/regressions/TARGET/, replayed by
+// tests/fuzz_regression_test.cc): the proxy's own error answers to a HEAD carried a
+// body; a backend's 101 without an Upgrade protocol was tunnelled (the client, reading
+// no upgrade, took the tunnel's bytes as responses); admin JSON with a number beyond a
+// double was a 500; --check passed a ring too large to build.
+
+// The input is what a client sends to the proxy (then it half-closes). A real Worker
+// runs on this thread with a loopback backend on the same loop (proxy_harness.cc).
+// Checked: what reaches the backend parses, under llhttp's strict mode, as whole
+// requests that the client sent, in order, with the same bodies (no smuggling); the
+// worker's loop ends with every handle closed.
+std::string request(std::span<const uint8_t> input);
+
+// The input is what the backend answers to a fixed request (a GET, a HEAD or an
+// Upgrade, chosen by the input's size). Checked: what the client receives parses as
+// HTTP responses under llhttp's strict mode; the loop ends with every handle closed.
+std::string response(std::span<const uint8_t> input);
+
+// gossip/codec decode (and encode: an accepted packet re-encodes to the same bytes), and
+// the authenticated envelope of gossip/udp_transport through a real UDP socket. The
+// first byte selects; see targets.cc.
+std::string gossip_decode(std::span<const uint8_t> input);
+
+// The config loader on the input as TOML text: every error carries the file, a line
+// and a column; a config it accepts builds a routing.
+std::string config(std::span<const uint8_t> input);
+
+// An admin request, "METHOD TARGET\n" then the body, through the admin API's handler
+// on a Server loaded from a fixed config (never run). Checked: a JSON answer with a
+// status the SPEC allows; errors as {"error": "..."}.
+std::string admin(std::span<const uint8_t> input);
+
+}  // namespace ringproxy::fuzz

@@ -313,6 +313,12 @@ int ClientConn::on_req_method(llhttp_t* p, const char*, size_t len) {
   return 0;
 }
 
+int ClientConn::on_req_method_complete(llhttp_t* p) {
+  // Known from here on, so that even our answer to a malformed HEAD is bodiless.
+  static_cast<ClientConn*>(p->data)->is_head_method_ = p->method == HTTP_HEAD;
+  return 0;
+}
+
 int ClientConn::on_req_url(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<ClientConn*>(p->data);
   if (c->url_.len == 0) c->url_.off = static_cast<uint32_t>(at - c->in_.data());
@@ -351,6 +357,7 @@ const llhttp_settings_t& ClientConn::request_settings() {
     llhttp_settings_t s;
     llhttp_settings_init(&s);
     s.on_method = on_req_method;
+    s.on_method_complete = on_req_method_complete;
     s.on_url = on_req_url;
     s.on_header_field = on_req_header_field;
     s.on_header_value = on_req_header_value;
@@ -392,7 +399,6 @@ void ClientConn::on_request_head() {
   for (const HeaderSpan& h : req_headers_) header_views_.push_back({view(h.name), view(h.value)});
   const std::string_view target = view(url_);
   const std::string_view method = llhttp_method_name(static_cast<llhttp_method_t>(req_parser_.method));
-  is_head_method_ = req_parser_.method == HTTP_HEAD;  // before any answer: ours too are bodiless
 
   if (req_parser_.http_major != 1) {
     respond_error(505, "HTTP version not supported", "unsupported HTTP version");

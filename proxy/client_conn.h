@@ -109,6 +109,7 @@ class ClientConn final : private UpstreamConn::Owner {
 
   // llhttp callbacks (request parser and response parser).
   static int on_req_method(llhttp_t* p, const char* at, size_t len);
+  static int on_req_method_complete(llhttp_t* p);
   static int on_req_url(llhttp_t* p, const char* at, size_t len);
   static int on_req_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_req_header_value(llhttp_t* p, const char* at, size_t len);

@@ -17,6 +17,8 @@ all=(fuzz_request fuzz_response fuzz_gossip_decode fuzz_config fuzz_admin)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all[@]}")
 
+./scripts/install-deps.sh --fuzz
+
 CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DRINGPROXY_FUZZ=ON -DRINGPROXY_TESTS=OFF -DRINGPROXY_BENCH=OFF >/dev/null
 # Two jobs at most: the machine is shared.

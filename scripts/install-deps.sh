@@ -19,6 +19,7 @@
 #   curl                               demo script and integration helpers
 #   chromium (--test)                  renders the admin status page in a test (headless)
 #   iproute2 (--test)                  ip netns: the gossip partition test's namespaces
+#   clang libclang-rt-14-dev (--fuzz)  libFuzzer and clang's sanitizers (scripts/fuzz.sh)
 set -euo pipefail
 
 PKGS=(
@@ -31,7 +32,8 @@ for arg in "$@"; do
   case "$arg" in
     --bench) PKGS+=(wrk nginx-light haproxy) ;;
     --test) PKGS+=(chromium iproute2) ;;
-    *) echo "install-deps: unknown option $arg (use --test, --bench)" >&2; exit 2 ;;
+    --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
+    *) echo "install-deps: unknown option $arg (use --test, --bench, --fuzz)" >&2; exit 2 ;;
   esac
 done
 

@@ -105,8 +105,15 @@ void Server::handle(const std::optional<HealthEvent>& event, const std::string& 
   }
   copy_state(*r, event->node);
   if (gossip_) gossip_->report_health(event->node, !health_.find(event->node)->usable());
+  bool log = true;
+  if (event->kind == HealthEventKind::kEjectionRefused) {
+    const uint64_t now = uv_now(loop());
+    auto [it, first] = refusal_logged_ms_.try_emplace(event->node, now);
+    log = first || now - it->second >= kRefusalLogMs;
+    if (log) it->second = now;
+  }
   const LogLevel level = event->kind == HealthEventKind::kUp ? LogLevel::kInfo : LogLevel::kWarn;
-  RP_LOG(level, "health: node=" + event->node + " " + std::string(to_string(event->from)) + " -> " +
+  if (log) RP_LOG(level, "health: node=" + event->node + " " + std::string(to_string(event->from)) + " -> " +
                     std::string(to_string(event->to)) + ": " + event->reason +
                     (detail.empty() ? "" : " (last: " + detail + ")"));
   arm_health_timer();

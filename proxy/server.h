@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -89,6 +90,11 @@ class Server {
   bool applying_ = false;  // apply() is writing the shared state itself
   std::set<std::string> majority_down_;  // backends most gossip instances see down
   HealthTable health_;
+  // Per node: when a refused ejection was last logged. A node failing while the cap
+  // holds is refused on every eject_after_failures-th failure, hundreds a second under
+  // load; the log says it once per kRefusalLogMs, the metric counts every one.
+  static constexpr uint64_t kRefusalLogMs = 10000;
+  std::map<std::string, uint64_t, std::less<>> refusal_logged_ms_;
   std::unique_ptr<HealthChecker> checker_;
   uv_timer_t health_timer_{};
   bool draining_ = false;

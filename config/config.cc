@@ -272,6 +272,13 @@ std::optional<HashKey> parse_hash_key(std::string_view text, std::string* why) {
   return std::nullopt;
 }
 
+std::optional<Placement> parse_placement(std::string_view text, std::string* why) {
+  if (text == "xxh3") return Placement::kXxh3;
+  if (text == "nginx") return Placement::kNginx;
+  *why = "expected xxh3 or nginx, got " + quoted(text);
+  return std::nullopt;
+}
+
 std::optional<LogLevel> parse_log_level(std::string_view text, std::string* why) {
   if (text == "error") return LogLevel::kError;
   if (text == "warn") return LogLevel::kWarn;
@@ -484,6 +491,7 @@ std::vector<Field<RingConfig>> ring_fields() {
       // points for one node, the most a rebuild should ever have to sort.
       integer_field<R>("vnodes", &R::vnodes, 1, 10'000),
       {"load_factor", read_load_factor},
+      text_field<R, Placement>("placement", &R::placement, parse_placement),
   };
 }
 
@@ -758,7 +766,9 @@ class Loader {
   // caught it: tests/regressions/fuzz_config/).
   void check_ring_size() {
     uint64_t points = 0;
-    for (const BackendConfig& b : config_.backends) points += uint64_t{b.weight} * config_.ring.vnodes;
+    const uint64_t per_weight =
+        config_.ring.placement == Placement::kNginx ? Ring::kNginxPointsPerWeight : config_.ring.vnodes;
+    for (const BackendConfig& b : config_.backends) points += uint64_t{b.weight} * per_weight;
     if (points <= Ring::kMaxPoints) return;
     const std::string message = "vnodes x total weight is " + std::to_string(points) + " ring points, above the " +
                                 std::to_string(Ring::kMaxPoints) + " a ring can have";

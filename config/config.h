@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/address.h"
+#include "ring/ring.h"
 
 namespace ringproxy {
 
@@ -38,7 +39,9 @@ struct ProxyConfig {
 };
 
 struct RingConfig {
-  uint32_t vnodes = 160;     // points per unit of weight (nginx's 160)
+  // "xxh3" (SPEC "The ring") or "nginx" (nginx's `hash $key consistent`, ring/ring.h).
+  Placement placement = Placement::kXxh3;
+  uint32_t vnodes = 160;     // points per unit of weight (nginx's 160); not for "nginx"
   double load_factor = 0.0;  // 0 = off; else > 1
   bool operator==(const RingConfig&) const = default;
 };

@@ -270,6 +270,7 @@ class Api {
     return json_response(200, json{{"fingerprint", r->ring->fingerprint()},
                                    {"points", r->ring->points()},
                                    {"vnodes", r->ring->vnodes()},
+                                   {"placement", r->ring->placement() == Placement::kNginx ? "nginx" : "xxh3"},
                                    {"nodes", nodes}});
   }
 
@@ -278,7 +279,7 @@ class Api {
     const std::string key = req.param("key", &found);
     if (!found) return error(400, "missing ?key=");
     const auto r = server_.routing();
-    const uint64_t h = Ring::hash(key);
+    const uint64_t h = r->ring->key_hash(key);
     json order = json::array();
     r->ring->walk(h, [&](NodeIndex i) {
       if (r->backends[i].state->usable()) order.push_back(r->backends[i].name);

@@ -28,7 +28,7 @@ std::shared_ptr<const Routing> build_routing(std::shared_ptr<const Config> confi
   for (const BackendConfig& b : config->backends) {
     nodes.push_back({b.name, b.address.to_string(), b.weight});
   }
-  RingBuildResult built = Ring::build(std::move(nodes), config->ring.vnodes);
+  RingBuildResult built = Ring::build(std::move(nodes), config->ring.vnodes, config->ring.placement);
   if (!built.ring) {
     *error = built.error;
     return nullptr;

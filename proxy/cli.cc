@@ -92,14 +92,14 @@ int run_lookup(const std::string& path, const std::vector<std::string>& keys,
   for (const BackendConfig& b : r.config.backends) {
     nodes.push_back({b.name, b.address.to_string(), b.weight});
   }
-  const RingBuildResult built = Ring::build(std::move(nodes), r.config.ring.vnodes);
+  const RingBuildResult built = Ring::build(std::move(nodes), r.config.ring.vnodes, r.config.ring.placement);
   if (!built.ring) {
     err << path << ": " << built.error << '\n';
     return kExitConfig;
   }
   const Ring& ring = *built.ring;
   for (const std::string& key : keys) {
-    const uint64_t h = Ring::hash(key);
+    const uint64_t h = built.ring->key_hash(key);
     char hex[17];
     std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
     std::vector<std::string_view> order;

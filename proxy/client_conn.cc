@@ -466,7 +466,7 @@ void ClientConn::on_request_head() {
   }
 
   const std::string_view key = select_hash_key(cfg.proxy.hash_key, target, header_views_, client_ip_);
-  key_hash_ = Ring::hash(key);
+  key_hash_ = routing_->ring->key_hash(key);
   build_upstream_head(client_ip_);
   attempts_ = 0;
   req_body_forwarded_ = 0;

@@ -1,5 +1,7 @@
 #include "ring/ring.h"
 
+#include "ring/crc32.h"
+
 #include <xxhash.h>
 
 #include <algorithm>
@@ -51,8 +53,43 @@ void radix_sort_by_hash(std::vector<P>& points) {
 
 uint64_t Ring::hash(std::string_view key) { return XXH3_64bits(key.data(), key.size()); }
 
-RingBuildResult Ring::build(std::vector<RingNode> nodes, uint32_t vnodes) {
+uint64_t Ring::nginx_hash(std::string_view key) { return uint64_t{crc32::of(key)} << 32; }
+
+namespace {
+
+// nginx's points for one server (ring.h): `count` chained CRC-32s, each passed to emit
+// as a 64-bit ring position.
+template <typename Emit>
+void nginx_points(std::string_view address, uint64_t count, Emit&& emit) {
+  std::string_view host = address, port;
+  for (size_t j = 0; j < address.size(); ++j) {
+    const char c = address[address.size() - j - 1];
+    if (c == ':') {
+      host = address.substr(0, address.size() - j - 1);
+      port = address.substr(address.size() - j);
+      break;
+    }
+    if (c < '0' || c > '9') break;
+  }
+  uint32_t base = crc32::update(crc32::kInit, host);
+  base = crc32::update(base, std::string_view("\0", 1));
+  base = crc32::update(base, port);
+  uint32_t prev = 0;
+  for (uint64_t j = 0; j < count; ++j) {
+    const char le[4] = {static_cast<char>(prev & 0xFF), static_cast<char>((prev >> 8) & 0xFF),
+                        static_cast<char>((prev >> 16) & 0xFF), static_cast<char>((prev >> 24) & 0xFF)};
+    const uint32_t h = crc32::finish(crc32::update(base, std::string_view(le, 4)));
+    emit(uint64_t{h} << 32);
+    prev = h;
+  }
+}
+
+}  // namespace
+
+RingBuildResult Ring::build(std::vector<RingNode> nodes, uint32_t vnodes, Placement placement) {
   if (vnodes == 0) return {nullptr, "vnodes must be at least 1"};
+  // nginx: 160 points per unit of weight, whatever vnodes says.
+  const uint32_t per_weight = placement == Placement::kNginx ? kNginxPointsPerWeight : vnodes;
   std::sort(nodes.begin(), nodes.end(),
             [](const RingNode& a, const RingNode& b) { return a.name < b.name; });
   size_t total_points = 0;
@@ -61,7 +98,7 @@ RingBuildResult Ring::build(std::vector<RingNode> nodes, uint32_t vnodes) {
     if (i > 0 && nodes[i].name == nodes[i - 1].name) {
       return {nullptr, "duplicate node name \"" + nodes[i].name + "\""};
     }
-    total_points += size_t{nodes[i].weight} * vnodes;
+    total_points += size_t{nodes[i].weight} * per_weight;
     if (total_points > kMaxPoints) {
       return {nullptr, "too many ring points (vnodes x total weight above " +
                            std::to_string(kMaxPoints) + ")"};
@@ -70,14 +107,19 @@ RingBuildResult Ring::build(std::vector<RingNode> nodes, uint32_t vnodes) {
 
   auto ring = std::shared_ptr<Ring>(new Ring());
   ring->vnodes_ = vnodes;
+  ring->placement_ = placement;
 
   std::vector<Point>& points = ring->points_;
   points.reserve(total_points);
   std::string label;
   for (NodeIndex owner = 0; owner < nodes.size(); ++owner) {
     const RingNode& node = nodes[owner];
-    const uint64_t count = uint64_t{node.weight} * vnodes;
+    const uint64_t count = uint64_t{node.weight} * per_weight;
     if (count > 0) ++ring->nodes_with_points_;
+    if (placement == Placement::kNginx) {
+      nginx_points(node.address, count, [&](uint64_t h) { points.push_back({h, owner}); });
+      continue;
+    }
     label.assign(node.name);
     label.push_back('#');
     const size_t prefix = label.size();
@@ -104,6 +146,7 @@ RingBuildResult Ring::build(std::vector<RingNode> nodes, uint32_t vnodes) {
 
   std::string canon;
   append_field(canon, std::to_string(vnodes));
+  if (placement == Placement::kNginx) append_field(canon, "placement=nginx");
   for (const RingNode& node : nodes) {
     append_field(canon, node.name);
     append_field(canon, node.address);

@@ -8,6 +8,17 @@
 //   node N of weight w owns vnodes*w points; point j sits at XXH3_64bits("N#j"), seed 0;
 //   a key's hash is XXH3_64bits(key); its owner is the node of the first point at or
 //   after that hash, wrapping to the smallest point; equal points: smaller name first.
+//
+// Placement::kNginx instead places points and keys as nginx's `hash $key consistent`
+// (ngx_http_upstream_hash_module), so that a tier moving from nginx keeps every key on
+// its cache: the node's address string A (as nginx's `server` is written) is split at
+// its last ':' followed only by digits into host H and port P; base = the CRC-32 state
+// after H, one NUL byte and P; a node of weight w owns 160*w points (vnodes does not
+// apply), point j = CRC-32 of base continued with the 4 little-endian bytes of point
+// j-1 (point -1 = 0). A key's hash is CRC-32(key). Both are 32-bit; here they sit in the
+// top half of the 64-bit space (h << 32), which keeps their order, so lookups are the
+// same code. Equal points: smaller name first (nginx keeps one of them arbitrarily; at
+// 32 bits, a tie is about a 1-in-a-million event per pair of points).
 #pragma once
 
 #include <cstddef>
@@ -21,9 +32,14 @@
 
 namespace ringproxy {
 
+enum class Placement : uint8_t {
+  kXxh3,   // SPEC "The ring" (the default)
+  kNginx,  // nginx's `hash ... consistent` (above)
+};
+
 struct RingNode {
   std::string name;     // unique, any bytes but empty; ring positions derive from it
-  std::string address;  // carried for the caller and the fingerprint, not placed
+  std::string address;  // carried for the caller and the fingerprint; placed by kNginx
   uint32_t weight = 1;  // 0 = owns no points (drained)
   bool operator==(const RingNode&) const = default;
 };
@@ -43,17 +59,26 @@ class Ring {
   // Builds a ring. Nodes are kept sorted by name, so the order they are given in changes
   // nothing, including NodeIndex values. Refuses duplicate or empty names, vnodes == 0,
   // and more than kMaxPoints points in all. Cost: O(P log P) for P points.
-  static RingBuildResult build(std::vector<RingNode> nodes, uint32_t vnodes);
+  static RingBuildResult build(std::vector<RingNode> nodes, uint32_t vnodes,
+                               Placement placement = Placement::kXxh3);
 
   static constexpr size_t kMaxPoints = size_t{1} << 26;
+  static constexpr uint32_t kNginxPointsPerWeight = 160;  // ngx_http_upstream_hash_module
 
   // XXH3_64bits(key), seed 0: the hash SPEC places keys with.
   static uint64_t hash(std::string_view key);
+  // CRC-32(key) << 32: where kNginx places a key.
+  static uint64_t nginx_hash(std::string_view key);
+  // The hash this ring places `key` with (one of the two above).
+  uint64_t key_hash(std::string_view key) const {
+    return placement_ == Placement::kNginx ? nginx_hash(key) : hash(key);
+  }
+  Placement placement() const { return placement_; }
 
   // The owner of `hash`, ignoring health; nullopt when the ring has no points (no
   // nodes, or every weight 0). Allocation-free.
   std::optional<NodeIndex> lookup(uint64_t hash) const;
-  std::optional<NodeIndex> lookup(std::string_view key) const { return lookup(hash(key)); }
+  std::optional<NodeIndex> lookup(std::string_view key) const { return lookup(key_hash(key)); }
 
   // The first node at or after `hash` in ring order for which usable(node) is true;
   // nullopt when none is. Nodes are tested point by point, so a node may be tested more
@@ -89,9 +114,10 @@ class Ring {
   size_t points() const { return points_.size(); }
   bool empty() const { return points_.empty(); }
 
-  // 128-bit digest of (vnodes, every node's name, address and weight) as hex. Two rings
-  // have equal fingerprints exactly when they were built from the same nodes (in any
-  // order) and vnodes, and so place every key alike.
+  // 128-bit digest of (vnodes, every node's name, address and weight, and the placement
+  // when it is not the default) as hex. Two rings have equal fingerprints exactly when
+  // they were built from the same nodes (in any order), vnodes and placement, and so
+  // place every key alike.
   const std::string& fingerprint() const { return fingerprint_; }
 
   // The fraction of the 2^64 hash space each node owns, indexed by NodeIndex; sums to 1
@@ -129,6 +155,7 @@ class Ring {
   std::vector<uint32_t> index_;
   unsigned index_shift_ = 64;  // 64 - index bits
   uint32_t vnodes_ = 0;
+  Placement placement_ = Placement::kXxh3;
   uint32_t nodes_with_points_ = 0;
   std::string fingerprint_;
 };

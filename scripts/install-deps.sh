@@ -19,6 +19,7 @@
 #   curl                               demo script and integration helpers
 #   chromium (--test)                  renders the admin status page in a test (headless)
 #   iproute2 (--test)                  ip netns: the gossip partition test's namespaces
+#   nginx-light (--test)               a real nginx beside ringproxy: placement = "nginx" must match it
 #   clang libclang-rt-14-dev (--fuzz)  libFuzzer and clang's sanitizers (scripts/fuzz.sh)
 set -euo pipefail
 
@@ -31,7 +32,7 @@ PKGS=(
 for arg in "$@"; do
   case "$arg" in
     --bench) PKGS+=(wrk nginx-light haproxy) ;;
-    --test) PKGS+=(chromium iproute2) ;;
+    --test) PKGS+=(chromium iproute2 nginx-light) ;;
     --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown option $arg (use --test, --bench, --fuzz)" >&2; exit 2 ;;
   esac
@@ -64,6 +65,16 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# nginx and HAProxy are installed as tools, not services: on a systemd machine their
+# packages would start a daemon listening on every address (port 80). Debian's
+# policy-rc.d convention (exit 101: action forbidden) keeps any service from starting
+# during this install; ours is removed afterwards, an existing one left alone.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  trap '$SUDO rm -f "$policy"' EXIT
+fi
 if ((lists_fresh == 0)) || ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
   $SUDO apt-get update
   $SUDO apt-get install -y --no-install-recommends "${missing[@]}"

@@ -896,22 +896,29 @@ Response http_get(uint16_t port, std::string_view target, const Headers& headers
   return http_request(port, "GET", target, headers, {}, options, host);
 }
 
-std::map<std::string, std::string> reference_map(const std::vector<std::string>& nodes,
+namespace {
+
+// Runs `tools/ring_reference.py map ARGS -- KEYS` and reads its "KEY NODE" lines. The
+// keys go through a file and the shell's $(cat), so their number is bounded only by
+// ARG_MAX (one `sh -c` string may hold no more than 128 KiB); `set -f` keeps a key
+// from globbing. A failure is a test failure and an empty map.
+std::map<std::string, std::string> run_reference(const char* who, const std::string& args,
                                                  const std::vector<std::string>& keys) {
   const TempDir dir;
-  std::string cmd = std::string("/usr/bin/python3 ") + RINGPROXY_SOURCE_DIR + "/tools/ring_reference.py map";
-  for (const auto& n : nodes) cmd += " " + n;
-  cmd += " --";
+  std::string key_lines;
   for (const auto& k : keys) {
-    if (k.find_first_of(" '\"$`\\;&|<>()") != std::string::npos) {
-      ADD_FAILURE() << "reference_map: key needs quoting: " << k;
+    if (k.empty() || k.find_first_of(" \t\n'\"$`\\;&|<>()") != std::string::npos) {
+      ADD_FAILURE() << who << ": key needs quoting: " << k;
       return {};
     }
-    cmd += " " + k;
+    key_lines += k + "\n";
   }
-  cmd += " > " + dir.file("map.txt");
+  dir.write_file("keys.txt", key_lines);
+  const std::string cmd = std::string("set -f; /usr/bin/python3 ") + RINGPROXY_SOURCE_DIR +
+                          "/tools/ring_reference.py map " + args + " -- $(cat " + dir.file("keys.txt") + ") > " +
+                          dir.file("map.txt");
   if (std::system(cmd.c_str()) != 0) {
-    ADD_FAILURE() << "reference_map: failed: " << cmd.substr(0, 200);
+    ADD_FAILURE() << who << ": failed: " << cmd.substr(0, 200);
     return {};
   }
   std::ifstream in(dir.file("map.txt"));
@@ -919,6 +926,36 @@ std::map<std::string, std::string> reference_map(const std::vector<std::string>&
   std::string key, node;
   while (in >> key >> node) out[key] = node;
   return out;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> reference_map(const std::vector<std::string>& nodes,
+                                                 const std::vector<std::string>& keys) {
+  std::string args;
+  for (const auto& n : nodes) args += (args.empty() ? "" : " ") + n;
+  return run_reference("reference_map", args, keys);
+}
+
+std::map<std::string, std::string> reference_map_nginx(
+    const std::vector<std::pair<std::string, std::string>>& name_address, const std::vector<std::string>& keys,
+    const std::vector<int>& weights) {
+  if (!weights.empty() && weights.size() != name_address.size()) {
+    ADD_FAILURE() << "reference_map_nginx: " << weights.size() << " weights for " << name_address.size() << " nodes";
+    return {};
+  }
+  std::string args = "--placement nginx";
+  for (size_t i = 0; i < name_address.size(); ++i) {
+    const auto& [name, address] = name_address[i];
+    // Names and addresses are ours ([[backend]] rules: no '@', ',', quote or space).
+    if ((name + address).find_first_of(" @,'\"$`\\;&|<>()*?") != std::string::npos) {
+      ADD_FAILURE() << "reference_map_nginx: node needs quoting: " << name << " " << address;
+      return {};
+    }
+    args += " " + name + "@" + address;
+    if (!weights.empty()) args += "," + std::to_string(weights[i]);
+  }
+  return run_reference("reference_map_nginx", args, keys);
 }
 
 }  // namespace ringproxy::integration

@@ -190,6 +190,16 @@ bool wait_for_port(uint16_t port, Millis timeout = kDefaultTimeout, std::string_
 std::map<std::string, std::string> reference_map(const std::vector<std::string>& nodes,
                                                  const std::vector<std::string>& keys);
 
+// key -> node name under [ring] placement = "nginx" (what nginx's `hash KEY consistent`
+// does, with 160 points per unit of weight), from the same script with the standard
+// library's zlib only: `ring_reference.py map --placement nginx NAME@ADDRESS,W ...`.
+// Each pair is (name, address), the address exactly as the [[backend]] and nginx's
+// `server` write it ("127.0.0.1:9001"): only the address is hashed. `weights`: one per
+// node, or empty for all 1. Same key rules and failure behaviour as reference_map.
+std::map<std::string, std::string> reference_map_nginx(
+    const std::vector<std::pair<std::string, std::string>>& name_address, const std::vector<std::string>& keys,
+    const std::vector<int>& weights = {});
+
 // ---- a blocking HTTP/1.1 client ----
 
 struct Response {

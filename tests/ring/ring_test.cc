@@ -1,4 +1,5 @@
 #include "ring/ring.h"
+#include "ring/crc32.h"
 
 #include <gtest/gtest.h>
 
@@ -120,6 +121,74 @@ TEST(RingGolden, IPv6AddressesAsNames) {
   EXPECT_EQ(owner_name(*ring, ring->lookup(std::string_view("/y"))), "127.0.0.1:9001");
   EXPECT_EQ(owner_name(*ring, ring->lookup(std::string_view("/z"))), "[::1]:9002");
   EXPECT_EQ(owner_name(*ring, ring->lookup(std::string_view("/w"))), "127.0.0.1:9001");
+}
+
+TEST(Crc32, MatchesZlibAndChains) {
+  EXPECT_EQ(crc32::of("123456789"), 0xCBF43926u);  // the CRC-32/ISO-HDLC check value
+  EXPECT_EQ(crc32::of(""), 0u);
+  // Feeding in pieces continues the unfinished state, as ngx_crc32_update does.
+  EXPECT_EQ(crc32::finish(crc32::update(crc32::update(crc32::kInit, "1234"), "56789")), 0xCBF43926u);
+}
+
+// nginx placement (ring.h), computed outside ring/ by tools/ring_reference.py with
+// Python's zlib, which matched a real nginx 1.22 on 10,000 URIs with weights
+// (tests/integration/nginx_placement_test.cc). Regenerate with:
+//   /usr/bin/python3 tools/ring_reference.py golden-nginx
+// Hashes are nginx's 32-bit CRC-32; the ring keeps them in the top half (<< 32).
+// The ring: cache-a@127.0.0.1:9001, cache-b@127.0.0.1:9002, cache-c@127.0.0.1:9003 weight
+// 2, cache-d@[::1]:9004, cache-e@127.0.0.1:9005 weight 0.
+const std::vector<Golden> kGoldenNginx = {
+    {"/", 0x79d3d2d4ULL, {"cache-b", "cache-d", "cache-c", "cache-a"}},
+    {"/index.html", 0xea224b42ULL, {"cache-c", "cache-b", "cache-a", "cache-d"}},
+    {"/a", 0x69707b5cULL, {"cache-a", "cache-d", "cache-c", "cache-b"}},
+    {"/b", 0xf0792ae6ULL, {"cache-c", "cache-d", "cache-b", "cache-a"}},
+    {"/c", 0x877e1a70ULL, {"cache-c", "cache-b", "cache-a", "cache-d"}},
+    {"/users/42", 0x603c8d00ULL, {"cache-c", "cache-b", "cache-d", "cache-a"}},
+    {"/users/43", 0x173bbd96ULL, {"cache-c", "cache-a", "cache-b", "cache-d"}},
+    {"/img/logo.png?v=3", 0x6c3b5d83ULL, {"cache-c", "cache-d", "cache-a", "cache-b"}},
+    {"/api/v1/items?page=2", 0xe9f3ded7ULL, {"cache-b", "cache-c", "cache-a", "cache-d"}},
+    {"key-0", 0x79eb8fecULL, {"cache-b", "cache-d", "cache-c", "cache-a"}},
+    {"key-1", 0x0eecbf7aULL, {"cache-b", "cache-c", "cache-d", "cache-a"}},
+    {"key-2", 0x97e5eec0ULL, {"cache-b", "cache-c", "cache-d", "cache-a"}},
+    {"key-3", 0xe0e2de56ULL, {"cache-b", "cache-d", "cache-c", "cache-a"}},
+    {"key-4", 0x7e864bf5ULL, {"cache-c", "cache-a", "cache-b", "cache-d"}},
+    {"key-5", 0x09817b63ULL, {"cache-d", "cache-c", "cache-b", "cache-a"}},
+    {"key-6", 0x90882ad9ULL, {"cache-b", "cache-c", "cache-a", "cache-d"}},
+    {"key-7", 0xe78f1a4fULL, {"cache-c", "cache-a", "cache-b", "cache-d"}},
+    {"key-8", 0x773007deULL, {"cache-b", "cache-c", "cache-d", "cache-a"}},
+    {"key-9", 0x00373748ULL, {"cache-c", "cache-b", "cache-d", "cache-a"}},
+    {"session=abc123", 0xbc40ecc9ULL, {"cache-c", "cache-b", "cache-d", "cache-a"}},
+    {"127.0.0.1", 0xd7b7e7a8ULL, {"cache-d", "cache-c", "cache-b", "cache-a"}},
+    {"::1", 0xa2ca6717ULL, {"cache-c", "cache-d", "cache-a", "cache-b"}},
+    {"ünicode/été", 0xf86f3248ULL, {"cache-d", "cache-c", "cache-b", "cache-a"}},
+    {"", 0x00000000ULL, {"cache-c", "cache-b", "cache-d", "cache-a"}},
+};
+
+std::vector<RingNode> golden_nginx_nodes() {
+  return {{"cache-a", "127.0.0.1:9001", 1},
+          {"cache-b", "127.0.0.1:9002", 1},
+          {"cache-c", "127.0.0.1:9003", 2},
+          {"cache-d", "[::1]:9004", 1},
+          {"cache-e", "127.0.0.1:9005", 0}};
+}
+
+TEST(RingGolden, NginxPlacementMapsAsNginxDoes) {
+  // vnodes does not apply: 160 points per unit of weight.
+  auto built = Ring::build(golden_nginx_nodes(), 7, Placement::kNginx);
+  ASSERT_TRUE(built.ring) << built.error;
+  const Ring& ring = *built.ring;
+  EXPECT_EQ(ring.points(), 5u * 160u);
+  EXPECT_EQ(ring.placement(), Placement::kNginx);
+  for (const Golden& g : kGoldenNginx) {
+    SCOPED_TRACE(g.key);
+    EXPECT_EQ(ring.key_hash(g.key), g.hash << 32);
+    EXPECT_EQ(owner_name(ring, ring.lookup(std::string_view(g.key))), g.walk.front());
+    EXPECT_EQ(walk_names(ring, g.hash << 32), g.walk);
+  }
+  // Same nodes, the default placement: another ring, another fingerprint.
+  auto xxh3 = must_build(golden_nginx_nodes());
+  EXPECT_NE(xxh3->fingerprint(), ring.fingerprint());
+  EXPECT_GT(Ring::moved_fraction(*xxh3, ring), 0.5);
 }
 
 TEST(RingEdge, EmptyRingFindsNothing) {

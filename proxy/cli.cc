@@ -1,6 +1,7 @@
 #include "proxy/cli.h"
 
 #include <cstdio>
+#include <memory>
 #include <ostream>
 #include <string_view>
 
@@ -11,7 +12,7 @@ namespace ringproxy {
 
 CliOptions parse_cli(int argc, const char* const* argv) {
   CliOptions o;
-  bool check = false, lookup = false, version = false, help = false;
+  bool check = false, lookup = false, shares = false, version = false, help = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "-c" || arg == "--config") {
@@ -31,6 +32,14 @@ CliOptions parse_cli(int argc, const char* const* argv) {
            ++i) {
         o.keys.emplace_back(argv[i + 1]);
       }
+    } else if (arg == "--shares") {
+      shares = true;
+    } else if (arg == "--compare") {
+      if (i + 1 >= argc) {
+        o.error = "--compare needs a file";
+        return o;
+      }
+      o.compare_path = argv[++i];
     } else if (arg == "--version" || arg == "-V") {
       version = true;
     } else if (arg == "--help" || arg == "-h") {
@@ -44,14 +53,16 @@ CliOptions parse_cli(int argc, const char* const* argv) {
     o.mode = CliMode::kHelp;
   } else if (version) {
     o.mode = CliMode::kVersion;
-  } else if (check && lookup) {
-    o.error = "--check and --lookup do not go together";
+  } else if (int{check} + int{lookup} + int{shares} > 1) {
+    o.error = "--check, --lookup and --shares do not go together";
+  } else if (!o.compare_path.empty() && !shares) {
+    o.error = "--compare goes with --shares";
   } else if (o.config_path.empty()) {
     o.error = "no config file: give -c FILE";
   } else if (lookup && o.keys.empty()) {
     o.error = "--lookup needs at least one key";
   } else {
-    o.mode = check ? CliMode::kCheck : lookup ? CliMode::kLookup : CliMode::kRun;
+    o.mode = check ? CliMode::kCheck : lookup ? CliMode::kLookup : shares ? CliMode::kShares : CliMode::kRun;
   }
   return o;
 }
@@ -62,6 +73,9 @@ void print_usage(std::ostream& out) {
   out << "usage: ringproxy -c FILE              run with FILE (also --config FILE)\n"
          "       ringproxy --check -c FILE      validate FILE, print every error\n"
          "       ringproxy -c FILE --lookup KEY...  print each key's node and fallbacks\n"
+         "       ringproxy -c FILE --shares [--compare OLD]\n"
+         "                                      each node's share of the keys; with OLD, the\n"
+         "                                      shares there and the keys that would move\n"
          "       ringproxy --version            print the version\n"
          "       ringproxy --help               this text\n"
          "\n"
@@ -83,23 +97,89 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err) {
   return kExitOk;
 }
 
-int run_lookup(const std::string& path, const std::vector<std::string>& keys,
-               std::ostream& out, std::ostream& err) {
+namespace {
+
+// The ring a config file describes (every node up), or null after printing why.
+std::shared_ptr<const Ring> ring_of(const std::string& path, std::ostream& err) {
   const ConfigResult r = load_config_file(path);
   for (const ConfigError& e : r.errors) err << e.to_string() << '\n';
-  if (!r.ok()) return kExitConfig;
+  if (!r.ok()) return nullptr;
   std::vector<RingNode> nodes;
   for (const BackendConfig& b : r.config.backends) {
     nodes.push_back({b.name, b.address.to_string(), b.weight});
   }
-  const RingBuildResult built = Ring::build(std::move(nodes), r.config.ring.vnodes, r.config.ring.placement);
-  if (!built.ring) {
-    err << path << ": " << built.error << '\n';
-    return kExitConfig;
+  RingBuildResult built = Ring::build(std::move(nodes), r.config.ring.vnodes, r.config.ring.placement);
+  if (!built.ring) err << path << ": " << built.error << '\n';
+  return built.ring;
+}
+
+const char* placement_name(Placement p) { return p == Placement::kNginx ? "nginx" : "xxh3"; }
+
+std::string percent(double fraction) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f%%", fraction * 100.0);
+  return buf;
+}
+
+}  // namespace
+
+int run_shares(const std::string& path, const std::string& compare_path, std::ostream& out,
+               std::ostream& err) {
+  const std::shared_ptr<const Ring> now = ring_of(path, err);
+  if (!now) return kExitConfig;
+  std::shared_ptr<const Ring> old;
+  if (!compare_path.empty() && !(old = ring_of(compare_path, err))) return kExitConfig;
+  const std::vector<double> now_shares = now->shares();
+  out << path << ": " << now->nodes().size() << " nodes, placement " << placement_name(now->placement())
+      << ", " << now->points() << " points\n";
+  if (old) {
+    out << compare_path << ": " << old->nodes().size() << " nodes, placement " << placement_name(old->placement())
+        << ", " << old->points() << " points\n";
   }
-  const Ring& ring = *built.ring;
+  const std::vector<double> old_shares = old ? old->shares() : std::vector<double>{};
+  out << "node  weight  share" << (old ? "  share in OLD" : "") << '\n';
+  for (NodeIndex i = 0; i < now->nodes().size(); ++i) {
+    const RingNode& n = now->nodes()[i];
+    out << n.name << "  " << n.weight << "  " << percent(now_shares[i]);
+    if (old) {
+      const auto j = old->find(n.name);
+      out << "  " << (j ? percent(old_shares[*j]) : std::string("(new)"));
+    }
+    out << '\n';
+  }
+  if (!old) return kExitOk;
+  for (NodeIndex j = 0; j < old->nodes().size(); ++j) {
+    if (!now->find(old->nodes()[j].name)) {
+      out << old->nodes()[j].name << "  -  (removed)  " << percent(old_shares[j]) << '\n';
+    }
+  }
+  if (old->placement() == now->placement()) {
+    out << "keys that move: " << percent(Ring::moved_fraction(*old, *now)) << " (exact)\n";
+    return kExitOk;
+  }
+  // Different key hashes: count over sample keys, each a URI-like string.
+  constexpr int kSamples = 1'000'000;
+  int moved = 0;
+  std::string key;
+  for (int k = 0; k < kSamples; ++k) {
+    key = "/sample/" + std::to_string(k);
+    const auto a = old->lookup(std::string_view(key));
+    const auto b = now->lookup(std::string_view(key));
+    const bool same = a && b && old->nodes()[*a].name == now->nodes()[*b].name;
+    moved += same ? 0 : 1;
+  }
+  out << "keys that move: " << percent(static_cast<double>(moved) / kSamples) << " (estimated over "
+      << kSamples << " sample keys: the placements hash keys differently)\n";
+  return kExitOk;
+}
+
+int run_lookup(const std::string& path, const std::vector<std::string>& keys,
+               std::ostream& out, std::ostream& err) {
+  const std::shared_ptr<const Ring> built_ring = ring_of(path, err);
+  if (!built_ring) return kExitConfig;
+  const Ring& ring = *built_ring;
   for (const std::string& key : keys) {
-    const uint64_t h = built.ring->key_hash(key);
+    const uint64_t h = ring.key_hash(key);
     char hex[17];
     std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
     std::vector<std::string_view> order;

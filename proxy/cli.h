@@ -8,12 +8,13 @@
 
 namespace ringproxy {
 
-enum class CliMode { kRun, kCheck, kLookup, kVersion, kHelp, kUsageError };
+enum class CliMode { kRun, kCheck, kLookup, kShares, kVersion, kHelp, kUsageError };
 
 struct CliOptions {
   CliMode mode = CliMode::kUsageError;
   std::string config_path;
   std::vector<std::string> keys;  // --lookup KEY...
+  std::string compare_path;       // --shares --compare OLD
   std::string error;              // kUsageError: what was wrong
 };
 
@@ -36,5 +37,13 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err);
 // fallbacks in ring order. Health is not known offline: every node counts as up.
 int run_lookup(const std::string& path, const std::vector<std::string>& keys,
                std::ostream& out, std::ostream& err);
+
+// --shares [--compare OLD]: each node's share of the keys under the file's ring, and with
+// OLD (another config, or the same file with another placement) each node's share there
+// and the fraction of keys that would move from OLD to this file. Exact (measured over
+// the hash space) when both place keys with the same hash; estimated over 1,000,000
+// sample keys when the placements differ (their key hashes are not comparable).
+int run_shares(const std::string& path, const std::string& compare_path, std::ostream& out,
+               std::ostream& err);
 
 }  // namespace ringproxy

@@ -144,5 +144,44 @@ TEST(Cli, LookupPrintsNodeAndFallbacks) {
   EXPECT_NE(first.find("fallbacks="), std::string::npos);
 }
 
+TEST(Cli, LookupWithNginxPlacement) {
+  const std::string path = write_file("nginx.toml", std::string("[ring]\nplacement = \"nginx\"\n") + kValid);
+  CmdResult r = run("-c " + path + " --lookup /a /users/42");
+  EXPECT_EQ(r.code, 0) << r.err;
+  // /usr/bin/python3 tools/ring_reference.py map --placement nginx cache-a@127.0.0.1:9001
+  //   cache-b@127.0.0.1:9002 cache-c@127.0.0.1:9003,2 -- /a /users/42; hash = CRC-32 << 32
+  EXPECT_NE(r.out.find("/a  hash=69707b5c00000000  node=cache-a  fallbacks="), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("/users/42  hash=603c8d0000000000  node=cache-c  fallbacks="), std::string::npos) << r.out;
+}
+
+TEST(Cli, SharesAndWhatAChangeWouldMove) {
+  const std::string old_path = write_file("old.toml", kValid);
+  CmdResult alone = run("-c " + old_path + " --shares");
+  EXPECT_EQ(alone.code, 0) << alone.err;
+  EXPECT_NE(alone.out.find("3 nodes, placement xxh3, 640 points"), std::string::npos) << alone.out;
+  EXPECT_NE(alone.out.find("cache-c  2  "), std::string::npos) << alone.out;
+
+  // A fourth node: exactly its own share moves, onto it.
+  const std::string grown = write_file(
+      "grown.toml", std::string(kValid) + "\n[[backend]]\nname = \"cache-d\"\naddress = \"127.0.0.1:9004\"\n");
+  CmdResult add = run("-c " + grown + " --shares --compare " + old_path);
+  EXPECT_EQ(add.code, 0) << add.err;
+  const size_t d = add.out.find("cache-d  1  ");
+  ASSERT_NE(d, std::string::npos) << add.out;
+  const std::string d_share = add.out.substr(d + 12, add.out.find('%', d) - d - 12);
+  EXPECT_NE(add.out.find("(new)"), std::string::npos) << add.out;
+  EXPECT_NE(add.out.find("keys that move: " + d_share + "% (exact)"), std::string::npos) << add.out;
+
+  // Another placement of the same nodes: almost everything moves, estimated by sampling.
+  const std::string nginx = write_file("nginx2.toml", std::string("[ring]\nplacement = \"nginx\"\n") + kValid);
+  CmdResult switch_placement = run("-c " + nginx + " --shares --compare " + old_path);
+  EXPECT_EQ(switch_placement.code, 0) << switch_placement.err;
+  EXPECT_NE(switch_placement.out.find("(estimated over 1000000 sample keys"), std::string::npos)
+      << switch_placement.out;
+
+  EXPECT_EQ(run("-c " + old_path + " --compare " + old_path).code, 2);
+  EXPECT_EQ(run("-c " + old_path + " --shares --compare /nonexistent.toml").code, 1);
+}
+
 }  // namespace
 }  // namespace ringproxy

@@ -19,7 +19,10 @@
 #   curl                               demo script and integration helpers
 #   chromium (--test)                  renders the admin status page in a test (headless)
 #   iproute2 (--test)                  ip netns: the gossip partition test's namespaces
-#   nginx-light (--test)               a real nginx beside ringproxy: placement = "nginx" must match it
+#   nginx-light (--test)               a real nginx beside ringproxy: placement = "nginx" must match it;
+#                                      also the round-robin tier in examples/cache-tier and its test
+#   varnish (--test)                   three real Varnish caches behind ringproxy (examples/cache-tier,
+#                                      tests/integration/cache_tier_test.cc): hit ratios through churn
 #   clang libclang-rt-14-dev (--fuzz)  libFuzzer and clang's sanitizers (scripts/fuzz.sh)
 set -euo pipefail
 
@@ -32,7 +35,7 @@ PKGS=(
 for arg in "$@"; do
   case "$arg" in
     --bench) PKGS+=(wrk nginx-light haproxy) ;;
-    --test) PKGS+=(chromium iproute2 nginx-light) ;;
+    --test) PKGS+=(chromium iproute2 nginx-light varnish) ;;
     --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown option $arg (use --test, --bench, --fuzz)" >&2; exit 2 ;;
   esac
@@ -65,7 +68,7 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# nginx and HAProxy are installed as tools, not services: on a systemd machine their
+# nginx, HAProxy and Varnish are installed as tools, not services: on a systemd machine their
 # packages would start a daemon listening on every address (port 80). Debian's
 # policy-rc.d convention (exit 101: action forbidden) keeps any service from starting
 # during this install; ours is removed afterwards, an existing one left alone.

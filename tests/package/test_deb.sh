@@ -3,7 +3,9 @@
 #   1. scripts/package.sh builds ringproxy_<version>_<arch>.deb;
 #   2. its control data: name, version, Depends computed by dpkg-shlibdeps (libuv1,
 #      libssl3, ...), the example config listed as a conffile;
-#   3. `dpkg -x` unpacks it into a throwaway root (never dpkg -i on the host): the
+#   3. dpkg installs it into a private root (`dpkg --root`, its own database; never
+#      on the host), registers the conffile, removes it keeping an edited conffile, and
+#      purges it; then `dpkg -x` unpacks it into a throwaway root: the
 #      binary, unit, logrotate snippet, man page and example config are there, the demo
 #      backend is not; the man page renders without warnings; the unit passes
 #      `systemd-analyze verify` (skipped if systemd-analyze is missing);
@@ -63,6 +65,25 @@ check "conffiles lists /etc/ringproxy/ringproxy.toml" grep -qx /etc/ringproxy/ri
 check "conffiles lists /etc/logrotate.d/ringproxy" grep -qx /etc/logrotate.d/ringproxy "$work/DEBIAN/conffiles"
 check "conffiles lists each file once" test -z "$(sort "$work/DEBIAN/conffiles" | uniq -d)"
 check "no maintainer script starts anything" test ! -e "$work/DEBIAN/postinst"
+
+# ---- a real dpkg install, into a private root (dpkg --root: its own database, not the
+# host's; the libraries it depends on are the host's, so their absence there is forced) ----
+droot="$work/dpkg-root"
+mkdir -p "$droot/var/lib/dpkg/info" "$droot/var/lib/dpkg/updates"
+: >"$droot/var/lib/dpkg/status"
+dpkg_r() { dpkg --root="$droot" --force-not-root --force-depends "$@" >>"$work/dpkg.log" 2>&1; }
+check "dpkg -i installs it (private root)" dpkg_r -i "$deb"
+check "dpkg says: install ok installed" \
+  test "$(dpkg --root="$droot" -s ringproxy 2>/dev/null | sed -n 's/^Status: //p')" = "install ok installed"
+check "dpkg registered the example config as a conffile" \
+  grep -q '/etc/ringproxy/ringproxy.toml' <(dpkg --root="$droot" -s ringproxy 2>/dev/null)
+check "the installed binary accepts the installed config" \
+  "$droot/usr/bin/ringproxy" --check -c "$droot/etc/ringproxy/ringproxy.toml"
+echo "# a local edit" >>"$droot/etc/ringproxy/ringproxy.toml"
+check "dpkg -r removes the binary" dpkg_r -r ringproxy
+check "... and keeps the edited conffile" test -f "$droot/etc/ringproxy/ringproxy.toml" -a ! -e "$droot/usr/bin/ringproxy"
+check "dpkg --purge removes the conffile too" dpkg_r --purge ringproxy
+check "... which is then gone" test ! -e "$droot/etc/ringproxy/ringproxy.toml"
 
 # ---- unpacked files ----
 root="$work/root"

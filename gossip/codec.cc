@@ -30,6 +30,11 @@ void put_str(std::vector<uint8_t>& out, std::string_view s) {
   put_varint(out, s.size());
   out.insert(out.end(), s.begin(), s.end());
 }
+// Ping and ack: store_bound (+1, 0 for "infinite") and store_digest.
+void put_store(std::vector<uint8_t>& out, const Message& m) {
+  put_varint(out, m.store_bound == UINT64_MAX ? 0 : m.store_bound + 1);
+  put_u64(out, m.store_digest);
+}
 
 void put_update(std::vector<uint8_t>& out, const Update& u) {
   if (const auto* m = std::get_if<MemberUpdate>(&u)) {
@@ -61,14 +66,12 @@ void put_body(std::vector<uint8_t>& out, const Message& m) {
       put_str(out, m.from);
       put_str(out, m.from_address);
       put_str(out, m.target);
-      put_varint(out, m.store_bound == UINT64_MAX ? 0 : m.store_bound + 1);
-      put_u64(out, m.store_digest);
+      put_store(out, m);
       break;
     case MessageType::kAck:
       put_varint(out, m.seq);
       put_str(out, m.from);
-      put_varint(out, m.store_bound == UINT64_MAX ? 0 : m.store_bound + 1);
-      put_u64(out, m.store_digest);
+      put_store(out, m);
       break;
     case MessageType::kNack:
       put_varint(out, m.seq);
@@ -162,6 +165,11 @@ class Reader {
   size_t pos_ = 0;
   std::string_view error_;
 };
+
+void read_store(Reader& r, Message& m) {
+  m.store_bound = r.varint() - 1;  // 0 - 1: UINT64_MAX, "infinite"
+  m.store_digest = r.u64();
+}
 
 std::optional<Update> read_update(Reader& r) {
   const uint8_t kind = r.byte();
@@ -283,14 +291,12 @@ Decoded decode(std::span<const uint8_t> bytes, uint8_t accepted_flags) {
       m.from = r.str(kMaxName);
       m.from_address = r.str(kMaxName);
       m.target = r.str(kMaxName);
-      m.store_bound = r.varint() - 1;  // 0 - 1: UINT64_MAX, "infinite"
-      m.store_digest = r.u64();
+      read_store(r, m);
       break;
     case MessageType::kAck:
       m.seq = r.varint();
       m.from = r.str(kMaxName);
-      m.store_bound = r.varint() - 1;  // 0 - 1: UINT64_MAX, "infinite"
-      m.store_digest = r.u64();
+      read_store(r, m);
       break;
     case MessageType::kNack:
       m.seq = r.varint();

@@ -387,7 +387,7 @@ void Swim::on_self_update(const MemberUpdate& u) {
 }
 
 uint64_t Swim::settled_bound(int64_t now) {
-  const int64_t settle = cfg_.anti_entropy_settle_periods * cfg_.probe_interval_ms;
+  const int64_t settle = settle_ms();
   while (!recent_.empty() && recent_.front().first <= now - settle) recent_.pop_front();
   // Nothing arrived lately: every entry we hold, and any we may lack, is "settled".
   if (recent_.empty()) return UINT64_MAX;
@@ -397,7 +397,7 @@ uint64_t Swim::settled_bound(int64_t now) {
 }
 
 void Swim::anti_entropy(std::string_view from_address, const Message& m, int64_t now) {
-  const int64_t settle = cfg_.anti_entropy_settle_periods * cfg_.probe_interval_ms;
+  const int64_t settle = settle_ms();
   if (settle == 0 || left_ || now < next_anti_entropy_ms_) return;
   // Compare what both sides have held for a settle time: the entries at or below the
   // sender's bound, if that is within ours.

@@ -241,6 +241,7 @@ class Swim {
   // The highest version v such that every entry we hold at or below v arrived at least
   // a settle time ago (UINT64_MAX when nothing arrived within a settle time).
   uint64_t settled_bound(int64_t now);
+  int64_t settle_ms() const { return cfg_.anti_entropy_settle_periods * cfg_.probe_interval_ms; }
   void on_ping_req(std::string_view from_address, const Message& m, int64_t now);
   void on_ack(const Message& m, int64_t now);
   void on_push_pull(std::string_view from_address, const Message& m, int64_t now);

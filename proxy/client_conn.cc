@@ -430,7 +430,10 @@ void ClientConn::on_request_head() {
                   "malformed request: " + std::string(v.cause));
     return;
   }
-  if (!buffered_body_valid()) {
+  // A request framed with neither Content-Length nor Transfer-Encoding has no body:
+  // what follows its head is the next request, parsed in its turn.
+  const bool has_body = (req_parser_.flags & (F_CHUNKED | F_CONTENT_LENGTH | F_TRANSFER_ENCODING)) != 0;
+  if (has_body && !buffered_body_valid()) {
     // Refused before anything goes upstream. (A framing error in bytes that come
     // later still ends the exchange with a 400, the backend connection closed.)
     const char* reason = llhttp_get_error_reason(&req_parser_);

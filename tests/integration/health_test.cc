@@ -197,17 +197,17 @@ TEST_F(HealthFixture, MaxEjectedPercentIsNeverExceeded) {
       << m.body;
   // It goes on failing: every refusal is counted, but logged once per 10 s, not
   // once per failure (a log flood under load, seen in bench/soak).
-  for (int i = 0; i < 40; ++i) http_get(port_, (survivor == "n1" ? k1 : k0)[static_cast<size_t>(i % 2)]);
+  // Failures reach the control loop in per-worker batches, so how many refusals a number
+  // of failures makes varies: fail until a few more refusals were counted.
   const std::string series = "ringproxy_ejections_refused_total{backend=\"" + survivor + "\"} ";
   long refused = 0;
-  // 40 failures make up to 20 refusals (workers report failures asynchronously, and a
-  // slow run, under ASan say, counts fewer); a few already make the point: one log line.
-  for (int polls = 0; polls < 5000 && refused < 5; ++polls) {
+  for (int i = 0; i < 2000 && refused < 4; ++i) {
+    http_get(port_, (survivor == "n1" ? k1 : k0)[static_cast<size_t>(i % 2)]);
     const std::string body = http_get(admin_port_, "/metrics").body;
     const size_t at = body.find(series);
     if (at != std::string::npos) refused = std::stol(body.substr(at + series.size()));
   }
-  EXPECT_GE(refused, 5);
+  EXPECT_GE(refused, 4);
   const std::string log = proxy_->stderr_text();
   size_t logged = 0;
   for (size_t at = log.find("ejection refused"); at != std::string::npos; at = log.find("ejection refused", at + 1)) {

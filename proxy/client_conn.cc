@@ -449,6 +449,25 @@ void ClientConn::on_request_head() {
     return;
   }
 
+  // The target (RFC 9112 3.2): origin form; absolute form, which goes on in origin form
+  // with Host taken from its authority (3.2.2), keyed by its path and query as the same
+  // request in origin form is; or asterisk form, for OPTIONS only.
+  std::string_view origin = target;
+  std::string_view authority;
+  if (AbsoluteTarget abs; split_absolute_target(target, &abs)) {
+    authority = abs.authority;
+    if (abs.origin.empty() || abs.origin.front() != '/') {
+      origin_scratch_.assign(1, '/');
+      origin_scratch_.append(abs.origin);
+      origin = origin_scratch_;
+    } else {
+      origin = abs.origin;
+    }
+  } else if (target.empty() || (target == "*" ? req_parser_.method != HTTP_OPTIONS : target.front() != '/')) {
+    respond_error(400, "malformed request", "malformed request target");
+    return;
+  }
+
   // Access-log fields, taken now: the head's bytes may move once the body streams.
   if (AccessLog::enabled()) {
     log_prefix_.assign(client_ip_);
@@ -468,9 +487,9 @@ void ClientConn::on_request_head() {
     log_tail_ += "\" ";
   }
 
-  const std::string_view key = select_hash_key(cfg.proxy.hash_key, target, header_views_, client_ip_);
+  const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, header_views_, client_ip_);
   key_hash_ = routing_->ring->key_hash(key);
-  build_upstream_head(client_ip_);
+  build_upstream_head(client_ip_, origin, authority);
   attempts_ = 0;
   req_body_forwarded_ = 0;
   req_body_started_ = false;
@@ -481,13 +500,14 @@ void ClientConn::on_request_head() {
   pick_node_and_connect();
 }
 
-void ClientConn::build_upstream_head(std::string_view client_ip) {
+void ClientConn::build_upstream_head(std::string_view client_ip, std::string_view target,
+                                     std::string_view authority) {
   std::string& h = up_head_;
   h.clear();
   const std::string_view method = llhttp_method_name(static_cast<llhttp_method_t>(req_parser_.method));
   h.append(method);
   h += ' ';
-  h.append(view(url_));
+  h.append(target);
   // An HTTP/1.0 client cannot read a chunked response: ask the backend in 1.0 too.
   h += client_http10_ ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
   const std::string_view connection = find_header(header_views_, "connection");
@@ -506,10 +526,19 @@ void ClientConn::build_upstream_head(std::string_view client_ip) {
       continue;
     }
     if (iequals(hv.name, "x-forwarded-proto") || iequals(hv.name, "x-forwarded-host")) continue;
-    if (iequals(hv.name, "host")) host = hv.value;
+    if (iequals(hv.name, "host")) {
+      if (!authority.empty()) continue;  // replaced by the target's authority
+      host = hv.value;
+    }
     h.append(hv.name);
     h += ": ";
     h.append(hv.value);
+    h += "\r\n";
+  }
+  if (!authority.empty()) {
+    host = authority;
+    h += "Host: ";
+    h.append(authority);
     h += "\r\n";
   }
   h += "X-Forwarded-For: ";

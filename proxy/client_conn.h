@@ -59,7 +59,9 @@ class ClientConn final : private UpstreamConn::Owner {
   // True unless the body bytes already buffered break the request's framing.
   bool buffered_body_valid();
   std::string_view view(Span s) { return {in_.data() + s.off, s.len}; }
-  void build_upstream_head(std::string_view client_ip);
+  // `target`: the origin form to send; `authority`: the Host to send in place of the
+  // client's, when the client used the absolute form ("" otherwise).
+  void build_upstream_head(std::string_view client_ip, std::string_view target, std::string_view authority);
   void pick_node_and_connect();
   void attach_upstream(UpstreamConn* conn);
   void send_upstream_head();
@@ -168,6 +170,7 @@ class ClientConn final : private UpstreamConn::Owner {
   UpstreamConn* up_ = nullptr;
   bool upstream_ready_ = false;  // connected and head written or queued
   std::string up_head_;          // request head as sent upstream (kept for retries)
+  std::string origin_scratch_;   // "/" + query of an absolute target without a path
   RespPhase resp_phase_ = RespPhase::kNone;
   llhttp_t resp_parser_{};
   Span status_text_;

@@ -1,5 +1,8 @@
 #include "proxy/http_util.h"
 
+#include <algorithm>
+#include <cctype>
+
 namespace ringproxy {
 namespace {
 
@@ -206,16 +209,30 @@ HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_
   if (unknown_coding) return {501, "unknown transfer coding"};
   if (hosts > 1) return {400, "more than one Host"};
   if (hosts == 0 && http11) return {400, "HTTP/1.1 request without Host"};
-  if (!target.empty() && target.front() != '/' && target != "*") {
-    // Absolute form: scheme "://" authority, which ends at the first / ? or #.
-    const size_t scheme_end = target.find("://");
-    if (scheme_end != std::string_view::npos) {
-      const std::string_view rest = target.substr(scheme_end + 3);
-      const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
-      if (authority.find('@') != std::string_view::npos) return {400, "userinfo in the request target"};
-    }
+  if (AbsoluteTarget abs; split_absolute_target(target, &abs)) {
+    if (!iequals(abs.scheme, "http") && !iequals(abs.scheme, "https")) return {400, "request target scheme not http"};
+    if (abs.authority.empty()) return {400, "request target without a host"};
+    if (abs.authority.find('@') != std::string_view::npos) return {400, "userinfo in the request target"};
   }
   return {};
+}
+
+bool split_absolute_target(std::string_view target, AbsoluteTarget* out) {
+  // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 3.1), then "://".
+  if (target.empty() || !std::isalpha(static_cast<unsigned char>(target.front()))) return false;
+  size_t i = 1;
+  while (i < target.size() && (std::isalnum(static_cast<unsigned char>(target[i])) || target[i] == '+' ||
+                               target[i] == '-' || target[i] == '.')) {
+    ++i;
+  }
+  if (target.substr(i, 3) != "://") return false;
+  out->scheme = target.substr(0, i);
+  const std::string_view rest = target.substr(i + 3);
+  // The authority ends at the first "/", "?" or "#" (RFC 3986 3.2).
+  const size_t end = std::min(rest.find_first_of("/?#"), rest.size());
+  out->authority = rest.substr(0, end);
+  out->origin = rest.substr(end);
+  return true;
 }
 
 bool is_idempotent_method(std::string_view method) {

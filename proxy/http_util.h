@@ -60,10 +60,24 @@ struct HeadVerdict {
 //  - RFC 9112 3.2: exactly one Host in HTTP/1.1 (`http11`), at most one in 1.0;
 //  - RFC 9110 5.1: no empty field name; no Content_Length or Transfer_Encoding, which
 //    CGI-style backends read as the framing headers (nginx drops such fields);
-//  - RFC 9110 4.2.4: no userinfo in an absolute-form target (the authority's meaning
+//  - RFC 9112 3.2.2: an absolute-form target has the scheme http or https and a
+//    non-empty authority without userinfo (RFC 9110 4.2.4: the meaning of userinfo
 //    differs between parsers).
 // Reads only; no allocation.
 HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_view target, bool http11);
+
+// An absolute-form request target, "scheme://authority[path][?query]" (RFC 9112 3.2.2),
+// in parts. `origin` is the path and query, as the origin-form of the same request
+// would carry them; empty when the target has no path, which is "/". Views `target`.
+struct AbsoluteTarget {
+  std::string_view scheme;
+  std::string_view authority;
+  std::string_view origin;
+};
+
+// Splits `target` when it is in absolute form (a scheme, then "://"); false otherwise
+// (origin form "/...", asterisk form "*", authority form "host:port").
+bool split_absolute_target(std::string_view target, AbsoluteTarget* out);
 
 // RFC 9110 9.2.2: methods whose repetition has the effect of one, so a failed attempt
 // may be sent again.

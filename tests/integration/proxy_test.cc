@@ -261,6 +261,47 @@ TEST_F(ProxyFixture, KeepAlivePipeliningAndHeaders) {
   EXPECT_EQ(conn.wait_close(Millis(5000)), CloseKind::eof);
 }
 
+// RFC 9112 3.2.2: an absolute-form target goes on in origin form, with Host from its
+// authority, and is routed as the same request in origin form.
+TEST_F(ProxyFixture, AbsoluteFormGoesOnInOriginFormWithItsHost) {
+  add_backend("abs-a");
+  add_backend("abs-b");
+  add_backend("abs-c");
+  start_proxy();
+  const std::vector<std::string> paths = {"/x/1?q=2", "/", "/?only-query", "/deep/er/path"};
+  const auto expected = reference_map(names(), paths);
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.connected()) << conn.error();
+  const std::pair<std::string, std::string> absolute[] = {
+      {"http://example.test/x/1?q=2", "/x/1?q=2"},
+      {"HTTP://example.test", "/"},
+      {"http://example.test?only-query", "/?only-query"},
+      {"https://example.test:8443/deep/er/path", "/deep/er/path"},
+  };
+  for (const auto& [target, path] : absolute) {
+    Response r = conn.request("GET", target, {{"Host", "other.test"}});
+    ASSERT_EQ(r.status, 200) << target << ": " << r.describe();
+    EXPECT_EQ(r.body, expected.at(path) + " " + path + "\n") << target;
+    EXPECT_EQ(r.header("X-Backend"), expected.at(path)) << target;
+  }
+  Response h = conn.request("GET", "http://example.test:8080/headers", {{"Host", "other.test"}});
+  ASSERT_EQ(h.status, 200) << h.describe();
+  EXPECT_NE(h.body.find("Host: example.test:8080\n"), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find("X-Forwarded-Host: example.test:8080\n"), std::string::npos) << h.body;
+  EXPECT_EQ(h.body.find("other.test"), std::string::npos) << h.body;
+  // Forms a reverse proxy does not take: 400, and the connection closes.
+  for (const char* bad : {"ftp://example.test/a", "http:///a", "http://user@example.test/a", "*"}) {
+    Conn c("127.0.0.1", port_);
+    ASSERT_TRUE(c.send_raw(std::string("GET ") + bad + " HTTP/1.1\r\nHost: h\r\n\r\n"));
+    Response r = c.read_response();
+    EXPECT_EQ(r.status, 400) << bad << ": " << r.describe();
+    EXPECT_EQ(c.wait_close(Millis(5000)), CloseKind::eof) << bad;
+  }
+  // OPTIONS * is the one use of the asterisk form: it goes on as it is.
+  Response o = conn.request("OPTIONS", "*", {{"Host", "h"}});
+  EXPECT_NE(o.status, 400) << o.describe();
+}
+
 TEST_F(ProxyFixture, Http10AndHeadAndBodilessStatuses) {
   add_backend("s-a");
   start_proxy();

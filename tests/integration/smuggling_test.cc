@@ -368,7 +368,14 @@ TEST_P(SmugglingCorpus, Case) {
       const ParsedRequest& want = intended[i];
       const ParsedRequest& got = after.requests[before.requests.size() + i];
       EXPECT_EQ(got.method, want.method) << got.describe();
-      EXPECT_EQ(got.target, want.target) << got.describe();
+      // An absolute-form target goes on in origin form (RFC 9112 3.2.2).
+      std::string want_target = want.target;
+      if (const size_t scheme = want_target.find("://"); scheme != std::string::npos && want_target[0] != '/') {
+        const size_t path = want_target.find_first_of("/?", scheme + 3);
+        want_target = path == std::string::npos ? "/" : want_target.substr(path);
+        if (want_target[0] == '?') want_target.insert(0, "/");
+      }
+      EXPECT_EQ(got.target, want_target) << got.describe();
       EXPECT_EQ(got.body, want.body) << got.describe();
       EXPECT_EQ(got.http_minor, want.http_minor) << got.describe();
       ASSERT_EQ(got.trailers.size(), want.trailers.size()) << got.describe();

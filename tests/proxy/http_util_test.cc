@@ -107,6 +107,31 @@ TEST(HttpUtil, RequestHeadFieldsAndTarget) {
   EXPECT_EQ(verdict({host}, "http://u@h/a"), 400);
   EXPECT_EQ(verdict({host}, "http://h/a@b"), 0);  // '@' in the path is no userinfo
   EXPECT_EQ(verdict({host}, "*"), 0);
+  EXPECT_EQ(verdict({host}, "HTTPS://h:8443"), 0);
+  EXPECT_EQ(verdict({host}, "ftp://h/a"), 400);  // a reverse proxy of http only
+  EXPECT_EQ(verdict({host}, "http:///a"), 400);  // no host
+  EXPECT_EQ(verdict({host}, "http://?q"), 400);
+}
+
+TEST(HttpUtil, SplitAbsoluteTarget) {
+  AbsoluteTarget t;
+  ASSERT_TRUE(split_absolute_target("http://h.test:81/a/b?c=d", &t));
+  EXPECT_EQ(t.scheme, "http");
+  EXPECT_EQ(t.authority, "h.test:81");
+  EXPECT_EQ(t.origin, "/a/b?c=d");
+  ASSERT_TRUE(split_absolute_target("https://h", &t));
+  EXPECT_EQ(t.authority, "h");
+  EXPECT_EQ(t.origin, "");
+  ASSERT_TRUE(split_absolute_target("http://h?q", &t));
+  EXPECT_EQ(t.authority, "h");
+  EXPECT_EQ(t.origin, "?q");
+  ASSERT_TRUE(split_absolute_target("svn+ssh://[::1]:22/x", &t));
+  EXPECT_EQ(t.scheme, "svn+ssh");
+  EXPECT_EQ(t.authority, "[::1]:22");
+  // Not absolute form: origin, asterisk and authority forms, and no scheme.
+  for (const char* target : {"/a", "/a?u=http://b", "*", "h.test:443", "://h/a", "1http://h/", ""}) {
+    EXPECT_FALSE(split_absolute_target(target, &t)) << target;
+  }
 }
 
 TEST(HttpUtil, Idempotence) {

@@ -11,6 +11,8 @@
 #include "proxy/worker.h"
 
 namespace ringproxy {
+// Literal pieces of the heads we build are appended with their length known, not strlen.
+using namespace std::string_view_literals;
 namespace {
 
 // Largest response head accepted from a backend; a larger one is a 502.
@@ -509,7 +511,7 @@ void ClientConn::build_upstream_head(std::string_view client_ip, std::string_vie
   h += ' ';
   h.append(target);
   // An HTTP/1.0 client cannot read a chunked response: ask the backend in 1.0 too.
-  h += client_http10_ ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
+  h += client_http10_ ? " HTTP/1.0\r\n"sv : " HTTP/1.1\r\n"sv;
   const std::string_view connection = find_header(header_views_, "connection");
   std::string_view xff, host, upgrade_value;
   bool have_xff = false;
@@ -531,38 +533,38 @@ void ClientConn::build_upstream_head(std::string_view client_ip, std::string_vie
       host = hv.value;
     }
     h.append(hv.name);
-    h += ": ";
+    h += ": "sv;
     h.append(hv.value);
-    h += "\r\n";
+    h += "\r\n"sv;
   }
   if (!authority.empty()) {
     host = authority;
-    h += "Host: ";
+    h += "Host: "sv;
     h.append(authority);
-    h += "\r\n";
+    h += "\r\n"sv;
   }
-  h += "X-Forwarded-For: ";
+  h += "X-Forwarded-For: "sv;
   if (have_xff && !xff.empty()) {
     for (const HeaderView& hv : header_views_) {
       if (iequals(hv.name, "x-forwarded-for")) {
         h.append(hv.value);
-        h += ", ";
+        h += ", "sv;
       }
     }
   }
   h.append(client_ip);
-  h += "\r\nX-Forwarded-Proto: http\r\n";
+  h += "\r\nX-Forwarded-Proto: http\r\n"sv;
   if (!host.empty()) {
-    h += "X-Forwarded-Host: ";
+    h += "X-Forwarded-Host: "sv;
     h.append(host);
-    h += "\r\n";
+    h += "\r\n"sv;
   }
   if (upgrade_) {
-    h += "Connection: Upgrade\r\nUpgrade: ";
+    h += "Connection: Upgrade\r\nUpgrade: "sv;
     h.append(upgrade_value);
-    h += "\r\n";
+    h += "\r\n"sv;
   }
-  h += "\r\n";
+  h += "\r\n"sv;
 }
 
 bool ClientConn::may_retry() const {
@@ -1057,6 +1059,12 @@ void ClientConn::on_response_head() {
   const auto uview = [&](Span s) { return std::string_view(ub.data() + s.off, s.len); };
   resp_status_ = resp_parser_.status_code;
   resp_from_backend_ = true;
+  if (resp_status_ < 100) {
+    // RFC 9110 15: codes are three digits, 100 to 599; llhttp also takes "2" or "099".
+    // Above 599 is relayed as it is (clients treat an unknown code as its class's x00).
+    upstream_failed(502, "malformed response: status code below 100", false);
+    return;
+  }
   const bool interim = resp_status_ >= 100 && resp_status_ < 200 && resp_status_ != 101;
   if (resp_status_ == 101 && !upgrade_) {
     // Switching protocols that the client never asked for: nothing can be relayed.
@@ -1102,33 +1110,36 @@ void ClientConn::on_response_head() {
 
   std::string& h = resp_head_;
   h.clear();
-  h += client_http10_ ? "HTTP/1.0 " : "HTTP/1.1 ";
-  h += std::to_string(resp_status_);
-  h += ' ';
+  h += client_http10_ ? "HTTP/1.0 "sv : "HTTP/1.1 "sv;
+  // llhttp takes exactly three digits.
+  const char status[4] = {static_cast<char>('0' + resp_status_ / 100 % 10),
+                          static_cast<char>('0' + resp_status_ / 10 % 10), static_cast<char>('0' + resp_status_ % 10),
+                          ' '};
+  h.append(status, 4);
   h.append(uview(status_text_));
-  h += "\r\n";
+  h += "\r\n"sv;
   std::string_view upgrade_value;
   for (const HeaderSpan& hs : resp_headers_) {
     const std::string_view name = uview(hs.name);
     if (iequals(name, "upgrade")) upgrade_value = uview(hs.value);
     if (is_hop_by_hop(name, connection)) continue;
     h.append(name);
-    h += ": ";
+    h += ": "sv;
     h.append(uview(hs.value));
-    h += "\r\n";
+    h += "\r\n"sv;
   }
   if (tunnel) {
-    h += "Connection: Upgrade\r\nUpgrade: ";
+    h += "Connection: Upgrade\r\nUpgrade: "sv;
     h.append(upgrade_value);
-    h += "\r\n";
+    h += "\r\n"sv;
   } else if (!interim) {
     if (close_after_response_) {
-      h += "Connection: close\r\n";
+      h += "Connection: close\r\n"sv;
     } else if (client_http10_) {
-      h += "Connection: keep-alive\r\n";
+      h += "Connection: keep-alive\r\n"sv;
     }
   }
-  h += "\r\n";
+  h += "\r\n"sv;
   resp_bytes_ += h.size();
   resp_headers_.clear();
   status_text_ = {};

@@ -745,6 +745,19 @@ TEST_F(ProxyFixture, SwitchingProtocolsNobodyAskedForIs502) {
   EXPECT_EQ(r.status, 502) << r.describe();
 }
 
+TEST_F(ProxyFixture, StatusCodeBelow100Is502) {
+  for (const char* line : {"HTTP/1.1 20 OK", "HTTP/1.1 099 Odd"}) {
+    ScriptedBackend b(std::string(line) + "\r\nContent-Length: 2\r\n\r\nok");
+    scripted_.clear();
+    add_scripted("odd", b);
+    start_proxy({.proxy_extra = "retries = 0", .workers = 1});
+    Response r = http_get(port_, "/status");
+    EXPECT_EQ(r.status, 502) << line << ": " << r.describe();
+    EXPECT_TRUE(proxy_->wait_for_output(Output::err, "status code below 100")) << line;
+    proxy_.reset();
+  }
+}
+
 TEST_F(ProxyFixture, HalfClosedClientsAreAnswered) {
   add_backend("hc");
   start_proxy();

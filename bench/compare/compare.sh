@@ -11,7 +11,8 @@
 # to ringproxy. Everything listens on 127.0.0.1 and stops by itself.
 #
 #   bench/compare/compare.sh [build-dir]      env: DURATION=10 CONNS=50 ROUNDS=3
-#                                             PROXIES="ringproxy nginx haproxy" PIN=0
+#                                             PROXIES="ringproxy nginx haproxy" PIN=0 DIRECT=1
+#                                             STEAL_MAX=3 TRIES=3
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -26,6 +27,7 @@ base=${PROXIES%% *}   # the ratios are to the first one listed
 # cores time-slice in milliseconds, which is what p99 mostly measures unpinned). Off by
 # default, as the README's tables were made.
 PIN=${PIN:-0}
+DIRECT=${DIRECT:-1}   # also run wrk straight to a backend each round: the no-proxy floor
 if [[ $PIN == 1 ]] && (($(nproc) >= 2)) && command -v taskset >/dev/null; then
   on_load=(taskset -c 0) on_proxy=(taskset -c 1)
 else
@@ -143,7 +145,7 @@ wait_port() {
   exit 1
 }
 
-"${on_load[@]}" nginx -c "$work/backends.conf" -p "$work" & pids+=($!)
+"${on_load[@]}" nginx -c "$work/backends.conf" -p "$work" & pids+=($!); backends_pid=$!
 wait_port "$B1"
 "${on_proxy[@]}" "$build/proxy/ringproxy" -c "$work/ringproxy.toml" 2>"$work/ringproxy.err" & pids+=($!); ring_pid=$!
 "${on_proxy[@]}" nginx -c "$work/nginx.conf" -p "$work" & pids+=($!); nginx_pid=$!
@@ -237,6 +239,9 @@ for round in $(seq "$ROUNDS"); do
       *) echo "compare: unknown proxy '$name' in PROXIES" >&2; exit 2 ;;
     esac
   done
+  # The floor: wrk straight to one backend, no proxy. What a proxy's row adds to this
+  # row's latency is the proxy's cost (and the extra process on the two cores).
+  ((DIRECT == 1)) && run_one direct "$B1" "$(worker_of "$backends_pid")"
   printf '\nround %s (run in the order: %s)\n' "$round" "$(for ((k = 0; k < n; k++)); do printf '%s ' "${order[$(((round - 1 + k) % n))]}"; done)"
   printf '| proxy | requests/s | p50 ms | p99 ms | CPU us/request | rps vs %s | CPU vs %s | steal %% | tries | waiting for a CPU %% | sleeps / preemptions per 1k requests |\n' "$base" "$base"
   printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
@@ -245,6 +250,10 @@ for round in $(seq "$ROUNDS"); do
         -v r0="${rps[$base]}" -v c0="${cpu[$base]}" -v t="${tries[$name]}" -v w="${waitp[$name]}" -v sw="${sw[$name]}" \
       'BEGIN{printf "| %s | %d | %.2f | %.2f | %.2f | %.2fx | %.2fx | %s | %s | %s | %s |\n", n, r, a/1000, b/1000, c, r/r0, c/c0, st, t, w, sw}'
   done
+  if ((DIRECT == 1)); then
+    awk -v r="${rps[direct]}" -v a="${p50[direct]}" -v b="${p99[direct]}" -v st="${steal[direct]}" -v t="${tries[direct]}" \
+      'BEGIN{printf "| (no proxy: wrk to one backend) | %d | %.2f | %.2f | - | - | - | %s | %s | - | - |\n", r, a/1000, b/1000, st, t}'
+  fi
 done
 
 # Medians over the rounds, and the first proxy listed against the better of the others
@@ -259,6 +268,10 @@ for name in $PROXIES; do
   awk -v n="$name" -v r="${m_rps[$name]}" -v p="${m_p99[$name]}" -v c="${m_cpu[$name]}" \
     'BEGIN{printf "| %s | %d | %.2f | %.2f |\n", n, r, p / 1000, c}'
 done
+if ((DIRECT == 1)); then
+  awk -v r="$(awk '$1 == "direct" {print $2}' "$all_runs" | median)" -v p="$(awk '$1 == "direct" {print $3}' "$all_runs" | median)" \
+    'BEGIN{printf "| (no proxy) | %d | %.2f | - |\n", r, p / 1000}'
+fi
 if ((${#order[@]} > 1)); then
   best_rps=0 best_p99=-1 best_cpu=-1
   for name in "${order[@]:1}"; do

@@ -455,10 +455,20 @@ void ClientConn::on_request_head() {
   // with Host taken from its authority (3.2.2), keyed by its path and query as the same
   // request in origin form is; or asterisk form, for OPTIONS only.
   std::string_view origin = target;
-  std::string_view authority;
   if (AbsoluteTarget abs; split_absolute_target(target, &abs)) {
-    authority = abs.authority;
-    if (abs.origin.empty() || abs.origin.front() != '/') {
+    // The authority is the Host from here on: for the key (hash_key = "header:host"
+    // routes it as the origin form with that Host would go) and for the backend.
+    bool replaced = false;
+    for (HeaderView& hv : header_views_) {
+      if (iequals(hv.name, "host")) {
+        hv.value = abs.authority;
+        replaced = true;
+      }
+    }
+    if (!replaced) header_views_.push_back({"Host", abs.authority});
+    if (abs.origin.empty() && req_parser_.method == HTTP_OPTIONS) {
+      origin = "*";  // RFC 9112 3.2.4: the last proxy sends OPTIONS for the server as "*"
+    } else if (abs.origin.empty() || abs.origin.front() != '/') {
       origin_scratch_.assign(1, '/');
       origin_scratch_.append(abs.origin);
       origin = origin_scratch_;
@@ -491,7 +501,7 @@ void ClientConn::on_request_head() {
 
   const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, header_views_, client_ip_);
   key_hash_ = routing_->ring->key_hash(key);
-  build_upstream_head(client_ip_, origin, authority);
+  build_upstream_head(client_ip_, origin);
   attempts_ = 0;
   req_body_forwarded_ = 0;
   req_body_started_ = false;
@@ -502,8 +512,7 @@ void ClientConn::on_request_head() {
   pick_node_and_connect();
 }
 
-void ClientConn::build_upstream_head(std::string_view client_ip, std::string_view target,
-                                     std::string_view authority) {
+void ClientConn::build_upstream_head(std::string_view client_ip, std::string_view target) {
   std::string& h = up_head_;
   h.clear();
   const std::string_view method = llhttp_method_name(static_cast<llhttp_method_t>(req_parser_.method));
@@ -528,19 +537,10 @@ void ClientConn::build_upstream_head(std::string_view client_ip, std::string_vie
       continue;
     }
     if (iequals(hv.name, "x-forwarded-proto") || iequals(hv.name, "x-forwarded-host")) continue;
-    if (iequals(hv.name, "host")) {
-      if (!authority.empty()) continue;  // replaced by the target's authority
-      host = hv.value;
-    }
+    if (iequals(hv.name, "host")) host = hv.value;
     h.append(hv.name);
     h += ": "sv;
     h.append(hv.value);
-    h += "\r\n"sv;
-  }
-  if (!authority.empty()) {
-    host = authority;
-    h += "Host: "sv;
-    h.append(authority);
     h += "\r\n"sv;
   }
   h += "X-Forwarded-For: "sv;
@@ -1058,7 +1058,6 @@ void ClientConn::on_response_head() {
   IoBuffer& ub = up_->buffer();
   const auto uview = [&](Span s) { return std::string_view(ub.data() + s.off, s.len); };
   resp_status_ = resp_parser_.status_code;
-  resp_from_backend_ = true;
   if (resp_status_ < 100) {
     // RFC 9110 15: codes are three digits, 100 to 599; llhttp also takes "2" or "099".
     // Above 599 is relayed as it is (clients treat an unknown code as its class's x00).
@@ -1086,6 +1085,8 @@ void ClientConn::on_response_head() {
       return;
     }
   }
+  // A response we relay (the refusals above count once, in upstream_failed).
+  resp_from_backend_ = true;
   if (interim && client_http10_) {
     // RFC 9110 15.2: no 1xx to an HTTP/1.0 client. Wait for the final response.
     resp_headers_.clear();
@@ -1111,7 +1112,8 @@ void ClientConn::on_response_head() {
   std::string& h = resp_head_;
   h.clear();
   h += client_http10_ ? "HTTP/1.0 "sv : "HTTP/1.1 "sv;
-  // llhttp takes exactly three digits.
+  // 100 to 999 here (llhttp stops at 999): three digits, whatever leading zeros the
+  // backend wrote.
   const char status[4] = {static_cast<char>('0' + resp_status_ / 100 % 10),
                           static_cast<char>('0' + resp_status_ / 10 % 10), static_cast<char>('0' + resp_status_ % 10),
                           ' '};

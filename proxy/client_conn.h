@@ -59,9 +59,8 @@ class ClientConn final : private UpstreamConn::Owner {
   // True unless the body bytes already buffered break the request's framing.
   bool buffered_body_valid();
   std::string_view view(Span s) { return {in_.data() + s.off, s.len}; }
-  // `target`: the origin form to send; `authority`: the Host to send in place of the
-  // client's, when the client used the absolute form ("" otherwise).
-  void build_upstream_head(std::string_view client_ip, std::string_view target, std::string_view authority);
+  // `target`: the origin form to send (header_views_ carry the Host to send).
+  void build_upstream_head(std::string_view client_ip, std::string_view target);
   void pick_node_and_connect();
   void attach_upstream(UpstreamConn* conn);
   void send_upstream_head();

@@ -209,12 +209,49 @@ HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_
   if (unknown_coding) return {501, "unknown transfer coding"};
   if (hosts > 1) return {400, "more than one Host"};
   if (hosts == 0 && http11) return {400, "HTTP/1.1 request without Host"};
+  for (const HeaderView& h : headers) {
+    if (iequals(h.name, "host") && !valid_host(h.value, true)) return {400, "invalid Host"};
+  }
+  // RFC 9112 3.2: a request target has no fragment (a client strips it).
+  if (target.find('#') != std::string_view::npos) return {400, "fragment in the request target"};
   if (AbsoluteTarget abs; split_absolute_target(target, &abs)) {
     if (!iequals(abs.scheme, "http") && !iequals(abs.scheme, "https")) return {400, "request target scheme not http"};
-    if (abs.authority.empty()) return {400, "request target without a host"};
     if (abs.authority.find('@') != std::string_view::npos) return {400, "userinfo in the request target"};
+    if (!valid_host(abs.authority, false)) return {400, "invalid host in the request target"};
   }
   return {};
+}
+
+bool valid_host(std::string_view value, bool allow_empty) {
+  if (value.empty()) return allow_empty;
+  size_t i = 0;
+  if (value.front() == '[') {
+    // IP-literal: an IPv6 address (hex digits, ':' and, for an embedded IPv4, '.').
+    const size_t close = value.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (i = 1; i < close; ++i) {
+      const char c = value[i];
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+    }
+    i = close + 1;
+  } else {
+    // reg-name or IPv4 address, kept to the characters DNS names and addresses use:
+    // no sub-delims (",", ";", "=", ...) that a backend could read as a list or a
+    // parameter, no percent-encoding.
+    while (i < value.size() && value[i] != ':') {
+      const char c = value[i];
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_' && c != '~') return false;
+      ++i;
+    }
+    if (i == 0) return false;  // ":80"
+  }
+  if (i == value.size()) return true;
+  if (value[i] != ':') return false;
+  // port = *DIGIT (RFC 3986 3.2.3; empty is allowed and means the default).
+  for (++i; i < value.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(value[i]))) return false;
+  }
+  return true;
 }
 
 bool split_absolute_target(std::string_view target, AbsoluteTarget* out) {

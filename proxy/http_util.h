@@ -60,9 +60,11 @@ struct HeadVerdict {
 //  - RFC 9112 3.2: exactly one Host in HTTP/1.1 (`http11`), at most one in 1.0;
 //  - RFC 9110 5.1: no empty field name; no Content_Length or Transfer_Encoding, which
 //    CGI-style backends read as the framing headers (nginx drops such fields);
-//  - RFC 9112 3.2.2: an absolute-form target has the scheme http or https and a
-//    non-empty authority without userinfo (RFC 9110 4.2.4: the meaning of userinfo
-//    differs between parsers).
+//  - RFC 9112 3.2: a Host that is not a valid host[:port] (valid_host); no fragment
+//    in the target;
+//  - RFC 9112 3.2.2: an absolute-form target has the scheme http or https and a valid,
+//    non-empty host without userinfo (RFC 9110 4.2.4: the meaning of userinfo differs
+//    between parsers).
 // Reads only; no allocation.
 HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_view target, bool http11);
 
@@ -74,6 +76,12 @@ struct AbsoluteTarget {
   std::string_view authority;
   std::string_view origin;
 };
+
+// A Host field value or a target's authority: uri-host [":" port] (RFC 9110 7.2), the
+// host an IPv6 literal in brackets or a name or IPv4 address of letters, digits, "-",
+// ".", "_" and "~". Empty is a valid Host (a target without authority) when
+// `allow_empty`.
+bool valid_host(std::string_view value, bool allow_empty);
 
 // Splits `target` when it is in absolute form (a scheme, then "://"); false otherwise
 // (origin form "/...", asterisk form "*", authority form "host:port").

@@ -21,7 +21,6 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-50}
 ROUNDS=${ROUNDS:-3}
 PROXIES=${PROXIES:-ringproxy nginx haproxy}
-base=${PROXIES%% *}   # the ratios are to the first one listed
 # PIN=1 (2+ cores): each proxy runs on CPU 1, wrk and the backends on CPU 0, so that
 # the proxy never shares its core with the load generator (three busy processes on two
 # cores time-slice in milliseconds, which is what p99 mostly measures unpinned). Off by
@@ -167,17 +166,17 @@ ticks_per_s=$(getconf CLK_TCK)
 # The kernel's scheduler statistics for the process's threads: nanoseconds on a CPU and
 # nanoseconds runnable but waiting for one (a proxy that waits for a CPU holds every
 # request it has; this is what moves p99 when processes share cores).
-wait_ns() {
-  local sum=0 f
-  for f in /proc/"$1"/task/*/schedstat; do sum=$((sum + $(awk '{print $2}' "$f"))); done
-  echo "$sum"
-}
+wait_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {print s + 0}' || echo 0; }
 # Context switches of all its threads: voluntary (it slept: epoll_wait found nothing to
 # do) and not (the scheduler took the CPU away while it had work).
-switches() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt/{v += $2} /^nonvoluntary_ctxt/{n += $2} END{print v, n}'; }
+switches() {
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/{v += $2} /^nonvoluntary_ctxt/{n += $2} END{print v + 0, n + 0}' ||
+    echo 0 0
+}
 
 STEAL_MAX=${STEAL_MAX:-3}   # a run with more steal than this (%) is run again,
-TRIES=${TRIES:-3}           # up to this many times in all; the table says how many it took
+TRIES=${TRIES:-3}           # up to this many times in all; the table says how many it
+                            # took ("3!": every try had more, the last one stands)
 declare -A rps p50 p99 cpu steal waitp tries sw
 # All rounds, for the medians: "name rps p99us cpu" per line.
 all_runs=$work/runs
@@ -188,7 +187,11 @@ measure() {
   steal_before=$(steal_ticks)
   wait_before=$(wait_ns "$pid")
   local sw_before sw_after; sw_before=$(switches "$pid")
-  out=$("${on_load[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$here/uris.lua" "http://127.0.0.1:$port/" | grep '^RESULT')
+  out=$("${on_load[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$here/uris.lua" "http://127.0.0.1:$port/" | grep '^RESULT' || true)
+  if [[ -z $out ]] || [[ $out == *"requests=0 "* ]]; then
+    echo "compare: $name: wrk measured no requests" >&2
+    exit 1
+  fi
   after=$(cpu_ticks "$pid")
   steal_after=$(steal_ticks)
   wait_after=$(wait_ns "$pid")
@@ -219,6 +222,8 @@ run_one() {
     measure "$name" "$port" "$pid"
     tries[$name]=$try
     awk -v s="${steal[$name]}" -v m="$STEAL_MAX" 'BEGIN{exit !(s <= m)}' && break
+    # Every try over the limit: the last one stands, marked with a "!".
+    ((try == TRIES)) && tries[$name]="$try!"
   done
   echo "$name ${rps[$name]} ${p99[$name]} ${cpu[$name]}" >>"$all_runs"
 }
@@ -227,6 +232,7 @@ printf '%s, %s connections, %ss per run, %s rounds, %s cores, %s; a run with ove
   "$(date -u +%F)" "$CONNS" "$DURATION" "$ROUNDS" "$(nproc)" \
   "$( ((PIN == 1)) && echo "proxy on CPU 1, wrk and backends on CPU 0" || echo "not pinned")" "$STEAL_MAX" "$TRIES"
 read -r -a order <<<"$PROXIES"
+base=${order[0]}   # the ratios are to the first one listed
 for round in $(seq "$ROUNDS"); do
   # Each round starts with the next proxy, so none is always first (or always last).
   n=${#order[@]}

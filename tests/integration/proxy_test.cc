@@ -290,16 +290,55 @@ TEST_F(ProxyFixture, AbsoluteFormGoesOnInOriginFormWithItsHost) {
   EXPECT_NE(h.body.find("X-Forwarded-Host: example.test:8080\n"), std::string::npos) << h.body;
   EXPECT_EQ(h.body.find("other.test"), std::string::npos) << h.body;
   // Forms a reverse proxy does not take: 400, and the connection closes.
-  for (const char* bad : {"ftp://example.test/a", "http:///a", "http://user@example.test/a", "*"}) {
+  for (const char* bad : {"ftp://example.test/a", "http:///a", "http://user@example.test/a", "*", "http://:80/a",
+                          "http://a,b:x:9/", "/a#fragment"}) {
     Conn c("127.0.0.1", port_);
     ASSERT_TRUE(c.send_raw(std::string("GET ") + bad + " HTTP/1.1\r\nHost: h\r\n\r\n"));
     Response r = c.read_response();
     EXPECT_EQ(r.status, 400) << bad << ": " << r.describe();
     EXPECT_EQ(c.wait_close(Millis(5000)), CloseKind::eof) << bad;
   }
-  // OPTIONS * is the one use of the asterisk form: it goes on as it is.
-  Response o = conn.request("OPTIONS", "*", {{"Host", "h"}});
-  EXPECT_NE(o.status, 400) << o.describe();
+  {
+    Conn c("127.0.0.1", port_);
+    ASSERT_TRUE(c.send_raw("GET /a HTTP/1.1\r\nHost: a,b\r\n\r\n"));
+    EXPECT_EQ(c.read_response().status, 400);
+  }
+  // OPTIONS * is the one use of the asterisk form: it goes on as it is; and an OPTIONS
+  // for the server in absolute form goes on as "*" (RFC 9112 3.2.4).
+  for (const char* target : {"*", "http://example.test"}) {
+    Response o = conn.request("OPTIONS", target, {{"Host", "h"}});
+    ASSERT_EQ(o.status, 200) << target << ": " << o.describe();
+    EXPECT_EQ(o.body, o.header("X-Backend") + " *\n") << target;
+  }
+}
+
+// hash_key = "header:host": an absolute-form request is keyed by its authority, which
+// is the Host the backend gets, as the same request in origin form would be.
+TEST_F(ProxyFixture, AbsoluteFormIsKeyedByItsAuthority) {
+  add_backend("ah-a");
+  add_backend("ah-b");
+  add_backend("ah-c");
+  start_proxy({.proxy_extra = "hash_key = \"header:host\""});
+  std::vector<std::string> hosts;
+  for (int i = 0; i < 40; ++i) hosts.push_back("site" + std::to_string(i) + ".test");
+  const auto expected = reference_map(names(), hosts);
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.connected()) << conn.error();
+  for (const std::string& host : hosts) {
+    Response origin = conn.request("GET", "/p", {{"Host", host}});
+    Response absolute = conn.request("GET", "http://" + host + "/p", {{"Host", "decoy.test"}});
+    ASSERT_EQ(origin.status, 200) << origin.describe();
+    ASSERT_EQ(absolute.status, 200) << absolute.describe();
+    EXPECT_EQ(origin.header("X-Backend"), expected.at(host)) << host;
+    EXPECT_EQ(absolute.header("X-Backend"), expected.at(host)) << host;
+  }
+  // HTTP/1.0 without Host: the authority is the key, and the Host sent.
+  Conn c10("127.0.0.1", port_);
+  ASSERT_TRUE(c10.send_raw("GET http://site7.test/headers HTTP/1.0\r\n\r\n"));
+  Response r = c10.read_response();
+  ASSERT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(r.header("X-Backend"), expected.at("site7.test"));
+  EXPECT_NE(r.body.find("Host: site7.test\n"), std::string::npos) << r.body;
 }
 
 TEST_F(ProxyFixture, Http10AndHeadAndBodilessStatuses) {

@@ -111,6 +111,31 @@ TEST(HttpUtil, RequestHeadFieldsAndTarget) {
   EXPECT_EQ(verdict({host}, "ftp://h/a"), 400);  // a reverse proxy of http only
   EXPECT_EQ(verdict({host}, "http:///a"), 400);  // no host
   EXPECT_EQ(verdict({host}, "http://?q"), 400);
+  EXPECT_EQ(verdict({host}, "http://:80/a"), 400);  // a port without a host
+  EXPECT_EQ(verdict({host}, "http://a,b:x:9/"), 400);
+  EXPECT_EQ(verdict({host}, "http://h;x/"), 400);
+  EXPECT_EQ(verdict({host}, "http://%41/"), 400);
+  EXPECT_EQ(verdict({host}, "http://[::1]:8080/a"), 0);
+  // No fragment in a request target, in any form.
+  EXPECT_EQ(verdict({host}, "/a#b"), 400);
+  EXPECT_EQ(verdict({host}, "http://h/?q#f"), 400);
+  // Host values: host[:port], or empty.
+  EXPECT_EQ(verdict({{"Host", ""}}), 0);
+  EXPECT_EQ(verdict({{"Host", "a,b"}}), 400);
+  EXPECT_EQ(verdict({{"Host", "h/x"}}), 400);
+  EXPECT_EQ(verdict({{"Host", "h:8o"}}), 400);
+}
+
+TEST(HttpUtil, ValidHost) {
+  for (const char* ok : {"h", "example.test", "EXAMPLE.test:8080", "127.0.0.1", "127.0.0.1:28111", "[::1]",
+                         "[::1]:80", "[::ffff:10.0.0.1]", "under_score.test", "h:", "x-y.z~"}) {
+    EXPECT_TRUE(valid_host(ok, false)) << ok;
+  }
+  for (const char* bad : {"", ":80", "a,b", "a;b", "a b", "h/x", "%41", "h:8o", "[::1", "[]", "[::1]x", "[g::1]",
+                          "h:80:90", "user@h", "h\t"}) {
+    EXPECT_FALSE(valid_host(bad, false)) << bad;
+  }
+  EXPECT_TRUE(valid_host("", true));
 }
 
 TEST(HttpUtil, SplitAbsoluteTarget) {

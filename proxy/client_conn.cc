@@ -659,6 +659,7 @@ void ClientConn::attach_upstream(UpstreamConn* conn) {
 
 void ClientConn::send_upstream_head() {
   uv_buf_t buf = uv_buf_init(up_head_.data(), static_cast<unsigned>(up_head_.size()));
+  up_sent_us_ = uv_hrtime() / 1000;
   const int rc = up_->write(&buf, 1);
   if (rc < 0) {
     upstream_failed(502, std::string("write failed: ") + uv_err_name(rc), true);
@@ -1087,6 +1088,10 @@ void ClientConn::on_response_head() {
   }
   // A response we relay (the refusals above count once, in upstream_failed).
   resp_from_backend_ = true;
+  if (!interim) {
+    routing_->backends[node_].state->per_worker[worker_.id()].header_time.observe_us(uv_hrtime() / 1000 -
+                                                                                      up_sent_us_);
+  }
   if (interim && client_http10_) {
     // RFC 9110 15.2: no 1xx to an HTTP/1.0 client. Wait for the final response.
     resp_headers_.clear();
@@ -1370,7 +1375,7 @@ void ClientConn::finish_accounting(int status) {
   if (accounted_) return;
   accounted_ = true;
   WorkerStats& stats = worker_.stats();
-  stats.observe_duration_us((uv_hrtime() / 1000) - req_start_us_);
+  stats.duration.observe_us((uv_hrtime() / 1000) - req_start_us_);
   const bool routed = routing_ && attempts_ > 0;
   if (routed) {
     const Backend& b = routing_->backends[node_];

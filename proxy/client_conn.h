@@ -186,6 +186,7 @@ class ClientConn final : private UpstreamConn::Owner {
   std::string log_prefix_;  // access-log fields taken from the request head
   std::string log_tail_;    // referer and user agent, quoted
   uint64_t req_start_us_ = 0;  // uv_hrtime in microseconds
+  uint64_t up_sent_us_ = 0;    // the same, when the head went to the node (this attempt)
   bool resp_from_backend_ = false;
   std::string error_out_;   // a canned response being written
   bool error_keep_alive_ = false;  // ... after which the connection goes on

@@ -14,32 +14,41 @@ inline void bump(std::atomic<uint64_t>& c, uint64_t by = 1) {
   c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
 }
 
-// Per node, per worker: responses by status class (index status / 100; 0 is unused).
-struct alignas(64) NodeCounters {
-  std::atomic<uint64_t> by_class[6] = {};
-  std::atomic<uint64_t> failures{0};  // connect errors, resets, timeouts, malformed responses
-};
-
-// Request durations, seconds: Prometheus histogram bucket bounds.
+// Durations, seconds: Prometheus histogram bucket bounds (the same for every histogram).
 inline constexpr double kDurationBounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                              0.05,   0.1,   0.25,   0.5,   1,     2.5,
                                              5,      10};
 inline constexpr size_t kDurationBuckets = sizeof(kDurationBounds) / sizeof(kDurationBounds[0]);
 
+// One histogram's counts, written by one worker: per bucket (not cumulative; the last
+// is +Inf) and the sum in microseconds.
+struct DurationCounts {
+  std::atomic<uint64_t> buckets[kDurationBuckets + 1] = {};
+  std::atomic<uint64_t> sum_us{0};
+
+  void observe_us(uint64_t us) {
+    size_t i = 0;
+    while (i < kDurationBuckets && static_cast<double>(us) > kDurationBounds[i] * 1e6) ++i;
+    bump(buckets[i]);
+    bump(sum_us, us);
+  }
+};
+
+// Per node, per worker: responses by status class (index status / 100; 0 is unused).
+struct alignas(64) NodeCounters {
+  std::atomic<uint64_t> by_class[6] = {};
+  std::atomic<uint64_t> failures{0};  // connect errors, resets, timeouts, malformed responses
+  // From the request head written to the node to its response head parsed: the node's
+  // time to answer (and the request body's upload, when there is one).
+  DurationCounts header_time;
+};
+
 // Per worker.
 struct alignas(64) WorkerStats {
-  std::atomic<uint64_t> duration_buckets[kDurationBuckets + 1] = {};  // last: +Inf
-  std::atomic<uint64_t> duration_sum_us{0};
+  DurationCounts duration;  // first request byte to the end of the response
   std::atomic<uint64_t> retries{0};
   std::atomic<uint64_t> no_node{0};  // 503s: no usable node
   std::atomic<uint64_t> client_errors{0};  // 400, 408, 431, 505 answered by the proxy
-
-  void observe_duration_us(uint64_t us) {
-    size_t i = 0;
-    while (i < kDurationBuckets && static_cast<double>(us) > kDurationBounds[i] * 1e6) ++i;
-    bump(duration_buckets[i]);
-    bump(duration_sum_us, us);
-  }
 };
 
 }  // namespace ringproxy

@@ -307,6 +307,32 @@ void family(std::string& out, const char* name, const char* type, const char* he
   out += '\n';
 }
 
+// One histogram's series: cumulative buckets, sum and count. `labels` is "" or
+// `name="value",` (with the trailing comma).
+void histogram(std::string& out, const char* name, const std::string& labels,
+               const uint64_t (&buckets)[kDurationBuckets + 1], uint64_t sum_us) {
+  char num[64];
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= kDurationBuckets; ++i) {
+    cumulative += buckets[i];
+    if (i < kDurationBuckets) {
+      std::snprintf(num, sizeof num, "%g", kDurationBounds[i]);
+    } else {
+      std::snprintf(num, sizeof num, "+Inf");
+    }
+    out += std::string(name) + "_bucket{" + labels + "le=\"" + num + "\"} " + std::to_string(cumulative) + "\n";
+  }
+  const std::string braces = labels.empty() ? "" : "{" + labels.substr(0, labels.size() - 1) + "}";
+  std::snprintf(num, sizeof num, "%.6f", static_cast<double>(sum_us) / 1e6);
+  out += std::string(name) + "_sum" + braces + " " + num + "\n";
+  out += std::string(name) + "_count" + braces + " " + std::to_string(cumulative) + "\n";
+}
+
+void add_counts(const DurationCounts& c, uint64_t (&buckets)[kDurationBuckets + 1], uint64_t* sum_us) {
+  for (size_t i = 0; i <= kDurationBuckets; ++i) buckets[i] += c.buckets[i].load(std::memory_order_relaxed);
+  *sum_us += c.sum_us.load(std::memory_order_relaxed);
+}
+
 }  // namespace
 
 std::string Server::metrics_text() {
@@ -328,26 +354,25 @@ std::string Server::metrics_text() {
     no_node += s.no_node.load(std::memory_order_relaxed);
     client_errors += s.client_errors.load(std::memory_order_relaxed);
     retries += s.retries.load(std::memory_order_relaxed);
-    sum_us += s.duration_sum_us.load(std::memory_order_relaxed);
-    for (size_t i = 0; i <= kDurationBuckets; ++i) buckets[i] += s.duration_buckets[i].load(std::memory_order_relaxed);
+    add_counts(s.duration, buckets, &sum_us);
   }
   out += "ringproxy_requests_total{backend=\"\",code=\"5xx\"} " + std::to_string(no_node) + "\n";
   out += "ringproxy_requests_total{backend=\"\",code=\"4xx\"} " + std::to_string(client_errors) + "\n";
 
   family(out, "ringproxy_request_duration_seconds", "histogram",
          "Time from the first byte of a request to the end of its response.");
-  uint64_t cumulative = 0;
-  for (size_t i = 0; i < kDurationBuckets; ++i) {
-    cumulative += buckets[i];
-    std::snprintf(num, sizeof num, "%g", kDurationBounds[i]);
-    out += std::string("ringproxy_request_duration_seconds_bucket{le=\"") + num + "\"} " +
-           std::to_string(cumulative) + "\n";
+  histogram(out, "ringproxy_request_duration_seconds", "", buckets, sum_us);
+
+  family(out, "ringproxy_upstream_header_duration_seconds", "histogram",
+         "Time from a request head sent to the backend to its response head received: the backend's "
+         "time to answer (with the request body's upload, when there is one).");
+  for (const Backend& b : r->backends) {
+    uint64_t node_buckets[kDurationBuckets + 1] = {};
+    uint64_t node_sum_us = 0;
+    for (unsigned w = 0; w < worker_count_; ++w) add_counts(b.state->per_worker[w].header_time, node_buckets, &node_sum_us);
+    histogram(out, "ringproxy_upstream_header_duration_seconds", "backend=\"" + label(b.name) + "\",", node_buckets,
+              node_sum_us);
   }
-  cumulative += buckets[kDurationBuckets];
-  out += "ringproxy_request_duration_seconds_bucket{le=\"+Inf\"} " + std::to_string(cumulative) + "\n";
-  std::snprintf(num, sizeof num, "%.6f", static_cast<double>(sum_us) / 1e6);
-  out += std::string("ringproxy_request_duration_seconds_sum ") + num + "\n";
-  out += "ringproxy_request_duration_seconds_count " + std::to_string(cumulative) + "\n";
 
   family(out, "ringproxy_backend_up", "gauge", "1 when the backend passes its health checks and is not ejected.");
   for (const Backend& b : r->backends) {

@@ -259,6 +259,35 @@ print(int(req), int(hist), round(shares, 6), int(up), ','.join(missing) or 'none
   EXPECT_EQ(read_file(out), "30 30 1.0 3 none\n") << m.body.substr(0, 2000);
 }
 
+// ringproxy_upstream_header_duration_seconds{backend}: one observation per response,
+// under the backend that gave it, and a slow backend's in the buckets above its delay.
+TEST_F(AdminFixture, UpstreamHeaderTimePerBackend) {
+  DemoBackendOptions slow;
+  slow.delay_ms = 60;
+  backends_[2] = std::make_unique<DemoBackend>(dir_, "a-3", slow);
+  start();
+  for (const auto& k : keys(30)) ASSERT_EQ(http_get(port_, k).status, 200);
+  Response m = admin("GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  const std::string file = dir_.write_file("metrics.txt", m.body);
+  const std::string script = dir_.write_file("check.py", R"(import sys
+from prometheus_client.parser import text_string_to_metric_families
+fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+ok = {s.labels['backend']: int(s.value) for s in fams['ringproxy_requests'].samples
+      if s.name == 'ringproxy_requests_total' and s.labels['code'] == '2xx' and s.labels['backend']}
+h = fams['ringproxy_upstream_header_duration_seconds'].samples
+count = {s.labels['backend']: int(s.value) for s in h if s.name.endswith('_count')}
+total = {s.labels['backend']: s.value for s in h if s.name.endswith('_sum')}
+under_50ms = {s.labels['backend']: int(s.value) for s in h if s.name.endswith('_bucket') and s.labels['le'] == '0.05'}
+inf = {s.labels['backend']: int(s.value) for s in h if s.name.endswith('_bucket') and s.labels['le'] == '+Inf'}
+print(sum(count.values()), count == ok, inf == count, ok['a-3'] > 0, under_50ms['a-3'], total['a-3'] >= 0.06 * ok['a-3'])
+)");
+  const std::string out = dir_.file("check.out");
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + script + " " + file + " > " + out + " 2>&1").c_str()), 0)
+      << read_file(out);
+  EXPECT_EQ(read_file(out), "30 True True True 0 True\n") << m.body.substr(0, 4000);
+}
+
 TEST_F(AdminFixture, StatusPageIsSelfContainedHtml) {
   start();
   Response page = admin("GET", "/");

@@ -166,11 +166,11 @@ ticks_per_s=$(getconf CLK_TCK)
 # The kernel's scheduler statistics for the process's threads: nanoseconds on a CPU and
 # nanoseconds runnable but waiting for one (a proxy that waits for a CPU holds every
 # request it has; this is what moves p99 when processes share cores).
-wait_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {print s + 0}' || echo 0; }
+wait_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}' || echo 0; }
 # Context switches of all its threads: voluntary (it slept: epoll_wait found nothing to
 # do) and not (the scheduler took the CPU away while it had work).
 switches() {
-  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/{v += $2} /^nonvoluntary_ctxt/{n += $2} END{print v + 0, n + 0}' ||
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/{v += $2} /^nonvoluntary_ctxt/{n += $2} END{printf "%.0f %.0f\n", v, n}' ||
     echo 0 0
 }
 

@@ -38,6 +38,8 @@ std::string node_state(const Backend& b, uint32_t weight) {
   return "up";
 }
 
+json mean_or_null(double ms) { return ms < 0 ? json(nullptr) : json(std::round(ms * 1000) / 1000); }
+
 json node_json(const Routing& r, NodeIndex i, const std::vector<double>& shares) {
   const Backend& b = r.backends[i];
   const uint32_t weight = r.ring->nodes()[i].weight;
@@ -48,6 +50,7 @@ json node_json(const Routing& r, NodeIndex i, const std::vector<double>& shares)
           {"in_flight", b.state->in_flight.load()},
           {"requests", b.state->requests()},
           {"failures", b.state->failures()},
+          {"response_ms_mean", mean_or_null(b.state->mean_header_ms())},
           {"share", shares[i]}};
 }
 
@@ -362,7 +365,8 @@ std::string status_page(const Routing& r, double uptime_s) {
                 r.backends.size(), r.ring->points(), r.ring->fingerprint().c_str(), uptime_s);
   h += line;
   h += "<div class=\"wrap\"><table><tr><th>node</th><th>address</th><th>state</th><th>weight</th>"
-       "<th>share</th><th>in flight</th><th>requests</th><th>req/s</th><th>failures</th><th>fail/s</th></tr>\n";
+       "<th>share</th><th>in flight</th><th>requests</th><th>req/s</th><th>failures</th><th>fail/s</th>"
+       "<th>response ms (mean)</th></tr>\n";
   for (NodeIndex i = 0; i < r.backends.size(); ++i) {
     const Backend& b = r.backends[i];
     const uint32_t weight = r.ring->nodes()[i].weight;
@@ -375,7 +379,14 @@ std::string status_page(const Routing& r, double uptime_s) {
          html_escape(b.name) + "</td><td>" + html_escape(b.address.to_string()) + "</td><td class=\"" + state +
          "\">" + state + "</td><td>" + std::to_string(weight) + "</td><td>" + line + "</td><td>" +
          std::to_string(b.state->in_flight.load()) + "</td><td>" + requests + "</td><td class=\"rq\">-</td><td>" +
-         failures + "</td><td class=\"rf\">-</td></tr>\n";
+         failures + "</td><td class=\"rf\">-</td><td>";
+    if (const double ms = b.state->mean_header_ms(); ms >= 0) {
+      std::snprintf(line, sizeof line, "%.2f", ms);
+      h += line;
+    } else {
+      h += "-";
+    }
+    h += "</td></tr>\n";
   }
   h += "</table>\n";
   // The ring: each point a tick on a circle at angle hash / 2^64, coloured by owner;

@@ -53,6 +53,19 @@ struct NodeState {
     return sum([&](const NodeCounters& c) { return c.by_class[status_class].load(std::memory_order_relaxed); });
   }
 
+  // The node's mean time to a response head (ringproxy_upstream_header_duration_seconds),
+  // milliseconds, since start; negative when it has answered nothing yet.
+  double mean_header_ms() const {
+    const uint64_t count = sum([](const NodeCounters& c) {
+      uint64_t n = 0;
+      for (const auto& b : c.header_time.buckets) n += b.load(std::memory_order_relaxed);
+      return n;
+    });
+    if (count == 0) return -1;
+    const uint64_t sum_us = sum([](const NodeCounters& c) { return c.header_time.sum_us.load(std::memory_order_relaxed); });
+    return static_cast<double>(sum_us) / static_cast<double>(count) / 1000.0;
+  }
+
   bool usable() const {
     return up.load(std::memory_order_relaxed) && !ejected.load(std::memory_order_relaxed) &&
            !draining.load(std::memory_order_relaxed);

@@ -106,9 +106,11 @@ TEST_F(AdminFixture, HealthzNodesAndRing) {
   ASSERT_EQ(nodes["nodes"].size(), 3u);
   double total = 0;
   for (const json& n : nodes["nodes"]) {
-    for (const char* field : {"name", "address", "weight", "state", "in_flight", "requests", "failures", "share"}) {
+    for (const char* field : {"name", "address", "weight", "state", "in_flight", "requests", "failures", "share",
+                              "response_ms_mean"}) {
       EXPECT_TRUE(n.contains(field)) << field;
     }
+    EXPECT_TRUE(n["response_ms_mean"].is_null()) << "no request yet";
     EXPECT_EQ(n["state"], "up");
     total += n["share"].get<double>();
   }
@@ -286,6 +288,11 @@ print(sum(count.values()), count == ok, inf == count, ok['a-3'] > 0, under_50ms[
   ASSERT_EQ(std::system(("/usr/bin/python3 " + script + " " + file + " > " + out + " 2>&1").c_str()), 0)
       << read_file(out);
   EXPECT_EQ(read_file(out), "30 True True True 0 True\n") << m.body.substr(0, 4000);
+  // The same in /nodes and on the status page: the slow node's mean is over its delay.
+  json slow_node = admin_json("GET", "/nodes/a-3", 200);
+  ASSERT_TRUE(slow_node["response_ms_mean"].is_number()) << slow_node.dump();
+  EXPECT_GE(slow_node["response_ms_mean"].get<double>(), 60.0);
+  EXPECT_NE(admin("GET", "/").body.find("<th>response ms (mean)</th>"), std::string::npos);
 }
 
 TEST_F(AdminFixture, StatusPageIsSelfContainedHtml) {

@@ -59,12 +59,33 @@ def build(nodes, vnodes=160):
     return points
 
 
-def lookup(points, key):
+def lookup_in(points, h):
+    """The owner of the first point >= h, wrapping; None on an empty ring."""
     if not points:
         return None
-    h = xxhash.xxh3_64_intdigest(key.encode() if isinstance(key, str) else key)
+    return points[bisect.bisect_left(points, (h, "")) % len(points)][1]
+
+
+def walk_in(points, h):
+    """The distinct names in ring order from hash h: retries and fallbacks."""
+    if not points:
+        return []
     i = bisect.bisect_left(points, (h, ""))
-    return points[i % len(points)][1]
+    seen = []
+    for k in range(len(points)):
+        name = points[(i + k) % len(points)][1]
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+def key_hash(key):
+    """SPEC's key hash: XXH3_64 of the key's bytes."""
+    return xxhash.xxh3_64_intdigest(key.encode() if isinstance(key, str) else key)
+
+
+def lookup(points, key):
+    return lookup_in(points, key_hash(key))
 
 
 GOLDEN_NODES = [("cache-a", 1), ("cache-b", 1), ("cache-c", 2), ("cache-d", 1), ("cache-e", 0)]
@@ -76,16 +97,7 @@ GOLDEN_KEYS = ["/", "/index.html", "/a", "/b", "/c", "/users/42", "/users/43",
 
 def walk(points, key):
     """The distinct nodes in ring order from the key's hash: retries and fallbacks."""
-    if not points:
-        return []
-    h = xxhash.xxh3_64_intdigest(key.encode() if isinstance(key, str) else key)
-    i = bisect.bisect_left(points, (h, ""))
-    seen = []
-    for k in range(len(points)):
-        name = points[(i + k) % len(points)][1]
-        if name not in seen:
-            seen.append(name)
-    return seen
+    return walk_in(points, key_hash(key))
 
 
 def nginx_split(address):
@@ -148,26 +160,6 @@ def parse_nginx_node(spec):
 GOLDEN_NGINX_NODES = [("cache-a", "127.0.0.1:9001", 1), ("cache-b", "127.0.0.1:9002", 1),
                       ("cache-c", "127.0.0.1:9003", 2), ("cache-d", "[::1]:9004", 1),
                       ("cache-e", "127.0.0.1:9005", 0)]
-
-
-def lookup_in(points, h):
-    """The owner of the first point >= h, wrapping; None on an empty ring."""
-    if not points:
-        return None
-    return points[bisect.bisect_left(points, (h, "")) % len(points)][1]
-
-
-def walk_in(points, h):
-    """The distinct names in ring order from hash h: retries and fallbacks."""
-    if not points:
-        return []
-    i = bisect.bisect_left(points, (h, ""))
-    seen = []
-    for k in range(len(points)):
-        name = points[(i + k) % len(points)][1]
-        if name not in seen:
-            seen.append(name)
-    return seen
 
 
 def main(argv):

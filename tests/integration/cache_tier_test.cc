@@ -135,26 +135,10 @@ class CacheTier : public ::testing::Test {
   // nginx's default balancing, round-robin, one process in the foreground.
   void start_nginx() {
     nginx_port_ = free_port();
-    const std::string d = dir_.path();
-    std::ostringstream c;
-    c << "daemon off;\nmaster_process off;\nworker_processes 1;\n"
-      << "pid " << d << "/nginx.pid;\nerror_log " << d << "/nginx-error.log info;\n"
-      << "events { worker_connections 256; }\n"
-      << "http {\n  access_log off;\n"
-      << "  client_body_temp_path " << d << "/nginx-body;\n  proxy_temp_path " << d << "/nginx-proxy;\n"
-      << "  fastcgi_temp_path " << d << "/nginx-fastcgi;\n  uwsgi_temp_path " << d << "/nginx-uwsgi;\n"
-      << "  scgi_temp_path " << d << "/nginx-scgi;\n  upstream caches {\n";
-    for (const auto& name : kCaches) c << "    server 127.0.0.1:" << cache_ports_[name] << ";\n";
-    c << "    keepalive 32;\n  }\n"
-      << "  server {\n    listen 127.0.0.1:" << nginx_port_ << ";\n    keepalive_requests 100000;\n"
-      << "    location / {\n      proxy_pass http://caches;\n      proxy_http_version 1.1;\n"
-      << "      proxy_set_header Connection \"\";\n    }\n  }\n}\n";
-    const std::string conf = dir_.write_file("nginx.conf", c.str());
-    nginx_ = std::make_unique<Process>(kNginx, std::vector<std::string>{"-p", d, "-e", d + "/nginx-error.log", "-c", conf},
-                                       d, "nginx");
-    // nginx prints no ready line; poll connect (bounded), giving up early if it exits.
-    ASSERT_TRUE(wait_for_port(nginx_port_, kDefaultTimeout, "127.0.0.1", nginx_.get()))
-        << nginx_->describe() << "\nerror log: " << read_file(d + "/nginx-error.log");
+    std::string upstream;
+    for (const auto& name : kCaches) upstream += "    server 127.0.0.1:" + std::to_string(cache_ports_[name]) + ";\n";
+    nginx_ = start_private_nginx(dir_, nginx_port_, upstream + "    keepalive 32;\n");
+    ASSERT_FALSE(HasFailure());
   }
 
   // One GET per URI, in order, kConnections at a time (each round sends one request on

@@ -431,6 +431,32 @@ bool wait_for_port(uint16_t port, Millis timeout, std::string_view host, Process
   }
 }
 
+std::unique_ptr<Process> start_private_nginx(const TempDir& dir, uint16_t port, const std::string& upstream) {
+  const std::string d = dir.path();
+  std::ostringstream c;
+  c << "daemon off;\nmaster_process off;\nworker_processes 1;\n"
+    << "pid " << d << "/nginx.pid;\nerror_log " << d << "/nginx-error.log info;\n"
+    << "events { worker_connections 256; }\n"
+    << "http {\n  access_log off;\n"
+    << "  client_body_temp_path " << d << "/nginx-body;\n  proxy_temp_path " << d << "/nginx-proxy;\n"
+    << "  fastcgi_temp_path " << d << "/nginx-fastcgi;\n  uwsgi_temp_path " << d << "/nginx-uwsgi;\n"
+    << "  scgi_temp_path " << d << "/nginx-scgi;\n"
+    << "  upstream u {\n" << upstream << "  }\n"
+    << "  server {\n    listen 127.0.0.1:" << port << ";\n"
+    // nginx closes a client connection after 1000 requests by default.
+    << "    keepalive_requests 100000;\n"
+    << "    location / {\n      proxy_pass http://u;\n      proxy_http_version 1.1;\n"
+    << "      proxy_set_header Connection \"\";\n    }\n  }\n}\n";
+  const std::string conf = dir.write_file("nginx.conf", c.str());
+  auto nginx = std::make_unique<Process>("/usr/sbin/nginx",
+                                         std::vector<std::string>{"-p", d, "-e", d + "/nginx-error.log", "-c", conf},
+                                         d, "nginx");
+  // nginx prints no ready line; poll connect (bounded), giving up early if it exits.
+  EXPECT_TRUE(wait_for_port(port, kDefaultTimeout, "127.0.0.1", nginx.get()))
+      << nginx->describe() << "\nerror log: " << read_file(d + "/nginx-error.log");
+  return nginx;
+}
+
 // ---- Response ----
 
 std::string Response::header(std::string_view name) const {

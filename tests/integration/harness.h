@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -180,6 +181,14 @@ uint16_t free_port();
 // that exits ends the wait early with false.
 bool wait_for_port(uint16_t port, Millis timeout = kDefaultTimeout, std::string_view host = "127.0.0.1",
                    Process* watch = nullptr);
+
+// A private nginx (/usr/sbin/nginx, one process in the foreground, its pid, logs and
+// temp paths under `dir`) listening on 127.0.0.1:`port` and proxying everything to the
+// upstream block whose body is `upstream` (servers, balancing method, `keepalive N`;
+// nginx wants the method before keepalive), with keep-alive both ways. Returns it once
+// it accepts; on failure adds a test failure naming its error log, and returns what it
+// started (or null).
+std::unique_ptr<Process> start_private_nginx(const TempDir& dir, uint16_t port, const std::string& upstream);
 
 // ---- the reference placement ----
 

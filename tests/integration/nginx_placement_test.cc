@@ -50,33 +50,11 @@ class NginxPlacement : public ::testing::TestWithParam<std::vector<int>> {
   uint16_t start_nginx() {
     const uint16_t port = free_port();
     EXPECT_NE(port, 0);
-    const std::string d = dir_.path();
-    std::ostringstream c;
-    c << "daemon off;\nmaster_process off;\nworker_processes 1;\n"
-      << "pid " << d << "/nginx.pid;\nerror_log " << d << "/nginx-error.log info;\n"
-      << "events { worker_connections 256; }\n"
-      << "http {\n"
-      << "  access_log " << d << "/nginx-access.log;\n"
-      << "  client_body_temp_path " << d << "/nginx-body;\n  proxy_temp_path " << d << "/nginx-proxy;\n"
-      << "  fastcgi_temp_path " << d << "/nginx-fastcgi;\n  uwsgi_temp_path " << d << "/nginx-uwsgi;\n"
-      << "  scgi_temp_path " << d << "/nginx-scgi;\n"
-      << "  upstream u {\n    hash $request_uri consistent;\n";
+    std::string upstream = "    hash $request_uri consistent;\n";
     for (size_t i = 0; i < backends_.size(); ++i) {
-      c << "    server " << backends_[i]->address() << " weight=" << GetParam()[i] << ";\n";
+      upstream += "    server " + backends_[i]->address() + " weight=" + std::to_string(GetParam()[i]) + ";\n";
     }
-    // `keepalive` must follow the balancing method (nginx docs).
-    c << "    keepalive 8;\n  }\n"
-      << "  server {\n    listen 127.0.0.1:" << port << ";\n"
-      // nginx closes a client connection after 1000 requests by default; we send 10,000.
-      << "    keepalive_requests 100000;\n"
-      << "    location / {\n      proxy_pass http://u;\n      proxy_http_version 1.1;\n"
-      << "      proxy_set_header Connection \"\";\n    }\n  }\n}\n";
-    const std::string conf = dir_.write_file("nginx.conf", c.str());
-    nginx_ = std::make_unique<Process>(kNginx, std::vector<std::string>{"-p", d, "-e", d + "/nginx-error.log", "-c", conf},
-                                       d, "nginx");
-    // nginx prints no ready line; poll connect (bounded), giving up early if it exits.
-    EXPECT_TRUE(wait_for_port(port, kDefaultTimeout, "127.0.0.1", nginx_.get()))
-        << nginx_->describe() << "\nerror log: " << read_file(d + "/nginx-error.log");
+    nginx_ = start_private_nginx(dir_, port, upstream + "    keepalive 8;\n");
     return port;
   }
 

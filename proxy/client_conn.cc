@@ -1065,7 +1065,7 @@ void ClientConn::on_response_head() {
     upstream_failed(502, "malformed response: status code below 100", false);
     return;
   }
-  const bool interim = resp_status_ >= 100 && resp_status_ < 200 && resp_status_ != 101;
+  const bool interim = resp_status_ < 200 && resp_status_ != 101;  // 100 and up, from here
   if (resp_status_ == 101 && !upgrade_) {
     // Switching protocols that the client never asked for: nothing can be relayed.
     upstream_failed(502, "101 Switching Protocols to a request without Upgrade", false);

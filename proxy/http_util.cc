@@ -170,11 +170,15 @@ HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_
   bool chunked_last = false;  // the last coding listed is chunked
   int chunked = 0;
   bool unknown_coding = false;
+  bool invalid_host = false;
   for (const HeaderView& h : headers) {
     if (h.name.empty()) return {400, "empty header name"};
     switch (h.name.size()) {
       case 4:
-        if (iequals(h.name, "host")) ++hosts;
+        if (iequals(h.name, "host")) {
+          ++hosts;
+          if (!valid_host(h.value, true)) invalid_host = true;
+        }
         break;
       case 14:
         if (underscore_alias(h.name, "content-length")) return {400, "Content_Length header"};
@@ -210,9 +214,7 @@ HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_
   if (unknown_coding) return {501, "unknown transfer coding"};
   if (hosts > 1) return {400, "more than one Host"};
   if (hosts == 0 && http11) return {400, "HTTP/1.1 request without Host"};
-  for (const HeaderView& h : headers) {
-    if (iequals(h.name, "host") && !valid_host(h.value, true)) return {400, "invalid Host"};
-  }
+  if (invalid_host) return {400, "invalid Host"};
   // RFC 9112 3.2: a request target has no fragment (a client strips it).
   if (target.find('#') != std::string_view::npos) return {400, "fragment in the request target"};
   if (AbsoluteTarget abs; split_absolute_target(target, &abs)) {

@@ -53,17 +53,19 @@ struct NodeState {
     return sum([&](const NodeCounters& c) { return c.by_class[status_class].load(std::memory_order_relaxed); });
   }
 
-  // The node's mean time to a response head (ringproxy_upstream_header_duration_seconds),
-  // milliseconds, since start; negative when it has answered nothing yet.
+  // The node's times to a response head (ringproxy_upstream_header_duration_seconds),
+  // all workers, added to `buckets` and `sum_us`.
+  void header_time(uint64_t (&buckets)[kDurationBuckets + 1], uint64_t* sum_us) const {
+    for (unsigned i = 0; i < workers_; ++i) per_worker[i].header_time.add_to(buckets, sum_us);
+  }
+  // Their mean, milliseconds, since start; negative when it has answered nothing yet.
   double mean_header_ms() const {
-    const uint64_t count = sum([](const NodeCounters& c) {
-      uint64_t n = 0;
-      for (const auto& b : c.header_time.buckets) n += b.load(std::memory_order_relaxed);
-      return n;
-    });
-    if (count == 0) return -1;
-    const uint64_t sum_us = sum([](const NodeCounters& c) { return c.header_time.sum_us.load(std::memory_order_relaxed); });
-    return static_cast<double>(sum_us) / static_cast<double>(count) / 1000.0;
+    uint64_t buckets[kDurationBuckets + 1] = {};
+    uint64_t sum_us = 0;
+    header_time(buckets, &sum_us);
+    uint64_t count = 0;
+    for (const uint64_t n : buckets) count += n;
+    return count == 0 ? -1 : static_cast<double>(sum_us) / static_cast<double>(count) / 1000.0;
   }
 
   bool usable() const {

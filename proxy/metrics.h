@@ -32,6 +32,11 @@ struct DurationCounts {
     bump(buckets[i]);
     bump(sum_us, us);
   }
+  // Adds these counts to a total (a scrape sums the workers' counts).
+  void add_to(uint64_t (&total)[kDurationBuckets + 1], uint64_t* total_sum_us) const {
+    for (size_t i = 0; i <= kDurationBuckets; ++i) total[i] += buckets[i].load(std::memory_order_relaxed);
+    *total_sum_us += sum_us.load(std::memory_order_relaxed);
+  }
 };
 
 // Per node, per worker: responses by status class (index status / 100; 0 is unused).

@@ -328,11 +328,6 @@ void histogram(std::string& out, const char* name, const std::string& labels,
   out += std::string(name) + "_count" + braces + " " + std::to_string(cumulative) + "\n";
 }
 
-void add_counts(const DurationCounts& c, uint64_t (&buckets)[kDurationBuckets + 1], uint64_t* sum_us) {
-  for (size_t i = 0; i <= kDurationBuckets; ++i) buckets[i] += c.buckets[i].load(std::memory_order_relaxed);
-  *sum_us += c.sum_us.load(std::memory_order_relaxed);
-}
-
 }  // namespace
 
 std::string Server::metrics_text() {
@@ -354,7 +349,7 @@ std::string Server::metrics_text() {
     no_node += s.no_node.load(std::memory_order_relaxed);
     client_errors += s.client_errors.load(std::memory_order_relaxed);
     retries += s.retries.load(std::memory_order_relaxed);
-    add_counts(s.duration, buckets, &sum_us);
+    s.duration.add_to(buckets, &sum_us);
   }
   out += "ringproxy_requests_total{backend=\"\",code=\"5xx\"} " + std::to_string(no_node) + "\n";
   out += "ringproxy_requests_total{backend=\"\",code=\"4xx\"} " + std::to_string(client_errors) + "\n";
@@ -369,7 +364,7 @@ std::string Server::metrics_text() {
   for (const Backend& b : r->backends) {
     uint64_t node_buckets[kDurationBuckets + 1] = {};
     uint64_t node_sum_us = 0;
-    for (unsigned w = 0; w < worker_count_; ++w) add_counts(b.state->per_worker[w].header_time, node_buckets, &node_sum_us);
+    b.state->header_time(node_buckets, &node_sum_us);
     histogram(out, "ringproxy_upstream_header_duration_seconds", "backend=\"" + label(b.name) + "\",", node_buckets,
               node_sum_us);
   }

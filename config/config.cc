@@ -459,6 +459,35 @@ void read_previous_secrets(Errors& errors, const toml::node& node, const std::st
   }
 }
 
+// Via's received-by (RFC 9110 7.6.3): a token (RFC 9110 5.6.2), optionally ":port".
+bool is_tchar(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+bool valid_via_name(std::string_view name) {
+  const size_t colon = name.find(':');
+  const std::string_view pseudonym = name.substr(0, colon);
+  if (pseudonym.empty() || !std::all_of(pseudonym.begin(), pseudonym.end(), is_tchar)) return false;
+  if (colon == std::string_view::npos) return true;
+  const std::string_view port = name.substr(colon + 1);
+  return !port.empty() && port.size() <= 5 &&
+         std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+void read_via(Errors& errors, const toml::node& node, const std::string& key, ProxyConfig& out) {
+  const std::string* text = get_string(errors, node, key);
+  if (text == nullptr) return;
+  if (!text->empty() && !valid_via_name(*text)) {
+    errors.add(node.source().begin, key,
+               "must be a token (letters, digits and !#$%&'*+-.^_`|~), optionally with :PORT, "
+               "or \"\" to send no Via; got " + quoted(*text));
+    return;
+  }
+  out.via = *text;
+  out.via_set = true;
+}
+
 // Ranges. Timeouts are 1 ms .. 1 hour: 0 would expire at once, and a longer wait is
 // more likely a slip of units than intent. Counts are capped far above sane use, to
 // catch a stray digit, not to limit real deployments.
@@ -468,7 +497,7 @@ std::vector<Field<ProxyConfig>> proxy_fields() {
       text_field<P, Address>("listen", &P::listen, config_address),
       integer_field<P>("workers", &P::workers, 0, 1024),
       text_field<P, HashKey>("hash_key", &P::hash_key, parse_hash_key),
-      integer_field<P>("retries", &P::retries, 0, 100),
+      integer_field<P>("retries", &P::retries, 0, kMaxRetries),
       integer_field<P>("connect_timeout_ms", &P::connect_timeout_ms, 1, 3'600'000),
       integer_field<P>("header_timeout_ms", &P::header_timeout_ms, 1, 3'600'000),
       integer_field<P>("idle_timeout_ms", &P::idle_timeout_ms, 1, 3'600'000),
@@ -481,6 +510,7 @@ std::vector<Field<ProxyConfig>> proxy_fields() {
       integer_field<P>("shutdown_timeout_ms", &P::shutdown_timeout_ms, 0, 3'600'000),
       text_field<P, std::string>("access_log", &P::access_log, any_text),
       text_field<P, LogLevel>("log_level", &P::log_level, parse_log_level),
+      {"via", read_via},
   };
 }
 
@@ -720,6 +750,14 @@ class Loader {
   void check_gossip() {
     GossipConfig& gossip = config_.gossip;
     if (gossip.enabled && gossip.name.empty()) gossip.name = gossip.bind.to_string();
+    if (!config_.proxy.via_set && gossip.enabled) {
+      // This instance's name, made a token where the gossip name is not one ("[::1]:7946").
+      std::string name = gossip.name;
+      for (char& c : name) {
+        if (!is_tchar(c)) c = '-';
+      }
+      config_.proxy.via = std::move(name);
+    }
     if (!gossip.enabled && !errors_.any_at_or_below("gossip.bind") && seeds_written()) {
       errors_.add(find_key(root_, "gossip", "seeds")->source().begin, "gossip.seeds",
                   "gossip is off (gossip.bind is \"\"): set gossip.bind to use seeds");

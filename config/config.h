@@ -21,6 +21,10 @@ struct HashKey {
   bool operator==(const HashKey&) const = default;
 };
 
+// proxy.retries' upper bound: one attempt per node is the most that makes sense, and a
+// request keeps the list of nodes it tried.
+inline constexpr uint32_t kMaxRetries = 100;
+
 struct ProxyConfig {
   Address listen{"127.0.0.1", 8080, false};
   uint32_t workers = 0;  // 0 = one per CPU core
@@ -35,6 +39,11 @@ struct ProxyConfig {
   uint32_t shutdown_timeout_ms = 10000;
   std::string access_log;  // "" off, "-" stdout, else a path
   LogLevel log_level = LogLevel::kInfo;
+  // The pseudonym of the Via member appended to each request forwarded upstream
+  // (RFC 9110 7.6.3: "1.1 NAME"); "" sends none. Unset: gossip.name when gossip is
+  // on (the loader fills it in), else "ringproxy".
+  std::string via = "ringproxy";
+  bool via_set = false;  // written in the file (even as "")
   bool operator==(const ProxyConfig&) const = default;
 };
 

@@ -43,6 +43,9 @@ std::shared_ptr<const Routing> build_routing(std::shared_ptr<const Config> confi
     Backend& out = routing->backends[i];
     out.name = b.name;
     out.address = b.address;
+    out.pool_key = b.name;
+    out.pool_key += '\0';
+    out.pool_key += b.address.to_string();
     if (!to_sockaddr(b.address, &out.sockaddr)) {
       *error = "backend " + b.name + ": address " + b.address.to_string() + " does not parse";
       return nullptr;

@@ -87,6 +87,7 @@ struct Backend {
   std::string name;
   Address address;
   sockaddr_storage sockaddr{};  // address, resolved once
+  std::string pool_key;         // name, NUL, address: a worker's pool for this node
   std::shared_ptr<NodeState> state;
 };
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cassert>
+#include <charconv>
 #include <cstring>
 
 #include "health/node_health.h"
@@ -17,6 +18,14 @@ namespace {
 
 // Largest response head accepted from a backend; a larger one is a 502.
 constexpr uint32_t kMaxResponseHead = 64 * 1024;
+
+// Lingering close (RFC 9112 9.6): after our answer, what the client still sends is read
+// and dropped for at most kLingerMs in all, kLingerIdleMs between reads, and
+// kLingerMaxBytes. nginx's lingering_time and lingering_timeout are 30 s and 5 s; a
+// client that has our answer needs only the time its last bytes take to arrive.
+constexpr uint32_t kLingerMs = 5000;
+constexpr uint32_t kLingerIdleMs = 2000;
+constexpr uint64_t kLingerMaxBytes = 4 * 1024 * 1024;
 
 
 std::string describe(int uv_status) { return uv_status < 0 ? uv_err_name(uv_status) : "eof"; }
@@ -93,6 +102,10 @@ void ClientConn::on_close(uv_handle_t* h) {
 void ClientConn::drain() {
   drain_requested_ = true;
   close_after_response_ = true;
+  if (lingering_) {
+    close();
+    return;
+  }
   if (req_phase_ == ReqPhase::kIdle && in_.size() == 0 && !client_write_pending_) close();
 }
 
@@ -101,6 +114,10 @@ void ClientConn::arm_timer(uint32_t ms) { timer_.arm(ms, on_timer); }
 void ClientConn::on_timer(uv_timer_t* t) {
   auto* c = static_cast<ClientConn*>(t->data);
   if (!c->timer_.due(on_timer)) return;
+  if (c->lingering_) {
+    c->close();
+    return;
+  }
   if (c->req_phase_ == ReqPhase::kHead && c->resp_phase_ == RespPhase::kNone) {
     c->respond_error(408, "request head not received in time", "header timeout");
     return;
@@ -143,6 +160,18 @@ void ClientConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto* c = static_cast<ClientConn*>(s->data);
   if (nread == 0) return;
+  if (c->lingering_) {
+    // Dropped. The client's FIN (or a reset) ends it, or the time and size bounds do.
+    c->linger_bytes_ += nread > 0 ? static_cast<uint64_t>(nread) : 0;
+    c->in_.clear();
+    const uint64_t now = uv_now(c->worker_.loop());
+    if (nread < 0 || c->linger_bytes_ > kLingerMaxBytes || now >= c->linger_deadline_) {
+      c->close();
+      return;
+    }
+    c->arm_timer(static_cast<uint32_t>(std::min<uint64_t>(kLingerIdleMs, c->linger_deadline_ - now)));
+    return;
+  }
   if (nread < 0) {
     uv_read_stop(s);
     c->reading_ = false;
@@ -279,6 +308,10 @@ bool ClientConn::parse_head() {
 bool ClientConn::append_span(std::vector<HeaderSpan>& headers, bool value, const char* base,
                              const char* at, size_t len, uint32_t* head_bytes) {
   *head_bytes += static_cast<uint32_t>(len);
+  // An empty value comes as a piece of no bytes, which llhttp may place at the start of
+  // the next line: it carries nothing, so it is no continuation (a request with
+  // "X-Forwarded-For: " was refused as obs-fold).
+  if (value && len == 0) return true;
   if (value) {
     // llhttp accepts obs-fold (a line starting with SP or HTAB continues the value) and
     // hands the value in pieces around the line break; a span over them would carry the
@@ -481,6 +514,8 @@ void ClientConn::on_request_head() {
   }
 
   // Access-log fields, taken now: the head's bytes may move once the body streams.
+  // What the client wrote is escaped (\xHH), so a '"' in a User-Agent cannot forge a
+  // field, nor a control byte a line.
   if (AccessLog::enabled()) {
     log_prefix_.assign(client_ip_);
     log_prefix_ += " - - ";
@@ -488,21 +523,31 @@ void ClientConn::on_request_head() {
     log_prefix_ += " \"";
     log_prefix_ += method;
     log_prefix_ += ' ';
-    log_prefix_ += target;
+    append_log_escaped(log_prefix_, target);
     log_prefix_ += client_http10_ ? " HTTP/1.0\" " : " HTTP/1.1\" ";
     const std::string_view referer = find_header(header_views_, "referer");
     const std::string_view agent = find_header(header_views_, "user-agent");
     log_tail_.assign(" \"");
-    log_tail_.append(referer.empty() ? "-" : referer);
+    if (referer.empty()) {
+      log_tail_ += '-';
+    } else {
+      append_log_escaped(log_tail_, referer);
+    }
     log_tail_ += "\" \"";
-    log_tail_.append(agent.empty() ? "-" : agent);
+    if (agent.empty()) {
+      log_tail_ += '-';
+    } else {
+      append_log_escaped(log_tail_, agent);
+    }
     log_tail_ += "\" ";
   }
+  if (!apply_max_forwards(method, target)) return;
 
   const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, header_views_, client_ip_);
   key_hash_ = routing_->ring->key_hash(key);
   build_upstream_head(client_ip_, origin);
   attempts_ = 0;
+  reconnected_ = reconnect_used_ = false;
   req_body_forwarded_ = 0;
   req_body_started_ = false;
   resp_from_backend_ = false;
@@ -519,39 +564,75 @@ void ClientConn::build_upstream_head(std::string_view client_ip, std::string_vie
   h.append(method);
   h += ' ';
   h.append(target);
-  // An HTTP/1.0 client cannot read a chunked response: ask the backend in 1.0 too.
-  h += client_http10_ ? " HTTP/1.0\r\n"sv : " HTTP/1.1\r\n"sv;
-  const std::string_view connection = find_header(header_views_, "connection");
-  std::string_view xff, host, upgrade_value;
-  bool have_xff = false;
+  // RFC 9112 2.3: an intermediary sends its own version, whatever the client's; the
+  // rules of a 1.0 client (no chunked body, no 1xx, keep-alive only when asked for and
+  // framed by a length) are kept on the client's side (on_response_head).
+  h += " HTTP/1.1\r\n"sv;
+  const ConnectionOptions connection = ConnectionOptions::of(header_views_);
+  std::string_view host, upgrade_value;
+  bool have_xff = false, have_via = false;
+  host_missing_ = true;
   for (const HeaderView& hv : header_views_) {
     if (iequals(hv.name, "upgrade")) upgrade_value = hv.value;
     if (is_hop_by_hop(hv.name, connection) || iequals(hv.name, "proxy-authorization")) continue;
+    // Several X-Forwarded-For or Via lines fold into one list each, ours last.
     if (iequals(hv.name, "x-forwarded-for")) {
-      // Several X-Forwarded-For lines fold into one list, ours last.
-      if (have_xff) {
-        continue;
-      }
-      xff = hv.value;
       have_xff = true;
       continue;
     }
+    if (iequals(hv.name, "via")) {
+      have_via = true;
+      continue;
+    }
     if (iequals(hv.name, "x-forwarded-proto") || iequals(hv.name, "x-forwarded-host")) continue;
-    if (iequals(hv.name, "host")) host = hv.value;
+    if (max_forwards_set_ && iequals(hv.name, "max-forwards")) continue;
+    if (iequals(hv.name, "host")) {
+      host = hv.value;
+      host_missing_ = false;
+    }
     h.append(hv.name);
     h += ": "sv;
     h.append(hv.value);
     h += "\r\n"sv;
   }
-  h += "X-Forwarded-For: "sv;
-  if (have_xff && !xff.empty()) {
+  // Every line's non-empty members, in order, then ours.
+  const auto append_list = [&](std::string_view name) {
     for (const HeaderView& hv : header_views_) {
-      if (iequals(hv.name, "x-forwarded-for")) {
+      if (iequals(hv.name, name) && hv.value.find_first_not_of(" \t") != std::string_view::npos) {
         h.append(hv.value);
         h += ", "sv;
       }
     }
+  };
+  if (max_forwards_set_) {
+    char digits[16];
+    const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, max_forwards_);
+    h += "Max-Forwards: "sv;
+    h.append(digits, static_cast<size_t>(end - digits));
+    h += "\r\n"sv;
   }
+  const std::string& via = routing_->config->proxy.via;
+  if (!via.empty()) {
+    // RFC 9110 7.6.3: a gateway sends Via in each inbound request, the received
+    // protocol then its name, after the members already there.
+    h += "Via: "sv;
+    if (have_via) append_list("via");
+    h += "1.1 "sv;
+    h.append(via);
+    h += "\r\n"sv;
+  } else if (have_via) {
+    const size_t mark = h.size();
+    h += "Via: "sv;
+    append_list("via");
+    if (h.size() == mark + 5) {
+      h.resize(mark);  // every line empty: none
+    } else {
+      h.resize(h.size() - 2);  // the last ", "
+      h += "\r\n"sv;
+    }
+  }
+  h += "X-Forwarded-For: "sv;
+  if (have_xff) append_list("x-forwarded-for");
   h.append(client_ip);
   h += "\r\nX-Forwarded-Proto: http\r\n"sv;
   if (!host.empty()) {
@@ -569,7 +650,50 @@ void ClientConn::build_upstream_head(std::string_view client_ip, std::string_vie
 
 bool ClientConn::may_retry() const {
   const uint32_t retries = routing_->config->proxy.retries;
-  return idempotent_ && req_body_forwarded_ == 0 && attempts_ <= retries && attempts_ < 8;
+  static_assert(sizeof tried_ / sizeof tried_[0] == kMaxRetries + 1);
+  return idempotent_ && req_body_forwarded_ == 0 && attempts_ <= retries;
+}
+
+bool ClientConn::apply_max_forwards(std::string_view method, std::string_view target) {
+  max_forwards_set_ = false;
+  const bool trace = req_parser_.method == HTTP_TRACE;
+  if (!trace && req_parser_.method != HTTP_OPTIONS) return true;  // RFC 9110 7.6.2: others ignore it
+  bool present = false;
+  const std::string_view value = find_header(header_views_, "max-forwards", &present);
+  if (!present) return true;
+  uint32_t n = 0;
+  if (!parse_max_forwards(value, &n)) {
+    respond_error(400, "malformed request", "malformed request: invalid Max-Forwards");
+    return false;
+  }
+  if (n > 0) {
+    max_forwards_set_ = true;
+    max_forwards_ = n - 1;
+    return true;
+  }
+  // 0: this proxy is the recipient and answers itself. The request has no body to
+  // wait for (TRACE has none; an OPTIONS body is read to its end, or the connection
+  // closes after the answer).
+  RP_LOG(LogLevel::kInfo, std::string("answered 200: Max-Forwards: 0 on ") + std::string(method) +
+                              " client=" + client_ip_ + " node=-");
+  resp_status_ = 200;
+  const bool keep_alive = !close_after_response_ && discard_rest_of_request();
+  if (trace) {
+    // The request line as received: method, target and version.
+    std::string line(method);
+    line += ' ';
+    line += target;
+    line += client_http10_ ? " HTTP/1.0"sv : " HTTP/1.1"sv;
+    error_out_ = trace_response(line, header_views_, !keep_alive);
+  } else {
+    error_out_ = "HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n"
+                 "Content-Length: 0\r\n";
+    if (!keep_alive) error_out_ += "Connection: close\r\n";
+    error_out_ += "\r\n";
+  }
+  finish_accounting(200);
+  respond_self(keep_alive);
+  return false;
 }
 
 void ClientConn::pick_node_and_connect() {
@@ -627,7 +751,10 @@ void ClientConn::pick_node_and_connect() {
 
   UpstreamPool& pool = worker_.pool(r, node_);
   resp_phase_ = RespPhase::kConnecting;
-  if (UpstreamConn* idle = pool.take_idle(this)) {
+  // The attempt after a pooled connection failed takes a new one (upstream_failed).
+  const bool fresh_only = reconnected_ && attempts_ > 0 && tried_[attempts_ - 1] == node_ && !reconnect_used_;
+  if (fresh_only) reconnect_used_ = true;
+  if (UpstreamConn* idle = fresh_only ? nullptr : pool.take_idle(this)) {
     attach_upstream(idle);
     return;
   }
@@ -648,6 +775,7 @@ void ClientConn::attach_upstream(UpstreamConn* conn) {
   resp_head_bytes_ = 0;
   resp_msg_done_ = false;
   head_pending_ = resp_exec_pending_ = false;
+  decode_chunked_ = false;
   resp_phase_ = RespPhase::kWaiting;
   conn->buffer().clear();
   if (conn->start_reading() < 0) {
@@ -658,9 +786,23 @@ void ClientConn::attach_upstream(UpstreamConn* conn) {
 }
 
 void ClientConn::send_upstream_head() {
-  uv_buf_t buf = uv_buf_init(up_head_.data(), static_cast<unsigned>(up_head_.size()));
+  uv_buf_t bufs[3];
+  unsigned n = 1;
+  bufs[0] = uv_buf_init(up_head_.data(), static_cast<unsigned>(up_head_.size()));
+  if (host_missing_) {
+    // An HTTP/1.0 request without Host goes on in HTTP/1.1, which needs one (RFC 9112
+    // 3.2): the node's address, as nginx's proxy_set_header Host $proxy_host does.
+    // Per attempt: a retry goes to another node.
+    host_line_.assign("Host: "sv);
+    host_line_ += routing_->backends[node_].address.to_string();
+    host_line_ += "\r\n"sv;
+    bufs[0].len -= 2;  // before the head's last CRLF
+    bufs[1] = uv_buf_init(host_line_.data(), static_cast<unsigned>(host_line_.size()));
+    bufs[2] = uv_buf_init(up_head_.data() + up_head_.size() - 2, 2);
+    n = 3;
+  }
   up_sent_us_ = uv_hrtime() / 1000;
-  const int rc = up_->write(&buf, 1);
+  const int rc = up_->write(bufs, n);
   if (rc < 0) {
     upstream_failed(502, std::string("write failed: ") + uv_err_name(rc), true);
     return;
@@ -690,9 +832,13 @@ void ClientConn::upstream_failed(int status_code, std::string_view cause, bool r
     // A pooled connection the backend closed as we sent: same node, new connection.
     // Not the node's failure: keep-alive connections close, it is how HTTP is. (A
     // timeout is the node's failure, pooled connection or not.)
-    if (was_reused && idempotent_ && req_body_forwarded_ == 0 && status_code != 504) {
+    // Once per request, and on a new connection: another pooled one may be just as
+    // stale (the backend restarted and closed them all).
+    if (was_reused && !reconnected_ && idempotent_ && req_body_forwarded_ == 0 && status_code != 504) {
       RP_LOG(LogLevel::kDebug, std::string("upstream ") + std::string(cause) +
                                    " on a pooled connection, reconnecting: node=" + b.name);
+      bump(worker_.stats().reconnects);
+      reconnected_ = true;
       --attempts_;
       pick_node_and_connect();
       return;
@@ -847,6 +993,24 @@ int ClientConn::on_resp_message_complete(llhttp_t* p) {
   return HPE_PAUSED;
 }
 
+int ClientConn::on_resp_body_decode(llhttp_t* p, const char* at, size_t len) {
+  // The decoded pieces move to the front of the bytes just read, in order; each lies
+  // after the place it moves to, so memmove never overwrites what is still to come.
+  auto* c = static_cast<ClientConn*>(p->data);
+  if (c->decode_dst_ != at) std::memmove(c->decode_dst_, at, len);
+  c->decode_dst_ += len;
+  return 0;
+}
+
+const llhttp_settings_t& ClientConn::response_decode_settings() {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s = response_settings();
+    s.on_body = on_resp_body_decode;
+    return s;
+  }();
+  return settings;
+}
+
 const llhttp_settings_t& ClientConn::response_settings() {
   static const llhttp_settings_t settings = [] {
     llhttp_settings_t s;
@@ -960,6 +1124,7 @@ void ClientConn::process_response_bytes() {
       return;
     }
     resp_exec_pending_ = false;
+    decode_dst_ = start;
     const llhttp_errno err = llhttp_execute(&resp_parser_, start, ub.size());
     if (err == HPE_OK) {
       if (resp_phase_ == RespPhase::kHead) {
@@ -975,10 +1140,10 @@ void ClientConn::process_response_bytes() {
         up_->start_reading();
         return;
       }
-      // Body bytes, all of them.
+      // Body bytes, all of them (decoded, for a 1.0 client of a chunked body).
       const size_t len = ub.size();
       ub.consume(len);
-      if (send_to_client(start, len) < 0) {
+      if (send_to_client(start, decode_chunked_ ? static_cast<size_t>(decode_dst_ - start) : len) < 0) {
         close();
         return;
       }
@@ -993,12 +1158,13 @@ void ClientConn::process_response_bytes() {
         if (closing_ || !up_) return;
         // No body (HEAD, 204, 304): llhttp completed the message along with the head.
         if (resp_msg_done_ && resp_phase_ == RespPhase::kBody) {
-          finish_response(ub.begin_ptr(), 0);
+          finish_response(ub.begin_ptr(), 0, 0);
           return;
         }
         continue;
       }
-      finish_response(start, static_cast<size_t>(pos - start));
+      finish_response(start, static_cast<size_t>(pos - start),
+                      decode_chunked_ ? static_cast<size_t>(decode_dst_ - start) : static_cast<size_t>(pos - start));
       return;
     }
     const char* reason = llhttp_get_error_reason(&resp_parser_);
@@ -1014,18 +1180,18 @@ void ClientConn::process_response_bytes() {
   if (up_ && client_write_pending_) up_->stop_reading();
 }
 
-void ClientConn::finish_response(char* start, size_t len) {
+void ClientConn::finish_response(char* start, size_t len, size_t send_len) {
   IoBuffer& ub = up_->buffer();
   ub.consume(len);
   resp_msg_done_ = true;
   resp_phase_ = RespPhase::kDone;
   // Counted before the last bytes go out: a client that has its answer and asks
   // /metrics at once finds it counted.
-  resp_bytes_ += len;
+  resp_bytes_ += send_len;
   finish_accounting(resp_status_);
   // The last bytes are written from the upstream buffer, which stays put: the
   // connection goes back to the pool only after this write completes (on_write).
-  if (send_to_client(start, len, /*counted=*/true) < 0) {
+  if (send_to_client(start, send_len, /*counted=*/true) < 0) {
     close();
     return;
   }
@@ -1105,18 +1271,26 @@ void ClientConn::on_response_head() {
     // what the client sends next may be the new protocol. End the connection after.
     close_after_response_ = true;
   }
-  std::string_view connection;
-  for (const HeaderSpan& h : resp_headers_) {
-    if (iequals(uview(h.name), "connection")) connection = uview(h.value);
-  }
+  resp_views_.clear();
+  for (const HeaderSpan& hs : resp_headers_) resp_views_.push_back({uview(hs.name), uview(hs.value)});
+  const ConnectionOptions connection = ConnectionOptions::of(resp_views_);
   const bool tunnel = resp_status_ == 101 && upgrade_;
-  const bool framed = (resp_parser_.flags & (F_CHUNKED | F_CONTENT_LENGTH)) != 0 ||
-                      is_head_method_ || resp_status_ == 204 || resp_status_ == 304 || interim;
+  const bool bodiless = is_head_method_ || resp_status_ == 204 || resp_status_ == 304 || interim;
+  const bool chunked = (resp_parser_.flags & F_CHUNKED) != 0;
+  const bool framed = (resp_parser_.flags & (F_CHUNKED | F_CONTENT_LENGTH)) != 0 || bodiless;
   if (!framed && !tunnel) close_after_response_ = true;  // the body ends at the close
+  // RFC 9112 6.1: no chunked body to an HTTP/1.0 client, which would read the chunk
+  // lines as content. It gets the body decoded, ended by the close.
+  decode_chunked_ = client_http10_ && chunked && !bodiless;
+  if (decode_chunked_) {
+    close_after_response_ = true;
+    resp_parser_.settings = const_cast<llhttp_settings_t*>(&response_decode_settings());
+  }
 
   std::string& h = resp_head_;
   h.clear();
-  h += client_http10_ ? "HTTP/1.0 "sv : "HTTP/1.1 "sv;
+  // RFC 9110 6.2: our own version, to 1.0 clients too (whose rules apply all the same).
+  h += "HTTP/1.1 "sv;
   // 100 to 999 here (llhttp stops at 999): three digits, whatever leading zeros the
   // backend wrote.
   const char status[4] = {static_cast<char>('0' + resp_status_ / 100 % 10),
@@ -1126,13 +1300,14 @@ void ClientConn::on_response_head() {
   h.append(uview(status_text_));
   h += "\r\n"sv;
   std::string_view upgrade_value;
-  for (const HeaderSpan& hs : resp_headers_) {
-    const std::string_view name = uview(hs.name);
-    if (iequals(name, "upgrade")) upgrade_value = uview(hs.value);
-    if (is_hop_by_hop(name, connection)) continue;
-    h.append(name);
+  for (const HeaderView& hv : resp_views_) {
+    if (iequals(hv.name, "upgrade")) upgrade_value = hv.value;
+    if (is_hop_by_hop(hv.name, connection)) continue;
+    // A 1.0 client gets no transfer coding, so no trailers either.
+    if (client_http10_ && (iequals(hv.name, "transfer-encoding") || iequals(hv.name, "trailer"))) continue;
+    h.append(hv.name);
     h += ": "sv;
-    h.append(uview(hs.value));
+    h.append(hv.value);
     h += "\r\n"sv;
   }
   if (tunnel) {
@@ -1317,11 +1492,16 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
   // request has been read to its end (a bodiless one, or a body already buffered). A
   // 4xx answers input that cannot be trusted to frame a next request: close.
   // A 501 (unknown transfer coding) or 505 (unknown version) refuses the framing itself.
-  error_keep_alive_ = status >= 500 && status != 501 && status != 505 && !close_after_response_ &&
-                      !client_eof_ && !drain_requested_ && discard_rest_of_request();
+  const bool keep_alive = status >= 500 && status != 501 && status != 505 && !close_after_response_ &&
+                          !client_eof_ && !drain_requested_ && discard_rest_of_request();
   // To a HEAD, our answer is bodiless too (RFC 9110 9.3.2), or the client would read
   // the body as the next response.
-  error_out_ = canned_response(status, body, !error_keep_alive_, is_head_method_);
+  error_out_ = canned_response(status, body, !keep_alive, is_head_method_);
+  respond_self(keep_alive);
+}
+
+void ClientConn::respond_self(bool keep_alive) {
+  error_keep_alive_ = keep_alive;
   resp_bytes_ = error_out_.size();
   if (reading_) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
@@ -1337,9 +1517,36 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
   }
 }
 
+void ClientConn::linger_close() {
+  if (closing_) return;
+  release_upstream(false);
+  if (client_eof_ || drain_requested_) {
+    close();  // nothing more will come, or no time to wait for it
+    return;
+  }
+  lingering_ = true;
+  linger_deadline_ = uv_now(worker_.loop()) + kLingerMs;
+  linger_bytes_ = 0;
+  in_.clear();
+  // FIN after the answer (uv_shutdown runs after the queued writes).
+  shutdown_req_.data = this;
+  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t*, int) {}) != 0) {
+    close();
+    return;
+  }
+  arm_timer(kLingerIdleMs);
+  if (!reading_) {
+    if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) != 0) {
+      close();
+      return;
+    }
+    reading_ = true;
+  }
+}
+
 void ClientConn::error_response_written() {
   if (!error_keep_alive_) {
-    close();
+    linger_close();
     return;
   }
   error_out_.clear();
@@ -1388,7 +1595,7 @@ void ClientConn::finish_accounting(int status) {
     }
   } else if (status == 503) {
     bump(stats.no_node);
-  } else {
+  } else if (status >= 400) {
     bump(stats.client_errors);
   }
   write_access_log(status);

@@ -70,7 +70,9 @@ class ClientConn final : private UpstreamConn::Owner {
   // Response side.
   void process_response_bytes();
   void on_response_head();
-  void finish_response(char* start, size_t len);
+  // The message ends after `len` bytes at `start`, of which the first `send_len` go to
+  // the client (fewer when a chunked body is decoded).
+  void finish_response(char* start, size_t len, size_t send_len);
   bool upstream_reusable();
   // Writes the pending response head (if any) and `len` body bytes in one write;
   // `counted`: resp_bytes_ already includes them.
@@ -84,7 +86,16 @@ class ClientConn final : private UpstreamConn::Owner {
   // Writing to the client.
   int write_client(uv_buf_t* bufs, unsigned count);
   void respond_error(int status, std::string_view body, std::string_view log_cause);
+  // Our own complete answer (`out`, built by the caller into error_out_) written, then
+  // the connection goes on (`keep_alive`) or closes in stages.
+  void respond_self(bool keep_alive);
   void error_response_written();
+  // RFC 9112 9.6: after an answer that ends the connection while the client may still
+  // be sending, send FIN and read and drop what comes for a bounded time and size, so
+  // the client reads the answer instead of a reset (nginx's lingering close).
+  void linger_close();
+  // Max-Forwards on OPTIONS and TRACE (RFC 9110 7.6.2): false when the proxy answered.
+  bool apply_max_forwards(std::string_view method, std::string_view target);
   // Reads the rest of the request, if it is all buffered, and drops it; true when the
   // request is then complete.
   bool discard_rest_of_request();
@@ -121,8 +132,12 @@ class ClientConn final : private UpstreamConn::Owner {
   static int on_resp_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_resp_headers_complete(llhttp_t* p);
   static int on_resp_message_complete(llhttp_t* p);
+  static int on_resp_body_decode(llhttp_t* p, const char* at, size_t len);
   static const llhttp_settings_t& request_settings();
   static const llhttp_settings_t& response_settings();
+  // The response parser's settings while a chunked body is decoded for an HTTP/1.0
+  // client: body bytes are gathered to the front of the read (decode_dst_).
+  static const llhttp_settings_t& response_decode_settings();
   // False when a value piece continues an obs-fold line (refused: see the .cc).
   static bool append_span(std::vector<HeaderSpan>& headers, bool value, const char* base,
                           const char* at, size_t len, uint32_t* head_bytes);
@@ -140,6 +155,9 @@ class ClientConn final : private UpstreamConn::Owner {
   bool client_eof_ = false;
   bool close_after_response_ = false;
   bool drain_requested_ = false;
+  bool lingering_ = false;        // linger_close(): reading only to drop
+  uint64_t linger_deadline_ = 0;  // loop ms
+  uint64_t linger_bytes_ = 0;
   char client_ip_[48] = {};
 
   IoBuffer in_;
@@ -156,6 +174,10 @@ class ClientConn final : private UpstreamConn::Owner {
   bool upgrade_ = false;
   bool client_keep_alive_ = true;
   bool client_http10_ = false;
+  bool host_missing_ = false;  // a 1.0 request without Host: the node's address is sent
+  // Max-Forwards of an OPTIONS or TRACE being forwarded, already decremented.
+  bool max_forwards_set_ = false;
+  uint32_t max_forwards_ = 0;
   uint64_t req_body_forwarded_ = 0;
   bool req_body_started_ = false;
 
@@ -165,15 +187,20 @@ class ClientConn final : private UpstreamConn::Owner {
   NodeIndex node_ = 0;
   bool have_node_ = false;
   uint32_t attempts_ = 0;  // nodes tried (retries + 1)
-  NodeIndex tried_[8] = {};
+  bool reconnected_ = false;    // a pooled connection failed: the next attempt is on a new one
+  bool reconnect_used_ = false;  // ... and that attempt has taken it
+  // proxy.retries is at most kMaxRetries (config/config.cc): one slot per attempt.
+  NodeIndex tried_[kMaxRetries + 1] = {};
   UpstreamConn* up_ = nullptr;
   bool upstream_ready_ = false;  // connected and head written or queued
   std::string up_head_;          // request head as sent upstream (kept for retries)
   std::string origin_scratch_;   // "/" + query of an absolute target without a path
+  std::string host_line_;        // "Host: ADDRESS\r\n" for a request that had none
   RespPhase resp_phase_ = RespPhase::kNone;
   llhttp_t resp_parser_{};
   Span status_text_;
   std::vector<HeaderSpan> resp_headers_;
+  std::vector<HeaderView> resp_views_;
   uint32_t resp_head_bytes_ = 0;
   bool resp_msg_done_ = false;
   int resp_status_ = 0;
@@ -181,6 +208,8 @@ class ClientConn final : private UpstreamConn::Owner {
   bool upstream_eof_ = false;  // tunnel: the backend has finished sending
   bool head_pending_ = false;       // resp_head_ built, not yet written
   bool resp_exec_pending_ = false;  // run the parser once more, even on no bytes
+  bool decode_chunked_ = false;     // an HTTP/1.0 client: the chunked body goes decoded
+  char* decode_dst_ = nullptr;      // where the next decoded body byte goes
   std::string resp_head_;  // response head as sent to the client
   uint64_t resp_bytes_ = 0;
   std::string log_prefix_;  // access-log fields taken from the request head

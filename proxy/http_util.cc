@@ -102,31 +102,110 @@ bool has_token(std::string_view list, std::string_view token) {
   return false;
 }
 
-bool is_hop_by_hop(std::string_view name, std::string_view connection) {
-  switch (name.size()) {
-    case 2:
-      if (iequals(name, "te")) return true;
-      break;
-    case 7:
-      if (iequals(name, "upgrade")) return true;
-      break;
-    case 10:
-      if (iequals(name, "connection") || iequals(name, "keep-alive")) return true;
-      break;
-    case 16:
-      if (iequals(name, "proxy-connection")) return true;
-      break;
-    default:
-      break;
+ConnectionOptions ConnectionOptions::of(std::span<const HeaderView> headers) {
+  ConnectionOptions c;
+  for (const HeaderView& h : headers) {
+    if (h.name.size() != 10 || !iequals(h.name, "connection")) continue;
+    if (c.count == kInline) {
+      c.all = headers;
+      ++c.count;
+      return c;
+    }
+    c.lines[c.count++] = h.value;
   }
-  // A Connection header may name any field, but never the ones that frame the message
-  // or say where it goes: dropping Content-Length or Transfer-Encoding while the body's
-  // bytes still pass would let the body be read as a next request (smuggling).
-  if (connection.empty() || iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
-      iequals(name, "host")) {
+  return c;
+}
+
+bool ConnectionOptions::has(std::string_view token) const {
+  if (count > kInline) {
+    for (const HeaderView& h : all) {
+      if (h.name.size() == 10 && iequals(h.name, "connection") && has_token(h.value, token)) return true;
+    }
     return false;
   }
+  for (size_t i = 0; i < count; ++i) {
+    if (has_token(lines[i], token)) return true;
+  }
+  return false;
+}
+
+namespace {
+// Hop-by-hop by name alone (RFC 9110 7.6.1).
+bool always_hop_by_hop(std::string_view name) {
+  switch (name.size()) {
+    case 2:
+      return iequals(name, "te");
+    case 7:
+      return iequals(name, "upgrade");
+    case 10:
+      return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 16:
+      return iequals(name, "proxy-connection");
+    default:
+      return false;
+  }
+}
+// Fields a Connection option never removes: they frame the message or say where it goes.
+bool never_hop_by_hop(std::string_view name) {
+  return iequals(name, "content-length") || iequals(name, "transfer-encoding") || iequals(name, "host");
+}
+}  // namespace
+
+bool is_hop_by_hop(std::string_view name, const ConnectionOptions& connection) {
+  if (always_hop_by_hop(name)) return true;
+  if (connection.empty() || never_hop_by_hop(name)) return false;
+  return connection.has(name);
+}
+
+bool is_hop_by_hop(std::string_view name, std::string_view connection) {
+  if (always_hop_by_hop(name)) return true;
+  if (connection.empty() || never_hop_by_hop(name)) return false;
   return has_token(connection, name);
+}
+
+void append_log_escaped(std::string& out, std::string_view field) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (const char ch : field) {
+    const auto b = static_cast<unsigned char>(ch);
+    if (b < 0x20 || b >= 0x7f || b == '"' || b == '\\') {
+      const char esc[4] = {'\\', 'x', kHex[b >> 4], kHex[b & 15]};
+      out.append(esc, 4);
+    } else {
+      out.push_back(ch);
+    }
+  }
+}
+
+bool parse_max_forwards(std::string_view value, uint32_t* out) {
+  value = trim(value);
+  if (value.empty()) return false;
+  uint64_t n = 0;
+  for (const char ch : value) {
+    if (ch < '0' || ch > '9') return false;
+    n = std::min<uint64_t>(n * 10 + static_cast<uint64_t>(ch - '0'), UINT32_MAX);
+  }
+  *out = static_cast<uint32_t>(n);
+  return true;
+}
+
+std::string trace_response(std::string_view request_line, std::span<const HeaderView> headers, bool close) {
+  std::string body(request_line);
+  body += "\r\n";
+  for (const HeaderView& h : headers) {
+    if (iequals(h.name, "authorization") || iequals(h.name, "proxy-authorization") || iequals(h.name, "cookie")) {
+      continue;
+    }
+    body.append(h.name);
+    body += ": ";
+    body.append(h.value);
+    body += "\r\n";
+  }
+  body += "\r\n";
+  std::string out = "HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  if (close) out += "Connection: close\r\n";
+  out += "\r\n";
+  out += body;
+  return out;
 }
 
 std::string_view select_hash_key(const HashKey& how, std::string_view target,

@@ -29,15 +29,47 @@ std::string_view find_header(std::span<const HeaderView> headers, std::string_vi
 // `token`, case-insensitively.
 bool has_token(std::string_view list, std::string_view token);
 
+// The options of a message's Connection field: every Connection field line, each a
+// list of tokens, is one list (RFC 9110 7.6.1 with 5.3), so `Connection: keep-alive`
+// followed by `Connection: X-Secret` names X-Secret as much as one line naming both.
+// Views the head; no allocation. Heads with more than kInline Connection lines (no
+// client needs more than one) are read through `all`.
+struct ConnectionOptions {
+  static constexpr size_t kInline = 4;
+  std::string_view lines[kInline];
+  size_t count = 0;
+  std::span<const HeaderView> all;  // set when there are more than kInline lines
+
+  static ConnectionOptions of(std::span<const HeaderView> headers);
+  bool empty() const { return count == 0; }
+  // True when any line lists `token` (case-insensitive).
+  bool has(std::string_view token) const;
+};
+
 // True for headers a proxy must not forward (RFC 9110 7.6.1): Connection and every
 // header it names, Keep-Alive, Proxy-Connection, TE, Upgrade (re-added when
 // tunnelling), and, towards the upstream, Proxy-Authorization.
-// `connection` is the value of the message's Connection header. Content-Length,
-// Transfer-Encoding and Host are never dropped because Connection names them.
-// Transfer-Encoding and Content-Length are not hop-by-hop here: the proxy forwards a
-// body's bytes exactly as framed, so the framing headers stay true.
+// Content-Length, Transfer-Encoding and Host are never dropped because Connection
+// names them: the proxy forwards a body's bytes exactly as framed, so the framing
+// headers stay true (dropping them would turn a body into a next request).
 // Trailer is kept: it announces trailers that are forwarded too (RFC 9110 6.6.2).
+bool is_hop_by_hop(std::string_view name, const ConnectionOptions& connection);
+// The same for a single Connection value (tests and callers with one line).
 bool is_hop_by_hop(std::string_view name, std::string_view connection);
+
+// An access-log field: bytes that could forge fields or lines ('"', '\\', controls,
+// and bytes >= 0x7f) written as \xHH, as nginx escapes them. Appends to `out`.
+void append_log_escaped(std::string& out, std::string_view field);
+
+// Max-Forwards (RFC 9110 7.6.2): the value as a number; false when it is not 1*DIGIT.
+// Values beyond uint32 saturate (they only ever count down).
+bool parse_max_forwards(std::string_view value, uint32_t* out);
+
+// The proxy's own answer to TRACE with Max-Forwards: 0 (RFC 9110 9.3.8): a 200 whose
+// message/http body reflects the request head as received, less the fields that carry
+// credentials (Authorization, Proxy-Authorization, Cookie), which a reflection would
+// hand to a script in the page (cross-site tracing).
+std::string trace_response(std::string_view request_line, std::span<const HeaderView> headers, bool close);
 
 // The bytes of the request that SPEC's hash_key selects. A missing header, cookie or
 // query parameter falls back to the URI, as does an empty one. The result views

@@ -52,6 +52,8 @@ struct alignas(64) NodeCounters {
 struct alignas(64) WorkerStats {
   DurationCounts duration;  // first request byte to the end of the response
   std::atomic<uint64_t> retries{0};
+  // A pooled connection the backend had closed, tried again once on a new connection.
+  std::atomic<uint64_t> reconnects{0};
   std::atomic<uint64_t> no_node{0};  // 503s: no usable node
   std::atomic<uint64_t> client_errors{0};  // 400, 408, 431, 505 answered by the proxy
 };

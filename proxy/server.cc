@@ -342,13 +342,14 @@ std::string Server::metrics_text() {
              std::to_string(b.state->responses(c)) + "\n";
     }
   }
-  uint64_t no_node = 0, client_errors = 0, retries = 0, sum_us = 0;
+  uint64_t no_node = 0, client_errors = 0, retries = 0, reconnects = 0, sum_us = 0;
   uint64_t buckets[kDurationBuckets + 1] = {};
   for (const auto& w : workers_) {
     const WorkerStats& s = w->stats();
     no_node += s.no_node.load(std::memory_order_relaxed);
     client_errors += s.client_errors.load(std::memory_order_relaxed);
     retries += s.retries.load(std::memory_order_relaxed);
+    reconnects += s.reconnects.load(std::memory_order_relaxed);
     s.duration.add_to(buckets, &sum_us);
   }
   out += "ringproxy_requests_total{backend=\"\",code=\"5xx\"} " + std::to_string(no_node) + "\n";
@@ -410,6 +411,10 @@ std::string Server::metrics_text() {
   out += "ringproxy_connections_active " + std::to_string(shared_.connections.load()) + "\n";
   family(out, "ringproxy_retries_total", "counter", "Requests sent again to the next node.");
   out += "ringproxy_retries_total " + std::to_string(retries) + "\n";
+  family(out, "ringproxy_upstream_reconnects_total", "counter",
+         "Requests sent again on a new connection to the same node after a pooled connection "
+         "turned out closed (once per request; not a node failure).");
+  out += "ringproxy_upstream_reconnects_total " + std::to_string(reconnects) + "\n";
   family(out, "ringproxy_gossip_members", "gauge", "Proxy instances known, by state (this one only while gossip is off).");
   {
     size_t by_state[4] = {};

@@ -11,6 +11,7 @@ UpstreamConn::UpstreamConn(Worker& worker, UpstreamPool& pool) : worker_(worker)
 
 UpstreamConn* UpstreamConn::create(Worker& worker, UpstreamPool& pool) {
   auto* c = new UpstreamConn(worker, pool);  // owned by its handles: freed in on_close
+  ++pool.live_;
   uv_tcp_init(worker.loop(), &c->tcp_);
   c->timer_.init(worker.loop(), c);
   c->tcp_.data = c;
@@ -129,12 +130,17 @@ void UpstreamConn::on_close(uv_handle_t* h) {
   auto* c = static_cast<UpstreamConn*>(h->data);
   if (--c->open_handles_ == 0) {
     c->worker_.buffers().release(c->in_);
+    UpstreamPool* pool = c->pool_;
     delete c;
+    pool->on_conn_freed();
   }
 }
 
-UpstreamPool::UpstreamPool(Worker& worker, std::string name, std::string address)
-    : worker_(worker), name_(std::move(name)), address_(std::move(address)) {}
+UpstreamPool::UpstreamPool(Worker& worker, std::string key) : worker_(worker), key_(std::move(key)) {}
+
+void UpstreamPool::on_conn_freed() {
+  if (--live_ == 0 && retired_) worker_.drop_pool(this);  // frees this
+}
 
 UpstreamPool::~UpstreamPool() { close_idle(); }
 

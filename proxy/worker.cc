@@ -85,27 +85,42 @@ void Worker::take_routing() {
     by_node[i] = &pool_for(fresh->backends[i]);
     by_node[i]->unretire();  // a backend removed and added again
   }
-  // Backends that left: their idle connections close now; busy ones close when done.
+  // Backends that left: their idle connections close now; busy ones close when done,
+  // and the pool goes with its last connection (drop_pool); one with none goes now.
+  std::vector<UpstreamPool*> unused;
   for (auto& [key, pool] : pools_) {
-    if (std::find(by_node.begin(), by_node.end(), pool.get()) == by_node.end()) pool->retire();
+    if (std::find(by_node.begin(), by_node.end(), pool.get()) == by_node.end()) {
+      pool->retire();
+      if (pool->live() == 0) unused.push_back(pool.get());
+    }
   }
+  for (UpstreamPool* p : unused) drop_pool(p);
   pools_by_node_ = std::move(by_node);
   routing_ = std::move(fresh);
 }
 
-UpstreamPool& Worker::pool_for(const Backend& b) {
-  const std::string address = b.address.to_string();
-  std::string key = b.name;
-  key += '\0';
-  key += address;
-  auto& slot = pools_[key];
-  if (!slot) slot = std::make_unique<UpstreamPool>(*this, b.name, address);
+UpstreamPool& Worker::pool_for(const Backend& b, bool* made) {
+  auto it = pools_.find(b.pool_key);
+  if (made) *made = it == pools_.end();
+  if (it != pools_.end()) return *it->second;
+  auto& slot = pools_[b.pool_key];
+  slot = std::make_unique<UpstreamPool>(*this, b.pool_key);
   return *slot;
 }
 
 UpstreamPool& Worker::pool(const Routing& routing, NodeIndex i) {
   if (&routing == routing_.get()) return *pools_by_node_[i];
-  return pool_for(routing.backends[i]);
+  // A request routed before a reload, retrying: its node may have left since, and
+  // then its pool lives only as long as its connections.
+  bool made = false;
+  UpstreamPool& p = pool_for(routing.backends[i], &made);
+  if (made) p.retire();
+  return p;
+}
+
+void Worker::drop_pool(UpstreamPool* pool) {
+  auto it = pools_.find(pool->key());
+  if (it != pools_.end() && it->second.get() == pool) pools_.erase(it);
 }
 
 void Worker::on_async(uv_async_t* a) {

@@ -65,6 +65,10 @@ class Worker {
   // The pool for node i of `routing`: the current routing's by index; an older one's
   // (a request routed before a reload, now retrying) by name and address.
   UpstreamPool& pool(const Routing& routing, NodeIndex i);
+  // A retired pool's last connection is gone: the pool is freed (a worker whose
+  // backends come and go keeps no pools for the ones that left).
+  void drop_pool(UpstreamPool* pool);
+  size_t pool_count() const { return pools_.size(); }
   BufferPool& buffers() { return buffers_; }
   Shared& shared() { return shared_; }
   int id() const { return id_; }
@@ -85,7 +89,8 @@ class Worker {
   void begin_drain();
   void maybe_finish();
   void flush_access_log();
-  UpstreamPool& pool_for(const Backend& b);
+  // Finds or makes the pool for `b`; *made tells which. No allocation when found.
+  UpstreamPool& pool_for(const Backend& b, bool* made = nullptr);
   static void on_connection(uv_stream_t* server, int status);
   static void on_async(uv_async_t* a);
   static void on_flush_timer(uv_timer_t* t);

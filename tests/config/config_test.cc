@@ -288,6 +288,24 @@ TEST(Config, SeedsWithoutBindAreAnError) {
                     "gossip.bind to use seeds"}));
 }
 
+// proxy.via: the Via pseudonym (RFC 9110 7.6.3); "" sends none; unset, the gossip name
+// (made a token) when gossip is on, else "ringproxy".
+TEST(Config, ViaNameDefaultsAndChecks) {
+  const auto via_of = [](const std::string& text) {
+    const ConfigResult r = load_config_string(text + std::string(kOneBackend), "t");
+    EXPECT_TRUE(r.ok()) << text;
+    return r.config.proxy.via;
+  };
+  EXPECT_EQ(via_of(""), "ringproxy");
+  EXPECT_EQ(via_of("[proxy]\nvia = \"edge-1:8080\"\n"), "edge-1:8080");
+  EXPECT_EQ(via_of("[proxy]\nvia = \"\"\n"), "");
+  EXPECT_EQ(via_of("[gossip]\nbind = \"127.0.0.1:7946\"\nname = \"pa\"\n"), "pa");
+  EXPECT_EQ(via_of("[gossip]\nbind = \"[::1]:7946\"\n"), "---1--7946");
+  EXPECT_EQ(errors_of("[proxy]\nvia = \"a b\"\n" + std::string(kOneBackend)),
+            (Errors{"t.toml:2:7: proxy.via: must be a token (letters, digits and !#$%&'*+-.^_`|~), optionally "
+                    "with :PORT, or \"\" to send no Via; got \"a b\""}));
+}
+
 TEST(Config, Ipv6Listen) {
   const ConfigResult result =
       load_config_string("[proxy]\nlisten = \"[::1]:8080\"\n" + std::string(kOneBackend), "t");

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -895,6 +896,270 @@ TEST_F(ProxyFixture, PortTakenIsAStartupFailure) {
   EXPECT_EQ(status->describe(), "exit 1");
   EXPECT_NE(second.stderr_text().find("cannot listen on 127.0.0.1:" + std::to_string(port_)), std::string::npos)
       << second.stderr_text();
+}
+
+// ---- HTTP conformance of an intermediary (RFC 9110, RFC 9112) and the defects of
+// issue 12, each with its test. ----
+
+// RFC 9110 7.6.1 with 5.3: every Connection line, and every token in each, names a
+// field to drop, in requests and in responses.
+TEST_F(ProxyFixture, ConnectionOptionsOfEveryLineAreDroppedBothWays) {
+  add_backend("co-a");
+  ScriptedBackend scripted(
+      "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: X-Resp-Secret, x-resp-other\r\n"
+      "X-Resp-Secret: 1\r\nX-Resp-Other: 2\r\nX-Kept: 3\r\nContent-Length: 2\r\n\r\nok");
+  start_proxy();
+  Conn conn("127.0.0.1", port_);
+  Response r = conn.request("GET", "/headers",
+                            {{"Connection", "keep-alive"}, {"Connection", "X-Secret"}, {"X-Secret", "s"},
+                             {"Connection", "x-two"}, {"X-Two", "t"}, {"X-Visible", "v"}});
+  ASSERT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(r.body.find("X-Secret"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("X-Two"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("X-Visible: v\n"), std::string::npos) << r.body;
+
+  backends_.clear();
+  add_scripted("co-s", scripted);
+  start_proxy();
+  Response s = http_get(port_, "/any");
+  ASSERT_EQ(s.status, 200) << s.describe();
+  EXPECT_FALSE(s.has_header("X-Resp-Secret")) << s.describe();
+  EXPECT_FALSE(s.has_header("X-Resp-Other")) << s.describe();
+  EXPECT_EQ(s.header("X-Kept"), "3");
+}
+
+// RFC 9112 2.3 and 6.1: a 1.0 request goes upstream in HTTP/1.1 (with a Host, which 1.1
+// needs); a chunked answer reaches the 1.0 client decoded and ended by the close.
+TEST_F(ProxyFixture, Http10ClientGetsChunkedBodiesDecodedAndOurVersion) {
+  DemoBackend& b = add_backend("v-a");
+  start_proxy();
+  {
+    Conn conn("127.0.0.1", port_);
+    ASSERT_TRUE(conn.send_raw("GET /headers HTTP/1.0\r\n\r\n"));
+    const RawRead raw = conn.read_until_close(Millis(5000));
+    EXPECT_EQ(raw.how, CloseKind::eof);
+    EXPECT_EQ(raw.bytes.rfind("HTTP/1.1 200 ", 0), 0u) << raw.bytes;
+    EXPECT_NE(raw.bytes.find("GET /headers HTTP/1.1\n"), std::string::npos) << raw.bytes;
+    EXPECT_NE(raw.bytes.find("Host: " + b.address() + "\n"), std::string::npos) << raw.bytes;
+  }
+  for (const char* connection : {"", "Connection: keep-alive\r\n"}) {
+    Conn conn("127.0.0.1", port_);
+    ASSERT_TRUE(conn.send_raw(std::string("GET /chunked HTTP/1.0\r\nHost: h\r\n") + connection + "\r\n"));
+    const RawRead raw = conn.read_until_close(Millis(5000));
+    EXPECT_EQ(raw.how, CloseKind::eof) << "a close-delimited body must end with the close";
+    const size_t end = raw.bytes.find("\r\n\r\n");
+    ASSERT_NE(end, std::string::npos) << raw.bytes;
+    const std::string head = raw.bytes.substr(0, end);
+    EXPECT_EQ(head.find("Transfer-Encoding"), std::string::npos) << head;
+    EXPECT_EQ(head.find("Trailer"), std::string::npos) << head;
+    EXPECT_EQ(head.find("keep-alive"), std::string::npos) << head;
+    EXPECT_EQ(raw.bytes.substr(end + 4), "chunk 1\nchunk 2\nchunk 3\n");
+  }
+  // With a length, a 1.0 client that asks for keep-alive keeps its connection.
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_raw("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  Response r = conn.read_response();
+  EXPECT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(r.header("Connection"), "keep-alive");
+  ASSERT_TRUE(conn.send_raw("GET /b HTTP/1.0\r\n\r\n"));
+  Response r2 = conn.read_response();
+  EXPECT_EQ(r2.body, "v-a /b\n") << r2.describe();
+}
+
+// RFC 9110 7.6.3: Via "1.1 NAME" after the client's members; proxy.via = "" sends none.
+TEST_F(ProxyFixture, ViaIsAppendedAndCanBeTurnedOff) {
+  add_backend("via-a");
+  start_proxy({.proxy_extra = "via = \"rp-test\""});
+  Response r = http_get(port_, "/headers", {{"Via", "1.0 fred"}, {"Via", ""}, {"Via", "1.1 p2:8080"}});
+  ASSERT_EQ(r.status, 200) << r.describe();
+  EXPECT_NE(r.body.find("\nVia: 1.0 fred, 1.1 p2:8080, 1.1 rp-test\n"), std::string::npos) << r.body;
+  Response bare = http_get(port_, "/headers");
+  EXPECT_NE(bare.body.find("\nVia: 1.1 rp-test\n"), std::string::npos) << bare.body;
+
+  start_proxy({.proxy_extra = "via = \"\""});
+  Response off = http_get(port_, "/headers", {{"Via", "1.0 fred"}});
+  EXPECT_NE(off.body.find("\nVia: 1.0 fred\n"), std::string::npos) << off.body;
+  EXPECT_EQ(http_get(port_, "/headers").body.find("Via:"), std::string::npos);
+}
+
+// RFC 9110 7.6.2: Max-Forwards on OPTIONS and TRACE: 0 is answered here, other values
+// go on decremented; other methods pass it untouched.
+TEST_F(ProxyFixture, MaxForwardsOnOptionsAndTrace) {
+  add_backend("mf-a");
+  start_proxy();
+  Conn conn("127.0.0.1", port_);
+  Response opt = conn.request("OPTIONS", "*", {{"Max-Forwards", "0"}});
+  EXPECT_EQ(opt.status, 200) << opt.describe();
+  EXPECT_FALSE(opt.has_header("X-Backend")) << opt.describe();
+  EXPECT_NE(opt.header("Allow").find("GET"), std::string::npos) << opt.describe();
+  Response trace = conn.request("TRACE", "/t", {{"Max-Forwards", "0"}, {"Cookie", "secret=1"}, {"X-Mine", "m"}});
+  EXPECT_EQ(trace.status, 200) << trace.describe();
+  EXPECT_EQ(trace.header("Content-Type"), "message/http");
+  EXPECT_EQ(trace.body.rfind("TRACE /t HTTP/1.1\r\n", 0), 0u) << trace.body;
+  EXPECT_NE(trace.body.find("X-Mine: m\r\n"), std::string::npos) << trace.body;
+  EXPECT_EQ(trace.body.find("secret"), std::string::npos) << trace.body;
+  // The connection goes on.
+  Response fwd = conn.request("OPTIONS", "/headers", {{"Max-Forwards", "5"}});
+  EXPECT_EQ(fwd.header("X-Backend"), "mf-a") << fwd.describe();
+  EXPECT_NE(fwd.body.find("\nMax-Forwards: 4\n"), std::string::npos) << fwd.body;
+  Response get = conn.request("GET", "/headers", {{"Max-Forwards", "0"}});
+  EXPECT_NE(get.body.find("\nMax-Forwards: 0\n"), std::string::npos) << get.body;
+  Response bad = conn.request("TRACE", "/t", {{"Max-Forwards", "x1"}});
+  EXPECT_EQ(bad.status, 400) << bad.describe();
+}
+
+// RFC 9112 9.6: an answer that ends the connection while the client is still sending
+// is read by the client, not lost to a reset (a 40 KB head against the 16 KiB limit).
+TEST_F(ProxyFixture, ErrorAnswersAreReadNotLostToAReset) {
+  add_backend("lc-a");
+  start_proxy();
+  const std::string big = "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + std::string(40000, 'a') + "\r\n\r\n";
+  for (int i = 0; i < 30; ++i) {
+    Conn conn("127.0.0.1", port_);
+    ASSERT_TRUE(conn.connected());
+    conn.send_raw(big);  // may fail part-way once the proxy has half-closed: that is fine
+    Response r = conn.read_response();
+    ASSERT_EQ(r.status, 431) << "try " << i << ": " << r.describe();
+    EXPECT_EQ(conn.wait_close(Millis(10000)), CloseKind::eof) << "try " << i;
+  }
+}
+
+// Access-log fields are escaped: a '"' in the User-Agent cannot forge a field.
+TEST_F(ProxyFixture, AccessLogEscapesWhatTheClientWrote) {
+  add_backend("esc-a");
+  const std::string log = dir_.file("access.log");
+  start_proxy({.proxy_extra = "access_log = \"" + log + "\"", .workers = 1});
+  EXPECT_EQ(http_get(port_, "/esc", {{"User-Agent", "x\" 500 \"forged"}, {"Referer", "a\\b"}}).status, 200);
+  Process tail("/usr/bin/tail", {"-F", "-n", "+1", log}, dir_.path(), "tail");
+  ASSERT_TRUE(tail.wait_for_output(Output::out, "/esc"));
+  const std::string line = tail.stdout_text();
+  EXPECT_NE(line.find(" \"a\\x5Cb\" \"x\\x22 500 \\x22forged\" esc-a "), std::string::npos) << line;
+}
+
+// An empty first X-Forwarded-For line keeps the later ones.
+TEST_F(ProxyFixture, EmptyFirstXForwardedForKeepsTheRest) {
+  add_backend("xff-a");
+  start_proxy();
+  Response r = http_get(port_, "/headers", {{"X-Forwarded-For", ""}, {"X-Forwarded-For", "10.0.0.1"}});
+  EXPECT_NE(r.body.find("\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\n"), std::string::npos) << r.body;
+}
+
+// proxy.retries up to its maximum is honoured (a fixed array of 8 capped it at 7).
+TEST_F(ProxyFixture, RetriesBeyondSevenAreHonoured) {
+  add_backend("live");
+  for (int i = 0; i < 11; ++i) scripted_.emplace_back("dead-" + std::to_string(i), "127.0.0.1:" + std::to_string(free_port()));
+  start_proxy({.proxy_extra = "retries = 11\n[health]\ninterval_ms = 3600000\neject_after_failures = 0"});
+  for (int i = 0; i < 40; ++i) {
+    Response r = http_get(port_, "/r/" + std::to_string(i));
+    EXPECT_EQ(r.status, 200) << "/r/" << i << ": " << r.describe();
+  }
+}
+
+// A backend whose connections serve one request each and then close when a second
+// request arrives on them, unanswered (a keep-alive race lost at every reuse). The
+// first answers wait until `hold` connections have each sent a request, so that the
+// proxy's pool ends up with that many idle connections.
+class OneRequestPerConnBackend {
+ public:
+  explicit OneRequestPerConnBackend(int hold) : hold_(hold) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&sa), len) != 0 || ::listen(fd_, 64) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+      ADD_FAILURE() << "backend cannot listen";
+      return;
+    }
+    port_ = ntohs(sa.sin_port);
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        std::lock_guard<std::mutex> lock(mu_);
+        conns_.push_back(c);
+        threads_.emplace_back([this, c] { serve(c); });
+      }
+    });
+  }
+  ~OneRequestPerConnBackend() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    if (thread_.joinable()) thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      released_ = true;
+      cv_.notify_all();
+      for (int c : conns_) ::shutdown(c, SHUT_RDWR);
+    }
+    for (auto& t : threads_) t.join();
+    for (int c : conns_) ::close(c);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int heads() const { return heads_.load(); }
+
+ private:
+  void serve(int c) {
+    std::string buf;
+    char tmp[4096];
+    int served = 0;
+    for (;;) {
+      const ssize_t n = ::recv(c, tmp, sizeof tmp, 0);
+      if (n <= 0) return;
+      buf.append(tmp, static_cast<size_t>(n));
+      size_t end;
+      while ((end = buf.find("\r\n\r\n")) != std::string::npos) {
+        buf.erase(0, end + 4);
+        ++heads_;
+        if (served++ > 0) {
+          ::shutdown(c, SHUT_RDWR);  // the second request on this connection: gone
+          return;
+        }
+        {
+          std::unique_lock<std::mutex> lock(mu_);
+          ++waiting_;
+          cv_.notify_all();
+          cv_.wait_for(lock, std::chrono::seconds(5), [&] { return released_ || waiting_ >= hold_; });
+        }
+        const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        if (::send(c, ok.data(), ok.size(), MSG_NOSIGNAL) < 0) return;
+      }
+    }
+  }
+  int hold_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  bool released_ = false;
+  std::vector<int> conns_;
+  std::vector<std::thread> threads_;
+  std::atomic<int> heads_{0};
+};
+
+// README: a pooled connection the backend closed is retried once, on a new connection.
+// It took the next pooled connection instead, again and again, uncounted.
+TEST_F(ProxyFixture, StalePooledConnectionIsRetriedOnceOnANewConnection) {
+  OneRequestPerConnBackend b(3);
+  scripted_.emplace_back("once", b.address());
+  start_proxy({.proxy_extra = "retries = 0\n[health]\ninterval_ms = 3600000\npath = \"/\"", .workers = 1});
+  const int health_heads = b.heads();  // the first probe, if it came already
+  {
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 3; ++i) {
+      clients.emplace_back([&, i] { EXPECT_EQ(http_get(port_, "/fill/" + std::to_string(i)).status, 200); });
+    }
+    for (auto& t : clients) t.join();
+  }
+  // Three idle pooled connections, each of which the backend closes on its next request.
+  const int before = b.heads();
+  Response r = http_get(port_, "/after");
+  EXPECT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(b.heads() - before, 2) << "one pooled try, then one new connection (health heads: " << health_heads << ")";
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "on a pooled connection, reconnecting"));
 }
 
 }  // namespace

@@ -377,7 +377,9 @@ TEST_P(SmugglingCorpus, Case) {
       }
       EXPECT_EQ(got.target, want_target) << got.describe();
       EXPECT_EQ(got.body, want.body) << got.describe();
-      EXPECT_EQ(got.http_minor, want.http_minor) << got.describe();
+      // RFC 9112 2.3: the proxy sends its own version, HTTP/1.1, whatever the client's.
+      EXPECT_EQ(got.http_major, 1) << got.describe();
+      EXPECT_EQ(got.http_minor, 1) << got.describe();
       ASSERT_EQ(got.trailers.size(), want.trailers.size()) << got.describe();
       for (size_t t = 0; t < want.trailers.size(); ++t) EXPECT_EQ(got.trailers[t], want.trailers[t]);
     }

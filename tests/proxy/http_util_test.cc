@@ -46,6 +46,46 @@ TEST(HttpUtil, HopByHop) {
   }
 }
 
+// RFC 9110 7.6.1 with 5.3: the Connection lines of a head are one list.
+TEST(HttpUtil, ConnectionOptionsSpanEveryLine) {
+  const std::vector<HeaderView> h = {{"Connection", "keep-alive"}, {"X-A", "1"}, {"connection", "X-Secret, x-b"}};
+  const ConnectionOptions c = ConnectionOptions::of(h);
+  EXPECT_TRUE(is_hop_by_hop("x-secret", c));
+  EXPECT_TRUE(is_hop_by_hop("X-B", c));
+  EXPECT_FALSE(is_hop_by_hop("X-A", c));
+  EXPECT_FALSE(is_hop_by_hop("Content-Length", ConnectionOptions::of(std::vector<HeaderView>{{"Connection", "content-length"}})));
+  // More lines than are kept inline are still all read.
+  std::vector<HeaderView> many(6, HeaderView{"Connection", "keep-alive"});
+  many.push_back({"Connection", "x-last"});
+  EXPECT_TRUE(is_hop_by_hop("X-Last", ConnectionOptions::of(many)));
+  EXPECT_FALSE(is_hop_by_hop("X-Other", ConnectionOptions::of(many)));
+  EXPECT_TRUE(ConnectionOptions::of(std::vector<HeaderView>{}).empty());
+}
+
+TEST(HttpUtil, LogFieldsAreEscapedAsNginxDoes) {
+  std::string out;
+  append_log_escaped(out, "a\"b\\c\x01\x7f\xc3 d");
+  EXPECT_EQ(out, "a\\x22b\\x5Cc\\x01\\x7F\\xC3 d");
+}
+
+TEST(HttpUtil, MaxForwards) {
+  uint32_t n = 7;
+  EXPECT_TRUE(parse_max_forwards("0", &n));
+  EXPECT_EQ(n, 0u);
+  EXPECT_TRUE(parse_max_forwards(" 12 ", &n));
+  EXPECT_EQ(n, 12u);
+  EXPECT_TRUE(parse_max_forwards("99999999999999999999", &n));
+  EXPECT_EQ(n, UINT32_MAX);
+  for (const char* bad : {"", "-1", "1x", "0x10", "1 2"}) EXPECT_FALSE(parse_max_forwards(bad, &n)) << bad;
+}
+
+TEST(HttpUtil, TraceReflectsTheHeadWithoutCredentials) {
+  const std::vector<HeaderView> h = {{"Host", "h"}, {"Cookie", "s=1"}, {"Authorization", "Basic x"}, {"X-A", "1"}};
+  const std::string r = trace_response("TRACE /t HTTP/1.1", h, false);
+  EXPECT_EQ(r, "HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: 38\r\n\r\n"
+               "TRACE /t HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n");
+}
+
 TEST(HttpUtil, HashKeySelection) {
   const std::vector<HeaderView> h = {{"X-User", "u42"},
                                      {"Cookie", "a=1; session=\"abc\""},

@@ -47,8 +47,8 @@ HAPROXY_REUSE=${HAPROXY_REUSE:-always}
 #             the measured run: every connect(2) it made, health probes included
 #             (ringproxy probes each backend once a second; nginx and HAProxy here do
 #             not probe). While attached, the syscall tracepoint sends every process's
-#             syscalls through the kernel's slower tracing path, which adds alike to
-#             all three proxies' CPU per request (they make about the same syscalls).
+#             syscalls through the kernel's slower tracing path, which adds to each
+#             proxy's CPU per request in proportion to its syscalls.
 #   backends  the backends' nginx stub_status `accepts` before and after the run: the
 #             connections that reached the backends, from whoever ran. No tracing cost.
 #   auto      perf when `perf list` shows the tracepoint and perf can attach, else backends.
@@ -175,7 +175,7 @@ CONF
 # more than it used. worker_connections counts client and upstream sockets together.
 # Upstream keepalive_requests and keepalive_time stay at nginx's defaults (1000
 # requests, 1 h; its docs advise against high values): each upstream connection is
-# replaced after 1,000 requests, 0.001 connects per request at best.
+# replaced after 1,000 requests: up to 0.001 connects per request.
 # proxy_http_version 1.1 with an empty Connection header is what makes nginx keep
 # upstream connections alive at all (its docs, ngx_http_upstream_module "keepalive");
 # it also means a client's `Connection: close` is not passed on to the backend. The

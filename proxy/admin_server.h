@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "proxy/deadline_timer.h"
+#include "net/deadline_timer.h"
 
 namespace ringproxy {
 

@@ -8,7 +8,7 @@
 
 #include "health/node_health.h"
 #include "proxy/log.h"
-#include "proxy/stream_write.h"
+#include "net/stream_write.h"
 #include "proxy/worker.h"
 
 namespace ringproxy {

@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "proxy/deadline_timer.h"
+#include "net/deadline_timer.h"
 #include "proxy/http_util.h"
-#include "proxy/io_buffer.h"
+#include "net/io_buffer.h"
 #include "proxy/upstream_pool.h"
 
 namespace ringproxy {

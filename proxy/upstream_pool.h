@@ -9,9 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "net/deadline_timer.h"
+#include "net/io_buffer.h"
+#include "net/tcp_transport.h"
 #include "proxy/backends.h"
-#include "proxy/deadline_timer.h"
-#include "proxy/io_buffer.h"
 
 namespace ringproxy {
 
@@ -20,7 +21,7 @@ class UpstreamPool;
 
 // One TCP connection to a backend. Owned by its pool while idle and by a client
 // connection's exchange while in use; freed only in its close callback (STYLE rule 4).
-class UpstreamConn {
+class UpstreamConn final : private Transport::Handler {
  public:
   // Callbacks into the exchange that holds the connection.
   struct Owner {
@@ -39,49 +40,45 @@ class UpstreamConn {
   // error (a libuv code), in which case nothing follows and the caller must close().
   int connect(const sockaddr* addr, Owner* owner, uint32_t timeout_ms);
   void set_owner(Owner* owner) { owner_ = owner; }
-  int start_reading();
-  void stop_reading();
+  int start_reading() { return tcp_.start_reading(); }
+  void stop_reading() { tcp_.stop_reading(); }
   // Writes as much as the socket takes now; the rest is queued with uv_write and
   // on_upstream_write follows. Returns 0 (all written, no callback), 1 (queued, a
   // callback follows) or a libuv error (nothing follows).
   int write(const uv_buf_t* bufs, unsigned count);
-  bool write_pending() const { return write_pending_; }
+  bool write_pending() const { return tcp_.write_pending(); }
   // Sends FIN after the queued writes (a tunnel's client finished sending).
   int shutdown_write();
   void arm_timer(uint32_t ms);
   void disarm_timer();
   void close();  // idempotent; the object is freed later
 
-  IoBuffer& buffer() { return in_; }
+  IoBuffer& buffer() { return tcp_.buffer(); }
   UpstreamPool& pool() { return *pool_; }
   bool reused() const { return reused_; }
   void mark_reused() { reused_ = true; }
 
  private:
   UpstreamConn(Worker& worker, UpstreamPool& pool);
-  static void on_connect(uv_connect_t* req, int status);
-  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void on_write(uv_write_t* req, int status);
+  // Transport::Handler
+  void on_connect(int status) override;
+  void on_read(ssize_t nread) override;
+  void on_write_done(int status) override;
+  void on_closed() override;
   static void on_timer(uv_timer_t* t);
-  static void on_close(uv_handle_t* h);
+  static void on_timer_closed(uv_handle_t* h);
+  void handle_closed();
 
   friend class UpstreamPool;
   Worker& worker_;
   UpstreamPool* pool_;
   Owner* owner_ = nullptr;  // null while idle in the pool
-  uv_tcp_t tcp_{};
+  TcpTransport tcp_;
   DeadlineTimer timer_;
-  uv_connect_t connect_req_{};
-  uv_write_t write_req_{};
-  uv_shutdown_t shutdown_req_{};
-  IoBuffer in_;
   int open_handles_ = 0;
   bool closing_ = false;
-  bool write_pending_ = false;
   bool reused_ = false;
-  bool connected_ = false;
-  bool reading_ = false;
+  bool connecting_ = false;
 };
 
 class UpstreamPool {

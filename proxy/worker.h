@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "proxy/backends.h"
-#include "proxy/io_buffer.h"
+#include "net/io_buffer.h"
 #include "proxy/metrics.h"
 #include "proxy/upstream_pool.h"
 

@@ -8,7 +8,6 @@
 
 #include "health/node_health.h"
 #include "proxy/log.h"
-#include "net/stream_write.h"
 #include "proxy/worker.h"
 
 namespace ringproxy {
@@ -36,26 +35,24 @@ std::string describe(int uv_status) { return uv_status < 0 ? uv_err_name(uv_stat
 // ---------------------------------------------------------------------------------------
 // Life cycle
 
-ClientConn::ClientConn(Worker& worker) : worker_(worker) {
+ClientConn::ClientConn(Worker& worker) : worker_(worker), tcp_(worker.buffers(), *this), in_(tcp_.buffer()) {
   llhttp_init(&req_parser_, HTTP_REQUEST, &request_settings());
   req_parser_.data = this;
 }
 
-ClientConn::~ClientConn() { worker_.buffers().release(in_); }
+ClientConn::~ClientConn() = default;
 
 void ClientConn::accept(Worker& worker, uv_stream_t* server) {
   auto* c = new ClientConn(worker);  // owned by its handles: freed in on_close
   Shared& shared = worker.shared();
   const uint32_t before = shared.connections.fetch_add(1, std::memory_order_relaxed);
-  uv_tcp_init(worker.loop(), &c->tcp_);
-  c->tcp_.data = c;
+  c->timer_.init(worker.loop(), c);
   c->open_handles_ = 1;
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp_)) != 0) {
+  if (c->tcp_.init(worker.loop()) == 0) c->open_handles_ = 2;
+  if (c->open_handles_ < 2 || c->tcp_.accept(server) != 0) {
     c->close();
     return;
   }
-  c->timer_.init(worker.loop(), c);
-  c->open_handles_ = 2;
   worker.add_connection(c);
   c->listed_ = true;
 
@@ -66,16 +63,7 @@ void ClientConn::accept(Worker& worker, uv_stream_t* server) {
     c->close();
     return;
   }
-  uv_tcp_nodelay(&c->tcp_, 1);
-  sockaddr_storage peer{};
-  int len = sizeof peer;
-  if (uv_tcp_getpeername(&c->tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-    if (peer.ss_family == AF_INET6) {
-      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&peer), c->client_ip_, sizeof c->client_ip_);
-    } else {
-      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&peer), c->client_ip_, sizeof c->client_ip_);
-    }
-  }
+  c->tcp_.peer_ip(c->client_ip_, sizeof c->client_ip_);
   c->arm_timer(cfg.proxy.header_timeout_ms);
   c->resume_client_reading();
 }
@@ -87,16 +75,17 @@ void ClientConn::close() {
     release_upstream(false);
   }
   if (listed_) worker_.remove_connection(this);
-  if (open_handles_ >= 1) uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
-  if (open_handles_ >= 2) uv_close(reinterpret_cast<uv_handle_t*>(timer_.handle()), on_close);
+  tcp_.close();  // a no-op when its init failed
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_.handle()), on_timer_closed);
 }
 
-void ClientConn::on_close(uv_handle_t* h) {
-  auto* c = static_cast<ClientConn*>(h->data);
-  if (--c->open_handles_ == 0) {
-    c->worker_.shared().connections.fetch_sub(1, std::memory_order_relaxed);
-    delete c;
-  }
+void ClientConn::on_timer_closed(uv_handle_t* h) { static_cast<ClientConn*>(h->data)->handle_closed(); }
+void ClientConn::on_closed() { handle_closed(); }
+
+void ClientConn::handle_closed() {
+  if (--open_handles_ != 0) return;
+  worker_.shared().connections.fetch_sub(1, std::memory_order_relaxed);
+  delete this;
 }
 
 void ClientConn::drain() {
@@ -140,26 +129,18 @@ void ClientConn::on_timer(uv_timer_t* t) {
 // Reading from the client
 
 void ClientConn::resume_client_reading() {
-  if (closing_ || reading_ || client_eof_ || client_write_pending_) return;
+  if (closing_ || tcp_.reading() || client_eof_ || client_write_pending_) return;
   if (up_ && up_->write_pending()) return;  // backpressure: upstream has not taken the last bytes
   if (in_.allocated() && in_.free_space() == 0) {
     if (client_write_pending_ || (up_ && up_->write_pending())) return;
     in_.compact();
     if (in_.free_space() == 0) return;  // full of a pipelined request we cannot take yet
   }
-  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0) reading_ = true;
+  tcp_.start_reading();
 }
 
-void ClientConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  auto* c = static_cast<ClientConn*>(h->data);
-  c->worker_.buffers().acquire(c->in_);
-  buf->base = c->in_.end_ptr();
-  buf->len = c->in_.free_space();
-}
-
-void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
-  auto* c = static_cast<ClientConn*>(s->data);
-  if (nread == 0) return;
+void ClientConn::on_read(ssize_t nread) {
+  ClientConn* c = this;
   if (c->lingering_) {
     // Dropped. The client's FIN (or a reset) ends it, or the time and size bounds do.
     c->linger_bytes_ += nread > 0 ? static_cast<uint64_t>(nread) : 0;
@@ -173,8 +154,6 @@ void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     return;
   }
   if (nread < 0) {
-    uv_read_stop(s);
-    c->reading_ = false;
     c->client_eof_ = true;
     if (nread != UV_EOF) {
       c->close();  // a reset: nobody to answer
@@ -200,11 +179,6 @@ void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
       c->forward_request_body();
     }
     return;
-  }
-  c->in_.produced(static_cast<size_t>(nread));
-  if (c->in_.free_space() == 0) {
-    uv_read_stop(s);
-    c->reading_ = false;
   }
   if (c->tunnel_) {
     c->arm_timer(c->routing_->config->proxy.idle_timeout_ms);
@@ -905,10 +879,7 @@ bool ClientConn::forward_request_body() {
       on_upstream_write(rc);
       return false;
     }
-    if (rc == 1 && reading_) {
-      uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-      reading_ = false;
-    }
+    if (rc == Transport::kQueued) tcp_.stop_reading();
     // The backend took bytes: it is alive. (Its timer measures its silence.)
     if (!tunnel_ && resp_phase_ == RespPhase::kWaiting && !complete) {
       up_->arm_timer(routing_->config->proxy.idle_timeout_ms);
@@ -1376,10 +1347,7 @@ void ClientConn::tunnel_half_close_from_upstream() {
     close();
     return;
   }
-  shutdown_req_.data = this;
-  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t*, int) {}) != 0) {
-    close();
-  }
+  if (tcp_.shutdown_write() != 0) close();
 }
 
 void ClientConn::release_upstream(bool reusable) {
@@ -1439,7 +1407,7 @@ void ClientConn::exchange_done() {
 // Writing to the client
 
 int ClientConn::write_client(uv_buf_t* bufs, unsigned count) {
-  const int rc = write_now_or_queue(reinterpret_cast<uv_stream_t*>(&tcp_), &write_req_, bufs, count, on_write);
+  const int rc = tcp_.write(bufs, count);
   if (rc == 1) {
     client_write_pending_ = true;
     if (up_) up_->stop_reading();
@@ -1449,8 +1417,8 @@ int ClientConn::write_client(uv_buf_t* bufs, unsigned count) {
   return rc;
 }
 
-void ClientConn::on_write(uv_write_t* req, int status) {
-  auto* c = static_cast<ClientConn*>(req->handle->data);
+void ClientConn::on_write_done(int status) {
+  ClientConn* c = this;
   c->client_write_pending_ = false;
   if (status < 0 || c->closing_) {
     c->close();
@@ -1503,10 +1471,7 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
 void ClientConn::respond_self(bool keep_alive) {
   error_keep_alive_ = keep_alive;
   resp_bytes_ = error_out_.size();
-  if (reading_) {
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-    reading_ = false;
-  }
+  tcp_.stop_reading();
   timer_.disarm();
   uv_buf_t buf = uv_buf_init(error_out_.data(), static_cast<unsigned>(error_out_.size()));
   const int rc = write_client(&buf, 1);
@@ -1528,20 +1493,12 @@ void ClientConn::linger_close() {
   linger_deadline_ = uv_now(worker_.loop()) + kLingerMs;
   linger_bytes_ = 0;
   in_.clear();
-  // FIN after the answer (uv_shutdown runs after the queued writes).
-  shutdown_req_.data = this;
-  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t*, int) {}) != 0) {
+  // FIN after the answer (the shutdown runs after the queued writes).
+  if (tcp_.shutdown_write() != 0 || tcp_.start_reading() != 0) {
     close();
     return;
   }
   arm_timer(kLingerIdleMs);
-  if (!reading_) {
-    if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) != 0) {
-      close();
-      return;
-    }
-    reading_ = true;
-  }
 }
 
 void ClientConn::error_response_written() {

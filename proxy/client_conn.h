@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "net/deadline_timer.h"
+#include "net/tcp_transport.h"
 #include "proxy/http_util.h"
 #include "net/io_buffer.h"
 #include "proxy/upstream_pool.h"
@@ -26,7 +27,7 @@ namespace ringproxy {
 
 class Worker;
 
-class ClientConn final : private UpstreamConn::Owner {
+class ClientConn final : private UpstreamConn::Owner, private Transport::Handler {
  public:
   // Accepts a pending connection on `server`. Closes it at once when the process is at
   // max_connections.
@@ -112,12 +113,14 @@ class ClientConn final : private UpstreamConn::Owner {
   void on_upstream_write(int status) override;
   void on_upstream_timeout() override;
 
+  // Transport::Handler
+  void on_read(ssize_t nread) override;
+  void on_write_done(int status) override;
+  void on_closed() override;
   // libuv callbacks.
-  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void on_write(uv_write_t* req, int status);
   static void on_timer(uv_timer_t* t);
-  static void on_close(uv_handle_t* h);
+  static void on_timer_closed(uv_handle_t* h);
+  void handle_closed();  // one of the two handles closed; the last frees this
 
   // llhttp callbacks (request parser and response parser).
   static int on_req_method(llhttp_t* p, const char* at, size_t len);
@@ -143,15 +146,13 @@ class ClientConn final : private UpstreamConn::Owner {
                           const char* at, size_t len, uint32_t* head_bytes);
 
   Worker& worker_;
-  uv_tcp_t tcp_{};
+  TcpTransport tcp_;
+  IoBuffer& in_;  // the transport's read buffer
   DeadlineTimer timer_;
-  uv_write_t write_req_{};
-  uv_shutdown_t shutdown_req_{};
   int open_handles_ = 0;
   bool closing_ = false;
   bool listed_ = false;  // in the worker's connection list
   bool client_write_pending_ = false;
-  bool reading_ = false;
   bool client_eof_ = false;
   bool close_after_response_ = false;
   bool drain_requested_ = false;
@@ -160,7 +161,6 @@ class ClientConn final : private UpstreamConn::Owner {
   uint64_t linger_bytes_ = 0;
   char client_ip_[48] = {};
 
-  IoBuffer in_;
   llhttp_t req_parser_{};
   ReqPhase req_phase_ = ReqPhase::kIdle;
   Span url_;

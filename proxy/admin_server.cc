@@ -65,11 +65,11 @@ std::string AdminRequest::param(std::string_view name, bool* found) const {
 // its answer is written is the next one parsed, so a client that pipelines without
 // reading holds at most one answer and one buffer of requests. Freed in its last
 // close callback.
-class AdminServer::Conn {
+class AdminServer::Conn final : private Transport::Handler {
  public:
   static constexpr size_t kMaxPending = kMaxHead + kMaxBody + 4096;
 
-  explicit Conn(AdminServer& server) : server_(server) {
+  explicit Conn(AdminServer& server) : server_(server), tcp_(buffers_, *this) {
     llhttp_settings_init(&settings_);
     settings_.on_message_begin = [](llhttp_t* p) {
       auto* c = static_cast<Conn*>(p->data);
@@ -129,11 +129,10 @@ class AdminServer::Conn {
   }
 
   void start(uv_stream_t* listener) {
-    uv_tcp_init(server_.loop_, &tcp_);
-    tcp_.data = this;
     timer_.init(server_.loop_, this);
-    handles_ = 2;
-    if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
+    handles_ = 1;
+    if (tcp_.init(server_.loop_) == 0) handles_ = 2;
+    if (handles_ < 2 || tcp_.accept(listener) != 0) {
       close();
       return;
     }
@@ -146,21 +145,17 @@ class AdminServer::Conn {
     closing_ = true;
     auto& v = server_.conns_;
     v.erase(std::remove(v.begin(), v.end(), this), v.end());
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+    tcp_.close();
     uv_close(reinterpret_cast<uv_handle_t*>(timer_.handle()), on_close);
   }
 
  private:
   void resume_reading() {
-    if (reading_ || closing_ || peer_eof_ || done_ || pending_.size() >= kMaxPending) return;
-    if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0) reading_ = true;
+    if (closing_ || peer_eof_ || done_ || pending_.size() >= kMaxPending) return;
+    tcp_.start_reading();
   }
 
-  void stop_reading() {
-    if (!reading_) return;
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-    reading_ = false;
-  }
+  void stop_reading() { tcp_.stop_reading(); }
 
   // Parses and answers what is pending, one message at a time, while no answer is
   // being written.
@@ -252,47 +247,48 @@ class AdminServer::Conn {
       stop_reading();
     }
     uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
-    write_.data = this;
-    if (uv_write(&write_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, on_write) != 0) {
+    const int rc = tcp_.write(&buf, 1);
+    if (rc < 0) {
       close();
       return;
     }
-    ++writing_;
-  }
-
-  static void on_write(uv_write_t* w, int status) {
-    auto* c = static_cast<Conn*>(w->data);
-    --c->writing_;
-    if (c->closing_) return;
-    if (status < 0 || c->done_) {
-      c->close();
+    if (rc == Transport::kQueued) {
+      ++writing_;
       return;
     }
-    c->process();  // the next pipelined request, if any
+    // All written at once: process() goes on to the next pipelined request.
+    if (done_) close();
   }
 
-  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-    auto* c = static_cast<Conn*>(h->data);
-    buf->base = c->read_buf_;
-    buf->len = sizeof c->read_buf_;
+  // Transport::Handler
+  void on_write_done(int status) override {
+    --writing_;
+    if (status < 0 || done_) {
+      close();
+      return;
+    }
+    process();  // the next pipelined request, if any
   }
 
-  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-    auto* c = static_cast<Conn*>(s->data);
-    if (n == 0) return;
+  void on_read(ssize_t n) override {
     if (n < 0) {
-      c->stop_reading();
-      c->peer_eof_ = true;
+      peer_eof_ = true;
       if (n != UV_EOF) {
-        c->close();
+        close();
         return;
       }
-      c->process();
+      process();
       return;
     }
-    c->pending_.append(buf->base, static_cast<size_t>(n));
-    if (c->pending_.size() >= kMaxPending) c->stop_reading();
-    c->process();
+    IoBuffer& in = tcp_.buffer();
+    pending_.append(in.begin_ptr(), in.size());
+    in.clear();
+    if (pending_.size() >= kMaxPending) stop_reading();
+    process();
+  }
+
+  void on_closed() override {
+    if (--handles_ == 0) delete this;
   }
 
   static void on_timer(uv_timer_t* t) {
@@ -306,14 +302,13 @@ class AdminServer::Conn {
   }
 
   AdminServer& server_;
-  uv_tcp_t tcp_{};
+  BufferPool buffers_;  // this connection's one read buffer (the control loop has no pool)
+  TcpTransport tcp_;
   DeadlineTimer timer_;
-  uv_write_t write_{};
   int handles_ = 0;
   int writing_ = 0;         // 0 or 1: one answer at a time
   bool closing_ = false;
   bool done_ = false;       // the answer being written is the last
-  bool reading_ = false;
   bool peer_eof_ = false;
   bool too_large_ = false;
   bool head_done_ = false;
@@ -325,7 +320,6 @@ class AdminServer::Conn {
   bool in_value_ = false;
   std::string pending_;     // read, not yet parsed
   std::string out_;         // the answer being written
-  char read_buf_[16384];
 };
 
 AdminServer::~AdminServer() { close(); }

@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "net/deadline_timer.h"
+#include "net/tcp_transport.h"
 
 namespace ringproxy {
 

@@ -3,25 +3,35 @@
 #include <algorithm>
 #include <cstring>
 
+#include <llhttp.h>
+
+#include "net/tcp_transport.h"
+
 namespace ringproxy {
 
-// One probe: connect, send the request, read the status line, close. Owned by its
+// One probe: connect, send the request, read the response head with llhttp, close.
+// The probe's socket is a TcpTransport, as every connection of ours is. Owned by its
 // handles; freed when both are closed.
-class HealthChecker::Probe {
+class HealthChecker::Probe final : private Transport::Handler {
  public:
-  Probe(HealthChecker& checker, const CheckTarget& target) : checker_(checker), name_(target.name) {
+  Probe(HealthChecker& checker, const CheckTarget& target)
+      : checker_(checker), name_(target.name), tcp_(buffers_, *this) {
     request_ = "GET " + checker.settings_.path + " HTTP/1.1\r\nHost: " + target.host +
                "\r\nUser-Agent: ringproxy-health\r\nConnection: close\r\n\r\n";
-    uv_tcp_init(checker.loop_, &tcp_);
     uv_timer_init(checker.loop_, &timer_);
-    tcp_.data = timer_.data = this;
-    connect_.data = this;
+    timer_.data = this;
+    handles_ = 1;
+    if (tcp_.init(checker.loop_) == 0) handles_ = 2;
+    llhttp_settings_init(&settings_);
+    // The head is all a verdict needs: stop there.
+    settings_.on_headers_complete = [](llhttp_t*) { return static_cast<int>(HPE_PAUSED); };
+    llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
   }
 
   // Starts the probe. Precondition: the checker lists it (a failure here reports at
   // once, and finished() must find it).
   void begin(const CheckTarget& target) {
-    const int rc = uv_tcp_connect(&connect_, &tcp_, reinterpret_cast<const sockaddr*>(&target.address), on_connect);
+    const int rc = handles_ == 2 ? tcp_.connect(reinterpret_cast<const sockaddr*>(&target.address)) : UV_ENOMEM;
     if (rc < 0) {
       if (local_error(rc)) {
         abandon();
@@ -64,86 +74,81 @@ class HealthChecker::Probe {
   void close() {
     if (closing_) return;
     closing_ = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
+    tcp_.close();  // a no-op when its init failed
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_timer_closed);
   }
 
-  static void on_connect(uv_connect_t* req, int status) {
-    auto* p = static_cast<Probe*>(req->data);
-    if (p->closing_) return;
+  // Transport::Handler
+  void on_connect(int status) override {
+    if (closing_) return;
     if (status < 0) {
-      p->fail(std::string("connect: ") + uv_err_name(status));
+      fail(std::string("connect: ") + uv_err_name(status));
       return;
     }
-    uv_buf_t buf = uv_buf_init(p->request_.data(), static_cast<unsigned>(p->request_.size()));
-    p->write_.data = p;
-    int rc = uv_write(&p->write_, reinterpret_cast<uv_stream_t*>(&p->tcp_), &buf, 1, on_write);
-    if (rc == 0) rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&p->tcp_), on_alloc, on_read);
-    if (rc < 0) p->fail(std::string("write: ") + uv_err_name(rc));
+    uv_buf_t buf = uv_buf_init(request_.data(), static_cast<unsigned>(request_.size()));
+    int rc = tcp_.write(&buf, 1);
+    if (rc >= 0) rc = tcp_.start_reading();
+    if (rc < 0) fail(std::string("write: ") + uv_err_name(rc));
   }
 
-  static void on_write(uv_write_t* req, int status) {
-    auto* p = static_cast<Probe*>(req->data);
-    if (status < 0 && !p->closing_) p->fail(std::string("write: ") + uv_err_name(status));
+  void on_write_done(int status) override {
+    if (status < 0 && !closing_) fail(std::string("write: ") + uv_err_name(status));
   }
 
-  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-    auto* p = static_cast<Probe*>(h->data);
-    buf->base = p->buf_ + p->len_;
-    buf->len = sizeof p->buf_ - p->len_;
-  }
-
-  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
-    auto* p = static_cast<Probe*>(s->data);
-    if (p->closing_) return;
+  void on_read(ssize_t n) override {
+    if (closing_) return;
     if (n < 0) {
-      p->fail(n == UV_EOF ? "closed before answering" : std::string("read: ") + uv_err_name(static_cast<int>(n)));
+      fail(n == UV_EOF ? "closed before answering" : std::string("read: ") + uv_err_name(static_cast<int>(n)));
       return;
     }
-    p->len_ += static_cast<size_t>(n);
-    p->parse_status();
-  }
-
-  // "HTTP/1.x NNN ..." is all a verdict needs.
-  void parse_status() {
-    const std::string_view got(buf_, len_);
-    const size_t eol = got.find('\n');
-    if (eol == std::string_view::npos) {
-      if (len_ == sizeof buf_) fail("malformed status line");
+    IoBuffer& in = tcp_.buffer();
+    const llhttp_errno err = llhttp_execute(&parser_, in.begin_ptr(), in.size());
+    in.clear();
+    if (err == HPE_OK) {
+      head_bytes_ += static_cast<size_t>(n);
+      if (head_bytes_ > kMaxHead) fail("response head too large");
+      return;  // more of the head to come
+    }
+    if (err != HPE_PAUSED) {
+      const char* reason = llhttp_get_error_reason(&parser_);
+      fail(std::string("malformed response: ") + (reason ? reason : llhttp_errno_name(err)));
       return;
     }
-    const std::string_view line = got.substr(0, eol);
-    if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[8] != ' ' ||
-        !std::all_of(line.begin() + 9, line.begin() + 12, [](char c) { return c >= '0' && c <= '9'; })) {
-      fail("malformed status line");
+    const int status = parser_.status_code;
+    if (status < 100 || status > 599) {
+      fail("malformed response: status " + std::to_string(status));
       return;
     }
-    const int status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
     done(status >= 200 && status < 400, "status " + std::to_string(status));
   }
+
+  void on_closed() override { handle_closed(); }
 
   static void on_timeout(uv_timer_t* t) {
     auto* p = static_cast<Probe*>(t->data);
     p->fail("timeout after " + std::to_string(p->checker_.settings_.timeout_ms) + " ms");
   }
 
-  static void on_close(uv_handle_t* h) {
-    auto* p = static_cast<Probe*>(h->data);
-    if (++p->closed_ == 2) delete p;
+  static void on_timer_closed(uv_handle_t* h) { static_cast<Probe*>(h->data)->handle_closed(); }
+  void handle_closed() {
+    if (--handles_ == 0) delete this;
   }
+
+  // A probe's answer head beyond this is not a health check's (and is not read on).
+  static constexpr size_t kMaxHead = 16 * 1024;
 
   HealthChecker& checker_;
   std::string name_;
   std::string request_;
-  uv_tcp_t tcp_{};
+  BufferPool buffers_;  // the probe's one read buffer
+  TcpTransport tcp_;
   uv_timer_t timer_{};
-  uv_connect_t connect_{};
-  uv_write_t write_{};
-  char buf_[512];
-  size_t len_ = 0;
+  llhttp_settings_t settings_{};
+  llhttp_t parser_{};
+  size_t head_bytes_ = 0;
   bool closing_ = false;
   bool orphan_ = false;
-  int closed_ = 0;
+  int handles_ = 0;
 };
 
 HealthChecker::HealthChecker(uv_loop_t* loop, OnResult on_result) : loop_(loop), on_result_(std::move(on_result)) {}

@@ -750,7 +750,7 @@ class Loader {
   void check_gossip() {
     GossipConfig& gossip = config_.gossip;
     if (gossip.enabled && gossip.name.empty()) gossip.name = gossip.bind.to_string();
-    if (!config_.proxy.via_set && gossip.enabled) {
+    if (!config_.proxy.via_set && !gossip.name.empty()) {
       // This instance's name, made a token where the gossip name is not one ("[::1]:7946").
       std::string name = gossip.name;
       for (char& c : name) {

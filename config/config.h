@@ -40,8 +40,8 @@ struct ProxyConfig {
   std::string access_log;  // "" off, "-" stdout, else a path
   LogLevel log_level = LogLevel::kInfo;
   // The pseudonym of the Via member appended to each request forwarded upstream
-  // (RFC 9110 7.6.3: "1.1 NAME"); "" sends none. Unset: gossip.name when gossip is
-  // on (the loader fills it in), else "ringproxy".
+  // (RFC 9110 7.6.3: "1.1 NAME"); "" sends none. Unset: gossip.name when it is set
+  // or gossip is on (the loader fills it in), else "ringproxy".
   std::string via = "ringproxy";
   bool via_set = false;  // written in the file (even as "")
   bool operator==(const ProxyConfig&) const = default;

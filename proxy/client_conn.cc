@@ -587,11 +587,11 @@ void ClientConn::build_upstream_head(std::string_view client_ip, std::string_vie
   }
   const std::string& via = routing_->config->proxy.via;
   if (!via.empty()) {
-    // RFC 9110 7.6.3: a gateway sends Via in each inbound request, the received
-    // protocol then its name, after the members already there.
+    // RFC 9110 7.6.3: a gateway sends Via in each inbound request, the protocol it
+    // was received in then its name, after the members already there.
     h += "Via: "sv;
     if (have_via) append_list("via");
-    h += "1.1 "sv;
+    h += client_http10_ ? "1.0 "sv : "1.1 "sv;
     h.append(via);
     h += "\r\n"sv;
   } else if (have_via) {
@@ -1276,6 +1276,8 @@ void ClientConn::on_response_head() {
     if (is_hop_by_hop(hv.name, connection)) continue;
     // A 1.0 client gets no transfer coding, so no trailers either.
     if (client_http10_ && (iequals(hv.name, "transfer-encoding") || iequals(hv.name, "trailer"))) continue;
+    // RFC 9110 8.6: no Content-Length in a 1xx or 204 (which have no content).
+    if ((interim || resp_status_ == 204) && iequals(hv.name, "content-length")) continue;
     h.append(hv.name);
     h += ": "sv;
     h.append(hv.value);

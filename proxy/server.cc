@@ -443,7 +443,9 @@ std::string Server::metrics_text() {
 int Server::fail_start(const std::string& message) {
   std::cerr << "ringproxy: " << message << '\n';
   // Every handle opened so far is closed and its loop run dry (STYLE rule 4), so that a
-  // failed start leaks nothing, not even under LeakSanitizer.
+  // failed start leaks nothing, not even under LeakSanitizer. The checker, admin server
+  // and gossip agent may be destroyed before that run: each keeps its handles on the
+  // heap, freed by their close callbacks, which the uv_run below calls.
   for (auto& w : workers_) w->abort_unstarted();
   workers_.clear();
   checker_.reset();

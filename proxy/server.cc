@@ -262,17 +262,19 @@ std::vector<gossip::Member> Server::members() const {
 
 std::string Server::apply(Config config) {
   config.path = config_->path;
-  if (gossip_ && !applying_) {
-    // Written to the shared state first; the local apply below follows at once.
-    applying_ = true;
-    gossip_->replace_backends(config.backends);
-    applying_ = false;
-  }
   auto shared_config = std::make_shared<const Config>(std::move(config));
   const std::shared_ptr<const Routing> current = routing();
   std::string error;
+  // Validated (the routing built) before anything is shared: a change refused here
+  // must not reach the gossip state, where every instance would be handed it.
   auto next = build_routing(shared_config, current.get(), generation_ + 1, worker_count_, &error);
   if (!next) return error;
+  if (gossip_ && !applying_) {
+    // Then written to the shared state; the local publish below follows at once.
+    applying_ = true;
+    gossip_->replace_backends(shared_config->backends);
+    applying_ = false;
+  }
   ++generation_;
   config_ = shared_config;
   publish(std::move(next));

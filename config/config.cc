@@ -621,6 +621,7 @@ class Loader {
 
   ConfigResult load() && {
     read_root();
+    default_health_timeout();
     check_health_timing();
     check_listeners();
     check_gossip();
@@ -710,8 +711,20 @@ class Loader {
     }
   }
 
+  // health.timeout_ms not written: the smaller of 500 and interval_ms (SPEC "Config
+  // file"), so that `interval_ms = 200` alone is valid. HAProxy's check timeout
+  // defaults to `inter` likewise. An invalid interval_ms keeps its default here, and
+  // is reported as itself.
+  void default_health_timeout() {
+    HealthConfig& health = config_.health;
+    if (find_key(root_, "health", "timeout_ms") == nullptr) {
+      health.timeout_ms = std::min(HealthConfig{}.timeout_ms, health.interval_ms);
+    }
+  }
+
   // A probe still running when the next is due would overlap it: the checker is only
-  // defined for timeout_ms <= interval_ms. Checked only when both values are valid.
+  // defined for timeout_ms <= interval_ms. Checked only when both values are valid;
+  // only a written timeout_ms can exceed interval_ms (see default_health_timeout).
   void check_health_timing() {
     const HealthConfig& health = config_.health;
     if (errors_.any_at_or_below("health") || health.timeout_ms <= health.interval_ms) return;
@@ -719,10 +732,6 @@ class Loader {
       errors_.add(timeout->source().begin, "health.timeout_ms",
                   "must be at most health.interval_ms (" + std::to_string(health.interval_ms) +
                       "), got " + std::to_string(health.timeout_ms));
-    } else if (const toml::node* interval = find_key(root_, "health", "interval_ms")) {
-      errors_.add(interval->source().begin, "health.interval_ms",
-                  "must be at least health.timeout_ms (" + std::to_string(health.timeout_ms) +
-                      "), got " + std::to_string(health.interval_ms));
     }
   }
 

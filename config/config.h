@@ -58,7 +58,7 @@ struct RingConfig {
 struct HealthConfig {
   std::string path = "/health";
   uint32_t interval_ms = 1000;
-  uint32_t timeout_ms = 500;
+  uint32_t timeout_ms = 500;  // from a file that omits it: the smaller of 500 and interval_ms
   uint32_t rise = 2;
   uint32_t fall = 3;
   uint32_t eject_after_failures = 5;

@@ -44,7 +44,8 @@ class HealthChecker::Probe final : private Transport::Handler {
   }
 
   const std::string& name() const { return name_; }
-  // The checker is going away: close without reporting.
+  // The checker is going away: close without reporting. From here on nothing touches
+  // checker_, which may be freed before the close callbacks run.
   void abort() {
     orphan_ = true;
     close();
@@ -159,24 +160,22 @@ void HealthChecker::configure(std::vector<CheckTarget> targets, CheckSettings se
   const bool interval_changed = settings.interval_ms != settings_.interval_ms;
   targets_ = std::move(targets);
   settings_ = std::move(settings);
-  if (started_ && interval_changed) uv_timer_start(&timer_, on_tick, settings_.interval_ms, settings_.interval_ms);
+  if (timer_ && interval_changed) uv_timer_start(timer_, on_tick, settings_.interval_ms, settings_.interval_ms);
 }
 
 void HealthChecker::start() {
-  if (started_) return;
-  uv_timer_init(loop_, &timer_);
-  timer_.data = this;
-  timer_open_ = true;
-  started_ = true;
-  uv_timer_start(&timer_, on_tick, 0, settings_.interval_ms);
+  if (timer_) return;
+  timer_ = new uv_timer_t{};  // freed in its close callback (stop)
+  uv_timer_init(loop_, timer_);
+  timer_->data = this;
+  uv_timer_start(timer_, on_tick, 0, settings_.interval_ms);
 }
 
 void HealthChecker::stop() {
-  if (timer_open_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
-    timer_open_ = false;
+  if (timer_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    timer_ = nullptr;
   }
-  started_ = false;
   const std::vector<Probe*> running = probes_;
   probes_.clear();
   for (Probe* p : running) p->abort();

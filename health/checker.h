@@ -45,7 +45,9 @@ class HealthChecker {
   // flight for targets that left finish and are not reported.
   void configure(std::vector<CheckTarget> targets, CheckSettings settings);
   void start();  // first round at once, then every interval_ms
-  void stop();   // closes the timer and aborts probes; their handles close on the loop
+  // Closes the timer and aborts probes; their handles close on the loop, which must
+  // run again to free them. The checker itself may be destroyed at once.
+  void stop();
 
  private:
   class Probe;
@@ -56,9 +58,10 @@ class HealthChecker {
 
   uv_loop_t* loop_;
   OnResult on_result_;
-  uv_timer_t timer_{};
-  bool timer_open_ = false;
-  bool started_ = false;
+  // Open from start() to stop(); null otherwise. On the heap and freed by its close
+  // callback, not with the checker: the checker may be destroyed (a failed start-up)
+  // before the loop runs again and finishes the close (STYLE rule 4).
+  uv_timer_t* timer_ = nullptr;
   std::vector<CheckTarget> targets_;
   CheckSettings settings_;
   std::vector<Probe*> probes_;  // running, owned by their handles

@@ -327,11 +327,12 @@ AdminServer::~AdminServer() { close(); }
 std::string AdminServer::listen(const Address& address) {
   sockaddr_storage sa{};
   if (!to_sockaddr(address, &sa)) return "invalid address";
-  uv_tcp_init(loop_, &listener_);
-  listener_.data = this;
-  listening_ = true;
-  int rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&sa), address.ipv6 ? UV_TCP_IPV6ONLY : 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 128, on_connection);
+  if (listener_) return "already listening";
+  listener_ = new uv_tcp_t{};  // freed in its close callback (close)
+  uv_tcp_init(loop_, listener_);
+  listener_->data = this;
+  int rc = uv_tcp_bind(listener_, reinterpret_cast<const sockaddr*>(&sa), address.ipv6 ? UV_TCP_IPV6ONLY : 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener_), 128, on_connection);
   if (rc != 0) return uv_strerror(rc);
   return {};
 }
@@ -351,9 +352,9 @@ void AdminServer::on_connection(uv_stream_t* server, int status) {
 }
 
 void AdminServer::close() {
-  if (listening_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    listening_ = false;
+  if (listener_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    listener_ = nullptr;
   }
   const std::vector<Conn*> all = conns_;
   for (Conn* c : all) c->close();

@@ -49,9 +49,11 @@ class AdminServer {
 
   AdminServer(uv_loop_t* loop, AdminHandler handler) : loop_(loop), handler_(std::move(handler)) {}
   ~AdminServer();
-  // Binds and listens. Returns "" or what went wrong.
+  // Binds and listens. Returns "" or what went wrong (then close() or the destructor
+  // closes the listener).
   std::string listen(const Address& address);
-  // Stops listening and closes every connection (their handles close on the loop).
+  // Stops listening and closes every connection. Their handles close on the loop, which
+  // must run again to free them; the AdminServer itself may be destroyed at once.
   void close();
 
  private:
@@ -61,8 +63,10 @@ class AdminServer {
 
   uv_loop_t* loop_;
   AdminHandler handler_;
-  uv_tcp_t listener_{};
-  bool listening_ = false;
+  // From listen() to close(); null otherwise. On the heap and freed by its close
+  // callback, not with the server: a failed start-up destroys the AdminServer before
+  // the loop runs again and finishes the close (STYLE rule 4).
+  uv_tcp_t* listener_ = nullptr;
   std::vector<Conn*> conns_;
 };
 

@@ -262,17 +262,19 @@ std::vector<gossip::Member> Server::members() const {
 
 std::string Server::apply(Config config) {
   config.path = config_->path;
-  if (gossip_ && !applying_) {
-    // Written to the shared state first; the local apply below follows at once.
-    applying_ = true;
-    gossip_->replace_backends(config.backends);
-    applying_ = false;
-  }
   auto shared_config = std::make_shared<const Config>(std::move(config));
   const std::shared_ptr<const Routing> current = routing();
   std::string error;
+  // Validated (the routing built) before anything is shared: a change refused here
+  // must not reach the gossip state, where every instance would be handed it.
   auto next = build_routing(shared_config, current.get(), generation_ + 1, worker_count_, &error);
   if (!next) return error;
+  if (gossip_ && !applying_) {
+    // Then written to the shared state; the local publish below follows at once.
+    applying_ = true;
+    gossip_->replace_backends(shared_config->backends);
+    applying_ = false;
+  }
   ++generation_;
   config_ = shared_config;
   publish(std::move(next));
@@ -448,7 +450,9 @@ std::string Server::metrics_text() {
 int Server::fail_start(const std::string& message) {
   std::cerr << "ringproxy: " << message << '\n';
   // Every handle opened so far is closed and its loop run dry (STYLE rule 4), so that a
-  // failed start leaks nothing, not even under LeakSanitizer.
+  // failed start leaks nothing, not even under LeakSanitizer. The checker, admin server
+  // and gossip agent may be destroyed before that run: each keeps its handles on the
+  // heap, freed by their close callbacks, which the uv_run below calls.
   for (auto& w : workers_) w->abort_unstarted();
   workers_.clear();
   checker_.reset();

@@ -44,7 +44,8 @@ class Server {
   // running routing stays. Runtime (admin) changes not in the file are replaced.
   ReloadReport reload(bool dry_run);
   // Publishes `config` (an admin mutation of the running one), and with gossip on
-  // writes its backends to the shared state. Returns "" or why not.
+  // writes its backends to the shared state. Returns "" or why not; when not, neither
+  // the routing nor the shared state has changed.
   std::string apply(Config config);
   // Admin drain: this instance at once, and every instance through gossip.
   void set_drained(const std::string& name, bool drained);

@@ -219,7 +219,7 @@ load_factor = 0.0             # bounded loads: 0 off; c > 1 = no node above c x 
 [health]
 path = "/health"              # active check: GET path on each backend
 interval_ms = 1000
-timeout_ms = 500
+timeout_ms = 500               # default: the smaller of 500 and interval_ms
 rise = 2                      # consecutive passes to mark up
 fall = 3                      # consecutive failures to mark down
 eject_after_failures = 5      # passive: consecutive failed proxied requests eject a node
@@ -392,6 +392,31 @@ TEST(Config, LogLevels) {
     ASSERT_TRUE(result.ok()) << text;
     EXPECT_EQ(result.config.proxy.log_level, expected) << text;
   }
+}
+
+// SPEC "Config file": health.timeout_ms, when not written, is the smaller of 500 and
+// interval_ms (as HAProxy's check timeout defaults to `inter`).
+TEST(Config, HealthTimeoutDefaultsToTheSmallerOf500AndTheInterval) {
+  const auto health = [](const std::string& section) {
+    const ConfigResult result = load_config_string(section + std::string(kOneBackend), "t.toml");
+    EXPECT_TRUE(result.ok()) << section << (result.ok() ? "" : result.errors[0].to_string());
+    return result.config.health;
+  };
+  EXPECT_EQ(health("").timeout_ms, 500u);
+  EXPECT_EQ(health("[health]\n").timeout_ms, 500u);
+  const std::vector<std::pair<uint32_t, uint32_t>> interval_timeout = {
+      {10, 10}, {200, 200}, {499, 499}, {500, 500}, {501, 500}, {1000, 500}, {3600000, 500}};
+  for (const auto& [interval, timeout] : interval_timeout) {
+    const HealthConfig h = health("[health]\ninterval_ms = " + std::to_string(interval) + "\n");
+    EXPECT_EQ(h.interval_ms, interval);
+    EXPECT_EQ(h.timeout_ms, timeout) << "interval_ms = " << interval;
+  }
+  // A written timeout_ms stands, whatever the interval.
+  EXPECT_EQ(health("[health]\ninterval_ms = 200\ntimeout_ms = 50\n").timeout_ms, 50u);
+  EXPECT_EQ(health("[health]\ninterval_ms = 200\ntimeout_ms = 200\n").timeout_ms, 200u);
+  EXPECT_EQ(health("[health]\ninterval_ms = 5000\ntimeout_ms = 2000\n").timeout_ms, 2000u);
+  EXPECT_EQ(health("[health]\ntimeout_ms = 800\n").timeout_ms, 800u);
+  EXPECT_EQ(health("[health]\ntimeout_ms = 800\n").interval_ms, 1000u);
 }
 
 TEST(Config, Placement) {
@@ -650,10 +675,16 @@ TEST(ConfigErrors, HealthTimeoutMustNotExceedInterval) {
   EXPECT_EQ(errors_with_backend("[health]\ninterval_ms = 1000\ntimeout_ms = 1001\n"),
             (Errors{"t.toml:3:14: health.timeout_ms: must be at most health.interval_ms (1000), "
                     "got 1001"}));
-  // Only the interval written: the default timeout (500) is what it clashes with.
-  EXPECT_EQ(errors_with_backend("[health]\ninterval_ms = 100\n"),
-            (Errors{"t.toml:2:15: health.interval_ms: must be at least health.timeout_ms (500), "
-                    "got 100"}));
+  EXPECT_EQ(errors_with_backend("[health]\ninterval_ms = 200\ntimeout_ms = 500\n"),
+            (Errors{"t.toml:3:14: health.timeout_ms: must be at most health.interval_ms (200), "
+                    "got 500"}));
+  // Only the timeout written: the default interval (1000) is what it clashes with.
+  EXPECT_EQ(errors_with_backend("[health]\ntimeout_ms = 1001\n"),
+            (Errors{"t.toml:2:14: health.timeout_ms: must be at most health.interval_ms (1000), "
+                    "got 1001"}));
+  // Only the interval written is no clash: the timeout defaults to at most the interval
+  // (Config.HealthTimeoutDefaultsToTheSmallerOf500AndTheInterval).
+  EXPECT_EQ(errors_with_backend("[health]\ninterval_ms = 100\n"), Errors{});
   // An invalid value is reported once, not again as a clash.
   EXPECT_EQ(errors_with_backend("[health]\ninterval_ms = 1\ntimeout_ms = 600\n"),
             (Errors{"t.toml:2:15: health.interval_ms: must be between 10 and 3600000, got 1"}));

@@ -1,10 +1,13 @@
 // Several ringproxy instances gossiping on loopback (real processes, real UDP): an admin
-// change at one reaches all (equal ring fingerprints, keys routed alike); a killed
+// change at one reaches all (equal ring fingerprints, keys routed alike), one that it
+// refuses reaches none; a killed
 // instance is marked dead; restarted, it rejoins and catches up on what it missed; a
 // stopped one leaves gracefully. Waits are on the instances' log lines.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -163,6 +166,123 @@ TEST_F(GossipFixture, AMajorityOfInstancesSeeingANodeDownTakesItOutEverywhere) {
   // p2's own view is up: it does not vote, and reports nothing.
   Response m = http_get(instances_[0].admin, "/nodes/g-a");
   EXPECT_EQ(json::parse(m.body)["state"], "down");
+}
+
+// An admin change the instance refuses (400) must not reach the gossip state: it used
+// to be written there before it was validated, so it spread, and every instance was
+// handed a backend set its own admin had refused.
+//
+// Refusing needs a change that makes too many ring points (Ring::kMaxPoints, 2^26 =
+// 67,108,864); admin input is otherwise checked before Server::apply. No single node
+// reaches that (vnodes <= 10,000 x weight <= 1,000 = 10^7), so p0's ring is already
+// near the limit: vnodes 10,000 and n0..n5 at weight 1,000 (60,000,000 points), n6 at
+// weight 0; n6 at 1,000, or a new node at 1,000, would be 70,000,000. That costs: each
+// build of p0's ring takes seconds (20 on a busy 2-core machine) and about a gigabyte,
+// twice that while a change rebuilds it, and p0's control loop answers no gossip
+// meanwhile, so p1 may see it suspect or dead for a moment; p0 refutes that on return.
+// p1 runs the default 160 vnodes: its ring is small, and a leaked change shows there as
+// a changed ring (with p0's vnodes it would be refused and logged as "shared backends
+// refused" instead, which is checked for too).
+TEST(GossipAdmin, ARefusedChangeIsNotShared) {
+  TempDir dir;
+  Instance p0{"p0", free_port(), free_port(), free_port(), nullptr};
+  Instance p1{"p1", free_port(), free_port(), free_port(), nullptr};
+  const auto config = [&](const Instance& in) {
+    std::ostringstream c;
+    c << "[proxy]\nlisten = \"127.0.0.1:" << in.port << "\"\nworkers = 1\n"
+      << "[admin]\nlisten = \"127.0.0.1:" << in.admin << "\"\n"
+      // Nothing listens at the backends; their checks do not matter here.
+      << "[health]\ninterval_ms = 60000\n"
+      << "[gossip]\nbind = \"127.0.0.1:" << in.gossip << "\"\nname = \"" << in.name << "\"\ninterval_ms = 100\n"
+      << "seeds = [\"127.0.0.1:" << p0.gossip << "\", \"127.0.0.1:" << p1.gossip << "\"]\n";
+    if (in.name == "p0") {
+      c << "[ring]\nvnodes = 10000\n";
+      for (int i = 0; i <= 6; ++i) {
+        c << "\n[[backend]]\nname = \"n" << i << "\"\naddress = \"127.0.0.1:" << 20 + i << "\"\nweight = "
+          << (i < 6 ? 1000 : 0) << "\n";
+      }
+    }
+    return c.str();
+  };
+  // A 60,000,000-point build takes seconds, more on a busy machine.
+  const Millis kBuild(120000);
+  for (Instance* in : {&p0, &p1}) {
+    const std::string path = dir.write_file(in->name + ".toml", config(*in));
+    in->process = std::make_unique<Process>(std::string(RINGPROXY_BIN), std::vector<std::string>{"-c", path},
+                                            dir.path(), in->name);
+    ASSERT_TRUE(in->process->wait_for_output(Output::err, "listening on", kBuild)) << in->process->describe();
+  }
+  ASSERT_TRUE(p1.process->wait_for_output(Output::err, "applied shared backends: 7 nodes", Millis(30000)))
+      << p1.process->describe();
+
+  ReadOptions slow;
+  slow.timeout = kBuild;
+  // name -> "ADDRESS WEIGHT", from GET /nodes: what the gossip state carries.
+  const auto nodes = [&](const Instance& in) {
+    std::map<std::string, std::string> out;
+    Response r = http_get(in.admin, "/nodes", {}, slow);
+    EXPECT_EQ(r.status, 200) << r.describe();
+    if (r.status != 200) return out;
+    const json body = json::parse(r.body);
+    for (const json& n : body["nodes"]) {
+      out[n["name"]] = n["address"].get<std::string>() + " " + std::to_string(n["weight"].get<int>());
+    }
+    return out;
+  };
+  const auto fingerprint = [&](const Instance& in) {
+    Response r = http_get(in.admin, "/ring", {}, slow);
+    if (r.status != 200) return "(" + r.describe() + ")";
+    return json::parse(r.body)["fingerprint"].get<std::string>();
+  };
+  const auto request = [&](const std::string& method, const std::string& target, const json& body) {
+    return http_request(p0.admin, method, target, {{"Content-Type", "application/json"}}, body.dump(), slow);
+  };
+  const auto p0_nodes = nodes(p0), p1_nodes = nodes(p1);
+  const std::string p0_ring = fingerprint(p0), p1_ring = fingerprint(p1);
+  ASSERT_EQ(p0_nodes.size(), 7u);
+  ASSERT_EQ(p1_nodes, p0_nodes);
+
+  Response weight = request("PUT", "/nodes/n6/weight", json{{"weight", 1000}});
+  EXPECT_EQ(weight.status, 400) << weight.describe();
+  EXPECT_NE(weight.body.find("too many ring points"), std::string::npos) << weight.body;
+  Response add = request("POST", "/nodes", json{{"name", "n7"}, {"address", "127.0.0.1:27"}, {"weight", 1000}});
+  EXPECT_EQ(add.status, 400) << add.describe();
+  EXPECT_NE(add.body.find("too many ring points"), std::string::npos) << add.body;
+
+  // A barrier: a drain written at p0 after the refused changes. Anything written before
+  // it travels in the same packet or an earlier one (both are small, and the broadcast
+  // queue sends the least-sent first), so once p1 shows the drain it has whatever p0
+  // shared before it. p1 logs nothing for a drain: its /nodes is polled.
+  ASSERT_EQ(request("POST", "/nodes/n0/drain", json::object()).status, 200);
+  const auto deadline = std::chrono::steady_clock::now() + kDefaultTimeout;
+  bool drained = false;
+  while (!drained && std::chrono::steady_clock::now() < deadline) {
+    Response r = http_get(p1.admin, "/nodes/n0");
+    drained = r.status == 200 && json::parse(r.body)["state"] == "draining";
+    if (!drained) poll(nullptr, 0, 10);
+  }
+  ASSERT_TRUE(drained) << "p1 never saw the drain made at p0";
+
+  EXPECT_EQ(nodes(p1), p1_nodes);
+  EXPECT_EQ(fingerprint(p1), p1_ring);
+  EXPECT_EQ(nodes(p0), p0_nodes);
+  EXPECT_EQ(fingerprint(p0), p0_ring);
+  for (Instance* in : {&p0, &p1}) {
+    EXPECT_EQ(in->process->stderr_text().find("shared backends refused"), std::string::npos)
+        << in->process->stderr_text();
+  }
+
+  // p0's own state is intact: a valid change works, and reaches p1.
+  const size_t from = p1.process->output_size(Output::err);
+  Response valid = request("PUT", "/nodes/n6/weight", json{{"weight", 1}});
+  ASSERT_EQ(valid.status, 200) << valid.describe();
+  ASSERT_TRUE(p1.process->wait_for_output(Output::err, "applied shared backends: 7 nodes", Millis(30000), from))
+      << p1.process->describe();
+  auto expected = p0_nodes;
+  expected["n6"] = "127.0.0.1:26 1";
+  EXPECT_EQ(nodes(p0), expected);
+  EXPECT_EQ(nodes(p1), expected);
+  EXPECT_NE(fingerprint(p1), p1_ring);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "health/local_error.h"
+
 namespace ringproxy {
 
 // One probe: connect, send the request, read the status line, close. Owned by its
@@ -23,7 +25,7 @@ class HealthChecker::Probe {
   void begin(const CheckTarget& target) {
     const int rc = uv_tcp_connect(&connect_, &tcp_, reinterpret_cast<const sockaddr*>(&target.address), on_connect);
     if (rc < 0) {
-      if (local_error(rc)) {
+      if (is_local_resource_error(rc)) {  // no verdict: see health/local_error.h
         abandon();
         return;
       }
@@ -42,12 +44,6 @@ class HealthChecker::Probe {
 
  private:
   void fail(const std::string& why) { done(false, why); }
-
-  // Errors of this process, not of the backend (out of descriptors or memory): no
-  // verdict, or a short fd supply would mark every node down.
-  static bool local_error(int uv_status) {
-    return uv_status == UV_EMFILE || uv_status == UV_ENFILE || uv_status == UV_ENOBUFS || uv_status == UV_ENOMEM;
-  }
 
   void abandon() {
     orphan_ = true;  // not reported
@@ -71,6 +67,10 @@ class HealthChecker::Probe {
   static void on_connect(uv_connect_t* req, int status) {
     auto* p = static_cast<Probe*>(req->data);
     if (p->closing_) return;
+    if (is_local_resource_error(status)) {  // may come here too, not only from uv_tcp_connect
+      p->abandon();
+      return;
+    }
     if (status < 0) {
       p->fail(std::string("connect: ") + uv_err_name(status));
       return;

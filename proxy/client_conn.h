@@ -28,9 +28,9 @@ class Worker;
 
 class ClientConn final : private UpstreamConn::Owner {
  public:
-  // Accepts a pending connection on `server`. Closes it at once when the process is at
-  // max_connections.
-  static void accept(Worker& worker, uv_stream_t* server);
+  // Takes `fd`, a connection the worker has just accepted (non-blocking, close-on-exec).
+  // Closes it at once when the process is at max_connections.
+  static void accept(Worker& worker, int fd);
 
   void close();  // idempotent; frees later
   // Draining: close now if idle, else after the response in progress.
@@ -83,6 +83,7 @@ class ClientConn final : private UpstreamConn::Owner {
 
   // Writing to the client.
   int write_client(uv_buf_t* bufs, unsigned count);
+  // An empty `log_cause` writes no line: the caller logs (rate-limited).
   void respond_error(int status, std::string_view body, std::string_view log_cause);
   void error_response_written();
   // Reads the rest of the request, if it is all buffered, and drops it; true when the

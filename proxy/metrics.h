@@ -52,7 +52,13 @@ struct alignas(64) NodeCounters {
 struct alignas(64) WorkerStats {
   DurationCounts duration;  // first request byte to the end of the response
   std::atomic<uint64_t> retries{0};
-  std::atomic<uint64_t> no_node{0};  // 503s: no usable node
+  std::atomic<uint64_t> no_node{0};  // 503s answered by the proxy: no usable node, or out of local resources
+  // Connects to a backend (socket or connect) and accepts that failed for want of
+  // descriptors or memory here (health/local_error.h), and the times a worker stopped
+  // accepting for want of descriptors (Worker::pause_accepting).
+  std::atomic<uint64_t> local_errors_connect{0};
+  std::atomic<uint64_t> local_errors_accept{0};
+  std::atomic<uint64_t> accept_pauses{0};
   std::atomic<uint64_t> client_errors{0};  // 400, 408, 431, 505 answered by the proxy
 };
 

@@ -6,6 +6,7 @@
 #include <llhttp.h>
 
 #include "net/tcp_transport.h"
+#include "health/local_error.h"
 
 namespace ringproxy {
 
@@ -33,7 +34,7 @@ class HealthChecker::Probe final : private Transport::Handler {
   void begin(const CheckTarget& target) {
     const int rc = handles_ == 2 ? tcp_.connect(reinterpret_cast<const sockaddr*>(&target.address)) : UV_ENOMEM;
     if (rc < 0) {
-      if (local_error(rc)) {
+      if (is_local_resource_error(rc)) {  // no verdict: see health/local_error.h
         abandon();
         return;
       }
@@ -53,12 +54,6 @@ class HealthChecker::Probe final : private Transport::Handler {
 
  private:
   void fail(const std::string& why) { done(false, why); }
-
-  // Errors of this process, not of the backend (out of descriptors or memory): no
-  // verdict, or a short fd supply would mark every node down.
-  static bool local_error(int uv_status) {
-    return uv_status == UV_EMFILE || uv_status == UV_ENFILE || uv_status == UV_ENOBUFS || uv_status == UV_ENOMEM;
-  }
 
   void abandon() {
     orphan_ = true;  // not reported
@@ -82,6 +77,10 @@ class HealthChecker::Probe final : private Transport::Handler {
   // Transport::Handler
   void on_connect(int status) override {
     if (closing_) return;
+    if (is_local_resource_error(status)) {  // may come here too, not only from connect()
+      abandon();
+      return;
+    }
     if (status < 0) {
       fail(std::string("connect: ") + uv_err_name(status));
       return;

@@ -23,6 +23,13 @@ int TcpTransport::accept(uv_stream_t* server) {
   return 0;
 }
 
+int TcpTransport::open(int fd) {
+  const int rc = uv_tcp_open(&tcp_, fd);
+  if (rc < 0) return rc;
+  uv_tcp_nodelay(&tcp_, 1);
+  return 0;
+}
+
 int TcpTransport::connect(const sockaddr* addr) {
   connect_req_.data = this;
   const int rc = uv_tcp_connect(&connect_req_, &tcp_, addr, on_connect_cb);

@@ -25,6 +25,9 @@ class TcpTransport final : public Transport {
   int init(uv_loop_t* loop);
   // Takes a pending connection of `server` (after init). TCP_NODELAY is set.
   int accept(uv_stream_t* server);
+  // Takes an accepted socket `fd` (after init); on an error the fd stays the caller's.
+  // TCP_NODELAY is set.
+  int open(int fd);
   // Starts connecting (after init); Handler::on_connect follows unless this fails.
   int connect(const sockaddr* addr);
   // The peer's IP address as text into `out` ("" when unknown).

@@ -1,11 +1,13 @@
 #include "proxy/client_conn.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <cassert>
 #include <charconv>
 #include <cstring>
 
+#include "health/local_error.h"
 #include "health/node_health.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
@@ -42,14 +44,15 @@ ClientConn::ClientConn(Worker& worker) : worker_(worker), tcp_(worker.buffers(),
 
 ClientConn::~ClientConn() = default;
 
-void ClientConn::accept(Worker& worker, uv_stream_t* server) {
+void ClientConn::accept(Worker& worker, int fd) {
   auto* c = new ClientConn(worker);  // owned by its handles: freed in on_close
   Shared& shared = worker.shared();
   const uint32_t before = shared.connections.fetch_add(1, std::memory_order_relaxed);
   c->timer_.init(worker.loop(), c);
   c->open_handles_ = 1;
   if (c->tcp_.init(worker.loop()) == 0) c->open_handles_ = 2;
-  if (c->open_handles_ < 2 || c->tcp_.accept(server) != 0) {
+  if (c->open_handles_ < 2 || c->tcp_.open(fd) != 0) {
+    ::close(fd);  // still ours: the handle did not take it
     c->close();
     return;
   }
@@ -787,6 +790,18 @@ void ClientConn::send_upstream_head() {
 }
 
 void ClientConn::on_upstream_connect(int status) {
+  if (is_local_resource_error(status)) {
+    // Out of descriptors or memory here, from uv_tcp_connect or its callback: not the
+    // node's failure, and the next node would fail alike. No retry, no passive-health
+    // count; a 503 (ours, not the node's) closing the connection to give a descriptor
+    // back, and the worker's rate-limited line instead of one per request.
+    worker_.local_resource_error(status, routing_->backends[node_].name);
+    release_upstream(false);
+    if (--attempts_ > 0) node_ = tried_[attempts_ - 1];  // this attempt never was
+    close_after_response_ = true;
+    respond_error(503, "proxy out of local resources (file descriptors or memory)", {});
+    return;
+  }
   if (status < 0) {
     const bool timeout = status == UV_ETIMEDOUT;
     upstream_failed(timeout ? 504 : 502,
@@ -1451,7 +1466,7 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
   }
   release_upstream(false);
   const bool routed = routing_ && attempts_ > 0;
-  RP_LOG(status >= 500 ? LogLevel::kWarn : LogLevel::kInfo,
+  if (!log_cause.empty()) RP_LOG(status >= 500 ? LogLevel::kWarn : LogLevel::kInfo,
          "answered " + std::to_string(status) + ": " + std::string(log_cause) + " client=" + client_ip_ +
              (routed ? " node=" + routing_->backends[node_].name + " address=" +
                            routing_->backends[node_].address.to_string()

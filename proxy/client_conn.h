@@ -29,9 +29,9 @@ class Worker;
 
 class ClientConn final : private UpstreamConn::Owner, private Transport::Handler {
  public:
-  // Accepts a pending connection on `server`. Closes it at once when the process is at
-  // max_connections.
-  static void accept(Worker& worker, uv_stream_t* server);
+  // Takes `fd`, a connection the worker has just accepted (non-blocking, close-on-exec).
+  // Closes it at once when the process is at max_connections.
+  static void accept(Worker& worker, int fd);
 
   void close();  // idempotent; frees later
   // Draining: close now if idle, else after the response in progress.
@@ -86,6 +86,7 @@ class ClientConn final : private UpstreamConn::Owner, private Transport::Handler
 
   // Writing to the client.
   int write_client(uv_buf_t* bufs, unsigned count);
+  // An empty `log_cause` writes no line: the caller logs (rate-limited).
   void respond_error(int status, std::string_view body, std::string_view log_cause);
   // Our own complete answer (`out`, built by the caller into error_out_) written, then
   // the connection goes on (`keep_alive`) or closes in stages.

@@ -13,6 +13,7 @@
 #include "proxy/backends.h"
 #include "proxy/cli.h"
 #include "proxy/admin_api.h"
+#include "proxy/descriptors.h"
 #include "proxy/log.h"
 
 namespace ringproxy {
@@ -345,9 +346,13 @@ std::string Server::metrics_text() {
     }
   }
   uint64_t no_node = 0, client_errors = 0, retries = 0, reconnects = 0, sum_us = 0;
+  uint64_t local_connect = 0, local_accept = 0, pauses = 0;
   uint64_t buckets[kDurationBuckets + 1] = {};
   for (const auto& w : workers_) {
     const WorkerStats& s = w->stats();
+    local_connect += s.local_errors_connect.load(std::memory_order_relaxed);
+    local_accept += s.local_errors_accept.load(std::memory_order_relaxed);
+    pauses += s.accept_pauses.load(std::memory_order_relaxed);
     no_node += s.no_node.load(std::memory_order_relaxed);
     client_errors += s.client_errors.load(std::memory_order_relaxed);
     retries += s.retries.load(std::memory_order_relaxed);
@@ -417,6 +422,15 @@ std::string Server::metrics_text() {
          "Requests sent again on a new connection to the same node after a pooled connection "
          "turned out closed (once per request; not a node failure).");
   out += "ringproxy_upstream_reconnects_total " + std::to_string(reconnects) + "\n";
+  family(out, "ringproxy_local_resource_errors_total", "counter",
+         "Connects to a backend (answered 503, not counted against the node) and accepts that failed for want "
+         "of file descriptors or memory in this process.");
+  out += "ringproxy_local_resource_errors_total{op=\"connect\"} " + std::to_string(local_connect) + "\n";
+  out += "ringproxy_local_resource_errors_total{op=\"accept\"} " + std::to_string(local_accept) + "\n";
+  family(out, "ringproxy_accept_pauses_total", "counter",
+         "Times a worker stopped accepting for want of file descriptors; new connections wait in the listen "
+         "queue meanwhile.");
+  out += "ringproxy_accept_pauses_total " + std::to_string(pauses) + "\n";
   family(out, "ringproxy_gossip_members", "gauge", "Proxy instances known, by state (this one only while gossip is off).");
   {
     size_t by_state[4] = {};
@@ -542,6 +556,15 @@ int Server::load() {
 
 int Server::run() {
   if (const int rc = load(); rc != kExitOk) return rc;
+  // Before anything is opened, so that every descriptor counts against the raised limit.
+  const NofileLimit nofile = raise_nofile_limit();
+  if (!nofile.error.empty()) {
+    RP_LOG(LogLevel::kWarn, "cannot raise RLIMIT_NOFILE from " + std::to_string(nofile.soft) + " to the hard limit " +
+                                std::to_string(nofile.hard) + ": " + nofile.error);
+  } else if (nofile.soft != nofile.before) {
+    RP_LOG(LogLevel::kInfo, "RLIMIT_NOFILE raised from " + std::to_string(nofile.before) + " to " +
+                                std::to_string(nofile.soft) + " (the hard limit)");
+  }
   const std::shared_ptr<const Routing> routing = shared_.routing;
   std::string error;
   const Address& listen = config_->proxy.listen;
@@ -591,6 +614,19 @@ int Server::run() {
     if (rc < 0) return fail_start("cannot listen on " + listen.to_string() + ": " + uv_strerror(rc));
   }
 
+  // Everything that is not a client's is open now (each loop's signal pipe comes with
+  // the loop; libuv's spare, one per loop from its first connection, is in kTransient):
+  // the descriptor budget, and the warning when max_connections does not fit. Where
+  // /proc is missing, an estimate: stdio, and per loop epoll, eventfd, signal pipe and
+  // spare, and a listener per worker.
+  const DescriptorBudget budget{nofile.soft, count_open_descriptors().value_or(3 + 5 * (worker_count_ + 1))};
+  if (nofile.soft > 0) {  // 0: getrlimit failed, the limit is unknown
+    shared_.connection_capacity = static_cast<uint32_t>(std::min<uint64_t>(budget.connections(), UINT32_MAX));
+    if (const std::string w = shortfall_warning(budget, config_->proxy.max_connections, nofile.hard); !w.empty()) {
+      RP_LOG(LogLevel::kWarn, w);
+    }
+  }
+
   const int signums[4] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
   for (int i = 0; i < 4; ++i) {
     uv_signal_init(&loop_, &signals_[i]);
@@ -603,7 +639,10 @@ int Server::run() {
   for (auto& w : workers_) w->start();
   RP_LOG(LogLevel::kInfo, "listening on " + listen.to_string() + " with " + std::to_string(worker_count_) +
                               " workers, " + std::to_string(config_->backends.size()) + " backends" +
-                              (admin_ ? ", admin on " + config_->admin.listen.to_string() : ""));
+                              (admin_ ? ", admin on " + config_->admin.listen.to_string() : "") +
+                              "; file descriptors: limit " + std::to_string(budget.limit) + ", " +
+                              std::to_string(budget.in_use) + " open, about " +
+                              std::to_string(budget.connections()) + " client connections");
 
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();

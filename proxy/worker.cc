@@ -1,9 +1,15 @@
 #include "proxy/worker.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 
+#include "health/local_error.h"
 #include "proxy/client_conn.h"
+#include "proxy/descriptors.h"
 #include "proxy/log.h"
 
 namespace ringproxy {
@@ -13,9 +19,16 @@ constexpr size_t kAccessLogFlushBytes = 64 * 1024;
 }  // namespace
 
 Worker::Worker(int id, Shared& shared, int listen_fd)
-    : id_(id), shared_(shared), listen_fd_(listen_fd) {}
+    : id_(id),
+      shared_(shared),
+      listen_fd_(listen_fd),
+      local_error_log_(LogLevel::kWarn, kLocalErrorLogMs),
+      pause_log_(LogLevel::kWarn, kLocalErrorLogMs) {}
 
-Worker::~Worker() { join(); }
+Worker::~Worker() {
+  join();
+  if (listen_fd_ >= 0) ::close(listen_fd_);  // init() never ran
+}
 
 void Worker::start() { thread_ = std::thread([this] { (void)run(); }); }
 
@@ -55,18 +68,23 @@ int Worker::init() {
   flush_timer_.data = this;
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
-  uv_tcp_init(&loop_, &listener_);
-  listener_.data = this;
-  rc = uv_tcp_open(&listener_, listen_fd_);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, on_connection);
+  uv_timer_init(&loop_, &accept_timer_);
+  accept_timer_.data = this;
+  rc = uv_poll_init_socket(&loop_, &listen_poll_, listen_fd_);
+  listen_poll_.data = this;
+  // 511: what uv_listen was given before; the kernel caps it at net.core.somaxconn.
+  if (rc == 0 && ::listen(listen_fd_, 511) != 0) rc = -errno;  // libuv's codes are -errno on unix
+  if (rc == 0) rc = uv_poll_start(&listen_poll_, UV_READABLE, on_listen_readable);
   uv_timer_start(&flush_timer_, on_flush_timer, kAccessLogFlushMs, kAccessLogFlushMs);
   return rc;
 }
 
 void Worker::abort_unstarted() {
-  if (loop_.data == nullptr && listener_.loop == nullptr) return;  // init() never ran
-  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&listener_), reinterpret_cast<uv_handle_t*>(&async_),
-                         reinterpret_cast<uv_handle_t*>(&flush_timer_), reinterpret_cast<uv_handle_t*>(&drain_timer_)}) {
+  if (loop_.data == nullptr && async_.loop == nullptr) return;  // init() never ran
+  close_listener();
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_),
+                         reinterpret_cast<uv_handle_t*>(&flush_timer_), reinterpret_cast<uv_handle_t*>(&drain_timer_),
+                         reinterpret_cast<uv_handle_t*>(&accept_timer_)}) {
     if (h->loop && !uv_is_closing(h)) uv_close(h, nullptr);
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -129,13 +147,109 @@ void Worker::on_async(uv_async_t* a) {
   if (w->want_drain_.exchange(false)) w->begin_drain();
 }
 
-void Worker::on_connection(uv_stream_t* server, int status) {
-  auto* w = static_cast<Worker*>(server->data);
+void Worker::on_listen_readable(uv_poll_t* p, int status, int) {
+  auto* w = static_cast<Worker*>(p->data);
   if (status < 0) {
-    RP_LOG(LogLevel::kWarn, std::string("accept failed: ") + uv_strerror(status));
+    w->accept_failed(status);
     return;
   }
-  ClientConn::accept(*w, server);
+  w->accept_pending();
+}
+
+// Until the queue is empty, as uv_listen does.
+void Worker::accept_pending() {
+  while (!draining_ && !accept_paused_) {
+    if (!may_accept()) {
+      pause_accepting(short_of_descriptors_);
+      return;
+    }
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;  // the client gave up: next
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      accept_failed(-err);
+      return;
+    }
+    ClientConn::accept(*this, fd);
+  }
+}
+
+bool Worker::may_accept() {
+  if (shared_.connections.load(std::memory_order_relaxed) >= shared_.connection_capacity) return false;
+  if (!short_of_descriptors_) return true;
+  if (!descriptors_free(listen_fd_, 2)) return false;
+  short_of_descriptors_ = false;
+  return true;
+}
+
+void Worker::pause_accepting(bool out_of_descriptors) {
+  if (accept_paused_ || draining_) return;
+  accept_paused_ = true;
+  uv_poll_stop(&listen_poll_);
+  bump(stats_.accept_pauses);
+  if (out_of_descriptors) {
+    pause_log_.note(uv_now(&loop_), "accepting paused: out of file descriptors; new connections wait in the "
+                                    "listen queue until some are free");
+  } else {
+    pause_log_.note(uv_now(&loop_), "accepting paused: " + std::to_string(shared_.connection_capacity) +
+                                        " client connections open, as many as the file descriptor limit serves "
+                                        "(see the start-up warning); new connections wait in the listen queue");
+  }
+  uv_timer_start(&accept_timer_, on_accept_timer, kAcceptRetryMs, kAcceptRetryMs);
+}
+
+void Worker::on_accept_timer(uv_timer_t* t) { static_cast<Worker*>(t->data)->retry_accept(); }
+
+void Worker::retry_accept() {
+  if (!accept_paused_ || draining_) {
+    uv_timer_stop(&accept_timer_);
+    return;
+  }
+  if (!may_accept()) return;  // the timer looks again
+  accept_paused_ = false;
+  uv_timer_stop(&accept_timer_);
+  // Level-triggered: queued connections make the listener readable at once.
+  uv_poll_start(&listen_poll_, UV_READABLE, on_listen_readable);
+}
+
+// Any accept error pauses: returning with the listener still readable would have the
+// loop call us again at once, and again.
+void Worker::accept_failed(int status) {
+  const bool local = is_local_resource_error(status);
+  if (local) {
+    bump(stats_.local_errors_accept);
+    short_of_descriptors();
+  }
+  local_error_log_.note(uv_now(&loop_), std::string(local ? "out of local resources: " : "") + "accept failed: " +
+                                            uv_err_name(status) + " (" + uv_strerror(status) + "); accepting paused");
+  pause_accepting(local);
+}
+
+void Worker::local_resource_error(int uv_status, std::string_view node) {
+  bump(stats_.local_errors_connect);
+  short_of_descriptors();
+  local_error_log_.note(uv_now(&loop_), std::string("out of local resources: cannot connect to node=") +
+                                            std::string(node) + ": " + uv_err_name(uv_status) + " (" +
+                                            uv_strerror(uv_status) +
+                                            "); answered 503, not counted against the node, not retried; "
+                                            "accepting paused until descriptors are free");
+}
+
+void Worker::short_of_descriptors() {
+  short_of_descriptors_ = true;
+  // Ours to give back at once, cheap to open again once descriptors are free.
+  for (auto& [key, pool] : pools_) pool->close_idle();
+}
+
+void Worker::close_listener() {
+  if (listen_poll_.loop && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&listen_poll_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&listen_poll_), nullptr);
+  }
+  // Watched no longer (uv_close stopped the poll at once): the socket can go, and with
+  // it the connections queued on it.
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  listen_fd_ = -1;
 }
 
 void Worker::add_connection(ClientConn* c) {
@@ -150,6 +264,8 @@ void Worker::remove_connection(ClientConn* c) {
   last->slot = c->slot;
   connections_.pop_back();
   if (draining_) maybe_finish();
+  // A descriptor or two were given back: look at once whether a waiting one can come in.
+  if (accept_paused_ && !draining_) uv_timer_start(&accept_timer_, on_accept_timer, 0, kAcceptRetryMs);
 }
 
 void Worker::access_log(std::string_view line) {
@@ -163,12 +279,20 @@ void Worker::flush_access_log() {
   access_buf_.clear();
 }
 
-void Worker::on_flush_timer(uv_timer_t* t) { static_cast<Worker*>(t->data)->flush_access_log(); }
+void Worker::on_flush_timer(uv_timer_t* t) {
+  auto* w = static_cast<Worker*>(t->data);
+  w->flush_access_log();
+  // The counts of a burst that has ended are written too, once their interval is over.
+  const uint64_t now = uv_now(&w->loop_);
+  w->local_error_log_.flush(now);
+  w->pause_log_.flush(now);
+}
 
 void Worker::begin_drain() {
   if (draining_) return;
   draining_ = true;
-  uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+  close_listener();
+  uv_timer_stop(&accept_timer_);
   const uint32_t timeout = routing_->config->proxy.shutdown_timeout_ms;
   uv_timer_start(&drain_timer_, on_drain_timer, timeout, 0);
   // Copy: drain() may close a connection, which edits the list.
@@ -196,6 +320,7 @@ void Worker::maybe_finish() {
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&flush_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&accept_timer_), nullptr);
 }
 
 }  // namespace ringproxy

@@ -223,14 +223,15 @@ std::optional<Address> config_address(std::string_view text, std::string* why) {
   return address;
 }
 
-// RFC 9110 section 5.6.2 token: header names, and cookie names (RFC 6265 section 4.1.1).
-bool is_token(std::string_view text) {
+// RFC 9110 section 5.6.2 tchar, and token: header names, cookie names (RFC 6265 section
+// 4.1.1), Via's pseudonym.
+bool is_tchar(char c) {
   static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
-  return !text.empty() && std::ranges::all_of(text, [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           kSpecials.find(c) != std::string_view::npos;
-  });
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         kSpecials.find(c) != std::string_view::npos;
 }
+
+bool is_token(std::string_view text) { return !text.empty() && std::ranges::all_of(text, is_tchar); }
 
 // "uri | path | header:NAME | cookie:NAME | query:NAME | client_ip", lower case as in
 // SPEC. A query parameter name is taken as written (it is compared with the raw
@@ -459,33 +460,21 @@ void read_previous_secrets(Errors& errors, const toml::node& node, const std::st
   }
 }
 
-// Via's received-by (RFC 9110 7.6.3): a token (RFC 9110 5.6.2), optionally ":port".
-bool is_tchar(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-bool valid_via_name(std::string_view name) {
-  const size_t colon = name.find(':');
-  const std::string_view pseudonym = name.substr(0, colon);
-  if (pseudonym.empty() || !std::all_of(pseudonym.begin(), pseudonym.end(), is_tchar)) return false;
-  if (colon == std::string_view::npos) return true;
-  const std::string_view port = name.substr(colon + 1);
-  return !port.empty() && port.size() <= 5 &&
-         std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-void read_via(Errors& errors, const toml::node& node, const std::string& key, ProxyConfig& out) {
-  const std::string* text = get_string(errors, node, key);
-  if (text == nullptr) return;
-  if (!text->empty() && !valid_via_name(*text)) {
-    errors.add(node.source().begin, key,
-               "must be a token (letters, digits and !#$%&'*+-.^_`|~), optionally with :PORT, "
-               "or \"\" to send no Via; got " + quoted(*text));
-    return;
+// Via's received-by (RFC 9110 7.6.3): a token, optionally ":port"; "" sends no Via.
+std::optional<std::string> parse_via(std::string_view text, std::string* why) {
+  const size_t colon = text.find(':');
+  const std::string_view port = colon == std::string_view::npos ? "" : text.substr(colon + 1);
+  const bool valid = is_token(text.substr(0, colon)) &&
+                     (colon == std::string_view::npos ||
+                      (!port.empty() && port.size() <= 5 && std::ranges::all_of(port, [](char c) {
+                        return c >= '0' && c <= '9';
+                      })));
+  if (!text.empty() && !valid) {
+    *why = "must be a token (letters, digits and !#$%&'*+-.^_`|~), optionally with :PORT, "
+           "or \"\" to send no Via; got " + quoted(text);
+    return std::nullopt;
   }
-  out.via = *text;
-  out.via_set = true;
+  return std::string(text);
 }
 
 // Ranges. Timeouts are 1 ms .. 1 hour: 0 would expire at once, and a longer wait is
@@ -510,7 +499,7 @@ std::vector<Field<ProxyConfig>> proxy_fields() {
       integer_field<P>("shutdown_timeout_ms", &P::shutdown_timeout_ms, 0, 3'600'000),
       text_field<P, std::string>("access_log", &P::access_log, any_text),
       text_field<P, LogLevel>("log_level", &P::log_level, parse_log_level),
-      {"via", read_via},
+      text_field<P, std::string>("via", &P::via, parse_via),
   };
 }
 
@@ -759,7 +748,7 @@ class Loader {
   void check_gossip() {
     GossipConfig& gossip = config_.gossip;
     if (gossip.enabled && gossip.name.empty()) gossip.name = gossip.bind.to_string();
-    if (!config_.proxy.via_set && !gossip.name.empty()) {
+    if (find_key(root_, "proxy", "via") == nullptr && !gossip.name.empty()) {
       // This instance's name, made a token where the gossip name is not one ("[::1]:7946").
       std::string name = gossip.name;
       for (char& c : name) {

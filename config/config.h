@@ -43,7 +43,6 @@ struct ProxyConfig {
   // (RFC 9110 7.6.3: "1.1 NAME"); "" sends none. Unset: gossip.name when it is set
   // or gossip is on (the loader fills it in), else "ringproxy".
   std::string via = "ringproxy";
-  bool via_set = false;  // written in the file (even as "")
   bool operator==(const ProxyConfig&) const = default;
 };
 

@@ -6,7 +6,7 @@
 #include <llhttp.h>
 
 #include "net/tcp_transport.h"
-#include "health/local_error.h"
+#include "net/local_error.h"
 
 namespace ringproxy {
 
@@ -34,7 +34,7 @@ class HealthChecker::Probe final : private Transport::Handler {
   void begin(const CheckTarget& target) {
     const int rc = handles_ == 2 ? tcp_.connect(reinterpret_cast<const sockaddr*>(&target.address)) : UV_ENOMEM;
     if (rc < 0) {
-      if (is_local_resource_error(rc)) {  // no verdict: see health/local_error.h
+      if (is_local_resource_error(rc)) {  // no verdict: see net/local_error.h
         abandon();
         return;
       }

@@ -1,7 +1,7 @@
 // The byte layer under every connection we own (client, upstream, admin, health probe):
 // reads into the connection's IoBuffer, writes that try the socket first and queue the
 // rest, half-close, close. A protocol codec sits on top and never sees a socket; TLS is
-// a second implementation of this interface (issue 13), plain TCP the first.
+// to be a second implementation of this interface (issue 13), plain TCP is the first.
 //
 // Contracts:
 //  - One handler, called on the loop's thread: on_connect (outgoing only), on_read,
@@ -16,8 +16,6 @@
 
 #include <sys/types.h>
 #include <uv.h>
-
-#include <string_view>
 
 #include "net/io_buffer.h"
 
@@ -52,10 +50,6 @@ class Transport {
   // FIN after the queued writes; the read side stays open.
   virtual int shutdown_write() = 0;
   virtual void close() = 0;
-
-  // What the layers above ask of the connection (TLS answers differently).
-  virtual bool secure() const { return false; }
-  virtual std::string_view alpn() const { return {}; }
 
   IoBuffer& buffer() { return in_; }
   bool write_pending() const { return write_pending_; }

@@ -6,8 +6,9 @@
 #include <cassert>
 #include <charconv>
 #include <cstring>
+#include <utility>
 
-#include "health/local_error.h"
+#include "net/local_error.h"
 #include "health/node_health.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
@@ -505,17 +506,9 @@ void ClientConn::on_request_head() {
     const std::string_view referer = find_header(header_views_, "referer");
     const std::string_view agent = find_header(header_views_, "user-agent");
     log_tail_.assign(" \"");
-    if (referer.empty()) {
-      log_tail_ += '-';
-    } else {
-      append_log_escaped(log_tail_, referer);
-    }
+    append_log_escaped(log_tail_, referer.empty() ? "-"sv : referer);
     log_tail_ += "\" \"";
-    if (agent.empty()) {
-      log_tail_ += '-';
-    } else {
-      append_log_escaped(log_tail_, agent);
-    }
+    append_log_escaped(log_tail_, agent.empty() ? "-"sv : agent);
     log_tail_ += "\" ";
   }
   if (!apply_max_forwards(method, target)) return;
@@ -524,7 +517,7 @@ void ClientConn::on_request_head() {
   key_hash_ = routing_->ring->key_hash(key);
   build_upstream_head(client_ip_, origin);
   attempts_ = 0;
-  reconnected_ = reconnect_used_ = false;
+  reconnected_ = fresh_connection_ = false;
   req_body_forwarded_ = 0;
   req_body_started_ = false;
   resp_from_backend_ = false;
@@ -546,6 +539,8 @@ void ClientConn::build_upstream_head(std::string_view client_ip, std::string_vie
   // framed by a length) are kept on the client's side (on_response_head).
   h += " HTTP/1.1\r\n"sv;
   const ConnectionOptions connection = ConnectionOptions::of(header_views_);
+  const std::string& via = routing_->config->proxy.via;
+  const bool add_via = !via.empty();  // else the client's Via lines go on untouched
   std::string_view host, upgrade_value;
   bool have_xff = false, have_via = false;
   host_missing_ = true;
@@ -557,7 +552,7 @@ void ClientConn::build_upstream_head(std::string_view client_ip, std::string_vie
       have_xff = true;
       continue;
     }
-    if (iequals(hv.name, "via")) {
+    if (add_via && iequals(hv.name, "via")) {
       have_via = true;
       continue;
     }
@@ -588,8 +583,7 @@ void ClientConn::build_upstream_head(std::string_view client_ip, std::string_vie
     h.append(digits, static_cast<size_t>(end - digits));
     h += "\r\n"sv;
   }
-  const std::string& via = routing_->config->proxy.via;
-  if (!via.empty()) {
+  if (add_via) {
     // RFC 9110 7.6.3: a gateway sends Via in each inbound request, the protocol it
     // was received in then its name, after the members already there.
     h += "Via: "sv;
@@ -597,16 +591,6 @@ void ClientConn::build_upstream_head(std::string_view client_ip, std::string_vie
     h += client_http10_ ? "1.0 "sv : "1.1 "sv;
     h.append(via);
     h += "\r\n"sv;
-  } else if (have_via) {
-    const size_t mark = h.size();
-    h += "Via: "sv;
-    append_list("via");
-    if (h.size() == mark + 5) {
-      h.resize(mark);  // every line empty: none
-    } else {
-      h.resize(h.size() - 2);  // the last ", "
-      h += "\r\n"sv;
-    }
   }
   h += "X-Forwarded-For: "sv;
   if (have_xff) append_list("x-forwarded-for");
@@ -729,9 +713,7 @@ void ClientConn::pick_node_and_connect() {
   UpstreamPool& pool = worker_.pool(r, node_);
   resp_phase_ = RespPhase::kConnecting;
   // The attempt after a pooled connection failed takes a new one (upstream_failed).
-  const bool fresh_only = reconnected_ && attempts_ > 0 && tried_[attempts_ - 1] == node_ && !reconnect_used_;
-  if (fresh_only) reconnect_used_ = true;
-  if (UpstreamConn* idle = fresh_only ? nullptr : pool.take_idle(this)) {
+  if (UpstreamConn* idle = std::exchange(fresh_connection_, false) ? nullptr : pool.take_idle(this)) {
     attach_upstream(idle);
     return;
   }
@@ -827,7 +809,7 @@ void ClientConn::upstream_failed(int status_code, std::string_view cause, bool r
       RP_LOG(LogLevel::kDebug, std::string("upstream ") + std::string(cause) +
                                    " on a pooled connection, reconnecting: node=" + b.name);
       bump(worker_.stats().reconnects);
-      reconnected_ = true;
+      reconnected_ = fresh_connection_ = true;
       --attempts_;
       pick_node_and_connect();
       return;
@@ -1129,7 +1111,7 @@ void ClientConn::process_response_bytes() {
       // Body bytes, all of them (decoded, for a 1.0 client of a chunked body).
       const size_t len = ub.size();
       ub.consume(len);
-      if (send_to_client(start, decode_chunked_ ? static_cast<size_t>(decode_dst_ - start) : len) < 0) {
+      if (send_to_client(start, body_out(start, len)) < 0) {
         close();
         return;
       }
@@ -1149,8 +1131,8 @@ void ClientConn::process_response_bytes() {
         }
         continue;
       }
-      finish_response(start, static_cast<size_t>(pos - start),
-                      decode_chunked_ ? static_cast<size_t>(decode_dst_ - start) : static_cast<size_t>(pos - start));
+      const size_t len = static_cast<size_t>(pos - start);
+      finish_response(start, len, body_out(start, len));
       return;
     }
     const char* reason = llhttp_get_error_reason(&resp_parser_);

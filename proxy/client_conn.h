@@ -74,6 +74,11 @@ class ClientConn final : private UpstreamConn::Owner, private Transport::Handler
   // The message ends after `len` bytes at `start`, of which the first `send_len` go to
   // the client (fewer when a chunked body is decoded).
   void finish_response(char* start, size_t len, size_t send_len);
+  // Of `len` body bytes the parser just read at `start`, how many go to the client: all
+  // of them, or what decoding a chunked body for a 1.0 client left (decode_dst_).
+  size_t body_out(const char* start, size_t len) const {
+    return decode_chunked_ ? static_cast<size_t>(decode_dst_ - start) : len;
+  }
   bool upstream_reusable();
   // Writes the pending response head (if any) and `len` body bytes in one write;
   // `counted`: resp_bytes_ already includes them.
@@ -188,8 +193,8 @@ class ClientConn final : private UpstreamConn::Owner, private Transport::Handler
   NodeIndex node_ = 0;
   bool have_node_ = false;
   uint32_t attempts_ = 0;  // nodes tried (retries + 1)
-  bool reconnected_ = false;    // a pooled connection failed: the next attempt is on a new one
-  bool reconnect_used_ = false;  // ... and that attempt has taken it
+  bool reconnected_ = false;       // a pooled connection failed (once per request) ...
+  bool fresh_connection_ = false;  // ... so the next attempt takes a new connection
   // proxy.retries is at most kMaxRetries (config/config.cc): one slot per attempt.
   NodeIndex tried_[kMaxRetries + 1] = {};
   UpstreamConn* up_ = nullptr;

@@ -129,38 +129,30 @@ bool ConnectionOptions::has(std::string_view token) const {
   return false;
 }
 
-namespace {
-// Hop-by-hop by name alone (RFC 9110 7.6.1).
-bool always_hop_by_hop(std::string_view name) {
+bool is_hop_by_hop(std::string_view name, const ConnectionOptions& connection) {
   switch (name.size()) {
     case 2:
-      return iequals(name, "te");
+      if (iequals(name, "te")) return true;
+      break;
     case 7:
-      return iequals(name, "upgrade");
+      if (iequals(name, "upgrade")) return true;
+      break;
     case 10:
-      return iequals(name, "connection") || iequals(name, "keep-alive");
+      if (iequals(name, "connection") || iequals(name, "keep-alive")) return true;
+      break;
     case 16:
-      return iequals(name, "proxy-connection");
+      if (iequals(name, "proxy-connection")) return true;
+      break;
     default:
-      return false;
+      break;
   }
-}
-// Fields a Connection option never removes: they frame the message or say where it goes.
-bool never_hop_by_hop(std::string_view name) {
-  return iequals(name, "content-length") || iequals(name, "transfer-encoding") || iequals(name, "host");
-}
-}  // namespace
-
-bool is_hop_by_hop(std::string_view name, const ConnectionOptions& connection) {
-  if (always_hop_by_hop(name)) return true;
-  if (connection.empty() || never_hop_by_hop(name)) return false;
+  // A Connection option may name any field, but never the ones that frame the message
+  // or say where it goes.
+  if (connection.empty() || iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+      iequals(name, "host")) {
+    return false;
+  }
   return connection.has(name);
-}
-
-bool is_hop_by_hop(std::string_view name, std::string_view connection) {
-  if (always_hop_by_hop(name)) return true;
-  if (connection.empty() || never_hop_by_hop(name)) return false;
-  return has_token(connection, name);
 }
 
 void append_log_escaped(std::string& out, std::string_view field) {

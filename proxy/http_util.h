@@ -54,8 +54,6 @@ struct ConnectionOptions {
 // headers stay true (dropping them would turn a body into a next request).
 // Trailer is kept: it announces trailers that are forwarded too (RFC 9110 6.6.2).
 bool is_hop_by_hop(std::string_view name, const ConnectionOptions& connection);
-// The same for a single Connection value (tests and callers with one line).
-bool is_hop_by_hop(std::string_view name, std::string_view connection);
 
 // An access-log field: bytes that could forge fields or lines ('"', '\\', controls,
 // and bytes >= 0x7f) written as \xHH, as nginx escapes them. Appends to `out`.

@@ -56,7 +56,7 @@ struct alignas(64) WorkerStats {
   std::atomic<uint64_t> reconnects{0};
   std::atomic<uint64_t> no_node{0};  // 503s answered by the proxy: no usable node, or out of local resources
   // Connects to a backend (socket or connect) and accepts that failed for want of
-  // descriptors or memory here (health/local_error.h), and the times a worker stopped
+  // descriptors or memory here (net/local_error.h), and the times a worker stopped
   // accepting for want of descriptors (Worker::pause_accepting).
   std::atomic<uint64_t> local_errors_connect{0};
   std::atomic<uint64_t> local_errors_accept{0};

@@ -84,7 +84,7 @@ void UpstreamConn::close() {
   closing_ = true;
   owner_ = nullptr;
   pool_->forget(this);
-  if (tcp_.initialized()) tcp_.close();
+  tcp_.close();  // a no-op when its init failed
   uv_close(reinterpret_cast<uv_handle_t*>(timer_.handle()), on_timer_closed);
 }
 

@@ -106,7 +106,6 @@ class UpstreamPool {
   void unretire() { retired_ = false; }
   const std::string& key() const { return key_; }
   size_t live() const { return live_; }
-  size_t idle() const { return idle_.size(); }
   // A connection of this pool was freed (its last close callback).
   void on_conn_freed();
 

@@ -7,7 +7,7 @@
 #include <cassert>
 #include <cerrno>
 
-#include "health/local_error.h"
+#include "net/local_error.h"
 #include "proxy/client_conn.h"
 #include "proxy/descriptors.h"
 #include "proxy/log.h"
@@ -118,12 +118,10 @@ void Worker::take_routing() {
 }
 
 UpstreamPool& Worker::pool_for(const Backend& b, bool* made) {
-  auto it = pools_.find(b.pool_key);
-  if (made) *made = it == pools_.end();
-  if (it != pools_.end()) return *it->second;
-  auto& slot = pools_[b.pool_key];
-  slot = std::make_unique<UpstreamPool>(*this, b.pool_key);
-  return *slot;
+  auto [it, inserted] = pools_.try_emplace(b.pool_key);  // copies the key only when inserting
+  if (inserted) it->second = std::make_unique<UpstreamPool>(*this, b.pool_key);
+  if (made) *made = inserted;
+  return *it->second;
 }
 
 UpstreamPool& Worker::pool(const Routing& routing, NodeIndex i) {

@@ -94,7 +94,7 @@ class Worker {
   void add_connection(ClientConn* c);
   void remove_connection(ClientConn* c);
   // A connect to node `node` failed for want of descriptors or memory here
-  // (health/local_error.h; the client is answered 503 by its ClientConn): counted, logged
+  // (net/local_error.h; the client is answered 503 by its ClientConn): counted, logged
   // at most once per kLocalErrorLogMs with the count, and this worker frees what it can
   // (its idle upstream connections) and accepts no more until descriptors are free.
   void local_resource_error(int uv_status, std::string_view node);

@@ -9,7 +9,7 @@
 
 #include <initializer_list>
 
-#include "health/local_error.h"
+#include "net/local_error.h"
 
 namespace ringproxy {
 namespace {

@@ -30,19 +30,25 @@ TEST(HttpUtil, Tokens) {
   EXPECT_TRUE(has_token(" a ,  b ", "b"));
 }
 
+// The options of a head with one Connection line whose value is `value` ("" for none).
+ConnectionOptions one_line(std::string_view value) {
+  if (value.empty()) return {};
+  return ConnectionOptions::of(std::vector<HeaderView>{{"Connection", value}});
+}
+
 TEST(HttpUtil, HopByHop) {
   for (const char* name : {"Connection", "keep-alive", "Proxy-Connection", "TE", "Upgrade"}) {
-    EXPECT_TRUE(is_hop_by_hop(name, "")) << name;
+    EXPECT_TRUE(is_hop_by_hop(name, one_line(""))) << name;
   }
   for (const char* name : {"Host", "Content-Length", "Transfer-Encoding", "Trailer", "X-A"}) {
-    EXPECT_FALSE(is_hop_by_hop(name, "")) << name;
+    EXPECT_FALSE(is_hop_by_hop(name, one_line(""))) << name;
   }
   // Headers the Connection header names are hop-by-hop too.
-  EXPECT_TRUE(is_hop_by_hop("X-Private", "keep-alive, x-private"));
-  EXPECT_FALSE(is_hop_by_hop("X-Other", "keep-alive, x-private"));
+  EXPECT_TRUE(is_hop_by_hop("X-Private", one_line("keep-alive, x-private")));
+  EXPECT_FALSE(is_hop_by_hop("X-Other", one_line("keep-alive, x-private")));
   // ... but never the framing or Host: that would turn a body into a next request.
   for (const char* name : {"Content-Length", "transfer-encoding", "Host"}) {
-    EXPECT_FALSE(is_hop_by_hop(name, "content-length, transfer-encoding, host")) << name;
+    EXPECT_FALSE(is_hop_by_hop(name, one_line("content-length, transfer-encoding, host"))) << name;
   }
 }
 

@@ -7,8 +7,8 @@
 // no passive failure, no retry elsewhere), and the proxy answers 503 (its own
 // condition), not 502 (which blames the upstream).
 //
-// Here, not in proxy/, because health/checker.cc needs the same definition and health
-// never includes proxy/ (STYLE.md "The house").
+// In net/, below both health/checker.cc and proxy/, which need the same definition
+// (health never includes proxy/: STYLE.md "The house").
 #pragma once
 
 #include <uv.h>

@@ -34,52 +34,80 @@ std::vector<std::string> keys(int n, const std::string& prefix = "/k/") {
   return out;
 }
 
-// A backend that answers every request head with fixed bytes and keeps the connection
-// open: for responses the demo backend does not make (304 with a Content-Length, a 101
-// nobody asked for). Runs on a thread of the test; everything is on loopback.
-class ScriptedBackend {
+// A backend run by the test on its threads, on loopback: a listening socket, a thread
+// that accepts, and one thread per connection running serve(). Subclasses say what a
+// connection gets; they call stop() first in their destructors, so no thread runs
+// serve() on a half-destroyed object.
+class LoopbackServer {
  public:
-  explicit ScriptedBackend(std::string response) : response_(std::move(response)) {
+  LoopbackServer() {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof sa;
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&sa), len) != 0 || ::listen(fd_, 16) != 0 ||
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&sa), len) != 0 || ::listen(fd_, 64) != 0 ||
         ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
-      ADD_FAILURE() << "scripted backend cannot listen";
+      ADD_FAILURE() << "test backend cannot listen";
       return;
     }
     port_ = ntohs(sa.sin_port);
-    thread_ = std::thread([this] { serve(); });
   }
-  ~ScriptedBackend() {
+  virtual ~LoopbackServer() { stop(); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ protected:
+  void start() {
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        std::lock_guard<std::mutex> lock(mu_);
+        conns_.push_back(c);
+        conn_threads_.emplace_back([this, c] { serve(c); });
+      }
+    });
+  }
+  // Stops accepting, then ends every connection (unblocking its serve()) and joins.
+  void stop() {
+    if (fd_ < 0) return;
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
+    fd_ = -1;
     if (thread_.joinable()) thread_.join();
     {
       std::lock_guard<std::mutex> lock(mu_);
+      on_stop();
       for (int c : conns_) ::shutdown(c, SHUT_RDWR);
     }
     for (auto& t : conn_threads_) t.join();
     for (int c : conns_) ::close(c);
   }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  virtual void serve(int conn) = 0;
+  virtual void on_stop() {}  // under mu_, before the connections are shut down
+
+  std::mutex mu_;
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::vector<int> conns_;
+  std::vector<std::thread> conn_threads_;
+};
+
+// A backend that answers every request head with fixed bytes and keeps the connection
+// open: for responses the demo backend does not make (304 with a Content-Length, a 101
+// nobody asked for).
+class ScriptedBackend final : public LoopbackServer {
+ public:
+  explicit ScriptedBackend(std::string response) : response_(std::move(response)) { start(); }
+  ~ScriptedBackend() override { stop(); }
   int requests() const { return requests_.load(); }
 
  private:
-  void serve() {
-    for (;;) {
-      const int c = ::accept(fd_, nullptr, nullptr);
-      if (c < 0) return;
-      std::lock_guard<std::mutex> lock(mu_);
-      conns_.push_back(c);
-      conn_threads_.emplace_back([this, c] { answer(c); });
-    }
-  }
-
   // Every request head on the connection gets the scripted bytes, until the peer goes.
-  void answer(int c) {
+  void serve(int c) override {
     std::string buf;
     char tmp[4096];
     for (;;) {
@@ -96,12 +124,6 @@ class ScriptedBackend {
   }
 
   std::string response_;
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread thread_;
-  std::mutex mu_;
-  std::vector<int> conns_;
-  std::vector<std::thread> conn_threads_;
   std::atomic<int> requests_{0};
 };
 
@@ -1059,48 +1081,14 @@ TEST_F(ProxyFixture, RetriesBeyondSevenAreHonoured) {
 // request arrives on them, unanswered (a keep-alive race lost at every reuse). The
 // first answers wait until `hold` connections have each sent a request, so that the
 // proxy's pool ends up with that many idle connections.
-class OneRequestPerConnBackend {
+class OneRequestPerConnBackend final : public LoopbackServer {
  public:
-  explicit OneRequestPerConnBackend(int hold) : hold_(hold) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof sa;
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&sa), len) != 0 || ::listen(fd_, 64) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
-      ADD_FAILURE() << "backend cannot listen";
-      return;
-    }
-    port_ = ntohs(sa.sin_port);
-    thread_ = std::thread([this] {
-      for (;;) {
-        const int c = ::accept(fd_, nullptr, nullptr);
-        if (c < 0) return;
-        std::lock_guard<std::mutex> lock(mu_);
-        conns_.push_back(c);
-        threads_.emplace_back([this, c] { serve(c); });
-      }
-    });
-  }
-  ~OneRequestPerConnBackend() {
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
-    if (thread_.joinable()) thread_.join();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      released_ = true;
-      cv_.notify_all();
-      for (int c : conns_) ::shutdown(c, SHUT_RDWR);
-    }
-    for (auto& t : threads_) t.join();
-    for (int c : conns_) ::close(c);
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  explicit OneRequestPerConnBackend(int hold) : hold_(hold) { start(); }
+  ~OneRequestPerConnBackend() override { stop(); }
   int heads() const { return heads_.load(); }
 
  private:
-  void serve(int c) {
+  void serve(int c) override {
     std::string buf;
     char tmp[4096];
     int served = 0;
@@ -1127,16 +1115,15 @@ class OneRequestPerConnBackend {
       }
     }
   }
+  void on_stop() override {
+    released_ = true;
+    cv_.notify_all();
+  }
+
   int hold_;
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread thread_;
-  std::mutex mu_;
   std::condition_variable cv_;
   int waiting_ = 0;
   bool released_ = false;
-  std::vector<int> conns_;
-  std::vector<std::thread> threads_;
   std::atomic<int> heads_{0};
 };
 

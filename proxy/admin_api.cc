@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "proxy/http_util.h"
+#include "http/message.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 

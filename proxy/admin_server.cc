@@ -4,7 +4,8 @@
 #include <cstddef>
 
 #include "proxy/backends.h"
-#include "proxy/http_util.h"
+#include "http/message.h"
+#include "http/status.h"
 #include "proxy/log.h"
 
 namespace ringproxy {

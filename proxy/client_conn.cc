@@ -10,6 +10,7 @@
 
 #include "net/local_error.h"
 #include "health/node_health.h"
+#include "http/status.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
 
@@ -283,41 +284,6 @@ bool ClientConn::parse_head() {
   return false;
 }
 
-bool ClientConn::append_span(std::vector<HeaderSpan>& headers, bool value, const char* base,
-                             const char* at, size_t len, uint32_t* head_bytes) {
-  *head_bytes += static_cast<uint32_t>(len);
-  // An empty value comes as a piece of no bytes, which llhttp may place at the start of
-  // the next line: it carries nothing, so it is no continuation (a request with
-  // "X-Forwarded-For: " was refused as obs-fold).
-  if (value && len == 0) return true;
-  if (value) {
-    // llhttp accepts obs-fold (a line starting with SP or HTAB continues the value) and
-    // hands the value in pieces around the line break; a span over them would carry the
-    // CRLF into the head we forward and end it early. RFC 9112 5.2 lets a server refuse
-    // obs-fold in a request (400) and a proxy refuse it in a response (502): we do.
-    // A piece is a continuation when only SP/HTAB separate it from a line feed.
-    const char* q = at;
-    while (q > base && (q[-1] == ' ' || q[-1] == '\t')) --q;
-    if (q > base && q[-1] == '\n') return false;
-  }
-  const uint32_t off = static_cast<uint32_t>(at - base);
-  // llhttp hands a token in pieces when it spans reads; the pieces are contiguous in
-  // the buffer because it is never compacted while a head is being read.
-  if (!value) {
-    if (headers.empty() || headers.back().value.len != 0 ||
-        (headers.back().name.off + headers.back().name.len != off)) {
-      headers.push_back({{off, static_cast<uint32_t>(len)}, {off, 0}});
-    } else {
-      headers.back().name.len += static_cast<uint32_t>(len);
-    }
-  } else {
-    HeaderSpan& h = headers.back();
-    if (h.value.len == 0) h.value.off = off;
-    h.value.len += static_cast<uint32_t>(len);
-  }
-  return true;
-}
-
 int ClientConn::on_req_method(llhttp_t* p, const char*, size_t len) {
   // Counted so that a head under way is never compacted (parse_head): the request
   // line's bytes stay in place for the checks of on_request_head.
@@ -342,13 +308,13 @@ int ClientConn::on_req_url(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConn::on_req_header_field(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<ClientConn*>(p->data);
-  append_span(c->req_headers_, false, c->in_.data(), at, len, &c->head_bytes_);
+  h1::append_field_piece(c->req_headers_, false, c->in_.data(), at, len, &c->head_bytes_);
   return c->head_bytes_ > c->worker_.routing().config->proxy.max_header_bytes ? HPE_USER : 0;
 }
 
 int ClientConn::on_req_header_value(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<ClientConn*>(p->data);
-  if (!append_span(c->req_headers_, true, c->in_.data(), at, len, &c->head_bytes_)) {
+  if (!h1::append_field_piece(c->req_headers_, true, c->in_.data(), at, len, &c->head_bytes_)) {
     llhttp_set_error_reason(p, "obs-fold (RFC 9112 5.2)");
     return HPE_INVALID_HEADER_TOKEN;
   }
@@ -929,13 +895,13 @@ int ClientConn::on_resp_status(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConn::on_resp_header_field(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<ClientConn*>(p->data);
-  append_span(c->resp_headers_, false, c->up_->buffer().data(), at, len, &c->resp_head_bytes_);
+  h1::append_field_piece(c->resp_headers_, false, c->up_->buffer().data(), at, len, &c->resp_head_bytes_);
   return c->resp_head_bytes_ > kMaxResponseHead ? HPE_USER : 0;
 }
 
 int ClientConn::on_resp_header_value(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<ClientConn*>(p->data);
-  if (!append_span(c->resp_headers_, true, c->up_->buffer().data(), at, len, &c->resp_head_bytes_)) {
+  if (!h1::append_field_piece(c->resp_headers_, true, c->up_->buffer().data(), at, len, &c->resp_head_bytes_)) {
     llhttp_set_error_reason(p, "obs-fold (RFC 9112 5.2)");
     return HPE_INVALID_HEADER_TOKEN;
   }

@@ -19,7 +19,10 @@
 
 #include "net/deadline_timer.h"
 #include "net/tcp_transport.h"
-#include "proxy/http_util.h"
+#include "http/h1/field_spans.h"
+#include "http/header_rules.h"
+#include "http/message.h"
+#include "proxy/hash_key.h"
 #include "net/io_buffer.h"
 #include "proxy/upstream_pool.h"
 
@@ -42,12 +45,8 @@ class ClientConn final : private UpstreamConn::Owner, private Transport::Handler
   enum class ReqPhase { kIdle, kHead, kBody, kDone };
   enum class RespPhase { kNone, kConnecting, kWaiting, kHead, kBody, kDone };
 
-  struct Span {
-    uint32_t off = 0, len = 0;
-  };
-  struct HeaderSpan {
-    Span name, value;
-  };
+  using Span = h1::Span;
+  using HeaderSpan = h1::FieldSpan;
 
   explicit ClientConn(Worker& worker);
   ~ClientConn();
@@ -147,9 +146,6 @@ class ClientConn final : private UpstreamConn::Owner, private Transport::Handler
   // The response parser's settings while a chunked body is decoded for an HTTP/1.0
   // client: body bytes are gathered to the front of the read (decode_dst_).
   static const llhttp_settings_t& response_decode_settings();
-  // False when a value piece continues an obs-fold line (refused: see the .cc).
-  static bool append_span(std::vector<HeaderSpan>& headers, bool value, const char* base,
-                          const char* at, size_t len, uint32_t* head_bytes);
 
   Worker& worker_;
   TcpTransport tcp_;

@@ -95,4 +95,17 @@ std::string clf_time(long unix_s) {
   return std::string(buf, n);
 }
 
+void append_log_escaped(std::string& out, std::string_view field) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (const char ch : field) {
+    const auto b = static_cast<unsigned char>(ch);
+    if (b < 0x20 || b >= 0x7f || b == '"' || b == '\\') {
+      const char esc[4] = {'\\', 'x', kHex[b >> 4], kHex[b & 15]};
+      out.append(esc, 4);
+    } else {
+      out.push_back(ch);
+    }
+  }
+}
+
 }  // namespace ringproxy

@@ -49,4 +49,8 @@ class AccessLog {
 // "[22/Nov/2026:09:43:05 +0000]": the combined log format's time field for `unix_s`.
 std::string clf_time(long unix_s);
 
+// An access-log field: bytes that could forge fields or lines ('"', '\\', controls,
+// and bytes >= 0x7f) written as \xHH, as nginx escapes them. Appends to `out`.
+void append_log_escaped(std::string& out, std::string_view field);
+
 }  // namespace ringproxy

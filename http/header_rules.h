@@ -1,50 +1,16 @@
-// Pure HTTP/1.1 helpers for the data path: header classification, the hash key of a
-// request, and the heads the proxy writes. No I/O, no allocation unless noted.
+// What RFC 9110 and RFC 9112 say an intermediary does with a head's fields: which are
+// hop-by-hop, which request heads are refused before anything goes on, the forms of a
+// target and of Host, Max-Forwards, and which methods may be sent again. Pure functions
+// over views; no I/O, no allocation.
 #pragma once
 
 #include <cstdint>
 #include <span>
-#include <string>
 #include <string_view>
 
-#include "config/config.h"
+#include "http/message.h"
 
 namespace ringproxy {
-
-// One header of a parsed head, as views into the connection's read buffer.
-struct HeaderView {
-  std::string_view name;
-  std::string_view value;
-};
-
-// ASCII case-insensitive equality, for header names and tokens.
-bool iequals(std::string_view a, std::string_view b);
-
-// The first header named `name` (case-insensitive), or an empty view. `found`, when
-// given, tells an empty value from a missing header.
-std::string_view find_header(std::span<const HeaderView> headers, std::string_view name,
-                             bool* found = nullptr);
-
-// True when `list` (a comma-separated header value such as Connection's) contains
-// `token`, case-insensitively.
-bool has_token(std::string_view list, std::string_view token);
-
-// The options of a message's Connection field: every Connection field line, each a
-// list of tokens, is one list (RFC 9110 7.6.1 with 5.3), so `Connection: keep-alive`
-// followed by `Connection: X-Secret` names X-Secret as much as one line naming both.
-// Views the head; no allocation. Heads with more than kInline Connection lines (no
-// client needs more than one) are read through `all`.
-struct ConnectionOptions {
-  static constexpr size_t kInline = 4;
-  std::string_view lines[kInline];
-  size_t count = 0;
-  std::span<const HeaderView> all;  // set when there are more than kInline lines
-
-  static ConnectionOptions of(std::span<const HeaderView> headers);
-  bool empty() const { return count == 0; }
-  // True when any line lists `token` (case-insensitive).
-  bool has(std::string_view token) const;
-};
 
 // True for headers a proxy must not forward (RFC 9110 7.6.1): Connection and every
 // header it names, Keep-Alive, Proxy-Connection, TE, Upgrade (re-added when
@@ -55,25 +21,9 @@ struct ConnectionOptions {
 // Trailer is kept: it announces trailers that are forwarded too (RFC 9110 6.6.2).
 bool is_hop_by_hop(std::string_view name, const ConnectionOptions& connection);
 
-// An access-log field: bytes that could forge fields or lines ('"', '\\', controls,
-// and bytes >= 0x7f) written as \xHH, as nginx escapes them. Appends to `out`.
-void append_log_escaped(std::string& out, std::string_view field);
-
 // Max-Forwards (RFC 9110 7.6.2): the value as a number; false when it is not 1*DIGIT.
 // Values beyond uint32 saturate (they only ever count down).
 bool parse_max_forwards(std::string_view value, uint32_t* out);
-
-// The proxy's own answer to TRACE with Max-Forwards: 0 (RFC 9110 9.3.8): a 200 whose
-// message/http body reflects the request head as received, less the fields that carry
-// credentials (Authorization, Proxy-Authorization, Cookie), which a reflection would
-// hand to a script in the page (cross-site tracing).
-std::string trace_response(std::string_view request_line, std::span<const HeaderView> headers, bool close);
-
-// The bytes of the request that SPEC's hash_key selects. A missing header, cookie or
-// query parameter falls back to the URI, as does an empty one. The result views
-// `target`, `headers` or `client_ip`.
-std::string_view select_hash_key(const HashKey& how, std::string_view target,
-                                 std::span<const HeaderView> headers, std::string_view client_ip);
 
 // What check_request_head() found: status 0 when the head may go on, else the status to
 // answer (400, or 501 for a transfer coding we do not know) and why, for the log.
@@ -120,13 +70,5 @@ bool split_absolute_target(std::string_view target, AbsoluteTarget* out);
 // RFC 9110 9.2.2: methods whose repetition has the effect of one, so a failed attempt
 // may be sent again.
 bool is_idempotent_method(std::string_view method);
-
-// A complete response the proxy answers itself: a short plain-text body, and
-// Connection: close when `close` (always so for 4xx of malformed input). `head`: the
-// answer to a HEAD, with the same head and no body.
-std::string canned_response(int status, std::string_view body_text, bool close, bool head = false);
-
-// The reason phrase for a status code, "" when unknown.
-std::string_view reason_phrase(int status);
 
 }  // namespace ringproxy

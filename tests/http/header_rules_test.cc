@@ -1,34 +1,12 @@
-#include "proxy/http_util.h"
+#include "http/header_rules.h"
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 namespace ringproxy {
 namespace {
-
-HashKey key(HashKeyKind kind, std::string name = {}) { return {kind, std::move(name)}; }
-
-TEST(HttpUtil, CaseInsensitiveHeaders) {
-  EXPECT_TRUE(iequals("Content-Length", "content-length"));
-  EXPECT_FALSE(iequals("Content-Length", "content-lengt"));
-  const std::vector<HeaderView> h = {{"Host", "a"}, {"X-Empty", ""}};
-  bool found = false;
-  EXPECT_EQ(find_header(h, "host", &found), "a");
-  EXPECT_TRUE(found);
-  EXPECT_EQ(find_header(h, "x-empty", &found), "");
-  EXPECT_TRUE(found);
-  EXPECT_EQ(find_header(h, "missing", &found), "");
-  EXPECT_FALSE(found);
-}
-
-TEST(HttpUtil, Tokens) {
-  EXPECT_TRUE(has_token("keep-alive, Upgrade", "upgrade"));
-  EXPECT_TRUE(has_token("close", "close"));
-  EXPECT_FALSE(has_token("closed", "close"));
-  EXPECT_FALSE(has_token("", "close"));
-  EXPECT_TRUE(has_token(" a ,  b ", "b"));
-}
 
 // The options of a head with one Connection line whose value is `value` ("" for none).
 ConnectionOptions one_line(std::string_view value) {
@@ -36,7 +14,7 @@ ConnectionOptions one_line(std::string_view value) {
   return ConnectionOptions::of(std::vector<HeaderView>{{"Connection", value}});
 }
 
-TEST(HttpUtil, HopByHop) {
+TEST(HeaderRules, HopByHop) {
   for (const char* name : {"Connection", "keep-alive", "Proxy-Connection", "TE", "Upgrade"}) {
     EXPECT_TRUE(is_hop_by_hop(name, one_line(""))) << name;
   }
@@ -53,7 +31,7 @@ TEST(HttpUtil, HopByHop) {
 }
 
 // RFC 9110 7.6.1 with 5.3: the Connection lines of a head are one list.
-TEST(HttpUtil, ConnectionOptionsSpanEveryLine) {
+TEST(HeaderRules, ConnectionOptionsSpanEveryLine) {
   const std::vector<HeaderView> h = {{"Connection", "keep-alive"}, {"X-A", "1"}, {"connection", "X-Secret, x-b"}};
   const ConnectionOptions c = ConnectionOptions::of(h);
   EXPECT_TRUE(is_hop_by_hop("x-secret", c));
@@ -68,13 +46,13 @@ TEST(HttpUtil, ConnectionOptionsSpanEveryLine) {
   EXPECT_TRUE(ConnectionOptions::of(std::vector<HeaderView>{}).empty());
 }
 
-TEST(HttpUtil, LogFieldsAreEscapedAsNginxDoes) {
-  std::string out;
-  append_log_escaped(out, "a\"b\\c\x01\x7f\xc3 d");
-  EXPECT_EQ(out, "a\\x22b\\x5Cc\\x01\\x7F\\xC3 d");
+// check_request_head: the framing and routing checks llhttp leaves to us. The end-to-end
+// side is tests/integration/smuggling_test.cc over tests/corpus/smuggling.
+int verdict(std::vector<HeaderView> h, std::string_view target = "/", bool http11 = true) {
+  return check_request_head(h, target, http11).status;
 }
 
-TEST(HttpUtil, MaxForwards) {
+TEST(HeaderRules, MaxForwards) {
   uint32_t n = 7;
   EXPECT_TRUE(parse_max_forwards("0", &n));
   EXPECT_EQ(n, 0u);
@@ -85,42 +63,7 @@ TEST(HttpUtil, MaxForwards) {
   for (const char* bad : {"", "-1", "1x", "0x10", "1 2"}) EXPECT_FALSE(parse_max_forwards(bad, &n)) << bad;
 }
 
-TEST(HttpUtil, TraceReflectsTheHeadWithoutCredentials) {
-  const std::vector<HeaderView> h = {{"Host", "h"}, {"Cookie", "s=1"}, {"Authorization", "Basic x"}, {"X-A", "1"}};
-  const std::string r = trace_response("TRACE /t HTTP/1.1", h, false);
-  EXPECT_EQ(r, "HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: 38\r\n\r\n"
-               "TRACE /t HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n");
-}
-
-TEST(HttpUtil, HashKeySelection) {
-  const std::vector<HeaderView> h = {{"X-User", "u42"},
-                                     {"Cookie", "a=1; session=\"abc\""},
-                                     {"Cookie", "late=9"},
-                                     {"X-Blank", ""}};
-  const std::string_view target = "/p/q?x=1&id=7&y";
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kUri), target, h, "10.0.0.1"), target);
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kPath), target, h, "10.0.0.1"), "/p/q");
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kHeader, "x-user"), target, h, "ip"), "u42");
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kCookie, "session"), target, h, "ip"), "abc");
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kCookie, "late"), target, h, "ip"), "9");
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kQuery, "id"), target, h, "ip"), "7");
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kClientIp), target, h, "10.0.0.1"), "10.0.0.1");
-  // Missing or empty: the URI.
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kHeader, "x-none"), target, h, "ip"), target);
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kHeader, "x-blank"), target, h, "ip"), target);
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kCookie, "none"), target, h, "ip"), target);
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kQuery, "y"), target, h, "ip"), target);
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kQuery, "id"), "/no-query", h, "ip"), "/no-query");
-  EXPECT_EQ(select_hash_key(key(HashKeyKind::kPath), "/only", h, "ip"), "/only");
-}
-
-// check_request_head: the framing and routing checks llhttp leaves to us. The end-to-end
-// side is tests/integration/smuggling_test.cc over tests/corpus/smuggling.
-int verdict(std::vector<HeaderView> h, std::string_view target = "/", bool http11 = true) {
-  return check_request_head(h, target, http11).status;
-}
-
-TEST(HttpUtil, RequestHeadTransferEncoding) {
+TEST(HeaderRules, RequestHeadTransferEncoding) {
   const HeaderView host{"Host", "h"};
   EXPECT_EQ(verdict({host}), 0);
   EXPECT_EQ(verdict({host, {"Transfer-Encoding", "chunked"}}), 0);
@@ -140,7 +83,7 @@ TEST(HttpUtil, RequestHeadTransferEncoding) {
   EXPECT_EQ(verdict({host, {"Transfer-Encoding", "identity, chunked"}}), 501);
 }
 
-TEST(HttpUtil, RequestHeadFieldsAndTarget) {
+TEST(HeaderRules, RequestHeadFieldsAndTarget) {
   const HeaderView host{"Host", "h"};
   EXPECT_EQ(verdict({}), 400);  // HTTP/1.1 without Host
   EXPECT_EQ(verdict({}, "/", false), 0);
@@ -172,7 +115,7 @@ TEST(HttpUtil, RequestHeadFieldsAndTarget) {
   EXPECT_EQ(verdict({{"Host", "h:8o"}}), 400);
 }
 
-TEST(HttpUtil, ValidHost) {
+TEST(HeaderRules, ValidHost) {
   for (const char* ok : {"h", "example.test", "EXAMPLE.test:8080", "127.0.0.1", "127.0.0.1:28111", "[::1]",
                          "[::1]:80", "[::ffff:10.0.0.1]", "under_score.test", "h:", "x-y.z~"}) {
     EXPECT_TRUE(valid_host(ok, false)) << ok;
@@ -184,7 +127,7 @@ TEST(HttpUtil, ValidHost) {
   EXPECT_TRUE(valid_host("", true));
 }
 
-TEST(HttpUtil, SplitAbsoluteTarget) {
+TEST(HeaderRules, SplitAbsoluteTarget) {
   AbsoluteTarget t;
   ASSERT_TRUE(split_absolute_target("http://h.test:81/a/b?c=d", &t));
   EXPECT_EQ(t.scheme, "http");
@@ -205,18 +148,9 @@ TEST(HttpUtil, SplitAbsoluteTarget) {
   }
 }
 
-TEST(HttpUtil, Idempotence) {
+TEST(HeaderRules, Idempotence) {
   for (const char* m : {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"}) EXPECT_TRUE(is_idempotent_method(m));
   for (const char* m : {"POST", "PATCH", "CONNECT"}) EXPECT_FALSE(is_idempotent_method(m));
-}
-
-TEST(HttpUtil, CannedResponse) {
-  EXPECT_EQ(canned_response(503, "no backend available", true),
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
-            "Connection: close\r\n\r\nno backend available\n");
-  EXPECT_EQ(canned_response(431, "x", false),
-            "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
-            "Content-Length: 2\r\n\r\nx\n");
 }
 
 }  // namespace

@@ -1,0 +1,19 @@
+// The bytes of a request that the ring hashes (SPEC "hash_key"). No allocation.
+#pragma once
+
+#include <span>
+#include <string_view>
+
+#include "config/config.h"
+#include "http/message.h"
+
+namespace ringproxy {
+
+// The bytes of the request that SPEC's hash_key selects. A missing header, cookie or
+// query parameter falls back to the URI, as does an empty one. The result views
+// `target`, `headers` or `client_ip`.
+std::string_view select_hash_key(const HashKey& how, std::string_view target,
+                                 std::span<const HeaderView> headers, std::string_view client_ip);
+
+
+}  // namespace ringproxy

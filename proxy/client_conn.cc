@@ -40,8 +40,6 @@ std::string describe(int uv_status) { return uv_status < 0 ? uv_err_name(uv_stat
 // Life cycle
 
 ClientConn::ClientConn(Worker& worker) : worker_(worker), tcp_(worker.buffers(), *this), in_(tcp_.buffer()) {
-  llhttp_init(&req_parser_, HTTP_REQUEST, &request_settings());
-  req_parser_.data = this;
 }
 
 ClientConn::~ClientConn() = default;
@@ -170,7 +168,7 @@ void ClientConn::on_read(ssize_t nread) {
     }
     if (c->resp_phase_ == RespPhase::kNone) {
       // No exchange: idle (go), or a head cut short (say so).
-      if (c->req_phase_ == ReqPhase::kHead && (c->head_bytes_ > 0 || c->in_.size() > 0)) {
+      if (c->req_phase_ == ReqPhase::kHead && (c->req_.head_started() || c->in_.size() > 0)) {
         c->respond_error(400, "incomplete request", "client closed mid-head");
       } else {
         c->close();
@@ -229,142 +227,20 @@ void ClientConn::process_request_bytes() {
 }
 
 bool ClientConn::parse_head() {
-  if (in_.begin() > 0 && url_.len == 0 && req_headers_.empty() && head_bytes_ == 0) {
-    // A new head starts: nothing views the buffer, so it may move.
-    if (!client_write_pending_ && !(up_ && up_->write_pending())) in_.compact();
-  }
-  const char* start = in_.begin_ptr();
-  const llhttp_errno err = llhttp_execute(&req_parser_, start, in_.size());
+  const bool may_compact = !client_write_pending_ && !(up_ && up_->write_pending());
   const uint32_t max_head = worker_.routing().config->proxy.max_header_bytes;
-  if (err == HPE_OK) {
-    in_.consume(in_.size());
-    if (client_eof_) {
-      respond_error(400, "incomplete request", "client closed mid-head");
-      return false;
-    }
-    if (head_bytes_ > max_head) {
-      respond_error(431, "request head too large", "head over max_header_bytes");
-      return false;
-    }
-    if (in_.free_space() == 0) {
-      // The head does not fit the buffer yet: grow it (offsets stay valid), up to the limit.
-      if (in_.capacity() >= size_t{max_head} + 1024) {
-        respond_error(431, "request head too large", "head over max_header_bytes");
-        return false;
-      }
-      in_.grow(std::max<size_t>(in_.capacity() * 2, 1024));
-    }
-    resume_client_reading();
-    return true;
+  switch (req_.read_head(in_, max_head, may_compact, client_eof_)) {
+    case h1::RequestParser::HeadStep::kMore:
+      resume_client_reading();
+      return true;
+    case h1::RequestParser::HeadStep::kHead:
+      req_phase_ = ReqPhase::kBody;
+      return true;
+    case h1::RequestParser::HeadStep::kRefused:
+      break;
   }
-  if (err == HPE_PAUSED && req_head_done_) {
-    in_.consume_to(llhttp_get_error_pos(&req_parser_));
-    llhttp_resume(&req_parser_);
-    if (head_bytes_ > max_head) {
-      respond_error(431, "request head too large", "head over max_header_bytes");
-      return false;
-    }
-    req_phase_ = ReqPhase::kBody;
-    return true;
-  }
-  if (err == HPE_USER) {  // set by a callback: head over the limit
-    respond_error(431, "request head too large", "head over max_header_bytes");
-    return false;
-  }
-  const std::string reason = llhttp_get_error_reason(&req_parser_)
-                                 ? llhttp_get_error_reason(&req_parser_)
-                                 : llhttp_errno_name(err);
-  if (err == HPE_INVALID_VERSION && reason == "Invalid HTTP version") {
-    // Well-formed digits of a version llhttp does not speak (HTTP/1.2, 3.0): RFC 9110
-    // 15.6.6. A malformed version ("HTTP/1.x", "1.10") stays a 400.
-    respond_error(505, "HTTP version not supported", "unsupported HTTP version");
-    return false;
-  }
-  respond_error(400, "malformed request", "malformed request: " + reason);
-  return false;
-}
-
-int ClientConn::on_req_method(llhttp_t* p, const char*, size_t len) {
-  // Counted so that a head under way is never compacted (parse_head): the request
-  // line's bytes stay in place for the checks of on_request_head.
-  auto* c = static_cast<ClientConn*>(p->data);
-  c->head_bytes_ += static_cast<uint32_t>(len);
-  return 0;
-}
-
-int ClientConn::on_req_method_complete(llhttp_t* p) {
-  // Known from here on, so that even our answer to a malformed HEAD is bodiless.
-  static_cast<ClientConn*>(p->data)->is_head_method_ = p->method == HTTP_HEAD;
-  return 0;
-}
-
-int ClientConn::on_req_url(llhttp_t* p, const char* at, size_t len) {
-  auto* c = static_cast<ClientConn*>(p->data);
-  if (c->url_.len == 0) c->url_.off = static_cast<uint32_t>(at - c->in_.data());
-  c->url_.len += static_cast<uint32_t>(len);
-  c->head_bytes_ += static_cast<uint32_t>(len);
-  return c->head_bytes_ > c->worker_.routing().config->proxy.max_header_bytes ? HPE_USER : 0;
-}
-
-int ClientConn::on_req_header_field(llhttp_t* p, const char* at, size_t len) {
-  auto* c = static_cast<ClientConn*>(p->data);
-  h1::append_field_piece(c->req_headers_, false, c->in_.data(), at, len, &c->head_bytes_);
-  return c->head_bytes_ > c->worker_.routing().config->proxy.max_header_bytes ? HPE_USER : 0;
-}
-
-int ClientConn::on_req_header_value(llhttp_t* p, const char* at, size_t len) {
-  auto* c = static_cast<ClientConn*>(p->data);
-  if (!h1::append_field_piece(c->req_headers_, true, c->in_.data(), at, len, &c->head_bytes_)) {
-    llhttp_set_error_reason(p, "obs-fold (RFC 9112 5.2)");
-    return HPE_INVALID_HEADER_TOKEN;
-  }
-  return c->head_bytes_ > c->worker_.routing().config->proxy.max_header_bytes ? HPE_USER : 0;
-}
-
-int ClientConn::on_req_headers_complete(llhttp_t* p) {
-  static_cast<ClientConn*>(p->data)->req_head_done_ = true;
-  return HPE_PAUSED;
-}
-
-int ClientConn::on_req_message_complete(llhttp_t* p) {
-  static_cast<ClientConn*>(p->data)->req_msg_done_ = true;
-  return HPE_PAUSED;
-}
-
-const llhttp_settings_t& ClientConn::request_settings() {
-  static const llhttp_settings_t settings = [] {
-    llhttp_settings_t s;
-    llhttp_settings_init(&s);
-    s.on_method = on_req_method;
-    s.on_method_complete = on_req_method_complete;
-    s.on_url = on_req_url;
-    s.on_header_field = on_req_header_field;
-    s.on_header_value = on_req_header_value;
-    s.on_headers_complete = on_req_headers_complete;
-    s.on_message_complete = on_req_message_complete;
-    return s;
-  }();
-  return settings;
-}
-
-bool ClientConn::buffered_body_valid() {
-  // A copy of the parser (a plain value: llhttp keeps no pointer into itself) reads the
-  // body bytes already buffered, stopping at the end of this message, so a framing
-  // error there (bad chunk size, bare LF, a Transfer-Encoding llhttp refuses once the
-  // head is done) is found before the head goes upstream. The real parser reads them
-  // again as they are forwarded; for a Content-Length body that costs nothing, for a
-  // chunked one a scan of the chunk lines of the first read. No allocation.
-  static const llhttp_settings_t settings = [] {
-    llhttp_settings_t s;
-    llhttp_settings_init(&s);
-    s.on_message_complete = [](llhttp_t*) { return static_cast<int>(HPE_PAUSED); };
-    return s;
-  }();
-  llhttp_t probe = req_parser_;
-  probe.settings = const_cast<llhttp_settings_t*>(&settings);
-  const llhttp_errno err = llhttp_execute(&probe, in_.begin_ptr(), in_.size());
-  if (err == HPE_OK || err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) return true;
-  llhttp_set_error_reason(&req_parser_, llhttp_get_error_reason(&probe));
+  const h1::Refusal& r = req_.refusal();
+  respond_error(r.status, r.text, r.cause);
   return false;
 }
 
@@ -372,61 +248,16 @@ bool ClientConn::buffered_body_valid() {
 // Routing the request
 
 void ClientConn::on_request_head() {
+  // The head passed the codec's checks (h1::RequestParser::read_head).
   const Config& cfg = *worker_.routing().config;
   routing_ = worker_.routing_ptr();
-  header_views_.clear();
-  for (const HeaderSpan& h : req_headers_) header_views_.push_back({view(h.name), view(h.value)});
-  const std::string_view target = view(url_);
-  const std::string_view method = llhttp_method_name(static_cast<llhttp_method_t>(req_parser_.method));
-
-  if (req_parser_.http_major != 1) {
-    respond_error(505, "HTTP version not supported", "unsupported HTTP version");
-    return;
-  }
-  client_http10_ = req_parser_.http_minor == 0;
-  bool has_te = false;
-  find_header(header_views_, "transfer-encoding", &has_te);
-  if (client_http10_ && has_te) {
-    // RFC 9112 6.1: a 1.0 message with Transfer-Encoding has unreliable framing; a
-    // backend that ignores the field for 1.0 would read the chunks as a next request.
-    respond_error(400, "Transfer-Encoding in an HTTP/1.0 request", "HTTP/1.0 with Transfer-Encoding");
-    return;
-  }
-  {
-    // The request line: llhttp takes any run of spaces between its parts; RFC 9112 3
-    // wants one, and a line a parser "corrects" is how filters are bypassed. The line's
-    // bytes are all still in the buffer (on_req_method stops compaction once it began).
-    const char* b = in_.data();
-    const uint32_t end = url_.off + url_.len;
-    if (url_.off < 2 || b[url_.off - 1] != ' ' || b[url_.off - 2] == ' ' || end + 1 >= in_.end() ||
-        b[end] != ' ' || b[end + 1] != 'H') {
-      respond_error(400, "malformed request", "malformed request line");
-      return;
-    }
-  }
-  if (const HeadVerdict v = check_request_head(header_views_, target, !client_http10_); v.status != 0) {
-    respond_error(v.status, v.status == 501 ? "transfer coding not implemented" : "malformed request",
-                  "malformed request: " + std::string(v.cause));
-    return;
-  }
-  // A request framed with neither Content-Length nor Transfer-Encoding has no body:
-  // what follows its head is the next request, parsed in its turn.
-  const bool has_body = (req_parser_.flags & (F_CHUNKED | F_CONTENT_LENGTH | F_TRANSFER_ENCODING)) != 0;
-  if (has_body && !buffered_body_valid()) {
-    // Refused before anything goes upstream. (A framing error in bytes that come
-    // later still ends the exchange with a 400, the backend connection closed.)
-    const char* reason = llhttp_get_error_reason(&req_parser_);
-    respond_error(400, "malformed request body", std::string("malformed body: ") + (reason ? reason : ""));
-    return;
-  }
-  client_keep_alive_ = llhttp_should_keep_alive(&req_parser_) != 0;
+  const std::string_view target = req_.target();
+  const std::string_view method = req_.method_name();
+  client_http10_ = req_.http10();
+  client_keep_alive_ = req_.keep_alive();
   if (!client_keep_alive_ || drain_requested_) close_after_response_ = true;
   idempotent_ = is_idempotent_method(method);
-  upgrade_ = req_parser_.upgrade != 0;
-  if (upgrade_ && req_parser_.method == HTTP_CONNECT) {
-    respond_error(405, "CONNECT is not supported", "CONNECT refused");
-    return;
-  }
+  upgrade_ = req_.upgrade();
 
   // The target (RFC 9112 3.2): origin form; absolute form, which goes on in origin form
   // with Host taken from its authority (3.2.2), keyed by its path and query as the same
@@ -436,14 +267,14 @@ void ClientConn::on_request_head() {
     // The authority is the Host from here on: for the key (hash_key = "header:host"
     // routes it as the origin form with that Host would go) and for the backend.
     bool replaced = false;
-    for (HeaderView& hv : header_views_) {
+    for (HeaderView& hv : req_.fields()) {
       if (iequals(hv.name, "host")) {
         hv.value = abs.authority;
         replaced = true;
       }
     }
-    if (!replaced) header_views_.push_back({"Host", abs.authority});
-    if (abs.origin.empty() && req_parser_.method == HTTP_OPTIONS) {
+    if (!replaced) req_.fields().push_back({"Host", abs.authority});
+    if (abs.origin.empty() && req_.method() == HTTP_OPTIONS) {
       origin = "*";  // RFC 9112 3.2.4: the last proxy sends OPTIONS for the server as "*"
     } else if (abs.origin.empty() || abs.origin.front() != '/') {
       origin_scratch_.assign(1, '/');
@@ -452,9 +283,6 @@ void ClientConn::on_request_head() {
     } else {
       origin = abs.origin;
     }
-  } else if (target.empty() || (target == "*" ? req_parser_.method != HTTP_OPTIONS : target.front() != '/')) {
-    respond_error(400, "malformed request", "malformed request target");
-    return;
   }
 
   // Access-log fields, taken now: the head's bytes may move once the body streams.
@@ -469,8 +297,8 @@ void ClientConn::on_request_head() {
     log_prefix_ += ' ';
     append_log_escaped(log_prefix_, target);
     log_prefix_ += client_http10_ ? " HTTP/1.0\" " : " HTTP/1.1\" ";
-    const std::string_view referer = find_header(header_views_, "referer");
-    const std::string_view agent = find_header(header_views_, "user-agent");
+    const std::string_view referer = find_header(req_.fields(), "referer");
+    const std::string_view agent = find_header(req_.fields(), "user-agent");
     log_tail_.assign(" \"");
     append_log_escaped(log_tail_, referer.empty() ? "-"sv : referer);
     log_tail_ += "\" \"";
@@ -479,7 +307,7 @@ void ClientConn::on_request_head() {
   }
   if (!apply_max_forwards(method, target)) return;
 
-  const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, header_views_, client_ip_);
+  const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, req_.fields(), client_ip_);
   key_hash_ = routing_->ring->key_hash(key);
   build_upstream_head(client_ip_, origin);
   attempts_ = 0;
@@ -496,21 +324,20 @@ void ClientConn::on_request_head() {
 void ClientConn::build_upstream_head(std::string_view client_ip, std::string_view target) {
   std::string& h = up_head_;
   h.clear();
-  const std::string_view method = llhttp_method_name(static_cast<llhttp_method_t>(req_parser_.method));
-  h.append(method);
+  h.append(req_.method_name());
   h += ' ';
   h.append(target);
   // RFC 9112 2.3: an intermediary sends its own version, whatever the client's; the
   // rules of a 1.0 client (no chunked body, no 1xx, keep-alive only when asked for and
   // framed by a length) are kept on the client's side (on_response_head).
   h += " HTTP/1.1\r\n"sv;
-  const ConnectionOptions connection = ConnectionOptions::of(header_views_);
+  const ConnectionOptions connection = ConnectionOptions::of(req_.fields());
   const std::string& via = routing_->config->proxy.via;
   const bool add_via = !via.empty();  // else the client's Via lines go on untouched
   std::string_view host, upgrade_value;
   bool have_xff = false, have_via = false;
   host_missing_ = true;
-  for (const HeaderView& hv : header_views_) {
+  for (const HeaderView& hv : req_.fields()) {
     if (iequals(hv.name, "upgrade")) upgrade_value = hv.value;
     if (is_hop_by_hop(hv.name, connection) || iequals(hv.name, "proxy-authorization")) continue;
     // Several X-Forwarded-For or Via lines fold into one list each, ours last.
@@ -535,7 +362,7 @@ void ClientConn::build_upstream_head(std::string_view client_ip, std::string_vie
   }
   // Every line's non-empty members, in order, then ours.
   const auto append_list = [&](std::string_view name) {
-    for (const HeaderView& hv : header_views_) {
+    for (const HeaderView& hv : req_.fields()) {
       if (iequals(hv.name, name) && hv.value.find_first_not_of(" \t") != std::string_view::npos) {
         h.append(hv.value);
         h += ", "sv;
@@ -583,10 +410,10 @@ bool ClientConn::may_retry() const {
 
 bool ClientConn::apply_max_forwards(std::string_view method, std::string_view target) {
   max_forwards_set_ = false;
-  const bool trace = req_parser_.method == HTTP_TRACE;
-  if (!trace && req_parser_.method != HTTP_OPTIONS) return true;  // RFC 9110 7.6.2: others ignore it
+  const bool trace = req_.method() == HTTP_TRACE;
+  if (!trace && req_.method() != HTTP_OPTIONS) return true;  // RFC 9110 7.6.2: others ignore it
   bool present = false;
-  const std::string_view value = find_header(header_views_, "max-forwards", &present);
+  const std::string_view value = find_header(req_.fields(), "max-forwards", &present);
   if (!present) return true;
   uint32_t n = 0;
   if (!parse_max_forwards(value, &n)) {
@@ -611,7 +438,7 @@ bool ClientConn::apply_max_forwards(std::string_view method, std::string_view ta
     line += ' ';
     line += target;
     line += client_http10_ ? " HTTP/1.0"sv : " HTTP/1.1"sv;
-    error_out_ = trace_response(line, header_views_, !keep_alive);
+    error_out_ = trace_response(line, req_.fields(), !keep_alive);
   } else {
     error_out_ = "HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n"
                  "Content-Length: 0\r\n";
@@ -671,7 +498,7 @@ void ClientConn::pick_node_and_connect() {
   const Backend& b = r.backends[node_];
   if (Log::enabled(LogLevel::kDebug)) {
     // On a retry the head's bytes may have moved: the URL is logged on the first attempt.
-    Log::write(LogLevel::kDebug, "routing " + (attempts_ == 1 ? std::string(view(url_)) : std::string("(retry)")) +
+    Log::write(LogLevel::kDebug, "routing " + (attempts_ == 1 ? std::string(req_.target()) : std::string("(retry)")) +
                                      " to node=" + b.name + " attempt=" + std::to_string(attempts_));
   }
   b.state->in_flight.fetch_add(1, std::memory_order_relaxed);
@@ -818,15 +645,13 @@ bool ClientConn::forward_request_body() {
   size_t len = in_.size();
   bool complete = false;
   if (!tunnel_) {
-    const llhttp_errno err = llhttp_execute(&req_parser_, start, len);
-    if (err == HPE_PAUSED && req_msg_done_) {
-      len = static_cast<size_t>(llhttp_get_error_pos(&req_parser_) - start);
-      llhttp_resume(&req_parser_);
-      complete = true;
-    } else if (err != HPE_OK) {
-      const char* reason = llhttp_get_error_reason(&req_parser_);
+    const h1::RequestParser::BodyStep step = req_.body(start, len);
+    if (!step.error) {
+      len = step.consumed;
+      complete = step.complete;
+    } else {
       if (resp_bytes_ == 0) {
-        respond_error(400, "malformed request body", std::string("malformed body: ") + (reason ? reason : ""));
+        respond_error(400, "malformed request body", "malformed body: " + std::string(req_.error_reason()));
       } else {
         close();
       }
@@ -915,7 +740,7 @@ int ClientConn::on_resp_headers_complete(llhttp_t* p) {
   // and 304 unless told (1 = no body). The pause then comes at message complete, at
   // the same place, and the head is handled there once.
   const int status = p->status_code;
-  if (c->is_head_method_ || (status >= 100 && status < 200 && status != 101) || status == 204 ||
+  if (c->req_.is_head() || (status >= 100 && status < 200 && status != 101) || status == 204 ||
       status == 304) {
     return 1;
   }
@@ -1209,7 +1034,7 @@ void ClientConn::on_response_head() {
   for (const HeaderSpan& hs : resp_headers_) resp_views_.push_back({uview(hs.name), uview(hs.value)});
   const ConnectionOptions connection = ConnectionOptions::of(resp_views_);
   const bool tunnel = resp_status_ == 101 && upgrade_;
-  const bool bodiless = is_head_method_ || resp_status_ == 204 || resp_status_ == 304 || interim;
+  const bool bodiless = req_.is_head() || resp_status_ == 204 || resp_status_ == 304 || interim;
   const bool chunked = (resp_parser_.flags & F_CHUNKED) != 0;
   const bool framed = (resp_parser_.flags & (F_CHUNKED | F_CONTENT_LENGTH)) != 0 || bodiless;
   if (!framed && !tunnel) close_after_response_ = true;  // the body ends at the close
@@ -1354,11 +1179,7 @@ void ClientConn::exchange_done() {
   // Ready for the next request on this connection.
   req_phase_ = ReqPhase::kIdle;
   resp_phase_ = RespPhase::kNone;
-  url_ = {};
-  req_headers_.clear();
-  head_bytes_ = 0;
-  req_head_done_ = req_msg_done_ = false;
-  is_head_method_ = false;
+  req_.next_message();
   resp_bytes_ = 0;
   attempts_ = 0;
   accounted_ = false;
@@ -1429,7 +1250,7 @@ void ClientConn::respond_error(int status, std::string_view body, std::string_vi
                           !client_eof_ && !drain_requested_ && discard_rest_of_request();
   // To a HEAD, our answer is bodiless too (RFC 9110 9.3.2), or the client would read
   // the body as the next response.
-  error_out_ = canned_response(status, body, !keep_alive, is_head_method_);
+  error_out_ = canned_response(status, body, !keep_alive, req_.is_head());
   respond_self(keep_alive);
 }
 
@@ -1480,15 +1301,9 @@ void ClientConn::error_response_written() {
 bool ClientConn::discard_rest_of_request() {
   if (req_phase_ == ReqPhase::kDone) return true;
   if (req_phase_ != ReqPhase::kBody || upgrade_) return false;
-  const char* start = in_.begin_ptr();
-  const llhttp_errno err = llhttp_execute(&req_parser_, start, in_.size());
-  if (err == HPE_PAUSED && req_msg_done_) {
-    in_.consume_to(llhttp_get_error_pos(&req_parser_));
-    llhttp_resume(&req_parser_);
-    req_phase_ = ReqPhase::kDone;
-    return true;
-  }
-  return false;  // more body to come, or bad framing: the connection ends
+  if (!req_.discard_buffered(in_)) return false;  // more body to come, or bad framing: the connection ends
+  req_phase_ = ReqPhase::kDone;
+  return true;
 }
 
 void ClientConn::note_node_failure(const Backend& b) {

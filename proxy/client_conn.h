@@ -20,6 +20,7 @@
 #include "net/deadline_timer.h"
 #include "net/tcp_transport.h"
 #include "http/h1/field_spans.h"
+#include "http/h1/request_parser.h"
 #include "http/header_rules.h"
 #include "http/message.h"
 #include "proxy/hash_key.h"
@@ -56,10 +57,7 @@ class ClientConn final : private UpstreamConn::Owner, private Transport::Handler
   bool parse_head();  // false when the connection is done with (error sent)
   void on_request_head();
   bool forward_request_body();
-  // True unless the body bytes already buffered break the request's framing.
-  bool buffered_body_valid();
-  std::string_view view(Span s) { return {in_.data() + s.off, s.len}; }
-  // `target`: the origin form to send (header_views_ carry the Host to send).
+  // `target`: the origin form to send (req_.fields() carry the Host to send).
   void build_upstream_head(std::string_view client_ip, std::string_view target);
   void pick_node_and_connect();
   void attach_upstream(UpstreamConn* conn);
@@ -127,21 +125,13 @@ class ClientConn final : private UpstreamConn::Owner, private Transport::Handler
   static void on_timer_closed(uv_handle_t* h);
   void handle_closed();  // one of the two handles closed; the last frees this
 
-  // llhttp callbacks (request parser and response parser).
-  static int on_req_method(llhttp_t* p, const char* at, size_t len);
-  static int on_req_method_complete(llhttp_t* p);
-  static int on_req_url(llhttp_t* p, const char* at, size_t len);
-  static int on_req_header_field(llhttp_t* p, const char* at, size_t len);
-  static int on_req_header_value(llhttp_t* p, const char* at, size_t len);
-  static int on_req_headers_complete(llhttp_t* p);
-  static int on_req_message_complete(llhttp_t* p);
+  // llhttp callbacks (the response parser).
   static int on_resp_status(llhttp_t* p, const char* at, size_t len);
   static int on_resp_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_resp_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_resp_headers_complete(llhttp_t* p);
   static int on_resp_message_complete(llhttp_t* p);
   static int on_resp_body_decode(llhttp_t* p, const char* at, size_t len);
-  static const llhttp_settings_t& request_settings();
   static const llhttp_settings_t& response_settings();
   // The response parser's settings while a chunked body is decoded for an HTTP/1.0
   // client: body bytes are gathered to the front of the read (decode_dst_).
@@ -163,15 +153,8 @@ class ClientConn final : private UpstreamConn::Owner, private Transport::Handler
   uint64_t linger_bytes_ = 0;
   char client_ip_[48] = {};
 
-  llhttp_t req_parser_{};
+  h1::RequestParser req_;  // the request side of the HTTP/1 codec
   ReqPhase req_phase_ = ReqPhase::kIdle;
-  Span url_;
-  std::vector<HeaderSpan> req_headers_;
-  std::vector<HeaderView> header_views_;
-  uint32_t head_bytes_ = 0;
-  bool req_head_done_ = false;
-  bool req_msg_done_ = false;
-  bool is_head_method_ = false;
   bool idempotent_ = false;
   bool upgrade_ = false;
   bool client_keep_alive_ = true;

@@ -29,7 +29,7 @@ struct NodeState {
   std::atomic<bool> ejected{false};    // passive ejection
   std::atomic<bool> draining{false};   // admin drain
   // Slow start: until this monotonic ms time (uv_now), only a growing part of the node's
-  // keys come back to it (see ClientConn::pick_node_and_connect). 0: no ramp.
+  // keys come back to it (see pick_node in proxy/router.h). 0: no ramp.
   std::atomic<uint64_t> ramp_start_ms{0};
   std::atomic<uint64_t> ramp_end_ms{0};
   // Written by every worker on every request: lines of their own, so that they do not

@@ -9,9 +9,9 @@
 #include <utility>
 
 #include "net/local_error.h"
-#include "health/node_health.h"
 #include "http/status.h"
 #include "proxy/log.h"
+#include "proxy/router.h"
 #include "proxy/worker.h"
 
 namespace ringproxy {
@@ -452,38 +452,8 @@ bool ClientConn::apply_max_forwards(std::string_view method, std::string_view ta
 
 void ClientConn::pick_node_and_connect() {
   const Routing& r = *routing_;
-  const Ring& ring = *r.ring;
-  const double load_factor = r.config->ring.load_factor;
-  const uint64_t now = uv_now(worker_.loop());
-  const auto fresh_and_usable = [&](NodeIndex i) {
-    for (uint32_t k = 0; k < attempts_; ++k) {
-      if (tried_[k] == i) return false;
-    }
-    const NodeState& st = *r.backends[i].state;
-    if (!st.usable()) return false;
-    // Slow start: a returning node takes a growing, fixed subset of its keys; the
-    // others walk on to the next node, as if it were still away.
-    const uint64_t ramp_end = st.ramp_end_ms.load(std::memory_order_relaxed);
-    return ramp_end == 0 || now >= ramp_end ||
-           slow_start_admits(key_hash_, st.ramp_start_ms.load(std::memory_order_relaxed), ramp_end, now);
-  };
-  std::optional<NodeIndex> node;
-  if (load_factor > 1.0) {
-    uint64_t total = 0;
-    size_t usable = 0;
-    for (NodeIndex i = 0; i < r.backends.size(); ++i) {
-      if (ring.nodes()[i].weight > 0 && fresh_and_usable(i)) {
-        total += r.backends[i].state->in_flight.load(std::memory_order_relaxed);
-        ++usable;
-      }
-    }
-    const uint64_t bound = Ring::load_bound(load_factor, total, usable);
-    node = ring.pick(key_hash_, [&](NodeIndex i) {
-      return fresh_and_usable(i) &&
-             r.backends[i].state->in_flight.load(std::memory_order_relaxed) < bound;
-    });
-  }
-  if (!node) node = ring.pick(key_hash_, fresh_and_usable);
+  const std::optional<NodeIndex> node =
+      pick_node(r, key_hash_, std::span<const NodeIndex>(tried_, attempts_), uv_now(worker_.loop()));
   if (!node) {
     if (attempts_ == 0) {
       respond_error(503, "no backend available", "no usable node");

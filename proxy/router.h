@@ -1,0 +1,35 @@
+// Which node a request goes to: a pure function of the routing, the key's hash, the
+// nodes already tried and the time. No I/O, no clock of its own, no allocation: it runs
+// once per attempt of every request (DESIGN.md, "router").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+
+#include "proxy/backends.h"
+
+namespace ringproxy {
+
+// The node for a request whose key hashes to `key_hash` (routing.ring->key_hash(key)),
+// or nullopt when no node may take it. A node may take it when it is
+//   - not in `tried` (the nodes earlier attempts of this request went to),
+//   - usable (NodeState::usable(): up, not ejected, not draining), and
+//   - admits the key at `now_ms` if it is ramping (slow start, slow_start_admits():
+//     ramp_end_ms 0 or reached admits every key; before that a fixed, growing subset).
+// Of those, the first in ring order from `key_hash` (Ring::pick), so a node leaving
+// moves only its own keys, each to the next node of the ring.
+//
+// With ring.load_factor c > 1 (bounded loads, Ring::pick_bounded's rule): the bound is
+// Ring::load_bound(c, total, count) over the nodes of weight > 0 that may take this key
+// (so it depends on the key and on `tried`), total summing their in_flight; the first
+// such node in ring order whose in_flight is below the bound is chosen. When none is
+// (only possible when in_flight moves between the two reads: other workers), the plain
+// pick above is used.
+//
+// `now_ms` is uv_now()'s clock, the one NodeState's ramp times are in. Node states are
+// read with relaxed loads: a decision on a value a moment old is fine. Any thread.
+std::optional<NodeIndex> pick_node(const Routing& routing, uint64_t key_hash,
+                                   std::span<const NodeIndex> tried, uint64_t now_ms);
+
+}  // namespace ringproxy

@@ -11,6 +11,7 @@
 #include "net/local_error.h"
 #include "http/status.h"
 #include "proxy/log.h"
+#include "proxy/rewrite.h"
 #include "proxy/router.h"
 #include "proxy/worker.h"
 
@@ -309,7 +310,17 @@ void ClientConn::on_request_head() {
 
   const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, req_.fields(), client_ip_);
   key_hash_ = routing_->ring->key_hash(key);
-  build_upstream_head(client_ip_, origin);
+  RequestRewrite rw;
+  rw.method = method;
+  rw.target = origin;
+  rw.fields = req_.fields();
+  rw.client_ip = client_ip_;
+  rw.via = routing_->config->proxy.via;
+  rw.client_http10 = client_http10_;
+  rw.upgrade = upgrade_;
+  rw.max_forwards_set = max_forwards_set_;
+  rw.max_forwards = max_forwards_;
+  host_missing_ = !build_request_head(rw, up_head_);
   attempts_ = 0;
   reconnected_ = fresh_connection_ = false;
   req_body_forwarded_ = 0;
@@ -319,87 +330,6 @@ void ClientConn::on_request_head() {
   // watches the backend.
   arm_timer(cfg.proxy.idle_timeout_ms);
   pick_node_and_connect();
-}
-
-void ClientConn::build_upstream_head(std::string_view client_ip, std::string_view target) {
-  std::string& h = up_head_;
-  h.clear();
-  h.append(req_.method_name());
-  h += ' ';
-  h.append(target);
-  // RFC 9112 2.3: an intermediary sends its own version, whatever the client's; the
-  // rules of a 1.0 client (no chunked body, no 1xx, keep-alive only when asked for and
-  // framed by a length) are kept on the client's side (on_response_head).
-  h += " HTTP/1.1\r\n"sv;
-  const ConnectionOptions connection = ConnectionOptions::of(req_.fields());
-  const std::string& via = routing_->config->proxy.via;
-  const bool add_via = !via.empty();  // else the client's Via lines go on untouched
-  std::string_view host, upgrade_value;
-  bool have_xff = false, have_via = false;
-  host_missing_ = true;
-  for (const HeaderView& hv : req_.fields()) {
-    if (iequals(hv.name, "upgrade")) upgrade_value = hv.value;
-    if (is_hop_by_hop(hv.name, connection) || iequals(hv.name, "proxy-authorization")) continue;
-    // Several X-Forwarded-For or Via lines fold into one list each, ours last.
-    if (iequals(hv.name, "x-forwarded-for")) {
-      have_xff = true;
-      continue;
-    }
-    if (add_via && iequals(hv.name, "via")) {
-      have_via = true;
-      continue;
-    }
-    if (iequals(hv.name, "x-forwarded-proto") || iequals(hv.name, "x-forwarded-host")) continue;
-    if (max_forwards_set_ && iequals(hv.name, "max-forwards")) continue;
-    if (iequals(hv.name, "host")) {
-      host = hv.value;
-      host_missing_ = false;
-    }
-    h.append(hv.name);
-    h += ": "sv;
-    h.append(hv.value);
-    h += "\r\n"sv;
-  }
-  // Every line's non-empty members, in order, then ours.
-  const auto append_list = [&](std::string_view name) {
-    for (const HeaderView& hv : req_.fields()) {
-      if (iequals(hv.name, name) && hv.value.find_first_not_of(" \t") != std::string_view::npos) {
-        h.append(hv.value);
-        h += ", "sv;
-      }
-    }
-  };
-  if (max_forwards_set_) {
-    char digits[16];
-    const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, max_forwards_);
-    h += "Max-Forwards: "sv;
-    h.append(digits, static_cast<size_t>(end - digits));
-    h += "\r\n"sv;
-  }
-  if (add_via) {
-    // RFC 9110 7.6.3: a gateway sends Via in each inbound request, the protocol it
-    // was received in then its name, after the members already there.
-    h += "Via: "sv;
-    if (have_via) append_list("via");
-    h += client_http10_ ? "1.0 "sv : "1.1 "sv;
-    h.append(via);
-    h += "\r\n"sv;
-  }
-  h += "X-Forwarded-For: "sv;
-  if (have_xff) append_list("x-forwarded-for");
-  h.append(client_ip);
-  h += "\r\nX-Forwarded-Proto: http\r\n"sv;
-  if (!host.empty()) {
-    h += "X-Forwarded-Host: "sv;
-    h.append(host);
-    h += "\r\n"sv;
-  }
-  if (upgrade_) {
-    h += "Connection: Upgrade\r\nUpgrade: "sv;
-    h.append(upgrade_value);
-    h += "\r\n"sv;
-  }
-  h += "\r\n"sv;
 }
 
 bool ClientConn::may_retry() const {
@@ -1002,7 +932,6 @@ void ClientConn::on_response_head() {
   }
   resp_views_.clear();
   for (const HeaderSpan& hs : resp_headers_) resp_views_.push_back({uview(hs.name), uview(hs.value)});
-  const ConnectionOptions connection = ConnectionOptions::of(resp_views_);
   const bool tunnel = resp_status_ == 101 && upgrade_;
   const bool bodiless = req_.is_head() || resp_status_ == 204 || resp_status_ == 304 || interim;
   const bool chunked = (resp_parser_.flags & F_CHUNKED) != 0;
@@ -1016,43 +945,16 @@ void ClientConn::on_response_head() {
     resp_parser_.settings = const_cast<llhttp_settings_t*>(&response_decode_settings());
   }
 
-  std::string& h = resp_head_;
-  h.clear();
-  // RFC 9110 6.2: our own version, to 1.0 clients too (whose rules apply all the same).
-  h += "HTTP/1.1 "sv;
-  // 100 to 999 here (llhttp stops at 999): three digits, whatever leading zeros the
-  // backend wrote.
-  const char status[4] = {static_cast<char>('0' + resp_status_ / 100 % 10),
-                          static_cast<char>('0' + resp_status_ / 10 % 10), static_cast<char>('0' + resp_status_ % 10),
-                          ' '};
-  h.append(status, 4);
-  h.append(uview(status_text_));
-  h += "\r\n"sv;
-  std::string_view upgrade_value;
-  for (const HeaderView& hv : resp_views_) {
-    if (iequals(hv.name, "upgrade")) upgrade_value = hv.value;
-    if (is_hop_by_hop(hv.name, connection)) continue;
-    // A 1.0 client gets no transfer coding, so no trailers either.
-    if (client_http10_ && (iequals(hv.name, "transfer-encoding") || iequals(hv.name, "trailer"))) continue;
-    // RFC 9110 8.6: no Content-Length in a 1xx or 204 (which have no content).
-    if ((interim || resp_status_ == 204) && iequals(hv.name, "content-length")) continue;
-    h.append(hv.name);
-    h += ": "sv;
-    h.append(hv.value);
-    h += "\r\n"sv;
-  }
-  if (tunnel) {
-    h += "Connection: Upgrade\r\nUpgrade: "sv;
-    h.append(upgrade_value);
-    h += "\r\n"sv;
-  } else if (!interim) {
-    if (close_after_response_) {
-      h += "Connection: close\r\n"sv;
-    } else if (client_http10_) {
-      h += "Connection: keep-alive\r\n"sv;
-    }
-  }
-  h += "\r\n"sv;
+  ResponseRewrite rw;
+  rw.status = resp_status_;
+  rw.reason = uview(status_text_);
+  rw.fields = resp_views_;
+  rw.client_http10 = client_http10_;
+  rw.interim = interim;
+  rw.tunnel = tunnel;
+  rw.close_after = close_after_response_;
+  build_response_head(rw, resp_head_);
+  const std::string& h = resp_head_;
   resp_bytes_ += h.size();
   resp_headers_.clear();
   status_text_ = {};

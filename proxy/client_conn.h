@@ -57,8 +57,6 @@ class ClientConn final : private UpstreamConn::Owner, private Transport::Handler
   bool parse_head();  // false when the connection is done with (error sent)
   void on_request_head();
   bool forward_request_body();
-  // `target`: the origin form to send (req_.fields() carry the Host to send).
-  void build_upstream_head(std::string_view client_ip, std::string_view target);
   void pick_node_and_connect();
   void attach_upstream(UpstreamConn* conn);
   void send_upstream_head();

@@ -1,0 +1,47 @@
+// The heads as the proxy sends them on: a client's request head rewritten for the node
+// (hop-by-hop fields dropped, Via, X-Forwarded-*, Max-Forwards, Upgrade re-added, the
+// proxy's own HTTP/1.1), and a node's response head rewritten for the client (hop-by-hop
+// fields dropped, the 1.0 client's rules, Connection as this connection goes on). Pure:
+// they append to a string the caller reuses, so a warm connection allocates nothing.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "http/message.h"
+
+namespace ringproxy {
+
+struct RequestRewrite {
+  std::string_view method;
+  std::string_view target;  // the origin form to send
+  std::span<const HeaderView> fields;  // as received (Host already that of an absolute target)
+  std::string_view client_ip;
+  std::string_view via;  // this proxy's Via name; "" sends none and leaves the client's alone
+  bool client_http10 = false;
+  bool upgrade = false;  // the client asked to switch protocols: Connection/Upgrade go on
+  bool max_forwards_set = false;  // an OPTIONS or TRACE going on with Max-Forwards ...
+  uint32_t max_forwards = 0;      // ... already decremented
+};
+
+// Writes the request head for the node into `out` (cleared first), ending in the empty
+// line. Returns false when the request has no Host (a 1.0 client): the caller inserts
+// one per attempt before the last CRLF (the node's address, as nginx's $proxy_host).
+bool build_request_head(const RequestRewrite& r, std::string& out);
+
+struct ResponseRewrite {
+  int status = 0;  // 100..999
+  std::string_view reason;
+  std::span<const HeaderView> fields;  // as received
+  bool client_http10 = false;
+  bool interim = false;      // 1xx other than 101: another head follows
+  bool tunnel = false;       // 101 to an upgrade request
+  bool close_after = false;  // this response ends the client connection
+};
+
+// Writes the response head for the client into `out` (cleared first).
+void build_response_head(const ResponseRewrite& r, std::string& out);
+
+}  // namespace ringproxy

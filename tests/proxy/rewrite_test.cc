@@ -1,0 +1,140 @@
+// The heads as the proxy sends them on, built from views without a socket. The same
+// rules over real connections are in tests/conformance (varnishtest).
+#include "proxy/rewrite.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace ringproxy {
+namespace {
+
+std::string request(const std::vector<HeaderView>& fields, RequestRewrite r = {}, bool* has_host = nullptr) {
+  if (r.method.empty()) r.method = "GET";
+  if (r.target.empty()) r.target = "/k";
+  if (r.client_ip.empty()) r.client_ip = "10.0.0.9";
+  r.fields = fields;
+  std::string out = "stale bytes";
+  const bool host = build_request_head(r, out);
+  if (has_host) *has_host = host;
+  return out;
+}
+
+TEST(RequestRewrite, SendsHttp11WithForwardedFieldsAndDropsHopByHop) {
+  const std::vector<HeaderView> f = {{"Host", "h"},          {"Connection", "keep-alive, X-Secret"},
+                                     {"X-Secret", "s"},      {"Keep-Alive", "timeout=5"},
+                                     {"TE", "trailers"},     {"Proxy-Authorization", "Basic x"},
+                                     {"X-Forwarded-Proto", "https"}, {"Accept", "*/*"}};
+  RequestRewrite r;
+  r.client_http10 = true;
+  r.via = "edge";
+  EXPECT_EQ(request(f, r),
+            "GET /k HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nVia: 1.0 edge\r\nX-Forwarded-For: 10.0.0.9\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n");
+}
+
+TEST(RequestRewrite, FoldsEveryViaAndXForwardedForLineOursLast) {
+  const std::vector<HeaderView> f = {{"Host", "h"},
+                                     {"Via", "1.1 a"},
+                                     {"X-Forwarded-For", ""},
+                                     {"X-Forwarded-For", "1.2.3.4"},
+                                     {"via", "1.0 b, 1.1 c"},
+                                     {"X-Forwarded-For", "5.6.7.8"}};
+  RequestRewrite r;
+  r.via = "rp";
+  const std::string h = request(f, r);
+  EXPECT_NE(h.find("\r\nVia: 1.1 a, 1.0 b, 1.1 c, 1.1 rp\r\n"), std::string::npos) << h;
+  EXPECT_NE(h.find("\r\nX-Forwarded-For: 1.2.3.4, 5.6.7.8, 10.0.0.9\r\n"), std::string::npos) << h;
+}
+
+TEST(RequestRewrite, WithoutAViaNameTheClientsViaGoesOnUntouched) {
+  const std::vector<HeaderView> f = {{"Host", "h"}, {"Via", "1.1 a"}};
+  const std::string h = request(f);
+  EXPECT_NE(h.find("\r\nVia: 1.1 a\r\n"), std::string::npos) << h;
+  EXPECT_EQ(h.find("Via: 1.1 a, "), std::string::npos) << h;
+}
+
+TEST(RequestRewrite, MaxForwardsIsReplacedByTheDecrementedValue) {
+  const std::vector<HeaderView> f = {{"Host", "h"}, {"Max-Forwards", "5"}};
+  RequestRewrite r;
+  r.method = "OPTIONS";
+  r.max_forwards_set = true;
+  r.max_forwards = 4;
+  const std::string h = request(f, r);
+  EXPECT_NE(h.find("\r\nMax-Forwards: 4\r\n"), std::string::npos) << h;
+  EXPECT_EQ(h.find("Max-Forwards: 5"), std::string::npos) << h;
+}
+
+TEST(RequestRewrite, SaysWhenTheRequestHasNoHost) {
+  bool host = true;
+  const std::string h = request({{"Accept", "*/*"}}, {}, &host);
+  EXPECT_FALSE(host);
+  EXPECT_EQ(h.substr(h.size() - 2), "\r\n");
+  EXPECT_EQ(h.find("X-Forwarded-Host"), std::string::npos);
+  request({{"Host", "h"}}, {}, &host);
+  EXPECT_TRUE(host);
+}
+
+TEST(RequestRewrite, AnUpgradeKeepsItsConnectionAndUpgradeFields) {
+  const std::vector<HeaderView> f = {{"Host", "h"}, {"Connection", "Upgrade"}, {"Upgrade", "websocket"}};
+  RequestRewrite r;
+  r.upgrade = true;
+  const std::string h = request(f, r);
+  EXPECT_NE(h.find("\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"), std::string::npos) << h;
+  EXPECT_EQ(h.find("Connection: Upgrade", h.find("Connection: Upgrade") + 1), std::string::npos) << h;
+}
+
+std::string response(const std::vector<HeaderView>& fields, ResponseRewrite r) {
+  r.fields = fields;
+  if (r.reason.empty()) r.reason = "OK";
+  std::string out = "stale bytes";
+  build_response_head(r, out);
+  return out;
+}
+
+TEST(ResponseRewrite, ChunkedToAnHttp10ClientLosesItsCodingAndTrailerAndCloses) {
+  ResponseRewrite r;
+  r.status = 200;
+  r.client_http10 = true;
+  r.close_after = true;
+  EXPECT_EQ(response({{"Transfer-Encoding", "chunked"}, {"Trailer", "X-T"}, {"Connection", "keep-alive"}, {"X", "1"}}, r),
+            "HTTP/1.1 200 OK\r\nX: 1\r\nConnection: close\r\n\r\n");
+}
+
+TEST(ResponseRewrite, AKeptHttp10ConnectionSaysKeepAlive) {
+  ResponseRewrite r;
+  r.status = 200;
+  r.client_http10 = true;
+  EXPECT_EQ(response({{"Content-Length", "2"}}, r), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n");
+  r.client_http10 = false;
+  EXPECT_EQ(response({{"Content-Length", "2"}}, r), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+}
+
+TEST(ResponseRewrite, NoContentLengthOn204OrInterim) {
+  ResponseRewrite r;
+  r.status = 204;
+  r.reason = "No Content";
+  EXPECT_EQ(response({{"Content-Length", "0"}}, r), "HTTP/1.1 204 No Content\r\n\r\n");
+  r.status = 100;
+  r.reason = "Continue";
+  r.interim = true;
+  r.close_after = true;  // an interim head says nothing of the connection
+  EXPECT_EQ(response({{"Content-Length", "0"}}, r), "HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+TEST(ResponseRewrite, StatusIsThreeDigitsAndATunnelNamesItsProtocol) {
+  ResponseRewrite r;
+  r.status = 101;
+  r.reason = "Switching Protocols";
+  r.tunnel = true;
+  EXPECT_EQ(response({{"Upgrade", "websocket"}, {"Connection", "upgrade"}}, r),
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  ResponseRewrite odd;
+  odd.status = 799;
+  odd.reason = "Odd";
+  EXPECT_EQ(response({}, odd), "HTTP/1.1 799 Odd\r\n\r\n");
+}
+
+}  // namespace
+}  // namespace ringproxy

@@ -20,6 +20,8 @@
 # Every process it starts it stops by pid (trap on EXIT); it stops no other.
 #
 # env: PARTS="callgrind syscalls"  CG_CONNS=4 CG_DURATION=8  SC_CONNS=50 SC_DURATION=6
+#      MODE=keepalive (close: every request carries "Connection: close", so each is a new
+#      client connection and the figures are per new connection)
 #      TOP=15 (functions listed; 0: none)  BASE_PORT=18400 (backend BASE+1, proxy BASE+2)
 #      KEEP=1 keeps the work directory (callgrind outputs, logs) and prints its path.
 set -euo pipefail
@@ -40,6 +42,12 @@ SC_DURATION=${SC_DURATION:-6}
 TOP=${TOP:-15}
 BASE=${BASE_PORT:-18400}
 KEEP=${KEEP:-0}
+MODE=${MODE:-keepalive}
+case $MODE in
+  keepalive) wrk_hdr=() ;;
+  close) wrk_hdr=(-H "Connection: close") ;;
+  *) echo "cost: MODE is keepalive or close, got '$MODE'" >&2; exit 2 ;;
+esac
 B_PORT=$((BASE + 1))
 P_PORT=$((BASE + 2))
 URL=http://127.0.0.1:$P_PORT/k/1
@@ -144,7 +152,7 @@ callgrind_run() {  # NAME LOAD(0/1): sets total_ir (and wrk's file when LOAD)
   pids+=("$pid")
   wait_listen "$P_PORT" "$pid" 60
   if [[ $load == 1 ]]; then
-    wrk -t1 -c"$CG_CONNS" -d"${CG_DURATION}s" "$URL" >"$work/wrk-cg.txt" 2>&1
+    wrk -t1 -c"$CG_CONNS" -d"${CG_DURATION}s" "${wrk_hdr[@]}" "$URL" >"$work/wrk-cg.txt" 2>&1
   else
     sleep "$CG_DURATION"
   fi
@@ -168,7 +176,7 @@ self_costs() {
 
 if [[ " $PARTS " == *" callgrind "* ]]; then
   echo
-  echo "## 1. user-space instructions per request (callgrind; wrk -t1 -c$CG_CONNS -d${CG_DURATION}s, keep-alive)"
+  echo "## 1. user-space instructions per request (callgrind; wrk -t1 -c$CG_CONNS -d${CG_DURATION}s, $MODE)"
   callgrind_run load 1
   load_ir=$total_ir
   check_wrk "$work/wrk-cg.txt"
@@ -214,17 +222,17 @@ perf_ready() {  # PERF_PID: its event descriptors are open and their count has s
 
 if [[ " $PARTS " == *" syscalls "* ]]; then
   echo
-  echo "## 2. syscalls per request (perf stat -e 'syscalls:sys_enter_*' -p PID; wrk -t1 -c$SC_CONNS -d${SC_DURATION}s, keep-alive)"
+  echo "## 2. syscalls per request (perf stat -e 'syscalls:sys_enter_*' -p PID; wrk -t1 -c$SC_CONNS -d${SC_DURATION}s, $MODE)"
   "$proxy" -c "$work/ringproxy.toml" >"$work/proxy.log" 2>&1 &
   proxy_pid=$!
   pids+=("$proxy_pid")
   wait_listen "$P_PORT" "$proxy_pid" 10
-  wrk -t1 -c"$SC_CONNS" -d1s "$URL" >/dev/null 2>&1   # warm-up: connections, pool, allocator
+  wrk -t1 -c"$SC_CONNS" -d1s "${wrk_hdr[@]}" "$URL" >/dev/null 2>&1   # warm-up: connections, pool, allocator
   perf stat -x, -e 'syscalls:sys_enter_*' -p "$proxy_pid" -o "$work/perf.csv" >"$work/perf.log" 2>&1 &
   perf_pid=$!
   pids+=("$perf_pid")
   perf_ready "$perf_pid" || { echo "cost: perf stat did not attach: $(cat "$work/perf.log")" >&2; exit 1; }
-  wrk -t1 -c"$SC_CONNS" -d"${SC_DURATION}s" "$URL" >"$work/wrk-sc.txt" 2>&1
+  wrk -t1 -c"$SC_CONNS" -d"${SC_DURATION}s" "${wrk_hdr[@]}" "$URL" >"$work/wrk-sc.txt" 2>&1
   kill -INT "$perf_pid"
   wait "$perf_pid" || true
   forget "$perf_pid"

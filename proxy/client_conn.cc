@@ -11,6 +11,7 @@
 #include "net/local_error.h"
 #include "http/status.h"
 #include "proxy/log.h"
+#include "proxy/request_log.h"
 #include "proxy/rewrite.h"
 #include "proxy/router.h"
 #include "proxy/worker.h"
@@ -206,7 +207,7 @@ void ClientConn::process_request_bytes() {
           return;
         }
         req_phase_ = ReqPhase::kHead;
-        req_start_us_ = uv_hrtime() / 1000;
+        log_.start(uv_hrtime() / 1000);
         if (resp_phase_ == RespPhase::kNone) {
           arm_timer(worker_.routing().config->proxy.header_timeout_ms);
         }
@@ -287,25 +288,7 @@ void ClientConn::on_request_head() {
   }
 
   // Access-log fields, taken now: the head's bytes may move once the body streams.
-  // What the client wrote is escaped (\xHH), so a '"' in a User-Agent cannot forge a
-  // field, nor a control byte a line.
-  if (AccessLog::enabled()) {
-    log_prefix_.assign(client_ip_);
-    log_prefix_ += " - - ";
-    log_prefix_ += clf_time(static_cast<long>(time(nullptr)));
-    log_prefix_ += " \"";
-    log_prefix_ += method;
-    log_prefix_ += ' ';
-    append_log_escaped(log_prefix_, target);
-    log_prefix_ += client_http10_ ? " HTTP/1.0\" " : " HTTP/1.1\" ";
-    const std::string_view referer = find_header(req_.fields(), "referer");
-    const std::string_view agent = find_header(req_.fields(), "user-agent");
-    log_tail_.assign(" \"");
-    append_log_escaped(log_tail_, referer.empty() ? "-"sv : referer);
-    log_tail_ += "\" \"";
-    append_log_escaped(log_tail_, agent.empty() ? "-"sv : agent);
-    log_tail_ += "\" ";
-  }
+  log_.take_head(client_ip_, method, target, client_http10_, req_.fields());
   if (!apply_max_forwards(method, target)) return;
 
   const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, req_.fields(), client_ip_);
@@ -1054,7 +1037,6 @@ void ClientConn::exchange_done() {
   req_.next_message();
   resp_bytes_ = 0;
   attempts_ = 0;
-  accounted_ = false;
   routing_.reset();
   arm_timer(worker_.routing().config->proxy.idle_timeout_ms);
   resume_client_reading();
@@ -1179,51 +1161,17 @@ bool ClientConn::discard_rest_of_request() {
 }
 
 void ClientConn::note_node_failure(const Backend& b) {
-  bump(b.state->per_worker[worker_.id()].failures);
-  const uint32_t run = b.state->consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
-  const uint32_t eject_after = routing_->config->health.eject_after_failures;
-  // ">=": a reload may lower the threshold under a run in progress; the control loop
-  // resets the count when it acts, and wake-ups coalesce.
-  if (eject_after > 0 && run >= eject_after) worker_.notify_passive_failure();
+  ringproxy::note_node_failure(worker_, b, routing_->config->health.eject_after_failures);
 }
 
 void ClientConn::finish_accounting(int status) {
-  if (accounted_) return;
-  accounted_ = true;
-  WorkerStats& stats = worker_.stats();
-  stats.duration.observe_us((uv_hrtime() / 1000) - req_start_us_);
-  const bool routed = routing_ && attempts_ > 0;
-  if (routed) {
-    const Backend& b = routing_->backends[node_];
-    const int status_class = status >= 100 && status < 600 ? status / 100 : 5;
-    bump(b.state->per_worker[worker_.id()].by_class[status_class]);
-    if (resp_from_backend_ && status >= 500) {
-      note_node_failure(b);
-    } else if (resp_from_backend_ && b.state->consecutive_failures.load(std::memory_order_relaxed) != 0) {
-      b.state->consecutive_failures.store(0, std::memory_order_relaxed);
-    }
-  } else if (status == 503) {
-    bump(stats.no_node);
-  } else if (status >= 400) {
-    bump(stats.client_errors);
-  }
-  write_access_log(status);
-}
-
-void ClientConn::write_access_log(int status) {
-  if (!AccessLog::enabled() || log_prefix_.empty()) return;
-  std::string& line = worker_.scratch();
-  line.assign(log_prefix_);
-  line += std::to_string(status);
-  line += ' ';
-  line += std::to_string(resp_bytes_);
-  line += log_tail_;
-  line += routing_ && attempts_ > 0 ? std::string_view(routing_->backends[node_].name) : "-";
-  line += ' ';
-  line += std::to_string((uv_hrtime() / 1000 - req_start_us_) / 1000);
-  line += "ms\n";
-  worker_.access_log(line);
-  log_prefix_.clear();
+  RequestLog::Outcome o;
+  o.status = status;
+  o.bytes = resp_bytes_;
+  o.node = routing_ && attempts_ > 0 ? &routing_->backends[node_] : nullptr;
+  o.from_backend = resp_from_backend_;
+  o.eject_after = routing_ ? routing_->config->health.eject_after_failures : 0;
+  log_.finish(worker_, o, uv_hrtime() / 1000);
 }
 
 }  // namespace ringproxy

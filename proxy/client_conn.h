@@ -24,6 +24,7 @@
 #include "http/header_rules.h"
 #include "http/message.h"
 #include "proxy/hash_key.h"
+#include "proxy/request_log.h"
 #include "net/io_buffer.h"
 #include "proxy/upstream_pool.h"
 
@@ -103,7 +104,6 @@ class ClientConn final : private UpstreamConn::Owner, private Transport::Handler
   bool discard_rest_of_request();
   void resume_client_reading();
   void arm_timer(uint32_t ms);
-  void write_access_log(int status);
   // Once per request: metrics, passive health, access log.
   void finish_accounting(int status);
   void note_node_failure(const Backend& b);
@@ -195,14 +195,11 @@ class ClientConn final : private UpstreamConn::Owner, private Transport::Handler
   char* decode_dst_ = nullptr;      // where the next decoded body byte goes
   std::string resp_head_;  // response head as sent to the client
   uint64_t resp_bytes_ = 0;
-  std::string log_prefix_;  // access-log fields taken from the request head
-  std::string log_tail_;    // referer and user agent, quoted
-  uint64_t req_start_us_ = 0;  // uv_hrtime in microseconds
+  RequestLog log_;  // this request's record: metrics, passive health, access log
   uint64_t up_sent_us_ = 0;    // the same, when the head went to the node (this attempt)
   bool resp_from_backend_ = false;
   std::string error_out_;   // a canned response being written
   bool error_keep_alive_ = false;  // ... after which the connection goes on
-  bool accounted_ = false;         // finish_accounting() ran for this request
 };
 
 }  // namespace ringproxy

@@ -1,5 +1,6 @@
 #include "net/tcp_transport.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -23,10 +24,10 @@ int TcpTransport::accept(uv_stream_t* server) {
   return 0;
 }
 
-int TcpTransport::open(int fd) {
+int TcpTransport::open(int fd, bool nodelay_inherited) {
   const int rc = uv_tcp_open(&tcp_, fd);
   if (rc < 0) return rc;
-  uv_tcp_nodelay(&tcp_, 1);
+  if (!nodelay_inherited) uv_tcp_nodelay(&tcp_, 1);
   return 0;
 }
 
@@ -49,10 +50,24 @@ void TcpTransport::peer_ip(char* out, size_t size) {
   sockaddr_storage peer{};
   int len = sizeof peer;
   if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return;
-  if (peer.ss_family == AF_INET6) {
-    uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&peer), out, size);
-  } else {
-    uv_ip4_name(reinterpret_cast<sockaddr_in*>(&peer), out, size);
+  ip_text(reinterpret_cast<const sockaddr*>(&peer), out, size);
+}
+
+void TcpTransport::ip_text(const sockaddr* addr, char* out, size_t size) {
+  out[0] = '\0';
+  if (addr->sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr, out, static_cast<socklen_t>(size));
+    return;
+  }
+  if (addr->sa_family != AF_INET || size < INET_ADDRSTRLEN) return;
+  const auto* b = reinterpret_cast<const unsigned char*>(&reinterpret_cast<const sockaddr_in*>(addr)->sin_addr);
+  char* p = out;
+  for (int i = 0; i < 4; ++i) {
+    unsigned v = b[i];
+    if (v >= 100) *p++ = static_cast<char>('0' + v / 100);
+    if (v >= 10) *p++ = static_cast<char>('0' + v / 10 % 10);
+    *p++ = static_cast<char>('0' + v % 10);
+    *p++ = i < 3 ? '.' : '\0';
   }
 }
 

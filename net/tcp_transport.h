@@ -26,12 +26,16 @@ class TcpTransport final : public Transport {
   // Takes a pending connection of `server` (after init). TCP_NODELAY is set.
   int accept(uv_stream_t* server);
   // Takes an accepted socket `fd` (after init); on an error the fd stays the caller's.
-  // TCP_NODELAY is set.
-  int open(int fd);
+  // TCP_NODELAY is set, unless `nodelay_inherited`: the listening socket had it, and
+  // Linux copies it to the sockets it accepts (a setsockopt per connection saved).
+  int open(int fd, bool nodelay_inherited = false);
   // Starts connecting (after init); Handler::on_connect follows unless this fails.
   int connect(const sockaddr* addr);
   // The peer's IP address as text into `out` ("" when unknown).
   void peer_ip(char* out, size_t size);
+  // `addr`'s IP address as text into `out` (at least INET6_ADDRSTRLEN bytes; "" for
+  // another family). IPv4 without snprintf: it runs once per accepted connection.
+  static void ip_text(const sockaddr* addr, char* out, size_t size);
 
   int start_reading() override;
   void stop_reading() override;

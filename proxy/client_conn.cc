@@ -42,18 +42,23 @@ std::string describe(int uv_status) { return uv_status < 0 ? uv_err_name(uv_stat
 // Life cycle
 
 ClientConn::ClientConn(Worker& worker) : worker_(worker), tcp_(worker.buffers(), *this), in_(tcp_.buffer()) {
+  // The heads are rebuilt per request in these: one allocation each per connection.
+  up_head_.reserve(512);
+  resp_head_.reserve(512);
+  resp_headers_.reserve(16);
+  resp_views_.reserve(16);
 }
 
 ClientConn::~ClientConn() = default;
 
-void ClientConn::accept(Worker& worker, int fd) {
+void ClientConn::accept(Worker& worker, int fd, const sockaddr* peer) {
   auto* c = new ClientConn(worker);  // owned by its handles: freed in on_close
   Shared& shared = worker.shared();
   const uint32_t before = shared.connections.fetch_add(1, std::memory_order_relaxed);
   c->timer_.init(worker.loop(), c);
   c->open_handles_ = 1;
   if (c->tcp_.init(worker.loop()) == 0) c->open_handles_ = 2;
-  if (c->open_handles_ < 2 || c->tcp_.open(fd) != 0) {
+  if (c->open_handles_ < 2 || c->tcp_.open(fd, worker.listener_nodelay()) != 0) {
     ::close(fd);  // still ours: the handle did not take it
     c->close();
     return;
@@ -68,7 +73,7 @@ void ClientConn::accept(Worker& worker, int fd) {
     c->close();
     return;
   }
-  c->tcp_.peer_ip(c->client_ip_, sizeof c->client_ip_);
+  TcpTransport::ip_text(peer, c->client_ip_, sizeof c->client_ip_);
   c->arm_timer(cfg.proxy.header_timeout_ms);
   c->resume_client_reading();
 }

@@ -34,9 +34,9 @@ class Worker;
 
 class ClientConn final : private UpstreamConn::Owner, private Transport::Handler {
  public:
-  // Takes `fd`, a connection the worker has just accepted (non-blocking, close-on-exec).
-  // Closes it at once when the process is at max_connections.
-  static void accept(Worker& worker, int fd);
+  // Takes `fd`, a connection the worker has just accepted (non-blocking, close-on-exec)
+  // from `peer`. Closes it at once when the process is at max_connections.
+  static void accept(Worker& worker, int fd, const sockaddr* peer);
 
   void close();  // idempotent; frees later
   // Draining: close now if idle, else after the response in progress.

@@ -1,5 +1,7 @@
 #include "proxy/worker.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -74,6 +76,13 @@ int Worker::init() {
   listen_poll_.data = this;
   // 511: what uv_listen was given before; the kernel caps it at net.core.somaxconn.
   if (rc == 0 && ::listen(listen_fd_, 511) != 0) rc = -errno;  // libuv's codes are -errno on unix
+  {
+    // Linux copies TCP_NODELAY from the listener to what it accepts; the listener has
+    // it when Server set it (a test's socketpair or a failed setsockopt does not).
+    int nodelay = 0;
+    socklen_t len = sizeof nodelay;
+    listener_nodelay_ = ::getsockopt(listen_fd_, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0 && nodelay != 0;
+  }
   if (rc == 0) rc = uv_poll_start(&listen_poll_, UV_READABLE, on_listen_readable);
   uv_timer_start(&flush_timer_, on_flush_timer, kAccessLogFlushMs, kAccessLogFlushMs);
   return rc;
@@ -161,7 +170,10 @@ void Worker::accept_pending() {
       pause_accepting(short_of_descriptors_);
       return;
     }
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    // The peer's address comes with the socket: no getpeername per connection.
+    sockaddr_storage peer;
+    socklen_t peer_len = sizeof peer;
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       const int err = errno;
       if (err == EINTR || err == ECONNABORTED) continue;  // the client gave up: next
@@ -169,7 +181,7 @@ void Worker::accept_pending() {
       accept_failed(-err);
       return;
     }
-    ClientConn::accept(*this, fd);
+    ClientConn::accept(*this, fd, reinterpret_cast<const sockaddr*>(&peer));
   }
 }
 

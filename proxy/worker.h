@@ -82,6 +82,8 @@ class Worker {
   // backends come and go keeps no pools for the ones that left).
   void drop_pool(UpstreamPool* pool);
   size_t pool_count() const { return pools_.size(); }
+  // Accepted sockets have TCP_NODELAY from the listening socket.
+  bool listener_nodelay() const { return listener_nodelay_; }
   BufferPool& buffers() { return buffers_; }
   Shared& shared() { return shared_; }
   int id() const { return id_; }
@@ -138,6 +140,7 @@ class Worker {
   int id_;
   Shared& shared_;
   int listen_fd_;
+  bool listener_nodelay_ = false;  // accepted sockets inherit TCP_NODELAY
   uv_loop_t loop_{};
   uv_poll_t listen_poll_{};  // on listen_fd_, which the worker owns and closes
   uv_async_t async_{};

@@ -1,0 +1,803 @@
+#include "proxy/exchange.h"
+
+#include <cstring>
+#include <utility>
+
+#include "http/header_rules.h"
+#include "http/status.h"
+#include "net/local_error.h"
+#include "proxy/hash_key.h"
+#include "proxy/log.h"
+#include "proxy/rewrite.h"
+#include "proxy/router.h"
+#include "proxy/worker.h"
+
+namespace ringproxy {
+// Literal pieces of the heads we build are appended with their length known, not strlen.
+using namespace std::string_view_literals;
+namespace {
+
+// Largest response head accepted from a backend; a larger one is a 502.
+constexpr uint32_t kMaxResponseHead = 64 * 1024;
+
+std::string describe(int uv_status) { return uv_status < 0 ? uv_err_name(uv_status) : "eof"; }
+
+}  // namespace
+
+Exchange::Exchange(Worker& worker, Downstream& down) : worker_(worker), down_(down) {
+  // The heads are rebuilt per request in these: one allocation each per connection.
+  up_head_.reserve(512);
+  resp_head_.reserve(512);
+  resp_headers_.reserve(16);
+  resp_views_.reserve(16);
+}
+
+void Exchange::reset() {
+  phase_ = Phase::kNone;
+  req_ = nullptr;
+  resp_bytes_ = 0;
+  attempts_ = 0;
+  tunnel_ = upstream_eof_ = false;
+  close_after_ = false;
+  routing_.reset();
+}
+
+std::string Exchange::node_label() const {
+  if (!routing_ || attempts_ == 0) return "node=-";
+  const Backend& b = routing_->backends[node_];
+  return "node=" + b.name + " address=" + b.address.to_string();
+}
+
+void Exchange::account(int status) {
+  RequestLog::Outcome o;
+  o.status = status;
+  o.bytes = resp_bytes_;
+  o.node = routing_ && attempts_ > 0 ? &routing_->backends[node_] : nullptr;
+  o.from_backend = resp_from_backend_;
+  o.eject_after = routing_ ? routing_->config->health.eject_after_failures : 0;
+  log_.finish(worker_, o, uv_hrtime() / 1000);
+}
+
+void Exchange::note_node_failure(const Backend& b) {
+  ringproxy::note_node_failure(worker_, b, routing_->config->health.eject_after_failures);
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing the request
+
+void Exchange::on_request(h1::RequestParser& req, const char* client_ip) {
+  // The head passed the codec's checks (h1::RequestParser::read_head).
+  req_ = &req;
+  client_ip_ = client_ip;
+  routing_ = worker_.routing_ptr();
+  const Config& cfg = *routing_->config;
+  const std::string_view target = req.target();
+  const std::string_view method = req.method_name();
+  client_http10_ = req.http10();
+  idempotent_ = is_idempotent_method(method);
+  upgrade_ = req.upgrade();
+  is_head_ = req.is_head();
+  req_done_ = false;
+  close_after_ = false;
+  tunnel_ = upstream_eof_ = false;
+  resp_bytes_ = 0;
+  resp_status_ = 0;
+
+  // The target (RFC 9112 3.2): origin form; absolute form, which goes on in origin form
+  // with Host taken from its authority (3.2.2), keyed by its path and query as the same
+  // request in origin form is; or asterisk form, for OPTIONS only.
+  std::string_view origin = target;
+  if (AbsoluteTarget abs; split_absolute_target(target, &abs)) {
+    // The authority is the Host from here on: for the key (hash_key = "header:host"
+    // routes it as the origin form with that Host would go) and for the backend.
+    bool replaced = false;
+    for (HeaderView& hv : req.fields()) {
+      if (iequals(hv.name, "host")) {
+        hv.value = abs.authority;
+        replaced = true;
+      }
+    }
+    if (!replaced) req.fields().push_back({"Host", abs.authority});
+    if (abs.origin.empty() && req.method() == HTTP_OPTIONS) {
+      origin = "*";  // RFC 9112 3.2.4: the last proxy sends OPTIONS for the server as "*"
+    } else if (abs.origin.empty() || abs.origin.front() != '/') {
+      origin_scratch_.assign(1, '/');
+      origin_scratch_.append(abs.origin);
+      origin = origin_scratch_;
+    } else {
+      origin = abs.origin;
+    }
+  }
+
+  // Access-log fields, taken now: the head's bytes may move once the body streams.
+  log_.take_head(client_ip_, method, target, client_http10_, req.fields());
+  if (!apply_max_forwards(req, client_ip)) return;
+
+  const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, req.fields(), client_ip_);
+  key_hash_ = routing_->ring->key_hash(key);
+  RequestRewrite rw;
+  rw.method = method;
+  rw.target = origin;
+  rw.fields = req.fields();
+  rw.client_ip = client_ip_;
+  rw.via = cfg.proxy.via;
+  rw.client_http10 = client_http10_;
+  rw.upgrade = upgrade_;
+  rw.max_forwards_set = max_forwards_set_;
+  rw.max_forwards = max_forwards_;
+  host_missing_ = !build_request_head(rw, up_head_);
+  attempts_ = 0;
+  reconnected_ = fresh_connection_ = false;
+  req_body_forwarded_ = 0;
+  resp_from_backend_ = false;
+  pick_node_and_connect();
+}
+
+bool Exchange::may_retry() const {
+  const uint32_t retries = routing_->config->proxy.retries;
+  static_assert(sizeof tried_ / sizeof tried_[0] == kMaxRetries + 1);
+  return idempotent_ && req_body_forwarded_ == 0 && attempts_ <= retries;
+}
+
+bool Exchange::apply_max_forwards(h1::RequestParser& req, const char* client_ip) {
+  const std::string_view method = req.method_name();
+  const std::string_view target = req.target();
+  max_forwards_set_ = false;
+  const bool trace = req.method() == HTTP_TRACE;
+  if (!trace && req.method() != HTTP_OPTIONS) return true;  // RFC 9110 7.6.2: others ignore it
+  bool present = false;
+  const std::string_view value = find_header(req.fields(), "max-forwards", &present);
+  if (!present) return true;
+  uint32_t n = 0;
+  if (!parse_max_forwards(value, &n)) {
+    down_.respond_error(400, "malformed request", "malformed request: invalid Max-Forwards");
+    return false;
+  }
+  if (n > 0) {
+    max_forwards_set_ = true;
+    max_forwards_ = n - 1;
+    return true;
+  }
+  // 0: this proxy is the recipient and answers itself. The request has no body to
+  // wait for (TRACE has none; an OPTIONS body is read to its end, or the connection
+  // closes after the answer).
+  RP_LOG(LogLevel::kInfo, std::string("answered 200: Max-Forwards: 0 on ") + std::string(method) +
+                              " client=" + client_ip + " node=-");
+  resp_status_ = 200;
+  const bool keep_alive = !down_.close_requested() && down_.finish_request_early();
+  if (trace) {
+    // The request line as received: method, target and version.
+    std::string line(method);
+    line += ' ';
+    line += target;
+    line += client_http10_ ? " HTTP/1.0"sv : " HTTP/1.1"sv;
+    own_answer_ = trace_response(line, req.fields(), !keep_alive);
+  } else {
+    own_answer_ = "HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n"
+                 "Content-Length: 0\r\n";
+    if (!keep_alive) own_answer_ += "Connection: close\r\n";
+    own_answer_ += "\r\n";
+  }
+  account(200);
+  down_.respond_own(own_answer_, keep_alive);
+  return false;
+}
+
+void Exchange::pick_node_and_connect() {
+  const Routing& r = *routing_;
+  const std::optional<NodeIndex> node =
+      pick_node(r, key_hash_, std::span<const NodeIndex>(tried_, attempts_), uv_now(worker_.loop()));
+  if (!node) {
+    if (attempts_ == 0) {
+      down_.respond_error(503, "no backend available", "no usable node");
+    } else {
+      down_.respond_error(502, "backend failed", "no further node to retry on");
+    }
+    return;
+  }
+  node_ = *node;
+  tried_[attempts_++] = node_;
+  if (Log::enabled(LogLevel::kDebug)) {
+    // On a retry the head's bytes may have moved: the URL is logged on the first attempt.
+    Log::write(LogLevel::kDebug, "routing " + (attempts_ == 1 ? std::string(req_->target()) : std::string("(retry)")) +
+                                     " to node=" + r.backends[node_].name + " attempt=" + std::to_string(attempts_));
+  }
+  connect_node();
+}
+
+void Exchange::connect_node() {
+  const Routing& r = *routing_;
+  const Backend& b = r.backends[node_];
+  have_node_ = true;
+  b.state->in_flight.fetch_add(1, std::memory_order_relaxed);
+
+  UpstreamPool& pool = worker_.pool(r, node_);
+  phase_ = Phase::kConnecting;
+  // The attempt after a pooled connection failed takes a new one (upstream_failed).
+  if (UpstreamConn* idle = std::exchange(fresh_connection_, false) ? nullptr : pool.take_idle(this)) {
+    attach_upstream(idle);
+    return;
+  }
+  UpstreamConn* conn = pool.make();
+  up_ = conn;
+  const int rc = conn->connect(reinterpret_cast<const sockaddr*>(&b.sockaddr), this,
+                               r.config->proxy.connect_timeout_ms);
+  if (rc < 0) on_upstream_connect(rc);
+}
+
+void Exchange::attach_upstream(UpstreamConn* conn) {
+  up_ = conn;
+  upstream_ready_ = true;
+  llhttp_init(&resp_parser_, HTTP_RESPONSE, &response_settings());
+  resp_parser_.data = this;
+  resp_headers_.clear();
+  status_text_ = {};
+  resp_head_bytes_ = 0;
+  resp_msg_done_ = false;
+  head_pending_ = resp_exec_pending_ = false;
+  decode_chunked_ = false;
+  phase_ = Phase::kWaiting;
+  conn->buffer().clear();
+  if (conn->start_reading() < 0) {
+    upstream_failed(502, "cannot read from the backend", true);
+    return;
+  }
+  send_upstream_head();
+}
+
+void Exchange::send_upstream_head() {
+  uv_buf_t bufs[3];
+  unsigned n = 1;
+  bufs[0] = uv_buf_init(up_head_.data(), static_cast<unsigned>(up_head_.size()));
+  if (host_missing_) {
+    // An HTTP/1.0 request without Host goes on in HTTP/1.1, which needs one (RFC 9112
+    // 3.2): the node's address, as nginx's proxy_set_header Host $proxy_host does.
+    // Per attempt: a retry goes to another node.
+    host_line_.assign("Host: "sv);
+    host_line_ += routing_->backends[node_].address.to_string();
+    host_line_ += "\r\n"sv;
+    bufs[0].len -= 2;  // before the head's last CRLF
+    bufs[1] = uv_buf_init(host_line_.data(), static_cast<unsigned>(host_line_.size()));
+    bufs[2] = uv_buf_init(up_head_.data() + up_head_.size() - 2, 2);
+    n = 3;
+  }
+  up_sent_us_ = uv_hrtime() / 1000;
+  const int rc = up_->write(bufs, n);
+  if (rc < 0) {
+    upstream_failed(502, std::string("write failed: ") + uv_err_name(rc), true);
+    return;
+  }
+  const ProxyConfig& p = routing_->config->proxy;
+  up_->arm_timer(req_done_ ? p.upstream_timeout_ms : p.idle_timeout_ms);
+  down_.resume_body();
+}
+
+void Exchange::on_upstream_connect(int status) {
+  if (is_local_resource_error(status)) {
+    // Out of descriptors or memory here, from uv_tcp_connect or its callback: not the
+    // node's failure, and the next node would fail alike. No retry, no passive-health
+    // count; a 503 (ours, not the node's) closing the connection to give a descriptor
+    // back, and the worker's rate-limited line instead of one per request.
+    worker_.local_resource_error(status, routing_->backends[node_].name);
+    release_upstream(false);
+    if (--attempts_ > 0) node_ = tried_[attempts_ - 1];  // this attempt never was
+    close_after_ = true;
+    down_.respond_error(503, "proxy out of local resources (file descriptors or memory)", {});
+    return;
+  }
+  if (status < 0) {
+    const bool timeout = status == UV_ETIMEDOUT;
+    upstream_failed(timeout ? 504 : 502,
+                    std::string(timeout ? "connect timeout" : "connect failed: ") +
+                        (timeout ? "" : uv_err_name(status)),
+                    true);
+    return;
+  }
+  attach_upstream(up_);
+}
+
+void Exchange::upstream_failed(int status_code, std::string_view cause, bool retryable_failure) {
+  const Backend& b = routing_->backends[node_];
+  const bool was_reused = up_ && up_->reused();
+  release_upstream(false);
+  if (retryable_failure && resp_bytes_ == 0 && phase_ != Phase::kBody) {
+    // A pooled connection the backend closed as we sent: same node, new connection.
+    // Not the node's failure: keep-alive connections close, it is how HTTP is. (A
+    // timeout is the node's failure, pooled connection or not.)
+    // Once per request, and on a new connection: another pooled one may be just as
+    // stale (the backend restarted and closed them all).
+    if (was_reused && !reconnected_ && idempotent_ && req_body_forwarded_ == 0 && status_code != 504) {
+      RP_LOG(LogLevel::kDebug, std::string("upstream ") + std::string(cause) +
+                                   " on a pooled connection, reconnecting: node=" + b.name);
+      bump(worker_.stats().reconnects);
+      // The same node, whatever a new pick would say now (its load or ramp moved).
+      reconnected_ = fresh_connection_ = true;
+      connect_node();
+      return;
+    }
+    note_node_failure(b);
+    if (may_retry()) {
+      bump(worker_.stats().retries);
+      RP_LOG(LogLevel::kWarn, std::string("upstream ") + std::string(cause) + ": node=" + b.name +
+                                  " address=" + b.address.to_string() + ", retrying on the next node");
+      pick_node_and_connect();
+      return;
+    }
+  }
+  if (!(retryable_failure && resp_bytes_ == 0 && phase_ != Phase::kBody)) note_node_failure(b);
+  down_.respond_error(status_code, status_code == 504 ? "backend timed out" : "backend failed",
+                std::string(cause) + " at node " + b.name);
+}
+
+// ---------------------------------------------------------------------------------------
+// Request body
+
+Exchange::BodyResult Exchange::on_body(char* p, size_t len, bool end) {
+  BodyResult result = BodyResult::kTaken;
+  if (len > 0) {
+    req_body_forwarded_ += len;
+    uv_buf_t buf = uv_buf_init(p, static_cast<unsigned>(len));
+    const int rc = up_->write(&buf, 1);
+    if (rc < 0) {
+      on_upstream_write(rc);
+      return BodyResult::kFailed;
+    }
+    if (rc == Transport::kQueued) result = BodyResult::kPinned;
+    // The backend took bytes: it is alive. (Its timer measures its silence.)
+    if (!tunnel_ && phase_ == Phase::kWaiting && !end) up_->arm_timer(routing_->config->proxy.idle_timeout_ms);
+  }
+  if (end) {
+    req_done_ = true;
+    // Bytes after an upgrade request wait for the 101; otherwise the node's turn.
+    if (!upgrade_ && phase_ == Phase::kWaiting) up_->arm_timer(routing_->config->proxy.upstream_timeout_ms);
+  }
+  return result;
+}
+
+void Exchange::on_upstream_write(int status) {
+  if (status < 0) {
+    if (resp_bytes_ == 0) {
+      // Retried only when nothing of the body went out (upstream_failed decides).
+      upstream_failed(502, std::string("write failed: ") + uv_err_name(status), true);
+    } else {
+      down_.abort();
+    }
+    return;
+  }
+  down_.resume_body();
+}
+
+// A tunnel carries each direction's end on: the side that finished sending has its
+// EOF passed to the other side (a shutdown after the writes queued), and the tunnel
+// closes once both directions are done.
+void Exchange::on_client_eof() {
+  if (!up_ || upstream_eof_) {
+    down_.abort();
+    return;
+  }
+  // The codec has written all the client sent, or queued it; the shutdown runs after
+  // queued writes.
+  if (up_->shutdown_write() < 0) down_.abort();
+}
+
+// ---------------------------------------------------------------------------------------
+// Response
+
+int Exchange::on_resp_status(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<Exchange*>(p->data);
+  if (c->status_text_.len == 0) c->status_text_.off = static_cast<uint32_t>(at - c->up_->buffer().data());
+  c->status_text_.len += static_cast<uint32_t>(len);
+  c->resp_head_bytes_ += static_cast<uint32_t>(len);
+  return 0;
+}
+
+int Exchange::on_resp_header_field(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<Exchange*>(p->data);
+  h1::append_field_piece(c->resp_headers_, false, c->up_->buffer().data(), at, len, &c->resp_head_bytes_);
+  return c->resp_head_bytes_ > kMaxResponseHead ? HPE_USER : 0;
+}
+
+int Exchange::on_resp_header_value(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<Exchange*>(p->data);
+  if (!h1::append_field_piece(c->resp_headers_, true, c->up_->buffer().data(), at, len, &c->resp_head_bytes_)) {
+    llhttp_set_error_reason(p, "obs-fold (RFC 9112 5.2)");
+    return HPE_INVALID_HEADER_TOKEN;
+  }
+  return c->resp_head_bytes_ > kMaxResponseHead ? HPE_USER : 0;
+}
+
+int Exchange::on_resp_headers_complete(llhttp_t* p) {
+  auto* c = static_cast<Exchange*>(p->data);
+  // Responses to HEAD, and 1xx (but 101), 204 and 304 responses, have no body whatever
+  // their headers say (RFC 9110 6.4.1); llhttp 8 reads a Content-Length body for 204
+  // and 304 unless told (1 = no body). The pause then comes at message complete, at
+  // the same place, and the head is handled there once.
+  const int status = p->status_code;
+  if (c->is_head_ || (status >= 100 && status < 200 && status != 101) || status == 204 ||
+      status == 304) {
+    return 1;
+  }
+  return HPE_PAUSED;
+}
+
+int Exchange::on_resp_message_complete(llhttp_t* p) {
+  static_cast<Exchange*>(p->data)->resp_msg_done_ = true;
+  return HPE_PAUSED;
+}
+
+int Exchange::on_resp_body_decode(llhttp_t* p, const char* at, size_t len) {
+  // The decoded pieces move to the front of the bytes just read, in order; each lies
+  // after the place it moves to, so memmove never overwrites what is still to come.
+  auto* c = static_cast<Exchange*>(p->data);
+  if (c->decode_dst_ != at) std::memmove(c->decode_dst_, at, len);
+  c->decode_dst_ += len;
+  return 0;
+}
+
+const llhttp_settings_t& Exchange::response_decode_settings() {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s = response_settings();
+    s.on_body = on_resp_body_decode;
+    return s;
+  }();
+  return settings;
+}
+
+const llhttp_settings_t& Exchange::response_settings() {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_status = on_resp_status;
+    s.on_header_field = on_resp_header_field;
+    s.on_header_value = on_resp_header_value;
+    s.on_headers_complete = on_resp_headers_complete;
+    s.on_message_complete = on_resp_message_complete;
+    return s;
+  }();
+  return settings;
+}
+
+void Exchange::on_upstream_timeout() {
+  if (phase_ == Phase::kWaiting && req_done_) {
+    // Nothing came back: an idempotent request whose body was not streamed goes to the
+    // next node, as after a reset (nginx's proxy_next_upstream default, "error
+    // timeout"); a paused or wedged node then costs its clients upstream_timeout_ms,
+    // not an error. 504 once the retries are spent.
+    upstream_failed(504, "response timeout", true);
+    return;
+  }
+  if (!req_done_ && !tunnel_ && !up_->write_pending()) {
+    // The backend takes what it is given; it is the client that sends nothing.
+    down_.respond_error(408, "request body not received in time", "client stalled mid-body");
+    return;
+  }
+  if (resp_bytes_ == 0 && phase_ != Phase::kBody) {
+    upstream_failed(504, "backend stalled", false);
+    return;
+  }
+  if (down_.send_pending()) {
+    // The backend is not being read because the client does not take what it was sent:
+    // the client's stall, not the node's.
+    RP_LOG(LogLevel::kInfo, std::string("client ") + client_ip_ + ": not reading the response, closing: node=" +
+                                routing_->backends[node_].name);
+    down_.abort();
+    return;
+  }
+  RP_LOG(LogLevel::kWarn, "upstream stalled mid-response: node=" + routing_->backends[node_].name);
+  down_.abort();
+}
+
+void Exchange::on_upstream_read(ssize_t nread) {
+  if (nread < 0) {
+    if (tunnel_) {
+      if (nread == UV_EOF) {
+        upstream_eof_ = true;
+        down_.tunnel_upstream_done();
+      } else {
+        down_.abort();
+      }
+      return;
+    }
+    if (phase_ == Phase::kBody && nread == UV_EOF) {
+      // A body delimited by the close of the connection ends here.
+      const llhttp_errno err = llhttp_finish(&resp_parser_);
+      if ((err == HPE_OK || err == HPE_PAUSED) && resp_msg_done_) {
+        close_after_ = true;
+        phase_ = Phase::kDone;
+        if (!down_.send_pending() && send_to_client(nullptr, 0) < 0) {
+          down_.abort();
+          return;
+        }
+        release_upstream(false);
+        if (!down_.send_pending()) done();
+        return;
+      }
+    }
+    if (resp_bytes_ == 0 && phase_ != Phase::kBody) {
+      upstream_failed(502, nread == UV_EOF ? "closed before responding"
+                                           : std::string("reset before responding: ") + uv_err_name(static_cast<int>(nread)),
+                      true);
+      return;
+    }
+    RP_LOG(LogLevel::kWarn, "upstream " + describe(static_cast<int>(nread)) +
+                                " mid-response: node=" + routing_->backends[node_].name);
+    down_.abort();
+    return;
+  }
+  if (phase_ == Phase::kWaiting) {
+    phase_ = Phase::kHead;
+  }
+  up_->arm_timer(routing_->config->proxy.idle_timeout_ms);
+  process_response_bytes();
+}
+
+void Exchange::process_response_bytes() {
+  while (!down_.closing() && up_ && !down_.send_pending()) {
+    IoBuffer& ub = up_->buffer();
+    char* start = ub.begin_ptr();
+    if (tunnel_) {
+      const size_t len = ub.size();
+      ub.consume(len);
+      if (send_to_client(start, len) < 0) {
+        down_.abort();
+        return;
+      }
+      if (!down_.send_pending()) up_->start_reading();
+      return;
+    }
+    // Run the parser even on no new bytes right after a head: a response without a
+    // body (204, 304, Content-Length: 0) completes only then.
+    if (ub.size() == 0 && !resp_exec_pending_) {
+      if (send_to_client(start, 0) < 0) {
+        down_.abort();
+        return;
+      }
+      up_->start_reading();
+      return;
+    }
+    resp_exec_pending_ = false;
+    decode_dst_ = start;
+    const llhttp_errno err = llhttp_execute(&resp_parser_, start, ub.size());
+    if (err == HPE_OK) {
+      if (phase_ == Phase::kHead) {
+        // Head incomplete: keep it in place and read more.
+        if (ub.free_space() == 0) {
+          if (ub.capacity() >= kMaxResponseHead + 1024) {
+            upstream_failed(502, "response head too large", false);
+            return;
+          }
+          ub.grow(ub.capacity() * 2);
+        }
+        ub.consume(ub.size());
+        up_->start_reading();
+        return;
+      }
+      // Body bytes, all of them (decoded, for a 1.0 client of a chunked body).
+      const size_t len = ub.size();
+      ub.consume(len);
+      if (send_to_client(start, body_out(start, len)) < 0) {
+        down_.abort();
+        return;
+      }
+      continue;
+    }
+    if (err == HPE_PAUSED) {
+      const char* pos = llhttp_get_error_pos(&resp_parser_);
+      llhttp_resume(&resp_parser_);
+      if (phase_ == Phase::kHead) {
+        ub.consume_to(pos);
+        on_response_head();
+        if (down_.closing() || !up_) return;
+        // No body (HEAD, 204, 304): llhttp completed the message along with the head.
+        if (resp_msg_done_ && phase_ == Phase::kBody) {
+          finish_response(ub.begin_ptr(), 0, 0);
+          return;
+        }
+        continue;
+      }
+      const size_t len = static_cast<size_t>(pos - start);
+      finish_response(start, len, body_out(start, len));
+      return;
+    }
+    const char* reason = llhttp_get_error_reason(&resp_parser_);
+    if (resp_bytes_ == 0) {
+      upstream_failed(502, std::string("malformed response: ") + (reason ? reason : llhttp_errno_name(err)), false);
+    } else {
+      RP_LOG(LogLevel::kWarn, std::string("upstream malformed response mid-body: node=") +
+                                  routing_->backends[node_].name);
+      down_.abort();
+    }
+    return;
+  }
+  if (up_ && down_.send_pending()) up_->stop_reading();
+}
+
+void Exchange::finish_response(char* start, size_t len, size_t send_len) {
+  IoBuffer& ub = up_->buffer();
+  ub.consume(len);
+  resp_msg_done_ = true;
+  phase_ = Phase::kDone;
+  // Counted before the last bytes go out: a client that has its answer and asks
+  // /metrics at once finds it counted.
+  resp_bytes_ += send_len;
+  account(resp_status_);
+  // The last bytes are written from the upstream buffer, which stays put: the
+  // connection goes back to the pool only after this write completes (on_write).
+  if (send_to_client(start, send_len, /*counted=*/true) < 0) {
+    down_.abort();
+    return;
+  }
+  if (down_.send_pending()) {
+    up_->stop_reading();
+    return;  // on_write releases the upstream and ends the exchange
+  }
+  release_upstream(upstream_reusable());
+  done();
+}
+
+bool Exchange::upstream_reusable() {
+  return up_ && up_->buffer().size() == 0 && !up_->write_pending() &&
+         llhttp_should_keep_alive(&resp_parser_) && req_done_ && !tunnel_;
+}
+
+int Exchange::send_to_client(char* body, size_t len, bool counted) {
+  uv_buf_t bufs[2];
+  unsigned n = 0;
+  if (head_pending_) {
+    head_pending_ = false;
+    bufs[n++] = uv_buf_init(resp_head_.data(), static_cast<unsigned>(resp_head_.size()));
+  }
+  if (len > 0) bufs[n++] = uv_buf_init(body, static_cast<unsigned>(len));
+  if (n == 0) return 0;
+  if (!counted) resp_bytes_ += len;
+  const int rc = down_.send(bufs, n);
+  // The node is read no further until the client has taken these bytes.
+  if (rc == Transport::kQueued && up_) up_->stop_reading();
+  return rc;
+}
+
+void Exchange::on_response_head() {
+  IoBuffer& ub = up_->buffer();
+  const auto uview = [&](Span s) { return std::string_view(ub.data() + s.off, s.len); };
+  resp_status_ = resp_parser_.status_code;
+  if (resp_status_ < 100) {
+    // RFC 9110 15: codes are three digits, 100 to 599; llhttp also takes "2" or "099".
+    // Above 599 is relayed as it is (clients treat an unknown code as its class's x00).
+    upstream_failed(502, "malformed response: status code below 100", false);
+    return;
+  }
+  const bool interim = resp_status_ < 200 && resp_status_ != 101;  // 100 and up, from here
+  if (resp_status_ == 101 && !upgrade_) {
+    // Switching protocols that the client never asked for: nothing can be relayed.
+    upstream_failed(502, "101 Switching Protocols to a request without Upgrade", false);
+    return;
+  }
+  if (resp_status_ == 101) {
+    // RFC 9110 15.2.2: a 101 names the protocol in Upgrade. Without one the client does
+    // not switch and would read the tunnelled bytes as responses (fuzz_response found it).
+    bool named = false;
+    for (const HeaderSpan& h : resp_headers_) {
+      if (iequals(uview(h.name), "upgrade") &&
+          uview(h.value).find_first_not_of(" \t") != std::string_view::npos) {
+        named = true;
+      }
+    }
+    if (!named) {
+      upstream_failed(502, "101 Switching Protocols without an Upgrade protocol", false);
+      return;
+    }
+  }
+  // A response we relay (the refusals above count once, in upstream_failed).
+  resp_from_backend_ = true;
+  if (!interim) {
+    routing_->backends[node_].state->per_worker[worker_.id()].header_time.observe_us(uv_hrtime() / 1000 -
+                                                                                      up_sent_us_);
+  }
+  if (interim && client_http10_) {
+    // RFC 9110 15.2: no 1xx to an HTTP/1.0 client. Wait for the final response.
+    resp_headers_.clear();
+    status_text_ = {};
+    resp_head_bytes_ = 0;
+    resp_msg_done_ = false;
+    return;
+  }
+  if (!interim && upgrade_ && resp_status_ != 101) {
+    // The upgrade was declined: the request parser is left in its upgrade state, and
+    // what the client sends next may be the new protocol. End the connection after.
+    close_after_ = true;
+  }
+  resp_views_.clear();
+  for (const HeaderSpan& hs : resp_headers_) resp_views_.push_back({uview(hs.name), uview(hs.value)});
+  const bool tunnel = resp_status_ == 101 && upgrade_;
+  const bool bodiless = is_head_ || resp_status_ == 204 || resp_status_ == 304 || interim;
+  const bool chunked = (resp_parser_.flags & F_CHUNKED) != 0;
+  const bool framed = (resp_parser_.flags & (F_CHUNKED | F_CONTENT_LENGTH)) != 0 || bodiless;
+  if (!framed && !tunnel) close_after_ = true;  // the body ends at the close
+  // RFC 9112 6.1: no chunked body to an HTTP/1.0 client, which would read the chunk
+  // lines as content. It gets the body decoded, ended by the close.
+  decode_chunked_ = client_http10_ && chunked && !bodiless;
+  if (decode_chunked_) {
+    close_after_ = true;
+    resp_parser_.settings = const_cast<llhttp_settings_t*>(&response_decode_settings());
+  }
+
+  ResponseRewrite rw;
+  rw.status = resp_status_;
+  rw.reason = uview(status_text_);
+  rw.fields = resp_views_;
+  rw.client_http10 = client_http10_;
+  rw.interim = interim;
+  rw.tunnel = tunnel;
+  rw.close_after = close_after_ || down_.close_requested();
+  build_response_head(rw, resp_head_);
+  const std::string& h = resp_head_;
+  resp_bytes_ += h.size();
+  resp_headers_.clear();
+  status_text_ = {};
+  resp_head_bytes_ = 0;
+  // The head goes out with the first body bytes, in one write.
+  head_pending_ = true;
+  resp_exec_pending_ = true;
+  if (interim) {
+    // Another head follows (a 100 Continue precedes the final response): send this one
+    // now, so the client sends its body.
+    resp_msg_done_ = false;
+    resp_exec_pending_ = false;
+    if (send_to_client(nullptr, 0) < 0) down_.abort();
+    return;
+  }
+  phase_ = Phase::kBody;
+  if (tunnel) {
+    if (send_to_client(nullptr, 0) < 0) {
+      down_.abort();
+      return;
+    }
+    start_tunnel();
+  }
+}
+
+void Exchange::start_tunnel() {
+  tunnel_ = true;
+  phase_ = Phase::kBody;
+  up_->disarm_timer();
+  // The codec watches both directions with its idle timer from here, and sends up the
+  // bytes the client sent after its upgrade request.
+  down_.start_tunnel();
+}
+
+void Exchange::release_upstream(bool reusable) {
+  if (have_node_) {
+    routing_->backends[node_].state->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    have_node_ = false;
+  }
+  if (!up_) return;
+  UpstreamConn* conn = up_;
+  up_ = nullptr;
+  upstream_ready_ = false;
+  conn->disarm_timer();
+  if (reusable && !down_.closing()) {
+    conn->pool().release(conn, routing_->config->proxy.idle_timeout_ms);
+  } else {
+    conn->close();
+  }
+}
+
+void Exchange::done() {
+  account(resp_status_);
+  release_upstream(false);  // if still held (an early close); a no-op otherwise
+  down_.response_done(close_after_);
+}
+
+void Exchange::on_downstream_drained() {
+  if (phase_ == Phase::kDone) {
+    if (up_) release_upstream(upstream_reusable());
+    done();
+    return;
+  }
+  if (up_) {
+    process_response_bytes();
+    if (up_ && !down_.send_pending()) up_->start_reading();
+  }
+}
+
+}  // namespace ringproxy

@@ -1,0 +1,224 @@
+// One request's way through the proxy, once the HTTP/1 server codec (ClientConn) has a
+// checked head: the key and the node (proxy/router.h), the head rewritten for the node
+// (proxy/rewrite.h), an upstream connection from the node's pool, the body streamed up
+// with backpressure, the response read back and streamed down, retries on another node
+// while nothing has been sent, the upstream timeouts, and the request's record
+// (proxy/request_log.h). It never sees the client's socket: it talks to the codec
+// through Downstream, and the codec talks to it through the calls below.
+//
+// Backpressure, one rule each way:
+//  - Up: the codec offers body bytes with on_body() only while ready_for_body(); a
+//    body chunk that the upstream socket did not take at once is kPinned: its bytes
+//    stay put in the client's read buffer and the codec reads no more until
+//    Downstream::resume_body().
+//  - Down: Downstream::send() returning kQueued pins the response bytes (the upstream
+//    read buffer); the exchange stops reading the node until on_downstream_drained().
+//
+// The exchange lives inside its client connection and is reused for every request on
+// it: no allocation per request once warm.
+//
+// Thread: the owning worker's loop.
+#pragma once
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/h1/field_spans.h"
+#include "http/h1/request_parser.h"
+#include "http/message.h"
+#include "proxy/backends.h"
+#include "proxy/request_log.h"
+#include "proxy/upstream_pool.h"
+
+namespace ringproxy {
+
+class Worker;
+
+// What an exchange needs of the connection to the client (the server codec).
+class Downstream {
+ public:
+  // Response bytes to the client: Transport::kWritten, kQueued (the buffers stay
+  // pinned until the exchange's on_downstream_drained) or a libuv error.
+  virtual int send(uv_buf_t* bufs, unsigned count) = 0;
+  virtual bool send_pending() const = 0;
+  // An answer of the proxy's own, while nothing of a response was sent.
+  virtual void respond_error(int status, std::string_view text, std::string_view log_cause) = 0;
+  // A complete answer built by the exchange (taken from `answer`), after which the
+  // connection goes on (`keep_alive`) or closes in stages.
+  virtual void respond_own(std::string& answer, bool keep_alive) = 0;
+  // Reads and drops the rest of the request if it is all buffered: true when the
+  // request is then complete (the connection may go on after an early answer).
+  virtual bool finish_request_early() = 0;
+  // The response is complete and written: next request, or close (`close_after`).
+  virtual void response_done(bool close_after) = 0;
+  // The exchange can take body bytes again (connected, or a pinned chunk written).
+  virtual void resume_body() = 0;
+  // A 101 was relayed: from now on the client's bytes go up raw (on_body, never end).
+  virtual void start_tunnel() = 0;
+  // The node finished sending in a tunnel: pass its FIN on.
+  virtual void tunnel_upstream_done() = 0;
+  virtual void abort() = 0;  // close the client connection now
+  virtual bool closing() const = 0;
+  // The connection is to close after this response (the client asked, or a drain).
+  virtual bool close_requested() const = 0;
+
+ protected:
+  ~Downstream() = default;
+};
+
+class Exchange final : private UpstreamConn::Owner {
+ public:
+  Exchange(Worker& worker, Downstream& down);
+  ~Exchange() = default;
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // The first byte of a request arrived.
+  void begin(uint64_t now_us) { log_.start(now_us); }
+  // A complete, checked head (`req` stays the codec's; it is read now and while the
+  // first attempt is made). The exchange routes it, or answers through Downstream.
+  void on_request(h1::RequestParser& req, const char* client_ip);
+  // Body bytes [p, p + len), framed as received (or raw, in a tunnel), offered only
+  // while ready_for_body(); `end`: the request is complete after them.
+  enum class BodyResult { kTaken, kPinned, kFailed };
+  BodyResult on_body(char* p, size_t len, bool end);
+  bool ready_for_body() const { return up_ && upstream_ready_ && !up_->write_pending(); }
+  // Body bytes written up are still pinned in the client's buffer.
+  bool body_pinned() const { return up_ && up_->write_pending(); }
+  // The client half-closed inside a tunnel.
+  void on_client_eof();
+  // A response write the client had not taken (kQueued) has completed.
+  void on_downstream_drained();
+  // The client connection is closing: the upstream connection goes too.
+  void abort() { release_upstream(false); }
+
+  // A response is under way (routing, waiting for the node, or streaming).
+  bool active() const { return phase_ != Phase::kNone; }
+  // Bytes of a response were sent or are about to be: no own answer can replace it.
+  bool response_started() const { return resp_bytes_ > 0; }
+  // The connection must end after this exchange (the response is delimited by the
+  // close, a 1.0 client gets a decoded body, the proxy ran out of descriptors, ...).
+  bool close_after() const { return close_after_; }
+  // "node=NAME address=ADDR" of the node last tried, or "node=-".
+  std::string node_label() const;
+  // Records the request's outcome when the codec answers it itself (at most once per
+  // request, whoever calls first: RequestLog).
+  void account(int status);
+  // The codec goes on with the next request on the connection.
+  void reset();
+
+ private:
+  enum class Phase { kNone, kConnecting, kWaiting, kHead, kBody, kDone };
+
+  using Span = h1::Span;
+  using HeaderSpan = h1::FieldSpan;
+
+  // Routing and attempts.
+  bool apply_max_forwards(h1::RequestParser& req, const char* client_ip);
+  void pick_node_and_connect();
+  // Takes a connection to node_ (this attempt's): an idle pooled one, or a new one.
+  void connect_node();
+  void attach_upstream(UpstreamConn* conn);
+  void send_upstream_head();
+  bool may_retry() const;
+  void upstream_failed(int status_code, std::string_view cause, bool retryable_failure);
+  void note_node_failure(const Backend& b);
+
+  // Response side.
+  void process_response_bytes();
+  void on_response_head();
+  // The message ends after `len` bytes at `start`, of which the first `send_len` go to
+  // the client (fewer when a chunked body is decoded).
+  void finish_response(char* start, size_t len, size_t send_len);
+  size_t body_out(const char* start, size_t len) const {
+    return decode_chunked_ ? static_cast<size_t>(decode_dst_ - start) : len;
+  }
+  bool upstream_reusable();
+  // Writes the pending response head (if any) and `len` body bytes in one write;
+  // `counted`: resp_bytes_ already includes them.
+  int send_to_client(char* body, size_t len, bool counted = false);
+  void start_tunnel();
+  void release_upstream(bool reusable);
+  // The response is complete and written.
+  void done();
+
+  // UpstreamConn::Owner
+  void on_upstream_connect(int status) override;
+  void on_upstream_read(ssize_t nread) override;
+  void on_upstream_write(int status) override;
+  void on_upstream_timeout() override;
+
+  // llhttp callbacks (the response parser).
+  static int on_resp_status(llhttp_t* p, const char* at, size_t len);
+  static int on_resp_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_resp_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_resp_headers_complete(llhttp_t* p);
+  static int on_resp_message_complete(llhttp_t* p);
+  static int on_resp_body_decode(llhttp_t* p, const char* at, size_t len);
+  static const llhttp_settings_t& response_settings();
+  static const llhttp_settings_t& response_decode_settings();
+
+  Worker& worker_;
+  Downstream& down_;
+  Phase phase_ = Phase::kNone;
+
+  // The request.
+  const h1::RequestParser* req_ = nullptr;  // the codec's, valid until reset()
+  const char* client_ip_ = "";
+  bool idempotent_ = false;
+  bool upgrade_ = false;
+  bool is_head_ = false;
+  bool client_http10_ = false;
+  bool req_done_ = false;      // the codec has passed the request's last byte
+  bool host_missing_ = false;  // a 1.0 request without Host: the node's address is sent
+  // Max-Forwards of an OPTIONS or TRACE being forwarded, already decremented.
+  bool max_forwards_set_ = false;
+  uint32_t max_forwards_ = 0;
+  uint64_t req_body_forwarded_ = 0;
+
+  // Routing and the upstream connection.
+  std::shared_ptr<const Routing> routing_;  // the routing this request was routed with
+  uint64_t key_hash_ = 0;
+  NodeIndex node_ = 0;
+  bool have_node_ = false;
+  uint32_t attempts_ = 0;          // nodes tried (retries + 1)
+  bool reconnected_ = false;       // a pooled connection failed (once per request) ...
+  bool fresh_connection_ = false;  // ... so the next attempt takes a new connection
+  // proxy.retries is at most kMaxRetries (config/config.cc): one slot per attempt.
+  NodeIndex tried_[kMaxRetries + 1] = {};
+  UpstreamConn* up_ = nullptr;
+  bool upstream_ready_ = false;  // connected and head written or queued
+  std::string up_head_;          // request head as sent upstream (kept for retries)
+  std::string origin_scratch_;   // "/" + query of an absolute target without a path
+  std::string host_line_;        // "Host: ADDRESS\r\n" for a request that had none
+  uint64_t up_sent_us_ = 0;      // when the head went to the node (this attempt)
+
+  // The response.
+  llhttp_t resp_parser_{};
+  Span status_text_;
+  std::vector<HeaderSpan> resp_headers_;
+  std::vector<HeaderView> resp_views_;
+  uint32_t resp_head_bytes_ = 0;
+  bool resp_msg_done_ = false;
+  int resp_status_ = 0;
+  bool tunnel_ = false;
+  bool upstream_eof_ = false;       // tunnel: the node has finished sending
+  bool close_after_ = false;        // the connection ends after this response
+  bool head_pending_ = false;       // resp_head_ built, not yet written
+  bool resp_exec_pending_ = false;  // run the parser once more, even on no bytes
+  bool decode_chunked_ = false;     // an HTTP/1.0 client: the chunked body goes decoded
+  char* decode_dst_ = nullptr;      // where the next decoded body byte goes
+  std::string resp_head_;           // response head as sent to the client
+  std::string own_answer_;          // an answer of the proxy's own (Max-Forwards: 0)
+  uint64_t resp_bytes_ = 0;
+  bool resp_from_backend_ = false;
+  RequestLog log_;  // this request's record: metrics, passive health, access log
+};
+
+}  // namespace ringproxy

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cassert>
+#include <cstring>
 #include <utility>
 
 #include "net/local_error.h"
@@ -57,6 +58,7 @@ void ClientConn::accept(Worker& worker, int fd, const sockaddr* peer) {
     return;
   }
   TcpTransport::ip_text(peer, c->client_ip_, sizeof c->client_ip_);
+  c->client_ip_len_ = static_cast<uint8_t>(std::strlen(c->client_ip_));
   c->arm_timer(cfg.proxy.header_timeout_ms);
   c->resume_client_reading();
 }
@@ -236,7 +238,7 @@ void ClientConn::on_request_head() {
   // While the body comes in, this timer watches the client; the upstream timer
   // watches the backend.
   arm_timer(worker_.routing().config->proxy.idle_timeout_ms);
-  ex_.on_request(req_, client_ip_);
+  ex_.on_request(req_, std::string_view(client_ip_, client_ip_len_));
 }
 
 // ---------------------------------------------------------------------------------------

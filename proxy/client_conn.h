@@ -103,6 +103,7 @@ class ClientConn final : private Downstream, private Transport::Handler {
   uint64_t linger_deadline_ = 0;  // loop ms
   uint64_t linger_bytes_ = 0;
   char client_ip_[48] = {};
+  uint8_t client_ip_len_ = 0;
 
   h1::RequestParser req_;  // the request side of the HTTP/1 codec
   ReqPhase req_phase_ = ReqPhase::kIdle;

@@ -65,7 +65,7 @@ void Exchange::note_node_failure(const Backend& b) {
 // ---------------------------------------------------------------------------------------
 // Routing the request
 
-void Exchange::on_request(h1::RequestParser& req, const char* client_ip) {
+void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   // The head passed the codec's checks (h1::RequestParser::read_head).
   req_ = &req;
   client_ip_ = client_ip;
@@ -111,7 +111,7 @@ void Exchange::on_request(h1::RequestParser& req, const char* client_ip) {
 
   // Access-log fields, taken now: the head's bytes may move once the body streams.
   log_.take_head(client_ip_, method, target, client_http10_, req.fields());
-  if (!apply_max_forwards(req, client_ip)) return;
+  if (!apply_max_forwards(req)) return;
 
   const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, req.fields(), client_ip_);
   key_hash_ = routing_->ring->key_hash(key);
@@ -139,7 +139,7 @@ bool Exchange::may_retry() const {
   return idempotent_ && req_body_forwarded_ == 0 && attempts_ <= retries;
 }
 
-bool Exchange::apply_max_forwards(h1::RequestParser& req, const char* client_ip) {
+bool Exchange::apply_max_forwards(h1::RequestParser& req) {
   const std::string_view method = req.method_name();
   const std::string_view target = req.target();
   max_forwards_set_ = false;
@@ -162,7 +162,7 @@ bool Exchange::apply_max_forwards(h1::RequestParser& req, const char* client_ip)
   // wait for (TRACE has none; an OPTIONS body is read to its end, or the connection
   // closes after the answer).
   RP_LOG(LogLevel::kInfo, std::string("answered 200: Max-Forwards: 0 on ") + std::string(method) +
-                              " client=" + client_ip + " node=-");
+                              " client=" + std::string(client_ip_) + " node=-");
   resp_status_ = 200;
   const bool keep_alive = !down_.close_requested() && down_.finish_request_early();
   if (trace) {
@@ -478,7 +478,7 @@ void Exchange::on_upstream_timeout() {
   if (down_.send_pending()) {
     // The backend is not being read because the client does not take what it was sent:
     // the client's stall, not the node's.
-    RP_LOG(LogLevel::kInfo, std::string("client ") + client_ip_ + ": not reading the response, closing: node=" +
+    RP_LOG(LogLevel::kInfo, "client " + std::string(client_ip_) + ": not reading the response, closing: node=" +
                                 routing_->backends[node_].name);
     down_.abort();
     return;

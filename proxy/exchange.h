@@ -83,7 +83,7 @@ class Exchange final : private UpstreamConn::Owner {
   void begin(uint64_t now_us) { log_.start(now_us); }
   // A complete, checked head (`req` stays the codec's; it is read now and while the
   // first attempt is made). The exchange routes it, or answers through Downstream.
-  void on_request(h1::RequestParser& req, const char* client_ip);
+  void on_request(h1::RequestParser& req, std::string_view client_ip);
   // Body bytes [p, p + len), framed as received (or raw, in a tunnel), offered only
   // while ready_for_body(); `end`: the request is complete after them.
   enum class BodyResult { kTaken, kPinned, kFailed };
@@ -120,7 +120,7 @@ class Exchange final : private UpstreamConn::Owner {
   using HeaderSpan = h1::FieldSpan;
 
   // Routing and attempts.
-  bool apply_max_forwards(h1::RequestParser& req, const char* client_ip);
+  bool apply_max_forwards(h1::RequestParser& req);
   void pick_node_and_connect();
   // Takes a connection to node_ (this attempt's): an idle pooled one, or a new one.
   void connect_node();
@@ -170,7 +170,7 @@ class Exchange final : private UpstreamConn::Owner {
 
   // The request.
   const h1::RequestParser* req_ = nullptr;  // the codec's, valid until reset()
-  const char* client_ip_ = "";
+  std::string_view client_ip_;  // the codec's, for the connection's life
   bool idempotent_ = false;
   bool upgrade_ = false;
   bool is_head_ = false;

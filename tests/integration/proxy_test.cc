@@ -1080,7 +1080,8 @@ TEST_F(ProxyFixture, RetriesBeyondSevenAreHonoured) {
 // A backend whose connections serve one request each and then close when a second
 // request arrives on them, unanswered (a keep-alive race lost at every reuse). The
 // first answers wait until `hold` connections have each sent a request, so that the
-// proxy's pool ends up with that many idle connections.
+// proxy's pool ends up with that many idle connections. heads() counts the requests
+// but the health probe's, which may come at any time.
 class OneRequestPerConnBackend final : public LoopbackServer {
  public:
   explicit OneRequestPerConnBackend(int hold) : hold_(hold) { start(); }
@@ -1098,8 +1099,9 @@ class OneRequestPerConnBackend final : public LoopbackServer {
       buf.append(tmp, static_cast<size_t>(n));
       size_t end;
       while ((end = buf.find("\r\n\r\n")) != std::string::npos) {
+        // The health probe (GET /) is not counted: it may come at any time.
+        if (buf.compare(0, 6, "GET / ") != 0) ++heads_;
         buf.erase(0, end + 4);
-        ++heads_;
         if (served++ > 0) {
           ::shutdown(c, SHUT_RDWR);  // the second request on this connection: gone
           return;
@@ -1133,7 +1135,6 @@ TEST_F(ProxyFixture, StalePooledConnectionIsRetriedOnceOnANewConnection) {
   OneRequestPerConnBackend b(3);
   scripted_.emplace_back("once", b.address());
   start_proxy({.proxy_extra = "retries = 0\n[health]\ninterval_ms = 3600000\npath = \"/\"", .workers = 1});
-  const int health_heads = b.heads();  // the first probe, if it came already
   {
     std::vector<std::thread> clients;
     for (int i = 0; i < 3; ++i) {
@@ -1145,7 +1146,7 @@ TEST_F(ProxyFixture, StalePooledConnectionIsRetriedOnceOnANewConnection) {
   const int before = b.heads();
   Response r = http_get(port_, "/after");
   EXPECT_EQ(r.status, 200) << r.describe();
-  EXPECT_EQ(b.heads() - before, 2) << "one pooled try, then one new connection (health heads: " << health_heads << ")";
+  EXPECT_EQ(b.heads() - before, 2) << "one pooled try, then one new connection";
   EXPECT_TRUE(proxy_->wait_for_output(Output::err, "on a pooled connection, reconnecting"));
 }
 

@@ -56,7 +56,7 @@ class ResponseParser {
   ResponseParser(const ResponseParser&) = delete;
   ResponseParser& operator=(const ResponseParser&) = delete;
 
-  // Before each response. `head_request`: the request was a HEAD, so the response is
+  // Before each response (the constructor starts one, not to a HEAD). `head_request`: the request was a HEAD, so the response is
   // bodiless whatever its fields say (RFC 9110 9.3.2).
   void start(bool head_request);
   // After kHead (not interim): the body of a chunked response comes out decoded, in

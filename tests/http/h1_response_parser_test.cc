@@ -391,6 +391,19 @@ TEST(H1ResponseParser, FinishBeforeTheEndIsAnError) {
   }
 }
 
+TEST(H1ResponseParser, TrailersHaveTheHeadsLimit) {
+  std::string wire = std::string(kChunkedHead) + "1\r\na\r\n0\r\n";
+  for (int i = 0; i < 100; ++i) wire += "X-Trailer-" + std::to_string(i) + ": " + std::string(40, 't') + "\r\n";
+  wire += "\r\n";
+  ResponseParser small(2048);
+  const Seen r = run(small, wire, 700);
+  EXPECT_EQ(r.last, Step::kError);
+  EXPECT_EQ(r.error, "response trailers too large");
+  ResponseParser p;
+  const Seen ok = run(p, wire, 700);
+  EXPECT_EQ(ok.last, Step::kDone) << ok.error;
+}
+
 TEST(H1ResponseParser, KeepAliveFollowsTheVersionAndConnection) {
   struct Case {
     std::string_view wire;

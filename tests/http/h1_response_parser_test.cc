@@ -7,10 +7,29 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
+
+// Counts allocations, for NoAllocationPerResponseOnceWarm: replaces the global
+// operator new of this binary (http_test), counting only.
+static std::atomic<size_t> g_allocations{0};
+void* operator new(std::size_t n) {
+  ++g_allocations;
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+// GCC takes the free() here for a mismatch with `new` where it inlines both; it pairs
+// with the malloc() above.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace ringproxy::h1 {
 namespace {
@@ -448,6 +467,34 @@ TEST(H1ResponseParser, AMalformedChunkSizeIsAnError) {
       EXPECT_EQ(r.error.rfind("malformed response: ", 0), 0u) << r.error;
     }
   }
+}
+
+TEST(H1ResponseParser, NoAllocationPerResponseOnceWarm) {
+  std::string wire = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n";
+  for (int i = 0; i < 24; ++i) wire += "X-Field-" + std::to_string(i) + ": v\r\n";
+  wire += "\r\n" + std::string(kChunkedBody);
+  ResponseParser p;
+  IoBuffer in = make_buffer();
+  const auto one = [&] {
+    in.clear();
+    std::memcpy(in.end_ptr(), wire.data(), wire.size());
+    in.produced(wire.size());
+    p.start(false);
+    for (;;) {
+      const ResponseParser::Result r = p.execute(in);
+      if (r.step == Step::kHead && !p.interim()) p.set_decode_chunked(true);
+      if (r.step == Step::kDone || r.step == Step::kError) return r.step;
+    }
+  };
+  const size_t cold = g_allocations;
+  ASSERT_EQ(one(), Step::kDone);
+  EXPECT_GT(g_allocations - cold, 0u);  // 25 fields: the vectors grew (and the counter counts)
+  const size_t before = g_allocations;
+  const Step again = one();
+  const size_t after = g_allocations;
+  EXPECT_EQ(again, Step::kDone);
+  EXPECT_EQ(after - before, 0u);
+  EXPECT_EQ(p.fields().size(), 25u);
 }
 
 TEST(H1ResponseParser, MalformedHeadsAreErrors) {

@@ -56,8 +56,9 @@ class ResponseParser {
   ResponseParser(const ResponseParser&) = delete;
   ResponseParser& operator=(const ResponseParser&) = delete;
 
-  // Before each response (the constructor starts one, not to a HEAD). `head_request`: the request was a HEAD, so the response is
-  // bodiless whatever its fields say (RFC 9110 9.3.2).
+  // Before each response (the constructor starts one, not to a HEAD). `head_request`:
+  // the request was a HEAD, so the response is bodiless whatever its fields say (RFC
+  // 9110 9.3.2).
   void start(bool head_request);
   // After kHead (not interim): the body of a chunked response comes out decoded, in
   // place (chunk lines and trailers dropped), for an HTTP/1.0 client (RFC 9112 6.1,
@@ -70,7 +71,9 @@ class ResponseParser {
     char* out = nullptr;  // body bytes to send on (kBody, kDone): inside `in`,
     size_t out_len = 0;   // before its begin (already consumed)
   };
+  // See the contract above. `in`: the connection's read buffer, allocated.
   Result execute(IoBuffer& in);
+  // The server closed: kDone (keep_alive() false) or kError, as above.
   Step finish();
 
   // Of a complete head (kHead), and on to the end of the response.

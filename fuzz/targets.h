@@ -34,6 +34,16 @@ std::string request(std::span<const uint8_t> input);
 // HTTP responses under llhttp's strict mode; the loop ends with every handle closed.
 std::string response(std::span<const uint8_t> input);
 
+// h1::ResponseParser alone (http/h1/response_parser.h). The first byte: bit 0 the
+// request was a HEAD, bit 1 chunked bodies decoded, bit 2 the server closes after the
+// input (finish()), bit 3 a 256-byte head limit; the next two seed the reads' sizes;
+// the rest is what the server sends. Checked, read in reads of random sizes and read
+// whole: execute never consumes more than it was given nor hands out more body bytes
+// than it consumed, passes bytes through unchanged unless decoding, keeps heads' views
+// inside the buffer, completes a close-delimited body only at finish(); both ways read
+// the same heads, the same body and the same outcome.
+std::string h1_response(std::span<const uint8_t> input);
+
 // gossip/codec decode (and encode: an accepted packet re-encodes to the same bytes), and
 // the authenticated envelope of gossip/udp_transport through a real UDP socket. The
 // first byte selects; see targets.cc.

@@ -3,14 +3,13 @@
 #include <algorithm>
 #include <cstring>
 
-#include <llhttp.h>
-
+#include "http/h1/response_parser.h"
 #include "net/tcp_transport.h"
 #include "net/local_error.h"
 
 namespace ringproxy {
 
-// One probe: connect, send the request, read the response head with llhttp, close.
+// One probe: connect, send the request, read the response head (h1::ResponseParser), close.
 // The probe's socket is a TcpTransport, as every connection of ours is. Owned by its
 // handles; freed when both are closed.
 class HealthChecker::Probe final : private Transport::Handler {
@@ -23,10 +22,6 @@ class HealthChecker::Probe final : private Transport::Handler {
     timer_.data = this;
     handles_ = 1;
     if (tcp_.init(checker.loop_) == 0) handles_ = 2;
-    llhttp_settings_init(&settings_);
-    // The head is all a verdict needs: stop there.
-    settings_.on_headers_complete = [](llhttp_t*) { return static_cast<int>(HPE_PAUSED); };
-    llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
   }
 
   // Starts the probe. Precondition: the checker lists it (a failure here reports at
@@ -101,21 +96,19 @@ class HealthChecker::Probe final : private Transport::Handler {
       fail(n == UV_EOF ? "closed before answering" : std::string("read: ") + uv_err_name(static_cast<int>(n)));
       return;
     }
-    IoBuffer& in = tcp_.buffer();
-    const llhttp_errno err = llhttp_execute(&parser_, in.begin_ptr(), in.size());
-    in.clear();
-    if (err == HPE_OK) {
-      head_bytes_ += static_cast<size_t>(n);
-      if (head_bytes_ > kMaxHead) fail("response head too large");
-      return;  // more of the head to come
+    // The head is all a verdict needs: the first one, an interim 1xx included (which
+    // fails the check, as any status outside 200-399 does).
+    switch (parser_.execute(tcp_.buffer()).step) {
+      case h1::ResponseParser::Step::kMore:
+        return;  // more of the head to come
+      case h1::ResponseParser::Step::kError:
+        fail(std::string(parser_.error_reason()));
+        return;
+      default:
+        break;  // kHead
     }
-    if (err != HPE_PAUSED) {
-      const char* reason = llhttp_get_error_reason(&parser_);
-      fail(std::string("malformed response: ") + (reason ? reason : llhttp_errno_name(err)));
-      return;
-    }
-    const int status = parser_.status_code;
-    if (status < 100 || status > 599) {
+    const int status = parser_.status();
+    if (status > 599) {
       fail("malformed response: status " + std::to_string(status));
       return;
     }
@@ -135,7 +128,7 @@ class HealthChecker::Probe final : private Transport::Handler {
   }
 
   // A probe's answer head beyond this is not a health check's (and is not read on).
-  static constexpr size_t kMaxHead = 16 * 1024;
+  static constexpr uint32_t kMaxHead = 16 * 1024;
 
   HealthChecker& checker_;
   std::string name_;
@@ -143,9 +136,7 @@ class HealthChecker::Probe final : private Transport::Handler {
   BufferPool buffers_;  // the probe's one read buffer
   TcpTransport tcp_;
   uv_timer_t timer_{};
-  llhttp_settings_t settings_{};
-  llhttp_t parser_{};
-  size_t head_bytes_ = 0;
+  h1::ResponseParser parser_{kMaxHead};
   bool closing_ = false;
   bool orphan_ = false;
   int handles_ = 0;

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-60}
 build=build-fuzz
-all=(fuzz_request fuzz_response fuzz_gossip_decode fuzz_config fuzz_admin)
+all=(fuzz_request fuzz_response fuzz_h1_response fuzz_gossip_decode fuzz_config fuzz_admin)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all[@]}")
 
@@ -26,7 +26,7 @@ cmake --build "$build" -j 2 --target "${targets[@]}"
 
 max_len() {
   case "$1" in
-    fuzz_request | fuzz_response) echo 4096 ;;
+    fuzz_request | fuzz_response | fuzz_h1_response) echo 4096 ;;
     fuzz_gossip_decode) echo 3000 ;;  # transport records: several datagrams
     fuzz_config) echo 4096 ;;
     fuzz_admin) echo 2048 ;;
@@ -41,7 +41,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts"
   cp -n fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true
   dict=()
-  [[ $t == fuzz_request || $t == fuzz_response ]] && dict=(-dict=fuzz/dict/http.dict)
+  [[ $t == fuzz_request || $t == fuzz_response || $t == fuzz_h1_response ]] && dict=(-dict=fuzz/dict/http.dict)
   log="$build/$t.log"
   echo "== $t: ${seconds}s, max_len $(max_len "$t")"
   rc=0

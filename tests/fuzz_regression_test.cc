@@ -49,6 +49,7 @@ void replay(const std::string& target, Entry entry) {
 
 TEST(FuzzRegression, Request) { replay("fuzz_request", request); }
 TEST(FuzzRegression, Response) { replay("fuzz_response", response); }
+TEST(FuzzRegression, H1Response) { replay("fuzz_h1_response", h1_response); }
 TEST(FuzzRegression, GossipDecode) { replay("fuzz_gossip_decode", gossip_decode); }
 TEST(FuzzRegression, Config) { replay("fuzz_config", config); }
 TEST(FuzzRegression, Admin) { replay("fuzz_admin", admin); }

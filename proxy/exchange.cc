@@ -24,7 +24,7 @@ std::string describe(int uv_status) { return uv_status < 0 ? uv_err_name(uv_stat
 
 }  // namespace
 
-Exchange::Exchange(Worker& worker, Downstream& down) : worker_(worker), down_(down) {
+Exchange::Exchange(Worker& worker, h1::Downstream& down) : worker_(worker), down_(down) {
   // The heads are rebuilt per request in these: one allocation each per connection.
   up_head_.reserve(512);
   resp_head_.reserve(512);
@@ -46,6 +46,19 @@ std::string Exchange::node_label() const {
   if (!routing_ || attempts_ == 0) return "node=-";
   const Backend& b = routing_->backends[node_];
   return "node=" + b.name + " address=" + b.address.to_string();
+}
+
+void Exchange::on_answered(int status, std::string_view cause) {
+  if (!cause.empty()) {
+    RP_LOG(status >= 500 ? LogLevel::kWarn : LogLevel::kInfo,
+           "answered " + std::to_string(status) + ": " + std::string(cause) + " client=" + std::string(client_ip_) +
+               " " + node_label());
+  }
+  account(status);
+}
+
+void Exchange::on_client_note(std::string_view what) {
+  RP_LOG(LogLevel::kInfo, "client " + std::string(client_ip_) + ": " + std::string(what));
 }
 
 void Exchange::account(int status) {

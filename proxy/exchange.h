@@ -1,21 +1,15 @@
-// One request's way through the proxy, once the HTTP/1 server codec (ClientConn) has a
-// checked head: the key and the node (proxy/router.h), the head rewritten for the node
-// (proxy/rewrite.h), an upstream connection from the node's pool, the body streamed up
-// with backpressure, the response read back and streamed down, retries on another node
-// while nothing has been sent, the upstream timeouts, and the request's record
-// (proxy/request_log.h). It never sees the client's socket: it talks to the codec
-// through Downstream, and the codec talks to it through the calls below.
+// One request's way through the proxy, once the HTTP/1 server codec
+// (http/h1/server_conn.h) has a checked head: the key and the node (proxy/router.h),
+// the head rewritten for the node (proxy/rewrite.h), an upstream connection from the
+// node's pool, the body streamed up, the response read back and streamed down,
+// retries on another node while nothing has been sent, the upstream timeouts, and the
+// request's record (proxy/request_log.h). It never sees the client's socket: it is the
+// codec's RequestHandler and answers through h1::Downstream, with the codec's two
+// backpressure rules (a kPinned body chunk; a kQueued send stops the node's reads until
+// on_downstream_drained).
 //
-// Backpressure, one rule each way:
-//  - Up: the codec offers body bytes with on_body() only while ready_for_body(); a
-//    body chunk that the upstream socket did not take at once is kPinned: its bytes
-//    stay put in the client's read buffer and the codec reads no more until
-//    Downstream::resume_body().
-//  - Down: Downstream::send() returning kQueued pins the response bytes (the upstream
-//    read buffer); the exchange stops reading the node until on_downstream_drained().
-//
-// The exchange lives inside its client connection and is reused for every request on
-// it: no allocation per request once warm.
+// The exchange lives inside its client connection (proxy/client_conn.h) and serves
+// every request on it: no allocation per request once warm.
 //
 // Thread: the owning worker's loop.
 #pragma once
@@ -31,6 +25,7 @@
 
 #include "http/h1/field_spans.h"
 #include "http/h1/request_parser.h"
+#include "http/h1/server_conn.h"
 #include "http/message.h"
 #include "proxy/backends.h"
 #include "proxy/request_log.h"
@@ -40,84 +35,45 @@ namespace ringproxy {
 
 class Worker;
 
-// What an exchange needs of the connection to the client (the server codec).
-class Downstream {
+class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
  public:
-  // Response bytes to the client: Transport::kWritten, kQueued (the buffers stay
-  // pinned until the exchange's on_downstream_drained) or a libuv error.
-  virtual int send(uv_buf_t* bufs, unsigned count) = 0;
-  virtual bool send_pending() const = 0;
-  // An answer of the proxy's own, while nothing of a response was sent.
-  virtual void respond_error(int status, std::string_view text, std::string_view log_cause) = 0;
-  // A complete answer built by the exchange (taken from `answer`), after which the
-  // connection goes on (`keep_alive`) or closes in stages.
-  virtual void respond_own(std::string& answer, bool keep_alive) = 0;
-  // Reads and drops the rest of the request if it is all buffered: true when the
-  // request is then complete (the connection may go on after an early answer).
-  virtual bool finish_request_early() = 0;
-  // The response is complete and written: next request, or close (`close_after`).
-  virtual void response_done(bool close_after) = 0;
-  // The exchange can take body bytes again (connected, or a pinned chunk written).
-  virtual void resume_body() = 0;
-  // A 101 was relayed: from now on the client's bytes go up raw (on_body, never end).
-  virtual void start_tunnel() = 0;
-  // The node finished sending in a tunnel: pass its FIN on.
-  virtual void tunnel_upstream_done() = 0;
-  virtual void abort() = 0;  // close the client connection now
-  virtual bool closing() const = 0;
-  // The connection is to close after this response (the client asked, or a drain).
-  virtual bool close_requested() const = 0;
-
- protected:
-  ~Downstream() = default;
-};
-
-class Exchange final : private UpstreamConn::Owner {
- public:
-  Exchange(Worker& worker, Downstream& down);
+  Exchange(Worker& worker, h1::Downstream& down);
   ~Exchange() = default;
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
-  // The first byte of a request arrived.
-  void begin(uint64_t now_us) { log_.start(now_us); }
-  // A complete, checked head (`req` stays the codec's; it is read now and while the
-  // first attempt is made). The exchange routes it, or answers through Downstream.
-  void on_request(h1::RequestParser& req, std::string_view client_ip);
-  // Body bytes [p, p + len), framed as received (or raw, in a tunnel), offered only
-  // while ready_for_body(); `end`: the request is complete after them.
-  enum class BodyResult { kTaken, kPinned, kFailed };
-  BodyResult on_body(char* p, size_t len, bool end);
-  bool ready_for_body() const { return up_ && upstream_ready_ && !up_->write_pending(); }
-  // Body bytes written up are still pinned in the client's buffer.
-  bool body_pinned() const { return up_ && up_->write_pending(); }
-  // The client half-closed inside a tunnel.
-  void on_client_eof();
-  // A response write the client had not taken (kQueued) has completed.
-  void on_downstream_drained();
-  // The client connection is closing: the upstream connection goes too.
-  void abort() { release_upstream(false); }
-
-  // A response is under way (routing, waiting for the node, or streaming).
-  bool active() const { return phase_ != Phase::kNone; }
-  // Bytes of a response were sent or are about to be: no own answer can replace it.
-  bool response_started() const { return resp_bytes_ > 0; }
-  // The connection must end after this exchange (the response is delimited by the
-  // close, a 1.0 client gets a decoded body, the proxy ran out of descriptors, ...).
-  bool close_after() const { return close_after_; }
-  // "node=NAME address=ADDR" of the node last tried, or "node=-".
-  std::string node_label() const;
-  // Records the request's outcome when the codec answers it itself (at most once per
-  // request, whoever calls first: RequestLog).
-  void account(int status);
-  // The codec goes on with the next request on the connection.
-  void reset();
+  // h1::RequestHandler (http/h1/server_conn.h says when each is called)
+  void begin(uint64_t now_us) override { log_.start(now_us); }
+  // Routes the request, or answers it through Downstream.
+  void on_request(h1::RequestParser& req, std::string_view client_ip) override;
+  BodyResult on_body(char* p, size_t len, bool end) override;
+  bool ready_for_body() const override { return up_ && upstream_ready_ && !up_->write_pending(); }
+  bool body_pinned() const override { return up_ && up_->write_pending(); }
+  void on_client_eof() override;
+  void on_downstream_drained() override;
+  // The upstream connection goes (closed: it may be mid-exchange).
+  void abort() override { release_upstream(false); }
+  bool active() const override { return phase_ != Phase::kNone; }
+  bool response_started() const override { return resp_bytes_ > 0; }
+  // The response is delimited by the close, a 1.0 client gets a decoded body, the
+  // proxy ran out of descriptors, ...
+  bool close_after() const override { return close_after_; }
+  // Logs "answered STATUS: CAUSE client=IP node=NAME address=ADDR" and records the
+  // request's outcome.
+  void on_answered(int status, std::string_view cause) override;
+  void on_client_note(std::string_view what) override;
+  void reset() override;
 
  private:
   enum class Phase { kNone, kConnecting, kWaiting, kHead, kBody, kDone };
 
   using Span = h1::Span;
   using HeaderSpan = h1::FieldSpan;
+
+  // "node=NAME address=ADDR" of the node last tried, or "node=-".
+  std::string node_label() const;
+  // Records the request's outcome (at most once per request: RequestLog).
+  void account(int status);
 
   // Routing and attempts.
   bool apply_max_forwards(h1::RequestParser& req);
@@ -165,7 +121,7 @@ class Exchange final : private UpstreamConn::Owner {
   static const llhttp_settings_t& response_decode_settings();
 
   Worker& worker_;
-  Downstream& down_;
+  h1::Downstream& down_;
   Phase phase_ = Phase::kNone;
 
   // The request.

@@ -1,0 +1,439 @@
+#include "http/h1/server_conn.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "http/status.h"
+
+namespace ringproxy::h1 {
+
+// ---------------------------------------------------------------------------------------
+// Life cycle
+
+ServerConn::ServerConn(uv_loop_t* loop, BufferPool& buffers, Owner& owner, RequestHandler& handler)
+    : loop_(loop), owner_(owner), handler_(handler), tcp_(buffers, *this), in_(tcp_.buffer()) {}
+
+int ServerConn::open(int fd, bool nodelay_inherited) {
+  timer_.init(loop_, this);
+  open_handles_ = 1;
+  int rc = tcp_.init(loop_);
+  if (rc == 0) {
+    open_handles_ = 2;
+    rc = tcp_.open(fd, nodelay_inherited);
+  }
+  if (rc != 0) {
+    ::close(fd);  // still ours: the handle did not take it
+    close();
+  }
+  return rc;
+}
+
+void ServerConn::start(const sockaddr* peer) {
+  TcpTransport::ip_text(peer, client_ip_, sizeof client_ip_);
+  client_ip_len_ = static_cast<uint8_t>(std::strlen(client_ip_));
+  arm_timer(owner_.limits().header_timeout_ms);
+  resume_client_reading();
+}
+
+void ServerConn::close() {
+  if (closing_) return;
+  closing_ = true;
+  handler_.abort();
+  owner_.on_closing(*this);
+  tcp_.close();  // a no-op when its init failed
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_.handle()), on_timer_closed);
+}
+
+void ServerConn::on_timer_closed(uv_handle_t* h) { static_cast<ServerConn*>(h->data)->handle_closed(); }
+void ServerConn::on_closed() { handle_closed(); }
+
+void ServerConn::handle_closed() {
+  if (--open_handles_ != 0) return;
+  owner_.on_freed(*this);  // frees this
+}
+
+void ServerConn::drain() {
+  drain_requested_ = true;
+  close_after_response_ = true;
+  if (lingering_) {
+    close();
+    return;
+  }
+  if (req_phase_ == ReqPhase::kIdle && !handler_.active() && in_.size() == 0 && !client_write_pending_) close();
+}
+
+void ServerConn::arm_timer(uint32_t ms) { timer_.arm(ms, on_timer); }
+
+void ServerConn::on_timer(uv_timer_t* t) {
+  auto* c = static_cast<ServerConn*>(t->data);
+  if (!c->timer_.due(on_timer)) return;
+  if (c->lingering_ || !c->error_out_.empty()) {
+    c->close();  // done lingering, or the client does not read our answer
+    return;
+  }
+  if (c->req_phase_ == ReqPhase::kHead && !c->handler_.active()) {
+    c->respond_error(408, "request head not received in time", "header timeout");
+    return;
+  }
+  if (c->req_phase_ == ReqPhase::kIdle && !c->handler_.active()) {
+    c->close();  // keep-alive idle timeout: nothing to answer
+    return;
+  }
+  if (c->req_phase_ == ReqPhase::kBody && !c->handler_.response_started() && !c->tunnel_) {
+    c->respond_error(408, "request body not received in time", "client stalled mid-body");
+    return;
+  }
+  c->handler_.on_client_note(c->client_write_pending_ ? "not reading the response, closing"
+                                                      : "idle timeout mid-exchange, closing");
+  c->close();
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading from the client
+
+void ServerConn::resume_client_reading() {
+  if (closing_ || tcp_.reading() || client_eof_ || client_write_pending_) return;
+  if (handler_.body_pinned()) return;  // backpressure: upstream has not taken the last bytes
+  if (in_.allocated() && in_.free_space() == 0) {
+    in_.compact();
+    if (in_.free_space() == 0) return;  // full of a pipelined request we cannot take yet
+  }
+  tcp_.start_reading();
+}
+
+void ServerConn::on_read(ssize_t nread) {
+  ServerConn* c = this;
+  if (c->lingering_) {
+    // Dropped. The client's FIN (or a reset) ends it, or the time and size bounds do.
+    c->linger_bytes_ += nread > 0 ? static_cast<uint64_t>(nread) : 0;
+    c->in_.clear();
+    const uint64_t now = uv_now(c->loop_);
+    if (nread < 0 || c->linger_bytes_ > kLingerMaxBytes || now >= c->linger_deadline_) {
+      c->close();
+      return;
+    }
+    c->arm_timer(static_cast<uint32_t>(std::min<uint64_t>(kLingerIdleMs, c->linger_deadline_ - now)));
+    return;
+  }
+  if (nread < 0) {
+    c->client_eof_ = true;
+    if (nread != UV_EOF) {
+      c->close();  // a reset: nobody to answer
+      return;
+    }
+    if (c->tunnel_) {
+      c->handler_.on_client_eof();
+      return;
+    }
+    if (!c->handler_.active()) {
+      // No exchange: idle (go), or a head cut short (say so).
+      if (c->req_phase_ == ReqPhase::kHead && (c->req_.head_started() || c->in_.size() > 0)) {
+        c->respond_error(400, "incomplete request", "client closed mid-head");
+      } else {
+        c->close();
+      }
+      return;
+    }
+    // A half-close after a request (HTTP allows it): the request and any pipelined
+    // ones already buffered are answered, then the connection closes. A body still
+    // short of its end is cut short: forward_request_body() finds that out.
+    if (c->req_phase_ == ReqPhase::kBody && c->handler_.ready_for_body()) c->forward_body();
+    return;
+  }
+  if (c->tunnel_) {
+    c->arm_timer(c->owner_.limits().idle_timeout_ms);
+    c->forward_body();
+    return;
+  }
+  if (c->req_phase_ == ReqPhase::kBody) c->arm_timer(c->owner_.limits().idle_timeout_ms);
+  c->process_request_bytes();
+}
+
+void ServerConn::process_request_bytes() {
+  while (!closing_) {
+    switch (req_phase_) {
+      case ReqPhase::kIdle:
+        if (in_.size() == 0) {
+          if (client_eof_ && !handler_.active() && !client_write_pending_) {
+            close();  // half-closed, and every request it sent is answered
+            return;
+          }
+          if (!client_write_pending_) tcp_.release_buffer();
+          return;
+        }
+        req_phase_ = ReqPhase::kHead;
+        handler_.begin(uv_hrtime() / 1000);
+        if (!handler_.active()) {
+          arm_timer(owner_.limits().header_timeout_ms);
+        }
+        [[fallthrough]];
+      case ReqPhase::kHead:
+        if (handler_.active()) return;  // the previous response is not done
+        if (!parse_head()) return;
+        if (req_phase_ == ReqPhase::kHead) return;  // need more bytes
+        on_request_head();
+        break;
+      case ReqPhase::kBody:
+        if (!handler_.ready_for_body()) return;
+        if (!forward_body()) return;
+        break;
+      case ReqPhase::kDone:
+        return;
+    }
+  }
+}
+
+bool ServerConn::parse_head() {
+  const bool may_compact = !client_write_pending_ && !handler_.body_pinned();
+  const uint32_t max_head = owner_.limits().max_header_bytes;
+  switch (req_.read_head(in_, max_head, may_compact, client_eof_)) {
+    case h1::RequestParser::HeadStep::kMore:
+      resume_client_reading();
+      return true;
+    case h1::RequestParser::HeadStep::kHead:
+      req_phase_ = ReqPhase::kBody;
+      return true;
+    case h1::RequestParser::HeadStep::kRefused:
+      break;
+  }
+  const h1::Refusal& r = req_.refusal();
+  respond_error(r.status, r.text, r.cause);
+  return false;
+}
+
+void ServerConn::on_request_head() {
+  // The head passed the codec's checks; the exchange takes it from here.
+  req_body_started_ = false;
+  if (!req_.keep_alive() || drain_requested_) close_after_response_ = true;
+  // While the body comes in, this timer watches the client; the upstream timer
+  // watches the backend.
+  arm_timer(owner_.limits().idle_timeout_ms);
+  handler_.on_request(req_, std::string_view(client_ip_, client_ip_len_));
+}
+
+// ---------------------------------------------------------------------------------------
+// Request body
+
+bool ServerConn::forward_body() {
+  if (!handler_.ready_for_body()) return false;
+  if (in_.size() == 0 && (tunnel_ || req_body_started_)) {
+    if (client_eof_ && !tunnel_) {
+      handler_.on_client_note("closed mid-body; dropping the request");
+      close();
+      return false;
+    }
+    resume_client_reading();
+    return false;
+  }
+  // Executed once even with no bytes: a request without a body completes here.
+  req_body_started_ = true;
+  char* start = in_.begin_ptr();
+  size_t len = in_.size();
+  bool complete = false;
+  if (!tunnel_) {
+    const h1::RequestParser::BodyStep step = req_.body(start, len);
+    if (step.error) {
+      if (!handler_.response_started()) {
+        respond_error(400, "malformed request body", "malformed body: " + std::string(req_.error_reason()));
+      } else {
+        close();
+      }
+      return false;
+    }
+    len = step.consumed;
+    complete = step.complete;
+  }
+  in_.consume(len);
+  switch (handler_.on_body(start, len, complete)) {
+    case RequestHandler::BodyResult::kFailed:
+      return false;
+    case RequestHandler::BodyResult::kPinned:
+      tcp_.stop_reading();
+      break;
+    case RequestHandler::BodyResult::kTaken:
+      break;
+  }
+  if (closing_) return false;
+  if (complete) {
+    req_phase_ = ReqPhase::kDone;
+    if (!client_write_pending_) timer_.disarm();  // the client has sent all; now the backend's turn
+    return !req_.upgrade();  // bytes after an upgrade request wait for the 101
+  }
+  if (client_eof_ && !tunnel_ && in_.size() == 0) {
+    handler_.on_client_note("closed mid-body; dropping the request");
+    close();
+    return false;
+  }
+  if (!handler_.body_pinned()) resume_client_reading();
+  return false;
+}
+
+void ServerConn::resume_body() {
+  if (closing_) return;
+  if (req_phase_ == ReqPhase::kBody || tunnel_) {
+    forward_body();
+    if (!closing_ && req_phase_ == ReqPhase::kDone && !tunnel_) process_request_bytes();
+  }
+  resume_client_reading();
+}
+
+void ServerConn::start_tunnel() {
+  tunnel_ = true;
+  arm_timer(owner_.limits().idle_timeout_ms);
+  // Bytes the client sent after its upgrade request go up now.
+  forward_body();
+  resume_client_reading();
+}
+
+void ServerConn::tunnel_upstream_done() {
+  if (client_eof_) {
+    close();
+    return;
+  }
+  if (tcp_.shutdown_write() != 0) close();
+}
+
+// ---------------------------------------------------------------------------------------
+// The end of an exchange
+
+void ServerConn::response_done(bool close_after) {
+  if (close_after) close_after_response_ = true;
+  end_exchange();
+}
+
+void ServerConn::end_exchange() {
+  if (closing_) return;
+  if (req_phase_ != ReqPhase::kDone) {
+    // The backend answered before the whole request arrived (an early 413, say): the
+    // rest of the body cannot be told from a next request, so the connection ends.
+    close_after_response_ = true;
+  }
+  handler_.abort();  // the upstream connection, if still held (an early close)
+  if (close_after_response_ || tunnel_ || (client_eof_ && in_.size() == 0)) {
+    if (!client_write_pending_) close();
+    return;
+  }
+  // Ready for the next request on this connection.
+  req_phase_ = ReqPhase::kIdle;
+  req_.next_message();
+  handler_.reset();
+  arm_timer(owner_.limits().idle_timeout_ms);
+  resume_client_reading();
+  process_request_bytes();
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing to the client
+
+int ServerConn::send(uv_buf_t* bufs, unsigned count) {
+  const int rc = tcp_.write(bufs, count);
+  if (rc == Transport::kQueued) {
+    client_write_pending_ = true;
+    // A client that does not read is dropped after idle_timeout_ms.
+    arm_timer(owner_.limits().idle_timeout_ms);
+  } else if (rc == Transport::kWritten && tunnel_) {
+    arm_timer(owner_.limits().idle_timeout_ms);  // the tunnel is alive
+  }
+  return rc;
+}
+
+void ServerConn::on_write_done(int status) {
+  client_write_pending_ = false;
+  if (status < 0 || closing_) {
+    close();
+    return;
+  }
+  if (!tunnel_ && req_phase_ == ReqPhase::kDone) timer_.disarm();
+  if (!error_out_.empty()) {
+    error_response_written();
+    return;
+  }
+  if (handler_.active()) {
+    handler_.on_downstream_drained();
+  } else if (close_after_response_) {
+    close();
+    return;
+  }
+  resume_client_reading();
+}
+
+void ServerConn::respond_error(int status, std::string_view body, std::string_view log_cause) {
+  if (closing_) return;
+  if (handler_.response_started() || !error_out_.empty()) {
+    close();
+    return;
+  }
+  handler_.abort();
+  handler_.on_answered(status, log_cause);
+  // After a 5xx of ours the connection can go on, as after any response, if the
+  // request has been read to its end (a bodiless one, or a body already buffered). A
+  // 4xx answers input that cannot be trusted to frame a next request: close.
+  // A 501 (unknown transfer coding) or 505 (unknown version) refuses the framing itself.
+  const bool keep_alive = status >= 500 && status != 501 && status != 505 && !close_after_response_ &&
+                          !handler_.close_after() && !client_eof_ && !drain_requested_ && discard_rest_of_request();
+  // To a HEAD, our answer is bodiless too (RFC 9110 9.3.2), or the client would read
+  // the body as the next response.
+  error_out_ = canned_response(status, body, !keep_alive, req_.is_head());
+  respond_self(keep_alive);
+}
+
+void ServerConn::respond_own(std::string& answer, bool keep_alive) {
+  if (closing_) return;
+  error_out_.swap(answer);
+  respond_self(keep_alive);
+}
+
+void ServerConn::respond_self(bool keep_alive) {
+  error_keep_alive_ = keep_alive;
+  tcp_.stop_reading();
+  timer_.disarm();
+  uv_buf_t buf = uv_buf_init(error_out_.data(), static_cast<unsigned>(error_out_.size()));
+  const int rc = send(&buf, 1);
+  if (rc == Transport::kWritten) {
+    error_response_written();
+  } else if (rc < 0) {
+    close();
+  }
+}
+
+void ServerConn::linger_close() {
+  if (closing_) return;
+  handler_.abort();
+  if (client_eof_ || drain_requested_) {
+    close();  // nothing more will come, or no time to wait for it
+    return;
+  }
+  lingering_ = true;
+  linger_deadline_ = uv_now(loop_) + kLingerMs;
+  linger_bytes_ = 0;
+  in_.clear();
+  // FIN after the answer (the shutdown runs after the queued writes).
+  if (tcp_.shutdown_write() != 0 || tcp_.start_reading() != 0) {
+    close();
+    return;
+  }
+  arm_timer(kLingerIdleMs);
+}
+
+void ServerConn::error_response_written() {
+  if (!error_keep_alive_) {
+    linger_close();
+    return;
+  }
+  error_out_.clear();
+  error_keep_alive_ = false;
+  end_exchange();
+}
+
+bool ServerConn::discard_rest_of_request() {
+  if (req_phase_ == ReqPhase::kDone) return true;
+  if (req_phase_ != ReqPhase::kBody || req_.upgrade()) return false;
+  if (!req_.discard_buffered(in_)) return false;  // more body to come, or bad framing: the connection ends
+  req_phase_ = ReqPhase::kDone;
+  return true;
+}
+
+}  // namespace ringproxy::h1

@@ -1,0 +1,225 @@
+// The server side of HTTP/1 over a Transport: one client connection. It reads and
+// checks request heads (h1::RequestParser), answers one request at a time in order
+// (pipelining), decides keep-alive (HTTP/1.0's rules included), owns the client's
+// timers (head, keep-alive idle, a client that stalls mid-body or stops reading),
+// answers what it refuses itself, and closes in stages after an answer that ends the
+// connection (RFC 9112 9.6, nginx's lingering close). What a request means is its
+// RequestHandler's business: the proxy's Exchange (proxy/exchange.h) routes it to a
+// node; the admin endpoint answers it itself. The handler answers through Downstream.
+//
+// Backpressure, one rule each way:
+//  - Up: body bytes are offered with RequestHandler::on_body() only while the handler
+//    is ready_for_body(); a chunk it could not pass on at once is kPinned: its bytes
+//    stay put in the read buffer and nothing more is read until resume_body().
+//  - Down: send() returning kQueued pins the handler's bytes until its
+//    on_downstream_drained().
+//
+// No allocation per request once warm: the head is parsed in place, the handler lives
+// as long as the connection. Nothing here logs: the handler is told what happened
+// (on_answered, on_client_note) and writes its lines.
+//
+// Thread: the owning loop's. Freed by its Owner after on_freed, never before.
+#pragma once
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "http/h1/request_parser.h"
+#include "net/deadline_timer.h"
+#include "net/io_buffer.h"
+#include "net/tcp_transport.h"
+
+namespace ringproxy::h1 {
+
+// Lingering close (RFC 9112 9.6): after an answer that ends the connection, what the
+// client still sends is read and dropped for at most kLingerMs in all, kLingerIdleMs
+// between reads, and kLingerMaxBytes. nginx's lingering_time and lingering_timeout are
+// 30 s and 5 s; a client that has our answer needs only the time its last bytes take.
+constexpr uint32_t kLingerMs = 5000;
+constexpr uint32_t kLingerIdleMs = 2000;
+constexpr uint64_t kLingerMaxBytes = 4 * 1024 * 1024;
+
+// What a request handler needs of the connection to the client.
+class Downstream {
+ public:
+  // Response bytes to the client: Transport::kWritten, kQueued (the buffers stay
+  // pinned until the handler's on_downstream_drained) or a libuv error.
+  virtual int send(uv_buf_t* bufs, unsigned count) = 0;
+  virtual bool send_pending() const = 0;
+  // An answer of the codec's own (http/status.h), while nothing of a response was sent;
+  // `log_cause` goes to RequestHandler::on_answered.
+  virtual void respond_error(int status, std::string_view text, std::string_view log_cause) = 0;
+  // A complete answer built by the handler (taken from `answer`), after which the
+  // connection goes on (`keep_alive`) or closes in stages.
+  virtual void respond_own(std::string& answer, bool keep_alive) = 0;
+  // Reads and drops the rest of the request if it is all buffered: true when the
+  // request is then complete (the connection may go on after an early answer).
+  virtual bool finish_request_early() = 0;
+  // The response is complete and written: next request, or close (`close_after`).
+  virtual void response_done(bool close_after) = 0;
+  // The handler can take body bytes again (connected, or a pinned chunk written).
+  virtual void resume_body() = 0;
+  // A 101 was relayed: from now on the client's bytes go up raw (on_body, never end).
+  virtual void start_tunnel() = 0;
+  // The other end finished sending in a tunnel: pass its FIN on.
+  virtual void tunnel_upstream_done() = 0;
+  virtual void abort() = 0;  // close the client connection now
+  virtual bool closing() const = 0;
+  // The connection is to close after this response (the client asked, or a drain).
+  virtual bool close_requested() const = 0;
+
+ protected:
+  ~Downstream() = default;
+};
+
+// What the codec hands each request to.
+class RequestHandler {
+ public:
+  enum class BodyResult {
+    kTaken,   // passed on; the bytes may be reused
+    kPinned,  // passed on, but still in use until Downstream::resume_body()
+    kFailed,  // the handler has answered or closed (through Downstream)
+  };
+
+  // The first byte of a request arrived.
+  virtual void begin(uint64_t now_us) = 0;
+  // A complete, checked head (`req` stays the codec's: valid until reset()).
+  virtual void on_request(RequestParser& req, std::string_view client_ip) = 0;
+  // Body bytes [p, p + len), framed as received (or raw, in a tunnel), offered only
+  // while ready_for_body(); `end`: the request is complete after them.
+  virtual BodyResult on_body(char* p, size_t len, bool end) = 0;
+  virtual bool ready_for_body() const = 0;
+  // Body bytes passed on are still in use (the read buffer may not move).
+  virtual bool body_pinned() const = 0;
+  // The client half-closed inside a tunnel.
+  virtual void on_client_eof() = 0;
+  // A send() that returned kQueued has completed.
+  virtual void on_downstream_drained() = 0;
+  // The connection is closing, or the codec answers: let go of what the request held.
+  virtual void abort() = 0;
+  // A response is under way.
+  virtual bool active() const = 0;
+  // Bytes of a response were sent or are about to be: no own answer can replace it.
+  virtual bool response_started() const = 0;
+  // The connection must end after this exchange.
+  virtual bool close_after() const = 0;
+  // The codec answered `status` itself; `cause` is for the log line ("" when the
+  // caller logged already). Once per request at most, before the answer is written.
+  virtual void on_answered(int status, std::string_view cause) = 0;
+  // The client did something worth a line ("closed mid-body; dropping the request").
+  virtual void on_client_note(std::string_view what) = 0;
+  // The codec goes on with the next request on the connection.
+  virtual void reset() = 0;
+
+ protected:
+  ~RequestHandler() = default;
+};
+
+// The codec's limits, read when they apply (a reload changes them for what follows).
+struct ServerLimits {
+  uint32_t header_timeout_ms = 10000;
+  uint32_t idle_timeout_ms = 60000;
+  uint32_t max_header_bytes = 16 * 1024;
+};
+
+class ServerConn final : public Downstream, private Transport::Handler {
+ public:
+  class Owner {
+   public:
+    virtual ServerLimits limits() const = 0;
+    virtual void on_closing(ServerConn& conn) = 0;  // close() has begun
+    virtual void on_freed(ServerConn& conn) = 0;    // every handle closed: free it now
+   protected:
+    ~Owner() = default;
+  };
+
+  ServerConn(uv_loop_t* loop, BufferPool& buffers, Owner& owner, RequestHandler& handler);
+  ~ServerConn() = default;
+  ServerConn(const ServerConn&) = delete;
+  ServerConn& operator=(const ServerConn&) = delete;
+
+  // Takes `fd`, an accepted socket (non-blocking, close-on-exec). On an error the fd is
+  // closed, close() has run and on_freed follows.
+  int open(int fd, bool nodelay_inherited);
+  // Starts serving the client at `peer`: the head timer runs, reading starts.
+  void start(const sockaddr* peer);
+  void close();  // idempotent; on_freed follows from the loop
+  // Draining: close now if idle, else after the response in progress.
+  void drain();
+  std::string_view client_ip() const { return {client_ip_, client_ip_len_}; }
+
+  // Downstream
+  int send(uv_buf_t* bufs, unsigned count) override;
+  bool send_pending() const override { return client_write_pending_; }
+  void respond_error(int status, std::string_view text, std::string_view log_cause) override;
+  void respond_own(std::string& answer, bool keep_alive) override;
+  bool finish_request_early() override { return discard_rest_of_request(); }
+  void response_done(bool close_after) override;
+  void resume_body() override;
+  void start_tunnel() override;
+  void tunnel_upstream_done() override;
+  void abort() override { close(); }
+  bool closing() const override { return closing_; }
+  bool close_requested() const override { return close_after_response_; }
+
+ private:
+  enum class ReqPhase { kIdle, kHead, kBody, kDone };
+
+  void process_request_bytes();
+  bool parse_head();  // false when the connection is done with (error sent)
+  void on_request_head();
+  // Offers the buffered body bytes to the handler; true when the request is complete.
+  bool forward_body();
+  void end_exchange();  // the response is complete: next request, or close
+  void resume_client_reading();
+  void arm_timer(uint32_t ms);
+  // Writes our own complete answer (error_out_), then the connection goes on
+  // (`keep_alive`) or closes in stages.
+  void respond_self(bool keep_alive);
+  void error_response_written();
+  // After an answer that ends the connection while the client may still be sending:
+  // FIN, then read and drop what comes, bounded (kLinger*).
+  void linger_close();
+  // Reads the rest of the request, if it is all buffered, and drops it; true when the
+  // request is then complete.
+  bool discard_rest_of_request();
+
+  // Transport::Handler
+  void on_read(ssize_t nread) override;
+  void on_write_done(int status) override;
+  void on_closed() override;
+  static void on_timer(uv_timer_t* t);
+  static void on_timer_closed(uv_handle_t* h);
+  void handle_closed();  // one of the two handles closed; the last frees this
+
+  uv_loop_t* loop_;
+  Owner& owner_;
+  RequestHandler& handler_;
+  TcpTransport tcp_;
+  IoBuffer& in_;  // the transport's read buffer
+  DeadlineTimer timer_;
+  int open_handles_ = 0;
+  bool closing_ = false;
+  bool client_write_pending_ = false;
+  bool client_eof_ = false;
+  bool close_after_response_ = false;
+  bool drain_requested_ = false;
+  bool lingering_ = false;        // linger_close(): reading only to drop
+  uint64_t linger_deadline_ = 0;  // loop ms
+  uint64_t linger_bytes_ = 0;
+  char client_ip_[48] = {};
+  uint8_t client_ip_len_ = 0;
+
+  RequestParser req_;
+  ReqPhase req_phase_ = ReqPhase::kIdle;
+  bool req_body_started_ = false;
+  bool tunnel_ = false;            // after a 101: bytes pass raw both ways
+  std::string error_out_;          // an answer of our own being written
+  bool error_keep_alive_ = false;  // ... after which the connection goes on
+};
+
+}  // namespace ringproxy::h1

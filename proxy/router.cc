@@ -18,9 +18,9 @@ std::optional<NodeIndex> pick_node(const Routing& routing, uint64_t key_hash,
     if (!st.usable()) return false;
     // Slow start: a returning node takes a growing, fixed subset of its keys; the
     // others walk on to the next node, as if it were still away.
-    const uint64_t ramp_end = st.ramp_end_ms.load(std::memory_order_relaxed);
-    return ramp_end == 0 || now_ms >= ramp_end ||
-           slow_start_admits(key_hash, st.ramp_start_ms.load(std::memory_order_relaxed), ramp_end, now_ms);
+    const SlowStartRamp ramp = st.ramp();
+    return ramp.end_ms == 0 || now_ms >= ramp.end_ms ||
+           slow_start_admits(key_hash, ramp.start_ms, ramp.end_ms, now_ms);
   };
   std::optional<NodeIndex> node;
   if (load_factor > 1.0) {

@@ -16,7 +16,7 @@ namespace ringproxy {
 //   - not in `tried` (the nodes earlier attempts of this request went to),
 //   - usable (NodeState::usable(): up, not ejected, not draining), and
 //   - admits the key at `now_ms` if it is ramping (slow start, slow_start_admits():
-//     ramp_end_ms 0 or reached admits every key; before that a fixed, growing subset).
+//     no ramp, or its end reached, admits every key; before that a fixed, growing subset).
 // Of those, the first in ring order from `key_hash` (Ring::pick), so a node leaving
 // moves only its own keys, each to the next node of the ring.
 //

@@ -94,8 +94,7 @@ void Server::copy_state(const Routing& routing, const std::string& name) {
   st.up.store(h->state() != HealthState::kDown && !majority_down, std::memory_order_relaxed);
   st.ejected.store(h->state() == HealthState::kEjected, std::memory_order_relaxed);
   const uint64_t ramp_end = h->slow_start_until();
-  st.ramp_start_ms.store(ramp_end ? h->up_since() : 0, std::memory_order_relaxed);
-  st.ramp_end_ms.store(ramp_end, std::memory_order_relaxed);
+  st.set_ramp(ramp_end ? h->up_since() : 0, ramp_end);
 }
 
 void Server::handle(const std::optional<HealthEvent>& event, const std::string& detail) {

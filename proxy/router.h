@@ -20,7 +20,7 @@ namespace ringproxy {
 // Of those, the first in ring order from `key_hash` (Ring::pick), so a node leaving
 // moves only its own keys, each to the next node of the ring.
 //
-// With ring.load_factor c > 1 (bounded loads, Ring::pick_bounded's rule): the bound is
+// With ring.load_factor c > 1 (bounded loads, Ring::pick_bounded): the bound is
 // Ring::load_bound(c, total, count) over the nodes of weight > 0 that may take this key
 // (so it depends on the key and on `tried`), total summing their in_flight; the first
 // such node in ring order whose in_flight is below the bound is chosen. When none is

@@ -529,7 +529,7 @@ std::vector<Field<HealthConfig>> health_fields() {
       integer_field<H>("eject_base_ms", &H::eject_base_ms, 1, 86'400'000),
       integer_field<H>("max_ejected_percent", &H::max_ejected_percent, 0, 100),
       // 0 = a returning node takes its whole share at once.
-      integer_field<H>("slow_start_ms", &H::slow_start_ms, 0, 3'600'000),
+      integer_field<H>("slow_start_ms", &H::slow_start_ms, 0, kMaxSlowStartMs),
   };
 }
 

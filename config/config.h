@@ -25,6 +25,10 @@ struct HashKey {
 // request keeps the list of nodes it tried.
 inline constexpr uint32_t kMaxRetries = 100;
 
+// health.slow_start_ms is at most this (1 hour, as every timeout here): the proxy keeps a
+// ramp's length in 24 bits (proxy/backends.h, SlowStartRamp).
+inline constexpr uint32_t kMaxSlowStartMs = 3'600'000;
+
 struct ProxyConfig {
   Address listen{"127.0.0.1", 8080, false};
   uint32_t workers = 0;  // 0 = one per CPU core

@@ -3,131 +3,24 @@
 #include <algorithm>
 #include <cstddef>
 
-#include "proxy/backends.h"
-#include "http/message.h"
+#include "http/h1/lingering_close.h"
+#include "http/h1/request_parser.h"
 #include "http/status.h"
+#include "net/deadline_timer.h"
+#include "net/tcp_transport.h"
+#include "proxy/backends.h"
 #include "proxy/log.h"
 
 namespace ringproxy {
-namespace {
-constexpr uint32_t kHeaderTimeoutMs = 10000;
-constexpr uint32_t kIdleTimeoutMs = 60000;
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-}  // namespace
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
-
-std::string AdminRequest::header(std::string_view name) const {
-  for (const auto& [k, v] : headers) {
-    if (iequals(k, name)) return v;
-  }
-  return {};
-}
-
-std::string AdminRequest::param(std::string_view name, bool* found) const {
-  std::string_view q = query;
-  while (!q.empty()) {
-    const size_t amp = q.find('&');
-    const std::string_view pair = q.substr(0, amp);
-    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
-    const size_t eq = pair.find('=');
-    if (percent_decode(pair.substr(0, eq)) == name) {
-      if (found) *found = true;
-      return eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
-    }
-  }
-  if (found) *found = false;
-  return {};
-}
-
-// One admin connection: one request at a time. Bytes read wait in `pending_` (at most
-// kMaxPending: reading stops beyond), a message is parsed, answered, and only when
-// its answer is written is the next one parsed, so a client that pipelines without
-// reading holds at most one answer and one buffer of requests. Freed in its last
-// close callback.
+// One admin connection, one request at a time: a head is read in the transport's
+// buffer, copied into an AdminRequest, its body gathered (decoded) into the request,
+// the handler's answer written; only when that answer is written is the next request
+// parsed, so a client that pipelines without reading holds at most one answer and one
+// read buffer. Freed in its last close callback.
 class AdminServer::Conn final : private Transport::Handler {
  public:
-  static constexpr size_t kMaxPending = kMaxHead + kMaxBody + 4096;
-
-  explicit Conn(AdminServer& server) : server_(server), tcp_(buffers_, *this) {
-    llhttp_settings_init(&settings_);
-    settings_.on_message_begin = [](llhttp_t* p) {
-      auto* c = static_cast<Conn*>(p->data);
-      c->req_ = AdminRequest{};
-      c->field_.clear();
-      c->value_.clear();
-      c->in_value_ = false;
-      c->head_done_ = false;
-      c->head_bytes_ = 0;
-      return 0;
-    };
-    settings_.on_url = [](llhttp_t* p, const char* at, size_t n) {
-      static_cast<Conn*>(p->data)->req_.target.append(at, n);
-      return 0;
-    };
-    settings_.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
-      auto* c = static_cast<Conn*>(p->data);
-      if (c->in_value_) {
-        c->req_.headers.emplace_back(std::move(c->field_), std::move(c->value_));
-        c->field_.clear();
-        c->value_.clear();
-        c->in_value_ = false;
-      }
-      c->field_.append(at, n);
-      return 0;
-    };
-    settings_.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
-      auto* c = static_cast<Conn*>(p->data);
-      c->in_value_ = true;
-      c->value_.append(at, n);
-      return 0;
-    };
-    settings_.on_headers_complete = [](llhttp_t* p) {
-      auto* c = static_cast<Conn*>(p->data);
-      if (c->in_value_) c->req_.headers.emplace_back(std::move(c->field_), std::move(c->value_));
-      c->in_value_ = false;
-      c->head_done_ = true;
-      if (p->content_length > kMaxBody && (p->flags & F_CONTENT_LENGTH)) {
-        c->too_large_ = true;
-        return -1;
-      }
-      return 0;
-    };
-    settings_.on_body = [](llhttp_t* p, const char* at, size_t n) {
-      auto* c = static_cast<Conn*>(p->data);
-      if (c->req_.body.size() + n > kMaxBody) {
-        c->too_large_ = true;
-        return -1;
-      }
-      c->req_.body.append(at, n);
-      return 0;
-    };
-    // One message at a time: the parser stops after each, to be answered first.
-    settings_.on_message_complete = [](llhttp_t*) { return static_cast<int>(HPE_PAUSED); };
-    llhttp_init(&parser_, HTTP_REQUEST, &settings_);
-    parser_.data = this;
-  }
+  explicit Conn(AdminServer& server) : server_(server), tcp_(buffers_, *this), in_(tcp_.buffer()) {}
 
   void start(uv_stream_t* listener) {
     timer_.init(server_.loop_, this);
@@ -139,6 +32,7 @@ class AdminServer::Conn final : private Transport::Handler {
     }
     resume_reading();
     timer_.arm(kHeaderTimeoutMs, on_timer);
+    head_timer_armed_ = true;
   }
 
   void close() {
@@ -151,141 +45,192 @@ class AdminServer::Conn final : private Transport::Handler {
   }
 
  private:
+  enum class Phase {
+    kHead,       // reading a request head
+    kBody,       // reading its body into req_.body
+    kAnswering,  // an answer is being written; nothing more is parsed until it is
+    kLingering,  // the last answer is written: reading only to drop (RFC 9112 9.6)
+  };
+
   void resume_reading() {
-    if (closing_ || peer_eof_ || done_ || pending_.size() >= kMaxPending) return;
-    tcp_.start_reading();
+    if (closing_ || peer_eof_ || phase_ == Phase::kAnswering) return;
+    if (in_.allocated() && in_.free_space() == 0) {
+      // Full: a head under way grows the buffer itself (read_head); body bytes were
+      // copied out, so what remains may move to the front.
+      if (phase_ != Phase::kBody) return;
+      in_.compact();
+      if (in_.free_space() == 0) return;
+    }
+    if (tcp_.start_reading() != 0) close();
   }
 
-  void stop_reading() { tcp_.stop_reading(); }
-
-  // Parses and answers what is pending, one message at a time, while no answer is
+  // Parses and answers what is buffered, one message at a time, while no answer is
   // being written.
   void process() {
-    while (!closing_ && !done_ && writing_ == 0 && !pending_.empty()) {
-      const llhttp_errno err = llhttp_execute(&parser_, pending_.data(), pending_.size());
-      if (err == HPE_PAUSED) {
-        pending_.erase(0, static_cast<size_t>(llhttp_get_error_pos(&parser_) - pending_.data()));
-        llhttp_resume(&parser_);
-        dispatch();
-        continue;
-      }
-      if (err == HPE_OK) {
-        if (!head_done_) head_bytes_ += pending_.size();
-        pending_.clear();
-        if (!head_done_ && head_bytes_ > kMaxHead) {
-          fail(431, "request head too large");
+    while (!closing_) {
+      if (phase_ == Phase::kHead) {
+        if (in_.size() == 0 && !req_.head_started()) {
+          if (peer_eof_) {
+            close();  // half-closed, and every request it sent is answered
+            return;
+          }
+          resume_reading();
           return;
         }
-        break;
+        if (!head_timer_armed_) {
+          timer_.arm(kHeaderTimeoutMs, on_timer);
+          head_timer_armed_ = true;
+        }
+        switch (req_.read_head(in_, kMaxHead, /*may_compact=*/true, peer_eof_)) {
+          case h1::RequestParser::HeadStep::kMore:
+            resume_reading();
+            return;
+          case h1::RequestParser::HeadStep::kRefused:
+            refuse(req_.refusal().status, req_.refusal().text, req_.refusal().cause);
+            return;
+          case h1::RequestParser::HeadStep::kHead:
+            if (!on_head()) return;
+            break;
+        }
       }
-      if (too_large_) {
-        fail(413, "request body over 65536 bytes");
-      } else {
-        fail(400, std::string("malformed request: ") + llhttp_errno_name(err));
+      if (phase_ != Phase::kBody) return;
+      // Run once even with no bytes after the head: a bodiless request completes here.
+      const h1::RequestParser::BodyStep step = req_.body(in_.begin_ptr(), in_.size());
+      if (step.error) {
+        if (req_.body_over_limit()) {
+          body_too_large();
+        } else {
+          refuse(400, "malformed request body", "malformed body: " + std::string(req_.error_reason()));
+        }
+        return;
       }
-      return;
+      in_.consume(step.consumed);
+      if (!step.complete) {
+        if (peer_eof_) {
+          close();  // closed mid-body: nobody to answer
+          return;
+        }
+        timer_.arm(kIdleTimeoutMs, on_timer);
+        resume_reading();
+        return;
+      }
+      dispatch();
+      // Written at once: go on with the next pipelined request, if any.
     }
-    if (peer_eof_ && writing_ == 0) {
-      close();  // every complete request it sent is answered
-      return;
-    }
-    resume_reading();
   }
 
-  void fail(int status, const std::string& message) {
-    AdminResponse r;
-    r.status = status;
-    r.body = error_json(message);
-    send(r, /*close_after=*/true, /*head=*/false);
-  }
-
-  // {"error": "..."} without a JSON library: `message` is ASCII of our own.
-  static std::string error_json(const std::string& message) {
-    return "{\"error\": \"" + message + "\"}\n";
+  // A head the codec accepted: copied out of the buffer, its body's limit checked.
+  // False when the connection is answered and ends.
+  bool on_head() {
+    req_view_ = admin_request(req_.method_name(), req_.target(), req_.fields());
+    if (const auto length = req_.content_length(); length && *length > kMaxBody) {
+      body_too_large();  // answered at once: no body need be sent
+      return false;
+    }
+    req_.keep_body(&req_view_.body, kMaxBody);
+    phase_ = Phase::kBody;
+    timer_.arm(kIdleTimeoutMs, on_timer);
+    return true;
   }
 
   void dispatch() {
-    const size_t q = req_.target.find('?');
-    req_.path = percent_decode(std::string_view(req_.target).substr(0, q));
-    req_.query = q == std::string::npos ? std::string() : req_.target.substr(q + 1);
-    req_.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-    AdminResponse resp;
-    const std::string_view raw_path = std::string_view(req_.target).substr(0, q);
-    const auto encoded_slash = [](std::string_view s) {
-      for (size_t i = 0; i + 2 < s.size(); ++i) {
-        if (s[i] == '%' && s[i + 1] == '2' && (s[i + 2] == 'f' || s[i + 2] == 'F')) return true;
-      }
-      return false;
-    };
-    try {
-      // Routing splits the decoded path at '/': an encoded one ("a-1%2Fdrain") would
-      // reach another route than the one the client named. No node name holds a '/'.
-      resp = encoded_slash(raw_path) ? AdminResponse{400, "application/json", error_json("encoded '/' in the path"), {}}
-                                     : server_.handler_(req_);
-    } catch (const std::exception& e) {
-      // Nothing thrown may reach llhttp or libuv: the process would end.
-      RP_LOG(LogLevel::kError, std::string("admin: ") + req_.method + " " + req_.path + ": " + e.what());
-      resp = {500, "application/json", error_json("internal error"), {}};
-    }
-    // An upgrade (or CONNECT) is answered like any request, then the connection ends:
-    // what follows it is not HTTP/1.1.
-    const bool close_after = llhttp_should_keep_alive(&parser_) == 0 || parser_.upgrade;
-    send(resp, close_after, parser_.method == HTTP_HEAD);
+    const AdminResponse resp = answer_admin_request(server_.handler_, req_view_);
+    // An upgrade is answered like any request, then the connection ends: what follows
+    // it is not HTTP/1.1.
+    const bool close_after = !req_.keep_alive() || req_.upgrade();
+    const bool head = req_.is_head();
+    req_.next_message();
+    req_view_ = AdminRequest{};
+    head_timer_armed_ = false;
     timer_.arm(kIdleTimeoutMs, on_timer);
+    send(admin_response_bytes(resp, close_after, head), close_after);
   }
 
-  void send(const AdminResponse& resp, bool close_after, bool head) {
-    out_ = "HTTP/1.1 " + std::to_string(resp.status) + " ";
-    out_ += reason_phrase(resp.status);
-    out_ += "\r\nContent-Type: " + resp.content_type + "\r\nContent-Length: " + std::to_string(resp.body.size()) +
-            "\r\nCache-Control: no-store\r\n";
-    for (const auto& [k, v] : resp.headers) out_ += k + ": " + v + "\r\n";
-    if (close_after) out_ += "Connection: close\r\n";
-    out_ += "\r\n";
-    if (!head) out_ += resp.body;  // HEAD: the same head, no body
-    if (close_after) {
-      done_ = true;
-      stop_reading();
-    }
+  // The codec's refusals, as the proxy answers them (http/status.h): plain text, then
+  // the connection ends.
+  void refuse(int status, std::string_view text, std::string_view cause) {
+    RP_LOG(LogLevel::kInfo, "admin: answered " + std::to_string(status) + ": " + std::string(cause));
+    send(canned_response(status, text, /*close=*/true, req_.is_head()), /*close_after=*/true);
+  }
+
+  // The admin's own limit: a JSON error like every admin answer (SPEC "Admin HTTP
+  // endpoint"); the rest of the body is not read, so the connection ends.
+  void body_too_large() {
+    const AdminResponse r{413, "application/json",
+                          admin_error_json("request body over " + std::to_string(kMaxBody) + " bytes"), {}};
+    send(admin_response_bytes(r, /*close=*/true, req_.is_head()), /*close_after=*/true);
+  }
+
+  void send(std::string bytes, bool close_after) {
+    out_ = std::move(bytes);
+    close_after_ = close_after;
+    phase_ = Phase::kAnswering;
+    if (close_after) tcp_.stop_reading();
     uv_buf_t buf = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
     const int rc = tcp_.write(&buf, 1);
     if (rc < 0) {
       close();
       return;
     }
-    if (rc == Transport::kQueued) {
-      ++writing_;
+    if (rc == Transport::kWritten) answered();
+    // kQueued: on_write_done follows.
+  }
+
+  void answered() {
+    out_.clear();
+    if (close_after_) {
+      linger_close();
       return;
     }
-    // All written at once: process() goes on to the next pipelined request.
-    if (done_) close();
+    phase_ = Phase::kHead;
+  }
+
+  void linger_close() {
+    if (peer_eof_) {
+      close();  // nothing more will come
+      return;
+    }
+    phase_ = Phase::kLingering;
+    in_.clear();
+    const uint32_t wait = linger_.start(uv_now(server_.loop_));
+    // FIN after the answer (the shutdown runs after the queued writes).
+    if (tcp_.shutdown_write() != 0 || tcp_.start_reading() != 0) {
+      close();
+      return;
+    }
+    timer_.arm(wait, on_timer);
   }
 
   // Transport::Handler
   void on_write_done(int status) override {
-    --writing_;
-    if (status < 0 || done_) {
+    if (status < 0) {
       close();
       return;
     }
-    process();  // the next pipelined request, if any
+    answered();
+    if (phase_ == Phase::kHead) process();  // the next pipelined request, if any
   }
 
   void on_read(ssize_t n) override {
+    if (phase_ == Phase::kLingering) {
+      // Dropped. The client's FIN (or a reset) ends it, or the time and size bounds do.
+      in_.clear();
+      const uint32_t wait = linger_.on_read(n, uv_now(server_.loop_));
+      if (wait == 0) {
+        close();
+      } else {
+        timer_.arm(wait, on_timer);
+      }
+      return;
+    }
     if (n < 0) {
       peer_eof_ = true;
       if (n != UV_EOF) {
-        close();
+        close();  // a reset: nobody to answer
         return;
       }
-      process();
-      return;
     }
-    IoBuffer& in = tcp_.buffer();
-    pending_.append(in.begin_ptr(), in.size());
-    in.clear();
-    if (pending_.size() >= kMaxPending) stop_reading();
-    process();
+    if (phase_ != Phase::kAnswering) process();
   }
 
   void on_closed() override {
@@ -294,7 +239,14 @@ class AdminServer::Conn final : private Transport::Handler {
 
   static void on_timer(uv_timer_t* t) {
     auto* c = static_cast<Conn*>(t->data);
-    if (c->timer_.due(on_timer)) c->close();
+    if (!c->timer_.due(on_timer)) return;
+    if (c->phase_ == Phase::kHead && (c->req_.head_started() || c->in_.size() > 0)) {
+      c->refuse(408, "request head not received in time", "header timeout");
+    } else if (c->phase_ == Phase::kBody) {
+      c->refuse(408, "request body not received in time", "client stalled mid-body");
+    } else {
+      c->close();  // idle, not reading our answer, or done lingering
+    }
   }
 
   static void on_close(uv_handle_t* h) {
@@ -305,22 +257,18 @@ class AdminServer::Conn final : private Transport::Handler {
   AdminServer& server_;
   BufferPool buffers_;  // this connection's one read buffer (the control loop has no pool)
   TcpTransport tcp_;
+  IoBuffer& in_;  // the transport's read buffer
   DeadlineTimer timer_;
   int handles_ = 0;
-  int writing_ = 0;         // 0 or 1: one answer at a time
   bool closing_ = false;
-  bool done_ = false;       // the answer being written is the last
   bool peer_eof_ = false;
-  bool too_large_ = false;
-  bool head_done_ = false;
-  size_t head_bytes_ = 0;   // raw bytes of the head so far
-  llhttp_settings_t settings_{};
-  llhttp_t parser_{};
-  AdminRequest req_;
-  std::string field_, value_;
-  bool in_value_ = false;
-  std::string pending_;     // read, not yet parsed
-  std::string out_;         // the answer being written
+  bool close_after_ = false;       // the answer being written is the last
+  bool head_timer_armed_ = false;  // the current head's header timeout is running
+  Phase phase_ = Phase::kHead;
+  h1::RequestParser req_;  // the request side of the HTTP/1 codec
+  AdminRequest req_view_;  // the request being read, as the handler sees it
+  h1::LingerBudget linger_;
+  std::string out_;  // the answer being written
 };
 
 AdminServer::~AdminServer() { close(); }

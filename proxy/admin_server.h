@@ -1,51 +1,36 @@
-// A small HTTP/1.1 server for the admin endpoint, on the control loop (not a worker):
-// it reads a whole request (head and a body of at most kMaxBody bytes) with llhttp and
-// hands it to a handler that returns a whole response. Keep-alive and pipelining are
-// served in order; malformed input gets 400 and a close, a body over the limit 413.
+// A small HTTP/1.1 server for the admin endpoint, on the control loop (not a worker).
+// Requests are read with the proxy's own request codec (h1::RequestParser), so the
+// admin port refuses exactly what the proxy refuses, with the same canned answers
+// (400, 408, 431, 501, 505); a request that passes is read whole (a body of at most
+// kMaxBody bytes, else 413) and handed to the handler (admin_request.h), whose answer
+// is written whole. Keep-alive and pipelining are served in order, one request at a
+// time. An answer that ends the connection is followed by a lingering close
+// (http/h1/lingering_close.h).
 //
 // Thread: the control loop's.
 #pragma once
 
-#include <llhttp.h>
 #include <uv.h>
 
-#include <functional>
+#include <cstddef>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
-#include "net/deadline_timer.h"
-#include "net/tcp_transport.h"
+#include "proxy/admin_request.h"
 
 namespace ringproxy {
-
-struct AdminRequest {
-  std::string method;
-  std::string target;  // as received
-  std::string path;    // target up to '?', percent-decoded
-  std::string query;   // after '?', raw
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  // The first header `name` (case-insensitive), "" if absent.
-  std::string header(std::string_view name) const;
-  // A query parameter, percent-decoded; found=false when absent.
-  std::string param(std::string_view name, bool* found = nullptr) const;
-};
-
-struct AdminResponse {
-  int status = 200;
-  std::string content_type = "application/json";
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;  // extra ones
-};
-
-using AdminHandler = std::function<AdminResponse(const AdminRequest&)>;
 
 class AdminServer {
  public:
   static constexpr size_t kMaxBody = 64 * 1024;
-  static constexpr size_t kMaxHead = 16 * 1024;
+  static constexpr uint32_t kMaxHead = 16 * 1024;
   static constexpr size_t kMaxConnections = 64;
+  // A connection's first head, and each head once its first byte came, must be
+  // complete in this time (else 408); between requests and reads of a body, at most
+  // kIdleTimeoutMs of silence.
+  static constexpr uint32_t kHeaderTimeoutMs = 10000;
+  static constexpr uint32_t kIdleTimeoutMs = 60000;
 
   AdminServer(uv_loop_t* loop, AdminHandler handler) : loop_(loop), handler_(std::move(handler)) {}
   ~AdminServer();
@@ -69,8 +54,5 @@ class AdminServer {
   uv_tcp_t* listener_ = nullptr;
   std::vector<Conn*> conns_;
 };
-
-// "%41" -> "A"; '+' is kept (paths and our parameters are not form-encoded).
-std::string percent_decode(std::string_view s);
 
 }  // namespace ringproxy

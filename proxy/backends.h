@@ -18,6 +18,37 @@
 
 namespace ringproxy {
 
+// A slow-start ramp as NodeState keeps it: one word, so that a worker reads the start
+// and the end of the same ramp. (Two atomics let a worker read a new ramp's end with
+// the previous start, or a live end with the 0 start of no ramp: for that request, an
+// arbitrary share of the node's keys.) The start in the high 40 bits, the length in the
+// low 24; 0 is no ramp.
+// Ranges: a length below 2^24 ms (4.6 hours) holds any health.slow_start_ms (at most
+// kMaxSlowStartMs, 1 hour: checked below); a start below 2^40 ms (34 years of uv_now,
+// which counts from boot). A ramp outside them is stored as none (the node takes all
+// its keys at once) rather than wrapped into another ramp.
+struct SlowStartRamp {
+  static constexpr int kLengthBits = 24;
+  static constexpr uint64_t kMaxLengthMs = (uint64_t{1} << kLengthBits) - 1;
+  static constexpr uint64_t kMaxStartMs = (uint64_t{1} << (64 - kLengthBits)) - 1;
+  static_assert(kMaxSlowStartMs <= kMaxLengthMs, "health.slow_start_ms must fit a ramp's length bits");
+
+  uint64_t start_ms = 0;
+  uint64_t end_ms = 0;  // 0: no ramp
+
+  // end_ms 0 (or not after start_ms): no ramp.
+  static constexpr uint64_t pack(uint64_t start_ms, uint64_t end_ms) {
+    if (end_ms <= start_ms || end_ms - start_ms > kMaxLengthMs || start_ms > kMaxStartMs) return 0;
+    return start_ms << kLengthBits | (end_ms - start_ms);
+  }
+  static constexpr SlowStartRamp unpack(uint64_t word) {
+    if (word == 0) return {};
+    const uint64_t start = word >> kLengthBits;
+    return {start, start + (word & kMaxLengthMs)};
+  }
+  bool operator==(const SlowStartRamp&) const = default;
+};
+
 // Live state of one backend, shared by every worker and kept across rebuilds of the
 // ring for as long as the backend keeps its name. Written by the health checker and
 // the admin endpoint; read lock-free on the request path.
@@ -28,10 +59,14 @@ struct NodeState {
   std::atomic<bool> up{true};          // active checks (starts up: see health/)
   std::atomic<bool> ejected{false};    // passive ejection
   std::atomic<bool> draining{false};   // admin drain
-  // Slow start: until this monotonic ms time (uv_now), only a growing part of the node's
-  // keys come back to it (see pick_node in proxy/router.h). 0: no ramp.
-  std::atomic<uint64_t> ramp_start_ms{0};
-  std::atomic<uint64_t> ramp_end_ms{0};
+  // Slow start: until the ramp's end (monotonic ms, uv_now), only a growing part of the
+  // node's keys come back to it (see pick_node in proxy/router.h). SlowStartRamp::pack:
+  // start and end are written and read together.
+  std::atomic<uint64_t> ramp_word{0};
+  void set_ramp(uint64_t start_ms, uint64_t end_ms) {
+    ramp_word.store(SlowStartRamp::pack(start_ms, end_ms), std::memory_order_relaxed);
+  }
+  SlowStartRamp ramp() const { return SlowStartRamp::unpack(ramp_word.load(std::memory_order_relaxed)); }
   // Written by every worker on every request: lines of their own, so that they do not
   // drag the line above from core to core.
   alignas(64) std::atomic<uint32_t> in_flight{0};  // requests now at this node

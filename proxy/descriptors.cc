@@ -17,17 +17,23 @@ uint64_t DescriptorBudget::connections() const {
   return (limit - spoken_for) / kPerConnection;
 }
 
-std::string shortfall_warning(const DescriptorBudget& budget, uint64_t max_connections, uint64_t hard) {
+ShortfallNote shortfall_note(const DescriptorBudget& budget, uint64_t max_connections, uint64_t hard, bool chosen) {
   const uint64_t needed = budget.needed(max_connections);
   if (needed <= budget.limit) return {};
+  ShortfallNote note;
+  // budget.needed(1) > limit: not one connection fits beside what is open and the
+  // transient reserve (connections() then says 1 all the same, to serve one at a time).
+  note.warn = chosen || budget.needed(1) > budget.limit;
   const std::string hard_text = hard == RLIM_INFINITY ? "unlimited" : std::to_string(hard);
-  return "proxy.max_connections = " + std::to_string(max_connections) + " needs about " + std::to_string(needed) +
-         " file descriptors (" + std::to_string(DescriptorBudget::kPerConnection) + " per connection, " +
-         std::to_string(budget.in_use) + " open at start, " + std::to_string(DescriptorBudget::kTransient) +
-         " for health checks and admin) but RLIMIT_NOFILE is " + std::to_string(budget.limit) + " (hard limit " +
-         hard_text + "): about " + std::to_string(budget.connections()) +
-         " connections can be served at once, more wait in the listen queue; raise the limit (ulimit -n, "
-         "systemd LimitNOFILE=) or lower proxy.max_connections";
+  note.text = std::string(chosen ? "" : "the default ") + "proxy.max_connections = " +
+              std::to_string(max_connections) + " needs about " + std::to_string(needed) + " file descriptors (" +
+              std::to_string(DescriptorBudget::kPerConnection) + " per connection, " + std::to_string(budget.in_use) +
+              " open at start, " + std::to_string(DescriptorBudget::kTransient) +
+              " for health checks and admin) but RLIMIT_NOFILE is " + std::to_string(budget.limit) +
+              " (hard limit " + hard_text + "): about " + std::to_string(budget.connections()) +
+              " connections can be served at once, more wait in the listen queue; raise the limit (ulimit -n, "
+              "systemd LimitNOFILE=) or lower proxy.max_connections";
+  return note;
 }
 
 NofileLimit raise_nofile_limit() {

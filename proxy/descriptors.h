@@ -33,10 +33,23 @@ struct DescriptorBudget {
   uint64_t needed(uint64_t max_connections) const { return max_connections * kPerConnection + in_use + kTransient; }
 };
 
-// The start-up warning when `max_connections` needs more descriptors than the limit
-// allows, naming the numbers; "" when it fits. `hard`: the hard limit (the soft one is
-// already raised to it, so the fix is outside the process).
-std::string shortfall_warning(const DescriptorBudget& budget, uint64_t max_connections, uint64_t hard);
+// What to log at start when `max_connections` needs more descriptors than the limit
+// allows: the numbers, and how loud. `hard`: the hard limit (the soft one is already
+// raised to it, so the fix is outside the process). `chosen`: the operator set
+// max_connections to a value of their own, not the default.
+//
+// A warning when the operator chose a value that does not fit (they asked for something
+// this machine will not give), or when even one connection does not fit (nothing can be
+// served as configured). Otherwise, a default that does not fit is an info line: a
+// machine whose hard limit is, say, 20000 serves about 9990 connections instead of 10000,
+// and every start warning about a value nobody picked is noise. The default written out
+// (packaging/ringproxy.toml and SPEC's example have `max_connections = 10000`) counts as
+// the default: the config cannot tell it from a choice, and most who have it kept it.
+struct ShortfallNote {
+  bool warn = false;
+  std::string text;  // "" when it fits: nothing to log
+};
+ShortfallNote shortfall_note(const DescriptorBudget& budget, uint64_t max_connections, uint64_t hard, bool chosen);
 
 struct NofileLimit {
   uint64_t before = 0;  // the soft limit found

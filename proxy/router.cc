@@ -18,30 +18,15 @@ std::optional<NodeIndex> pick_node(const Routing& routing, uint64_t key_hash,
     if (!st.usable()) return false;
     // Slow start: a returning node takes a growing, fixed subset of its keys; the
     // others walk on to the next node, as if it were still away.
-    const uint64_t ramp_end = st.ramp_end_ms.load(std::memory_order_relaxed);
-    return ramp_end == 0 || now_ms >= ramp_end ||
-           slow_start_admits(key_hash, st.ramp_start_ms.load(std::memory_order_relaxed), ramp_end, now_ms);
+    const SlowStartRamp ramp = st.ramp();
+    return ramp.end_ms == 0 || now_ms >= ramp.end_ms ||
+           slow_start_admits(key_hash, ramp.start_ms, ramp.end_ms, now_ms);
   };
-  std::optional<NodeIndex> node;
-  if (load_factor > 1.0) {
-    // Not Ring::pick_bounded: that takes a snapshot of in_flight, which would be a copy
-    // per request; here each counter is read where it is needed.
-    uint64_t total = 0;
-    size_t usable = 0;
-    for (NodeIndex i = 0; i < routing.backends.size(); ++i) {
-      if (ring.nodes()[i].weight > 0 && fresh_and_usable(i)) {
-        total += routing.backends[i].state->in_flight.load(std::memory_order_relaxed);
-        ++usable;
-      }
-    }
-    const uint64_t bound = Ring::load_bound(load_factor, total, usable);
-    node = ring.pick(key_hash, [&](NodeIndex i) {
-      return fresh_and_usable(i) &&
-             routing.backends[i].state->in_flight.load(std::memory_order_relaxed) < bound;
-    });
-  }
-  if (!node) node = ring.pick(key_hash, fresh_and_usable);
-  return node;
+  // Each counter is read where the rule needs it: no snapshot, no copy per request.
+  const auto in_flight = [&](NodeIndex i) {
+    return routing.backends[i].state->in_flight.load(std::memory_order_relaxed);
+  };
+  return ring.pick_bounded(key_hash, fresh_and_usable, in_flight, load_factor);
 }
 
 }  // namespace ringproxy

@@ -16,11 +16,11 @@ namespace ringproxy {
 //   - not in `tried` (the nodes earlier attempts of this request went to),
 //   - usable (NodeState::usable(): up, not ejected, not draining), and
 //   - admits the key at `now_ms` if it is ramping (slow start, slow_start_admits():
-//     ramp_end_ms 0 or reached admits every key; before that a fixed, growing subset).
+//     no ramp, or its end reached, admits every key; before that a fixed, growing subset).
 // Of those, the first in ring order from `key_hash` (Ring::pick), so a node leaving
 // moves only its own keys, each to the next node of the ring.
 //
-// With ring.load_factor c > 1 (bounded loads, Ring::pick_bounded's rule): the bound is
+// With ring.load_factor c > 1 (bounded loads, Ring::pick_bounded): the bound is
 // Ring::load_bound(c, total, count) over the nodes of weight > 0 that may take this key
 // (so it depends on the key and on `tried`), total summing their in_flight; the first
 // such node in ring order whose in_flight is below the bound is chosen. When none is

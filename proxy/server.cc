@@ -94,8 +94,7 @@ void Server::copy_state(const Routing& routing, const std::string& name) {
   st.up.store(h->state() != HealthState::kDown && !majority_down, std::memory_order_relaxed);
   st.ejected.store(h->state() == HealthState::kEjected, std::memory_order_relaxed);
   const uint64_t ramp_end = h->slow_start_until();
-  st.ramp_start_ms.store(ramp_end ? h->up_since() : 0, std::memory_order_relaxed);
-  st.ramp_end_ms.store(ramp_end, std::memory_order_relaxed);
+  st.set_ramp(ramp_end ? h->up_since() : 0, ramp_end);
 }
 
 void Server::handle(const std::optional<HealthEvent>& event, const std::string& detail) {
@@ -625,8 +624,10 @@ int Server::run() {
   const DescriptorBudget budget{nofile.soft, count_open_descriptors().value_or(3 + 5 * (worker_count_ + 1))};
   if (nofile.soft > 0) {  // 0: getrlimit failed, the limit is unknown
     shared_.connection_capacity = static_cast<uint32_t>(std::min<uint64_t>(budget.connections(), UINT32_MAX));
-    if (const std::string w = shortfall_warning(budget, config_->proxy.max_connections, nofile.hard); !w.empty()) {
-      RP_LOG(LogLevel::kWarn, w);
+    const uint32_t max_connections = config_->proxy.max_connections;
+    const bool chosen = max_connections != ProxyConfig{}.max_connections;
+    if (const ShortfallNote n = shortfall_note(budget, max_connections, nofile.hard, chosen); !n.text.empty()) {
+      RP_LOG(n.warn ? LogLevel::kWarn : LogLevel::kInfo, n.text);
     }
   }
 

@@ -95,13 +95,15 @@ class Ring {
 
   // The node to use under bounded loads (Mirrokni, Thorup, Zadimoghaddam 2016,
   // "Consistent Hashing with Bounded Loads"): with load_factor c > 1, a usable node is
-  // skipped when in_flight[node] >= ceil(c * (total + 1) / usable_count), where total
-  // sums in_flight over usable nodes. c <= 1 means no bound. in_flight is indexed by
-  // NodeIndex and has nodes().size() entries. When every usable node is at the bound
-  // (possible only through rounding of counts read racily) the plain pick is returned.
-  template <typename Usable>
-  std::optional<NodeIndex> pick_bounded(uint64_t hash, Usable&& usable,
-                                        std::span<const uint32_t> in_flight,
+  // skipped when in_flight(node) >= ceil(c * (total + 1) / usable_count), where total
+  // sums in_flight over the usable nodes of weight > 0 and usable_count counts them.
+  // c <= 1 means no bound: pick(). `in_flight(i)` is node i's requests in flight, read
+  // where needed (twice per node at most), so that the caller's counters need no
+  // snapshot: the proxy passes its shared atomics (proxy/router.cc). When every usable
+  // node is at the bound (possible only when the counts move between the two reads) the
+  // plain pick is returned. The one implementation of SPEC's load_factor rule.
+  template <typename Usable, typename InFlight>
+  std::optional<NodeIndex> pick_bounded(uint64_t hash, Usable&& usable, InFlight&& in_flight,
                                         double load_factor) const;
 
   // ceil(c * (total + 1) / usable_count): the in-flight bound of SPEC's load_factor.
@@ -215,22 +217,21 @@ void Ring::walk(uint64_t h, Visit&& visit) const {
   }
 }
 
-template <typename Usable>
-std::optional<NodeIndex> Ring::pick_bounded(uint64_t h, Usable&& usable,
-                                            std::span<const uint32_t> in_flight,
+template <typename Usable, typename InFlight>
+std::optional<NodeIndex> Ring::pick_bounded(uint64_t h, Usable&& usable, InFlight&& in_flight,
                                             double load_factor) const {
   if (!(load_factor > 1.0)) return pick(h, usable);
   uint64_t total = 0;
   size_t usable_count = 0;
   for (NodeIndex i = 0; i < nodes_.size(); ++i) {
     if (nodes_[i].weight > 0 && usable(i)) {
-      total += in_flight[i];
+      total += in_flight(i);
       ++usable_count;
     }
   }
   if (usable_count == 0) return std::nullopt;
   const uint64_t bound = load_bound(load_factor, total, usable_count);
-  auto under = pick(h, [&](NodeIndex i) { return in_flight[i] < bound && usable(i); });
+  auto under = pick(h, [&](NodeIndex i) { return usable(i) && in_flight(i) < bound; });
   return under ? under : pick(h, usable);
 }
 

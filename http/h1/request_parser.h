@@ -16,6 +16,7 @@
 #include <llhttp.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -69,6 +70,23 @@ class RequestParser {
   bool is_head() const { return is_head_; }
   // Bytes of a head under way (a client that closes mid-head is answered 400).
   bool head_started() const { return head_bytes_ > 0; }
+  // Of a complete head framed by Content-Length: its value (checked by llhttp). Read it
+  // before body(): llhttp counts it down as the body goes by.
+  std::optional<uint64_t> content_length() const {
+    if ((parser_.flags & F_CONTENT_LENGTH) == 0) return std::nullopt;
+    return parser_.content_length;
+  }
+
+  // For a server that reads whole requests (the admin endpoint): from now until
+  // next_message(), body() also appends the decoded body (chunk framing removed) to
+  // `out`, at most `limit` bytes in all; a longer body stops it with BodyStep::error
+  // and body_over_limit(). The proxy forwards bodies as framed and keeps none.
+  void keep_body(std::string* out, size_t limit) {
+    body_out_ = out;
+    body_limit_ = limit;
+    body_over_limit_ = false;
+  }
+  bool body_over_limit() const { return body_over_limit_; }
 
   struct BodyStep {
     size_t consumed = 0;     // bytes of this message, to forward as they are
@@ -97,6 +115,7 @@ class RequestParser {
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, size_t len);
   static int on_message_complete(llhttp_t* p);
   static const llhttp_settings_t& settings();
 
@@ -113,6 +132,9 @@ class RequestParser {
   bool is_head_ = false;
   bool keep_alive_ = true;
   bool has_body_ = false;
+  std::string* body_out_ = nullptr;  // keep_body()
+  size_t body_limit_ = 0;
+  bool body_over_limit_ = false;
   Refusal refusal_;
 };
 

@@ -108,14 +108,13 @@ void ServerConn::on_read(ssize_t nread) {
   ServerConn* c = this;
   if (c->lingering_) {
     // Dropped. The client's FIN (or a reset) ends it, or the time and size bounds do.
-    c->linger_bytes_ += nread > 0 ? static_cast<uint64_t>(nread) : 0;
     c->in_.clear();
-    const uint64_t now = uv_now(c->loop_);
-    if (nread < 0 || c->linger_bytes_ > kLingerMaxBytes || now >= c->linger_deadline_) {
+    const uint32_t wait_ms = c->linger_.on_read(nread, uv_now(c->loop_));
+    if (wait_ms == 0) {
       c->close();
       return;
     }
-    c->arm_timer(static_cast<uint32_t>(std::min<uint64_t>(kLingerIdleMs, c->linger_deadline_ - now)));
+    c->arm_timer(wait_ms);
     return;
   }
   if (nread < 0) {
@@ -407,15 +406,14 @@ void ServerConn::linger_close() {
     return;
   }
   lingering_ = true;
-  linger_deadline_ = uv_now(loop_) + kLingerMs;
-  linger_bytes_ = 0;
+  const uint32_t wait_ms = linger_.start(uv_now(loop_));
   in_.clear();
   // FIN after the answer (the shutdown runs after the queued writes).
   if (tcp_.shutdown_write() != 0 || tcp_.start_reading() != 0) {
     close();
     return;
   }
-  arm_timer(kLingerIdleMs);
+  arm_timer(wait_ms);
 }
 
 void ServerConn::error_response_written() {

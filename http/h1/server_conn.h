@@ -28,20 +28,13 @@
 #include <string>
 #include <string_view>
 
+#include "http/h1/lingering_close.h"
 #include "http/h1/request_parser.h"
 #include "net/deadline_timer.h"
 #include "net/io_buffer.h"
 #include "net/tcp_transport.h"
 
 namespace ringproxy::h1 {
-
-// Lingering close (RFC 9112 9.6): after an answer that ends the connection, what the
-// client still sends is read and dropped for at most kLingerMs in all, kLingerIdleMs
-// between reads, and kLingerMaxBytes. nginx's lingering_time and lingering_timeout are
-// 30 s and 5 s; a client that has our answer needs only the time its last bytes take.
-constexpr uint32_t kLingerMs = 5000;
-constexpr uint32_t kLingerIdleMs = 2000;
-constexpr uint64_t kLingerMaxBytes = 4 * 1024 * 1024;
 
 // What a request handler needs of the connection to the client.
 class Downstream {
@@ -182,7 +175,7 @@ class ServerConn final : public Downstream, private Transport::Handler {
   void respond_self(bool keep_alive);
   void error_response_written();
   // After an answer that ends the connection while the client may still be sending:
-  // FIN, then read and drop what comes, bounded (kLinger*).
+  // FIN, then read and drop what comes, within LingerBudget's bounds.
   void linger_close();
   // Reads the rest of the request, if it is all buffered, and drops it; true when the
   // request is then complete.
@@ -209,8 +202,7 @@ class ServerConn final : public Downstream, private Transport::Handler {
   bool close_after_response_ = false;
   bool drain_requested_ = false;
   bool lingering_ = false;        // linger_close(): reading only to drop
-  uint64_t linger_deadline_ = 0;  // loop ms
-  uint64_t linger_bytes_ = 0;
+  LingerBudget linger_;
   char client_ip_[48] = {};
   uint8_t client_ip_len_ = 0;
 

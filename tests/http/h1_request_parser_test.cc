@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -101,6 +102,52 @@ TEST(H1RequestParser, AChunkedBodyIsPassedAsFramed) {
   b = p.body(part2.data(), part2.size());
   EXPECT_TRUE(b.complete);
   EXPECT_EQ(b.consumed, part2.size());
+}
+
+TEST(H1RequestParser, AKeptBodyIsDecodedAndBounded) {
+  RequestParser p;
+  IoBuffer in;
+  ASSERT_EQ(head_of(p, in, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"), Step::kHead);
+  EXPECT_EQ(p.content_length(), std::nullopt);
+  std::string body;
+  p.keep_body(&body, 8);
+  const std::string_view part1 = "5\r\nhel", part2 = "lo\r\n3\r\n ab\r\n0\r\n\r\n";
+  EXPECT_FALSE(p.body(part1.data(), part1.size()).complete);
+  const RequestParser::BodyStep b = p.body(part2.data(), part2.size());
+  EXPECT_TRUE(b.complete);
+  EXPECT_EQ(b.consumed, part2.size());  // still passed as framed
+  EXPECT_EQ(body, "hello ab");          // exactly the limit: kept
+  EXPECT_FALSE(p.body_over_limit());
+
+  // One byte more than the limit stops the parser.
+  p.next_message();
+  IoBuffer in2;
+  ASSERT_EQ(head_of(p, in2, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\n"), Step::kHead);
+  EXPECT_EQ(p.content_length(), std::optional<uint64_t>(9));
+  body.clear();
+  p.keep_body(&body, 8);
+  const std::string_view nine = "123456789";
+  const RequestParser::BodyStep over = p.body(nine.data(), nine.size());
+  EXPECT_TRUE(over.error);
+  EXPECT_TRUE(p.body_over_limit());
+}
+
+TEST(H1RequestParser, NextMessageForgetsTheKeptBody) {
+  RequestParser p;
+  IoBuffer in;
+  ASSERT_EQ(head_of(p, in, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nabPOST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\ncd"),
+            Step::kHead);
+  std::string body;
+  p.keep_body(&body, 100);
+  RequestParser::BodyStep b = p.body(in.begin_ptr(), in.size());
+  ASSERT_TRUE(b.complete);
+  in.consume(b.consumed);
+  EXPECT_EQ(body, "ab");
+  p.next_message();
+  ASSERT_EQ(p.read_head(in, kMaxHead, true, false), Step::kHead);
+  b = p.body(in.begin_ptr(), in.size());
+  EXPECT_TRUE(b.complete);
+  EXPECT_EQ(body, "ab");  // not kept: no keep_body() for this message
 }
 
 TEST(H1RequestParser, BrokenChunkFramingIsAnError) {

@@ -38,8 +38,8 @@ using nlohmann::json;
 constexpr std::string_view kToken = "m4trix-Token-0123456789";
 constexpr size_t kMaxBody = 64 * 1024;  // AdminServer::kMaxBody
 
-// Every method a test sends. CONNECT is left out: llhttp treats what follows it as a
-// tunnel, so it is not a request a route can answer (admin_server.cc answers and closes).
+// Every method a test sends. CONNECT is left out: what follows it is a tunnel, not a
+// request a route can answer; the request codec refuses it (405) before any route.
 const std::vector<std::string> kMethods = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"};
 
 // Every method but GET and HEAD needs the token, served by the route or not.

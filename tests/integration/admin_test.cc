@@ -349,5 +349,114 @@ TEST_F(AdminFixture, MalformedAdminRequestsAreAnswered) {
   EXPECT_EQ(ka.read_response().status, 200);
 }
 
+
+// The admin port reads requests with the proxy's codec (h1::RequestParser): what the
+// proxy refuses, it refuses with the same status and the same canned answer, then ends
+// the connection with a FIN (lingering close), not a reset.
+TEST_F(AdminFixture, MalformedRequestsGetTheProxysAnswer) {
+  start();
+  struct Case {
+    std::string name;
+    std::string bytes;
+    int status;
+  };
+  const std::vector<Case> cases = {
+      {"obs-fold", "GET /healthz HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n", 400},
+      {"HTTP/1.2", "GET /healthz HTTP/1.2\r\nHost: h\r\n\r\n", 505},
+      {"head over 16 KiB", "GET /healthz HTTP/1.1\r\nHost: h\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n", 431},
+      {"Content-Length and Transfer-Encoding",
+       "POST /nodes HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      {"unknown transfer coding", "POST /nodes HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: foo, chunked\r\n\r\n0\r\n\r\n",
+       501},
+      {"HTTP/1.1 without Host", "GET /healthz HTTP/1.1\r\n\r\n", 400},
+      {"two spaces in the request line", "GET  /healthz HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"bad chunk size", "POST /nodes HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+  };
+  for (const Case& c : cases) {
+    Response answers[2];
+    const uint16_t ports[2] = {port_, admin_port_};
+    for (int i = 0; i < 2; ++i) {
+      Conn conn("127.0.0.1", ports[i]);
+      ASSERT_TRUE(conn.send_raw(c.bytes)) << c.name << ": " << conn.error();
+      answers[i] = conn.read_response();
+      EXPECT_EQ(conn.wait_close(Millis(5000)), CloseKind::eof) << c.name << (i ? " (admin)" : " (proxy)");
+    }
+    EXPECT_EQ(answers[0].status, c.status) << c.name << " (proxy): " << answers[0].describe();
+    EXPECT_EQ(answers[1].status, c.status) << c.name << " (admin): " << answers[1].describe();
+    EXPECT_EQ(answers[1].body, answers[0].body) << c.name;
+    EXPECT_EQ(answers[1].header("Connection"), "close") << c.name;
+  }
+}
+
+// A body over the limit is answered 413 while the client is still sending it; the
+// admin reads and drops the rest (RFC 9112 9.6), so the answer reaches the client
+// instead of being lost to a reset, and the connection then ends with a FIN.
+TEST_F(AdminFixture, A413IsReadableBeforeTheClose) {
+  start();
+  const Headers head = {{"Host", "h"}, {"Content-Type", "application/json"}};
+  {
+    Conn conn("127.0.0.1", admin_port_);
+    ASSERT_TRUE(conn.send_raw(format_request("POST", "/nodes", head, std::string(1 << 20, 'x')))) << conn.error();
+    Response r = conn.read_response();
+    EXPECT_EQ(r.status, 413) << r.describe();
+    EXPECT_EQ(r.header("Content-Type"), "application/json");
+    EXPECT_EQ(json::parse(r.body)["error"], "request body over 65536 bytes");
+    EXPECT_EQ(conn.wait_close(Millis(5000)), CloseKind::eof);
+  }
+  {
+    // Chunked: the answer comes at the byte past the limit; 64 KiB more follow it.
+    Headers chunked = head;
+    chunked.emplace_back("Transfer-Encoding", "chunked");
+    Conn conn("127.0.0.1", admin_port_);
+    ASSERT_TRUE(conn.send_raw(format_request("POST", "/nodes", chunked) + "20000\r\n" + std::string(0x20000, 'x')))
+        << conn.error();
+    Response r = conn.read_response();
+    EXPECT_EQ(r.status, 413) << r.describe();
+    EXPECT_EQ(conn.wait_close(Millis(5000)), CloseKind::eof);
+  }
+}
+
+// Requests sent back to back on one connection, with bodies by length and chunked, are
+// answered one by one in order; after one with Connection: close, nothing more is.
+TEST_F(AdminFixture, PipelinedRequestsAreAnsweredInOrder) {
+  start();
+  const Headers host = {{"Host", "h"}};
+  const Headers json_body = {{"Host", "h"}, {"Content-Type", "application/json"}};
+  Headers chunked = json_body;
+  chunked.emplace_back("Transfer-Encoding", "chunked");
+  const std::string all = format_request("GET", "/nodes/a-1", host) +
+                          format_request("PUT", "/nodes/a-2/weight", chunked) + "5\r\n{\"wei\r\n8\r\nght\": 3}\r\n0\r\n\r\n" +
+                          format_request("GET", "/nodes/a-2", host) +
+                          format_request("PUT", "/nodes/a-3/weight", json_body, R"({"weight": 2})") +
+                          format_request("HEAD", "/nodes/a-3", host) +
+                          format_request("GET", "/nodes/nope", {{"Host", "h"}, {"Connection", "close"}}) +
+                          format_request("GET", "/healthz", host);
+  Conn conn("127.0.0.1", admin_port_);
+  ASSERT_TRUE(conn.send_raw(all)) << conn.error();
+  Response r = conn.read_response();
+  ASSERT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(json::parse(r.body)["name"], "a-1");
+  r = conn.read_response();
+  EXPECT_EQ(r.status, 200) << r.describe();
+  r = conn.read_response();
+  ASSERT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(json::parse(r.body)["name"], "a-2");
+  EXPECT_EQ(json::parse(r.body)["weight"], 3) << r.body;
+  r = conn.read_response();
+  EXPECT_EQ(r.status, 200) << r.describe();
+  ReadOptions head;
+  head.head = true;
+  r = conn.read_response(head);
+  EXPECT_EQ(r.status, 200) << r.describe();
+  EXPECT_TRUE(r.body.empty());
+  EXPECT_NE(r.header("Content-Length"), "0");  // the length GET would have
+  r = conn.read_response();
+  EXPECT_EQ(r.status, 404) << r.describe();
+  EXPECT_EQ(r.header("Connection"), "close");
+  EXPECT_EQ(conn.wait_close(Millis(5000)), CloseKind::eof);
+  EXPECT_EQ(conn.buffered(), "");  // the /healthz after it was not answered
+  EXPECT_EQ(json::parse(admin("GET", "/nodes/a-3").body)["weight"], 2);
+}
+
 }  // namespace
 }  // namespace ringproxy::integration

@@ -30,21 +30,43 @@ TEST(DescriptorBudget, TooFewStillServesOne) {
   EXPECT_EQ((DescriptorBudget{0, 20}.connections()), 1u);
 }
 
-TEST(DescriptorBudget, WarningNamesTheNumbers) {
-  const std::string w = shortfall_warning(DescriptorBudget{100, 20}, 10000, 100);
-  EXPECT_EQ(w,
+TEST(DescriptorBudget, AChosenValueThatDoesNotFitIsAWarningNamingTheNumbers) {
+  const ShortfallNote n = shortfall_note(DescriptorBudget{100, 20}, 10000, 100, /*chosen=*/true);
+  EXPECT_TRUE(n.warn);
+  EXPECT_EQ(n.text,
             "proxy.max_connections = 10000 needs about 20036 file descriptors (2 per connection, 20 open at "
             "start, 16 for health checks and admin) but RLIMIT_NOFILE is 100 (hard limit 100): about 32 "
             "connections can be served at once, more wait in the listen queue; raise the limit (ulimit -n, "
             "systemd LimitNOFILE=) or lower proxy.max_connections");
-  EXPECT_NE(shortfall_warning(DescriptorBudget{100, 20}, 33, RLIM_INFINITY).find("(hard limit unlimited)"),
+  EXPECT_NE(shortfall_note(DescriptorBudget{100, 20}, 33, RLIM_INFINITY, true).text.find("(hard limit unlimited)"),
             std::string::npos);
 }
 
-TEST(DescriptorBudget, NoWarningWhenItFits) {
-  EXPECT_EQ(shortfall_warning(DescriptorBudget{100, 20}, 32, 100), "");  // 64 + 20 + 16 = 100
-  EXPECT_NE(shortfall_warning(DescriptorBudget{100, 20}, 33, 100), "");
-  EXPECT_EQ(shortfall_warning(DescriptorBudget{1048576, 25}, 10000, 1048576), "");
+TEST(DescriptorBudget, TheDefaultThatDoesNotFitIsAnInfoLine) {
+  // The case that warned on every start: a hard limit of 20000, the default 10000.
+  const ShortfallNote n = shortfall_note(DescriptorBudget{20000, 25}, 10000, 20000, /*chosen=*/false);
+  EXPECT_FALSE(n.warn);
+  EXPECT_EQ(n.text,
+            "the default proxy.max_connections = 10000 needs about 20041 file descriptors (2 per connection, 25 "
+            "open at start, 16 for health checks and admin) but RLIMIT_NOFILE is 20000 (hard limit 20000): about "
+            "9979 connections can be served at once, more wait in the listen queue; raise the limit (ulimit -n, "
+            "systemd LimitNOFILE=) or lower proxy.max_connections");
+  // Far short still serves some: info.
+  EXPECT_FALSE(shortfall_note(DescriptorBudget{100, 20}, 10000, 100, false).warn);
+}
+
+TEST(DescriptorBudget, TheDefaultIsAWarningWhenNotOneConnectionFits) {
+  // 20 open + 16 transient + 2 for one connection = 38.
+  EXPECT_FALSE(shortfall_note(DescriptorBudget{38, 20}, 10000, 38, false).warn);
+  EXPECT_TRUE(shortfall_note(DescriptorBudget{37, 20}, 10000, 37, false).warn);
+  EXPECT_TRUE(shortfall_note(DescriptorBudget{10, 20}, 10000, 10, false).warn);
+}
+
+TEST(DescriptorBudget, NothingToSayWhenItFits) {
+  EXPECT_EQ(shortfall_note(DescriptorBudget{100, 20}, 32, 100, true).text, "");  // 64 + 20 + 16 = 100
+  EXPECT_FALSE(shortfall_note(DescriptorBudget{100, 20}, 32, 100, true).warn);
+  EXPECT_NE(shortfall_note(DescriptorBudget{100, 20}, 33, 100, true).text, "");
+  EXPECT_EQ(shortfall_note(DescriptorBudget{1048576, 25}, 10000, 1048576, false).text, "");
 }
 
 TEST(LocalError, WhatIsOursAndWhatIsTheNodes) {

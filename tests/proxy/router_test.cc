@@ -6,10 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -152,8 +155,7 @@ constexpr uint64_t kRampEnd = 20'000;
 
 std::shared_ptr<const Routing> b_ramping(double load_factor) {
   auto r = abc(load_factor);
-  state(*r, "b").ramp_start_ms.store(kRampStart);
-  state(*r, "b").ramp_end_ms.store(kRampEnd);
+  state(*r, "b").set_ramp(kRampStart, kRampEnd);
   return r;
 }
 
@@ -312,6 +314,59 @@ TEST(RouterBoundedLoads, TriedNodesAreLeftOutOfTheBound) {
   ASSERT_EQ(Ring::load_bound(kLoadFactor, 1, 2), 2u);
   ASSERT_EQ(Ring::load_bound(kLoadFactor, 1, 3), 1u);
   EXPECT_EQ(pick(*r, h, {a}), second);
+}
+
+
+// --- The ramp's word: start and end are one value ---------------------------------------
+
+TEST(SlowStartRamp, PacksAndUnpacksEveryRampInRange) {
+  using R = SlowStartRamp;
+  EXPECT_EQ(R::pack(0, 0), 0u);
+  EXPECT_EQ(R::unpack(0), R{});
+  for (const auto& [start, end] : std::initializer_list<std::pair<uint64_t, uint64_t>>{
+           {kRampStart, kRampEnd},
+           {0, 1},
+           {0, kMaxSlowStartMs},
+           {123'456'789, 123'456'789 + kMaxSlowStartMs},
+           {R::kMaxStartMs, R::kMaxStartMs + kMaxSlowStartMs},  // 34 years after boot
+           {1000, 1000 + R::kMaxLengthMs}}) {
+    SCOPED_TRACE(std::to_string(start) + ".." + std::to_string(end));
+    ASSERT_NE(R::pack(start, end), 0u);
+    EXPECT_EQ(R::unpack(R::pack(start, end)), (R{start, end}));
+  }
+}
+
+TEST(SlowStartRamp, OutOfRangeIsNoRampNeverAnotherRamp) {
+  using R = SlowStartRamp;
+  EXPECT_EQ(R::pack(5000, 0), 0u);     // no ramp
+  EXPECT_EQ(R::pack(5000, 5000), 0u);  // empty
+  EXPECT_EQ(R::pack(5000, 4000), 0u);  // backwards
+  EXPECT_EQ(R::pack(1000, 1000 + R::kMaxLengthMs + 1), 0u);
+  EXPECT_EQ(R::pack(R::kMaxStartMs + 1, R::kMaxStartMs + 1000), 0u);
+  EXPECT_EQ(R::pack(UINT64_MAX - 10, UINT64_MAX), 0u);
+}
+
+// A worker reading while the control thread switches between two ramps sees one or the
+// other, whole: never one's start with the other's end (which two atomics allowed).
+TEST(SlowStartRamp, AReaderNeverSeesHalfOfTwoRamps) {
+  NodeState st(1);
+  const SlowStartRamp a{10'000, 20'000}, b{7'000'000, 7'000'000 + kMaxSlowStartMs};
+  st.set_ramp(a.start_ms, a.end_ms);
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+      const SlowStartRamp& r = i % 3 == 2 ? SlowStartRamp{} : (i % 3 == 0 ? b : a);
+      st.set_ramp(r.start_ms, r.end_ms);
+    }
+  });
+  int torn = 0;
+  for (int i = 0; i < 1'000'000; ++i) {
+    const SlowStartRamp r = st.ramp();
+    torn += !(r == a || r == b || r == SlowStartRamp{});
+  }
+  stop.store(true);
+  writer.join();
+  EXPECT_EQ(torn, 0);
 }
 
 }  // namespace

@@ -506,6 +506,11 @@ TEST(RingWalk, PickSkipsUnusableToTheNextInWalkOrder) {
   EXPECT_FALSE(ring->pick(5, [](NodeIndex) { return false; }).has_value());
 }
 
+// pick_bounded's in-flight counts from a vector indexed by NodeIndex.
+auto counts(const std::vector<uint32_t>& in_flight) {
+  return [&in_flight](NodeIndex i) { return in_flight[i]; };
+}
+
 TEST(RingBoundedLoads, BoundFormula) {
   // ceil(c * (total + 1) / usable)
   EXPECT_EQ(Ring::load_bound(1.25, 0, 4), 1u);   // ceil(0.3125)
@@ -524,19 +529,19 @@ TEST(RingBoundedLoads, OverTheBoundSkipsToTheNextNodeInRingOrder) {
     // Owner holds 4 of 4 in flight; 4 usable nodes (cache-e has weight 0):
     // bound = ceil(1.5 * 5 / 4) = 2, so the owner is skipped.
     in_flight[*ring->find(g.walk[0])] = 4;
-    EXPECT_EQ(owner_name(*ring, ring->pick_bounded(g.hash, all, in_flight, 1.5)), g.walk[1]);
+    EXPECT_EQ(owner_name(*ring, ring->pick_bounded(g.hash, all, counts(in_flight), 1.5)), g.walk[1]);
     // Under the bound it keeps its keys: total 4, bound = ceil(1.5 * 5 / 4) = 2.
     in_flight[*ring->find(g.walk[0])] = 1;
     in_flight[*ring->find(g.walk[3])] = 3;
-    EXPECT_EQ(owner_name(*ring, ring->pick_bounded(g.hash, all, in_flight, 1.5)), g.walk[0]);
+    EXPECT_EQ(owner_name(*ring, ring->pick_bounded(g.hash, all, counts(in_flight), 1.5)), g.walk[0]);
     in_flight[*ring->find(g.walk[3])] = 0;
     // Off (c = 0): load is ignored.
     in_flight[*ring->find(g.walk[0])] = 1000;
-    EXPECT_EQ(owner_name(*ring, ring->pick_bounded(g.hash, all, in_flight, 0.0)), g.walk[0]);
+    EXPECT_EQ(owner_name(*ring, ring->pick_bounded(g.hash, all, counts(in_flight), 0.0)), g.walk[0]);
     // The overflow walks on past a second loaded node.
     in_flight[*ring->find(g.walk[0])] = 4;
     in_flight[*ring->find(g.walk[1])] = 4;
-    EXPECT_EQ(owner_name(*ring, ring->pick_bounded(g.hash, all, in_flight, 1.5)), g.walk[2]);
+    EXPECT_EQ(owner_name(*ring, ring->pick_bounded(g.hash, all, counts(in_flight), 1.5)), g.walk[2]);
   }
 }
 
@@ -550,7 +555,7 @@ TEST(RingBoundedLoads, NoNodeExceedsTheBoundUnderSkewedLoad) {
   uint64_t total = 0;
   for (int r = 0; r < 1000; ++r) {
     const uint64_t bound = Ring::load_bound(1.25, total, 10);
-    const NodeIndex n = *ring->pick_bounded(hot, all, in_flight, 1.25);
+    const NodeIndex n = *ring->pick_bounded(hot, all, counts(in_flight), 1.25);
     ASSERT_LT(in_flight[n], bound);
     ++in_flight[n];
     ++total;
@@ -567,9 +572,9 @@ TEST(RingBoundedLoads, UnusableNodesDoNotCount) {
   in_flight[down] = 100;  // a down node's stale requests do not raise the bound
   in_flight[*ring->find(g.walk[1])] = 2;
   // Usable: 3 nodes, total 2: bound = ceil(1.5 * 3 / 3) = 2: walk[1] is at the bound.
-  auto picked = ring->pick_bounded(g.hash, [&](NodeIndex i) { return i != down; }, in_flight, 1.5);
+  auto picked = ring->pick_bounded(g.hash, [&](NodeIndex i) { return i != down; }, counts(in_flight), 1.5);
   EXPECT_EQ(owner_name(*ring, picked), g.walk[2]);
-  EXPECT_FALSE(ring->pick_bounded(g.hash, [](NodeIndex) { return false; }, in_flight, 1.5));
+  EXPECT_FALSE(ring->pick_bounded(g.hash, [](NodeIndex) { return false; }, counts(in_flight), 1.5));
 }
 
 }  // namespace

@@ -95,6 +95,13 @@ int TcpTransport::start_reading() {
   return rc;
 }
 
+int TcpTransport::start_reading_now() {
+  if (reading_ || closing_) return 0;
+  const int rc = start_reading();
+  if (rc == 0) read_socket();
+  return rc;
+}
+
 void TcpTransport::stop_reading() {
   if (!reading_) return;
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -264,6 +265,45 @@ TEST_F(TcpTransportSocketTest, HandlerThatMakesRoomKeepsReading) {
   run_until([&] { return taken.size() == sent.size(); });
   EXPECT_EQ(taken, sent);
   EXPECT_TRUE(tcp_.reading());
+}
+
+TEST_F(TcpTransportSocketTest, ReadingNowTakesWhatIsThereInsideTheCall) {
+  connect_pair();
+  peer_send("GET / HTTP/1.1\r\n\r\n");
+  pollfd ready{tcp_.fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&ready, 1, 10000), 1);  // arrived (loopback hands it over at once)
+  ASSERT_EQ(tcp_.start_reading_now(), 0);
+  EXPECT_EQ(rec_.reads, std::vector<ssize_t>{18});  // before the loop ran
+  EXPECT_EQ(buffered(), "GET / HTTP/1.1\r\n\r\n");
+  EXPECT_TRUE(tcp_.reading());
+  EXPECT_EQ(tcp_.start_reading_now(), 0);  // already reading: nothing more
+  EXPECT_EQ(rec_.reads.size(), 1u);
+  peer_send("x");
+  run_until([&] { return bytes_read() == 19; });
+}
+
+TEST_F(TcpTransportSocketTest, ReadingNowWithNothingThereWaitsForTheLoop) {
+  connect_pair();
+  ASSERT_EQ(tcp_.start_reading_now(), 0);
+  EXPECT_TRUE(rec_.reads.empty());
+  EXPECT_TRUE(tcp_.reading());
+  peer_send("late");
+  run_until([&] { return bytes_read() == 4; });
+  EXPECT_EQ(buffered(), "late");
+}
+
+TEST_F(TcpTransportSocketTest, ReadingNowSurvivesAHandlerThatCloses) {
+  connect_pair();
+  rec_.read_hook = [&](ssize_t) { tcp_.close(); };
+  peer_send("GET / HTTP/1.1\r\n\r\n");
+  pollfd ready{tcp_.fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&ready, 1, 10000), 1);
+  ASSERT_EQ(tcp_.start_reading_now(), 0);
+  EXPECT_EQ(rec_.reads, std::vector<ssize_t>{18});
+  EXPECT_TRUE(tcp_.closing());
+  EXPECT_FALSE(tcp_.reading());
+  run_until([&] { return rec_.closed > 0; });
+  EXPECT_EQ(rec_.closed, 1);
 }
 
 TEST_F(TcpTransportSocketTest, SmallWritesGoOutAtOnce) {

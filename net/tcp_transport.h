@@ -53,9 +53,12 @@ class TcpTransport final : public Transport {
   // on_read may run (and the handler close the transport) before it returns. For a
   // socket just accepted, whose request is usually there: it is read in the accept's
   // loop turn instead of after the next epoll_wait. bench/cost MODE=close, the request
-  // read so from ClientConn::accept: 14,208 -> 13,881 user instructions per connection,
-  // syscalls 9.37 -> 9.19 (epoll_wait 0.21 -> 0.07, accept4 1.15 -> 1.04, recvfrom
-  // 2.00 -> 2.07: the requests not there yet cost one EAGAIN recv each).
+  // read so from ClientConn::accept, two runs each: 14,208 and 14,263 -> 13,881 and
+  // 13,929 user instructions per connection. Syscalls per connection went either way:
+  // 9.37 -> 9.19 (epoll_wait 0.21 -> 0.07) in one pair of runs, 9.21 -> 9.63 in the
+  // other, where 37% of the requests were not there yet (recvfrom 2.00 -> 2.37: an
+  // EAGAIN recv each). TCP_DEFER_ACCEPT on the listener should make such misses rare
+  // (not measured).
   int start_reading_now();
   void stop_reading() override;
   int write(uv_buf_t* bufs, unsigned count) override;

@@ -126,7 +126,9 @@ void TcpTransport::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 }
 
 void TcpTransport::read_socket() {
-  while (reading_) {
+  // At most 32 reads per event, as uv__read: a peer that keeps the buffer full does
+  // not starve the loop's other sockets (epoll reports this one again next turn).
+  for (int turn = 0; turn < 32 && reading_; ++turn) {
     buffers_.acquire(in_);  // again each turn: the handler may have released it
     if (in_.free_space() == 0 && in_.size() == 0) in_.clear();
     const size_t room = in_.free_space();

@@ -79,8 +79,8 @@ class TcpTransport final : public Transport {
   static void on_write_cb(uv_write_t* req, int status);
   static void on_connect_cb(uv_connect_t* req, int status);
   static void on_close_cb(uv_handle_t* h);
-  // Reads as libuv would (until the buffer is not filled, EAGAIN, EOF or an error) and
-  // tells the handler. Only while reading_.
+  // Reads as libuv would (until a read does not fill the buffer, EAGAIN, EOF, an error,
+  // or 32 reads) and tells the handler. Only while reading_.
   void read_socket();
   void take_fd();
 

@@ -17,19 +17,15 @@ namespace ringproxy {
 using namespace std::string_view_literals;
 namespace {
 
-// Largest response head accepted from a backend; a larger one is a 502.
-constexpr uint32_t kMaxResponseHead = 64 * 1024;
-
 std::string describe(int uv_status) { return uv_status < 0 ? uv_err_name(uv_status) : "eof"; }
 
 }  // namespace
 
-Exchange::Exchange(Worker& worker, h1::Downstream& down) : worker_(worker), down_(down) {
+Exchange::Exchange(Worker& worker, h1::Downstream& down)
+    : worker_(worker), down_(down), resp_(kMaxResponseHead) {
   // The heads are rebuilt per request in these: one allocation each per connection.
   up_head_.reserve(512);
   resp_head_.reserve(512);
-  resp_headers_.reserve(16);
-  resp_views_.reserve(16);
 }
 
 void Exchange::reset() {
@@ -241,14 +237,8 @@ void Exchange::connect_node() {
 void Exchange::attach_upstream(UpstreamConn* conn) {
   up_ = conn;
   upstream_ready_ = true;
-  llhttp_init(&resp_parser_, HTTP_RESPONSE, &response_settings());
-  resp_parser_.data = this;
-  resp_headers_.clear();
-  status_text_ = {};
-  resp_head_bytes_ = 0;
-  resp_msg_done_ = false;
-  head_pending_ = resp_exec_pending_ = false;
-  decode_chunked_ = false;
+  resp_.start(is_head_);
+  head_pending_ = after_head_ = false;
   phase_ = Phase::kWaiting;
   conn->buffer().clear();
   if (conn->start_reading() < 0) {
@@ -396,80 +386,6 @@ void Exchange::on_client_eof() {
 // ---------------------------------------------------------------------------------------
 // Response
 
-int Exchange::on_resp_status(llhttp_t* p, const char* at, size_t len) {
-  auto* c = static_cast<Exchange*>(p->data);
-  if (c->status_text_.len == 0) c->status_text_.off = static_cast<uint32_t>(at - c->up_->buffer().data());
-  c->status_text_.len += static_cast<uint32_t>(len);
-  c->resp_head_bytes_ += static_cast<uint32_t>(len);
-  return 0;
-}
-
-int Exchange::on_resp_header_field(llhttp_t* p, const char* at, size_t len) {
-  auto* c = static_cast<Exchange*>(p->data);
-  h1::append_field_piece(c->resp_headers_, false, c->up_->buffer().data(), at, len, &c->resp_head_bytes_);
-  return c->resp_head_bytes_ > kMaxResponseHead ? HPE_USER : 0;
-}
-
-int Exchange::on_resp_header_value(llhttp_t* p, const char* at, size_t len) {
-  auto* c = static_cast<Exchange*>(p->data);
-  if (!h1::append_field_piece(c->resp_headers_, true, c->up_->buffer().data(), at, len, &c->resp_head_bytes_)) {
-    llhttp_set_error_reason(p, "obs-fold (RFC 9112 5.2)");
-    return HPE_INVALID_HEADER_TOKEN;
-  }
-  return c->resp_head_bytes_ > kMaxResponseHead ? HPE_USER : 0;
-}
-
-int Exchange::on_resp_headers_complete(llhttp_t* p) {
-  auto* c = static_cast<Exchange*>(p->data);
-  // Responses to HEAD, and 1xx (but 101), 204 and 304 responses, have no body whatever
-  // their headers say (RFC 9110 6.4.1); llhttp 8 reads a Content-Length body for 204
-  // and 304 unless told (1 = no body). The pause then comes at message complete, at
-  // the same place, and the head is handled there once.
-  const int status = p->status_code;
-  if (c->is_head_ || (status >= 100 && status < 200 && status != 101) || status == 204 ||
-      status == 304) {
-    return 1;
-  }
-  return HPE_PAUSED;
-}
-
-int Exchange::on_resp_message_complete(llhttp_t* p) {
-  static_cast<Exchange*>(p->data)->resp_msg_done_ = true;
-  return HPE_PAUSED;
-}
-
-int Exchange::on_resp_body_decode(llhttp_t* p, const char* at, size_t len) {
-  // The decoded pieces move to the front of the bytes just read, in order; each lies
-  // after the place it moves to, so memmove never overwrites what is still to come.
-  auto* c = static_cast<Exchange*>(p->data);
-  if (c->decode_dst_ != at) std::memmove(c->decode_dst_, at, len);
-  c->decode_dst_ += len;
-  return 0;
-}
-
-const llhttp_settings_t& Exchange::response_decode_settings() {
-  static const llhttp_settings_t settings = [] {
-    llhttp_settings_t s = response_settings();
-    s.on_body = on_resp_body_decode;
-    return s;
-  }();
-  return settings;
-}
-
-const llhttp_settings_t& Exchange::response_settings() {
-  static const llhttp_settings_t settings = [] {
-    llhttp_settings_t s;
-    llhttp_settings_init(&s);
-    s.on_status = on_resp_status;
-    s.on_header_field = on_resp_header_field;
-    s.on_header_value = on_resp_header_value;
-    s.on_headers_complete = on_resp_headers_complete;
-    s.on_message_complete = on_resp_message_complete;
-    return s;
-  }();
-  return settings;
-}
-
 void Exchange::on_upstream_timeout() {
   if (phase_ == Phase::kWaiting && req_done_) {
     // Nothing came back: an idempotent request whose body was not streamed goes to the
@@ -511,20 +427,17 @@ void Exchange::on_upstream_read(ssize_t nread) {
       }
       return;
     }
-    if (phase_ == Phase::kBody && nread == UV_EOF) {
+    if (phase_ == Phase::kBody && nread == UV_EOF && resp_.finish() == h1::ResponseParser::Step::kDone) {
       // A body delimited by the close of the connection ends here.
-      const llhttp_errno err = llhttp_finish(&resp_parser_);
-      if ((err == HPE_OK || err == HPE_PAUSED) && resp_msg_done_) {
-        close_after_ = true;
-        phase_ = Phase::kDone;
-        if (!down_.send_pending() && send_to_client(nullptr, 0) < 0) {
-          down_.abort();
-          return;
-        }
-        release_upstream(false);
-        if (!down_.send_pending()) done();
+      close_after_ = true;
+      phase_ = Phase::kDone;
+      if (!down_.send_pending() && send_to_client(nullptr, 0) < 0) {
+        down_.abort();
         return;
       }
+      release_upstream(false);
+      if (!down_.send_pending()) done();
+      return;
     }
     if (resp_bytes_ == 0 && phase_ != Phase::kBody) {
       upstream_failed(502, nread == UV_EOF ? "closed before responding"
@@ -545,10 +458,11 @@ void Exchange::on_upstream_read(ssize_t nread) {
 }
 
 void Exchange::process_response_bytes() {
+  using Step = h1::ResponseParser::Step;
   while (!down_.closing() && up_ && !down_.send_pending()) {
     IoBuffer& ub = up_->buffer();
-    char* start = ub.begin_ptr();
     if (tunnel_) {
+      char* start = ub.begin_ptr();
       const size_t len = ub.size();
       ub.consume(len);
       if (send_to_client(start, len) < 0) {
@@ -560,97 +474,70 @@ void Exchange::process_response_bytes() {
     }
     // Run the parser even on no new bytes right after a head: a response without a
     // body (204, 304, Content-Length: 0) completes only then.
-    if (ub.size() == 0 && !resp_exec_pending_) {
-      if (send_to_client(start, 0) < 0) {
+    if (ub.size() == 0 && !after_head_) {
+      if (send_to_client(nullptr, 0) < 0) {  // a head waiting for body bytes goes now
         down_.abort();
         return;
       }
       up_->start_reading();
       return;
     }
-    resp_exec_pending_ = false;
-    decode_dst_ = start;
-    const llhttp_errno err = llhttp_execute(&resp_parser_, start, ub.size());
-    if (err == HPE_OK) {
-      if (phase_ == Phase::kHead) {
-        // Head incomplete: keep it in place and read more.
-        if (ub.free_space() == 0) {
-          if (ub.capacity() >= kMaxResponseHead + 1024) {
-            upstream_failed(502, "response head too large", false);
-            return;
-          }
-          ub.grow(ub.capacity() * 2);
-        }
-        ub.consume(ub.size());
-        up_->start_reading();
-        return;
-      }
-      // Body bytes, all of them (decoded, for a 1.0 client of a chunked body).
-      const size_t len = ub.size();
-      ub.consume(len);
-      if (send_to_client(start, body_out(start, len)) < 0) {
-        down_.abort();
-        return;
-      }
-      continue;
-    }
-    if (err == HPE_PAUSED) {
-      const char* pos = llhttp_get_error_pos(&resp_parser_);
-      llhttp_resume(&resp_parser_);
-      if (phase_ == Phase::kHead) {
-        ub.consume_to(pos);
+    after_head_ = false;
+    const h1::ResponseParser::Result r = resp_.execute(ub);
+    switch (r.step) {
+      case Step::kMore:
+        continue;  // a head under way (kept in place) or only chunk framing: read more
+      case Step::kHead:
         on_response_head();
-        if (down_.closing() || !up_) return;
-        // No body (HEAD, 204, 304): llhttp completed the message along with the head.
-        if (resp_msg_done_ && phase_ == Phase::kBody) {
-          finish_response(ub.begin_ptr(), 0, 0);
+        continue;
+      case Step::kBody:
+        if (send_to_client(r.out, r.out_len) < 0) {
+          down_.abort();
           return;
         }
         continue;
-      }
-      const size_t len = static_cast<size_t>(pos - start);
-      finish_response(start, len, body_out(start, len));
-      return;
+      case Step::kDone:
+        finish_response(r.out, r.out_len);
+        return;
+      case Step::kError:
+        if (resp_bytes_ == 0) {
+          upstream_failed(502, resp_.error_reason(), false);
+        } else {
+          RP_LOG(LogLevel::kWarn, "upstream " + std::string(resp_.error_reason()) +
+                                      " mid-body: node=" + routing_->backends[node_].name);
+          down_.abort();
+        }
+        return;
     }
-    const char* reason = llhttp_get_error_reason(&resp_parser_);
-    if (resp_bytes_ == 0) {
-      upstream_failed(502, std::string("malformed response: ") + (reason ? reason : llhttp_errno_name(err)), false);
-    } else {
-      RP_LOG(LogLevel::kWarn, std::string("upstream malformed response mid-body: node=") +
-                                  routing_->backends[node_].name);
-      down_.abort();
-    }
-    return;
   }
   if (up_ && down_.send_pending()) up_->stop_reading();
 }
 
-void Exchange::finish_response(char* start, size_t len, size_t send_len) {
-  IoBuffer& ub = up_->buffer();
-  ub.consume(len);
-  resp_msg_done_ = true;
+void Exchange::finish_response(char* out, size_t len) {
   phase_ = Phase::kDone;
   // Counted before the last bytes go out: a client that has its answer and asks
   // /metrics at once finds it counted.
-  resp_bytes_ += send_len;
+  resp_bytes_ += len;
   account(resp_status_);
   // The last bytes are written from the upstream buffer, which stays put: the
-  // connection goes back to the pool only after this write completes (on_write).
-  if (send_to_client(start, send_len, /*counted=*/true) < 0) {
+  // connection goes back to the pool only after this write completes.
+  if (send_to_client(out, len, /*counted=*/true) < 0) {
     down_.abort();
     return;
   }
   if (down_.send_pending()) {
     up_->stop_reading();
-    return;  // on_write releases the upstream and ends the exchange
+    return;  // on_downstream_drained releases the upstream and ends the exchange
   }
   release_upstream(upstream_reusable());
   done();
 }
 
 bool Exchange::upstream_reusable() {
-  return up_ && up_->buffer().size() == 0 && !up_->write_pending() &&
-         llhttp_should_keep_alive(&resp_parser_) && req_done_ && !tunnel_;
+  // Bytes after the response's end (ub not empty): a server that sends what was not
+  // asked for is not trusted with the next request.
+  return up_ && up_->buffer().size() == 0 && !up_->write_pending() && resp_.keep_alive() && req_done_ &&
+         !tunnel_;
 }
 
 int Exchange::send_to_client(char* body, size_t len, bool counted) {
@@ -670,16 +557,10 @@ int Exchange::send_to_client(char* body, size_t len, bool counted) {
 }
 
 void Exchange::on_response_head() {
-  IoBuffer& ub = up_->buffer();
-  const auto uview = [&](Span s) { return std::string_view(ub.data() + s.off, s.len); };
-  resp_status_ = resp_parser_.status_code;
-  if (resp_status_ < 100) {
-    // RFC 9110 15: codes are three digits, 100 to 599; llhttp also takes "2" or "099".
-    // Above 599 is relayed as it is (clients treat an unknown code as its class's x00).
-    upstream_failed(502, "malformed response: status code below 100", false);
-    return;
-  }
-  const bool interim = resp_status_ < 200 && resp_status_ != 101;  // 100 and up, from here
+  // The head passed the parser's checks (h1::ResponseParser: size, obs-fold, a status
+  // of three digits); what is left are the ones that depend on the request.
+  resp_status_ = resp_.status();
+  const bool interim = resp_.interim();
   if (resp_status_ == 101 && !upgrade_) {
     // Switching protocols that the client never asked for: nothing can be relayed.
     upstream_failed(502, "101 Switching Protocols to a request without Upgrade", false);
@@ -689,11 +570,8 @@ void Exchange::on_response_head() {
     // RFC 9110 15.2.2: a 101 names the protocol in Upgrade. Without one the client does
     // not switch and would read the tunnelled bytes as responses (fuzz_response found it).
     bool named = false;
-    for (const HeaderSpan& h : resp_headers_) {
-      if (iequals(uview(h.name), "upgrade") &&
-          uview(h.value).find_first_not_of(" \t") != std::string_view::npos) {
-        named = true;
-      }
+    for (const HeaderView& h : resp_.fields()) {
+      if (iequals(h.name, "upgrade") && h.value.find_first_not_of(" \t") != std::string_view::npos) named = true;
     }
     if (!named) {
       upstream_failed(502, "101 Switching Protocols without an Upgrade protocol", false);
@@ -706,59 +584,42 @@ void Exchange::on_response_head() {
     routing_->backends[node_].state->per_worker[worker_.id()].header_time.observe_us(uv_hrtime() / 1000 -
                                                                                       up_sent_us_);
   }
-  if (interim && client_http10_) {
-    // RFC 9110 15.2: no 1xx to an HTTP/1.0 client. Wait for the final response.
-    resp_headers_.clear();
-    status_text_ = {};
-    resp_head_bytes_ = 0;
-    resp_msg_done_ = false;
-    return;
-  }
+  // RFC 9110 15.2: no 1xx to an HTTP/1.0 client. The parser reads the final head next.
+  if (interim && client_http10_) return;
   if (!interim && upgrade_ && resp_status_ != 101) {
     // The upgrade was declined: the request parser is left in its upgrade state, and
     // what the client sends next may be the new protocol. End the connection after.
     close_after_ = true;
   }
-  resp_views_.clear();
-  for (const HeaderSpan& hs : resp_headers_) resp_views_.push_back({uview(hs.name), uview(hs.value)});
   const bool tunnel = resp_status_ == 101 && upgrade_;
-  const bool bodiless = is_head_ || resp_status_ == 204 || resp_status_ == 304 || interim;
-  const bool chunked = (resp_parser_.flags & F_CHUNKED) != 0;
-  const bool framed = (resp_parser_.flags & (F_CHUNKED | F_CONTENT_LENGTH)) != 0 || bodiless;
-  if (!framed && !tunnel) close_after_ = true;  // the body ends at the close
+  const bool bodiless = resp_.bodiless();
+  if (!resp_.has_length() && !bodiless) close_after_ = true;  // the body ends at the close
   // RFC 9112 6.1: no chunked body to an HTTP/1.0 client, which would read the chunk
   // lines as content. It gets the body decoded, ended by the close.
-  decode_chunked_ = client_http10_ && chunked && !bodiless;
-  if (decode_chunked_) {
+  if (client_http10_ && resp_.chunked() && !bodiless) {
     close_after_ = true;
-    resp_parser_.settings = const_cast<llhttp_settings_t*>(&response_decode_settings());
+    resp_.set_decode_chunked(true);
   }
 
   ResponseRewrite rw;
   rw.status = resp_status_;
-  rw.reason = uview(status_text_);
-  rw.fields = resp_views_;
+  rw.reason = resp_.reason();
+  rw.fields = resp_.fields();
   rw.client_http10 = client_http10_;
   rw.interim = interim;
   rw.tunnel = tunnel;
   rw.close_after = close_after_ || down_.close_requested();
   build_response_head(rw, resp_head_);
-  const std::string& h = resp_head_;
-  resp_bytes_ += h.size();
-  resp_headers_.clear();
-  status_text_ = {};
-  resp_head_bytes_ = 0;
+  resp_bytes_ += resp_head_.size();
   // The head goes out with the first body bytes, in one write.
   head_pending_ = true;
-  resp_exec_pending_ = true;
   if (interim) {
     // Another head follows (a 100 Continue precedes the final response): send this one
     // now, so the client sends its body.
-    resp_msg_done_ = false;
-    resp_exec_pending_ = false;
     if (send_to_client(nullptr, 0) < 0) down_.abort();
     return;
   }
+  after_head_ = true;
   phase_ = Phase::kBody;
   if (tunnel) {
     if (send_to_client(nullptr, 0) < 0) {

@@ -14,7 +14,6 @@
 // Thread: the owning worker's loop.
 #pragma once
 
-#include <llhttp.h>
 #include <uv.h>
 
 #include <cstdint>
@@ -23,8 +22,8 @@
 #include <string_view>
 #include <vector>
 
-#include "http/h1/field_spans.h"
 #include "http/h1/request_parser.h"
+#include "http/h1/response_parser.h"
 #include "http/h1/server_conn.h"
 #include "http/message.h"
 #include "proxy/backends.h"
@@ -34,6 +33,9 @@
 namespace ringproxy {
 
 class Worker;
+
+// Largest response head accepted from a node; a larger one is a 502.
+constexpr uint32_t kMaxResponseHead = 64 * 1024;
 
 class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
  public:
@@ -67,9 +69,6 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
  private:
   enum class Phase { kNone, kConnecting, kWaiting, kHead, kBody, kDone };
 
-  using Span = h1::Span;
-  using HeaderSpan = h1::FieldSpan;
-
   // "node=NAME address=ADDR" of the node last tried, or "node=-".
   std::string node_label() const;
   // Records the request's outcome (at most once per request: RequestLog).
@@ -89,12 +88,8 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   // Response side.
   void process_response_bytes();
   void on_response_head();
-  // The message ends after `len` bytes at `start`, of which the first `send_len` go to
-  // the client (fewer when a chunked body is decoded).
-  void finish_response(char* start, size_t len, size_t send_len);
-  size_t body_out(const char* start, size_t len) const {
-    return decode_chunked_ ? static_cast<size_t>(decode_dst_ - start) : len;
-  }
+  // The response ended; [out, out + len) are its last bytes for the client.
+  void finish_response(char* out, size_t len);
   bool upstream_reusable();
   // Writes the pending response head (if any) and `len` body bytes in one write;
   // `counted`: resp_bytes_ already includes them.
@@ -109,16 +104,6 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   void on_upstream_read(ssize_t nread) override;
   void on_upstream_write(int status) override;
   void on_upstream_timeout() override;
-
-  // llhttp callbacks (the response parser).
-  static int on_resp_status(llhttp_t* p, const char* at, size_t len);
-  static int on_resp_header_field(llhttp_t* p, const char* at, size_t len);
-  static int on_resp_header_value(llhttp_t* p, const char* at, size_t len);
-  static int on_resp_headers_complete(llhttp_t* p);
-  static int on_resp_message_complete(llhttp_t* p);
-  static int on_resp_body_decode(llhttp_t* p, const char* at, size_t len);
-  static const llhttp_settings_t& response_settings();
-  static const llhttp_settings_t& response_decode_settings();
 
   Worker& worker_;
   h1::Downstream& down_;
@@ -156,20 +141,13 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   uint64_t up_sent_us_ = 0;      // when the head went to the node (this attempt)
 
   // The response.
-  llhttp_t resp_parser_{};
-  Span status_text_;
-  std::vector<HeaderSpan> resp_headers_;
-  std::vector<HeaderView> resp_views_;
-  uint32_t resp_head_bytes_ = 0;
-  bool resp_msg_done_ = false;
+  h1::ResponseParser resp_;  // the client side of HTTP/1 for the node's answer
   int resp_status_ = 0;
   bool tunnel_ = false;
-  bool upstream_eof_ = false;       // tunnel: the node has finished sending
-  bool close_after_ = false;        // the connection ends after this response
-  bool head_pending_ = false;       // resp_head_ built, not yet written
-  bool resp_exec_pending_ = false;  // run the parser once more, even on no bytes
-  bool decode_chunked_ = false;     // an HTTP/1.0 client: the chunked body goes decoded
-  char* decode_dst_ = nullptr;      // where the next decoded body byte goes
+  bool upstream_eof_ = false;  // tunnel: the node has finished sending
+  bool close_after_ = false;   // the connection ends after this response
+  bool head_pending_ = false;  // resp_head_ built, not yet written
+  bool after_head_ = false;    // run the parser once more, even on no bytes
   std::string resp_head_;           // response head as sent to the client
   std::string own_answer_;          // an answer of the proxy's own (Max-Forwards: 0)
   uint64_t resp_bytes_ = 0;

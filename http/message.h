@@ -16,8 +16,13 @@ struct HeaderView {
   std::string_view value;
 };
 
-// ASCII case-insensitive equality, for header names and tokens.
-bool iequals(std::string_view a, std::string_view b);
+// The loop of iequals, for views of the same size.
+bool iequals_same_size(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality, for header names and tokens. Inline: most calls
+// compare a field name with one of another length, and end there.
+inline bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && iequals_same_size(a, b);
+}
 
 // The first header named `name` (case-insensitive), or an empty view. `found`, when
 // given, tells an empty value from a missing header.

@@ -35,7 +35,10 @@ void ServerConn::start(const sockaddr* peer) {
   TcpTransport::ip_text(peer, client_ip_, sizeof client_ip_);
   client_ip_len_ = static_cast<uint8_t>(std::strlen(client_ip_));
   arm_timer(owner_.limits().header_timeout_ms);
-  resume_client_reading();
+  // A new client has usually sent its request by the time it is accepted: read it now
+  // rather than a loop turn later. The request may be handled, even answered and the
+  // connection closed, before this returns: nothing may follow it here.
+  tcp_.start_reading_now();
 }
 
 void ServerConn::close() {

@@ -144,7 +144,7 @@ std::string AdminServer::listen(const Address& address) {
 void AdminServer::on_connection(uv_stream_t* server, int status) {
   auto* self = static_cast<AdminServer*>(server->data);
   if (status < 0) return;
-  auto* c = new Conn(*self);            // freed in its on_freed
+  auto* c = new Conn(*self);       // freed in its on_freed
   if (!c->accept(server)) return;  // closed; on_freed follows
   // The admin shares the process's descriptors with the data path: a bounded number of
   // connections, the newest refused (accepted and closed) past it.

@@ -1,7 +1,7 @@
 // The admin endpoint's exchange as values: a whole request in, a whole response out,
 // with no connection in sight. AdminServer (admin_server.h) reads requests off a
-// connection with the shared HTTP/1 codec and writes what these functions return; a
-// later HTTP/1 server codec shared with the proxy can call the same functions.
+// connection with the HTTP/1 server codec it shares with the proxy
+// (http/h1/server_conn.h) and writes what these functions return.
 //
 // Thread: any (no state); the handler runs on the control loop.
 #pragma once

@@ -1,11 +1,11 @@
 // A small HTTP/1.1 server for the admin endpoint, on the control loop (not a worker).
-// Requests are read with the proxy's own request codec (h1::RequestParser), so the
-// admin port refuses exactly what the proxy refuses, with the same canned answers
-// (400, 408, 431, 501, 505); a request that passes is read whole (a body of at most
-// kMaxBody bytes, else 413) and handed to the handler (admin_request.h), whose answer
-// is written whole. Keep-alive and pipelining are served in order, one request at a
-// time. An answer that ends the connection is followed by a lingering close
-// (http/h1/lingering_close.h).
+// Each connection is the proxy's own HTTP/1 server codec (h1::ServerConn, as in
+// proxy/client_conn.h), so the admin port refuses exactly what the proxy refuses, with
+// the same canned answers (400, 408, 431, 501, 505), serves keep-alive and pipelining
+// in order, one request at a time, and ends a connection after an answer that closes
+// it with a lingering close. What differs is the request handler: a request that
+// passes is read whole (a body of at most kMaxBody bytes, else a JSON 413) and answered
+// by the handler (admin_request.h), whose answer is written whole.
 //
 // Thread: the control loop's.
 #pragma once

@@ -10,8 +10,8 @@
 // lingering_timeout are 30 s and 5 s; a client that has our answer needs only the time
 // its last bytes take to arrive.
 //
-// Used by the HTTP/1 server codec (http/h1/server_conn.h) and, until it becomes a
-// handler on that codec, the admin endpoint (proxy/admin_server.cc).
+// Used by the HTTP/1 server codec (http/h1/server_conn.h), for the proxy's client
+// connections and the admin endpoint's alike.
 //
 // LingerBudget is the rule alone (no socket, no clock of its own); the connection reads,
 // drops, and closes when it says so. Thread: the connection's.

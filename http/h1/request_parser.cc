@@ -231,11 +231,10 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
 int RequestParser::on_body(llhttp_t* p, const char* at, size_t len) {
   // The proxy's path: no sink, one test per piece of body llhttp hands over.
   auto* r = static_cast<RequestParser*>(p->data);
-  if (r->body_out_ == nullptr) return 0;
+  if (r->body_out_ == nullptr || r->body_over_limit_) return 0;
   if (len > r->body_limit_ - r->body_out_->size()) {
-    r->body_over_limit_ = true;
-    llhttp_set_error_reason(p, "body over the limit");
-    return -1;  // HPE_USER: body() reports an error
+    r->body_over_limit_ = true;  // kept no further; the caller answers
+    return 0;
   }
   r->body_out_->append(at, len);
   return 0;

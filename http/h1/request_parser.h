@@ -79,8 +79,10 @@ class RequestParser {
 
   // For a server that reads whole requests (the admin endpoint): from now until
   // next_message(), body() also appends the decoded body (chunk framing removed) to
-  // `out`, at most `limit` bytes in all; a longer body stops it with BodyStep::error
-  // and body_over_limit(). The proxy forwards bodies as framed and keeps none.
+  // `out`, at most `limit` bytes in all. Of a longer body nothing more is kept and
+  // body_over_limit() is true; body() goes on checking its framing, so the caller
+  // answers its own way (the admin's JSON 413). The proxy forwards bodies as framed
+  // and keeps none.
   void keep_body(std::string* out, size_t limit) {
     body_out_ = out;
     body_limit_ = limit;

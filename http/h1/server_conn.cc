@@ -31,8 +31,24 @@ int ServerConn::open(int fd, bool nodelay_inherited) {
   return rc;
 }
 
+int ServerConn::accept(uv_stream_t* listener) {
+  timer_.init(loop_, this);
+  open_handles_ = 1;
+  int rc = tcp_.init(loop_);
+  if (rc == 0) {
+    open_handles_ = 2;
+    rc = tcp_.accept(listener);
+  }
+  if (rc != 0) close();
+  return rc;
+}
+
 void ServerConn::start(const sockaddr* peer) {
-  TcpTransport::ip_text(peer, client_ip_, sizeof client_ip_);
+  if (peer) {
+    TcpTransport::ip_text(peer, client_ip_, sizeof client_ip_);
+  } else {
+    tcp_.peer_ip(client_ip_, sizeof client_ip_);
+  }
   client_ip_len_ = static_cast<uint8_t>(std::strlen(client_ip_));
   arm_timer(owner_.limits().header_timeout_ms);
   // A new client has usually sent its request by the time it is accepted: read it now
@@ -141,8 +157,8 @@ void ServerConn::on_read(ssize_t nread) {
     }
     // A half-close after a request (HTTP allows it): the request and any pipelined
     // ones already buffered are answered, then the connection closes. A body still
-    // short of its end is cut short: forward_request_body() finds that out.
-    if (c->req_phase_ == ReqPhase::kBody && c->handler_.ready_for_body()) c->forward_body();
+    // short of its end is cut short: forward_body() finds that out.
+    if (c->req_phase_ == ReqPhase::kBody && c->handler_.ready_for_body()) c->process_request_bytes();
     return;
   }
   if (c->tunnel_) {
@@ -155,7 +171,17 @@ void ServerConn::on_read(ssize_t nread) {
 }
 
 void ServerConn::process_request_bytes() {
-  while (!closing_) {
+  // An exchange that ends inside this loop (an answer from on_request or on_body)
+  // leaves the next request to the loop: end_exchange() does not recurse into it, so a
+  // long pipeline of answers given at once costs no stack.
+  const bool outer = !processing_;
+  processing_ = true;
+  process_requests();
+  if (outer) processing_ = false;
+}
+
+void ServerConn::process_requests() {
+  while (!closing_ && !lingering_) {
     switch (req_phase_) {
       case ReqPhase::kIdle:
         if (in_.size() == 0) {
@@ -180,7 +206,8 @@ void ServerConn::process_request_bytes() {
         break;
       case ReqPhase::kBody:
         if (!handler_.ready_for_body()) return;
-        if (!forward_body()) return;
+        // kIdle: the handler answered from on_body and the exchange ended; the next one.
+        if (!forward_body() && req_phase_ != ReqPhase::kIdle) return;
         break;
       case ReqPhase::kDone:
         return;
@@ -249,6 +276,9 @@ bool ServerConn::forward_body() {
     complete = step.complete;
   }
   in_.consume(len);
+  // The request is all read once the handler sees its end: an answer it gives from
+  // on_body may keep the connection (end_exchange).
+  if (complete) req_phase_ = ReqPhase::kDone;
   switch (handler_.on_body(start, len, complete)) {
     case RequestHandler::BodyResult::kFailed:
       return false;
@@ -258,9 +288,9 @@ bool ServerConn::forward_body() {
     case RequestHandler::BodyResult::kTaken:
       break;
   }
-  if (closing_) return false;
+  if (closing_ || lingering_) return false;
   if (complete) {
-    req_phase_ = ReqPhase::kDone;
+    if (req_phase_ != ReqPhase::kDone) return true;  // answered from on_body: the exchange ended
     if (!client_write_pending_) timer_.disarm();  // the client has sent all; now the backend's turn
     return !req_.upgrade();  // bytes after an upgrade request wait for the 101
   }
@@ -275,9 +305,10 @@ bool ServerConn::forward_body() {
 
 void ServerConn::resume_body() {
   if (closing_) return;
-  if (req_phase_ == ReqPhase::kBody || tunnel_) {
+  if (tunnel_) {
     forward_body();
-    if (!closing_ && req_phase_ == ReqPhase::kDone && !tunnel_) process_request_bytes();
+  } else if (req_phase_ == ReqPhase::kBody) {
+    process_request_bytes();
   }
   resume_client_reading();
 }
@@ -324,7 +355,7 @@ void ServerConn::end_exchange() {
   handler_.reset();
   arm_timer(owner_.limits().idle_timeout_ms);
   resume_client_reading();
-  process_request_bytes();
+  if (!processing_) process_request_bytes();  // else the loop under way goes on
 }
 
 // ---------------------------------------------------------------------------------------

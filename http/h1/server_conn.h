@@ -47,7 +47,8 @@ class Downstream {
   // `log_cause` goes to RequestHandler::on_answered.
   virtual void respond_error(int status, std::string_view text, std::string_view log_cause) = 0;
   // A complete answer built by the handler (taken from `answer`), after which the
-  // connection goes on (`keep_alive`) or closes in stages.
+  // connection goes on (`keep_alive`) or closes in stages. Written at once, it ends
+  // the exchange inside this call: the handler is reset() before it returns.
   virtual void respond_own(std::string& answer, bool keep_alive) = 0;
   // Reads and drops the rest of the request if it is all buffered: true when the
   // request is then complete (the connection may go on after an early answer).
@@ -83,7 +84,11 @@ class RequestHandler {
   // A complete, checked head (`req` stays the codec's: valid until reset()).
   virtual void on_request(RequestParser& req, std::string_view client_ip) = 0;
   // Body bytes [p, p + len), framed as received (or raw, in a tunnel), offered only
-  // while ready_for_body(); `end`: the request is complete after them.
+  // while ready_for_body(); `end`: the request is complete after them. A handler that
+  // reads whole requests (the admin endpoint) may answer from here with
+  // Downstream::respond_own() and return kFailed: once the answer is written (maybe
+  // inside that call, which then resets the handler), the connection goes on with the
+  // next request as after response_done(), or closes.
   virtual BodyResult on_body(char* p, size_t len, bool end) = 0;
   virtual bool ready_for_body() const = 0;
   // Body bytes passed on are still in use (the read buffer may not move).
@@ -138,7 +143,12 @@ class ServerConn final : public Downstream, private Transport::Handler {
   // Takes `fd`, an accepted socket (non-blocking, close-on-exec). On an error the fd is
   // closed, close() has run and on_freed follows.
   int open(int fd, bool nodelay_inherited);
-  // Starts serving the client at `peer`: the head timer runs, reading starts.
+  // Takes the connection pending on `listener`, from its libuv connection callback (a
+  // server that listens through libuv: the admin endpoint). On an error close() has
+  // run and on_freed follows.
+  int accept(uv_stream_t* listener);
+  // Starts serving the client at `peer` (null: the address is asked of the socket):
+  // the head timer runs, reading starts.
   void start(const sockaddr* peer);
   void close();  // idempotent; on_freed follows from the loop
   // Draining: close now if idle, else after the response in progress.
@@ -163,6 +173,7 @@ class ServerConn final : public Downstream, private Transport::Handler {
   enum class ReqPhase { kIdle, kHead, kBody, kDone };
 
   void process_request_bytes();
+  void process_requests();  // process_request_bytes()'s loop
   bool parse_head();  // false when the connection is done with (error sent)
   void on_request_head();
   // Offers the buffered body bytes to the handler; true when the request is complete.
@@ -202,6 +213,7 @@ class ServerConn final : public Downstream, private Transport::Handler {
   bool close_after_response_ = false;
   bool drain_requested_ = false;
   bool lingering_ = false;        // linger_close(): reading only to drop
+  bool processing_ = false;       // in process_request_bytes()
   LingerBudget linger_;
   char client_ip_[48] = {};
   uint8_t client_ip_len_ = 0;

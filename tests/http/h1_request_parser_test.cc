@@ -119,7 +119,8 @@ TEST(H1RequestParser, AKeptBodyIsDecodedAndBounded) {
   EXPECT_EQ(body, "hello ab");          // exactly the limit: kept
   EXPECT_FALSE(p.body_over_limit());
 
-  // One byte more than the limit stops the parser.
+  // One byte more than the limit: nothing more is kept, the framing is still read to
+  // the message's end.
   p.next_message();
   IoBuffer in2;
   ASSERT_EQ(head_of(p, in2, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\n"), Step::kHead);
@@ -128,8 +129,24 @@ TEST(H1RequestParser, AKeptBodyIsDecodedAndBounded) {
   p.keep_body(&body, 8);
   const std::string_view nine = "123456789";
   const RequestParser::BodyStep over = p.body(nine.data(), nine.size());
-  EXPECT_TRUE(over.error);
+  EXPECT_FALSE(over.error);
+  EXPECT_TRUE(over.complete);
+  EXPECT_EQ(over.consumed, nine.size());
   EXPECT_TRUE(p.body_over_limit());
+  EXPECT_EQ(body, "");  // the piece that crossed the limit is not kept either
+
+  // Chunked: what came before the limit stays, nothing after; broken framing past the
+  // limit is still an error.
+  p.next_message();
+  IoBuffer in3;
+  ASSERT_EQ(head_of(p, in3, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"), Step::kHead);
+  body.clear();
+  p.keep_body(&body, 8);
+  const std::string_view chunks = "5\r\nhello\r\n5\r\nworld\r\n1\r\n!\r\nzz\r\n";
+  const RequestParser::BodyStep broken = p.body(chunks.data(), chunks.size());
+  EXPECT_TRUE(broken.error);
+  EXPECT_TRUE(p.body_over_limit());
+  EXPECT_EQ(body, "hello");
 }
 
 TEST(H1RequestParser, NextMessageForgetsTheKeptBody) {

@@ -100,7 +100,10 @@ class HealthChecker::Probe final : private Transport::Handler {
     // fails the check, as any status outside 200-399 does).
     switch (parser_.execute(tcp_.buffer()).step) {
       case h1::ResponseParser::Step::kMore:
-        return;  // more of the head to come
+        // More of the head to come. Reading stopped if the buffer was full (the parser
+        // has grown it since): go on.
+        if (const int rc = tcp_.start_reading(); rc < 0) fail(std::string("read: ") + uv_err_name(rc));
+        return;
       case h1::ResponseParser::Step::kError:
         fail(std::string(parser_.error_reason()));
         return;

@@ -52,13 +52,12 @@ class TcpTransport final : public Transport {
   // start_reading(), then reads what the socket holds already from inside this call:
   // on_read may run (and the handler close the transport) before it returns. For a
   // socket just accepted, whose request is usually there: it is read in the accept's
-  // loop turn instead of after the next epoll_wait. bench/cost MODE=close, the request
-  // read so from ClientConn::accept, two runs each: 14,208 and 14,263 -> 13,881 and
-  // 13,929 user instructions per connection. Syscalls per connection went either way:
-  // 9.37 -> 9.19 (epoll_wait 0.21 -> 0.07) in one pair of runs, 9.21 -> 9.63 in the
-  // other, where 37% of the requests were not there yet (recvfrom 2.00 -> 2.37: an
-  // EAGAIN recv each). TCP_DEFER_ACCEPT on the listener should make such misses rare
-  // (not measured).
+  // loop turn instead of after the next epoll_wait (h1::ServerConn::start does).
+  // bench/cost MODE=close, two runs each: 14,137 and 14,282 -> 13,885 and 13,801 user
+  // instructions per connection; syscalls 9.18-9.21 -> 9.23-9.24 (a tenth of the
+  // requests were not there yet: an EAGAIN recv each; epoll_wait 0.11-0.13 -> 0.07).
+  // TCP_DEFER_ACCEPT on the listener would make such misses rare, but keeps a silent
+  // client out of the header timeout.
   int start_reading_now();
   void stop_reading() override;
   int write(uv_buf_t* bufs, unsigned count) override;

@@ -210,6 +210,7 @@ void Exchange::pick_node_and_connect() {
   }
   node_ = *node;
   tried_[attempts_++] = node_;
+  same_node_again_ = false;
   if (Log::enabled(LogLevel::kDebug)) {
     // On a retry the head's bytes may have moved: the URL is logged on the first attempt.
     Log::write(LogLevel::kDebug, "routing " + (attempts_ == 1 ? std::string(req_->target()) : std::string("(retry)")) +
@@ -287,7 +288,8 @@ void Exchange::on_upstream_connect(int status) {
     // back, and the worker's rate-limited line instead of one per request.
     worker_.local_resource_error(status, routing_->backends[node_].name);
     release_upstream(false);
-    if (--attempts_ > 0) node_ = tried_[attempts_ - 1];  // this attempt never was
+    // This attempt never was (a reconnect to the same node was counted before).
+    if (!same_node_again_ && --attempts_ > 0) node_ = tried_[attempts_ - 1];
     close_after_ = true;
     down_.respond_error(503, "proxy out of local resources (file descriptors or memory)", {});
     return;
@@ -318,7 +320,7 @@ void Exchange::upstream_failed(int status_code, std::string_view cause, bool ret
                                    " on a pooled connection, reconnecting: node=" + b.name);
       bump(worker_.stats().reconnects);
       // The same node, whatever a new pick would say now (its load or ramp moved).
-      reconnected_ = fresh_connection_ = true;
+      reconnected_ = fresh_connection_ = same_node_again_ = true;
       connect_node();
       return;
     }

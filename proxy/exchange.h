@@ -20,7 +20,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "http/h1/request_parser.h"
 #include "http/h1/response_parser.h"
@@ -131,6 +130,7 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   uint32_t attempts_ = 0;          // nodes tried (retries + 1)
   bool reconnected_ = false;       // a pooled connection failed (once per request) ...
   bool fresh_connection_ = false;  // ... so the next attempt takes a new connection
+  bool same_node_again_ = false;   // this connect is that reconnect: no attempt of its own
   // proxy.retries is at most kMaxRetries (config/config.cc): one slot per attempt.
   NodeIndex tried_[kMaxRetries + 1] = {};
   UpstreamConn* up_ = nullptr;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "net/stream_write.h"
 #include "proxy/worker.h"
 
 namespace ringproxy {

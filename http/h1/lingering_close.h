@@ -1,6 +1,6 @@
 // Lingering close (RFC 9112 9.6) for an HTTP/1 server connection. After an answer that
-// ends the connection while the client may still be sending (a refusal, a body over a
-// limit, Connection: close with more pipelined behind it), closing at once would make
+// ends the connection while the client may still be sending (a refusal of the codec's,
+// a body over the admin's limit), closing at once would make
 // the kernel answer the unread bytes with a reset, which can destroy our answer in the
 // client's receive buffer before it is read. So: shut down the write side (FIN after
 // the answer), then read and drop what comes until the client's FIN, within bounds.

@@ -124,50 +124,49 @@ void ServerConn::resume_client_reading() {
 }
 
 void ServerConn::on_read(ssize_t nread) {
-  ServerConn* c = this;
-  if (c->lingering_) {
+  if (lingering_) {
     // Dropped. The client's FIN (or a reset) ends it, or the time and size bounds do.
-    c->in_.clear();
-    const uint32_t wait_ms = c->linger_.on_read(nread, uv_now(c->loop_));
+    in_.clear();
+    const uint32_t wait_ms = linger_.on_read(nread, uv_now(loop_));
     if (wait_ms == 0) {
-      c->close();
+      close();
       return;
     }
-    c->arm_timer(wait_ms);
+    arm_timer(wait_ms);
     return;
   }
   if (nread < 0) {
-    c->client_eof_ = true;
+    client_eof_ = true;
     if (nread != UV_EOF) {
-      c->close();  // a reset: nobody to answer
+      close();  // a reset: nobody to answer
       return;
     }
-    if (c->tunnel_) {
-      c->handler_.on_client_eof();
+    if (tunnel_) {
+      handler_.on_client_eof();
       return;
     }
-    if (!c->handler_.active()) {
+    if (!handler_.active()) {
       // No exchange: idle (go), or a head cut short (say so).
-      if (c->req_phase_ == ReqPhase::kHead && (c->req_.head_started() || c->in_.size() > 0)) {
-        c->respond_error(400, "incomplete request", "client closed mid-head");
+      if (req_phase_ == ReqPhase::kHead && (req_.head_started() || in_.size() > 0)) {
+        respond_error(400, "incomplete request", "client closed mid-head");
       } else {
-        c->close();
+        close();
       }
       return;
     }
     // A half-close after a request (HTTP allows it): the request and any pipelined
     // ones already buffered are answered, then the connection closes. A body still
     // short of its end is cut short: forward_body() finds that out.
-    if (c->req_phase_ == ReqPhase::kBody && c->handler_.ready_for_body()) c->process_request_bytes();
+    if (req_phase_ == ReqPhase::kBody && handler_.ready_for_body()) process_request_bytes();
     return;
   }
-  if (c->tunnel_) {
-    c->arm_timer(c->owner_.limits().idle_timeout_ms);
-    c->forward_body();
+  if (tunnel_) {
+    arm_timer(owner_.limits().idle_timeout_ms);
+    forward_body();
     return;
   }
-  if (c->req_phase_ == ReqPhase::kBody) c->arm_timer(c->owner_.limits().idle_timeout_ms);
-  c->process_request_bytes();
+  if (req_phase_ == ReqPhase::kBody) arm_timer(owner_.limits().idle_timeout_ms);
+  process_request_bytes();
 }
 
 void ServerConn::process_request_bytes() {
@@ -194,9 +193,7 @@ void ServerConn::process_requests() {
         }
         req_phase_ = ReqPhase::kHead;
         handler_.begin(uv_hrtime() / 1000);
-        if (!handler_.active()) {
-          arm_timer(owner_.limits().header_timeout_ms);
-        }
+        arm_timer(owner_.limits().header_timeout_ms);
         [[fallthrough]];
       case ReqPhase::kHead:
         if (handler_.active()) return;  // the previous response is not done
@@ -307,8 +304,8 @@ void ServerConn::resume_body() {
   if (closing_) return;
   if (tunnel_) {
     forward_body();
-  } else if (req_phase_ == ReqPhase::kBody) {
-    process_request_bytes();
+  } else if (req_phase_ == ReqPhase::kBody && !processing_) {
+    process_request_bytes();  // (inside the loop, it goes on to the body itself)
   }
   resume_client_reading();
 }

@@ -47,8 +47,9 @@ class Downstream {
   // `log_cause` goes to RequestHandler::on_answered.
   virtual void respond_error(int status, std::string_view text, std::string_view log_cause) = 0;
   // A complete answer built by the handler (taken from `answer`), after which the
-  // connection goes on (`keep_alive`) or closes in stages. Written at once, it ends
-  // the exchange inside this call: the handler is reset() before it returns.
+  // connection goes on (`keep_alive`: written at once, the exchange ends inside this
+  // call and the handler is reset() before it returns) or closes in stages (the
+  // handler is abort()ed).
   virtual void respond_own(std::string& answer, bool keep_alive) = 0;
   // Reads and drops the rest of the request if it is all buffered: true when the
   // request is then complete (the connection may go on after an early answer).

@@ -159,8 +159,13 @@ void build_response_head(const ResponseRewrite& r, std::string& out) {
     if (is_hop_by_hop(hv.name, connection)) continue;
     // A 1.0 client gets no transfer coding, so no trailers either.
     if (r.client_http10 && (iequals(hv.name, "transfer-encoding") || iequals(hv.name, "trailer"))) continue;
-    // RFC 9110 8.6: no Content-Length in a 1xx or 204 (which have no content).
-    if ((r.interim || r.status == 204) && iequals(hv.name, "content-length")) continue;
+    // No framing fields on a response that has no content, 101 included (RFC 9110 8.6:
+    // no Content-Length in a 1xx or 204; RFC 9112 6.1: no Transfer-Encoding either). A
+    // client would read a chunked 101's tunnel as chunks (fuzz_response found it).
+    if ((r.status < 200 || r.status == 204) &&
+        (iequals(hv.name, "content-length") || iequals(hv.name, "transfer-encoding"))) {
+      continue;
+    }
     h.field(hv.name, hv.value);
   }
   if (r.tunnel) {

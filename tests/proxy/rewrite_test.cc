@@ -123,6 +123,23 @@ TEST(ResponseRewrite, NoContentLengthOn204OrInterim) {
   EXPECT_EQ(response({{"Content-Length", "0"}}, r), "HTTP/1.1 100 Continue\r\n\r\n");
 }
 
+// RFC 9110 8.6 and RFC 9112 6.1: a response without content carries no framing fields,
+// a 101 included. A chunked 101 relayed as such made a client read the tunnel's bytes
+// as chunks (fuzz_response, tests/regressions/fuzz_response).
+TEST(ResponseRewrite, NoFramingFieldsOn101Or204) {
+  ResponseRewrite r;
+  r.status = 101;
+  r.reason = "Switching Protocols";
+  r.tunnel = true;
+  EXPECT_EQ(response({{"Transfer-Encoding", "chunked"}, {"Content-Length", "5"}, {"Upgrade", "ws"}}, r),
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ws\r\n\r\n");
+  r = {};
+  r.status = 204;
+  r.reason = "No Content";
+  EXPECT_EQ(response({{"Transfer-Encoding", "chunked"}, {"X-A", "1"}}, r),
+            "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n");
+}
+
 TEST(ResponseRewrite, StatusIsThreeDigitsAndATunnelNamesItsProtocol) {
   ResponseRewrite r;
   r.status = 101;

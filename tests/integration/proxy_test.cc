@@ -58,9 +58,10 @@ class LoopbackServer {
 
  protected:
   void start() {
-    thread_ = std::thread([this] {
+    // The listening socket by value: stop() clears fd_ while this thread runs.
+    thread_ = std::thread([this, listener = fd_] {
       for (;;) {
-        const int c = ::accept(fd_, nullptr, nullptr);
+        const int c = ::accept(listener, nullptr, nullptr);
         if (c < 0) return;
         std::lock_guard<std::mutex> lock(mu_);
         conns_.push_back(c);
@@ -71,10 +72,10 @@ class LoopbackServer {
   // Stops accepting, then ends every connection (unblocking its serve()) and joins.
   void stop() {
     if (fd_ < 0) return;
-    ::shutdown(fd_, SHUT_RDWR);
+    ::shutdown(fd_, SHUT_RDWR);  // wakes the accept() under way
+    if (thread_.joinable()) thread_.join();
     ::close(fd_);
     fd_ = -1;
-    if (thread_.joinable()) thread_.join();
     {
       std::lock_guard<std::mutex> lock(mu_);
       on_stop();

@@ -31,7 +31,9 @@ class AdminServer::Conn final : private h1::ServerConn::Owner, private h1::Reque
     listed_ = true;
     return true;
   }
-  void start() { codec_.start(nullptr); }
+  // The first read waits for its event: the admin answers inside it, and libuv's accept
+  // loop takes connections until the queue is empty (h1::ServerConn::FirstRead).
+  void start() { codec_.start(nullptr, h1::ServerConn::FirstRead::kOnEvent); }
   void close() { codec_.close(); }  // idempotent; frees later
 
  private:

@@ -25,7 +25,9 @@ void ClientConn::accept(Worker& worker, int fd, const sockaddr* peer) {
     c->close();
     return;
   }
-  c->codec_.start(peer);
+  // The request is read at once: the exchange answers only once a node has, so this
+  // returns to the accept loop without serving the client's next connection.
+  c->codec_.start(peer, h1::ServerConn::FirstRead::kNow);
 }
 
 h1::ServerLimits ClientConn::limits() const {

@@ -163,9 +163,12 @@ void Worker::on_listen_readable(uv_poll_t* p, int status, int) {
   w->accept_pending();
 }
 
-// Until the queue is empty, as uv_listen does.
+// Until the queue is empty, as uv_listen does, or kMaxAcceptsPerEvent connections: each
+// now costs a read and the request's forwarding (its first read is at once), and the
+// loop's other sockets wait meanwhile. The listener stays readable; the next turn of
+// the loop takes the rest (HAProxy's tune.maxaccept is 64 likewise).
 void Worker::accept_pending() {
-  while (!draining_ && !accept_paused_) {
+  for (int taken = 0; taken < kMaxAcceptsPerEvent && !draining_ && !accept_paused_; ++taken) {
     if (!may_accept()) {
       pause_accepting(short_of_descriptors_);
       return;

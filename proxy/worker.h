@@ -46,6 +46,8 @@ class Worker {
   // A condition that can repeat thousands of times a second is logged at most once
   // per this, per worker, with its count (RateLimitedLog).
   static constexpr uint64_t kLocalErrorLogMs = 10000;
+  // Connections taken per readiness of the listener (accept_pending).
+  static constexpr int kMaxAcceptsPerEvent = 64;
   // While accepting is paused for want of descriptors: how often to look again.
   static constexpr uint64_t kAcceptRetryMs = 100;
 

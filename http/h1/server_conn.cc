@@ -43,7 +43,7 @@ int ServerConn::accept(uv_stream_t* listener) {
   return rc;
 }
 
-void ServerConn::start(const sockaddr* peer) {
+void ServerConn::start(const sockaddr* peer, FirstRead first_read) {
   if (peer) {
     TcpTransport::ip_text(peer, client_ip_, sizeof client_ip_);
   } else {
@@ -51,10 +51,11 @@ void ServerConn::start(const sockaddr* peer) {
   }
   client_ip_len_ = static_cast<uint8_t>(std::strlen(client_ip_));
   arm_timer(owner_.limits().header_timeout_ms);
-  // A new client has usually sent its request by the time it is accepted: read it now
-  // rather than a loop turn later. The request may be handled, even answered and the
-  // connection closed, before this returns: nothing may follow it here.
-  tcp_.start_reading_now();
+  if (first_read == FirstRead::kNow) {
+    tcp_.start_reading_now();  // nothing may follow: the connection may be closed
+  } else {
+    resume_client_reading();
+  }
 }
 
 void ServerConn::close() {

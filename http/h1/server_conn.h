@@ -148,9 +148,21 @@ class ServerConn final : public Downstream, private Transport::Handler {
   // server that listens through libuv: the admin endpoint). On an error close() has
   // run and on_freed follows.
   int accept(uv_stream_t* listener);
+  // How start() reads first.
+  enum class FirstRead {
+    // On the next readiness event, as any read.
+    kOnEvent,
+    // At once: a new client has usually sent its request by the time it is accepted.
+    // The request may be handled, even answered and the connection closed, before
+    // start() returns. Only for a handler that cannot answer inside that call (the
+    // proxy waits for a node): an accept loop that takes connections until the queue
+    // is empty would otherwise serve a quick client's next connection, and the next,
+    // without ever returning to the loop that closes the earlier ones.
+    kNow,
+  };
   // Starts serving the client at `peer` (null: the address is asked of the socket):
   // the head timer runs, reading starts.
-  void start(const sockaddr* peer);
+  void start(const sockaddr* peer, FirstRead first_read);
   void close();  // idempotent; on_freed follows from the loop
   // Draining: close now if idle, else after the response in progress.
   void drain();

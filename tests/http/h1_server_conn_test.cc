@@ -154,7 +154,7 @@ class H1ServerConnTest : public ::testing::Test, private ServerConn::Owner {
     ASSERT_FALSE(t->accepted_);  // one connection per test
     t->accepted_ = true;
     ASSERT_EQ(t->conn_.accept(server), 0);
-    t->conn_.start(nullptr);
+    t->conn_.start(nullptr, h1::ServerConn::FirstRead::kOnEvent);
   }
   ServerLimits limits() const override { return {}; }
   void on_closing(ServerConn&) override { closing_ = true; }

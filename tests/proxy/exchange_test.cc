@@ -1,0 +1,258 @@
+// The Exchange without the server codec: a real Worker on the test's thread (as
+// tests/proxy/worker_test.cc runs one), a real node on loopback, and a fake Downstream
+// in place of the client connection, so that what the exchange asks of the client side
+// is seen call by call.
+#include "proxy/exchange.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "net/transport.h"
+#include "proxy/worker.h"
+
+namespace ringproxy {
+namespace {
+
+// A node that answers one request on one connection with `answer`, then waits for the
+// proxy to close it.
+class OneAnswerNode {
+ public:
+  explicit OneAnswerNode(std::string answer) : answer_(std::move(answer)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(fd_, 4), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this, listener = fd_] {
+      const int c = ::accept(listener, nullptr, nullptr);
+      if (c < 0) return;
+      std::string in;
+      char buf[4096];
+      while (in.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        in.append(buf, static_cast<size_t>(n));
+      }
+      head_ = in;
+      for (size_t off = 0; off < answer_.size();) {
+        const ssize_t n = ::send(c, answer_.data() + off, answer_.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        off += static_cast<size_t>(n);
+      }
+      while (::recv(c, buf, sizeof buf, 0) > 0) {
+      }
+      ::close(c);
+    });
+  }
+  ~OneAnswerNode() {
+    join();
+    ::close(fd_);
+  }
+  // Waits for the node's thread: it ends when the proxy closes the connection.
+  void join() {
+    if (!thread_.joinable()) return;
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+  const std::string& head() const { return head_; }  // after join()
+
+ private:
+  std::string answer_;
+  std::string head_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+// The client side as the exchange sees it. The request is bodiless: its end is passed
+// as soon as the exchange can take body bytes.
+class FakeDownstream final : public h1::Downstream {
+ public:
+  Worker* worker = nullptr;
+  Exchange* exchange = nullptr;
+  bool queue_first_send = false;  // the first send is kQueued, until drained()
+  std::string received;           // every byte sent to the client
+  int sends = 0;
+  int sends_while_pending = 0;
+  int done_calls = 0;
+  int error_status = 0;
+  bool pending = false;
+  bool request_ended = false;
+
+  // The client took what was queued: as the codec's on_write_done does.
+  void drained() {
+    pending = false;
+    exchange->on_downstream_drained();
+  }
+
+  int send(uv_buf_t* bufs, unsigned count) override {
+    if (pending) ++sends_while_pending;
+    ++sends;
+    for (unsigned i = 0; i < count; ++i) received.append(bufs[i].base, bufs[i].len);
+    if (queue_first_send && sends == 1) {
+      pending = true;
+      return Transport::kQueued;
+    }
+    return Transport::kWritten;
+  }
+  bool send_pending() const override { return pending; }
+  void respond_error(int status, std::string_view, std::string_view cause) override {
+    error_status = status;
+    exchange->abort();
+    exchange->on_answered(status, cause);
+    finish();
+  }
+  void respond_own(std::string&, bool) override {}
+  bool finish_request_early() override { return true; }
+  void response_done(bool) override {
+    ++done_calls;
+    finish();
+  }
+  void resume_body() override {
+    if (request_ended || !exchange->ready_for_body()) return;
+    request_ended = true;
+    exchange->on_body(nullptr, 0, /*end=*/true);
+  }
+  void start_tunnel() override {}
+  void tunnel_upstream_done() override {}
+  void abort() override { finish(); }
+  bool closing() const override { return false; }
+  bool close_requested() const override { return false; }
+
+ private:
+  void finish() { worker->notify_drain(); }
+};
+
+std::shared_ptr<const Routing> routing_to(uint16_t port) {
+  auto config = std::make_shared<Config>();
+  config->backends.push_back({"node", Address{"127.0.0.1", port, false}, 1});
+  std::string error;
+  auto routing = build_routing(config, nullptr, 1, 1, &error);
+  EXPECT_NE(routing, nullptr) << error;
+  return routing;
+}
+
+int bound_socket() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  return fd;
+}
+
+// One GET through an Exchange on a Worker, the fake as its client side; returns when
+// the worker has drained.
+struct OneGet {
+  Shared shared;
+  std::unique_ptr<Worker> worker;
+  FakeDownstream down;
+  std::unique_ptr<Exchange> exchange;
+  BufferPool buffers;
+  IoBuffer in;
+  h1::RequestParser req;
+  uv_timer_t start_timer{};
+  uv_timer_t drain_timer{};
+
+  explicit OneGet(uint16_t port) {
+    shared.routing = routing_to(port);
+    worker = std::make_unique<Worker>(0, shared, bound_socket());
+    EXPECT_EQ(worker->init(), 0);
+    down.worker = worker.get();
+    exchange = std::make_unique<Exchange>(*worker, down);
+    down.exchange = exchange.get();
+    buffers.acquire(in);
+    const std::string head = "GET /k/1 HTTP/1.1\r\nHost: cache.example\r\n\r\n";
+    std::memcpy(in.end_ptr(), head.data(), head.size());
+    in.produced(head.size());
+    EXPECT_EQ(req.read_head(in, 16384, true, false), h1::RequestParser::HeadStep::kHead);
+  }
+  ~OneGet() { buffers.release(in); }
+
+  // The request starts once the worker runs (it takes its routing then).
+  void go() {
+    uv_timer_init(worker->loop(), &start_timer);
+    start_timer.data = this;
+    uv_timer_start(
+        &start_timer,
+        [](uv_timer_t* t) {
+          auto* r = static_cast<OneGet*>(t->data);
+          r->exchange->begin(uv_hrtime() / 1000);
+          r->exchange->on_request(r->req, "10.0.0.7");
+          uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+        },
+        0, 0);
+    EXPECT_EQ(worker->run(), 0) << "handles left open";
+  }
+};
+
+TEST(Exchange, RelaysTheNodesAnswerAndEndsOnce) {
+  OneAnswerNode node("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Node: a\r\n\r\nhello");
+  OneGet run(node.port());
+  run.go();
+  EXPECT_EQ(run.down.done_calls, 1);
+  EXPECT_EQ(run.down.error_status, 0);
+  EXPECT_EQ(run.down.received, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Node: a\r\n\r\nhello");
+}
+
+// Backpressure down: while a response write waits in the client's transport, the
+// exchange sends nothing more (it stops reading the node), and goes on once drained.
+TEST(Exchange, AQueuedSendStopsTheNodeUntilDrained) {
+  const std::string body(512 * 1024, 'b');
+  OneAnswerNode node("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  OneGet run(node.port());
+  run.down.queue_first_send = true;
+  // The client takes the first write a while later: long enough for the node's bytes
+  // to wait in the socket, were the exchange to read them.
+  uv_timer_init(run.worker->loop(), &run.drain_timer);
+  run.drain_timer.data = &run;
+  uv_timer_start(
+      &run.drain_timer,
+      [](uv_timer_t* t) {
+        auto* r = static_cast<OneGet*>(t->data);
+        if (!r->down.pending) return;  // not yet queued: look again
+        uv_timer_stop(t);
+        r->down.drained();
+        uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+      },
+      20, 20);
+  run.go();
+  EXPECT_EQ(run.down.sends_while_pending, 0);
+  EXPECT_GT(run.down.sends, 1);
+  EXPECT_EQ(run.down.done_calls, 1);
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  ASSERT_EQ(run.down.received.size(), head.size() + body.size());
+  EXPECT_EQ(run.down.received.substr(0, head.size()), head);
+  EXPECT_TRUE(run.down.received.compare(head.size(), body.size(), body) == 0);
+}
+
+// The head as the node gets it: the proxy's version and forwarded fields, the client's
+// address in X-Forwarded-For.
+TEST(Exchange, SendsTheRewrittenHead) {
+  OneAnswerNode node("HTTP/1.1 204 No Content\r\n\r\n");
+  OneGet run(node.port());
+  run.go();
+  node.join();
+  EXPECT_EQ(run.down.done_calls, 1);
+  EXPECT_EQ(run.down.received, "HTTP/1.1 204 No Content\r\n\r\n");
+  EXPECT_EQ(node.head().substr(0, node.head().find("\r\n") + 2), "GET /k/1 HTTP/1.1\r\n");
+  EXPECT_NE(node.head().find("\r\nHost: cache.example\r\n"), std::string::npos) << node.head();
+  EXPECT_NE(node.head().find("\r\nX-Forwarded-For: 10.0.0.7\r\n"), std::string::npos) << node.head();
+  EXPECT_NE(node.head().find("\r\nX-Forwarded-Host: cache.example\r\n"), std::string::npos) << node.head();
+}
+
+}  // namespace
+}  // namespace ringproxy

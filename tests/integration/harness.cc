@@ -418,6 +418,22 @@ uint16_t free_port() {
   return port;
 }
 
+DeadPort::DeadPort() {
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port_ = ntohs(a.sin_port);
+}
+
+DeadPort::~DeadPort() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
 bool wait_for_port(uint16_t port, Millis timeout, std::string_view host, Process* watch) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {

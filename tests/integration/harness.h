@@ -175,6 +175,23 @@ std::optional<std::pair<std::string, uint16_t>> split_host_port(std::string_view
 // be told their port up front, such as the proxy's config. Returns 0 on failure.
 uint16_t free_port();
 
+// A port where nothing listens, for as long as this lives: a socket bound to
+// 127.0.0.1:0 and never listening, so a connect to it is refused and no other process
+// can take the port meanwhile (a free_port() for a dead node could be taken by a
+// parallel test's server).
+class DeadPort {
+ public:
+  DeadPort();
+  ~DeadPort();
+  DeadPort(const DeadPort&) = delete;
+  DeadPort& operator=(const DeadPort&) = delete;
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
 // Connects to host:port until a connection is accepted (then closes it) or `timeout`
 // passes. For processes that print no ready line. A refused connect is retried every
 // 10 ms; when `watch` is given, that wait is a poll on its exit, and a watched process

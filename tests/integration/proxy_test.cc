@@ -1070,7 +1070,10 @@ TEST_F(ProxyFixture, EmptyFirstXForwardedForKeepsTheRest) {
 // proxy.retries up to its maximum is honoured (a fixed array of 8 capped it at 7).
 TEST_F(ProxyFixture, RetriesBeyondSevenAreHonoured) {
   add_backend("live");
-  for (int i = 0; i < 11; ++i) scripted_.emplace_back("dead-" + std::to_string(i), "127.0.0.1:" + std::to_string(free_port()));
+  DeadPort dead[11];  // refused, and kept from other tests' servers, until the end
+  for (int i = 0; i < 11; ++i) {
+    scripted_.emplace_back("dead-" + std::to_string(i), "127.0.0.1:" + std::to_string(dead[i].port()));
+  }
   start_proxy({.proxy_extra = "retries = 11\n[health]\ninterval_ms = 3600000\neject_after_failures = 0"});
   for (int i = 0; i < 40; ++i) {
     Response r = http_get(port_, "/r/" + std::to_string(i));

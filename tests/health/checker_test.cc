@@ -1,66 +1,18 @@
 // HealthChecker against a real socket on loopback: what a probe makes of an answer.
 #include "health/checker.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "tests/support/loopback.h"
 
 namespace ringproxy {
 namespace {
 
-// Accepts one connection, reads its request head, writes `answer`, closes.
-class OneAnswerServer {
- public:
-  explicit OneAnswerServer(std::string answer) : answer_(std::move(answer)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(fd_, 4), 0);
-    socklen_t len = sizeof addr_;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr_), &len);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~OneAnswerServer() {
-    ::shutdown(fd_, SHUT_RDWR);
-    thread_.join();
-    ::close(fd_);
-  }
-  const sockaddr_storage& address() const { return addr_; }
-
- private:
-  void serve() {
-    const int c = ::accept(fd_, nullptr, nullptr);
-    if (c < 0) return;
-    std::string in;
-    char buf[4096];
-    while (in.find("\r\n\r\n") == std::string::npos) {
-      const ssize_t n = ::recv(c, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      in.append(buf, static_cast<size_t>(n));
-    }
-    size_t off = 0;
-    while (off < answer_.size()) {
-      const ssize_t n = ::send(c, answer_.data() + off, answer_.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      off += static_cast<size_t>(n);
-    }
-    ::close(c);
-  }
-
-  std::string answer_;
-  int fd_ = -1;
-  sockaddr_storage addr_{};
-  std::thread thread_;
-};
+using test::OneAnswerServer;
 
 struct Verdict {
   bool seen = false;

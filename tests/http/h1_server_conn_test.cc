@@ -5,6 +5,7 @@
 // address. On a real loop over loopback; each test runs the loop dry and checks
 // uv_loop_close() == 0 (STYLE rule 4).
 #include "http/h1/server_conn.h"
+#include "tests/support/loopback.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -121,14 +122,7 @@ class H1ServerConnTest : public ::testing::Test, private ServerConn::Owner {
   }
 
   // Runs the loop until `done`; fails (rather than hangs) after 10 s without it.
-  void run_until(const std::function<bool()>& done) {
-    bool expired = false;
-    guard_.data = &expired;
-    uv_timer_start(&guard_, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; }, 10000, 0);
-    while (!done() && !expired) uv_run(&loop_, UV_RUN_ONCE);
-    uv_timer_stop(&guard_);
-    EXPECT_FALSE(expired) << "timed out";
-  }
+  void run_until(const std::function<bool()>& done) { test::run_loop_until(&loop_, &guard_, done); }
 
   static std::string answer(const std::string& text, bool close = false) {
     return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(text.size()) + "\r\n" +

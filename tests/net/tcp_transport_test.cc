@@ -3,6 +3,7 @@
 // loop until what it waits for has happened, with a guard timer that fails it instead
 // of hanging.
 #include "net/tcp_transport.h"
+#include "tests/support/loopback.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -159,14 +160,7 @@ class TcpTransportSocketTest : public ::testing::Test {
   void read_at_peer() { reader_.emplace(&loop_, peer_fd_); }
 
   // Runs the loop until `done`; fails (rather than hangs) after 10 s without it.
-  void run_until(const std::function<bool()>& done) {
-    bool expired = false;
-    guard_.data = &expired;
-    uv_timer_start(&guard_, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; }, 10000, 0);
-    while (!done() && !expired) uv_run(&loop_, UV_RUN_ONCE);
-    uv_timer_stop(&guard_);
-    EXPECT_FALSE(expired) << "timed out";
-  }
+  void run_until(const std::function<bool()>& done) { test::run_loop_until(&loop_, &guard_, done); }
   // Runs what is ready now, without waiting for more.
   void run_ready() {
     for (int i = 0; i < 4; ++i) uv_run(&loop_, UV_RUN_NOWAIT);

@@ -4,78 +4,21 @@
 // is seen call by call.
 #include "proxy/exchange.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "net/transport.h"
 #include "proxy/worker.h"
+#include "tests/support/loopback.h"
 
 namespace ringproxy {
 namespace {
 
-// A node that answers one request on one connection with `answer`, then waits for the
-// proxy to close it.
-class OneAnswerNode {
- public:
-  explicit OneAnswerNode(std::string answer) : answer_(std::move(answer)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(fd_, 4), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this, listener = fd_] {
-      const int c = ::accept(listener, nullptr, nullptr);
-      if (c < 0) return;
-      std::string in;
-      char buf[4096];
-      while (in.find("\r\n\r\n") == std::string::npos) {
-        const ssize_t n = ::recv(c, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        in.append(buf, static_cast<size_t>(n));
-      }
-      head_ = in;
-      for (size_t off = 0; off < answer_.size();) {
-        const ssize_t n = ::send(c, answer_.data() + off, answer_.size() - off, MSG_NOSIGNAL);
-        if (n <= 0) break;
-        off += static_cast<size_t>(n);
-      }
-      while (::recv(c, buf, sizeof buf, 0) > 0) {
-      }
-      ::close(c);
-    });
-  }
-  ~OneAnswerNode() {
-    join();
-    ::close(fd_);
-  }
-  // Waits for the node's thread: it ends when the proxy closes the connection.
-  void join() {
-    if (!thread_.joinable()) return;
-    ::shutdown(fd_, SHUT_RDWR);
-    thread_.join();
-  }
-  uint16_t port() const { return port_; }
-  const std::string& head() const { return head_; }  // after join()
-
- private:
-  std::string answer_;
-  std::string head_;
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread thread_;
-};
+// A node: one answer on one connection, then it waits for the proxy to close it.
+using OneAnswerNode = test::OneAnswerServer;
 
 // The client side as the exchange sees it. The request is bodiless: its end is passed
 // as soon as the exchange can take body bytes.
@@ -145,15 +88,6 @@ std::shared_ptr<const Routing> routing_to(uint16_t port) {
   return routing;
 }
 
-int bound_socket() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  return fd;
-}
-
 // One GET through an Exchange on a Worker, the fake as its client side; returns when
 // the worker has drained.
 struct OneGet {
@@ -169,7 +103,7 @@ struct OneGet {
 
   explicit OneGet(uint16_t port) {
     shared.routing = routing_to(port);
-    worker = std::make_unique<Worker>(0, shared, bound_socket());
+    worker = std::make_unique<Worker>(0, shared, test::bound_loopback_socket(SOCK_NONBLOCK | SOCK_CLOEXEC));
     EXPECT_EQ(worker->init(), 0);
     down.worker = worker.get();
     exchange = std::make_unique<Exchange>(*worker, down);

@@ -2,17 +2,15 @@
 // that left goes with its last connection, instead of staying in the worker for good.
 // A real Worker runs on the test's thread (as fuzz/proxy_harness.cc runs one); a timer
 // of the test's on its loop publishes the next routing, then drains it.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "proxy/worker.h"
+#include "tests/support/loopback.h"
 
 namespace ringproxy {
 namespace {
@@ -28,16 +26,6 @@ std::shared_ptr<const Routing> routing_of(const std::vector<std::string>& names,
   return routing;
 }
 
-// A bound, not yet listening, loopback socket: what the server hands a worker.
-int bound_socket() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  return fd;
-}
-
 struct Step {
   Worker* worker;
   Shared* shared;
@@ -49,7 +37,8 @@ TEST(WorkerPools, ARemovedBackendsPoolIsFreed) {
   Shared shared;
   const auto both = routing_of({"a", "b"}, 1, nullptr);
   shared.routing = both;
-  Worker worker(0, shared, bound_socket());
+  // A bound, not yet listening, socket: what the server hands a worker.
+  Worker worker(0, shared, test::bound_loopback_socket(SOCK_NONBLOCK | SOCK_CLOEXEC));
   ASSERT_EQ(worker.init(), 0);
 
   Step step{&worker, &shared, routing_of({"a"}, 2, both.get())};

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstddef>
 
+#include "net/socket_calls.h"
+
 namespace ringproxy {
 
 // write() hands uv_buf_t arrays to sendmsg as iovecs, as libuv does (uv/unix.h lays
@@ -139,7 +141,7 @@ void TcpTransport::read_socket() {
     }
     ssize_t n;
     do {
-      n = ::recv(fd_, in_.end_ptr(), room, 0);
+      n = sock::recv(fd_, in_.end_ptr(), room, 0);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // woken for nothing: wait on
@@ -171,12 +173,12 @@ int TcpTransport::write(uv_buf_t* bufs, unsigned count) {
     ssize_t n;
     do {
       if (count == 1) {
-        n = ::send(fd_, bufs[0].base, bufs[0].len, MSG_NOSIGNAL);
+        n = sock::send(fd_, bufs[0].base, bufs[0].len, MSG_NOSIGNAL);
       } else {
         msghdr msg{};
         msg.msg_iov = reinterpret_cast<iovec*>(bufs);
         msg.msg_iovlen = count;
-        n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+        n = sock::sendmsg(fd_, &msg, MSG_NOSIGNAL);
       }
     } while (n < 0 && errno == EINTR);
     if (n < 0) {

@@ -51,7 +51,7 @@ class AdminServer::Conn final : private h1::ServerConn::Owner, private h1::Reque
   void on_freed(h1::ServerConn&) override { delete this; }
 
   // h1::RequestHandler
-  void begin(uint64_t) override {}
+  void begin() override {}
   void on_request(h1::RequestParser& req, std::string_view) override {
     active_ = true;
     req_ = &req;

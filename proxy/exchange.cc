@@ -48,6 +48,8 @@ std::string Exchange::node_label() const {
   return "node=" + b.name + " address=" + b.address.to_string();
 }
 
+void Exchange::begin() { log_.start(worker_.now_us()); }
+
 void Exchange::on_answered(int status, std::string_view cause) {
   if (!cause.empty()) {
     RP_LOG(status >= 500 ? LogLevel::kWarn : LogLevel::kInfo,
@@ -68,7 +70,7 @@ void Exchange::account(int status) {
   o.node = routing_ && attempts_ > 0 ? &routing_->backends[node_] : nullptr;
   o.from_backend = resp_from_backend_;
   o.eject_after = routing_ ? routing_->config->health.eject_after_failures : 0;
-  log_.finish(worker_, o, uv_hrtime() / 1000);
+  log_.finish(worker_, o, worker_.now_us());
 }
 
 void Exchange::note_node_failure(const Backend& b) {
@@ -269,7 +271,7 @@ void Exchange::send_upstream_head() {
     bufs[2] = uv_buf_init(up_head_.data() + up_head_.size() - 2, 2);
     n = 3;
   }
-  up_sent_us_ = uv_hrtime() / 1000;
+  up_sent_us_ = worker_.now_us();
   const int rc = up_->write(bufs, n);
   if (rc < 0) {
     upstream_failed(502, std::string("write failed: ") + uv_err_name(rc), true);
@@ -595,7 +597,7 @@ void Exchange::on_response_head() {
   // A response we relay (the refusals above count once, in upstream_failed).
   resp_from_backend_ = true;
   if (!interim) {
-    routing_->backends[node_].state->per_worker[worker_.id()].header_time.observe_us(uv_hrtime() / 1000 -
+    routing_->backends[node_].state->per_worker[worker_.id()].header_time.observe_us(worker_.now_us() -
                                                                                       up_sent_us_);
   }
   // RFC 9110 15.2: no 1xx to an HTTP/1.0 client. The parser reads the final head next.

@@ -44,7 +44,7 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   Exchange& operator=(const Exchange&) = delete;
 
   // h1::RequestHandler (http/h1/server_conn.h says when each is called)
-  void begin(uint64_t now_us) override { log_.start(now_us); }
+  void begin() override;
   // Routes the request, or answers it through Downstream.
   void on_request(h1::RequestParser& req, std::string_view client_ip) override;
   BodyResult on_body(char* p, size_t len, bool end) override;

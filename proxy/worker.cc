@@ -64,6 +64,7 @@ int Worker::run() {
 int Worker::init() {
   int rc = uv_loop_init(&loop_);
   if (rc < 0) return rc;
+  clock_.init(&loop_);
   uv_async_init(&loop_, &async_, on_async);
   async_.data = this;
   uv_timer_init(&loop_, &flush_timer_);
@@ -91,6 +92,7 @@ int Worker::init() {
 void Worker::abort_unstarted() {
   if (loop_.data == nullptr && async_.loop == nullptr) return;  // init() never ran
   close_listener();
+  clock_.close();
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_),
                          reinterpret_cast<uv_handle_t*>(&flush_timer_), reinterpret_cast<uv_handle_t*>(&drain_timer_),
                          reinterpret_cast<uv_handle_t*>(&accept_timer_)}) {
@@ -330,6 +332,7 @@ void Worker::maybe_finish() {
   stopped_ = true;
   flush_access_log();
   for (auto& [key, pool] : pools_) pool->retire();
+  clock_.close();
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&flush_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);

@@ -17,6 +17,7 @@
 
 #include "proxy/backends.h"
 #include "net/io_buffer.h"
+#include "net/loop_clock.h"
 #include "proxy/metrics.h"
 #include "proxy/rate_limited_log.h"
 #include "proxy/upstream_pool.h"
@@ -75,6 +76,8 @@ class Worker {
 
   // For connections on this worker's thread.
   uv_loop_t* loop() { return &loop_; }
+  // Microseconds of uv_hrtime, read once per loop phase (net/loop_clock.h).
+  uint64_t now_us() { return clock_.now_us(); }
   const Routing& routing() const { return *routing_; }
   const std::shared_ptr<const Routing>& routing_ptr() const { return routing_; }
   // The pool for node i of `routing`: the current routing's by index; an older one's
@@ -146,6 +149,7 @@ class Worker {
   uv_loop_t loop_{};
   uv_poll_t listen_poll_{};  // on listen_fd_, which the worker owns and closes
   uv_async_t async_{};
+  LoopClock clock_;
   uv_timer_t flush_timer_{};
   uv_timer_t drain_timer_{};
   uv_timer_t accept_timer_{};

@@ -193,7 +193,7 @@ void ServerConn::process_requests() {
           return;
         }
         req_phase_ = ReqPhase::kHead;
-        handler_.begin(uv_hrtime() / 1000);
+        handler_.begin();
         arm_timer(owner_.limits().header_timeout_ms);
         [[fallthrough]];
       case ReqPhase::kHead:

@@ -81,7 +81,7 @@ class RequestHandler {
   };
 
   // The first byte of a request arrived.
-  virtual void begin(uint64_t now_us) = 0;
+  virtual void begin() = 0;
   // A complete, checked head (`req` stays the codec's: valid until reset()).
   virtual void on_request(RequestParser& req, std::string_view client_ip) = 0;
   // Body bytes [p, p + len), framed as received (or raw, in a tunnel), offered only

@@ -29,7 +29,7 @@ class WholeRequestHandler final : public RequestHandler {
   int answered = 0;
   int resets = 0;
 
-  void begin(uint64_t) override {}
+  void begin() override {}
   void on_request(RequestParser& req, std::string_view) override {
     active_ = true;
     text_ = std::string(req.method_name()) + " " + std::string(req.target()) + " ";

@@ -124,7 +124,7 @@ struct OneGet {
         &start_timer,
         [](uv_timer_t* t) {
           auto* r = static_cast<OneGet*>(t->data);
-          r->exchange->begin(uv_hrtime() / 1000);
+          r->exchange->begin();
           r->exchange->on_request(r->req, "10.0.0.7");
           uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
         },

@@ -18,10 +18,10 @@ class HealthChecker::Probe final : private Transport::Handler {
       : checker_(checker), name_(target.name), tcp_(buffers_, *this) {
     request_ = "GET " + checker.settings_.path + " HTTP/1.1\r\nHost: " + target.host +
                "\r\nUser-Agent: ringproxy-health\r\nConnection: close\r\n\r\n";
-    uv_timer_init(checker.loop_, &timer_);
+    uv_timer_init(checker.poller_.loop(), &timer_);
     timer_.data = this;
     handles_ = 1;
-    if (tcp_.init(checker.loop_) == 0) handles_ = 2;
+    if (tcp_.init(checker.poller_) == 0) handles_ = 2;
   }
 
   // Starts the probe. Precondition: the checker lists it (a failure here reports at
@@ -145,7 +145,8 @@ class HealthChecker::Probe final : private Transport::Handler {
   int handles_ = 0;
 };
 
-HealthChecker::HealthChecker(uv_loop_t* loop, OnResult on_result) : loop_(loop), on_result_(std::move(on_result)) {}
+HealthChecker::HealthChecker(Poller& poller, OnResult on_result)
+    : poller_(poller), on_result_(std::move(on_result)) {}
 
 HealthChecker::~HealthChecker() { stop(); }
 
@@ -159,7 +160,7 @@ void HealthChecker::configure(std::vector<CheckTarget> targets, CheckSettings se
 void HealthChecker::start() {
   if (timer_) return;
   timer_ = new uv_timer_t{};  // freed in its close callback (stop)
-  uv_timer_init(loop_, timer_);
+  uv_timer_init(poller_.loop(), timer_);
   timer_->data = this;
   uv_timer_start(timer_, on_tick, 0, settings_.interval_ms);
 }

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "net/poller.h"
+
 namespace ringproxy {
 
 struct CheckTarget {
@@ -36,7 +38,8 @@ class HealthChecker {
   // "timeout after 500 ms"), or the status when it passed.
   using OnResult = std::function<void(const std::string& name, bool ok, const std::string& detail)>;
 
-  HealthChecker(uv_loop_t* loop, OnResult on_result);
+  // Probes are sockets of `poller` (net/poller.h); timers run on poller.loop().
+  HealthChecker(Poller& poller, OnResult on_result);
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
@@ -56,7 +59,7 @@ class HealthChecker {
   void finished(Probe* probe, bool ok, const std::string& detail);
   void forget(Probe* probe);
 
-  uv_loop_t* loop_;
+  Poller& poller_;  // and its loop, for the timers
   OnResult on_result_;
   // Open from start() to stop(); null otherwise. On the heap and freed by its close
   // callback, not with the checker: the checker may be destroyed (a failed start-up)

@@ -44,6 +44,9 @@ class LoopClock {
     }
   }
 
+  // Drops the cached value: for a loop whose wait is not libuv's (net/poller.h, run).
+  void invalidate() { fresh_ = false; }
+
   uint64_t now_us() {
     if (!fresh_) {
       now_us_ = uv_hrtime() / 1000;

@@ -2,73 +2,113 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstddef>
 
 #include "net/socket_calls.h"
 
 namespace ringproxy {
 
-// write() hands uv_buf_t arrays to sendmsg as iovecs, as libuv does (uv/unix.h lays
-// uv_buf_t out as struct iovec).
+// write() takes uv_buf_t arrays, which uv/unix.h lays out as struct iovec.
 static_assert(sizeof(uv_buf_t) == sizeof(iovec) && offsetof(uv_buf_t, base) == offsetof(iovec, iov_base) &&
               offsetof(uv_buf_t, len) == offsetof(iovec, iov_len));
 
-int TcpTransport::init(uv_loop_t* loop) {
-  const int rc = uv_tcp_init(loop, &tcp_);
-  if (rc < 0) return rc;
-  tcp_.data = this;
-  initialized_ = true;
-  return 0;
+namespace {
+
+void set_nodelay(int fd) {
+  const int on = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);  // best effort, as uv_tcp_nodelay was used
 }
 
-int TcpTransport::accept(uv_stream_t* server) {
-  const int rc = uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_));
-  if (rc < 0) return rc;
-  take_fd();
-  uv_tcp_nodelay(&tcp_, 1);
-  return 0;
+}  // namespace
+
+int TcpTransport::register_fd(int fd) {
+  const int rc = poller_->add(fd, this, &token_);
+  if (rc == 0) fd_ = fd;
+  return rc;
 }
 
 int TcpTransport::open(int fd, bool nodelay_inherited) {
-  // uv_tcp_open sets O_NONBLOCK again (an ioctl), though accept4 made the socket
-  // non-blocking: libuv 1.44 has no public way to open a stream without it.
-  const int rc = uv_tcp_open(&tcp_, fd);
+  if (!initialized_ || closing_ || fd_ >= 0) return UV_EINVAL;
+  const int rc = register_fd(fd);
   if (rc < 0) return rc;
-  fd_ = fd;
-  if (!nodelay_inherited) uv_tcp_nodelay(&tcp_, 1);
+  readable_ = true;  // the request may be there already: the first read finds out
+  if (!nodelay_inherited) set_nodelay(fd);
   return 0;
 }
 
 int TcpTransport::connect(const sockaddr* addr) {
-  connect_req_.data = this;
-  const int rc = uv_tcp_connect(&connect_req_, &tcp_, addr, on_connect_cb);
-  if (rc < 0) return rc;
-  take_fd();
+  if (!initialized_ || closing_ || fd_ >= 0) return UV_EINVAL;
+  const int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;  // EMFILE and the like: the caller tells a local failure apart
+  set_nodelay(fd);
+  const socklen_t len = addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  int rc;
+  do {
+    rc = ::connect(fd, addr, len);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0 && errno != EINPROGRESS) {
+    // As libuv: a refusal the kernel knows at once (loopback) is told through
+    // on_connect like one that comes later; any other error is the call's.
+    if (errno != ECONNREFUSED) {
+      const int err = -errno;
+      ::close(fd);
+      return err;
+    }
+    connect_error_ = UV_ECONNREFUSED;
+  }
+  if (const int reg = register_fd(fd); reg < 0) {
+    ::close(fd);
+    return reg;
+  }
   connecting_ = true;
-  uv_tcp_nodelay(&tcp_, 1);
+  writable_ = false;  // until the connect's EPOLLOUT
+  if (connect_error_ != 0) poller_->defer(this);
   return 0;
 }
 
-void TcpTransport::take_fd() {
-  uv_os_fd_t fd = -1;
-  if (uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) == 0) fd_ = fd;
-}
-
-void TcpTransport::on_connect_cb(uv_connect_t* req, int status) {
-  auto* t = static_cast<TcpTransport*>(req->data);
-  t->connecting_ = false;
-  if (t->closing_) return;  // closed while connecting: nobody to tell
-  t->handler_.on_connect(status);
+void TcpTransport::finish_connect() {
+  int err = connect_error_;
+  if (err == 0) {
+    int so_error = 0;
+    socklen_t len = sizeof so_error;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) so_error = errno;
+    err = -so_error;
+  }
+  connect_error_ = 0;
+  connecting_ = false;
+  handler_.on_connect(err);
+  if (closing_) return;
+  if (err < 0) {
+    // Not closed by its handler: the write that waited for the connection fails too.
+    if (write_pending_) {
+      write_pending_ = false;
+      pending_.clear();
+      handler_.on_write_done(err);
+    }
+    return;
+  }
+  if (write_pending_ && writable_) flush_pending();
+  if (closing_) return;
+  if (!write_pending_ && shut_pending_) {
+    shut_pending_ = false;
+    ::shutdown(fd_, SHUT_WR);
+  }
+  if (reading_ && readable_) read_socket();
 }
 
 void TcpTransport::peer_ip(char* out, size_t size) {
   out[0] = '\0';
+  if (fd_ < 0) return;
   sockaddr_storage peer{};
-  int len = sizeof peer;
-  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return;
+  socklen_t len = sizeof peer;
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return;
   ip_text(reinterpret_cast<const sockaddr*>(&peer), out, size);
 }
 
@@ -92,44 +132,53 @@ void TcpTransport::ip_text(const sockaddr* addr, char* out, size_t size) {
 
 int TcpTransport::start_reading() {
   if (reading_ || closing_) return 0;
-  const int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read_cb);
-  reading_ = rc == 0;
-  return rc;
+  if (fd_ < 0) return UV_ENOTCONN;
+  reading_ = true;
+  // Edge-triggered: bytes that came while we were not reading raise no new event.
+  if (readable_ && !connecting_) poller_->defer(this);
+  return 0;
 }
 
 int TcpTransport::start_reading_now() {
   if (reading_ || closing_) return 0;
-  const int rc = start_reading();
-  if (rc == 0) read_socket();
-  return rc;
+  if (fd_ < 0) return UV_ENOTCONN;
+  reading_ = true;
+  if (!connecting_) read_socket();
+  return 0;
 }
 
-void TcpTransport::stop_reading() {
-  if (!reading_) return;
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-  reading_ = false;
-}
+void TcpTransport::stop_reading() { reading_ = false; }
 
-// No buffer: libuv then calls on_read_cb(UV_ENOBUFS) without calling read() (uv_alloc_cb's
-// documented contract), and keeps the socket in epoll; read_socket() does the reading.
-void TcpTransport::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(nullptr, 0); }
-
-void TcpTransport::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
-  auto* t = static_cast<TcpTransport*>(s->data);
-  if (nread == UV_ENOBUFS) {
-    t->read_socket();
+void TcpTransport::on_poll_events(uint32_t events) {
+  if (closing_) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) peer_done_ = true;
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable_ = true;
+  if (connecting_) {
+    if (writable_) finish_connect();
     return;
   }
-  // libuv does not read itself, so nothing else should come; were it to (a future
-  // version's EOF short cut, say), an error or EOF ends reading as it always did.
-  if (nread >= 0) return;
-  t->stop_reading();
-  t->handler_.on_read(nread);
+  if (write_pending_ && writable_) {
+    flush_pending();
+    if (closing_) return;
+  }
+  if (reading_ && readable_) read_socket();
 }
 
+void TcpTransport::on_poll_ready() {
+  if (closing_) return;
+  if (connecting_) {
+    if (connect_error_ != 0) finish_connect();
+    return;
+  }
+  if (reading_ && readable_) read_socket();
+}
+
+void TcpTransport::on_poll_retired() { handler_.on_closed(); }
+
 void TcpTransport::read_socket() {
-  // At most 32 reads per event, as uv__read: a peer that keeps the buffer full does
-  // not starve the loop's other sockets (epoll reports this one again next turn).
+  // At most 32 reads per event, as uv__read did: a peer that keeps the buffer full
+  // does not starve the loop's other sockets; the rest is read next turn (defer).
   for (int turn = 0; turn < 32 && reading_; ++turn) {
     buffers_.acquire(in_);  // again each turn: the handler may have released it
     if (in_.free_space() == 0 && in_.size() == 0) in_.clear();
@@ -144,7 +193,10 @@ void TcpTransport::read_socket() {
       n = sock::recv(fd_, in_.end_ptr(), room, 0);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;  // woken for nothing: wait on
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        readable_ = false;  // the next bytes raise an event
+        return;
+      }
       const int err = -errno;  // libuv's error codes are -errno on Unix
       stop_reading();
       handler_.on_read(err);
@@ -156,20 +208,24 @@ void TcpTransport::read_socket() {
       return;
     }
     in_.produced(static_cast<size_t>(n));
-    const bool filled = static_cast<size_t>(n) == room;
+    // A read that did not fill its buffer took all there was (libuv's rule): no second
+    // recv() to hear EAGAIN; bytes that come later raise a new event. Unless the peer's
+    // FIN (or an error) came with the bytes: its event is spent, so read on to the EOF.
+    const bool drained = static_cast<size_t>(n) < room && !peer_done_;
+    if (drained) readable_ = false;
     if (in_.free_space() == 0) stop_reading();
     handler_.on_read(n);
-    // libuv's rule (uv__read): a read that did not fill its buffer took all there was,
-    // so no second recv() to hear EAGAIN. After a full one, read on only if the handler
-    // made room and reads again.
-    if (!filled) return;
+    if (drained) return;
   }
+  // 32 full reads, or a handler that stopped reading: come back for the rest.
+  if (reading_ && readable_ && !closing_) poller_->defer(this);
 }
 
 int TcpTransport::write(uv_buf_t* bufs, unsigned count) {
-  if (shut_) return UV_EPIPE;
+  if (shut_ || closing_) return UV_EPIPE;
+  if (fd_ < 0) return UV_ENOTCONN;
   size_t written = 0;
-  if (!connecting_) {  // while connecting, uv_write queues it all until connected
+  if (!connecting_ && writable_) {  // while connecting it all waits for the connection
     ssize_t n;
     do {
       if (count == 1) {
@@ -193,40 +249,85 @@ int TcpTransport::write(uv_buf_t* bufs, unsigned count) {
     ++first;
   }
   if (first == count) return kWritten;
-  bufs[first].base += written;
-  bufs[first].len -= written;
-  // The rest waits for POLLOUT in libuv's queue (it writes with writev then).
-  write_req_.data = this;
-  const int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), bufs + first, count - first, on_write_cb);
-  if (rc < 0) return rc;
+  // The socket is full (or not connected yet): the rest waits for EPOLLOUT. The
+  // buffers stay the caller's until on_write_done; only their list is copied.
+  if (!connecting_) writable_ = false;
+  const auto* iov = reinterpret_cast<const iovec*>(bufs);
+  pending_.assign(iov + first, iov + count);
+  pending_[0].iov_base = static_cast<char*>(pending_[0].iov_base) + written;
+  pending_[0].iov_len -= written;
+  pending_first_ = 0;
   write_pending_ = true;
   return kQueued;
 }
 
-void TcpTransport::on_write_cb(uv_write_t* req, int status) {
-  auto* t = static_cast<TcpTransport*>(req->data);
-  t->write_pending_ = false;
-  if (t->closing_) return;
-  t->handler_.on_write_done(status);
+void TcpTransport::flush_pending() {
+  while (pending_first_ < pending_.size()) {
+    msghdr msg{};
+    msg.msg_iov = pending_.data() + pending_first_;
+    msg.msg_iovlen = std::min<size_t>(pending_.size() - pending_first_, IOV_MAX);
+    ssize_t n;
+    do {
+      n = sock::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        writable_ = false;
+        return;
+      }
+      const int err = -errno;
+      write_pending_ = false;
+      pending_.clear();
+      handler_.on_write_done(err);
+      return;
+    }
+    auto written = static_cast<size_t>(n);
+    while (pending_first_ < pending_.size() && written >= pending_[pending_first_].iov_len) {
+      written -= pending_[pending_first_].iov_len;
+      ++pending_first_;
+    }
+    if (pending_first_ < pending_.size()) {
+      iovec& v = pending_[pending_first_];
+      v.iov_base = static_cast<char*>(v.iov_base) + written;
+      v.iov_len -= written;
+    }
+  }
+  pending_.clear();
+  write_pending_ = false;
+  if (shut_pending_) {
+    shut_pending_ = false;
+    ::shutdown(fd_, SHUT_WR);
+  }
+  handler_.on_write_done(0);
 }
 
 int TcpTransport::shutdown_write() {
-  shutdown_req_.data = this;
-  const int rc = uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t*, int) {});
-  if (rc == 0) shut_ = true;
-  return rc;
+  if (closing_) return UV_EPIPE;
+  if (fd_ < 0) return UV_ENOTCONN;
+  if (shut_) return 0;
+  shut_ = true;
+  if (write_pending_ || connecting_) {
+    shut_pending_ = true;  // the FIN follows what is queued, as uv_shutdown did
+    return 0;
+  }
+  if (::shutdown(fd_, SHUT_WR) != 0 && errno != ENOTCONN) return -errno;
+  return 0;
 }
 
 void TcpTransport::close() {
   if (closing_ || !initialized_) return;
   closing_ = true;
   reading_ = false;
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close_cb);
-}
-
-void TcpTransport::on_close_cb(uv_handle_t* h) {
-  auto* t = static_cast<TcpTransport*>(h->data);
-  t->handler_.on_closed();
+  if (fd_ >= 0) {
+    // close(2) takes the socket out of the epoll set (no EPOLL_CTL_DEL); forget() drops
+    // whatever this turn still holds for it.
+    poller_->forget(token_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  pending_.clear();
+  write_pending_ = false;  // dropped: only on_closed follows
+  poller_->retire(this);
 }
 
 }  // namespace ringproxy

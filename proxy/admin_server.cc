@@ -1,13 +1,19 @@
 #include "proxy/admin_server.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <string_view>
 
 #include "http/h1/request_parser.h"
 #include "http/h1/server_conn.h"
 #include "net/io_buffer.h"
 #include "proxy/backends.h"
+#include "proxy/listen_socket.h"
 #include "proxy/log.h"
 
 namespace ringproxy {
@@ -21,19 +27,19 @@ namespace ringproxy {
 // answer and one read buffer.
 class AdminServer::Conn final : private h1::ServerConn::Owner, private h1::RequestHandler {
  public:
-  explicit Conn(AdminServer& server) : server_(server), codec_(server.loop_, buffers_, *this, *this) {}
+  explicit Conn(AdminServer& server) : server_(server), codec_(server.poller_, buffers_, *this, *this) {}
 
-  // Takes the connection pending on `listener`; false when it failed (then closed:
-  // on_freed follows).
-  bool accept(uv_stream_t* listener) {
-    if (codec_.accept(listener) != 0) return false;
+  // Takes `fd`, an accepted socket; false when that failed (the fd closed, and on_freed
+  // follows).
+  bool open(int fd) {
+    if (codec_.open(fd, /*nodelay_inherited=*/true) != 0) return false;
     server_.conns_.push_back(this);
     listed_ = true;
     return true;
   }
-  // The first read waits for its event: the admin answers inside it, and libuv's accept
-  // loop takes connections until the queue is empty (h1::ServerConn::FirstRead).
-  void start() { codec_.start(nullptr, h1::ServerConn::FirstRead::kOnEvent); }
+  // The first read waits for its event: the admin answers inside it, and the accept
+  // loop takes several connections in a row (h1::ServerConn::FirstRead).
+  void start(const sockaddr* peer) { codec_.start(peer, h1::ServerConn::FirstRead::kOnEvent); }
   void close() { codec_.close(); }  // idempotent; frees later
 
  private:
@@ -130,37 +136,107 @@ class AdminServer::Conn final : private h1::ServerConn::Owner, private h1::Reque
 
 AdminServer::~AdminServer() { close(); }
 
+// The listening socket and its two handles: a poll for readiness, a timer for the
+// pause after an accept error. Freed when both have closed.
+struct AdminServer::Listener {
+  uv_poll_t poll{};
+  uv_timer_t retry{};
+  AdminServer* server = nullptr;
+  int fd = -1;
+  int open_handles = 0;
+
+  void close() {
+    server = nullptr;
+    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&poll), reinterpret_cast<uv_handle_t*>(&retry)}) {
+      uv_close(h, [](uv_handle_t* closed) {
+        auto* l = static_cast<Listener*>(closed->data);
+        if (--l->open_handles == 0) delete l;
+      });
+    }
+    ::close(fd);  // after uv_close took it out of the loop's epoll
+    fd = -1;
+  }
+};
+
 std::string AdminServer::listen(const Address& address) {
   sockaddr_storage sa{};
   if (!to_sockaddr(address, &sa)) return "invalid address";
   if (listener_) return "already listening";
-  listener_ = new uv_tcp_t{};  // freed in its close callback (close)
-  uv_tcp_init(loop_, listener_);
-  listener_->data = this;
-  int rc = uv_tcp_bind(listener_, reinterpret_cast<const sockaddr*>(&sa), address.ipv6 ? UV_TCP_IPV6ONLY : 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener_), 128, on_connection);
-  if (rc != 0) return uv_strerror(rc);
+  std::string error;
+  // libuv's wording, as when this was uv_listen: "address already in use".
+  const int fd = bind_listener(address, /*reuseport=*/false, &error);
+  if (fd < 0) return uv_strerror(fd);
+  if (::listen(fd, 128) != 0) {
+    const int err = -errno;
+    ::close(fd);
+    return uv_strerror(err);
+  }
+  auto* l = new Listener;  // freed when its handles have closed (Listener::close)
+  l->server = this;
+  l->fd = fd;
+  l->poll.data = l;
+  l->retry.data = l;
+  if (const int rc = uv_poll_init_socket(poller_.loop(), &l->poll, fd); rc < 0) {
+    ::close(fd);
+    delete l;
+    return uv_strerror(rc);
+  }
+  uv_timer_init(poller_.loop(), &l->retry);
+  l->open_handles = 2;
+  listener_ = l;
+  uv_poll_start(&l->poll, UV_READABLE, on_readable);
   return {};
 }
 
-void AdminServer::on_connection(uv_stream_t* server, int status) {
-  auto* self = static_cast<AdminServer*>(server->data);
-  if (status < 0) return;
-  auto* c = new Conn(*self);       // freed in its on_freed
-  if (!c->accept(server)) return;  // closed; on_freed follows
-  // The admin shares the process's descriptors with the data path: a bounded number of
-  // connections, the newest refused (accepted and closed) past it.
-  if (self->conns_.size() > kMaxConnections) {
-    RP_LOG(LogLevel::kWarn, "admin: over " + std::to_string(kMaxConnections) + " connections, refusing one");
-    c->close();
+void AdminServer::on_readable(uv_poll_t* p, int status, int) {
+  auto* l = static_cast<Listener*>(p->data);
+  if (l->server == nullptr) return;
+  if (status < 0) {
+    RP_LOG(LogLevel::kWarn, std::string("admin: listening socket: ") + uv_strerror(status));
     return;
   }
-  c->start();
+  l->server->accept_pending();
+}
+
+void AdminServer::on_retry(uv_timer_t* t) {
+  auto* l = static_cast<Listener*>(t->data);
+  // Level-triggered: connections still queued make the socket readable at once.
+  if (l->server != nullptr) uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
+void AdminServer::accept_pending() {
+  for (int taken = 0; taken < kAcceptsPerEvent; ++taken) {
+    sockaddr_storage peer;
+    socklen_t peer_len = sizeof peer;
+    const int fd = ::accept4(listener_->fd, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;  // the client gave up: next
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      // Out of descriptors, say: the connections wait in the kernel's queue until the
+      // pause ends, instead of the loop failing at once again and again.
+      RP_LOG(LogLevel::kWarn, std::string("admin: accept failed: ") + std::strerror(err) + "; accepting paused for " +
+                                  std::to_string(kAcceptRetryMs) + " ms");
+      uv_poll_stop(&listener_->poll);
+      uv_timer_start(&listener_->retry, on_retry, kAcceptRetryMs, 0);
+      return;
+    }
+    auto* c = new Conn(*this);  // freed in its on_freed
+    if (!c->open(fd)) continue;  // closed; on_freed follows
+    // The admin shares the process's descriptors with the data path: a bounded number
+    // of connections, the newest refused (accepted and closed) past it.
+    if (conns_.size() > kMaxConnections) {
+      RP_LOG(LogLevel::kWarn, "admin: over " + std::to_string(kMaxConnections) + " connections, refusing one");
+      c->close();
+      continue;
+    }
+    c->start(reinterpret_cast<const sockaddr*>(&peer));
+  }
 }
 
 void AdminServer::close() {
   if (listener_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    listener_->close();
     listener_ = nullptr;
   }
   const std::vector<Conn*> all = conns_;

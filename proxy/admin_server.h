@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "net/poller.h"
 #include "proxy/admin_request.h"
 
 namespace ringproxy {
@@ -32,7 +33,8 @@ class AdminServer {
   static constexpr uint32_t kHeaderTimeoutMs = 10000;
   static constexpr uint32_t kIdleTimeoutMs = 60000;
 
-  AdminServer(uv_loop_t* loop, AdminHandler handler) : loop_(loop), handler_(std::move(handler)) {}
+  // Connections are sockets of `poller` (net/poller.h), on poller.loop().
+  AdminServer(Poller& poller, AdminHandler handler) : poller_(poller), handler_(std::move(handler)) {}
   ~AdminServer();
   // Binds and listens. Returns "" or what went wrong (then close() or the destructor
   // closes the listener).
@@ -43,15 +45,24 @@ class AdminServer {
 
  private:
   class Conn;
-  static void on_connection(uv_stream_t* server, int status);
+  struct Listener;
+  static void on_readable(uv_poll_t* p, int status, int events);
+  static void on_retry(uv_timer_t* t);
+  void accept_pending();
   friend class Conn;
 
-  uv_loop_t* loop_;
+  // Connections taken per readiness event; the rest wait for the loop's next turn.
+  static constexpr int kAcceptsPerEvent = 16;
+  // After an accept error (out of descriptors, say): listening pauses this long, the
+  // connections waiting in the kernel's queue, instead of failing again at once.
+  static constexpr uint64_t kAcceptRetryMs = 100;
+
+  Poller& poller_;
   AdminHandler handler_;
-  // From listen() to close(); null otherwise. On the heap and freed by its close
-  // callback, not with the server: a failed start-up destroys the AdminServer before
-  // the loop runs again and finishes the close (STYLE rule 4).
-  uv_tcp_t* listener_ = nullptr;
+  // From listen() to close(); null otherwise. On the heap and freed by its handles'
+  // close callbacks, not with the server: a failed start-up destroys the AdminServer
+  // before the loop runs again and finishes the close (STYLE rule 4).
+  Listener* listener_ = nullptr;
   std::vector<Conn*> conns_;
 };
 

@@ -8,7 +8,7 @@
 namespace ringproxy {
 
 ClientConn::ClientConn(Worker& worker)
-    : worker_(worker), codec_(worker.loop(), worker.buffers(), *this, ex_), ex_(worker, codec_) {}
+    : worker_(worker), codec_(worker.poller(), worker.buffers(), *this, ex_), ex_(worker, codec_) {}
 
 void ClientConn::accept(Worker& worker, int fd, const sockaddr* peer) {
   auto* c = new ClientConn(worker);  // freed in on_freed

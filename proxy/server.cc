@@ -15,37 +15,10 @@
 #include "proxy/cli.h"
 #include "proxy/admin_api.h"
 #include "proxy/descriptors.h"
+#include "proxy/listen_socket.h"
 #include "proxy/log.h"
 
 namespace ringproxy {
-namespace {
-
-// A listening socket for one worker: SO_REUSEPORT so each worker has its own accept
-// queue and the kernel spreads connections (libuv 1.44 has no flag for it).
-int bind_listener(const Address& address, bool reuseport, std::string* error) {
-  sockaddr_storage sa{};
-  to_sockaddr(address, &sa);
-  const int fd = ::socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    *error = std::strerror(errno);
-    return -1;
-  }
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (reuseport) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (sa.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  // Accepted sockets inherit it (Worker checks): no setsockopt per connection.
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  const socklen_t len = sa.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0) {
-    *error = std::strerror(errno);
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-}  // namespace
 
 Server::~Server() = default;
 
@@ -475,6 +448,7 @@ int Server::fail_start(const std::string& message) {
   admin_.reset();
   gossip_.reset();
   if (health_timer_.loop) uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
+  poller_.close();  // once the probes and admin connections closed above are retired
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
   return kExitConfig;
@@ -579,11 +553,16 @@ int Server::run() {
   ::close(probe);
 
   uv_loop_init(&loop_);
+  if (const int rc = poller_.init(&loop_); rc < 0) {
+    uv_loop_close(&loop_);
+    std::cerr << "ringproxy: cannot start the control loop: " << uv_strerror(rc) << '\n';
+    return kExitConfig;
+  }
   started_ms_ = uv_now(&loop_);
   uv_timer_init(&loop_, &health_timer_);
   health_timer_.data = this;
   checker_ = std::make_unique<HealthChecker>(
-      &loop_, [this](const std::string& name, bool ok, const std::string& detail) { on_check(name, ok, detail); });
+      poller_, [this](const std::string& name, bool ok, const std::string& detail) { on_check(name, ok, detail); });
   sync_health(*routing, HealthTable::Start::kServing);
   checker_->start();
   if (config_->gossip.enabled) {
@@ -593,7 +572,7 @@ int Server::run() {
     }
   }
   if (config_->admin.enabled) {
-    admin_ = std::make_unique<AdminServer>(&loop_, make_admin_handler(*this));
+    admin_ = std::make_unique<AdminServer>(poller_, make_admin_handler(*this));
     if (std::string e = admin_->listen(config_->admin.listen); !e.empty()) {
       return fail_start("cannot listen on " + config_->admin.listen.to_string() + " (admin): " + e);
     }
@@ -664,6 +643,7 @@ int Server::run() {
   admin_.reset();
   checker_.reset();
   gossip_.reset();
+  poller_.close();
   uv_run(&loop_, UV_RUN_DEFAULT);  // close callbacks of the admin connections and probes
   if (uv_loop_close(&loop_) != 0) RP_LOG(LogLevel::kError, "control loop closed with handles open");
   RP_LOG(LogLevel::kInfo, "drained, exiting");

@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "health/checker.h"
 #include "health/node_health.h"
+#include "net/poller.h"
 #include "proxy/admin_server.h"
 #include "proxy/gossip_agent.h"
 #include "proxy/worker.h"
@@ -84,6 +85,7 @@ class Server {
   unsigned worker_count_ = 1;
   std::vector<std::unique_ptr<Worker>> workers_;
   uv_loop_t loop_{};
+  Poller poller_;  // the control loop's sockets: admin connections, health probes
   uv_signal_t signals_[4]{};
   uv_async_t passive_async_{};
   std::unique_ptr<AdminServer> admin_;

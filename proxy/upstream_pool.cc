@@ -14,13 +14,12 @@ UpstreamConn* UpstreamConn::create(Worker& worker, UpstreamPool& pool) {
   ++pool.live_;
   c->timer_.init(worker.loop(), c);
   c->open_handles_ = 1;
-  if (c->tcp_.init(worker.loop()) == 0) c->open_handles_ = 2;
+  if (c->tcp_.init(worker.poller()) == 0) c->open_handles_ = 2;
   return c;
 }
 
 int UpstreamConn::connect(const sockaddr* addr, Owner* owner, uint32_t timeout_ms) {
   owner_ = owner;
-  if (!tcp_.initialized()) return UV_EMFILE;  // uv_tcp_init failed: no socket to be had
   const int rc = tcp_.connect(addr);
   if (rc < 0) return rc;
   connecting_ = true;

@@ -53,7 +53,8 @@ int Worker::run() {
   // Server::start waits for `ready` (see server.cc).
   take_routing();
   (void)id_;
-  uv_run(&loop_, UV_RUN_DEFAULT);
+  // The poller's epoll set is the loop's wait (net/poller.h, run).
+  poller_.run([](void* clock) { static_cast<LoopClock*>(clock)->invalidate(); }, &clock_);
   // Every handle is closed by now (maybe_finish); run once more for close callbacks.
   uv_run(&loop_, UV_RUN_DEFAULT);
   const int rc = uv_loop_close(&loop_);
@@ -73,7 +74,8 @@ int Worker::init() {
   drain_timer_.data = this;
   uv_timer_init(&loop_, &accept_timer_);
   accept_timer_.data = this;
-  rc = uv_poll_init_socket(&loop_, &listen_poll_, listen_fd_);
+  rc = poller_.init(&loop_);
+  if (rc == 0) rc = uv_poll_init_socket(&loop_, &listen_poll_, listen_fd_);
   listen_poll_.data = this;
   // 511: what uv_listen was given before; the kernel caps it at net.core.somaxconn.
   if (rc == 0 && ::listen(listen_fd_, 511) != 0) rc = -errno;  // libuv's codes are -errno on unix
@@ -93,6 +95,7 @@ void Worker::abort_unstarted() {
   if (loop_.data == nullptr && async_.loop == nullptr) return;  // init() never ran
   close_listener();
   clock_.close();
+  poller_.close();
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_),
                          reinterpret_cast<uv_handle_t*>(&flush_timer_), reinterpret_cast<uv_handle_t*>(&drain_timer_),
                          reinterpret_cast<uv_handle_t*>(&accept_timer_)}) {
@@ -333,6 +336,7 @@ void Worker::maybe_finish() {
   flush_access_log();
   for (auto& [key, pool] : pools_) pool->retire();
   clock_.close();
+  poller_.close();  // once the pools' last connections are closed
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&flush_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);

@@ -18,6 +18,7 @@
 #include "proxy/backends.h"
 #include "net/io_buffer.h"
 #include "net/loop_clock.h"
+#include "net/poller.h"
 #include "proxy/metrics.h"
 #include "proxy/rate_limited_log.h"
 #include "proxy/upstream_pool.h"
@@ -76,6 +77,7 @@ class Worker {
 
   // For connections on this worker's thread.
   uv_loop_t* loop() { return &loop_; }
+  Poller& poller() { return poller_; }
   // Microseconds of uv_hrtime, read once per loop phase (net/loop_clock.h).
   uint64_t now_us() { return clock_.now_us(); }
   const Routing& routing() const { return *routing_; }
@@ -150,6 +152,7 @@ class Worker {
   uv_poll_t listen_poll_{};  // on listen_fd_, which the worker owns and closes
   uv_async_t async_{};
   LoopClock clock_;
+  Poller poller_;  // the sockets of this loop: clients' and upstream connections
   uv_timer_t flush_timer_{};
   uv_timer_t drain_timer_{};
   uv_timer_t accept_timer_{};

@@ -13,13 +13,13 @@ namespace ringproxy::h1 {
 // ---------------------------------------------------------------------------------------
 // Life cycle
 
-ServerConn::ServerConn(uv_loop_t* loop, BufferPool& buffers, Owner& owner, RequestHandler& handler)
-    : loop_(loop), owner_(owner), handler_(handler), tcp_(buffers, *this), in_(tcp_.buffer()) {}
+ServerConn::ServerConn(Poller& poller, BufferPool& buffers, Owner& owner, RequestHandler& handler)
+    : poller_(poller), owner_(owner), handler_(handler), tcp_(buffers, *this), in_(tcp_.buffer()) {}
 
 int ServerConn::open(int fd, bool nodelay_inherited) {
-  timer_.init(loop_, this);
+  timer_.init(poller_.loop(), this);
   open_handles_ = 1;
-  int rc = tcp_.init(loop_);
+  int rc = tcp_.init(poller_);
   if (rc == 0) {
     open_handles_ = 2;
     rc = tcp_.open(fd, nodelay_inherited);
@@ -28,18 +28,6 @@ int ServerConn::open(int fd, bool nodelay_inherited) {
     ::close(fd);  // still ours: the handle did not take it
     close();
   }
-  return rc;
-}
-
-int ServerConn::accept(uv_stream_t* listener) {
-  timer_.init(loop_, this);
-  open_handles_ = 1;
-  int rc = tcp_.init(loop_);
-  if (rc == 0) {
-    open_handles_ = 2;
-    rc = tcp_.accept(listener);
-  }
-  if (rc != 0) close();
   return rc;
 }
 
@@ -128,7 +116,7 @@ void ServerConn::on_read(ssize_t nread) {
   if (lingering_) {
     // Dropped. The client's FIN (or a reset) ends it, or the time and size bounds do.
     in_.clear();
-    const uint32_t wait_ms = linger_.on_read(nread, uv_now(loop_));
+    const uint32_t wait_ms = linger_.on_read(nread, uv_now(poller_.loop()));
     if (wait_ms == 0) {
       close();
       return;
@@ -438,7 +426,7 @@ void ServerConn::linger_close() {
     return;
   }
   lingering_ = true;
-  const uint32_t wait_ms = linger_.start(uv_now(loop_));
+  const uint32_t wait_ms = linger_.start(uv_now(poller_.loop()));
   in_.clear();
   // FIN after the answer (the shutdown runs after the queued writes).
   if (tcp_.shutdown_write() != 0 || tcp_.start_reading() != 0) {

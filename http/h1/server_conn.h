@@ -136,7 +136,8 @@ class ServerConn final : public Downstream, private Transport::Handler {
     ~Owner() = default;
   };
 
-  ServerConn(uv_loop_t* loop, BufferPool& buffers, Owner& owner, RequestHandler& handler);
+  // `poller`: the loop's (net/poller.h); the codec's timer runs on poller.loop().
+  ServerConn(Poller& poller, BufferPool& buffers, Owner& owner, RequestHandler& handler);
   ~ServerConn() = default;
   ServerConn(const ServerConn&) = delete;
   ServerConn& operator=(const ServerConn&) = delete;
@@ -144,10 +145,6 @@ class ServerConn final : public Downstream, private Transport::Handler {
   // Takes `fd`, an accepted socket (non-blocking, close-on-exec). On an error the fd is
   // closed, close() has run and on_freed follows.
   int open(int fd, bool nodelay_inherited);
-  // Takes the connection pending on `listener`, from its libuv connection callback (a
-  // server that listens through libuv: the admin endpoint). On an error close() has
-  // run and on_freed follows.
-  int accept(uv_stream_t* listener);
   // How start() reads first.
   enum class FirstRead {
     // On the next readiness event, as any read.
@@ -213,7 +210,7 @@ class ServerConn final : public Downstream, private Transport::Handler {
   static void on_timer_closed(uv_handle_t* h);
   void handle_closed();  // one of the two handles closed; the last frees this
 
-  uv_loop_t* loop_;
+  Poller& poller_;  // and its loop, for the timer
   Owner& owner_;
   RequestHandler& handler_;
   TcpTransport tcp_;

@@ -24,9 +24,11 @@ struct Verdict {
 Verdict probe_once(const OneAnswerServer& server) {
   uv_loop_t loop;
   uv_loop_init(&loop);
+  Poller poller;
+  EXPECT_EQ(poller.init(&loop), 0);
   Verdict v;
   std::unique_ptr<HealthChecker> checker;
-  checker = std::make_unique<HealthChecker>(&loop, [&](const std::string&, bool ok, const std::string& detail) {
+  checker = std::make_unique<HealthChecker>(poller, [&](const std::string&, bool ok, const std::string& detail) {
     if (v.seen) return;
     v = {true, ok, detail};
     checker->stop();
@@ -45,8 +47,9 @@ Verdict probe_once(const OneAnswerServer& server) {
   checker->start();
   uv_run(&loop, UV_RUN_DEFAULT);
   checker.reset();
+  poller.close();
   uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
   return v;
 }
 

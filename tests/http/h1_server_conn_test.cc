@@ -71,15 +71,16 @@ class H1ServerConnTest : public ::testing::Test, private ServerConn::Owner {
  protected:
   void SetUp() override {
     ASSERT_EQ(uv_loop_init(&loop_), 0);
+    ASSERT_EQ(poller_.init(&loop_), 0);
     ASSERT_EQ(uv_timer_init(&loop_, &guard_), 0);
-    ASSERT_EQ(uv_tcp_init(&loop_, &listener_), 0);
+    listen_fd_ = test::bound_loopback_socket(SOCK_NONBLOCK | SOCK_CLOEXEC);
+    ASSERT_GE(listen_fd_, 0);
+    ASSERT_EQ(::listen(listen_fd_, 8), 0);
+    socklen_t len = sizeof addr_;
+    ASSERT_EQ(::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr_), &len), 0);
+    ASSERT_EQ(uv_poll_init_socket(&loop_, &listener_, listen_fd_), 0);
     listener_.data = this;
-    sockaddr_in addr{};
-    ASSERT_EQ(uv_ip4_addr("127.0.0.1", 0, &addr), 0);
-    ASSERT_EQ(uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0), 0);
-    ASSERT_EQ(uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 8, on_connection), 0);
-    int len = sizeof addr_;
-    ASSERT_EQ(uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&addr_), &len), 0);
+    ASSERT_EQ(uv_poll_start(&listener_, UV_READABLE, on_connection), 0);
     handler_.down = &conn_;
   }
 
@@ -88,9 +89,11 @@ class H1ServerConnTest : public ::testing::Test, private ServerConn::Owner {
     if (accepted_) run_until([&] { return freed_; });
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&guard_), nullptr);
+    poller_.close();
     uv_run(&loop_, UV_RUN_DEFAULT);
     EXPECT_EQ(uv_loop_close(&loop_), 0);
     if (client_ >= 0) ::close(client_);
+    ::close(listen_fd_);
   }
 
   // The client's end, blocking, reads bounded by a 10 s timeout.
@@ -130,24 +133,29 @@ class H1ServerConnTest : public ::testing::Test, private ServerConn::Owner {
   }
 
   uv_loop_t loop_{};
+  Poller poller_;
   uv_timer_t guard_{};
-  uv_tcp_t listener_{};
+  int listen_fd_ = -1;
+  uv_poll_t listener_{};
   sockaddr_in addr_{};
   int client_ = -1;
   BufferPool pool_;
   WholeRequestHandler handler_;
-  ServerConn conn_{&loop_, pool_, *this, handler_};
+  ServerConn conn_{poller_, pool_, *this, handler_};
   bool accepted_ = false;
   bool closing_ = false;
   bool freed_ = false;
 
  private:
-  static void on_connection(uv_stream_t* server, int status) {
-    auto* t = static_cast<H1ServerConnTest*>(server->data);
+  static void on_connection(uv_poll_t* listener, int status, int) {
+    auto* t = static_cast<H1ServerConnTest*>(listener->data);
     ASSERT_EQ(status, 0);
     ASSERT_FALSE(t->accepted_);  // one connection per test
+    uv_poll_stop(listener);
+    const int fd = ::accept4(t->listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    ASSERT_GE(fd, 0);
     t->accepted_ = true;
-    ASSERT_EQ(t->conn_.accept(server), 0);
+    ASSERT_EQ(t->conn_.open(fd, /*nodelay_inherited=*/false), 0);
     t->conn_.start(nullptr, h1::ServerConn::FirstRead::kOnEvent);
   }
   ServerLimits limits() const override { return {}; }

@@ -117,6 +117,7 @@ class TcpTransportSocketTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(uv_loop_init(&loop_), 0);
+    ASSERT_EQ(poller_.init(&loop_), 0);
     ASSERT_EQ(uv_timer_init(&loop_, &guard_), 0);
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT_GE(listen_fd_, 0);
@@ -133,6 +134,7 @@ class TcpTransportSocketTest : public ::testing::Test {
     if (tcp_.initialized()) run_until([&] { return rec_.closed > 0; });
     EXPECT_LE(rec_.closed, 1);
     if (reader_) reader_->close();
+    poller_.close();
     uv_close(reinterpret_cast<uv_handle_t*>(&guard_), nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
     EXPECT_EQ(uv_loop_close(&loop_), 0);
@@ -152,7 +154,7 @@ class TcpTransportSocketTest : public ::testing::Test {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     ASSERT_GE(fd, 0);
     if (small_buffers) ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    ASSERT_EQ(tcp_.init(&loop_), 0);
+    ASSERT_EQ(tcp_.init(poller_), 0);
     ASSERT_EQ(tcp_.open(fd), 0);
     EXPECT_EQ(tcp_.fd(), fd);
   }
@@ -177,6 +179,7 @@ class TcpTransportSocketTest : public ::testing::Test {
   std::string buffered() { return std::string(tcp_.buffer().begin_ptr(), tcp_.buffer().size()); }
 
   uv_loop_t loop_{};
+  Poller poller_;
   uv_timer_t guard_{};
   int listen_fd_ = -1;
   int peer_fd_ = -1;
@@ -368,7 +371,7 @@ TEST_F(TcpTransportSocketTest, CloseDuringAPendingWriteCallsOnlyOnClosed) {
 }
 
 TEST_F(TcpTransportSocketTest, WriteWhileConnectingIsSentOnceConnected) {
-  ASSERT_EQ(tcp_.init(&loop_), 0);
+  ASSERT_EQ(tcp_.init(poller_), 0);
   ASSERT_EQ(tcp_.connect(reinterpret_cast<const sockaddr*>(&addr_)), 0);
   EXPECT_GE(tcp_.fd(), 0);
   char req[] = "GET /health HTTP/1.1\r\n\r\n";
@@ -395,7 +398,7 @@ TEST_F(TcpTransportSocketTest, WriteWhileConnectingIsSentOnceConnected) {
 TEST_F(TcpTransportSocketTest, ConnectRefusedIsReported) {
   ::close(listen_fd_);  // nothing listens on the port any more
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_EQ(tcp_.init(&loop_), 0);
+  ASSERT_EQ(tcp_.init(poller_), 0);
   ASSERT_EQ(tcp_.connect(reinterpret_cast<const sockaddr*>(&addr_)), 0);
   run_until([&] { return !rec_.connects.empty(); });
   EXPECT_EQ(rec_.connects, std::vector<int>{UV_ECONNREFUSED});

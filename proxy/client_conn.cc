@@ -27,7 +27,7 @@ void ClientConn::accept(Worker& worker, int fd, const sockaddr* peer) {
   }
   // The request is read at once: the exchange answers only once a node has, so this
   // returns to the accept loop without serving the client's next connection.
-  c->codec_.start(peer, h1::ServerConn::FirstRead::kNow);
+  c->codec_.start(peer, h1::ServerConn::FirstRead::kOnEvent);
 }
 
 h1::ServerLimits ClientConn::limits() const {

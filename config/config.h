@@ -29,6 +29,52 @@ inline constexpr uint32_t kMaxRetries = 100;
 // ramp's length in 24 bits (proxy/backends.h, SlowStartRamp).
 inline constexpr uint32_t kMaxSlowStartMs = 3'600'000;
 
+// Where a key's value sits in the config file, for messages about what it names (a
+// certificate file that is missing, say) found after loading (--check, reload).
+struct SourcePos {
+  uint32_t line = 0;    // 1-based; 0: not from a file
+  uint32_t column = 0;  // 1-based
+  bool operator==(const SourcePos&) const = default;
+};
+
+// One entry of proxy.tls.certificates: SPEC "TLS".
+struct TlsCertificateConfig {
+  std::string cert;  // PEM: the leaf, then its chain
+  std::string key;   // PEM private key (RSA or ECDSA) of the leaf
+  SourcePos cert_pos;
+  SourcePos key_pos;
+  bool operator==(const TlsCertificateConfig&) const = default;
+};
+
+enum class TlsVersion { kTls12, kTls13 };
+
+// [proxy.tls]: present, proxy.listen speaks TLS.
+struct ServerTlsConfig {
+  bool enabled = false;
+  std::vector<TlsCertificateConfig> certificates;  // SNI picks by names; none matching: the first
+  TlsVersion min_version = TlsVersion::kTls12;
+  std::string client_ca;  // PEM bundle; set: clients must present a certificate it signed
+  SourcePos client_ca_pos;
+  // The verified client certificate's subject goes to the backend in this header
+  // ("" = not sent). The client's value of that header is always removed first.
+  std::string client_subject_header;
+  uint32_t handshake_timeout_ms = 10000;
+  bool session_tickets = true;  // keys shared by every worker and rotated
+  bool operator==(const ServerTlsConfig&) const = default;
+};
+
+// [upstream_tls]: defaults for TLS to backends.
+struct UpstreamTlsConfig {
+  std::string ca;  // PEM bundle; "" = the system's trust store
+  SourcePos ca_pos;
+  bool verify = true;
+  std::string cert;  // client certificate (mTLS to backends), with key
+  std::string key;
+  SourcePos cert_pos;
+  SourcePos key_pos;
+  bool operator==(const UpstreamTlsConfig&) const = default;
+};
+
 struct ProxyConfig {
   Address listen{"127.0.0.1", 8080, false};
   uint32_t workers = 0;  // 0 = one per CPU core
@@ -47,6 +93,7 @@ struct ProxyConfig {
   // (RFC 9110 7.6.3: "1.1 NAME"); "" sends none. Unset: gossip.name when it is set
   // or gossip is on (the loader fills it in), else "ringproxy".
   std::string via = "ringproxy";
+  ServerTlsConfig tls;
   bool operator==(const ProxyConfig&) const = default;
 };
 
@@ -95,6 +142,8 @@ struct BackendConfig {
   std::string name;
   Address address;
   uint32_t weight = 1;
+  bool tls = false;      // requests and health checks to this node go over TLS
+  std::string tls_name;  // SNI and the name verified; "" = the host part of address
   bool operator==(const BackendConfig&) const = default;
 };
 
@@ -106,6 +155,7 @@ struct Config {
   AdminConfig admin;
   GossipConfig gossip;
   std::vector<BackendConfig> backends;
+  UpstreamTlsConfig upstream_tls;
   bool operator==(const Config&) const = default;
 };
 

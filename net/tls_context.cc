@@ -1,0 +1,300 @@
+#include "net/tls_context.h"
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+namespace ringproxy {
+
+namespace {
+
+// Mozilla's "intermediate" TLS 1.2 suites (ssl-config.mozilla.org, guidelines 5.7), in
+// OpenSSL's names. TLS 1.3 suites are OpenSSL's default three, as the profile says.
+constexpr const char* kIntermediateCiphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
+
+// Distinguishes our sessions from another program's sharing the same SSL_CTX cache
+// (none here), and is required by OpenSSL for resumption with client certificates.
+constexpr unsigned char kSessionIdContext[] = "ringproxy";
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The DNS names a certificate is for: its subjectAltName DNS entries, else its CN.
+std::vector<std::string> certificate_names(X509* cert) {
+  std::vector<std::string> names;
+  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (sans != nullptr) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+      const GENERAL_NAME* n = sk_GENERAL_NAME_value(sans, i);
+      if (n->type != GEN_DNS) continue;
+      const ASN1_STRING* s = n->d.dNSName;
+      names.push_back(lower(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                                             static_cast<size_t>(ASN1_STRING_length(s)))));
+    }
+    GENERAL_NAMES_free(sans);
+  }
+  if (names.empty()) {
+    const X509_NAME* subject = X509_get_subject_name(cert);
+    const int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (at >= 0) {
+      const ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
+      names.push_back(lower(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                                             static_cast<size_t>(ASN1_STRING_length(s)))));
+    }
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
+// The leaf of a PEM chain file, or null (the caller reports tls_error_text()).
+X509* read_leaf(const std::string& path) {
+  BIO* bio = BIO_new_file(path.c_str(), "r");
+  if (bio == nullptr) return nullptr;
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  return cert;
+}
+
+}  // namespace
+
+std::string tls_error_text() {
+  std::string out;
+  char buf[256];
+  while (const unsigned long e = ERR_get_error()) {
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// TicketKeys
+
+TicketKeys::TicketKeys() { keys_.push_back(fresh()); }
+
+TicketKeys::Key TicketKeys::fresh() {
+  Key k;
+  // RAND_bytes fails only when the system's entropy source does: no key is then
+  // better than a predictable one, and no ticket can be made (full handshakes).
+  if (RAND_bytes(k.name.data(), static_cast<int>(k.name.size())) != 1 ||
+      RAND_bytes(k.aes.data(), static_cast<int>(k.aes.size())) != 1 ||
+      RAND_bytes(k.hmac.data(), static_cast<int>(k.hmac.size())) != 1) {
+    k.name.fill(0);  // name 0: never found, never used to encrypt (current() checks)
+  }
+  return k;
+}
+
+void TicketKeys::rotate() {
+  Key k = fresh();
+  std::lock_guard<std::mutex> lock(mu_);
+  keys_.insert(keys_.begin(), k);
+  if (keys_.size() > kKept) keys_.resize(kKept);
+}
+
+TicketKeys::Key TicketKeys::current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return keys_.front();
+}
+
+bool TicketKeys::find(const unsigned char* name, Key* out, bool* renew) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < keys_.size(); ++i) {
+    if (std::memcmp(keys_[i].name.data(), name, keys_[i].name.size()) != 0) continue;
+    *out = keys_[i];
+    *renew = i != 0;
+    return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------
+// ServerTlsContext
+
+std::shared_ptr<const ServerTlsContext> ServerTlsContext::create(const ServerTlsConfig& config,
+                                                                 std::shared_ptr<TicketKeys> keys,
+                                                                 std::string* error) {
+  ERR_clear_error();
+  error->clear();
+  std::shared_ptr<ServerTlsContext> self(new ServerTlsContext);
+  self->keys_ = config.session_tickets ? std::move(keys) : nullptr;
+  if (config.certificates.empty()) {
+    *error = "no certificate";
+    return nullptr;
+  }
+  STACK_OF(X509_NAME)* client_cas = nullptr;
+  if (!config.client_ca.empty()) {
+    client_cas = SSL_load_client_CA_file(config.client_ca.c_str());
+    if (client_cas == nullptr) {
+      *error = config.client_ca + ": no CA certificate could be read: " + tls_error_text();
+      return nullptr;
+    }
+  }
+  for (const TlsCertificateConfig& c : config.certificates) {
+    X509* leaf = read_leaf(c.cert);
+    if (leaf == nullptr) {
+      *error = c.cert + ": no certificate could be read: " + tls_error_text();
+      break;
+    }
+    std::vector<std::string> names = certificate_names(leaf);
+    X509_free(leaf);
+    auto same = std::find_if(self->sites_.begin(), self->sites_.end(),
+                             [&](const Site& s) { return s.names == names; });
+    SSL_CTX* ctx;
+    if (same != self->sites_.end()) {
+      ctx = same->ctx;  // another key type for the same names (ECDSA beside RSA)
+    } else {
+      ctx = SSL_CTX_new(TLS_server_method());
+      if (ctx == nullptr) {
+        *error = "SSL_CTX_new: " + tls_error_text();
+        break;
+      }
+      self->sites_.push_back({ctx, std::move(names)});
+      SSL_CTX_set_min_proto_version(ctx, config.min_version == TlsVersion::kTls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+      SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+      SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+      SSL_CTX_set_cipher_list(ctx, kIntermediateCiphers);
+      SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);
+      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);  // per worker: tickets instead
+      SSL_CTX_set_app_data(ctx, self.get());
+      // SSL_CTX_set_tlsext_servername_callback, without its C cast.
+      SSL_CTX_callback_ctrl(ctx, SSL_CTRL_SET_TLSEXT_SERVERNAME_CB, reinterpret_cast<void (*)()>(on_servername));
+      SSL_CTX_set_tlsext_servername_arg(ctx, self.get());
+      SSL_CTX_set_alpn_select_cb(ctx, on_alpn, nullptr);
+      if (self->keys_) {
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
+      } else {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+      }
+      if (client_cas != nullptr) {
+        if (SSL_CTX_load_verify_locations(ctx, config.client_ca.c_str(), nullptr) != 1) {
+          *error = config.client_ca + ": " + tls_error_text();
+          break;
+        }
+        SSL_CTX_set_client_CA_list(ctx, SSL_dup_CA_list(client_cas));
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+      }
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, c.cert.c_str()) != 1) {
+      *error = c.cert + ": " + tls_error_text();
+      break;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, c.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      *error = c.key + ": " + tls_error_text();
+      break;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+      *error = c.key + ": the key does not match " + c.cert + ": " + tls_error_text();
+      break;
+    }
+  }
+  if (client_cas != nullptr) sk_X509_NAME_pop_free(client_cas, X509_NAME_free);
+  if (!error->empty()) return nullptr;
+  return self;
+}
+
+ServerTlsContext::~ServerTlsContext() {
+  for (Site& s : sites_) SSL_CTX_free(s.ctx);
+}
+
+SSL* ServerTlsContext::new_ssl() const {
+  SSL* ssl = SSL_new(sites_.front().ctx);
+  if (ssl != nullptr) SSL_set_accept_state(ssl);
+  return ssl;
+}
+
+std::vector<std::vector<std::string>> ServerTlsContext::names() const {
+  std::vector<std::vector<std::string>> out;
+  for (const Site& s : sites_) out.push_back(s.names);
+  return out;
+}
+
+bool ServerTlsContext::name_matches(std::string_view pattern, std::string_view host) {
+  auto iequal = [](std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+             return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+  };
+  if (pattern.size() > 2 && pattern[0] == '*' && pattern[1] == '.') {
+    // One label, not empty and without a dot, before the suffix (RFC 6125 6.4.3).
+    const std::string_view suffix = pattern.substr(1);  // ".example.com"
+    if (host.size() <= suffix.size()) return false;
+    const std::string_view label = host.substr(0, host.size() - suffix.size());
+    return label.find('.') == std::string_view::npos && iequal(host.substr(label.size()), suffix);
+  }
+  return iequal(pattern, host);
+}
+
+const ServerTlsContext::Site* ServerTlsContext::site_for(std::string_view host) const {
+  for (const Site& s : sites_) {
+    for (const std::string& n : s.names) {
+      if (name_matches(n, host)) return &s;
+    }
+  }
+  return nullptr;
+}
+
+int ServerTlsContext::on_servername(SSL* ssl, int*, void* arg) {
+  const auto* self = static_cast<const ServerTlsContext*>(arg);
+  const char* host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (host == nullptr) return SSL_TLSEXT_ERR_OK;  // no SNI: the first site
+  const Site* site = self->site_for(host);
+  if (site != nullptr && site->ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, site->ctx);
+  return SSL_TLSEXT_ERR_OK;
+}
+
+int ServerTlsContext::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                              unsigned int inlen, void*) {
+  static constexpr unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof kHttp11, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_NOACK;  // nothing we speak offered: go on without ALPN
+  }
+  *out = selected;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+int ServerTlsContext::on_ticket_key(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_CIPHER_CTX* cipher,
+                                    EVP_MAC_CTX* mac, int encrypt) {
+  const auto* self = static_cast<const ServerTlsContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  if (self == nullptr || !self->keys_) return 0;
+  TicketKeys::Key key;
+  bool renew = false;
+  if (encrypt != 0) {
+    key = self->keys_->current();
+    static constexpr std::array<unsigned char, 16> kUnset{};
+    if (key.name == kUnset) return 0;  // no usable key: no ticket
+    std::memcpy(name, key.name.data(), key.name.size());
+    if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1) return -1;
+  } else if (!self->keys_->find(name, &key, &renew)) {
+    return 0;  // a key rotated out, or another process's: a full handshake
+  }
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key.hmac.data(), key.hmac.size()),
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
+      OSSL_PARAM_construct_end(),
+  };
+  if (EVP_MAC_CTX_set_params(mac, params) != 1) return -1;
+  const int ok = encrypt != 0 ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes.data(), iv)
+                              : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes.data(), iv);
+  if (ok != 1) return -1;
+  return renew ? 2 : 1;
+}
+
+}  // namespace ringproxy

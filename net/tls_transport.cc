@@ -1,0 +1,346 @@
+#include "net/tls_transport.h"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace ringproxy {
+
+// The BIO under each SSL: reads take ciphertext from the TCP transport's buffer, writes
+// append to the transport's output. Made once per process.
+struct TlsBio {
+  static BIO_METHOD* method() {
+    static BIO_METHOD* const m = [] {
+      BIO_METHOD* b = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringproxy transport");
+      BIO_meth_set_write_ex(b, write_ex);
+      BIO_meth_set_read_ex(b, read_ex);
+      BIO_meth_set_ctrl(b, ctrl);
+      BIO_meth_set_create(b, [](BIO* bio) {
+        BIO_set_init(bio, 1);
+        return 1;
+      });
+      return b;
+    }();
+    return m;
+  }
+
+  static int write_ex(BIO* b, const char* data, size_t len, size_t* written) {
+    auto* t = static_cast<TlsTransport*>(BIO_get_data(b));
+    BIO_clear_retry_flags(b);
+    (t->tcp_writing_ ? t->next_ : t->out_).append(data, len);
+    *written = len;
+    return 1;
+  }
+
+  static int read_ex(BIO* b, char* data, size_t len, size_t* read) {
+    auto* t = static_cast<TlsTransport*>(BIO_get_data(b));
+    BIO_clear_retry_flags(b);
+    IoBuffer& in = t->tcp_.buffer();
+    const size_t n = std::min(len, in.size());
+    *read = n;
+    if (n == 0) {
+      if (!t->tcp_eof_) BIO_set_retry_read(b);  // more to come: OpenSSL says WANT_READ
+      return 0;
+    }
+    std::memcpy(data, in.begin_ptr(), n);
+    in.consume(n);
+    if (in.size() == 0) in.clear();
+    return 1;
+  }
+
+  static long ctrl(BIO* b, int cmd, long, void*) {
+    auto* t = static_cast<TlsTransport*>(BIO_get_data(b));
+    switch (cmd) {
+      case BIO_CTRL_FLUSH:
+        return 1;  // output is sent by the transport, after each OpenSSL call
+      case BIO_CTRL_PENDING:
+        return static_cast<long>(t->tcp_.buffer().size());
+      case BIO_CTRL_EOF:
+        return t->tcp_eof_ && t->tcp_.buffer().size() == 0 ? 1 : 0;
+      default:
+        return 0;
+    }
+  }
+};
+
+TlsTransport::TlsTransport(BufferPool& buffers, Transport::Handler& handler)
+    : buffers_(buffers), handler_(handler), tcp_(buffers, *this) {}
+
+TlsTransport::~TlsTransport() {
+  SSL_free(ssl_);
+  buffers_.release(in_);
+}
+
+int TlsTransport::init(Poller& poller) {
+  poller_ = &poller;
+  tcp_.init(poller);
+  uv_timer_init(poller.loop(), &timer_);
+  timer_.data = this;
+  open_handles_ = 3;  // tcp_, timer_, and this socket's retirement from the poller
+  return 0;
+}
+
+int TlsTransport::open_server(int fd, bool nodelay_inherited, std::shared_ptr<const ServerTlsContext> context,
+                              uint32_t handshake_timeout_ms) {
+  if (poller_ == nullptr || ssl_ != nullptr || closing_) return UV_EINVAL;
+  SSL* ssl = context->new_ssl();
+  if (ssl == nullptr) return UV_ENOMEM;
+  BIO* bio = BIO_new(TlsBio::method());
+  if (bio == nullptr) {
+    SSL_free(ssl);
+    return UV_ENOMEM;
+  }
+  const int rc = tcp_.open(fd, nodelay_inherited);
+  if (rc < 0) {
+    BIO_free(bio);
+    SSL_free(ssl);
+    return rc;
+  }
+  BIO_set_data(bio, this);
+  SSL_set_bio(ssl, bio, bio);  // one reference, both directions
+  ssl_ = ssl;
+  context_ = std::move(context);
+  tcp_.start_reading();  // the handshake reads whatever the codec does
+  uv_timer_start(&timer_, on_handshake_timer, handshake_timeout_ms, 0);
+  return 0;
+}
+
+std::string_view TlsTransport::alpn() const {
+  if (ssl_ == nullptr) return {};
+  const unsigned char* p = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl_, &p, &len);
+  return p == nullptr ? std::string_view() : std::string_view(reinterpret_cast<const char*>(p), len);
+}
+
+std::string_view TlsTransport::version() const { return handshake_done_ ? SSL_get_version(ssl_) : ""; }
+
+std::string_view TlsTransport::cipher() const {
+  const char* c = handshake_done_ ? SSL_get_cipher_name(ssl_) : nullptr;
+  return c == nullptr ? std::string_view() : c;
+}
+
+bool TlsTransport::resumed() const { return handshake_done_ && SSL_session_reused(ssl_) == 1; }
+
+std::string TlsTransport::client_subject() const {
+  if (!handshake_done_) return {};
+  X509* cert = SSL_get0_peer_certificate(ssl_);
+  if (cert == nullptr || SSL_get_verify_result(ssl_) != X509_V_OK) return {};
+  BIO* mem = BIO_new(BIO_s_mem());
+  if (mem == nullptr) return {};
+  X509_NAME_print_ex(mem, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(mem, &data);
+  std::string out(data, static_cast<size_t>(len > 0 ? len : 0));
+  BIO_free(mem);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading
+
+int TlsTransport::start_reading() {
+  if (reading_ || closing_ || failed_) return 0;
+  if (ssl_ == nullptr) return UV_ENOTCONN;
+  reading_ = true;
+  if (handshake_done_) {
+    tcp_.start_reading();
+    // Plaintext OpenSSL holds, or ciphertext read below while we were stopped, raises
+    // no event: decrypt it after this turn's events.
+    if (SSL_has_pending(ssl_) == 1 || tcp_.buffer().size() > 0 || tcp_eof_) poller_->defer(this);
+  }
+  return 0;
+}
+
+void TlsTransport::stop_reading() {
+  reading_ = false;
+  // Until the handshake is done the socket is read for it, whoever reads above.
+  if (handshake_done_) tcp_.stop_reading();
+}
+
+void TlsTransport::on_read(ssize_t nread) {
+  if (closing_ || failed_) return;
+  if (nread == UV_ENOBUFS) return;  // our buffer below is full: pump() empties it
+  if (nread < 0) {
+    if (nread != UV_EOF) {
+      fail(static_cast<int>(nread));
+      return;
+    }
+    tcp_eof_ = true;
+  }
+  pump();
+}
+
+void TlsTransport::on_poll_ready() {
+  if (!closing_ && !failed_) pump();
+}
+
+void TlsTransport::pump() {
+  if (!handshake_done_) {
+    ERR_clear_error();
+    const int r = SSL_do_handshake(ssl_);
+    if (r != 1) {
+      const int e = SSL_get_error(ssl_, r);
+      if (e == SSL_ERROR_WANT_READ && !tcp_eof_) {
+        flush();  // our part of the handshake so far
+        return;
+      }
+      if (tcp_eof_ && tcp_.buffer().size() == 0 && e != SSL_ERROR_SSL) {
+        handshake_error_ = "the client closed the connection during the handshake";
+        fail(UV_EOF);  // as a client that closes before its request: no error
+        return;
+      }
+      handshake_error_ = tls_error_text();
+      if (handshake_error_.empty()) handshake_error_ = "handshake failed (SSL_get_error " + std::to_string(e) + ")";
+      flush();  // the alert, when OpenSSL made one
+      fail(UV_EPROTO);
+      return;
+    }
+    handshake_done_ = true;
+    uv_timer_stop(&timer_);
+    if (!reading_) tcp_.stop_reading();
+  }
+  // At most 64 records a turn, then after the other sockets (fairness).
+  for (int turn = 0; turn < 64 && reading_; ++turn) {
+    buffers_.acquire(in_);
+    if (in_.free_space() == 0 && in_.size() == 0) in_.clear();
+    const size_t room = in_.free_space();
+    if (room == 0) {
+      stop_reading();
+      handler_.on_read(UV_ENOBUFS);
+      return;
+    }
+    size_t got = 0;
+    ERR_clear_error();
+    const int r = SSL_read_ex(ssl_, in_.end_ptr(), room, &got);
+    if (r == 1) {
+      in_.produced(got);
+      if (in_.free_space() == 0) stop_reading();
+      handler_.on_read(static_cast<ssize_t>(got));
+      if (closing_) return;
+      continue;
+    }
+    const int e = SSL_get_error(ssl_, r);
+    if (e == SSL_ERROR_WANT_READ && !tcp_eof_) break;
+    stop_reading();
+    if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_SYSCALL) {
+      // close_notify, or the TCP FIN without it: the end of the stream either way (the
+      // HTTP framing above tells a truncated message apart).
+      handler_.on_read(UV_EOF);
+    } else {
+      flush();
+      handler_.on_read(UV_EPROTO);
+    }
+    return;
+  }
+  if (reading_ && !closing_ && (SSL_has_pending(ssl_) == 1 || tcp_.buffer().size() > 0)) poller_->defer(this);
+  flush();  // what reading produced (TLS 1.3 tickets, a key update's answer)
+}
+
+void TlsTransport::fail(int status) {
+  if (failed_) return;
+  failed_ = true;
+  reading_ = false;
+  uv_timer_stop(&timer_);
+  tcp_.stop_reading();
+  handler_.on_read(status);
+}
+
+void TlsTransport::on_handshake_timer(uv_timer_t* t) {
+  auto* self = static_cast<TlsTransport*>(t->data);
+  if (self->handshake_done_ || self->closing_) return;
+  self->handshake_error_ = "the handshake did not finish in time";
+  self->fail(UV_ETIMEDOUT);
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing
+
+int TlsTransport::write(uv_buf_t* bufs, unsigned count) {
+  if (closing_ || failed_) return UV_EPIPE;
+  if (!handshake_done_) return UV_ENOTCONN;
+  for (unsigned i = 0; i < count; ++i) {
+    if (bufs[i].len == 0) continue;
+    size_t written = 0;
+    ERR_clear_error();
+    if (SSL_write_ex(ssl_, bufs[i].base, bufs[i].len, &written) != 1) return UV_EPROTO;
+  }
+  if (const int rc = flush(); rc < 0) return rc;
+  if (!tcp_writing_) return kWritten;
+  write_pending_ = true;  // done when this ciphertext has left
+  return kQueued;
+}
+
+int TlsTransport::flush() {
+  if (tcp_writing_ || out_.empty()) return 0;
+  uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+  const int rc = tcp_.write(&b, 1);
+  if (rc == kWritten) {
+    out_.clear();
+    return 0;
+  }
+  if (rc == kQueued) {
+    tcp_writing_ = true;
+    return 0;
+  }
+  out_.clear();
+  return rc;
+}
+
+void TlsTransport::on_write_done(int status) {
+  tcp_writing_ = false;
+  out_.clear();
+  out_.swap(next_);  // what OpenSSL wrote meanwhile goes next
+  int rc = status;
+  if (rc == 0) rc = flush();
+  if (rc == 0 && !tcp_writing_ && shut_pending_) {
+    shut_pending_ = false;
+    tcp_.shutdown_write();
+  }
+  if (write_pending_) {
+    write_pending_ = false;
+    handler_.on_write_done(rc);
+  }
+}
+
+int TlsTransport::shutdown_write() {
+  if (closing_) return UV_EPIPE;
+  if (ssl_ == nullptr) return UV_ENOTCONN;
+  if (shut_pending_) return 0;
+  if (handshake_done_ && !failed_) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // our close_notify, then the FIN
+  }
+  if (const int rc = flush(); rc < 0) return rc;
+  if (tcp_writing_) {
+    shut_pending_ = true;
+    return 0;
+  }
+  return tcp_.shutdown_write();
+}
+
+// ---------------------------------------------------------------------------------------
+// Closing
+
+void TlsTransport::close() {
+  if (closing_ || poller_ == nullptr) return;
+  closing_ = true;
+  reading_ = false;
+  write_pending_ = false;
+  tcp_.close();
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_timer_closed);
+  poller_->retire(this);  // a defer() of ours may be queued: it is dropped
+}
+
+void TlsTransport::on_closed() { handle_closed(); }
+
+void TlsTransport::on_timer_closed(uv_handle_t* h) { static_cast<TlsTransport*>(h->data)->handle_closed(); }
+
+void TlsTransport::handle_closed() {
+  if (--open_handles_ == 0) handler_.on_closed();
+}
+
+}  // namespace ringproxy

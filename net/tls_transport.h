@@ -1,0 +1,111 @@
+// TLS as a Transport (net/transport.h): OpenSSL over the TCP transport's own buffers.
+// The codec above sees plaintext only and the same contracts as over TcpTransport;
+// TLS is invisible to it. Server side for now (a TLS listener, SPEC "TLS"); the client
+// side for TLS backends follows on the same class.
+//
+// Bytes: ciphertext is read by the TcpTransport into its buffer, and OpenSSL reads it
+// from there through a BIO of ours (no copy into a memory BIO); plaintext is decrypted
+// straight into this transport's buffer, the one the codec parses. OpenSSL's output
+// (handshake, records, alerts) goes through the BIO into `out_`, sent with one write;
+// while that write is queued, more output collects in `next_`, so a queued buffer is
+// never moved.
+//
+// Backpressure is the Transport's: a write returns kQueued while the socket holds back
+// its ciphertext; reading stops below (the TCP socket) when the codec stops reading
+// above, once the handshake is done.
+//
+// The handshake has its own deadline (proxy.tls.handshake_timeout_ms): a client that
+// connects and never finishes is closed (on_read(UV_ETIMEDOUT)) whatever the codec's
+// timers say. A failed handshake is on_read(UV_EPROTO), with handshake_error() saying
+// what OpenSSL said.
+//
+// Thread: the loop's.
+#pragma once
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "net/poller.h"
+#include "net/tcp_transport.h"
+#include "net/tls_context.h"
+#include "net/transport.h"
+
+namespace ringproxy {
+
+class TlsTransport final : public Transport, private Transport::Handler, private Poller::Socket {
+ public:
+  TlsTransport(BufferPool& buffers, Transport::Handler& handler);
+  ~TlsTransport() override;
+  TlsTransport(const TlsTransport&) = delete;
+  TlsTransport& operator=(const TlsTransport&) = delete;
+
+  // Binds to `poller` (no socket yet: 0). After it, close() and on_closed as always.
+  int init(Poller& poller);
+  // Takes an accepted non-blocking socket and serves the handshake with `context` as
+  // the client speaks; `handshake_timeout_ms` bounds it. On an error the fd stays the
+  // caller's.
+  int open_server(int fd, bool nodelay_inherited, std::shared_ptr<const ServerTlsContext> context,
+                  uint32_t handshake_timeout_ms);
+
+  TcpTransport& tcp() { return tcp_; }
+  bool handshake_done() const { return handshake_done_; }
+  // After the handshake: what was agreed ("" before).
+  std::string_view alpn() const;
+  std::string_view version() const;  // "TLSv1.3"
+  std::string_view cipher() const;   // "TLS_AES_128_GCM_SHA256"
+  bool resumed() const;
+  // The verified client certificate's subject, one line (RFC 2253), "" without one.
+  std::string client_subject() const;
+  // Why the handshake failed ("" unless it did).
+  const std::string& handshake_error() const { return handshake_error_; }
+
+  int start_reading() override;
+  void stop_reading() override;
+  int write(uv_buf_t* bufs, unsigned count) override;
+  int shutdown_write() override;
+  void close() override;
+
+ private:
+  // Transport::Handler, of the TCP transport below.
+  void on_read(ssize_t nread) override;
+  void on_write_done(int status) override;
+  void on_closed() override;
+  // Poller::Socket: only defer() is used (reading resumed with plaintext pending).
+  void on_poll_events(uint32_t) override {}
+  void on_poll_ready() override;
+  void on_poll_retired() override { handle_closed(); }
+
+  // Runs the handshake, then decrypts for the codec while it reads.
+  void pump();
+  void fail(int status);  // tells the codec of an error once; it closes
+  // Sends what OpenSSL wrote (out_), unless a send is queued. 0 or an error.
+  int flush();
+  static void on_handshake_timer(uv_timer_t* t);
+  static void on_timer_closed(uv_handle_t* h);
+  void handle_closed();
+
+  friend struct TlsBio;  // the BIO's read and write reach the buffers below
+  BufferPool& buffers_;
+  Transport::Handler& handler_;
+  TcpTransport tcp_;
+  Poller* poller_ = nullptr;
+  std::shared_ptr<const ServerTlsContext> context_;  // keeps the SSL_CTX for ssl_
+  SSL* ssl_ = nullptr;
+  std::string out_;   // ciphertext being sent (pinned while tcp_ has a write queued)
+  std::string next_;  // ciphertext written meanwhile
+  std::string handshake_error_;
+  uv_timer_t timer_{};
+  int open_handles_ = 0;  // tcp_ and timer_
+  bool handshake_done_ = false;
+  bool tcp_eof_ = false;      // the TCP peer's FIN (or an error) was read below
+  bool failed_ = false;       // fail() ran
+  bool tcp_writing_ = false;  // tcp_ has a write queued (out_ pinned)
+  bool shut_pending_ = false; // shutdown_write() waits for the queued write
+};
+
+}  // namespace ringproxy

@@ -61,7 +61,10 @@ class Recorder final : public Transport::Handler {
     reads.push_back(nread);
     if (read_hook) read_hook(nread);
   }
-  void on_write_done(int status) override { write_dones.push_back(status); }
+  void on_write_done(int status) override {
+    write_dones.push_back(status);
+    if (write_hook) write_hook(status);
+  }
   void on_closed() override { ++closed; }
 
   std::vector<int> connects;
@@ -69,6 +72,7 @@ class Recorder final : public Transport::Handler {
   std::vector<int> write_dones;
   int closed = 0;
   std::function<void(ssize_t)> read_hook;
+  std::function<void(int)> write_hook;
 };
 
 // The far end of the connection, read on the same loop through a uv_poll_t: what it
@@ -393,6 +397,194 @@ TEST_F(TcpTransportSocketTest, WriteWhileConnectingIsSentOnceConnected) {
   peer_send("HTTP/1.1 200 OK\r\n");
   run_until([&] { return bytes_read() == 17; });
   EXPECT_EQ(buffered(), "HTTP/1.1 200 OK\r\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// Edge-triggered reads and writes (net/poller.h): an event is not repeated, so the
+// transport itself must remember what the socket holds.
+
+// Waits (poll(2), not the loop) until the peer's FIN has reached `fd`: the bytes sent
+// before it are there too, and the poller's next report names both.
+void wait_for_fin(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1);
+  ASSERT_NE(p.revents & POLLRDHUP, 0);
+}
+
+TEST_F(TcpTransportSocketTest, PeerFinWithTheLastBytesEndsInEof) {
+  // Regression: the bytes and the FIN were there before the transport read, and came
+  // in one event; the read that took the bytes did not fill the buffer and was taken
+  // for "drained", so the EOF never came (the FIN raises no second event).
+  connect_pair();
+  peer_send("last bytes");
+  ASSERT_EQ(::shutdown(peer_fd_, SHUT_WR), 0);
+  wait_for_fin(tcp_.fd());
+  run_ready();  // the one event for both reaches a transport not reading yet
+  EXPECT_TRUE(rec_.reads.empty());
+  ASSERT_EQ(tcp_.start_reading(), 0);
+  run_until([&] { return !rec_.reads.empty() && rec_.reads.back() < 0; });
+  EXPECT_EQ(rec_.reads, (std::vector<ssize_t>{10, UV_EOF}));
+  EXPECT_EQ(buffered(), "last bytes");
+  EXPECT_FALSE(tcp_.reading());
+}
+
+TEST_F(TcpTransportSocketTest, PeerFinWithTheLastBytesEndsInEofOnAConnectionJustMade) {
+  // An upstream that answers and closes before our loop turns: the connect's event
+  // names the bytes and the FIN too, and the read comes from inside it.
+  ASSERT_EQ(tcp_.init(poller_), 0);
+  ASSERT_EQ(tcp_.connect(reinterpret_cast<const sockaddr*>(&addr_)), 0);
+  ASSERT_EQ(tcp_.start_reading(), 0);
+  peer_fd_ = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(peer_fd_, 0);
+  peer_send("HTTP/1.0 200 OK\r\n\r\n");
+  ASSERT_EQ(::shutdown(peer_fd_, SHUT_WR), 0);
+  wait_for_fin(tcp_.fd());
+  run_until([&] { return !rec_.reads.empty() && rec_.reads.back() < 0; });
+  EXPECT_EQ(rec_.connects, std::vector<int>{0});
+  EXPECT_EQ(rec_.reads, (std::vector<ssize_t>{19, UV_EOF}));
+  EXPECT_EQ(buffered(), "HTTP/1.0 200 OK\r\n\r\n");
+}
+
+TEST_F(TcpTransportSocketTest, PeerFinWithTheLastBytesEndsInEofWhileReading) {
+  // The same on a connection already read from: the loop has turned (the registration's
+  // report is spent), and the client's last request and its close come in one event.
+  connect_pair();
+  ASSERT_EQ(tcp_.start_reading(), 0);
+  peer_send("first");
+  run_until([&] { return bytes_read() == 5; });
+  peer_send("last");
+  ::close(peer_fd_);
+  peer_fd_ = -1;
+  wait_for_fin(tcp_.fd());
+  run_until([&] { return !rec_.reads.empty() && rec_.reads.back() < 0; });
+  EXPECT_EQ(rec_.reads, (std::vector<ssize_t>{5, 4, UV_EOF}));
+  EXPECT_EQ(buffered(), "firstlast");
+}
+
+TEST_F(TcpTransportSocketTest, PeerFinAfterMoreThanABufferEndsInEofOnceReadingResumes) {
+  // The FIN's event is spent while the full buffer stops reading; reading again takes
+  // the rest (a short read) and then the EOF.
+  connect_pair();
+  const std::string sent = pattern(IoBuffer::kSize + 100, 7);
+  peer_send(sent);
+  ASSERT_EQ(::shutdown(peer_fd_, SHUT_WR), 0);
+  wait_for_fin(tcp_.fd());
+  run_ready();  // the one event is spent before reading starts
+  ASSERT_EQ(tcp_.start_reading(), 0);
+  run_until([&] { return bytes_read() == IoBuffer::kSize; });
+  EXPECT_FALSE(tcp_.reading());
+  run_ready();
+  EXPECT_EQ(rec_.reads, std::vector<ssize_t>{static_cast<ssize_t>(IoBuffer::kSize)});
+
+  tcp_.buffer().clear();
+  ASSERT_EQ(tcp_.start_reading(), 0);
+  run_until([&] { return rec_.reads.back() < 0; });
+  EXPECT_EQ(rec_.reads, (std::vector<ssize_t>{static_cast<ssize_t>(IoBuffer::kSize), 100, UV_EOF}));
+  EXPECT_EQ(buffered(), sent.substr(IoBuffer::kSize));
+}
+
+TEST_F(TcpTransportSocketTest, BytesThatCameWhileNotReadingAreReadWhenReadingStarts) {
+  // Their event comes and goes while the transport is not reading; starting again must
+  // read them, with no new bytes (no new event) to prompt it.
+  connect_pair();
+  ASSERT_EQ(tcp_.start_reading(), 0);
+  peer_send("a");
+  run_until([&] { return bytes_read() == 1; });  // a short read: the socket is drained
+  tcp_.stop_reading();
+  peer_send("bc");
+  pollfd p{tcp_.fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1);
+  run_ready();  // the event is delivered now, to a transport that does not read
+  EXPECT_EQ(bytes_read(), 1u);
+
+  ASSERT_EQ(tcp_.start_reading(), 0);
+  run_until([&] { return bytes_read() == 3; });
+  EXPECT_EQ(buffered(), "abc");
+}
+
+TEST_F(TcpTransportSocketTest, ReadingStoppedWithBytesLeftResumesWithoutNewBytes) {
+  // The handler takes what it got and stops reading from inside on_read, more bytes
+  // waiting in the socket; started again, it reads them all (taking each buffer and
+  // asking for more, as a codec does), though the peer sends nothing new.
+  connect_pair();
+  const std::string sent = pattern(3 * IoBuffer::kSize + 500, 8);
+  std::string taken;
+  bool stop = true;
+  rec_.read_hook = [&](ssize_t n) {
+    if (n <= 0) return;
+    taken.append(buffered());
+    tcp_.buffer().clear();
+    if (stop) {
+      stop = false;
+      tcp_.stop_reading();
+      return;
+    }
+    ASSERT_EQ(tcp_.start_reading(), 0);
+  };
+  peer_send(sent);
+  pollfd p{tcp_.fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1);
+  run_ready();  // the registration's report is spent: what follows raises no event
+  ASSERT_EQ(tcp_.start_reading(), 0);
+  run_until([&] { return !rec_.reads.empty(); });
+  const size_t first = taken.size();
+  run_ready();
+  EXPECT_EQ(taken.size(), first);  // stopped: nothing more
+  EXPECT_FALSE(tcp_.reading());
+  ASSERT_LT(first, sent.size());
+  char c;
+  EXPECT_EQ(::recv(tcp_.fd(), &c, 1, MSG_PEEK | MSG_DONTWAIT), 1);  // the rest waits in the socket
+
+  ASSERT_EQ(tcp_.start_reading(), 0);
+  run_until([&] { return taken.size() == sent.size(); });
+  EXPECT_TRUE(taken == sent);
+  EXPECT_TRUE(tcp_.reading());
+}
+
+TEST_F(TcpTransportSocketTest, WriteThatFillsTheSocketCompletesOnEpolloutThenASecondWriteWorks) {
+  connect_pair(true);
+  std::string a = pattern(4 << 20, 9);
+  uv_buf_t buf = uv_buf_init(a.data(), static_cast<unsigned>(a.size()));
+  ASSERT_EQ(tcp_.write(&buf, 1), Transport::kQueued);  // the socket is full
+  read_at_peer();
+  run_until([&] { return !rec_.write_dones.empty() && reader_->got.size() == a.size(); });
+  EXPECT_EQ(rec_.write_dones, std::vector<int>{0});
+  EXPECT_FALSE(tcp_.write_pending());
+
+  // The socket fills again: the second write waits for a new EPOLLOUT.
+  std::string b = pattern(3 << 20, 10);
+  buf = uv_buf_init(b.data(), static_cast<unsigned>(b.size()));
+  ASSERT_EQ(tcp_.write(&buf, 1), Transport::kQueued);
+  run_until([&] { return rec_.write_dones.size() == 2 && reader_->got.size() == a.size() + b.size(); });
+  EXPECT_EQ(rec_.write_dones, (std::vector<int>{0, 0}));
+  EXPECT_TRUE(reader_->got == a + b);
+
+  char small[] = "tail";
+  buf = uv_buf_init(small, 4);
+  EXPECT_EQ(tcp_.write(&buf, 1), Transport::kWritten);  // room again: at once
+  run_until([&] { return reader_->got.size() == a.size() + b.size() + 4; });
+  EXPECT_EQ(reader_->got.substr(a.size() + b.size()), "tail");
+}
+
+TEST_F(TcpTransportSocketTest, WriteFromOnWriteDoneThatFillsTheSocketCompletesToo) {
+  // As a codec does: the next chunk is written from the previous one's on_write_done,
+  // inside the EPOLLOUT event that finished it.
+  connect_pair(true);
+  std::string a = pattern(2 << 20, 11);
+  std::string b = pattern(2 << 20, 12);
+  uv_buf_t buf = uv_buf_init(a.data(), static_cast<unsigned>(a.size()));
+  int second = 0;
+  rec_.write_hook = [&](int status) {
+    if (status != 0 || rec_.write_dones.size() != 1) return;
+    buf = uv_buf_init(b.data(), static_cast<unsigned>(b.size()));
+    second = tcp_.write(&buf, 1);
+  };
+  ASSERT_EQ(tcp_.write(&buf, 1), Transport::kQueued);
+  read_at_peer();
+  run_until([&] { return rec_.write_dones.size() == 2 && reader_->got.size() == a.size() + b.size(); });
+  EXPECT_EQ(second, Transport::kQueued);
+  EXPECT_EQ(rec_.write_dones, (std::vector<int>{0, 0}));
+  EXPECT_TRUE(reader_->got == a + b);
 }
 
 TEST_F(TcpTransportSocketTest, ConnectRefusedIsReported) {

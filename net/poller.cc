@@ -44,7 +44,7 @@ void Poller::finish_close() {
   closed_ = true;
   // uv_close stops the poll and takes the descriptor out of the loop's epoll before it
   // returns; the descriptor itself is ours to close.
-  if (!driving_) uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
+  uv_close(driving_ ? reinterpret_cast<uv_handle_t*>(&alive_) : reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
   ::close(epfd_);
   epfd_ = -1;
@@ -71,7 +71,7 @@ int Poller::add(int fd, Socket* socket, uint64_t* token) {
     return err;
   }
   *token = ev.data.u64;
-  if (open_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&poll_));
+  if (open_++ == 0) uv_ref(keepalive());
   return 0;
 }
 
@@ -82,7 +82,7 @@ void Poller::forget(uint64_t token) {
   s.socket = nullptr;
   ++s.generation;  // a late event of this registration no longer matches
   free_slots_.push_back(slot);
-  if (--open_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
+  if (--open_ == 0) uv_unref(keepalive());
 }
 
 void Poller::defer(Socket* socket) {
@@ -176,14 +176,24 @@ void Poller::run_deferred() {
 
 void Poller::run(void (*on_wake)(void*), void* arg) {
   if (!driving_ && !closed_) {
+    // Out of the loop's epoll first (uv_poll_stop takes the descriptor out at once):
+    // were both sets in each other, the kernel would refuse the add (ELOOP).
+    uv_poll_stop(&poll_);
     epoll_event ev{};
     ev.events = EPOLLIN;  // level-triggered: readable while libuv has events to take
     ev.data.u64 = kBackendToken;
     if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, uv_backend_fd(loop_), &ev) == 0) {
-      // Out of the loop's epoll at once (uv_close invalidates the descriptor there), so
-      // that the two sets never contain each other.
       uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
+      // The poll handle kept the loop alive while a socket was registered; a started
+      // prepare handle does that now. libuv counts only referenced active handles, and
+      // without one it reports no timeout at all: an unreferenced timer would never
+      // fire while only sockets are left.
+      uv_prepare_init(loop_, &alive_);
+      uv_prepare_start(&alive_, [](uv_prepare_t*) {});
+      if (open_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&alive_));
       driving_ = true;
+    } else {
+      uv_poll_start(&poll_, UV_READABLE, on_readable);
     }
   }
   if (!driving_) {  // could not embed: libuv waits, with this set in its epoll
@@ -195,14 +205,12 @@ void Poller::run(void (*on_wake)(void*), void* arg) {
       uv_run(loop_, UV_RUN_DEFAULT);
       return;
     }
-    const bool uv_alive = uv_loop_alive(loop_) != 0;
-    if (!uv_alive && open_ == 0 && ready_.empty() && retired_.empty()) return;
-    int timeout = -1;  // only sockets left: wait for them
-    if (!ready_.empty() || !retired_.empty()) {
-      timeout = 0;
-    } else if (uv_alive) {
+    // A registered socket keeps the loop alive (alive_ is referenced meanwhile).
+    if (uv_loop_alive(loop_) == 0 && ready_.empty() && retired_.empty()) return;
+    int timeout = 0;
+    if (ready_.empty() && retired_.empty()) {
       uv_update_time(loop_);
-      timeout = uv_backend_timeout(loop_);
+      timeout = uv_backend_timeout(loop_);  // the next timer, or -1
     }
     int n;
     do {
@@ -212,7 +220,7 @@ void Poller::run(void (*on_wake)(void*), void* arg) {
     on_wake(arg);
     const bool backend = deliver(n);
     run_deferred();
-    if (backend || (uv_loop_alive(loop_) != 0 && uv_backend_timeout(loop_) == 0)) uv_run(loop_, UV_RUN_NOWAIT);
+    if (backend || uv_backend_timeout(loop_) == 0) uv_run(loop_, UV_RUN_NOWAIT);
   }
 }
 

@@ -105,6 +105,10 @@ class Poller {
   void run_deferred();
   void finish_close();
   void wake();  // the idle handle runs the deferred work next turn
+  // The handle whose reference stands for the registered sockets.
+  uv_handle_t* keepalive() {
+    return driving_ ? reinterpret_cast<uv_handle_t*>(&alive_) : reinterpret_cast<uv_handle_t*>(&poll_);
+  }
 
   struct Slot {
     Socket* socket = nullptr;
@@ -116,6 +120,7 @@ class Poller {
   uv_loop_t* loop_ = nullptr;
   uv_poll_t poll_{};
   uv_idle_t idle_{};
+  uv_prepare_t alive_{};  // driving: referenced while a socket is registered
   int epfd_ = -1;
   size_t open_ = 0;
   bool dispatching_ = false;

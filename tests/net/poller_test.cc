@@ -544,8 +544,8 @@ TEST_F(PollerTest, PollHandleKeepsTheLoopAliveOnlyWhileASocketIsRegistered) {
 
 TEST_F(PollerTest, UnreferencedTimerFiresWhileASocketKeepsTheLoopAlive) {
   // libuv's rule, kept by the poll handle's reference: the socket keeps the loop alive,
-  // and the loop serves an unreferenced timer meanwhile. (Under run() it does not:
-  // PollerRunTest.DISABLED_RunFiresAnUnreferencedTimerWhileASocketKeepsTheLoopAlive.)
+  // and the loop serves an unreferenced timer meanwhile. (Under run() too:
+  // PollerRunTest.RunFiresAnUnreferencedTimerWhileASocketKeepsTheLoopAlive.)
   Endpoint& a = add("a");
   Timer& timer = this->timer();
   timer.start(50, [&] {
@@ -750,16 +750,15 @@ TEST_F(PollerRunTest, RunReturnsWhenNothingIsLeftEvenIfThePollerIsOpen) {
   // The poller is still open: TearDown closes it and runs the loop, as after any run().
 }
 
-// Two faults of run() these tests found (net/poller.cc as of 0d8d142). Disabled so
-// that the suite stays green until they are fixed; each comment says what fails and
-// why. Run them with --gtest_also_run_disabled_tests (the second takes its 10 s).
+// Two faults of run() these tests found in 0d8d142, fixed since; each comment says
+// what failed and why.
 
-TEST_F(PollerRunTest, DISABLED_RunAfterTheLoopHasTurnedStillDrivesIt) {
+TEST_F(PollerRunTest, RunAfterTheLoopHasTurnedStillDrivesIt) {
   // The loop turned once with the poll handle started: libuv's epoll holds the
-  // poller's set by then, and run()'s EPOLL_CTL_ADD of libuv's backend into the set
-  // fails with ELOOP (each would contain the other; run() closes the poll handle only
-  // after the add). run() then falls back to uv_run(UV_RUN_DEFAULT) without a word:
-  // on_wake never runs, and the loop waits twice per turn again.
+  // poller's set by then, and an EPOLL_CTL_ADD of libuv's backend into the set fails
+  // with ELOOP (each would contain the other). run() used to close the poll handle
+  // only after the add, and then fell back to uv_run(UV_RUN_DEFAULT) without a word:
+  // on_wake never ran. It stops the poll first now.
   Endpoint& a = add("a");
   settle();
   Timer& timer = this->timer();
@@ -783,12 +782,12 @@ TEST_F(PollerRunTest, DISABLED_RunAfterTheLoopHasTurnedStillDrivesIt) {
   EXPECT_GT(wakes_, 0) << "run() did not drive the loop: on_wake never ran";
 }
 
-TEST_F(PollerRunTest, DISABLED_RunFiresAnUnreferencedTimerWhileASocketKeepsTheLoopAlive) {
+TEST_F(PollerRunTest, RunFiresAnUnreferencedTimerWhileASocketKeepsTheLoopAlive) {
   // libuv's rule (and the poller's without run()): an unreferenced handle keeps no loop
   // alive, but runs while something else does, here a registered socket. Under run(),
-  // libuv's loop is "not alive" once only unreferenced handles are left: run() waits
-  // on the set with no timeout and never calls uv_run, so the timer never fires (nor
-  // would an unreferenced poll, signal or async).
+  // libuv's loop was "not alive" once only unreferenced handles were left: run()
+  // waited on the set with no timeout and never called uv_run, so the timer never
+  // fired. A referenced prepare handle stands for the sockets now.
   Endpoint& a = add("a");
   Timer& timer = this->timer();
   auto end = [&] {

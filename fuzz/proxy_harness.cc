@@ -111,8 +111,8 @@ std::shared_ptr<const Config> config_for(size_t input_size) {
         c.ring.vnodes = 16;
         c.admin.enabled = false;
         c.health.eject_after_failures = 0;
-        c.backends.push_back({"live", {"127.0.0.1", s.backend_port, false}, 1});
-        c.backends.push_back({"refusing", {"127.0.0.1", s.refusing_port, false}, 1});
+        c.backends.push_back({"live", {"127.0.0.1", s.backend_port, false}, 1, false, ""});
+        c.backends.push_back({"refusing", {"127.0.0.1", s.refusing_port, false}, 1, false, ""});
         out.push_back(std::make_shared<const Config>(std::move(c)));
       }
     }

@@ -221,7 +221,7 @@ class Api {
         return error(409, "address " + address->to_string() + " is already node \"" + b.name + "\"");
       }
     }
-    next.backends.push_back({name, *address, static_cast<uint32_t>(weight)});
+    next.backends.push_back({name, *address, static_cast<uint32_t>(weight), false, ""});
     if (std::string e = server_.apply(std::move(next)); !e.empty()) return error(400, e);
     RP_LOG(LogLevel::kInfo, "admin: added node=" + name + " address=" + address->to_string());
     const auto r = server_.routing();

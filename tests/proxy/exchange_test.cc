@@ -81,7 +81,7 @@ class FakeDownstream final : public h1::Downstream {
 
 std::shared_ptr<const Routing> routing_to(uint16_t port) {
   auto config = std::make_shared<Config>();
-  config->backends.push_back({"node", Address{"127.0.0.1", port, false}, 1});
+  config->backends.push_back({"node", Address{"127.0.0.1", port, false}, 1, false, ""});
   std::string error;
   auto routing = build_routing(config, nullptr, 1, 1, &error);
   EXPECT_NE(routing, nullptr) << error;

@@ -30,7 +30,7 @@ std::shared_ptr<const Routing> routing_of(const std::vector<std::pair<std::strin
   config->ring.load_factor = load_factor;
   uint16_t port = 9001;
   for (const auto& [name, weight] : nodes) {
-    config->backends.push_back({name, Address{"127.0.0.1", port++, false}, weight});
+    config->backends.push_back({name, Address{"127.0.0.1", port++, false}, weight, false, ""});
   }
   std::string error;
   auto routing = build_routing(config, nullptr, 1, 1, &error);

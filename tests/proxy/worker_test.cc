@@ -19,7 +19,7 @@ std::shared_ptr<const Routing> routing_of(const std::vector<std::string>& names,
                                           const Routing* previous) {
   auto config = std::make_shared<Config>();
   uint16_t port = 9001;
-  for (const std::string& name : names) config->backends.push_back({name, Address{"127.0.0.1", port++, false}, 1});
+  for (const std::string& name : names) config->backends.push_back({name, Address{"127.0.0.1", port++, false}, 1, false, ""});
   std::string error;
   auto routing = build_routing(config, previous, generation, 1, &error);
   EXPECT_NE(routing, nullptr) << error;

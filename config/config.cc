@@ -16,6 +16,7 @@
 
 #include <toml++/toml.h>
 
+#include "config/fields.h"
 #include "ring/ring.h"
 
 namespace ringproxy {
@@ -37,181 +38,16 @@ bool is_valid_backend_name(std::string_view name) {
 
 namespace {
 
+using namespace config_internal;
+
 // ---------------------------------------------------------------------------------
-// Errors and their wording
-
-// Collects every error of one load. Positions come from toml++ (1-based line and
-// column of the key or value concerned); take() returns them in file order.
-class Errors {
- public:
-  explicit Errors(std::string file) : file_(std::move(file)) {}
-
-  void add(const toml::source_position& at, std::string key, std::string message) {
-    // toml++ fills every position of a parsed document; 0 would only come from a node
-    // built in code, and 1:1 is the least surprising place to point then.
-    errors_.push_back(ConfigError{file_, std::max<uint32_t>(at.line, 1),
-                                  std::max<uint32_t>(at.column, 1), std::move(key),
-                                  std::move(message)});
-  }
-
-  void add_whole_file(std::string message) { add({1, 1}, "", std::move(message)); }
-
-  // True if an error was recorded for `key` or for anything below it ("health"
-  // covers "health.rise"; "backend[1]" covers "backend[1].name").
-  bool any_at_or_below(std::string_view key) const {
-    return std::ranges::any_of(errors_, [key](const ConfigError& e) {
-      return e.key == key || (e.key.starts_with(key) && e.key.size() > key.size() &&
-                              (e.key[key.size()] == '.' || e.key[key.size()] == '['));
-    });
-  }
-
-  // Sorted by position; errors at one position keep the order they were found in.
-  std::vector<ConfigError> take() && {
-    std::ranges::stable_sort(errors_, [](const ConfigError& a, const ConfigError& b) {
-      return std::pair(a.line, a.column) < std::pair(b.line, b.column);
-    });
-    return std::move(errors_);
-  }
-
- private:
-  std::string file_;
-  std::vector<ConfigError> errors_;
-};
-
-// The TOML type with its article, for "expected an integer, got a string".
-std::string_view type_phrase(toml::node_type type) {
-  switch (type) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::date:
-    case toml::node_type::time:
-    case toml::node_type::date_time:
-      return "a date/time";
-    case toml::node_type::none:
-      break;
-  }
-  return "nothing";
-}
-
-// Text from the file, made safe to print inside double quotes on one line.
-std::string quoted(std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20 || u == 0x7f) {
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 0xf];
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-  return out;
-}
+// Text values (see fields.h for the shape of a parser)
 
 // Shortest text that reads back as the same double ("0.5", "1", "nan").
 std::string number_text(double value) {
   char buf[64];
   const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
   return ec == std::errc() ? std::string(buf, end) : std::string("?");
-}
-
-char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-// Optimal string alignment distance, ignoring ASCII case: insertions, deletions,
-// substitutions and swaps of two neighbours each cost one, the typos people make.
-size_t edit_distance(std::string_view a, std::string_view b) {
-  const size_t width = b.size() + 1;
-  std::vector<size_t> d((a.size() + 1) * width);
-  auto at = [&](size_t i, size_t j) -> size_t& { return d[i * width + j]; };
-  for (size_t i = 0; i <= a.size(); ++i) at(i, 0) = i;
-  for (size_t j = 0; j <= b.size(); ++j) at(0, j) = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const bool same = ascii_lower(a[i - 1]) == ascii_lower(b[j - 1]);
-      at(i, j) = std::min({at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + (same ? 0 : 1)});
-      if (i > 1 && j > 1 && ascii_lower(a[i - 1]) == ascii_lower(b[j - 2]) &&
-          ascii_lower(a[i - 2]) == ascii_lower(b[j - 1])) {
-        at(i, j) = std::min(at(i, j), at(i - 2, j - 2) + 1);
-      }
-    }
-  }
-  return at(a.size(), b.size());
-}
-
-// "unknown key (did you mean 'listen'?)". A candidate is suggested when at most a
-// third of it (at least one character) must change: "lisen" -> "listen",
-// "timeout" -> "timeout_ms", but "rise" is never offered for "fall". Ties go to the
-// earlier candidate.
-std::string unknown_message(std::string_view what, std::string_view name,
-                            const std::vector<std::string_view>& candidates) {
-  std::string_view best;
-  size_t best_distance = std::numeric_limits<size_t>::max();
-  for (const std::string_view candidate : candidates) {
-    const size_t distance = edit_distance(name, candidate);
-    if (distance <= std::max<size_t>(1, candidate.size() / 3) && distance < best_distance) {
-      best = candidate;
-      best_distance = distance;
-    }
-  }
-  std::string message = "unknown " + std::string(what);
-  if (!best.empty()) message += " (did you mean '" + std::string(best) + "'?)";
-  return message;
-}
-
-// ---------------------------------------------------------------------------------
-// Typed reads: each returns the value when the node has the wanted type, and
-// otherwise records "expected X, got Y" at the value and returns nothing.
-
-void type_error(Errors& errors, const toml::node& node, const std::string& key,
-                std::string_view expected) {
-  errors.add(node.source().begin, key,
-             "expected " + std::string(expected) + ", got " + std::string(type_phrase(node.type())));
-}
-
-std::optional<int64_t> get_integer(Errors& errors, const toml::node& node, const std::string& key) {
-  if (const auto* value = node.as_integer()) return value->get();
-  type_error(errors, node, key, "an integer");
-  return std::nullopt;
-}
-
-std::optional<double> get_number(Errors& errors, const toml::node& node, const std::string& key) {
-  if (const auto* value = node.as_floating_point()) return value->get();
-  if (const auto* value = node.as_integer()) return static_cast<double>(value->get());
-  type_error(errors, node, key, "a number");
-  return std::nullopt;
-}
-
-const std::string* get_string(Errors& errors, const toml::node& node, const std::string& key) {
-  if (const auto* value = node.as_string()) return &value->get();
-  type_error(errors, node, key, "a string");
-  return nullptr;
-}
-
-// ---------------------------------------------------------------------------------
-// Text values. Each parser has parse_address's shape: the value, or nothing and a
-// complete message in *why (which the caller prefixes with the key and position).
-
-template <class T>
-using TextParser = std::optional<T> (*)(std::string_view text, std::string* why);
-
-std::optional<std::string> any_text(std::string_view text, std::string*) {
-  return std::string(text);
 }
 
 // Config files never take port 0: a proxy whose port changes on every start is no
@@ -222,16 +58,6 @@ std::optional<Address> config_address(std::string_view text, std::string* why) {
   if (!address) *why = "invalid address " + quoted(text) + ": " + reason;
   return address;
 }
-
-// RFC 9110 section 5.6.2 tchar, and token: header names, cookie names (RFC 6265 section
-// 4.1.1), Via's pseudonym.
-bool is_tchar(char c) {
-  static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         kSpecials.find(c) != std::string_view::npos;
-}
-
-bool is_token(std::string_view text) { return !text.empty() && std::ranges::all_of(text, is_tchar); }
 
 // "uri | path | header:NAME | cookie:NAME | query:NAME | client_ip", lower case as in
 // SPEC. A query parameter name is taken as written (it is compared with the raw
@@ -332,48 +158,7 @@ std::optional<std::string> parse_backend_name(std::string_view text, std::string
 }
 
 // ---------------------------------------------------------------------------------
-// The schema: for each section, its keys and how each is read. The unknown-key check
-// and its suggestions use the same lists, so a key added here is known everywhere.
-
-template <class Section>
-struct Field {
-  std::string_view name;
-  // Reads `node` (the value of key path `key`) into `out`, or records errors.
-  std::function<void(Errors&, const toml::node& node, const std::string& key, Section& out)> read;
-};
-
-template <class Section>
-Field<Section> integer_field(std::string_view name, uint32_t Section::*member, int64_t min,
-                             int64_t max) {
-  assert(0 <= min && min <= max && max <= std::numeric_limits<uint32_t>::max());
-  return {name, [member, min, max](Errors& errors, const toml::node& node, const std::string& key,
-                                   Section& out) {
-            const std::optional<int64_t> value = get_integer(errors, node, key);
-            if (!value) return;
-            if (*value < min || *value > max) {
-              errors.add(node.source().begin, key,
-                         "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                             ", got " + std::to_string(*value));
-              return;
-            }
-            out.*member = static_cast<uint32_t>(*value);
-          }};
-}
-
-template <class Section, class T>
-Field<Section> text_field(std::string_view name, T Section::*member, TextParser<T> parse) {
-  return {name, [member, parse](Errors& errors, const toml::node& node, const std::string& key,
-                                Section& out) {
-            const std::string* text = get_string(errors, node, key);
-            if (text == nullptr) return;
-            std::string why;
-            if (std::optional<T> value = parse(*text, &why)) {
-              out.*member = std::move(*value);
-            } else {
-              errors.add(node.source().begin, key, std::move(why));
-            }
-          }};
-}
+// The sections' fields (fields.h)
 
 // An address where "" switches the feature off (admin.listen, gossip.bind).
 template <class Section>
@@ -563,28 +348,6 @@ std::vector<Field<BackendConfig>> backend_fields() {
       // Weight multiplies the node's points; 0 drains it (SPEC). See vnodes for the cap.
       integer_field<B>("weight", &B::weight, 0, 1000),
   };
-}
-
-template <class Section>
-std::vector<std::string_view> names_of(const std::vector<Field<Section>>& fields) {
-  std::vector<std::string_view> names;
-  for (const Field<Section>& field : fields) names.push_back(field.name);
-  return names;
-}
-
-// Reads every key of `table` into `out`; keys not in `fields` are errors at the key.
-template <class Section>
-void read_fields(Errors& errors, const toml::table& table, const std::string& prefix,
-                 const std::vector<Field<Section>>& fields, Section& out) {
-  for (auto&& [name, node] : table) {
-    const std::string key = prefix + "." + std::string(name.str());
-    const auto field = std::ranges::find(fields, name.str(), &Field<Section>::name);
-    if (field == fields.end()) {
-      errors.add(name.source().begin, key, unknown_message("key", name.str(), names_of(fields)));
-      continue;
-    }
-    field->read(errors, node, key, out);
-  }
 }
 
 const toml::node* find_key(const toml::table& root, std::string_view section, std::string_view key) {

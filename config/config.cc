@@ -17,6 +17,7 @@
 #include <toml++/toml.h>
 
 #include "config/fields.h"
+#include "config/tls.h"
 #include "ring/ring.h"
 
 namespace ringproxy {
@@ -285,6 +286,7 @@ std::vector<Field<ProxyConfig>> proxy_fields() {
       text_field<P, std::string>("access_log", &P::access_log, any_text),
       text_field<P, LogLevel>("log_level", &P::log_level, parse_log_level),
       text_field<P, std::string>("via", &P::via, parse_via),
+      {"tls", read_proxy_tls},  // config/tls.cc
   };
 }
 
@@ -347,6 +349,8 @@ std::vector<Field<BackendConfig>> backend_fields() {
       text_field<B, Address>("address", &B::address, config_address),
       // Weight multiplies the node's points; 0 drains it (SPEC). See vnodes for the cap.
       integer_field<B>("weight", &B::weight, 0, 1000),
+      boolean_field<B>("tls", &B::tls),
+      text_field<B, std::string>("tls_name", &B::tls_name, parse_tls_name),  // config/tls.cc
   };
 }
 
@@ -404,6 +408,8 @@ class Loader {
         section_reader("admin", admin_fields(), config_.admin),
         section_reader("gossip", gossip_fields(), config_.gossip),
         {"backend", [this](const toml::node& node) { read_backends(node); }},
+        {"upstream_tls",
+         [this](const toml::node& node) { read_upstream_tls(errors_, node, "upstream_tls", config_.upstream_tls); }},
     };
     std::vector<std::string_view> names;
     for (const SectionReader& section : sections) names.push_back(section.name);
@@ -450,6 +456,7 @@ class Loader {
       }
       BackendConfig backend;
       read_fields(errors_, *table, key, fields, backend);
+      check_backend_tls(errors_, *table, key, backend);
       if (!table->contains("name")) {
         errors_.add(table->source().begin, key + ".name",
                     "missing (every backend needs a unique name)");

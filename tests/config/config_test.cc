@@ -36,6 +36,15 @@ std::vector<std::string> errors_with_backend(std::string_view text) {
 
 using Errors = std::vector<std::string>;
 
+// A backend as the keys name, address and weight alone give it (no TLS).
+BackendConfig plain_backend(std::string name, Address address, uint32_t weight) {
+  BackendConfig b;
+  b.name = std::move(name);
+  b.address = std::move(address);
+  b.weight = weight;
+  return b;
+}
+
 // ---------------------------------------------------------------------------------
 // Valid files
 
@@ -83,7 +92,7 @@ TEST(Config, OneBackendGivesEveryDefaultOfSpec) {
   EXPECT_EQ(c.gossip.secret, "");
 
   ASSERT_EQ(c.backends.size(), 1u);
-  EXPECT_EQ(c.backends[0], (BackendConfig{"a", Address{"127.0.0.1", 9001, false}, 1}));
+  EXPECT_EQ(c.backends[0], (plain_backend("a", Address{"127.0.0.1", 9001, false}, 1)));
 
   // The struct defaults and the file defaults are one and the same.
   Config expected;
@@ -191,8 +200,8 @@ weight = 0
   EXPECT_EQ(c.gossip.secret, "0123456789abcdef");
 
   ASSERT_EQ(c.backends.size(), 2u);
-  EXPECT_EQ(c.backends[0], (BackendConfig{"cache-a", Address{"10.0.1.1", 9001, false}, 2}));
-  EXPECT_EQ(c.backends[1], (BackendConfig{"cache-b", Address{"fd00::b", 9001, true}, 0}));
+  EXPECT_EQ(c.backends[0], (plain_backend("cache-a", Address{"10.0.1.1", 9001, false}, 2)));
+  EXPECT_EQ(c.backends[1], (plain_backend("cache-b", Address{"fd00::b", 9001, true}, 0)));
 }
 
 // The TOML block of SPEC.md "Config file", verbatim.
@@ -249,7 +258,7 @@ TEST(Config, SpecExampleLoadsAsTheDefaults) {
   ASSERT_TRUE(result.ok()) << result.errors[0].to_string();
   Config expected;
   expected.path = "spec.toml";
-  expected.backends = {BackendConfig{"cache-a", Address{"127.0.0.1", 9001, false}, 1}};
+  expected.backends = {plain_backend("cache-a", Address{"127.0.0.1", 9001, false}, 1)};
   EXPECT_EQ(result.config, expected);
 }
 
@@ -520,8 +529,8 @@ TEST(ConfigErrors, UnknownKeyWithSuggestion) {
 TEST(ConfigErrors, UnknownKeyWithoutSuggestion) {
   EXPECT_EQ(errors_with_backend("[proxy]\ntls_cert = \"x.pem\"\n"),
             (Errors{"t.toml:2:1: proxy.tls_cert: unknown key"}));
-  EXPECT_EQ(errors_with_backend("[proxy.tls]\ncert = \"x.pem\"\n"),
-            (Errors{"t.toml:1:8: proxy.tls: unknown key"}));
+  EXPECT_EQ(errors_with_backend("[proxy.tcp]\nnodelay = true\n"),
+            (Errors{"t.toml:1:8: proxy.tcp: unknown key"}));
 }
 
 TEST(ConfigErrors, UnknownKeyInBackendNamesItsIndex) {

@@ -1,11 +1,13 @@
 #include "proxy/cli.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <ostream>
 #include <string_view>
 
 #include "config/config.h"
+#include "net/tls_files.h"
 #include "ring/ring.h"
 
 namespace ringproxy {
@@ -85,15 +87,33 @@ void print_usage(std::ostream& out) {
          "         SIGUSR1 reopens the logs\n";
 }
 
-int run_check(const std::string& path, std::ostream& out, std::ostream& err) {
+namespace {
+
+std::string count_of(size_t n, const char* what) {
+  return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+}
+
+}  // namespace
+
+int run_check(const std::string& path, std::ostream& out, std::ostream& err, std::time_t now) {
   const ConfigResult r = load_config_file(path);
   for (const ConfigError& e : r.errors) err << e.to_string() << '\n';
   if (!r.ok()) {
-    err << path << ": " << r.errors.size() << (r.errors.size() == 1 ? " error" : " errors")
-        << '\n';
+    err << path << ": " << count_of(r.errors.size(), "error") << '\n';
     return kExitConfig;
   }
-  out << path << ": ok (" << r.config.backends.size() << " backends)\n";
+  // The files only once the file itself is valid: their paths and positions come from it.
+  const std::vector<TlsFileProblem> problems = check_tls_files(r.config, now);
+  for (const TlsFileProblem& p : problems) err << p.to_string(path) << '\n';
+  const auto errors = std::ranges::count(problems, TlsFileSeverity::kError, &TlsFileProblem::severity);
+  const auto warnings = static_cast<size_t>(std::ssize(problems) - errors);
+  if (errors > 0) {
+    err << path << ": " << count_of(static_cast<size_t>(errors), "error")
+        << (warnings > 0 ? ", " + count_of(warnings, "warning") : "") << '\n';
+    return kExitConfig;
+  }
+  out << path << ": ok (" << r.config.backends.size() << " backends"
+      << (warnings > 0 ? ", " + count_of(warnings, "warning") : "") << ")\n";
   return kExitOk;
 }
 

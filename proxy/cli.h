@@ -2,6 +2,7 @@
 // that need no event loop (--check, --lookup, --version, --help).
 #pragma once
 
+#include <ctime>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -30,8 +31,12 @@ void print_usage(std::ostream& out);
 std::string version_string();
 
 // --check: prints every error of the file to `err` (one per line) and a summary to
-// `out`; returns kExitOk when the file is valid, kExitConfig when not.
-int run_check(const std::string& path, std::ostream& out, std::ostream& err);
+// `out`; returns kExitOk when the file is valid, kExitConfig when not. A valid file's
+// TLS files are then checked as of `now` (net/tls_files.h) and their problems printed
+// the same way, warnings after "warning: "; an error among them makes it kExitConfig,
+// warnings alone do not.
+int run_check(const std::string& path, std::ostream& out, std::ostream& err,
+              std::time_t now = std::time(nullptr));
 
 // --lookup KEY...: builds the configured ring and prints, per key, its hash, node and
 // fallbacks in ring order. Health is not known offline: every node counts as up.

@@ -8,11 +8,13 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <string>
 
 #include "proxy/cli.h"
+#include "tests/support/test_certs.h"
 
 namespace ringproxy {
 namespace {
@@ -227,6 +229,124 @@ TEST(Cli, SharesAndWhatAChangeWouldMove) {
 
   EXPECT_EQ(run("-c " + old_path + " --compare " + old_path).code, 2);
   EXPECT_EQ(run("-c " + old_path + " --shares --compare /nonexistent.toml").code, 1);
+}
+
+// ---------------------------------------------------------------------------------
+// --check and the TLS files (SPEC "TLS"): keys and certificates made by the test.
+
+constexpr std::time_t kDay = 24 * 60 * 60;
+
+// An ECDSA key (fast to make), once per run.
+EVP_PKEY* tls_key() {
+  static const test::Key key = test::make_key(test::KeyType::kEcdsa);
+  return key.get();
+}
+
+// A config with one certificate entry on line 3 (the cert's value at column 12, the
+// key's at key_column(cert)) and one backend.
+std::string tls_config(const std::string& name, const std::string& cert, const std::string& key) {
+  return write_file(name, "[proxy.tls]\ncertificates = [\n  { cert = \"" + cert + "\", key = \"" + key +
+                              "\" },\n]\n\n[[backend]]\nname = \"cache-a\"\naddress = \"127.0.0.1:9001\"\n");
+}
+
+std::string key_column(const std::string& cert) { return std::to_string(12 + cert.size() + 10); }
+
+std::string utc(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+TEST(Cli, CheckWithValidTlsFiles) {
+  const std::time_t now = std::time(nullptr);
+  const std::string cert = write_file("tls-ok.pem", test::self_signed_pem(tls_key(), "ok", now - kDay, now + 90 * kDay));
+  const std::string key = write_file("tls-ok.key", test::private_key_pem(tls_key()));
+  const std::string path = tls_config("tls-ok.toml", cert, key);
+  CmdResult r = run("--check -c " + path);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, path + ": ok (1 backends)\n");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST(Cli, CheckTlsFileErrorsExitOne) {
+  const std::time_t now = std::time(nullptr);
+  const std::string cert =
+      write_file("tls-expired.pem", test::self_signed_pem(tls_key(), "old", now - 90 * kDay, now - 2 * kDay));
+  const std::string key = temp_dir() + "/tls-missing.key";
+  const std::string path = tls_config("tls-bad.toml", cert, key);
+  CmdResult r = run("--check -c " + path);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out, "");
+  // The expiry date is the certificate's own, whole seconds.
+  EXPECT_EQ(r.err, path + ":3:12: proxy.tls.certificates[0].cert: the certificate in \"" + cert + "\" expired on " +
+                       utc(now - 2 * kDay) + "\n" + path + ":3:" + key_column(cert) +
+                       ": proxy.tls.certificates[0].key: cannot read \"" + key +
+                       "\": No such file or directory\n" + path + ": 2 errors\n");
+}
+
+TEST(Cli, CheckTlsWarningExitsZero) {
+  // Ends in 3 days and an hour: "in 3 days" unless this test takes an hour.
+  const std::time_t now = std::time(nullptr);
+  const std::time_t end = now + 3 * kDay + 3600;
+  const std::string cert = write_file("tls-soon.pem", test::self_signed_pem(tls_key(), "soon", now - kDay, end));
+  const std::string key = write_file("tls-soon.key", test::private_key_pem(tls_key()));
+  const std::string path = tls_config("tls-soon.toml", cert, key);
+  CmdResult r = run("--check -c " + path);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, path + ": ok (1 backends, 1 warning)\n");
+  EXPECT_EQ(r.err, "warning: " + path + ":3:12: proxy.tls.certificates[0].cert: the certificate in \"" + cert +
+                       "\" expires on " + utc(end) + ", in 3 days\n");
+}
+
+TEST(Cli, CheckTlsFilesOnlyOnceTheFileIsValid) {
+  // The TLS files are named by a file that is itself invalid: its errors alone.
+  const std::string path = write_file("tls-invalid.toml", "[proxy.tls]\ncertificates = [{ cert = \"/nonexistent.pem\", "
+                                                          "key = \"/nonexistent.key\" }]\nmin_version = \"TLSv1.0\"\n\n"
+                                                          "[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n");
+  CmdResult r = run("--check -c " + path);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, path + ":3:15: proxy.tls.min_version: expected TLSv1.2 or TLSv1.3, got \"TLSv1.0\"\n" + path +
+                       ": 1 error\n");
+}
+
+// In process, at a fixed instant: the whole output, warnings and errors together.
+TEST(Cli, RunCheckAtAGivenTime) {
+  constexpr std::time_t kNow = 1'700'000'000;  // 2023-11-14 22:13:20 UTC
+  const std::string cert =
+      write_file("tls-fixed.pem", test::self_signed_pem(tls_key(), "fixed", kNow - kDay, kNow + 3 * kDay + 3600));
+  const std::string key = write_file("tls-fixed.key", test::private_key_pem(tls_key()));
+  const std::string ca = write_file("tls-fixed-ca.pem", "");
+  const std::string path = write_file(
+      "tls-fixed.toml", "[proxy.tls]\ncertificates = [{ cert = \"" + cert + "\", key = \"" + key +
+                            "\" }]\n\n[upstream_tls]\nca = \"" + ca +
+                            "\"\n\n[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\ntls = true\n");
+  std::ostringstream out, err;
+  EXPECT_EQ(run_check(path, out, err, kNow), kExitConfig);
+  EXPECT_EQ(out.str(), "");
+  EXPECT_EQ(err.str(), "warning: " + path + ":2:26: proxy.tls.certificates[0].cert: the certificate in \"" + cert +
+                           "\" expires on 2023-11-17 23:13:20 UTC, in 3 days\n" + path +
+                           ":5:6: upstream_tls.ca: no PEM certificate in \"" + ca +
+                           "\" (a PEM bundle of CA certificates is expected)\n" + path + ": 1 error, 1 warning\n");
+
+  // A year later the certificate has expired.
+  std::ostringstream later_out, later_err;
+  EXPECT_EQ(run_check(path, later_out, later_err, kNow + 365 * kDay), kExitConfig);
+  EXPECT_NE(later_err.str().find(path + ":2:26: proxy.tls.certificates[0].cert: the certificate in \"" + cert +
+                                 "\" expired on 2023-11-17 23:13:20 UTC\n"),
+            std::string::npos)
+      << later_err.str();
+
+  // Without the bundle, a warning alone: valid.
+  const std::string fine = write_file(
+      "tls-fixed-ok.toml", "[proxy.tls]\ncertificates = [{ cert = \"" + cert + "\", key = \"" + key +
+                               "\" }]\n\n[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n");
+  std::ostringstream ok_out, ok_err;
+  EXPECT_EQ(run_check(fine, ok_out, ok_err, kNow), kExitOk);
+  EXPECT_EQ(ok_out.str(), fine + ": ok (1 backends, 1 warning)\n");
+  EXPECT_EQ(ok_err.str(), "warning: " + fine + ":2:26: proxy.tls.certificates[0].cert: the certificate in \"" + cert +
+                              "\" expires on 2023-11-17 23:13:20 UTC, in 3 days\n");
 }
 
 // SPEC "Command line": a start-up failure exits 1 with one line saying what and where.

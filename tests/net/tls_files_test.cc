@@ -1,5 +1,5 @@
 // net/tls_files.h: what the files named by the TLS settings hold, on keys and
-// certificates the test makes (tests/support/test_certs.h), checked at a fixed instant.
+// certificates the test makes (tests/support/tls_certs.h), checked at a fixed instant.
 #include "net/tls_files.h"
 
 #include <gtest/gtest.h>
@@ -7,20 +7,21 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
-#include "tests/support/test_certs.h"
+#include "tests/support/tls_certs.h"
 
 namespace ringproxy {
 namespace {
 
 using test::KeyType;
 using test::make_key;
+using test::OwnedKey;
 using test::private_key_pem;
 using test::self_signed_pem;
-using test::write_text;
 
 // 2023-11-14 22:13:20 UTC: every date below is relative to it, so no result depends on
 // the day the test runs.
@@ -37,23 +38,28 @@ std::string dir() {
   return path;
 }
 
-std::string file(const std::string& name, const std::string& text) { return write_text(dir() + "/" + name, text); }
+// Writes `text` to DIR/NAME (replacing it) and returns the path.
+std::string file(const std::string& name, const std::string& text) {
+  const std::string path = dir() + "/" + name;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+  return path;
+}
 
 // Keys are made once per run: RSA generation is the slow part of these tests.
 EVP_PKEY* rsa_key() {
-  static const test::Key key = make_key(KeyType::kRsa);
+  static const OwnedKey key(make_key(KeyType::kRsa));
   return key.get();
 }
 EVP_PKEY* other_rsa_key() {
-  static const test::Key key = make_key(KeyType::kRsa);
+  static const OwnedKey key(make_key(KeyType::kRsa));
   return key.get();
 }
 EVP_PKEY* ec_key() {
-  static const test::Key key = make_key(KeyType::kEcdsa);
+  static const OwnedKey key(make_key(KeyType::kEc));
   return key.get();
 }
 EVP_PKEY* other_ec_key() {
-  static const test::Key key = make_key(KeyType::kEcdsa);
+  static const OwnedKey key(make_key(KeyType::kEc));
   return key.get();
 }
 

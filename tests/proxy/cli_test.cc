@@ -14,7 +14,7 @@
 #include <string>
 
 #include "proxy/cli.h"
-#include "tests/support/test_certs.h"
+#include "tests/support/tls_certs.h"
 
 namespace ringproxy {
 namespace {
@@ -238,7 +238,7 @@ constexpr std::time_t kDay = 24 * 60 * 60;
 
 // An ECDSA key (fast to make), once per run.
 EVP_PKEY* tls_key() {
-  static const test::Key key = test::make_key(test::KeyType::kEcdsa);
+  static const test::OwnedKey key(test::make_key(test::KeyType::kEc));
   return key.get();
 }
 

@@ -1,10 +1,12 @@
 // Certificates made by the tests themselves (no key or certificate is committed): a
 // key (EC P-256 or RSA 2048) and a certificate for chosen DNS names and validity,
 // self-signed or signed by a test CA, written as PEM files into a directory the test
-// owns. Header-only, on OpenSSL 3.0.
+// owns; or, for tests that check dates, PEM text with absolute validity times.
+// Header-only, on OpenSSL 3.0.
 #pragma once
 
 #include <gtest/gtest.h>
+#include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -13,6 +15,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -107,6 +112,52 @@ inline void free_cert(TestCert& c) {
   EVP_PKEY_free(c.key);
   c.cert = nullptr;
   c.key = nullptr;
+}
+
+// For tests that check dates against a `now` of their own (net/tls_files.h): PEM text
+// rather than files, validity as absolute times, the caller's key.
+
+struct FreeKey {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+using OwnedKey = std::unique_ptr<EVP_PKEY, FreeKey>;
+
+// The text a memory BIO holds.
+inline std::string bio_text(BIO* bio) {
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(bio, &data);
+  return std::string(data, static_cast<size_t>(size));
+}
+
+// A certificate for `key`, self-signed with SHA-256, subject CN=`cn`, valid from
+// `not_before` to `not_after` (seconds since the epoch; X.509 counts both inclusive).
+inline std::string self_signed_pem(EVP_PKEY* key, const std::string& cn, std::time_t not_before,
+                                   std::time_t not_after) {
+  std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), X509_free);
+  EXPECT_EQ(X509_set_version(cert.get(), 2), 1);  // v3
+  EXPECT_EQ(ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1), 1);
+  EXPECT_NE(ASN1_TIME_set(X509_getm_notBefore(cert.get()), not_before), nullptr);
+  EXPECT_NE(ASN1_TIME_set(X509_getm_notAfter(cert.get()), not_after), nullptr);
+  X509_NAME* subject = X509_get_subject_name(cert.get());
+  EXPECT_EQ(X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()),
+                                       -1, -1, 0),
+            1);
+  EXPECT_EQ(X509_set_issuer_name(cert.get(), subject), 1);
+  EXPECT_EQ(X509_set_pubkey(cert.get(), key), 1);
+  EXPECT_GT(X509_sign(cert.get(), key, EVP_sha256()), 0);
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  EXPECT_EQ(PEM_write_bio_X509(bio.get(), cert.get()), 1);
+  return bio_text(bio.get());
+}
+
+// `key`'s private half as PEM (PKCS #8), encrypted with AES-256 under `passphrase` when
+// one is given.
+inline std::string private_key_pem(EVP_PKEY* key, const char* passphrase = nullptr) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+  const EVP_CIPHER* cipher = passphrase != nullptr ? EVP_aes_256_cbc() : nullptr;
+  const int length = passphrase != nullptr ? static_cast<int>(std::strlen(passphrase)) : 0;
+  EXPECT_EQ(PEM_write_bio_PKCS8PrivateKey(bio.get(), key, cipher, passphrase, length, nullptr, nullptr), 1);
+  return bio_text(bio.get());
 }
 
 }  // namespace ringproxy::test

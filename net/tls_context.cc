@@ -172,6 +172,8 @@ std::shared_ptr<const ServerTlsContext> ServerTlsContext::create(const ServerTls
       SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);
       SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);  // per worker: tickets instead
       SSL_CTX_set_app_data(ctx, self.get());
+      // An encrypted key is an error (--check says so), never a prompt on a terminal.
+      SSL_CTX_set_default_passwd_cb(ctx, [](char*, int, int, void*) { return 0; });
       // SSL_CTX_set_tlsext_servername_callback, without its C cast.
       SSL_CTX_callback_ctrl(ctx, SSL_CTRL_SET_TLSEXT_SERVERNAME_CB, reinterpret_cast<void (*)()>(on_servername));
       SSL_CTX_set_tlsext_servername_arg(ctx, self.get());

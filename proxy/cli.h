@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+
 namespace ringproxy {
 
 enum class CliMode { kRun, kCheck, kLookup, kShares, kVersion, kHelp, kUsageError };
@@ -29,6 +31,11 @@ constexpr int kExitUsage = 2;
 
 void print_usage(std::ostream& out);
 std::string version_string();
+
+// TLS is read and checked (SPEC "TLS") but not yet served: the listener and the
+// upstream connections are plain TCP until issue 13 wires TlsTransport in. A config
+// that asks for it is refused rather than served in the clear: the reason, or "".
+std::string tls_not_served_yet(const Config& config);
 
 // --check: prints every error of the file to `err` (one per line) and a summary to
 // `out`; returns kExitOk when the file is valid, kExitConfig when not. A valid file's

@@ -35,7 +35,7 @@ std::optional<BackendConfig> decode_backend(const std::string& name, std::string
   const std::string_view w = value.substr(space + 1);
   const auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), weight);
   if (!address || ec != std::errc() || end != w.data() + w.size() || weight > 1000) return std::nullopt;
-  return BackendConfig{name, *address, weight};
+  return BackendConfig{name, *address, weight, false, ""};
 }
 
 GossipAgent::GossipAgent(uv_loop_t* loop, OnShared on_shared) : loop_(loop), on_shared_(std::move(on_shared)) {}

@@ -17,6 +17,7 @@
 #include <toml++/toml.h>
 
 #include "config/fields.h"
+#include "config/read_file.h"
 #include "config/tls.h"
 #include "ring/ring.h"
 
@@ -639,27 +640,6 @@ ConfigResult without_exceptions(const std::string& path, Load load) {
   }
 }
 
-// Reads the whole file; returns 0, or the errno that stopped it.
-int read_file(const std::string& path, std::string* out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  int error = 0;
-  char buf[64 * 1024];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      out->append(buf, static_cast<size_t>(n));
-    } else if (n == 0) {
-      break;
-    } else if (errno != EINTR) {
-      error = errno;
-      break;
-    }
-  }
-  ::close(fd);
-  return error;
-}
-
 // Debian's libtomlplusplus is built with exceptions (its symbols live in toml::ex),
 // so a syntax error arrives as toml::parse_error, which carries the position.
 static_assert(TOML_EXCEPTIONS, "toml++ must report syntax errors as toml::parse_error");
@@ -684,7 +664,7 @@ ConfigResult load_config_string(std::string_view text, const std::string& path) 
 ConfigResult load_config_file(const std::string& path) {
   return without_exceptions(path, [&] {
     std::string text;
-    if (const int error = read_file(path, &text); error != 0) {
+    if (const int error = read_whole_file(path, &text); error != 0) {
       return single_error(path, {1, 1},
                           "cannot read file: " + std::generic_category().message(error));
     }

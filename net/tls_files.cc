@@ -20,6 +20,8 @@
 #include <system_error>
 #include <utility>
 
+#include "config/read_file.h"
+
 namespace ringproxy {
 
 std::string TlsFileProblem::to_string(const std::string& config_path) const {
@@ -48,44 +50,8 @@ struct FreePkey {
 using X509Ptr = std::unique_ptr<X509, FreeX509>;
 using PkeyPtr = std::unique_ptr<EVP_PKEY, FreePkey>;
 
-// Far above any certificate chain or CA bundle (Debian's whole trust store is 200 KB);
-// stops a path like /dev/zero from reading forever.
-constexpr size_t kMaxFileBytes = 16 * 1024 * 1024;
-
-// Reads the whole file; returns 0, or the errno that stopped it (EFBIG past the cap).
-int read_file(const std::string& path, std::string* out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  // One allocation for a regular file, so that a key's text is not left behind in
-  // buffers the string outgrew (SecretText wipes only the last).
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0) {
-    out->reserve(std::min(static_cast<size_t>(st.st_size), kMaxFileBytes) + 1);
-  }
-  int error = 0;
-  char buf[64 * 1024];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      if (out->size() + static_cast<size_t>(n) > kMaxFileBytes) {
-        error = EFBIG;
-        break;
-      }
-      out->append(buf, static_cast<size_t>(n));
-    } else if (n == 0) {
-      break;
-    } else if (errno != EINTR) {
-      error = errno;
-      break;
-    }
-  }
-  OPENSSL_cleanse(buf, sizeof buf);  // it may have held a private key
-  ::close(fd);
-  return error;
-}
-
-// A private key's text, wiped when done with (read_file reads a regular file into one
-// allocation, so no earlier copy is left in freed memory).
+// A private key's text, wiped when done with (read_whole_file reads a regular file into
+// one allocation, so no earlier copy is left in freed memory).
 class SecretText {
  public:
   SecretText() = default;
@@ -102,7 +68,7 @@ int refuse_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* user) {
   return -1;
 }
 
-// A read-only BIO over `text` (at most kMaxFileBytes, so its size fits an int).
+// A read-only BIO over `text` (at most kMaxReadFileBytes, so its size fits an int).
 std::unique_ptr<BIO, FreeBio> memory_bio(const std::string& text) {
   std::unique_ptr<BIO, FreeBio> bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
   if (!bio) throw std::bad_alloc();
@@ -220,7 +186,7 @@ class Checker {
   }
 
   bool read(const FileRef& file, std::string* text) {
-    if (const int e = read_file(file.path, text); e != 0) {
+    if (const int e = read_whole_file(file.path, text); e != 0) {
       error(file, "cannot read " + in_file(file.path) + ": " + std::generic_category().message(e));
       return false;
     }

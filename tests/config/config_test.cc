@@ -495,6 +495,11 @@ TEST(ConfigErrors, CannotReadFile) {
   const ConfigResult directory = load_config_file(dir);
   ASSERT_EQ(directory.errors.size(), 1u);
   EXPECT_EQ(directory.errors[0].to_string(), dir + ":1:1: cannot read file: Is a directory");
+
+  // A path that never ends (config/read_file.h caps what is read: 16 MiB).
+  const ConfigResult endless = load_config_file("/dev/zero");
+  ASSERT_EQ(endless.errors.size(), 1u);
+  EXPECT_EQ(endless.errors[0].to_string(), "/dev/zero:1:1: cannot read file: File too large");
 }
 
 TEST(ConfigErrors, TomlSyntax) {

@@ -44,7 +44,7 @@ void Poller::finish_close() {
   closed_ = true;
   // uv_close stops the poll and takes the descriptor out of the loop's epoll before it
   // returns; the descriptor itself is ours to close.
-  uv_close(driving_ ? reinterpret_cast<uv_handle_t*>(&alive_) : reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
+  uv_close(keepalive(), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
   ::close(epfd_);
   epfd_ = -1;
@@ -122,12 +122,16 @@ void Poller::on_idle(uv_idle_t* h) {
 void Poller::dispatch() {
   // One wait per turn of the loop: when it fills the array, the set is still readable
   // and the loop reports it again on its next turn.
+  deliver(wait(0));
+  run_deferred();
+}
+
+int Poller::wait(int timeout_ms) {
   int n;
   do {
-    n = ::epoll_wait(epfd_, events_, kEventsPerWait, 0);
+    n = ::epoll_wait(epfd_, events_, kEventsPerWait, timeout_ms);
   } while (n < 0 && errno == EINTR);
-  deliver(n);
-  run_deferred();
+  return n;  // -1 only for a bad set, which deliver() takes as no event
 }
 
 bool Poller::deliver(int n) {
@@ -212,10 +216,7 @@ void Poller::run(void (*on_wake)(void*), void* arg) {
       uv_update_time(loop_);
       timeout = uv_backend_timeout(loop_);  // the next timer, or -1
     }
-    int n;
-    do {
-      n = ::epoll_wait(epfd_, events_, kEventsPerWait, timeout);
-    } while (n < 0 && errno == EINTR);
+    const int n = wait(timeout);
     uv_update_time(loop_);  // timers armed by the callbacks below count from now
     on_wake(arg);
     const bool backend = deliver(n);

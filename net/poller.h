@@ -99,6 +99,8 @@ class Poller {
   static void on_readable(uv_poll_t* p, int status, int events);
   static void on_idle(uv_idle_t* h);
   void dispatch();
+  // epoll_wait into events_, again after EINTR.
+  int wait(int timeout_ms);
   // Hands the first `n` of events_ to their sockets; true when libuv's backend was
   // among them (driving).
   bool deliver(int n);

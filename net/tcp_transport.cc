@@ -38,9 +38,6 @@ int TcpTransport::open(int fd, bool nodelay_inherited) {
   if (!initialized_ || closing_ || fd_ >= 0) return UV_EINVAL;
   const int rc = register_fd(fd);
   if (rc < 0) return rc;
-  // Bytes already there when the socket joins the set raise an event all the same
-  // (epoll_ctl ADD polls it once), so nothing is assumed readable.
-  readable_ = false;
   if (!nodelay_inherited) set_nodelay(fd);
   return 0;
 }

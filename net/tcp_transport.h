@@ -103,7 +103,10 @@ class TcpTransport final : public Transport, private Poller::Socket {
   int connect_error_ = 0;     // a refusal from connect() itself, told from the loop
   bool initialized_ = false;
   bool connecting_ = false;   // connect() has not called back: writes wait in pending_
-  bool readable_ = false;     // the socket may hold bytes (an event came, no read drained it)
+  // The socket may hold bytes (an event came, no read drained it). Not at the start:
+  // bytes already there when the socket joins the set raise an event all the same
+  // (epoll_ctl ADD polls it once).
+  bool readable_ = false;
   bool writable_ = true;      // no send has found the socket full since its last EPOLLOUT
   bool peer_done_ = false;    // EPOLLRDHUP, HUP or ERR came: what is left ends in EOF or an error
   bool shut_ = false;         // shutdown_write() was called: no more writes

@@ -207,15 +207,12 @@ void AdminServer::on_retry(uv_timer_t* t) {
 void AdminServer::accept_pending() {
   for (int taken = 0; taken < kAcceptsPerEvent; ++taken) {
     sockaddr_storage peer;
-    socklen_t peer_len = sizeof peer;
-    const int fd = ::accept4(listener_->fd, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd = accept_connection(listener_->fd, &peer);
     if (fd < 0) {
-      const int err = errno;
-      if (err == EINTR || err == ECONNABORTED) continue;  // the client gave up: next
-      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (fd == -EAGAIN) return;
       // Out of descriptors, say: the connections wait in the kernel's queue until the
       // pause ends, instead of the loop failing at once again and again.
-      RP_LOG(LogLevel::kWarn, std::string("admin: accept failed: ") + std::strerror(err) + "; accepting paused for " +
+      RP_LOG(LogLevel::kWarn, std::string("admin: accept failed: ") + std::strerror(-fd) + "; accepting paused for " +
                                   std::to_string(kAcceptRetryMs) + " ms");
       uv_poll_stop(&listener_->poll);
       uv_timer_start(&listener_->retry, on_retry, kAcceptRetryMs, 0);

@@ -37,4 +37,14 @@ int bind_listener(const Address& address, bool reuseport, std::string* error) {
   return fd;
 }
 
+int accept_connection(int listen_fd, sockaddr_storage* peer) {
+  for (;;) {
+    socklen_t len = sizeof *peer;
+    const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) return fd;
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  }
+}
+
 }  // namespace ringproxy

@@ -6,6 +6,8 @@
 // Thread: any.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <string>
 
 #include "config/config.h"
@@ -17,5 +19,12 @@ namespace ringproxy {
 // `reuseport` (each worker has its own accept queue; libuv 1.44 has no flag for it).
 // Returns the descriptor, or -errno (a libuv error code) with *error set.
 int bind_listener(const Address& address, bool reuseport, std::string* error);
+
+// Takes one pending connection of `listen_fd`, non-blocking and close-on-exec, with the
+// peer's address in *peer (no getpeername per connection). Returns the descriptor;
+// -EAGAIN when the queue is empty; another -errno when accepting failed (EMFILE, say).
+// A connection its client gave up before it was taken (ECONNABORTED), or an EINTR, is
+// passed over for the next.
+int accept_connection(int listen_fd, sockaddr_storage* peer);
 
 }  // namespace ringproxy

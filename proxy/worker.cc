@@ -12,6 +12,7 @@
 #include "net/local_error.h"
 #include "proxy/client_conn.h"
 #include "proxy/descriptors.h"
+#include "proxy/listen_socket.h"
 #include "proxy/log.h"
 
 namespace ringproxy {
@@ -178,15 +179,10 @@ void Worker::accept_pending() {
       pause_accepting(short_of_descriptors_);
       return;
     }
-    // The peer's address comes with the socket: no getpeername per connection.
     sockaddr_storage peer;
-    socklen_t peer_len = sizeof peer;
-    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd = accept_connection(listen_fd_, &peer);
     if (fd < 0) {
-      const int err = errno;
-      if (err == EINTR || err == ECONNABORTED) continue;  // the client gave up: next
-      if (err == EAGAIN || err == EWOULDBLOCK) return;
-      accept_failed(-err);
+      if (fd != -EAGAIN) accept_failed(fd);
       return;
     }
     ClientConn::accept(*this, fd, reinterpret_cast<const sockaddr*>(&peer));

@@ -61,7 +61,8 @@ std::optional<Address> config_address(std::string_view text, std::string* why) {
   return address;
 }
 
-// "uri | path | header:NAME | cookie:NAME | query:NAME | client_ip", lower case as in
+// "uri | path | header:NAME | cookie:NAME | query:NAME | client_ip | client_subject",
+// lower case as in
 // SPEC. A query parameter name is taken as written (it is compared with the raw
 // query string), so it only has to be non-empty.
 std::optional<HashKey> parse_hash_key(std::string_view text, std::string* why) {
@@ -75,6 +76,7 @@ std::optional<HashKey> parse_hash_key(std::string_view text, std::string* why) {
       {"uri", HashKeyKind::kUri, false, ""},
       {"path", HashKeyKind::kPath, false, ""},
       {"client_ip", HashKeyKind::kClientIp, false, ""},
+      {"client_subject", HashKeyKind::kClientSubject, false, ""},
       {"header:", HashKeyKind::kHeader, true, "header"},
       {"cookie:", HashKeyKind::kCookie, true, "cookie"},
       {"query:", HashKeyKind::kQuery, true, ""},
@@ -96,7 +98,7 @@ std::optional<HashKey> parse_hash_key(std::string_view text, std::string* why) {
     }
     return HashKey{form.kind, std::string(name)};
   }
-  *why = "expected uri, path, header:NAME, cookie:NAME, query:NAME or client_ip, got " +
+  *why = "expected uri, path, header:NAME, cookie:NAME, query:NAME, client_ip or client_subject, got " +
          quoted(text);
   return std::nullopt;
 }
@@ -380,6 +382,7 @@ class Loader {
     read_root();
     default_health_timeout();
     check_health_timing();
+    check_hash_key();
     check_listeners();
     check_gossip();
     check_backends_unique();
@@ -492,6 +495,19 @@ class Loader {
       errors_.add(timeout->source().begin, "health.timeout_ms",
                   "must be at most health.interval_ms (" + std::to_string(health.interval_ms) +
                       "), got " + std::to_string(health.timeout_ms));
+    }
+  }
+
+  // The subject of a client certificate exists only where client certificates are
+  // asked for: without proxy.tls.client_ca every key would fall back to the URI.
+  void check_hash_key() {
+    if (config_.proxy.hash_key.kind != HashKeyKind::kClientSubject || !config_.proxy.tls.client_ca.empty() ||
+        errors_.any_at_or_below("proxy.tls")) {
+      return;
+    }
+    if (const toml::node* node = find_key(root_, "proxy", "hash_key")) {
+      errors_.add(node->source().begin, "proxy.hash_key",
+                  "client_subject needs proxy.tls.client_ca: without it no client presents a certificate");
     }
   }
 

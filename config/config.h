@@ -12,7 +12,8 @@
 
 namespace ringproxy {
 
-enum class HashKeyKind { kUri, kPath, kHeader, kCookie, kQuery, kClientIp };
+// kClientSubject: the subject of the client's verified TLS certificate.
+enum class HashKeyKind { kUri, kPath, kHeader, kCookie, kQuery, kClientIp, kClientSubject };
 enum class LogLevel { kError, kWarn, kInfo, kDebug };
 
 struct HashKey {

@@ -152,7 +152,10 @@ std::shared_ptr<const ServerTlsContext> ServerTlsContext::create(const ServerTls
       break;
     }
     std::vector<std::string> names = certificate_names(leaf);
+    std::tm not_after{};
+    const bool dated = ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &not_after) == 1;
     X509_free(leaf);
+    self->certificates_.push_back({c.cert, dated ? timegm(&not_after) : 0});
     auto same = std::find_if(self->sites_.begin(), self->sites_.end(),
                              [&](const Site& s) { return s.names == names; });
     SSL_CTX* ctx;
@@ -171,6 +174,9 @@ std::shared_ptr<const ServerTlsContext> ServerTlsContext::create(const ServerTls
       SSL_CTX_set_cipher_list(ctx, kIntermediateCiphers);
       SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);
       SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);  // per worker: tickets instead
+      // A ticket is good for an hour: the control loop rotates the keys hourly and keeps
+      // the two before (TicketKeys::kKept), so every ticket still decrypts until it expires.
+      SSL_CTX_set_timeout(ctx, 3600);
       SSL_CTX_set_app_data(ctx, self.get());
       // An encrypted key is an error (--check says so), never a prompt on a terminal.
       SSL_CTX_set_default_passwd_cb(ctx, [](char*, int, int, void*) { return 0; });

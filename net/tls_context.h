@@ -29,6 +29,7 @@
 
 #include <array>
 #include <cstdint>
+#include <ctime>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -83,6 +84,13 @@ class ServerTlsContext {
 
   // The names each SSL_CTX serves, in config order (tests, status).
   std::vector<std::vector<std::string>> names() const;
+  // Each certificate file, in config order, and when its leaf expires
+  // (ringproxy_tls_certificate_expiry_seconds).
+  struct Certificate {
+    std::string path;
+    std::time_t not_after = 0;
+  };
+  const std::vector<Certificate>& certificates() const { return certificates_; }
   // Whether `pattern` (a certificate name, maybe "*.suffix") covers `host` (SNI).
   static bool name_matches(std::string_view pattern, std::string_view host);
 
@@ -100,6 +108,7 @@ class ServerTlsContext {
   const Site* site_for(std::string_view host) const;
 
   std::vector<Site> sites_;  // sites_[0] serves handshakes without SNI or without a match
+  std::vector<Certificate> certificates_;
   std::shared_ptr<TicketKeys> keys_;
 };
 

@@ -142,7 +142,24 @@ std::string TlsTransport::client_subject() const {
 // ---------------------------------------------------------------------------------------
 // Reading
 
+int TlsTransport::enter_plaintext() {
+  if (failure_ != Failure::kPlainHttp || closing_ || plaintext_) return UV_EINVAL;
+  plaintext_ = true;
+  failed_ = false;
+  // What OpenSSL made of the request (an alert, if any) is not for an HTTP client, nor
+  // are the request's bytes for anyone: the codec answers without them.
+  if (!tcp_writing_) out_.clear();
+  next_.clear();
+  tcp_.buffer().clear();
+  return 0;
+}
+
 int TlsTransport::start_reading() {
+  if (plaintext_) {
+    if (closing_) return 0;
+    reading_ = true;
+    return tcp_.start_reading();
+  }
   if (reading_ || closing_ || failed_) return 0;
   if (ssl_ == nullptr) return UV_ENOTCONN;
   reading_ = true;
@@ -158,15 +175,34 @@ int TlsTransport::start_reading() {
 void TlsTransport::stop_reading() {
   reading_ = false;
   // Until the handshake is done the socket is read for it, whoever reads above.
-  if (handshake_done_) tcp_.stop_reading();
+  if (handshake_done_ || plaintext_) tcp_.stop_reading();
+}
+
+void TlsTransport::pass_plaintext(ssize_t nread) {
+  if (nread < 0) {
+    reading_ = false;
+    handler_.on_read(nread);
+    return;
+  }
+  IoBuffer& below = tcp_.buffer();
+  buffers_.acquire(in_);
+  const size_t n = std::min(below.size(), in_.free_space());
+  std::memcpy(in_.end_ptr(), below.begin_ptr(), n);
+  in_.produced(n);
+  below.clear();  // what did not fit is dropped: only a lingering close reads here
+  handler_.on_read(static_cast<ssize_t>(n));
 }
 
 void TlsTransport::on_read(ssize_t nread) {
+  if (plaintext_) {
+    if (!closing_) pass_plaintext(nread);
+    return;
+  }
   if (closing_ || failed_) return;
   if (nread == UV_ENOBUFS) return;  // our buffer below is full: pump() empties it
   if (nread < 0) {
     if (nread != UV_EOF) {
-      fail(static_cast<int>(nread));
+      fail(static_cast<int>(nread), handshake_done_ ? Failure::kNone : Failure::kPeerClosed);
       return;
     }
     tcp_eof_ = true;
@@ -190,18 +226,24 @@ void TlsTransport::pump() {
       }
       if (tcp_eof_ && tcp_.buffer().size() == 0 && e != SSL_ERROR_SSL) {
         handshake_error_ = "the client closed the connection during the handshake";
-        fail(UV_EOF);  // as a client that closes before its request: no error
+        fail(UV_EOF, Failure::kPeerClosed);  // as a client that closes before its request: no error
         return;
       }
+      const unsigned long first = ERR_peek_error();
+      const bool plain_http = ERR_GET_LIB(first) == ERR_LIB_SSL && (ERR_GET_REASON(first) == SSL_R_HTTP_REQUEST ||
+                                                                     ERR_GET_REASON(first) == SSL_R_HTTPS_PROXY_REQUEST);
       handshake_error_ = tls_error_text();
       if (handshake_error_.empty()) handshake_error_ = "handshake failed (SSL_get_error " + std::to_string(e) + ")";
       flush();  // the alert, when OpenSSL made one
-      fail(UV_EPROTO);
+      fail(UV_EPROTO, plain_http ? Failure::kPlainHttp : Failure::kError);
       return;
     }
     handshake_done_ = true;
     uv_timer_stop(&timer_);
     if (!reading_) tcp_.stop_reading();
+    flush();  // the handshake's last flight (TLS 1.2's Finished, TLS 1.3's tickets)
+    handler_.on_connect(0);
+    if (closing_ || failed_) return;
   }
   // At most 64 records a turn, then after the other sockets (fairness).
   for (int turn = 0; turn < 64 && reading_; ++turn) {
@@ -240,9 +282,10 @@ void TlsTransport::pump() {
   flush();  // what reading produced (TLS 1.3 tickets, a key update's answer)
 }
 
-void TlsTransport::fail(int status) {
+void TlsTransport::fail(int status, Failure kind) {
   if (failed_) return;
   failed_ = true;
+  failure_ = kind;
   reading_ = false;
   uv_timer_stop(&timer_);
   tcp_.stop_reading();
@@ -253,7 +296,7 @@ void TlsTransport::on_handshake_timer(uv_timer_t* t) {
   auto* self = static_cast<TlsTransport*>(t->data);
   if (self->handshake_done_ || self->closing_) return;
   self->handshake_error_ = "the handshake did not finish in time";
-  self->fail(UV_ETIMEDOUT);
+  self->fail(UV_ETIMEDOUT, Failure::kTimeout);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -261,12 +304,17 @@ void TlsTransport::on_handshake_timer(uv_timer_t* t) {
 
 int TlsTransport::write(uv_buf_t* bufs, unsigned count) {
   if (closing_ || failed_) return UV_EPIPE;
-  if (!handshake_done_) return UV_ENOTCONN;
-  for (unsigned i = 0; i < count; ++i) {
-    if (bufs[i].len == 0) continue;
-    size_t written = 0;
-    ERR_clear_error();
-    if (SSL_write_ex(ssl_, bufs[i].base, bufs[i].len, &written) != 1) return UV_EPROTO;
+  if (plaintext_) {
+    std::string& to = tcp_writing_ ? next_ : out_;
+    for (unsigned i = 0; i < count; ++i) to.append(bufs[i].base, bufs[i].len);
+  } else {
+    if (!handshake_done_) return UV_ENOTCONN;
+    for (unsigned i = 0; i < count; ++i) {
+      if (bufs[i].len == 0) continue;
+      size_t written = 0;
+      ERR_clear_error();
+      if (SSL_write_ex(ssl_, bufs[i].base, bufs[i].len, &written) != 1) return UV_EPROTO;
+    }
   }
   if (const int rc = flush(); rc < 0) return rc;
   if (!tcp_writing_) return kWritten;

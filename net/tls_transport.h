@@ -17,7 +17,13 @@
 // The handshake has its own deadline (proxy.tls.handshake_timeout_ms): a client that
 // connects and never finishes is closed (on_read(UV_ETIMEDOUT)) whatever the codec's
 // timers say. A failed handshake is on_read(UV_EPROTO), with handshake_error() saying
-// what OpenSSL said.
+// what OpenSSL said and failure() its kind; a finished one is on_connect(0), before the
+// first plaintext is read.
+//
+// Plain HTTP on a TLS port: OpenSSL recognises a request line in place of a
+// ClientHello (failure() kPlainHttp). The codec may then answer in plaintext, as
+// nginx's 497 does: enter_plaintext() turns this transport into a plain TCP one for
+// that answer and the lingering close after it.
 //
 // Thread: the loop's.
 #pragma once
@@ -52,8 +58,27 @@ class TlsTransport final : public Transport, private Transport::Handler, private
   int open_server(int fd, bool nodelay_inherited, std::shared_ptr<const ServerTlsContext> context,
                   uint32_t handshake_timeout_ms);
 
+  // How a handshake ended without success.
+  enum class Failure {
+    kNone,
+    kError,       // a protocol error: no common version or cipher, a bad certificate, ...
+    kTimeout,     // not finished within handshake_timeout_ms
+    kPeerClosed,  // the client closed (or reset) before finishing
+    kPlainHttp,   // plain HTTP on the TLS port
+  };
+
   TcpTransport& tcp() { return tcp_; }
+  // Gives the memory of empty buffers (plaintext and ciphertext) back to the pool.
+  void release_buffer() {
+    if (in_.size() == 0) buffers_.release(in_);
+    tcp_.release_buffer();
+  }
+  bool plaintext() const { return plaintext_; }
   bool handshake_done() const { return handshake_done_; }
+  Failure failure() const { return failure_; }
+  // After failure() kPlainHttp: reads and writes go on unencrypted, for a plaintext
+  // answer and the close after it. 0, or UV_EINVAL in any other state.
+  int enter_plaintext();
   // After the handshake: what was agreed ("" before).
   std::string_view alpn() const;
   std::string_view version() const;  // "TLSv1.3"
@@ -82,7 +107,9 @@ class TlsTransport final : public Transport, private Transport::Handler, private
 
   // Runs the handshake, then decrypts for the codec while it reads.
   void pump();
-  void fail(int status);  // tells the codec of an error once; it closes
+  void fail(int status, Failure kind);  // tells the codec of an error once; it closes
+  // Plaintext mode (enter_plaintext()): the bytes read below go up as they are.
+  void pass_plaintext(ssize_t nread);
   // Sends what OpenSSL wrote (out_), unless a send is queued. 0 or an error.
   int flush();
   static void on_handshake_timer(uv_timer_t* t);
@@ -104,6 +131,8 @@ class TlsTransport final : public Transport, private Transport::Handler, private
   bool handshake_done_ = false;
   bool tcp_eof_ = false;      // the TCP peer's FIN (or an error) was read below
   bool failed_ = false;       // fail() ran
+  bool plaintext_ = false;    // enter_plaintext() ran
+  Failure failure_ = Failure::kNone;
   bool tcp_writing_ = false;  // tcp_ has a write queued (out_ pinned)
   bool shut_pending_ = false; // shutdown_write() waits for the queued write
 };

@@ -20,9 +20,9 @@ bool to_sockaddr(const Address& address, sockaddr_storage* out) {
   return inet_pton(AF_INET, address.host.c_str(), &sa->sin_addr) == 1;
 }
 
-std::shared_ptr<const Routing> build_routing(std::shared_ptr<const Config> config,
-                                             const Routing* previous, uint64_t generation,
-                                             unsigned workers, std::string* error) {
+std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config,
+                                       const Routing* previous, uint64_t generation,
+                                       unsigned workers, std::string* error) {
   std::vector<RingNode> nodes;
   nodes.reserve(config->backends.size());
   for (const BackendConfig& b : config->backends) {
@@ -37,6 +37,7 @@ std::shared_ptr<const Routing> build_routing(std::shared_ptr<const Config> confi
   routing->config = std::move(config);
   routing->ring = std::move(built.ring);
   routing->generation = generation;
+  if (previous) routing->server_tls = previous->server_tls;
   routing->backends.resize(routing->ring->nodes().size());
   for (const BackendConfig& b : routing->config->backends) {
     const NodeIndex i = *routing->ring->find(b.name);

@@ -18,6 +18,8 @@
 
 namespace ringproxy {
 
+class ServerTlsContext;
+
 // A slow-start ramp as NodeState keeps it: one word, so that a worker reads the start
 // and the end of the same ramp. (Two atomics let a worker read a new ramp's end with
 // the previous start, or a live end with the 0 start of no ramp: for that request, an
@@ -131,6 +133,10 @@ struct Routing {
   std::shared_ptr<const Ring> ring;
   std::vector<Backend> backends;  // indexed by NodeIndex of `ring`
   uint64_t generation = 0;        // increases with every publication
+  // proxy.tls's certificates, loaded (null: a plain listener). Built at start and on
+  // every reload; a routing built for another change (admin, gossip) keeps the
+  // previous one's.
+  std::shared_ptr<const ServerTlsContext> server_tls;
 };
 
 // Fills a sockaddr for an IP literal address; false if it does not parse.
@@ -139,9 +145,10 @@ bool to_sockaddr(const Address& address, sockaddr_storage* out);
 // Builds the routing for `config`, reusing the NodeState of every backend whose name
 // appears in `previous` (so health and counters survive reloads). Returns null and
 // sets *error when the ring cannot be built.
-// `workers` sizes each new NodeState's per-worker counters.
-std::shared_ptr<const Routing> build_routing(std::shared_ptr<const Config> config,
-                                             const Routing* previous, uint64_t generation,
-                                             unsigned workers, std::string* error);
+// `workers` sizes each new NodeState's per-worker counters. The TLS context is
+// `previous`'s: a caller that (re)loads certificates sets its own.
+std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config,
+                                       const Routing* previous, uint64_t generation,
+                                       unsigned workers, std::string* error);
 
 }  // namespace ringproxy

@@ -96,10 +96,6 @@ std::string count_of(size_t n, const char* what) {
 }  // namespace
 
 std::string tls_not_served_yet(const Config& config) {
-  if (config.proxy.tls.enabled) {
-    return "proxy.tls: this version reads and checks the TLS settings but does not serve TLS yet "
-           "(issue 13); remove [proxy.tls] or put a TLS terminator in front";
-  }
   for (size_t i = 0; i < config.backends.size(); ++i) {
     if (config.backends[i].tls) {
       return "backend[" + std::to_string(i) + "].tls: this version does not speak TLS to backends yet (issue 13)";

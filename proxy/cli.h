@@ -32,9 +32,9 @@ constexpr int kExitUsage = 2;
 void print_usage(std::ostream& out);
 std::string version_string();
 
-// TLS is read and checked (SPEC "TLS") but not yet served: the listener and the
-// upstream connections are plain TCP until issue 13 wires TlsTransport in. A config
-// that asks for it is refused rather than served in the clear: the reason, or "".
+// TLS to backends is read and checked (SPEC "TLS") but not yet spoken: upstream
+// connections are plain TCP until issue 13's client side lands. A config that asks for
+// it is refused rather than sent in the clear: the reason, or "".
 std::string tls_not_served_yet(const Config& config);
 
 // --check: prints every error of the file to `err` (one per line) and a summary to

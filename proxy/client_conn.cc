@@ -3,6 +3,7 @@
 #include <string>
 
 #include "proxy/log.h"
+#include "proxy/request_log.h"
 #include "proxy/worker.h"
 
 namespace ringproxy {
@@ -14,7 +15,13 @@ void ClientConn::accept(Worker& worker, int fd, const sockaddr* peer) {
   auto* c = new ClientConn(worker);  // freed in on_freed
   Shared& shared = worker.shared();
   const uint32_t before = shared.connections.fetch_add(1, std::memory_order_relaxed);
-  if (c->codec_.open(fd, worker.listener_nodelay()) != 0) return;  // closed; on_freed follows
+  const Routing& routing = worker.routing();
+  c->accepted_us_ = worker.now_us();
+  const int rc = routing.server_tls
+                     ? c->codec_.open_tls(fd, worker.listener_nodelay(), routing.server_tls,
+                                          routing.config->proxy.tls.handshake_timeout_ms)
+                     : c->codec_.open(fd, worker.listener_nodelay());
+  if (rc != 0) return;  // closed; on_freed follows
   worker.add_connection(c);
   c->listed_ = true;
 
@@ -38,6 +45,10 @@ h1::ServerLimits ClientConn::limits() const {
 void ClientConn::on_closing(h1::ServerConn&) {
   if (listed_) worker_.remove_connection(this);
   listed_ = false;
+}
+
+void ClientConn::on_tls_handshake(h1::ServerConn& conn, const TlsTransport& tls) {
+  note_tls_handshake(worker_, tls, conn.client_ip(), accepted_us_);
 }
 
 void ClientConn::on_freed(h1::ServerConn&) {

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "http/h1/server_conn.h"
 #include "proxy/exchange.h"
@@ -36,9 +37,11 @@ class ClientConn final : private h1::ServerConn::Owner {
   h1::ServerLimits limits() const override;
   void on_closing(h1::ServerConn& conn) override;
   void on_freed(h1::ServerConn& conn) override;
+  void on_tls_handshake(h1::ServerConn& conn, const TlsTransport& tls) override;
 
   Worker& worker_;
   bool listed_ = false;  // in the worker's connection list
+  uint64_t accepted_us_ = 0;
   h1::ServerConn codec_;
   Exchange ex_;
 };

@@ -53,14 +53,14 @@ void Exchange::begin() { log_.start(worker_.now_us()); }
 void Exchange::on_answered(int status, std::string_view cause) {
   if (!cause.empty()) {
     RP_LOG(status >= 500 ? LogLevel::kWarn : LogLevel::kInfo,
-           "answered " + std::to_string(status) + ": " + std::string(cause) + " client=" + std::string(client_ip_) +
+           "answered " + std::to_string(status) + ": " + std::string(cause) + " client=" + std::string(down_.client_ip()) +
                " " + node_label());
   }
   account(status);
 }
 
 void Exchange::on_client_note(std::string_view what) {
-  RP_LOG(LogLevel::kInfo, "client " + std::string(client_ip_) + ": " + std::string(what));
+  RP_LOG(LogLevel::kInfo, "client " + std::string(down_.client_ip()) + ": " + std::string(what));
 }
 
 void Exchange::account(int status) {
@@ -125,10 +125,11 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   }
 
   // Access-log fields, taken now: the head's bytes may move once the body streams.
-  log_.take_head(client_ip_, method, target, client_http10_, req.fields());
+  log_.take_head(client_ip_, method, target, client_http10_, req.fields(), down_.tls());
   if (!apply_max_forwards(req)) return;
 
-  const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, req.fields(), client_ip_);
+  const std::string_view subject = down_.client_subject();
+  const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, req.fields(), client_ip_, subject);
   key_hash_ = routing_->ring->key_hash(key);
   RequestRewrite rw;
   rw.method = method;
@@ -137,6 +138,9 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   rw.client_ip = client_ip_;
   rw.via = cfg.proxy.via;
   rw.client_http10 = client_http10_;
+  rw.https = down_.tls() != nullptr;
+  rw.subject_header = cfg.proxy.tls.client_subject_header;
+  rw.client_subject = subject;
   rw.upgrade = upgrade_;
   rw.max_forwards_set = max_forwards_set_;
   rw.max_forwards = max_forwards_;

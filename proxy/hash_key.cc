@@ -45,7 +45,7 @@ std::string_view query_value(std::string_view target, std::string_view name, boo
 
 std::string_view select_hash_key(const HashKey& how, std::string_view target,
                                  std::span<const HeaderView> headers,
-                                 std::string_view client_ip) {
+                                 std::string_view client_ip, std::string_view client_subject) {
   bool found = false;
   std::string_view key;
   switch (how.kind) {
@@ -74,6 +74,10 @@ std::string_view select_hash_key(const HashKey& how, std::string_view target,
       break;
     case HashKeyKind::kClientIp:
       return client_ip;
+    case HashKeyKind::kClientSubject:
+      key = client_subject;
+      found = true;
+      break;
   }
   return found && !key.empty() ? key : target;
 }

@@ -62,6 +62,11 @@ struct alignas(64) WorkerStats {
   std::atomic<uint64_t> local_errors_accept{0};
   std::atomic<uint64_t> accept_pauses{0};
   std::atomic<uint64_t> client_errors{0};  // 400, 408, 431, 505 answered by the proxy
+  // Client TLS handshakes by result (ringproxy_tls_handshakes_total{result}).
+  enum TlsResult { kTlsFull, kTlsResumed, kTlsError, kTlsTimeout, kTlsClosed, kTlsPlainHttp, kTlsResults };
+  static constexpr const char* kTlsResultNames[kTlsResults] = {"full",   "resumed", "error",
+                                                              "timeout", "closed",  "plain_http"};
+  std::atomic<uint64_t> tls_handshakes[kTlsResults] = {};
 };
 
 }  // namespace ringproxy

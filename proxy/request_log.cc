@@ -2,6 +2,7 @@
 
 #include <ctime>
 
+#include "net/tls_transport.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
 
@@ -16,8 +17,48 @@ void note_node_failure(Worker& worker, const Backend& b, uint32_t eject_after) {
   if (eject_after > 0 && run >= eject_after) worker.notify_passive_failure();
 }
 
+void note_tls_handshake(Worker& worker, const TlsTransport& tls, std::string_view client_ip,
+                        uint64_t accepted_us) {
+  WorkerStats& stats = worker.stats();
+  std::string_view result;
+  switch (tls.failure()) {
+    case TlsTransport::Failure::kNone:
+      bump(stats.tls_handshakes[tls.resumed() ? WorkerStats::kTlsResumed : WorkerStats::kTlsFull]);
+      return;
+    case TlsTransport::Failure::kError:
+      bump(stats.tls_handshakes[WorkerStats::kTlsError]);
+      result = "error";
+      break;
+    case TlsTransport::Failure::kTimeout:
+      bump(stats.tls_handshakes[WorkerStats::kTlsTimeout]);
+      result = "timeout";
+      break;
+    case TlsTransport::Failure::kPeerClosed:
+      bump(stats.tls_handshakes[WorkerStats::kTlsClosed]);
+      result = "closed";
+      break;
+    case TlsTransport::Failure::kPlainHttp:
+      bump(stats.tls_handshakes[WorkerStats::kTlsPlainHttp]);
+      result = "plain-http";
+      break;
+  }
+  RP_LOG(LogLevel::kDebug, "TLS handshake with " + std::string(client_ip) + " failed (" + std::string(result) +
+                               "): " + tls.handshake_error());
+  if (!AccessLog::enabled()) return;
+  std::string& line = worker.scratch();
+  line.assign(client_ip);
+  line += " - - ";
+  line += clf_time(static_cast<long>(time(nullptr)));
+  line += " \"-\" 0 0 \"-\" \"-\" - ";
+  line += std::to_string((worker.now_us() - accepted_us) / 1000);
+  line += "ms tls-failed=";
+  line += result;
+  line += '\n';
+  worker.access_log(line);
+}
+
 void RequestLog::take_head(std::string_view client_ip, std::string_view method, std::string_view target, bool http10,
-                           std::span<const HeaderView> fields) {
+                           std::span<const HeaderView> fields, const TlsTransport* tls) {
   if (!AccessLog::enabled()) return;
   // What the client wrote is escaped (\xHH), so a '"' in a User-Agent cannot forge a
   // field, nor a control byte a line.
@@ -36,6 +77,14 @@ void RequestLog::take_head(std::string_view client_ip, std::string_view method, 
   tail_ += "\" \"";
   append_log_escaped(tail_, agent.empty() ? "-"sv : agent);
   tail_ += "\" ";
+  tls_.clear();
+  if (tls != nullptr) {
+    tls_ += " tls=";
+    tls_ += tls->version();
+    tls_ += '/';
+    tls_ += tls->cipher();
+    if (tls->resumed()) tls_ += "/resumed";
+  }
 }
 
 void RequestLog::finish(Worker& worker, const Outcome& o, uint64_t now_us) {
@@ -67,7 +116,9 @@ void RequestLog::finish(Worker& worker, const Outcome& o, uint64_t now_us) {
   line += o.node ? std::string_view(o.node->name) : "-"sv;
   line += ' ';
   line += std::to_string((now_us - start_us_) / 1000);
-  line += "ms\n";
+  line += "ms";
+  line += tls_;
+  line += '\n';
   worker.access_log(line);
   prefix_.clear();
 }

@@ -15,11 +15,20 @@
 
 namespace ringproxy {
 
+class TlsTransport;
 class Worker;
 
 // Counts one failure of node `b` (a refused or reset connection, a timeout, a 5xx)
 // and wakes the control loop when the run reaches health.eject_after_failures.
 void note_node_failure(Worker& worker, const Backend& b, uint32_t eject_after);
+
+// A client's TLS handshake ended (done or failed): counted by result
+// (ringproxy_tls_handshakes_total) and, when it failed, one access-log line
+//   IP - - [time] "-" 0 0 "-" "-" - 12ms tls-failed=timeout
+// (error, timeout, closed, plain-http), with OpenSSL's reason at debug level in the
+// error log. `accepted_us`: when the connection was accepted.
+void note_tls_handshake(Worker& worker, const TlsTransport& tls, std::string_view client_ip,
+                        uint64_t accepted_us);
 
 class RequestLog {
  public:
@@ -29,9 +38,11 @@ class RequestLog {
     finished_ = false;
   }
   // Takes the access-log fields of the head now (its bytes may move once the body
-  // streams). Costs nothing when the access log is off.
+  // streams), and of the client's TLS (null: plain), which the line ends with as
+  // " tls=TLSv1.3/TLS_AES_128_GCM_SHA256" (and "/resumed" after a resumed handshake).
+  // Costs nothing when the access log is off.
   void take_head(std::string_view client_ip, std::string_view method, std::string_view target, bool http10,
-                 std::span<const HeaderView> fields);
+                 std::span<const HeaderView> fields, const TlsTransport* tls = nullptr);
 
   struct Outcome {
     int status = 0;
@@ -49,6 +60,7 @@ class RequestLog {
   bool finished_ = false;
   std::string prefix_;  // client, time, request line: up to the status
   std::string tail_;    // referer and user agent, quoted
+  std::string tls_;     // " tls=...", or "" on a plain connection
 };
 
 }  // namespace ringproxy

@@ -62,7 +62,8 @@ bool build_request_head(const RequestRewrite& r, std::string& out) {
   const bool add_via = !r.via.empty();  // else the client's Via lines go on untouched
   // The longest the head can be: every field once as received, the lists of Via and
   // X-Forwarded-For once more (folded), and ours.
-  size_t max = r.method.size() + r.target.size() + r.via.size() + r.client_ip.size() + 160;
+  size_t max = r.method.size() + r.target.size() + r.via.size() + r.client_ip.size() + r.subject_header.size() +
+               r.client_subject.size() + 160;
   for (const HeaderView& hv : r.fields) max += 2 * field_size(hv);
   HeadWriter h(out, max);
   h.put(r.method);
@@ -88,6 +89,7 @@ bool build_request_head(const RequestRewrite& r, std::string& out) {
       continue;
     }
     if (iequals(hv.name, "x-forwarded-proto") || iequals(hv.name, "x-forwarded-host")) continue;
+    if (!r.subject_header.empty() && iequals(hv.name, r.subject_header)) continue;
     if (r.max_forwards_set && iequals(hv.name, "max-forwards")) continue;
     if (iequals(hv.name, "host")) {
       host = hv.value;
@@ -127,8 +129,13 @@ bool build_request_head(const RequestRewrite& r, std::string& out) {
   h.lit("X-Forwarded-For: ");
   if (have_xff) append_list("x-forwarded-for");
   h.put(r.client_ip);
-  h.lit("\r\nX-Forwarded-Proto: http\r\n");
+  if (r.https) {
+    h.lit("\r\nX-Forwarded-Proto: https\r\n");
+  } else {
+    h.lit("\r\nX-Forwarded-Proto: http\r\n");
+  }
   if (!host.empty()) h.field("X-Forwarded-Host", host);
+  if (!r.subject_header.empty() && !r.client_subject.empty()) h.field(r.subject_header, r.client_subject);
   if (r.upgrade) {
     h.lit("Connection: Upgrade\r\nUpgrade: ");
     h.put(upgrade_value);

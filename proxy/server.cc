@@ -9,8 +9,10 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 
+#include "net/tls_files.h"
 #include "proxy/backends.h"
 #include "proxy/cli.h"
 #include "proxy/admin_api.h"
@@ -128,6 +130,8 @@ void Server::arm_health_timer() {
   uv_timer_start(&health_timer_, on_health_timer, *deadline > now ? *deadline - now : 0, 0);
 }
 
+void Server::on_ticket_timer(uv_timer_t* t) { static_cast<Server*>(t->data)->ticket_keys_->rotate(); }
+
 void Server::on_health_timer(uv_timer_t* t) {
   auto* self = static_cast<Server*>(t->data);
   for (const HealthEvent& e : self->health_.tick(uv_now(&self->loop_))) self->handle(e);
@@ -139,6 +143,24 @@ std::shared_ptr<const Routing> Server::routing() {
   return shared_.routing;
 }
 
+std::shared_ptr<const ServerTlsContext> Server::load_server_tls(const Config& config,
+                                                                std::vector<std::string>* errors) {
+  // Every TLS file the config names, upstream_tls's too: an error refuses the config,
+  // a warning (a certificate about to expire) is logged.
+  for (const TlsFileProblem& p : check_tls_files(config, std::time(nullptr))) {
+    if (p.severity == TlsFileSeverity::kError) {
+      errors->push_back(p.to_string(config_path_));
+    } else {
+      RP_LOG(LogLevel::kWarn, p.to_string(config_path_));
+    }
+  }
+  if (!errors->empty() || !config.proxy.tls.enabled) return nullptr;
+  std::string error;
+  auto context = ServerTlsContext::create(config.proxy.tls, ticket_keys_, &error);
+  if (!context) errors->push_back(config_path_ + ": proxy.tls: " + error);
+  return context;
+}
+
 ReloadReport Server::reload(bool dry_run) {
   ReloadReport report;
   ConfigResult r = load_config_file(config_path_);
@@ -148,6 +170,11 @@ ReloadReport Server::reload(bool dry_run) {
     report.errors.push_back(config_path_ + ": " + why);
     return report;
   }
+  // Certificates and keys are read again whether or not their paths changed: a reload
+  // is how an operator rolls a renewed certificate in. New handshakes take them; open
+  // connections keep the context they were accepted with.
+  std::shared_ptr<const ServerTlsContext> server_tls = load_server_tls(r.config, &report.errors);
+  if (!report.errors.empty()) return report;
   auto config = std::make_shared<const Config>(std::move(r.config));
   const std::shared_ptr<const Routing> current = routing();
   std::string error;
@@ -156,6 +183,7 @@ ReloadReport Server::reload(bool dry_run) {
     report.errors.push_back(config_path_ + ": " + error);
     return report;
   }
+  next->server_tls = std::move(server_tls);
   report.ok = true;
   report.moved_fraction = Ring::moved_fraction(*current->ring, *next->ring);
   if (dry_run) return report;
@@ -393,6 +421,31 @@ std::string Server::metrics_text() {
     out += "ringproxy_ejections_refused_total{backend=\"" + label(b.name) + "\"} " +
            std::to_string(b.state->ejections_refused.load()) + "\n";
   }
+  family(out, "ringproxy_tls_handshakes_total", "counter",
+         "Client TLS handshakes by result: full, resumed, error (no common version or cipher, a bad "
+         "certificate), timeout (proxy.tls.handshake_timeout_ms), closed (by the client before the end), "
+         "plain_http (an HTTP request on the TLS port, answered 400).");
+  {
+    uint64_t by_result[WorkerStats::kTlsResults] = {};
+    for (const auto& w : workers_) {
+      for (size_t i = 0; i < WorkerStats::kTlsResults; ++i) {
+        by_result[i] += w->stats().tls_handshakes[i].load(std::memory_order_relaxed);
+      }
+    }
+    for (size_t i = 0; i < WorkerStats::kTlsResults; ++i) {
+      out += std::string("ringproxy_tls_handshakes_total{result=\"") + WorkerStats::kTlsResultNames[i] + "\"} " +
+             std::to_string(by_result[i]) + "\n";
+    }
+  }
+  if (r->server_tls) {
+    family(out, "ringproxy_tls_certificate_expiry_seconds", "gauge",
+           "Seconds until the certificate (proxy.tls.certificates, by file) expires; negative once expired.");
+    const auto now = static_cast<int64_t>(std::time(nullptr));
+    for (const ServerTlsContext::Certificate& c : r->server_tls->certificates()) {
+      out += "ringproxy_tls_certificate_expiry_seconds{certificate=\"" + label(c.path) + "\"} " +
+             std::to_string(static_cast<int64_t>(c.not_after) - now) + "\n";
+    }
+  }
   family(out, "ringproxy_connections_active", "gauge", "Open client connections.");
   out += "ringproxy_connections_active " + std::to_string(shared_.connections.load()) + "\n";
   family(out, "ringproxy_retries_total", "counter", "Requests sent again to the next node.");
@@ -452,6 +505,7 @@ int Server::fail_start(const std::string& message) {
   admin_.reset();
   gossip_.reset();
   if (health_timer_.loop) uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
+  if (ticket_timer_.loop) uv_close(reinterpret_cast<uv_handle_t*>(&ticket_timer_), nullptr);
   poller_.close();  // once the probes and admin connections closed above are retired
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
@@ -481,6 +535,7 @@ void Server::begin_drain() {
   if (admin_) admin_->close();
   if (checker_) checker_->stop();
   uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&ticket_timer_), nullptr);
   // A graceful leave: the others learn at once that this instance is going, not after
   // a suspicion timeout. Its handles close after a short grace, on this loop.
   if (gossip_) gossip_->leave(nullptr);
@@ -521,6 +576,12 @@ int Server::load() {
     std::cerr << "ringproxy: " << config_path_ << ": " << why << '\n';
     return kExitConfig;
   }
+  std::vector<std::string> tls_errors;
+  std::shared_ptr<const ServerTlsContext> server_tls = load_server_tls(r.config, &tls_errors);
+  if (!tls_errors.empty()) {
+    for (const std::string& e : tls_errors) std::cerr << e << '\n';
+    return kExitConfig;
+  }
   config_ = std::make_shared<const Config>(std::move(r.config));
   Log::set_level(config_->proxy.log_level);
   if (std::string e = AccessLog::open(config_->proxy.access_log); !e.empty()) {
@@ -534,6 +595,7 @@ int Server::load() {
     std::cerr << "ringproxy: " << config_path_ << ": " << error << '\n';
     return kExitConfig;
   }
+  routing->server_tls = std::move(server_tls);
   shared_.routing = routing;
   return kExitOk;
 }
@@ -569,6 +631,10 @@ int Server::run() {
   started_ms_ = uv_now(&loop_);
   uv_timer_init(&loop_, &health_timer_);
   health_timer_.data = this;
+  uv_timer_init(&loop_, &ticket_timer_);
+  ticket_timer_.data = this;
+  uv_timer_start(&ticket_timer_, on_ticket_timer, kTicketRotateMs, kTicketRotateMs);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&ticket_timer_));  // never what keeps the loop going
   checker_ = std::make_unique<HealthChecker>(
       poller_, [this](const std::string& name, bool ok, const std::string& detail) { on_check(name, ok, detail); });
   sync_health(*routing, HealthTable::Start::kServing);

@@ -16,6 +16,7 @@
 #include "health/checker.h"
 #include "health/node_health.h"
 #include "net/poller.h"
+#include "net/tls_context.h"
 #include "proxy/admin_server.h"
 #include "proxy/gossip_agent.h"
 #include "proxy/worker.h"
@@ -64,6 +65,10 @@ class Server {
   static void on_signal(uv_signal_t* s, int signum);
   static void on_passive_health(uv_async_t* a);
   static void on_health_timer(uv_timer_t* t);
+  static void on_ticket_timer(uv_timer_t* t);
+  // proxy.tls of `config`, loaded for new handshakes: its files checked (problems into
+  // *errors, warnings logged) and read. Null when TLS is off or on an error.
+  std::shared_ptr<const ServerTlsContext> load_server_tls(const Config& config, std::vector<std::string>* errors);
   void publish(std::shared_ptr<const Routing> routing);
   void begin_drain();
   // A start-up failure after the control loop opened handles: says what, closes them.
@@ -100,6 +105,12 @@ class Server {
   std::map<std::string, uint64_t, std::less<>> refusal_logged_ms_;
   std::unique_ptr<HealthChecker> checker_;
   uv_timer_t health_timer_{};
+  // Session ticket keys, shared by every worker's handshakes and kept across reloads
+  // (a reload does not end resumption); rotated every kTicketRotateMs. A ticket lives
+  // one period (the contexts' session timeout) and its key two more at least.
+  static constexpr uint64_t kTicketRotateMs = 3600 * 1000;
+  std::shared_ptr<TicketKeys> ticket_keys_ = std::make_shared<TicketKeys>();
+  uv_timer_t ticket_timer_{};
   bool draining_ = false;
   uint64_t started_ms_ = 0;
 };

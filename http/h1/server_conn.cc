@@ -14,7 +14,13 @@ namespace ringproxy::h1 {
 // Life cycle
 
 ServerConn::ServerConn(Poller& poller, BufferPool& buffers, Owner& owner, RequestHandler& handler)
-    : poller_(poller), owner_(owner), handler_(handler), tcp_(buffers, *this), in_(tcp_.buffer()) {}
+    : poller_(poller),
+      owner_(owner),
+      handler_(handler),
+      buffers_(buffers),
+      tcp_(buffers, *this),
+      io_(&tcp_),
+      in_(&tcp_.buffer()) {}
 
 int ServerConn::open(int fd, bool nodelay_inherited) {
   timer_.init(poller_.loop(), this);
@@ -31,15 +37,35 @@ int ServerConn::open(int fd, bool nodelay_inherited) {
   return rc;
 }
 
+int ServerConn::open_tls(int fd, bool nodelay_inherited, std::shared_ptr<const ServerTlsContext> context,
+                         uint32_t handshake_timeout_ms) {
+  timer_.init(poller_.loop(), this);
+  open_handles_ = 1;
+  Transport::Handler& self = *this;  // a private base: named here, where it is reachable
+  tls_ = std::make_unique<TlsTransport>(buffers_, self);
+  io_ = tls_.get();
+  in_ = &tls_->buffer();
+  int rc = tls_->init(poller_);
+  if (rc == 0) {
+    open_handles_ = 2;
+    rc = tls_->open_server(fd, nodelay_inherited, std::move(context), handshake_timeout_ms);
+  }
+  if (rc != 0) {
+    ::close(fd);  // still ours: the transport did not take it
+    close();
+  }
+  return rc;
+}
+
 void ServerConn::start(const sockaddr* peer, FirstRead first_read) {
   if (peer) {
     TcpTransport::ip_text(peer, client_ip_, sizeof client_ip_);
   } else {
-    tcp_.peer_ip(client_ip_, sizeof client_ip_);
+    (tls_ ? tls_->tcp() : tcp_).peer_ip(client_ip_, sizeof client_ip_);
   }
   client_ip_len_ = static_cast<uint8_t>(std::strlen(client_ip_));
   arm_timer(owner_.limits().header_timeout_ms);
-  if (first_read == FirstRead::kNow) {
+  if (first_read == FirstRead::kNow && !tls_) {
     tcp_.start_reading_now();  // nothing may follow: the connection may be closed
   } else {
     resume_client_reading();
@@ -51,7 +77,7 @@ void ServerConn::close() {
   closing_ = true;
   handler_.abort();
   owner_.on_closing(*this);
-  tcp_.close();  // a no-op when its init failed
+  io_->close();  // a no-op when its init failed
   uv_close(reinterpret_cast<uv_handle_t*>(timer_.handle()), on_timer_closed);
 }
 
@@ -70,7 +96,7 @@ void ServerConn::drain() {
     close();
     return;
   }
-  if (req_phase_ == ReqPhase::kIdle && !handler_.active() && in_.size() == 0 && !client_write_pending_) close();
+  if (req_phase_ == ReqPhase::kIdle && !handler_.active() && in_->size() == 0 && !client_write_pending_) close();
 }
 
 void ServerConn::arm_timer(uint32_t ms) { timer_.arm(ms, on_timer); }
@@ -103,19 +129,44 @@ void ServerConn::on_timer(uv_timer_t* t) {
 // Reading from the client
 
 void ServerConn::resume_client_reading() {
-  if (closing_ || tcp_.reading() || client_eof_ || client_write_pending_) return;
+  if (closing_ || io_->reading() || client_eof_ || client_write_pending_) return;
   if (handler_.body_pinned()) return;  // backpressure: upstream has not taken the last bytes
-  if (in_.allocated() && in_.free_space() == 0) {
-    in_.compact();
-    if (in_.free_space() == 0) return;  // full of a pipelined request we cannot take yet
+  if (in_->allocated() && in_->free_space() == 0) {
+    in_->compact();
+    if (in_->free_space() == 0) return;  // full of a pipelined request we cannot take yet
   }
-  tcp_.start_reading();
+  io_->start_reading();
+}
+
+void ServerConn::on_connect(int status) {
+  // A TLS handshake is done (the only on_connect a server side gets).
+  if (status == 0 && tls_) client_subject_ = tls_->client_subject();
+  owner_.on_tls_handshake(*this, *tls_);
+}
+
+void ServerConn::tls_failed() {
+  client_eof_ = true;
+  owner_.on_tls_handshake(*this, *tls_);
+  if (closing_) return;
+  if (tls_->failure() == TlsTransport::Failure::kPlainHttp && tls_->enter_plaintext() == 0) {
+    // One plaintext answer saying why, as nginx's 497 does; then a lingering close.
+    client_eof_ = false;
+    req_phase_ = ReqPhase::kHead;
+    handler_.begin();
+    respond_error(400, "The plain HTTP request was sent to the HTTPS port", "plain HTTP on the TLS port");
+    return;
+  }
+  close();
 }
 
 void ServerConn::on_read(ssize_t nread) {
+  if (tls_ && nread < 0 && !tls_->handshake_done() && !lingering_ && !tls_->plaintext()) {
+    tls_failed();
+    return;
+  }
   if (lingering_) {
     // Dropped. The client's FIN (or a reset) ends it, or the time and size bounds do.
-    in_.clear();
+    in_->clear();
     const uint32_t wait_ms = linger_.on_read(nread, uv_now(poller_.loop()));
     if (wait_ms == 0) {
       close();
@@ -136,7 +187,7 @@ void ServerConn::on_read(ssize_t nread) {
     }
     if (!handler_.active()) {
       // No exchange: idle (go), or a head cut short (say so).
-      if (req_phase_ == ReqPhase::kHead && (req_.head_started() || in_.size() > 0)) {
+      if (req_phase_ == ReqPhase::kHead && (req_.head_started() || in_->size() > 0)) {
         respond_error(400, "incomplete request", "client closed mid-head");
       } else {
         close();
@@ -172,12 +223,18 @@ void ServerConn::process_requests() {
   while (!closing_ && !lingering_) {
     switch (req_phase_) {
       case ReqPhase::kIdle:
-        if (in_.size() == 0) {
+        if (in_->size() == 0) {
           if (client_eof_ && !handler_.active() && !client_write_pending_) {
             close();  // half-closed, and every request it sent is answered
             return;
           }
-          if (!client_write_pending_) tcp_.release_buffer();
+          if (!client_write_pending_) {
+            if (tls_) {
+              tls_->release_buffer();
+            } else {
+              tcp_.release_buffer();
+            }
+          }
           return;
         }
         req_phase_ = ReqPhase::kHead;
@@ -204,7 +261,7 @@ void ServerConn::process_requests() {
 bool ServerConn::parse_head() {
   const bool may_compact = !client_write_pending_ && !handler_.body_pinned();
   const uint32_t max_head = owner_.limits().max_header_bytes;
-  switch (req_.read_head(in_, max_head, may_compact, client_eof_)) {
+  switch (req_.read_head(*in_, max_head, may_compact, client_eof_)) {
     case h1::RequestParser::HeadStep::kMore:
       resume_client_reading();
       return true;
@@ -234,7 +291,7 @@ void ServerConn::on_request_head() {
 
 bool ServerConn::forward_body() {
   if (!handler_.ready_for_body()) return false;
-  if (in_.size() == 0 && (tunnel_ || req_body_started_)) {
+  if (in_->size() == 0 && (tunnel_ || req_body_started_)) {
     if (client_eof_ && !tunnel_) {
       handler_.on_client_note("closed mid-body; dropping the request");
       close();
@@ -245,8 +302,8 @@ bool ServerConn::forward_body() {
   }
   // Executed once even with no bytes: a request without a body completes here.
   req_body_started_ = true;
-  char* start = in_.begin_ptr();
-  size_t len = in_.size();
+  char* start = in_->begin_ptr();
+  size_t len = in_->size();
   bool complete = false;
   if (!tunnel_) {
     const h1::RequestParser::BodyStep step = req_.body(start, len);
@@ -261,7 +318,7 @@ bool ServerConn::forward_body() {
     len = step.consumed;
     complete = step.complete;
   }
-  in_.consume(len);
+  in_->consume(len);
   // The request is all read once the handler sees its end: an answer it gives from
   // on_body may keep the connection (end_exchange).
   if (complete) req_phase_ = ReqPhase::kDone;
@@ -269,7 +326,7 @@ bool ServerConn::forward_body() {
     case RequestHandler::BodyResult::kFailed:
       return false;
     case RequestHandler::BodyResult::kPinned:
-      tcp_.stop_reading();
+      io_->stop_reading();
       break;
     case RequestHandler::BodyResult::kTaken:
       break;
@@ -280,7 +337,7 @@ bool ServerConn::forward_body() {
     if (!client_write_pending_) timer_.disarm();  // the client has sent all; now the backend's turn
     return !req_.upgrade();  // bytes after an upgrade request wait for the 101
   }
-  if (client_eof_ && !tunnel_ && in_.size() == 0) {
+  if (client_eof_ && !tunnel_ && in_->size() == 0) {
     handler_.on_client_note("closed mid-body; dropping the request");
     close();
     return false;
@@ -312,7 +369,7 @@ void ServerConn::tunnel_upstream_done() {
     close();
     return;
   }
-  if (tcp_.shutdown_write() != 0) close();
+  if (io_->shutdown_write() != 0) close();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -331,7 +388,7 @@ void ServerConn::end_exchange() {
     close_after_response_ = true;
   }
   handler_.abort();  // the upstream connection, if still held (an early close)
-  if (close_after_response_ || tunnel_ || (client_eof_ && in_.size() == 0)) {
+  if (close_after_response_ || tunnel_ || (client_eof_ && in_->size() == 0)) {
     if (!client_write_pending_) close();
     return;
   }
@@ -348,7 +405,7 @@ void ServerConn::end_exchange() {
 // Writing to the client
 
 int ServerConn::send(uv_buf_t* bufs, unsigned count) {
-  const int rc = tcp_.write(bufs, count);
+  const int rc = io_->write(bufs, count);
   if (rc == Transport::kQueued) {
     client_write_pending_ = true;
     // A client that does not read is dropped after idle_timeout_ms.
@@ -407,7 +464,7 @@ void ServerConn::respond_own(std::string& answer, bool keep_alive) {
 
 void ServerConn::respond_self(bool keep_alive) {
   error_keep_alive_ = keep_alive;
-  tcp_.stop_reading();
+  io_->stop_reading();
   timer_.disarm();
   uv_buf_t buf = uv_buf_init(error_out_.data(), static_cast<unsigned>(error_out_.size()));
   const int rc = send(&buf, 1);
@@ -427,9 +484,9 @@ void ServerConn::linger_close() {
   }
   lingering_ = true;
   const uint32_t wait_ms = linger_.start(uv_now(poller_.loop()));
-  in_.clear();
+  in_->clear();
   // FIN after the answer (the shutdown runs after the queued writes).
-  if (tcp_.shutdown_write() != 0 || tcp_.start_reading() != 0) {
+  if (io_->shutdown_write() != 0 || io_->start_reading() != 0) {
     close();
     return;
   }
@@ -449,7 +506,7 @@ void ServerConn::error_response_written() {
 bool ServerConn::discard_rest_of_request() {
   if (req_phase_ == ReqPhase::kDone) return true;
   if (req_phase_ != ReqPhase::kBody || req_.upgrade()) return false;
-  if (!req_.discard_buffered(in_)) return false;  // more body to come, or bad framing: the connection ends
+  if (!req_.discard_buffered(*in_)) return false;  // more body to come, or bad framing: the connection ends
   req_phase_ = ReqPhase::kDone;
   return true;
 }

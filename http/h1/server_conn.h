@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,7 @@
 #include "net/deadline_timer.h"
 #include "net/io_buffer.h"
 #include "net/tcp_transport.h"
+#include "net/tls_transport.h"
 
 namespace ringproxy::h1 {
 
@@ -66,6 +68,12 @@ class Downstream {
   virtual bool closing() const = 0;
   // The connection is to close after this response (the client asked, or a drain).
   virtual bool close_requested() const = 0;
+  // The client's IP address as text (known from start() on, before any request).
+  virtual std::string_view client_ip() const = 0;
+  // The TLS the client connected with (version, cipher), null on a plain connection.
+  virtual const TlsTransport* tls() const = 0;
+  // The subject of the client's verified certificate (RFC 2253), "" without one.
+  virtual std::string_view client_subject() const = 0;
 
  protected:
   ~Downstream() = default;
@@ -132,6 +140,11 @@ class ServerConn final : public Downstream, private Transport::Handler {
     virtual ServerLimits limits() const = 0;
     virtual void on_closing(ServerConn& conn) = 0;  // close() has begun
     virtual void on_freed(ServerConn& conn) = 0;    // every handle closed: free it now
+    // A TLS handshake ended: done (tls.handshake_done()) or failed (tls.failure()).
+    virtual void on_tls_handshake(ServerConn& conn, const TlsTransport& tls) {
+      (void)conn;
+      (void)tls;
+    }
    protected:
     ~Owner() = default;
   };
@@ -145,6 +158,10 @@ class ServerConn final : public Downstream, private Transport::Handler {
   // Takes `fd`, an accepted socket (non-blocking, close-on-exec). On an error the fd is
   // closed, close() has run and on_freed follows.
   int open(int fd, bool nodelay_inherited);
+  // As open(), for a TLS listener: the handshake with `context` comes first, bounded by
+  // `handshake_timeout_ms`; plain HTTP sent instead gets one plaintext 400.
+  int open_tls(int fd, bool nodelay_inherited, std::shared_ptr<const ServerTlsContext> context,
+               uint32_t handshake_timeout_ms);
   // How start() reads first.
   enum class FirstRead {
     // On the next readiness event, as any read.
@@ -167,7 +184,7 @@ class ServerConn final : public Downstream, private Transport::Handler {
   void close();  // idempotent; on_freed follows from the loop
   // Draining: close now if idle, else after the response in progress.
   void drain();
-  std::string_view client_ip() const { return {client_ip_, client_ip_len_}; }
+  std::string_view client_ip() const override { return {client_ip_, client_ip_len_}; }
 
   // Downstream
   int send(uv_buf_t* bufs, unsigned count) override;
@@ -182,6 +199,8 @@ class ServerConn final : public Downstream, private Transport::Handler {
   void abort() override { close(); }
   bool closing() const override { return closing_; }
   bool close_requested() const override { return close_after_response_; }
+  const TlsTransport* tls() const override { return tls_.get(); }
+  std::string_view client_subject() const override { return client_subject_; }
 
  private:
   enum class ReqPhase { kIdle, kHead, kBody, kDone };
@@ -206,7 +225,11 @@ class ServerConn final : public Downstream, private Transport::Handler {
   // request is then complete.
   bool discard_rest_of_request();
 
+  // A TLS handshake failed (on_read's error before it was done).
+  void tls_failed();
+
   // Transport::Handler
+  void on_connect(int status) override;
   void on_read(ssize_t nread) override;
   void on_write_done(int status) override;
   void on_closed() override;
@@ -217,8 +240,12 @@ class ServerConn final : public Downstream, private Transport::Handler {
   Poller& poller_;  // and its loop, for the timer
   Owner& owner_;
   RequestHandler& handler_;
-  TcpTransport tcp_;
-  IoBuffer& in_;  // the transport's read buffer
+  BufferPool& buffers_;
+  TcpTransport tcp_;                  // a plain connection's transport (unused under TLS)
+  std::unique_ptr<TlsTransport> tls_;  // a TLS connection's (open_tls)
+  Transport* io_;                      // the one in use
+  IoBuffer* in_;                       // its read buffer
+  std::string client_subject_;         // of a verified client certificate
   DeadlineTimer timer_;
   int open_handles_ = 0;
   bool closing_ = false;

@@ -707,10 +707,10 @@ TEST(ConfigErrors, HealthTimeoutMustNotExceedInterval) {
 TEST(ConfigErrors, HashKey) {
   EXPECT_EQ(errors_with_backend("[proxy]\nhash_key = \"foo\"\n"),
             (Errors{"t.toml:2:12: proxy.hash_key: expected uri, path, header:NAME, cookie:NAME, "
-                    "query:NAME or client_ip, got \"foo\""}));
+                    "query:NAME, client_ip or client_subject, got \"foo\""}));
   EXPECT_EQ(errors_with_backend("[proxy]\nhash_key = \"URI\"\n"),
             (Errors{"t.toml:2:12: proxy.hash_key: expected uri, path, header:NAME, cookie:NAME, "
-                    "query:NAME or client_ip, got \"URI\""}));
+                    "query:NAME, client_ip or client_subject, got \"URI\""}));
   EXPECT_EQ(errors_with_backend("[proxy]\nhash_key = \"header:\"\n"),
             (Errors{"t.toml:2:12: proxy.hash_key: missing the name after \"header:\""}));
   EXPECT_EQ(errors_with_backend("[proxy]\nhash_key = \"cookie:\"\n"),
@@ -721,6 +721,10 @@ TEST(ConfigErrors, HashKey) {
             (Errors{"t.toml:2:12: proxy.hash_key: \"X User\" is not a valid header name"}));
   EXPECT_EQ(errors_with_backend("[proxy]\nhash_key = \"cookie:a=b\"\n"),
             (Errors{"t.toml:2:12: proxy.hash_key: \"a=b\" is not a valid cookie name"}));
+  // A client certificate's subject is there only when client certificates are asked for.
+  EXPECT_EQ(errors_with_backend("[proxy]\nhash_key = \"client_subject\"\n"),
+            (Errors{"t.toml:2:12: proxy.hash_key: client_subject needs proxy.tls.client_ca: without it no "
+                    "client presents a certificate"}));
 }
 
 TEST(ConfigErrors, LogLevel) {

@@ -74,6 +74,9 @@ class FakeDownstream final : public h1::Downstream {
   void abort() override { finish(); }
   bool closing() const override { return false; }
   bool close_requested() const override { return false; }
+  std::string_view client_ip() const override { return "127.0.0.1"; }
+  const TlsTransport* tls() const override { return nullptr; }
+  std::string_view client_subject() const override { return {}; }
 
  private:
   void finish() { worker->notify_drain(); }

@@ -22,6 +22,8 @@ TEST(SelectHashKey, HashKeySelection) {
   EXPECT_EQ(select_hash_key(key(HashKeyKind::kCookie, "session"), target, h, "ip"), "abc");
   EXPECT_EQ(select_hash_key(key(HashKeyKind::kCookie, "late"), target, h, "ip"), "9");
   EXPECT_EQ(select_hash_key(key(HashKeyKind::kQuery, "id"), target, h, "ip"), "7");
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kClientSubject), target, h, "ip", "CN=alice"), "CN=alice");
+  EXPECT_EQ(select_hash_key(key(HashKeyKind::kClientSubject), target, h, "ip", ""), target);  // no certificate
   EXPECT_EQ(select_hash_key(key(HashKeyKind::kClientIp), target, h, "10.0.0.1"), "10.0.0.1");
   // Missing or empty: the URI.
   EXPECT_EQ(select_hash_key(key(HashKeyKind::kHeader, "x-none"), target, h, "ip"), target);

@@ -34,6 +34,24 @@ TEST(RequestRewrite, SendsHttp11WithForwardedFieldsAndDropsHopByHop) {
             "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n");
 }
 
+TEST(RequestRewrite, OverTlsSaysHttpsAndSendsTheVerifiedSubjectOnly) {
+  // The client's own X-Client-Subject lines are dropped, whatever their case: only the
+  // proxy vouches for a subject.
+  const std::vector<HeaderView> f = {{"Host", "h"}, {"x-client-subject", "CN=forged"}, {"X-Client-Subject", "CN=b"}};
+  RequestRewrite r;
+  r.https = true;
+  r.subject_header = "X-Client-Subject";
+  r.client_subject = "CN=alice,O=Example";
+  EXPECT_EQ(request(f, r),
+            "GET /k HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: https\r\n"
+            "X-Forwarded-Host: h\r\nX-Client-Subject: CN=alice,O=Example\r\n\r\n");
+  // No verified certificate: none sent, the client's still dropped.
+  r.client_subject = "";
+  EXPECT_EQ(request(f, r),
+            "GET /k HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: https\r\n"
+            "X-Forwarded-Host: h\r\n\r\n");
+}
+
 TEST(RequestRewrite, FoldsEveryViaAndXForwardedForLineOursLast) {
   const std::vector<HeaderView> f = {{"Host", "h"},
                                      {"Via", "1.1 a"},

@@ -4,30 +4,43 @@
 #include <cstring>
 
 #include "http/h1/response_parser.h"
-#include "net/tcp_transport.h"
 #include "net/local_error.h"
+#include "net/tcp_transport.h"
+#include "net/tls_transport.h"
 
 namespace ringproxy {
 
-// One probe: connect, send the request, read the response head (h1::ResponseParser), close.
-// The probe's socket is a TcpTransport, as every connection of ours is. Owned by its
-// handles; freed when both are closed.
+// One probe: connect (and the TLS handshake, to a TLS node), send the request, read
+// the response head (h1::ResponseParser), close. The probe's socket is a Transport, as
+// every connection of ours is. Owned by its handles; freed when both are closed.
 class HealthChecker::Probe final : private Transport::Handler {
  public:
-  Probe(HealthChecker& checker, const CheckTarget& target)
-      : checker_(checker), name_(target.name), tcp_(buffers_, *this) {
+  Probe(HealthChecker& checker, const CheckTarget& target, std::shared_ptr<TlsSessionCache> session)
+      : checker_(checker), name_(target.name), session_(std::move(session)), tcp_(buffers_, *this), io_(&tcp_) {
     request_ = "GET " + checker.settings_.path + " HTTP/1.1\r\nHost: " + target.host +
                "\r\nUser-Agent: ringproxy-health\r\nConnection: close\r\n\r\n";
     uv_timer_init(checker.poller_.loop(), &timer_);
     timer_.data = this;
     handles_ = 1;
-    if (tcp_.init(checker.poller_) == 0) handles_ = 2;
+    if (target.tls) {
+      Transport::Handler& self = *this;  // a private base: named here, where it is reachable
+      tls_ = std::make_unique<TlsTransport>(buffers_, self);
+      io_ = tls_.get();
+      if (tls_->init(checker.poller_) == 0) handles_ = 2;
+    } else if (tcp_.init(checker.poller_) == 0) {
+      handles_ = 2;
+    }
   }
 
   // Starts the probe. Precondition: the checker lists it (a failure here reports at
   // once, and finished() must find it).
   void begin(const CheckTarget& target) {
-    const int rc = handles_ == 2 ? tcp_.connect(reinterpret_cast<const sockaddr*>(&target.address)) : UV_ENOMEM;
+    const auto* addr = reinterpret_cast<const sockaddr*>(&target.address);
+    int rc = UV_ENOMEM;
+    if (handles_ == 2) {
+      // The handshake is bounded by the probe's timeout, as the connect is.
+      rc = tls_ ? tls_->connect_client(addr, target.tls, target.tls_name, session_.get(), 0) : tcp_.connect(addr);
+    }
     if (rc < 0) {
       if (is_local_resource_error(rc)) {  // no verdict: see net/local_error.h
         abandon();
@@ -65,7 +78,7 @@ class HealthChecker::Probe final : private Transport::Handler {
   void close() {
     if (closing_) return;
     closing_ = true;
-    tcp_.close();  // a no-op when its init failed
+    io_->close();  // a no-op when its init failed
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_timer_closed);
   }
 
@@ -77,12 +90,16 @@ class HealthChecker::Probe final : private Transport::Handler {
       return;
     }
     if (status < 0) {
-      fail(std::string("connect: ") + uv_err_name(status));
+      if (tls_ && !tls_->handshake_error().empty()) {
+        fail("TLS handshake failed: " + tls_->handshake_error());
+      } else {
+        fail(std::string("connect: ") + uv_err_name(status));
+      }
       return;
     }
     uv_buf_t buf = uv_buf_init(request_.data(), static_cast<unsigned>(request_.size()));
-    int rc = tcp_.write(&buf, 1);
-    if (rc >= 0) rc = tcp_.start_reading();
+    int rc = io_->write(&buf, 1);
+    if (rc >= 0) rc = io_->start_reading();
     if (rc < 0) fail(std::string("write: ") + uv_err_name(rc));
   }
 
@@ -98,11 +115,11 @@ class HealthChecker::Probe final : private Transport::Handler {
     }
     // The head is all a verdict needs: the first one, an interim 1xx included (which
     // fails the check, as any status outside 200-399 does).
-    switch (parser_.execute(tcp_.buffer()).step) {
+    switch (parser_.execute(io_->buffer()).step) {
       case h1::ResponseParser::Step::kMore:
         // More of the head to come. Reading stopped if the buffer was full (the parser
         // has grown it since): go on.
-        if (const int rc = tcp_.start_reading(); rc < 0) fail(std::string("read: ") + uv_err_name(rc));
+        if (const int rc = io_->start_reading(); rc < 0) fail(std::string("read: ") + uv_err_name(rc));
         return;
       case h1::ResponseParser::Step::kError:
         fail(std::string(parser_.error_reason()));
@@ -136,8 +153,11 @@ class HealthChecker::Probe final : private Transport::Handler {
   HealthChecker& checker_;
   std::string name_;
   std::string request_;
-  BufferPool buffers_;  // the probe's one read buffer
-  TcpTransport tcp_;
+  std::shared_ptr<TlsSessionCache> session_;  // the target's, for a TLS probe
+  BufferPool buffers_;  // the probe's read buffers
+  TcpTransport tcp_;                   // a plain probe's transport
+  std::unique_ptr<TlsTransport> tls_;  // a TLS probe's
+  Transport* io_;                      // the one in use
   uv_timer_t timer_{};
   h1::ResponseParser parser_{kMaxHead};
   bool closing_ = false;
@@ -154,6 +174,11 @@ void HealthChecker::configure(std::vector<CheckTarget> targets, CheckSettings se
   const bool interval_changed = settings.interval_ms != settings_.interval_ms;
   targets_ = std::move(targets);
   settings_ = std::move(settings);
+  // Sessions of nodes no longer probed over TLS are let go.
+  std::erase_if(sessions_, [&](const auto& entry) {
+    return std::none_of(targets_.begin(), targets_.end(),
+                        [&](const CheckTarget& t) { return t.tls && t.name == entry.first; });
+  });
   if (timer_ && interval_changed) uv_timer_start(timer_, on_tick, settings_.interval_ms, settings_.interval_ms);
 }
 
@@ -181,7 +206,13 @@ void HealthChecker::round() {
   for (const CheckTarget& target : targets_) {
     const bool busy = std::any_of(probes_.begin(), probes_.end(), [&](Probe* p) { return p->name() == target.name; });
     if (busy) continue;
-    auto* probe = new Probe(*this, target);  // owned by its handles
+    std::shared_ptr<TlsSessionCache> session;
+    if (target.tls) {
+      auto& slot = sessions_[target.name];
+      if (!slot) slot = std::make_shared<TlsSessionCache>();
+      session = slot;
+    }
+    auto* probe = new Probe(*this, target, std::move(session));  // owned by its handles
     probes_.push_back(probe);
     probe->begin(target);
   }

@@ -12,11 +12,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "net/poller.h"
+#include "net/tls_context.h"
 
 namespace ringproxy {
 
@@ -24,6 +26,10 @@ struct CheckTarget {
   std::string name;
   sockaddr_storage address{};
   std::string host;  // Host header: the backend's address as configured
+  // A node with tls = true is probed over TLS, made with this context, to tls_name
+  // (SNI and the name verified); null: plain TCP.
+  std::shared_ptr<const ClientTlsContext> tls;
+  std::string tls_name;
 };
 
 struct CheckSettings {
@@ -68,6 +74,10 @@ class HealthChecker {
   std::vector<CheckTarget> targets_;
   CheckSettings settings_;
   std::vector<Probe*> probes_;  // running, owned by their handles
+  // Per TLS target: its last session, so that a probe resumes rather than costing the
+  // node a full handshake every interval. Shared with the probe using it (a probe may
+  // outlive the checker).
+  std::map<std::string, std::shared_ptr<TlsSessionCache>, std::less<>> sessions_;
 };
 
 }  // namespace ringproxy

@@ -7,6 +7,8 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstring>
@@ -59,6 +61,12 @@ std::vector<std::string> certificate_names(X509* cert) {
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
   return names;
+}
+
+// The SSL ex_data slot that holds a client connection's TlsSessionCache*.
+int session_cache_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
 }
 
 // The leaf of a PEM chain file, or null (the caller reports tls_error_text()).
@@ -215,6 +223,97 @@ std::shared_ptr<const ServerTlsContext> ServerTlsContext::create(const ServerTls
   if (client_cas != nullptr) sk_X509_NAME_pop_free(client_cas, X509_NAME_free);
   if (!error->empty()) return nullptr;
   return self;
+}
+
+// ---------------------------------------------------------------------------------------
+// ClientTlsContext
+
+std::shared_ptr<const ClientTlsContext> ClientTlsContext::create(const UpstreamTlsConfig& config,
+                                                                 std::string* error) {
+  ERR_clear_error();
+  error->clear();
+  std::shared_ptr<ClientTlsContext> self(new ClientTlsContext);
+  self->verify_ = config.verify;
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) {
+    *error = "SSL_CTX_new: " + tls_error_text();
+    return nullptr;
+  }
+  self->ctx_ = ctx;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_cipher_list(ctx, kIntermediateCiphers);
+  SSL_CTX_set_default_passwd_cb(ctx, [](char*, int, int, void*) { return 0; });
+  static constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn);
+  // Sessions are kept per node by their connections (TlsSessionCache), not in here.
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+  if (config.verify) {
+    const int loaded = config.ca.empty() ? SSL_CTX_set_default_verify_paths(ctx)
+                                         : SSL_CTX_load_verify_locations(ctx, config.ca.c_str(), nullptr);
+    if (loaded != 1) {
+      *error = (config.ca.empty() ? std::string("the system's trust store") : config.ca) + ": " + tls_error_text();
+      return nullptr;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  }
+  if (!config.cert.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, config.cert.c_str()) != 1) {
+      *error = config.cert + ": " + tls_error_text();
+      return nullptr;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, config.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      *error = config.key + ": " + tls_error_text();
+      return nullptr;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+      *error = config.key + ": the key does not match " + config.cert + ": " + tls_error_text();
+      return nullptr;
+    }
+  }
+  return self;
+}
+
+ClientTlsContext::~ClientTlsContext() { SSL_CTX_free(ctx_); }
+
+SSL* ClientTlsContext::new_ssl(std::string_view name, TlsSessionCache* cache) const {
+  SSL* ssl = SSL_new(ctx_);
+  if (ssl == nullptr) return nullptr;
+  SSL_set_connect_state(ssl);
+  const std::string host(name);
+  in6_addr ip6;
+  in_addr ip4;
+  const bool is_ip = inet_pton(AF_INET, host.c_str(), &ip4) == 1 || inet_pton(AF_INET6, host.c_str(), &ip6) == 1;
+  bool ok = true;
+  if (is_ip) {
+    // An address is checked against the certificate's IP entries and never sent as
+    // SNI (RFC 6066 3: "Literal IPv4 and IPv6 addresses are not permitted").
+    if (verify_) ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) == 1;
+  } else if (!host.empty()) {
+    ok = SSL_set_tlsext_host_name(ssl, host.c_str()) == 1;
+    if (ok && verify_) {
+      SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      ok = SSL_set1_host(ssl, host.c_str()) == 1;
+    }
+  }
+  if (ok && cache != nullptr && cache->get() != nullptr) ok = SSL_set_session(ssl, cache->get()) == 1;
+  if (ok) ok = SSL_set_ex_data(ssl, session_cache_index(), cache) == 1;
+  if (!ok) {
+    SSL_free(ssl);
+    return nullptr;
+  }
+  return ssl;
+}
+
+int ClientTlsContext::on_new_session(SSL* ssl, SSL_SESSION* session) {
+  auto* cache = static_cast<TlsSessionCache*>(SSL_get_ex_data(ssl, session_cache_index()));
+  if (cache == nullptr) return 0;  // not kept: OpenSSL frees it
+  cache->put(session);
+  return 1;  // the reference is ours now
 }
 
 ServerTlsContext::~ServerTlsContext() {

@@ -112,6 +112,55 @@ class ServerTlsContext {
   std::shared_ptr<TicketKeys> keys_;
 };
 
+// The last session a backend gave us (a TLS 1.3 ticket, or a TLS 1.2 one), offered by
+// the next connection to it for an abbreviated handshake. One per pool (node and
+// worker) and per health-checked node; single-threaded like its owner.
+class TlsSessionCache {
+ public:
+  TlsSessionCache() = default;
+  ~TlsSessionCache() { SSL_SESSION_free(session_); }
+  TlsSessionCache(const TlsSessionCache&) = delete;
+  TlsSessionCache& operator=(const TlsSessionCache&) = delete;
+  // Takes `session` (its reference), dropping the one before.
+  void put(SSL_SESSION* session) {
+    SSL_SESSION_free(session_);
+    session_ = session;
+  }
+  SSL_SESSION* get() const { return session_; }  // still ours; null when none
+  void clear() { put(nullptr); }
+
+ private:
+  SSL_SESSION* session_ = nullptr;
+};
+
+// What connections to TLS backends are made with (SPEC "TLS", [upstream_tls]): TLS 1.2
+// and 1.3, the same cipher list as the listener, ALPN "http/1.1", the server's chain
+// verified against upstream_tls.ca (or the system's store) and its name against the
+// node's tls_name (a DNS name, checked against the certificate's names, and sent as SNI;
+// or an IP address, checked against its IP entries, no SNI: RFC 6066 3), a client
+// certificate when upstream_tls.cert is set. verify = false checks nothing. New sessions
+// go to the connection's TlsSessionCache (no cache inside OpenSSL). Built once per
+// config and shared by every worker.
+class ClientTlsContext {
+ public:
+  static std::shared_ptr<const ClientTlsContext> create(const UpstreamTlsConfig& config, std::string* error);
+  ~ClientTlsContext();
+  ClientTlsContext(const ClientTlsContext&) = delete;
+  ClientTlsContext& operator=(const ClientTlsContext&) = delete;
+
+  // A client-side SSL for one connection to `name`, offering `cache`'s session when it
+  // has one, and putting the sessions the server gives into it (`cache` null: none
+  // offered or kept; else it must outlive the SSL). Null when out of memory.
+  SSL* new_ssl(std::string_view name, TlsSessionCache* cache) const;
+  bool verifies() const { return verify_; }
+
+ private:
+  ClientTlsContext() = default;
+  static int on_new_session(SSL* ssl, SSL_SESSION* session);
+  SSL_CTX* ctx_ = nullptr;
+  bool verify_ = true;
+};
+
 // OpenSSL's error queue as one line ("" when empty); the queue is cleared.
 std::string tls_error_text();
 

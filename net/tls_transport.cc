@@ -108,6 +108,43 @@ int TlsTransport::open_server(int fd, bool nodelay_inherited, std::shared_ptr<co
   return 0;
 }
 
+int TlsTransport::connect_client(const sockaddr* addr, std::shared_ptr<const ClientTlsContext> context,
+                                 std::string_view name, TlsSessionCache* cache, uint32_t handshake_timeout_ms) {
+  if (poller_ == nullptr || ssl_ != nullptr || closing_) return UV_EINVAL;
+  SSL* ssl = context->new_ssl(name, cache);
+  if (ssl == nullptr) return UV_ENOMEM;
+  BIO* bio = BIO_new(TlsBio::method());
+  if (bio == nullptr) {
+    SSL_free(ssl);
+    return UV_ENOMEM;
+  }
+  const int rc = tcp_.connect(addr);
+  if (rc < 0) {
+    BIO_free(bio);
+    SSL_free(ssl);
+    return rc;
+  }
+  BIO_set_data(bio, this);
+  SSL_set_bio(ssl, bio, bio);
+  ssl_ = ssl;
+  client_ = true;
+  client_context_ = std::move(context);
+  if (handshake_timeout_ms > 0) uv_timer_start(&timer_, on_handshake_timer, handshake_timeout_ms, 0);
+  return 0;
+}
+
+void TlsTransport::on_connect(int status) {
+  if (closing_ || failed_) return;
+  if (status < 0) {
+    failed_ = true;
+    uv_timer_stop(&timer_);
+    handler_.on_connect(status);
+    return;
+  }
+  tcp_.start_reading();  // the handshake's
+  pump();                // our ClientHello
+}
+
 std::string_view TlsTransport::alpn() const {
   if (ssl_ == nullptr) return {};
   const unsigned char* p = nullptr;
@@ -225,6 +262,11 @@ void TlsTransport::pump() {
         return;
       }
       if (tcp_eof_ && tcp_.buffer().size() == 0 && e != SSL_ERROR_SSL) {
+        if (client_) {
+          handshake_error_ = "the server closed the connection during the handshake";
+          fail(UV_ECONNRESET, Failure::kPeerClosed);
+          return;
+        }
         handshake_error_ = "the client closed the connection during the handshake";
         fail(UV_EOF, Failure::kPeerClosed);  // as a client that closes before its request: no error
         return;
@@ -233,6 +275,10 @@ void TlsTransport::pump() {
       const bool plain_http = ERR_GET_LIB(first) == ERR_LIB_SSL && (ERR_GET_REASON(first) == SSL_R_HTTP_REQUEST ||
                                                                      ERR_GET_REASON(first) == SSL_R_HTTPS_PROXY_REQUEST);
       handshake_error_ = tls_error_text();
+      if (const long verdict = SSL_get_verify_result(ssl_); client_ && verdict != X509_V_OK) {
+        // OpenSSL's queue says only "certificate verify failed": the reason is here.
+        handshake_error_ = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verdict);
+      }
       if (handshake_error_.empty()) handshake_error_ = "handshake failed (SSL_get_error " + std::to_string(e) + ")";
       flush();  // the alert, when OpenSSL made one
       fail(UV_EPROTO, plain_http ? Failure::kPlainHttp : Failure::kError);
@@ -289,7 +335,11 @@ void TlsTransport::fail(int status, Failure kind) {
   reading_ = false;
   uv_timer_stop(&timer_);
   tcp_.stop_reading();
-  handler_.on_read(status);
+  if (client_ && !handshake_done_) {
+    handler_.on_connect(status);  // the connect the caller waits for failed
+  } else {
+    handler_.on_read(status);
+  }
 }
 
 void TlsTransport::on_handshake_timer(uv_timer_t* t) {

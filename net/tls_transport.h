@@ -57,6 +57,13 @@ class TlsTransport final : public Transport, private Transport::Handler, private
   // caller's.
   int open_server(int fd, bool nodelay_inherited, std::shared_ptr<const ServerTlsContext> context,
                   uint32_t handshake_timeout_ms);
+  // Connects to `addr` and runs the client handshake for `name` (SNI and verification,
+  // ClientTlsContext::new_ssl), offering `cache`'s session and keeping the next one
+  // there. on_connect follows once: 0 when the handshake is done, else the TCP error,
+  // UV_ETIMEDOUT (`handshake_timeout_ms`, 0 = none: the caller's connect timer bounds
+  // it) or UV_EPROTO (handshake_error() says why, the verification's verdict included).
+  int connect_client(const sockaddr* addr, std::shared_ptr<const ClientTlsContext> context, std::string_view name,
+                     TlsSessionCache* cache, uint32_t handshake_timeout_ms);
 
   // How a handshake ended without success.
   enum class Failure {
@@ -97,6 +104,7 @@ class TlsTransport final : public Transport, private Transport::Handler, private
 
  private:
   // Transport::Handler, of the TCP transport below.
+  void on_connect(int status) override;
   void on_read(ssize_t nread) override;
   void on_write_done(int status) override;
   void on_closed() override;
@@ -122,6 +130,7 @@ class TlsTransport final : public Transport, private Transport::Handler, private
   TcpTransport tcp_;
   Poller* poller_ = nullptr;
   std::shared_ptr<const ServerTlsContext> context_;  // keeps the SSL_CTX for ssl_
+  std::shared_ptr<const ClientTlsContext> client_context_;  // or this one, client side
   SSL* ssl_ = nullptr;
   std::string out_;   // ciphertext being sent (pinned while tcp_ has a write queued)
   std::string next_;  // ciphertext written meanwhile
@@ -132,6 +141,7 @@ class TlsTransport final : public Transport, private Transport::Handler, private
   bool tcp_eof_ = false;      // the TCP peer's FIN (or an error) was read below
   bool failed_ = false;       // fail() ran
   bool plaintext_ = false;    // enter_plaintext() ran
+  bool client_ = false;       // connect_client(): errors before the handshake's end go to on_connect
   Failure failure_ = Failure::kNone;
   bool tcp_writing_ = false;  // tcp_ has a write queued (out_ pinned)
   bool shut_pending_ = false; // shutdown_write() waits for the queued write

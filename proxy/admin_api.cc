@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "config/tls.h"
 #include "http/message.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
@@ -45,6 +46,8 @@ json node_json(const Routing& r, NodeIndex i, const std::vector<double>& shares)
   const uint32_t weight = r.ring->nodes()[i].weight;
   return {{"name", b.name},
           {"address", b.address.to_string()},
+          {"tls", b.tls},
+          {"tls_name", b.tls ? b.tls_name : ""},
           {"weight", weight},
           {"state", node_state(b, weight)},
           {"in_flight", b.state->in_flight.load()},
@@ -209,8 +212,22 @@ class Api {
     if (!address) return error(400, "invalid address \"" + addr_it->get<std::string>() + "\": " + why);
     int64_t weight = 1;
     if (body.contains("weight") && !int_field(body, "weight", 0, 1000, &weight, &resp)) return resp;
+    bool tls = false;
+    std::string tls_name;
+    if (auto it = body.find("tls"); it != body.end()) {
+      if (!it->is_boolean()) return error(400, "\"tls\" must be true or false");
+      tls = it->get<bool>();
+    }
+    if (auto it = body.find("tls_name"); it != body.end()) {
+      if (!it->is_string()) return error(400, "\"tls_name\" must be a string");
+      auto parsed = config_internal::parse_tls_name(it->get<std::string>(), &why);
+      if (!parsed) return error(400, "invalid tls_name: " + why);
+      if (!tls && !parsed->empty()) return error(400, "\"tls_name\" needs \"tls\": true");
+      tls_name = std::move(*parsed);
+    }
     for (const auto& key : body.items()) {
-      if (key.key() != "name" && key.key() != "address" && key.key() != "weight") {
+      if (key.key() != "name" && key.key() != "address" && key.key() != "weight" && key.key() != "tls" &&
+          key.key() != "tls_name") {
         return error(400, "unknown field \"" + key.key() + "\"");
       }
     }
@@ -221,7 +238,7 @@ class Api {
         return error(409, "address " + address->to_string() + " is already node \"" + b.name + "\"");
       }
     }
-    next.backends.push_back({name, *address, static_cast<uint32_t>(weight), false, ""});
+    next.backends.push_back({name, *address, static_cast<uint32_t>(weight), tls, tls_name});
     if (std::string e = server_.apply(std::move(next)); !e.empty()) return error(400, e);
     RP_LOG(LogLevel::kInfo, "admin: added node=" + name + " address=" + address->to_string());
     const auto r = server_.routing();

@@ -37,7 +37,10 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config,
   routing->config = std::move(config);
   routing->ring = std::move(built.ring);
   routing->generation = generation;
-  if (previous) routing->server_tls = previous->server_tls;
+  if (previous) {
+    routing->server_tls = previous->server_tls;
+    routing->upstream_tls = previous->upstream_tls;
+  }
   routing->backends.resize(routing->ring->nodes().size());
   for (const BackendConfig& b : routing->config->backends) {
     const NodeIndex i = *routing->ring->find(b.name);
@@ -47,6 +50,14 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config,
     out.pool_key = b.name;
     out.pool_key += '\0';
     out.pool_key += b.address.to_string();
+    out.tls = b.tls;
+    if (b.tls) {
+      out.tls_name = b.tls_name.empty() ? b.address.host : b.tls_name;
+      out.pool_key += '\0';
+      out.pool_key += "tls";
+      out.pool_key += '\0';
+      out.pool_key += out.tls_name;
+    }
     if (!to_sockaddr(b.address, &out.sockaddr)) {
       *error = "backend " + b.name + ": address " + b.address.to_string() + " does not parse";
       return nullptr;

@@ -18,6 +18,7 @@
 
 namespace ringproxy {
 
+class ClientTlsContext;
 class ServerTlsContext;
 
 // A slow-start ramp as NodeState keeps it: one word, so that a worker reads the start
@@ -124,7 +125,11 @@ struct Backend {
   std::string name;
   Address address;
   sockaddr_storage sockaddr{};  // address, resolved once
-  std::string pool_key;         // name, NUL, address: a worker's pool for this node
+  // name, NUL, address (and, for TLS, NUL "tls" NUL tls name): a worker's pool for this
+  // node, so a node whose TLS settings change gets new connections.
+  std::string pool_key;
+  bool tls = false;      // connections speak TLS (BackendConfig::tls)
+  std::string tls_name;  // SNI and the name verified: tls_name, else the address's host
   std::shared_ptr<NodeState> state;
 };
 
@@ -137,6 +142,9 @@ struct Routing {
   // every reload; a routing built for another change (admin, gossip) keeps the
   // previous one's.
   std::shared_ptr<const ServerTlsContext> server_tls;
+  // [upstream_tls], loaded: what connections to tls = true nodes are made with. Built
+  // at start and on every reload, kept by other changes, as server_tls.
+  std::shared_ptr<const ClientTlsContext> upstream_tls;
 };
 
 // Fills a sockaddr for an IP literal address; false if it does not parse.

@@ -95,15 +95,6 @@ std::string count_of(size_t n, const char* what) {
 
 }  // namespace
 
-std::string tls_not_served_yet(const Config& config) {
-  for (size_t i = 0; i < config.backends.size(); ++i) {
-    if (config.backends[i].tls) {
-      return "backend[" + std::to_string(i) + "].tls: this version does not speak TLS to backends yet (issue 13)";
-    }
-  }
-  return {};
-}
-
 int run_check(const std::string& path, std::ostream& out, std::ostream& err, std::time_t now) {
   const ConfigResult r = load_config_file(path);
   for (const ConfigError& e : r.errors) err << e.to_string() << '\n';
@@ -119,10 +110,6 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err, std
   if (errors > 0) {
     err << path << ": " << count_of(static_cast<size_t>(errors), "error")
         << (warnings > 0 ? ", " + count_of(warnings, "warning") : "") << '\n';
-    return kExitConfig;
-  }
-  if (const std::string why = tls_not_served_yet(r.config); !why.empty()) {
-    err << path << ": " << why << '\n';
     return kExitConfig;
   }
   out << path << ": ok (" << r.config.backends.size() << " backends"

@@ -32,11 +32,6 @@ constexpr int kExitUsage = 2;
 void print_usage(std::ostream& out);
 std::string version_string();
 
-// TLS to backends is read and checked (SPEC "TLS") but not yet spoken: upstream
-// connections are plain TCP until issue 13's client side lands. A config that asks for
-// it is refused rather than sent in the clear: the reason, or "".
-std::string tls_not_served_yet(const Config& config);
-
 // --check: prints every error of the file to `err` (one per line) and a summary to
 // `out`; returns kExitOk when the file is valid, kExitConfig when not. A valid file's
 // TLS files are then checked as of `now` (net/tls_files.h) and their problems printed

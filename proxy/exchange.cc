@@ -37,6 +37,7 @@ void Exchange::reset() {
   req_ = nullptr;
   resp_bytes_ = 0;
   attempts_ = 0;
+  failed_cause_.clear();
   tunnel_ = upstream_eof_ = false;
   close_after_ = false;
   routing_.reset();
@@ -210,9 +211,13 @@ void Exchange::pick_node_and_connect() {
     if (attempts_ == 0) {
       down_.respond_error(503, "no backend available", "no usable node");
     } else {
-      down_.respond_error(502, "backend failed", "no further node to retry on");
+      down_.respond_error(502, "backend failed", failed_cause_ + "; no further node to retry on");
     }
     return;
+  }
+  if (!failed_cause_.empty()) {
+    RP_LOG(LogLevel::kWarn, "upstream " + failed_cause_ + ", retrying on node=" + r.backends[*node].name);
+    failed_cause_.clear();
   }
   node_ = *node;
   tried_[attempts_++] = node_;
@@ -302,10 +307,16 @@ void Exchange::on_upstream_connect(int status) {
   }
   if (status < 0) {
     const bool timeout = status == UV_ETIMEDOUT;
-    upstream_failed(timeout ? 504 : 502,
-                    std::string(timeout ? "connect timeout" : "connect failed: ") +
-                        (timeout ? "" : uv_err_name(status)),
-                    true);
+    std::string cause;
+    if (timeout) {
+      cause = "connect timeout";
+    } else if (up_ != nullptr && !up_->tls_error().empty()) {
+      cause = "TLS handshake failed: ";  // a wrong CA or name, an expired certificate, ...
+      cause += up_->tls_error();
+    } else {
+      cause = std::string("connect failed: ") + uv_err_name(status);
+    }
+    upstream_failed(timeout ? 504 : 502, cause, true);
     return;
   }
   attach_upstream(up_);
@@ -333,8 +344,11 @@ void Exchange::upstream_failed(int status_code, std::string_view cause, bool ret
     note_node_failure(b);
     if (may_retry()) {
       bump(worker_.stats().retries);
-      RP_LOG(LogLevel::kWarn, std::string("upstream ") + std::string(cause) + ": node=" + b.name +
-                                  " address=" + b.address.to_string() + ", retrying on the next node");
+      failed_cause_.assign(cause);
+      failed_cause_ += " at node ";
+      failed_cause_ += b.name;
+      failed_cause_ += " address=";
+      failed_cause_ += b.address.to_string();
       pick_node_and_connect();
       return;
     }

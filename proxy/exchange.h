@@ -138,6 +138,9 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   std::string up_head_;          // request head as sent upstream (kept for retries)
   std::string origin_scratch_;   // "/" + query of an absolute target without a path
   std::string host_line_;        // "Host: ADDRESS\r\n" for a request that had none
+  // Why the last node failed, with its name, while the next is picked: logged with the
+  // retry, or with the 502 when no node is left (one line per failure either way).
+  std::string failed_cause_;
   uint64_t up_sent_us_ = 0;      // when the head went to the node (this attempt)
 
   // The response.

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <random>
 
+#include "config/tls.h"
 #include "gossip/codec.h"
 #include "proxy/log.h"
 
@@ -23,19 +24,39 @@ constexpr int64_t kSeedGraceMs = 2000;
 }  // namespace
 
 std::string encode_backend(const BackendConfig& b) {
-  return b.address.to_string() + " " + std::to_string(b.weight);
+  std::string out = b.address.to_string() + " " + std::to_string(b.weight);
+  if (b.tls) {
+    out += " tls";
+    if (!b.tls_name.empty()) out += "=" + b.tls_name;
+  }
+  return out;
 }
 
 std::optional<BackendConfig> decode_backend(const std::string& name, std::string_view value) {
-  const size_t space = value.rfind(' ');
-  if (space == std::string_view::npos) return std::nullopt;
+  BackendConfig b{name, {}, 0, false, ""};
+  // An optional third word: "tls" or "tls=NAME".
+  const size_t first = value.find(' ');
+  if (first == std::string_view::npos) return std::nullopt;
+  const size_t second = value.find(' ', first + 1);
+  if (second != std::string_view::npos) {
+    const std::string_view tls = value.substr(second + 1);
+    if (tls != "tls" && !tls.starts_with("tls=")) return std::nullopt;
+    b.tls = true;
+    if (tls.size() > 4) {
+      std::string why;
+      auto tls_name = config_internal::parse_tls_name(tls.substr(4), &why);
+      if (!tls_name || tls_name->empty()) return std::nullopt;
+      b.tls_name = std::move(*tls_name);
+    }
+    value = value.substr(0, second);
+  }
   std::string why;
-  auto address = parse_address(value.substr(0, space), &why);
-  uint32_t weight = 0;
-  const std::string_view w = value.substr(space + 1);
-  const auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), weight);
-  if (!address || ec != std::errc() || end != w.data() + w.size() || weight > 1000) return std::nullopt;
-  return BackendConfig{name, *address, weight, false, ""};
+  auto address = parse_address(value.substr(0, first), &why);
+  const std::string_view w = value.substr(first + 1);
+  const auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), b.weight);
+  if (!address || ec != std::errc() || end != w.data() + w.size() || b.weight > 1000) return std::nullopt;
+  b.address = *address;
+  return b;
 }
 
 GossipAgent::GossipAgent(uv_loop_t* loop, OnShared on_shared) : loop_(loop), on_shared_(std::move(on_shared)) {}

@@ -108,7 +108,9 @@ class GossipAgent {
   std::function<void()> left_;
 };
 
-// "ADDRESS WEIGHT" <-> BackendConfig (name from the key). nullopt when malformed.
+// "ADDRESS WEIGHT", then " tls" or " tls=NAME" for a TLS node <-> BackendConfig (name
+// from the key). nullopt when malformed. (An instance before TLS to backends finds a TLS
+// node's value malformed and leaves it out: it could not reach it anyway.)
 std::string encode_backend(const BackendConfig& b);
 std::optional<BackendConfig> decode_backend(const std::string& name, std::string_view value);
 

@@ -47,7 +47,7 @@ void Server::sync_health(const Routing& routing, HealthTable::Start added) {
   std::vector<CheckTarget> targets;
   for (const Backend& b : routing.backends) {
     names.push_back(b.name);
-    targets.push_back({b.name, b.sockaddr, b.address.to_string()});
+    targets.push_back({b.name, b.sockaddr, b.address.to_string(), b.tls ? routing.upstream_tls : nullptr, b.tls_name});
   }
   health_.set_nodes(names, now, routing.config->health.slow_start_ms > 0 ? added : HealthTable::Start::kServing);
   for (const Backend& b : routing.backends) copy_state(routing, b.name);
@@ -143,8 +143,7 @@ std::shared_ptr<const Routing> Server::routing() {
   return shared_.routing;
 }
 
-std::shared_ptr<const ServerTlsContext> Server::load_server_tls(const Config& config,
-                                                                std::vector<std::string>* errors) {
+void Server::load_tls(const Config& config, Routing& routing, std::vector<std::string>* errors) {
   // Every TLS file the config names, upstream_tls's too: an error refuses the config,
   // a warning (a certificate about to expire) is logged.
   for (const TlsFileProblem& p : check_tls_files(config, std::time(nullptr))) {
@@ -154,11 +153,16 @@ std::shared_ptr<const ServerTlsContext> Server::load_server_tls(const Config& co
       RP_LOG(LogLevel::kWarn, p.to_string(config_path_));
     }
   }
-  if (!errors->empty() || !config.proxy.tls.enabled) return nullptr;
+  if (!errors->empty()) return;
   std::string error;
-  auto context = ServerTlsContext::create(config.proxy.tls, ticket_keys_, &error);
-  if (!context) errors->push_back(config_path_ + ": proxy.tls: " + error);
-  return context;
+  routing.server_tls = nullptr;
+  if (config.proxy.tls.enabled) {
+    routing.server_tls = ServerTlsContext::create(config.proxy.tls, ticket_keys_, &error);
+    if (!routing.server_tls) errors->push_back(config_path_ + ": proxy.tls: " + error);
+  }
+  // Made whether or not a node speaks TLS now: one added later (admin, gossip) may.
+  routing.upstream_tls = ClientTlsContext::create(config.upstream_tls, &error);
+  if (!routing.upstream_tls) errors->push_back(config_path_ + ": upstream_tls: " + error);
 }
 
 ReloadReport Server::reload(bool dry_run) {
@@ -166,15 +170,6 @@ ReloadReport Server::reload(bool dry_run) {
   ConfigResult r = load_config_file(config_path_);
   for (const ConfigError& e : r.errors) report.errors.push_back(e.to_string());
   if (!r.ok()) return report;
-  if (const std::string why = tls_not_served_yet(r.config); !why.empty()) {
-    report.errors.push_back(config_path_ + ": " + why);
-    return report;
-  }
-  // Certificates and keys are read again whether or not their paths changed: a reload
-  // is how an operator rolls a renewed certificate in. New handshakes take them; open
-  // connections keep the context they were accepted with.
-  std::shared_ptr<const ServerTlsContext> server_tls = load_server_tls(r.config, &report.errors);
-  if (!report.errors.empty()) return report;
   auto config = std::make_shared<const Config>(std::move(r.config));
   const std::shared_ptr<const Routing> current = routing();
   std::string error;
@@ -183,7 +178,11 @@ ReloadReport Server::reload(bool dry_run) {
     report.errors.push_back(config_path_ + ": " + error);
     return report;
   }
-  next->server_tls = std::move(server_tls);
+  // Certificates and keys are read again whether or not their paths changed: a reload
+  // is how an operator rolls a renewed certificate in. New handshakes take them; open
+  // connections keep the context they were made with.
+  load_tls(*config, *next, &report.errors);
+  if (!report.errors.empty()) return report;
   report.ok = true;
   report.moved_fraction = Ring::moved_fraction(*current->ring, *next->ring);
   if (dry_run) return report;
@@ -572,16 +571,6 @@ int Server::load() {
     for (const ConfigError& e : r.errors) std::cerr << e.to_string() << '\n';
     return kExitConfig;
   }
-  if (const std::string why = tls_not_served_yet(r.config); !why.empty()) {
-    std::cerr << "ringproxy: " << config_path_ << ": " << why << '\n';
-    return kExitConfig;
-  }
-  std::vector<std::string> tls_errors;
-  std::shared_ptr<const ServerTlsContext> server_tls = load_server_tls(r.config, &tls_errors);
-  if (!tls_errors.empty()) {
-    for (const std::string& e : tls_errors) std::cerr << e << '\n';
-    return kExitConfig;
-  }
   config_ = std::make_shared<const Config>(std::move(r.config));
   Log::set_level(config_->proxy.log_level);
   if (std::string e = AccessLog::open(config_->proxy.access_log); !e.empty()) {
@@ -595,7 +584,15 @@ int Server::load() {
     std::cerr << "ringproxy: " << config_path_ << ": " << error << '\n';
     return kExitConfig;
   }
-  routing->server_tls = std::move(server_tls);
+  std::vector<std::string> tls_errors;
+  load_tls(*config_, *routing, &tls_errors);
+  if (!tls_errors.empty()) {
+    for (const std::string& e : tls_errors) std::cerr << e << '\n';
+    return kExitConfig;
+  }
+  if (!config_->upstream_tls.verify) {
+    RP_LOG(LogLevel::kWarn, "upstream_tls.verify = false: TLS backends' certificates and names are not checked");
+  }
   shared_.routing = routing;
   return kExitOk;
 }

@@ -66,9 +66,10 @@ class Server {
   static void on_passive_health(uv_async_t* a);
   static void on_health_timer(uv_timer_t* t);
   static void on_ticket_timer(uv_timer_t* t);
-  // proxy.tls of `config`, loaded for new handshakes: its files checked (problems into
-  // *errors, warnings logged) and read. Null when TLS is off or on an error.
-  std::shared_ptr<const ServerTlsContext> load_server_tls(const Config& config, std::vector<std::string>* errors);
+  // The TLS contexts of `config`, loaded for new connections: every TLS file checked
+  // (problems into *errors, warnings logged) and read. On an error, *errors says why
+  // and the routing is not to be published.
+  void load_tls(const Config& config, Routing& routing, std::vector<std::string>* errors);
   void publish(std::shared_ptr<const Routing> routing);
   void begin_drain();
   // A start-up failure after the control loop opened handles: says what, closes them.

@@ -7,20 +7,34 @@
 namespace ringproxy {
 
 UpstreamConn::UpstreamConn(Worker& worker, UpstreamPool& pool)
-    : worker_(worker), pool_(&pool), tcp_(worker.buffers(), *this) {}
+    : worker_(worker), pool_(&pool), tcp_(worker.buffers(), *this), io_(&tcp_) {}
 
 UpstreamConn* UpstreamConn::create(Worker& worker, UpstreamPool& pool) {
   auto* c = new UpstreamConn(worker, pool);  // owned by its handles: freed in handle_closed
   ++pool.live_;
   c->timer_.init(worker.loop(), c);
   c->open_handles_ = 1;
-  if (c->tcp_.init(worker.poller()) == 0) c->open_handles_ = 2;
+  if (pool.tls()) {
+    Transport::Handler& self = *c;  // a private base: named here, where it is reachable
+    c->tls_ = std::make_unique<TlsTransport>(worker.buffers(), self);
+    c->io_ = c->tls_.get();
+    if (c->tls_->init(worker.poller()) == 0) c->open_handles_ = 2;
+  } else if (c->tcp_.init(worker.poller()) == 0) {
+    c->open_handles_ = 2;
+  }
   return c;
 }
 
 int UpstreamConn::connect(const sockaddr* addr, Owner* owner, uint32_t timeout_ms) {
   owner_ = owner;
-  const int rc = tcp_.connect(addr);
+  int rc;
+  if (tls_) {
+    const auto& context = worker_.routing().upstream_tls;
+    if (!context) return UV_EINVAL;  // not loaded: the config check keeps this from happening
+    rc = tls_->connect_client(addr, context, pool_->tls_name(), &pool_->tls_session(), 0);
+  } else {
+    rc = tcp_.connect(addr);
+  }
   if (rc < 0) return rc;
   connecting_ = true;
   arm_timer(timeout_ms);
@@ -47,7 +61,7 @@ int UpstreamConn::write(const uv_buf_t* bufs, unsigned count) {
   uv_buf_t local[4];
   count = std::min(count, 4u);
   std::copy(bufs, bufs + count, local);
-  return tcp_.write(local, count);
+  return io_->write(local, count);
 }
 
 void UpstreamConn::on_write_done(int status) {
@@ -55,7 +69,7 @@ void UpstreamConn::on_write_done(int status) {
   owner_->on_upstream_write(status);
 }
 
-int UpstreamConn::shutdown_write() { return tcp_.shutdown_write(); }
+int UpstreamConn::shutdown_write() { return io_->shutdown_write(); }
 
 void UpstreamConn::arm_timer(uint32_t ms) { timer_.arm(ms, on_timer); }
 void UpstreamConn::disarm_timer() { timer_.disarm(); }
@@ -82,7 +96,7 @@ void UpstreamConn::close() {
   closing_ = true;
   owner_ = nullptr;
   pool_->forget(this);
-  tcp_.close();  // a no-op when its init failed
+  io_->close();  // a no-op when its init failed
   uv_close(reinterpret_cast<uv_handle_t*>(timer_.handle()), on_timer_closed);
 }
 
@@ -97,7 +111,8 @@ void UpstreamConn::handle_closed() {
   pool->on_conn_freed();
 }
 
-UpstreamPool::UpstreamPool(Worker& worker, std::string key) : worker_(worker), key_(std::move(key)) {}
+UpstreamPool::UpstreamPool(Worker& worker, std::string key, bool tls, std::string tls_name)
+    : worker_(worker), key_(std::move(key)), tls_(tls), tls_name_(std::move(tls_name)) {}
 
 void UpstreamPool::on_conn_freed() {
   if (--live_ == 0 && retired_) worker_.drop_pool(this);  // frees this
@@ -123,7 +138,11 @@ void UpstreamPool::release(UpstreamConn* conn, uint32_t idle_timeout_ms) {
   }
   conn->set_owner(nullptr);
   conn->buffer().clear();
-  conn->tcp_.release_buffer();
+  if (conn->tls_) {
+    conn->tls_->release_buffer();
+  } else {
+    conn->tcp_.release_buffer();
+  }
   if (conn->start_reading() < 0) {
     conn->close();
     return;

@@ -12,6 +12,8 @@
 #include "net/deadline_timer.h"
 #include "net/io_buffer.h"
 #include "net/tcp_transport.h"
+#include "net/tls_context.h"
+#include "net/tls_transport.h"
 #include "proxy/backends.h"
 
 namespace ringproxy {
@@ -19,8 +21,10 @@ namespace ringproxy {
 class Worker;
 class UpstreamPool;
 
-// One TCP connection to a backend. Owned by its pool while idle and by a client
-// connection's exchange while in use; freed only in its close callback (STYLE rule 4).
+// One connection to a backend, over TCP or, to a node with tls = true, over TLS (the
+// handshake is part of the connect: on_upstream_connect comes after it, and the connect
+// timeout bounds both). Owned by its pool while idle and by a client connection's
+// exchange while in use; freed only in its close callback (STYLE rule 4).
 class UpstreamConn final : private Transport::Handler {
  public:
   // Callbacks into the exchange that holds the connection.
@@ -38,22 +42,25 @@ class UpstreamConn final : private Transport::Handler {
 
   // Starts connecting; the owner's on_upstream_connect follows, unless this returns an
   // error (a libuv code), in which case nothing follows and the caller must close().
+  // A TLS failure is on_upstream_connect(UV_EPROTO), tls_error() saying why.
   int connect(const sockaddr* addr, Owner* owner, uint32_t timeout_ms);
   void set_owner(Owner* owner) { owner_ = owner; }
-  int start_reading() { return tcp_.start_reading(); }
-  void stop_reading() { tcp_.stop_reading(); }
+  int start_reading() { return io_->start_reading(); }
+  void stop_reading() { io_->stop_reading(); }
   // Writes as much as the socket takes now; the rest is queued with uv_write and
   // on_upstream_write follows. Returns 0 (all written, no callback), 1 (queued, a
   // callback follows) or a libuv error (nothing follows).
   int write(const uv_buf_t* bufs, unsigned count);
-  bool write_pending() const { return tcp_.write_pending(); }
+  bool write_pending() const { return io_->write_pending(); }
   // Sends FIN after the queued writes (a tunnel's client finished sending).
   int shutdown_write();
   void arm_timer(uint32_t ms);
   void disarm_timer();
   void close();  // idempotent; the object is freed later
 
-  IoBuffer& buffer() { return tcp_.buffer(); }
+  IoBuffer& buffer() { return io_->buffer(); }
+  // Why the TLS handshake failed ("" for a plain connection or none failed).
+  std::string_view tls_error() const { return tls_ ? std::string_view(tls_->handshake_error()) : std::string_view(); }
   UpstreamPool& pool() { return *pool_; }
   bool reused() const { return reused_; }
   void mark_reused() { reused_ = true; }
@@ -73,7 +80,9 @@ class UpstreamConn final : private Transport::Handler {
   Worker& worker_;
   UpstreamPool* pool_;
   Owner* owner_ = nullptr;  // null while idle in the pool
-  TcpTransport tcp_;
+  TcpTransport tcp_;                   // a plain connection's (unused under TLS)
+  std::unique_ptr<TlsTransport> tls_;  // a TLS node's
+  Transport* io_;                      // the one in use
   DeadlineTimer timer_;
   int open_handles_ = 0;
   bool closing_ = false;
@@ -84,8 +93,9 @@ class UpstreamConn final : private Transport::Handler {
 class UpstreamPool {
  public:
   friend class UpstreamConn;
-  // `key`: the node's name, NUL, its address (Backend::pool_key).
-  UpstreamPool(Worker& worker, std::string key);
+  // `key`: Backend::pool_key. `tls`: connections speak TLS to `tls_name` (SNI and the
+  // name verified).
+  UpstreamPool(Worker& worker, std::string key, bool tls = false, std::string tls_name = {});
   ~UpstreamPool();
 
   // An idle connection ready for a request (its owner set), or null.
@@ -105,6 +115,9 @@ class UpstreamPool {
   bool retired() const { return retired_; }
   void unretire() { retired_ = false; }
   const std::string& key() const { return key_; }
+  bool tls() const { return tls_; }
+  const std::string& tls_name() const { return tls_name_; }
+  TlsSessionCache& tls_session() { return tls_session_; }
   size_t live() const { return live_; }
   // A connection of this pool was freed (its last close callback).
   void on_conn_freed();
@@ -120,6 +133,9 @@ class UpstreamPool {
  private:
   Worker& worker_;
   std::string key_;
+  bool tls_ = false;
+  std::string tls_name_;
+  TlsSessionCache tls_session_;  // the node's last session, for the next handshake
   std::vector<UpstreamConn*> idle_;
   size_t live_ = 0;  // connections made and not yet freed
   bool retired_ = false;

@@ -270,16 +270,6 @@ TEST(Cli, CheckWithValidTlsFiles) {
   EXPECT_EQ(r.err, "");
 }
 
-TEST(Cli, ABackendTlsConfigIsRefusedAtStartUntilSpoken) {
-  // Never a backend in the clear when the file asks for TLS to it (issue 13's client
-  // side in progress).
-  const std::string path = write_file("tls-backend.toml", "[[backend]]\n"
-                                                          "name = \"a\"\naddress = \"127.0.0.1:9001\"\ntls = true\n");
-  CmdResult r = run("-c " + path);
-  EXPECT_EQ(r.code, 1);
-  EXPECT_EQ(r.err, "ringproxy: " + path + ": " + tls_not_served_yet(load_config_file(path).config) + "\n");
-}
-
 TEST(Cli, CheckTlsFileErrorsExitOne) {
   const std::time_t now = std::time(nullptr);
   const std::string cert =

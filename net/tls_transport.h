@@ -134,6 +134,7 @@ class TlsTransport final : public Transport, private Transport::Handler, private
   SSL* ssl_ = nullptr;
   std::string out_;   // ciphertext being sent (pinned while tcp_ has a write queued)
   std::string next_;  // ciphertext written meanwhile
+  std::string plain_;  // a write's small buffers together, for one record
   std::string handshake_error_;
   uv_timer_t timer_{};
   int open_handles_ = 0;  // tcp_ and timer_

@@ -22,6 +22,9 @@
 # env: PARTS="callgrind syscalls"  CG_CONNS=4 CG_DURATION=8  SC_CONNS=50 SC_DURATION=6
 #      MODE=keepalive (close: every request carries "Connection: close", so each is a new
 #      client connection and the figures are per new connection)
+#      TLS=1: the listener speaks TLS 1.3 (an ECDSA P-256 certificate made here) and wrk
+#      https: the figures then include the TLS layer (its handshakes are amortised over
+#      the keep-alive requests of wrk's connections)
 #      TOP=15 (functions listed; 0: none)  BASE_PORT=18400 (backend BASE+1, proxy BASE+2)
 #      KEEP=1 keeps the work directory (callgrind outputs, logs) and prints its path.
 set -euo pipefail
@@ -50,7 +53,10 @@ case $MODE in
 esac
 B_PORT=$((BASE + 1))
 P_PORT=$((BASE + 2))
-URL=http://127.0.0.1:$P_PORT/k/1
+TLS=${TLS:-0}
+scheme=http
+[[ $TLS == 1 ]] && scheme=https
+URL=$scheme://127.0.0.1:$P_PORT/k/1
 
 for p in $PARTS; do
   case $p in
@@ -94,6 +100,12 @@ listen = ""
 name = "a"
 address = "127.0.0.1:$B_PORT"
 CONF
+if [[ $TLS == 1 ]]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/site.key" \
+    -out "$work/site.pem" -days 7 -subj /CN=cost.test 2>/dev/null
+  printf '\n[proxy.tls]\ncertificates = [{ cert = "%s", key = "%s" }]\nmin_version = "TLSv1.3"\n' \
+    "$work/site.pem" "$work/site.key" >>"$work/ringproxy.toml"
+fi
 "$proxy" --check -c "$work/ringproxy.toml" >/dev/null
 
 # Listening, as ss sees it: no probe connection, which the proxy would count as work.

@@ -8,11 +8,16 @@
 # Three workloads, each for every proxy in turn, ROUNDS rounds (each round starts with
 # the next proxy):
 #   keepalive  wrk -c CONNS over https: one handshake per connection, then requests
-#   full       wrk -c CONNS over https with `Connection: close`: every request is a new
-#              connection and a full handshake (wrk keeps no sessions)
-#   resumed    RESUMERS processes of `openssl s_time -reuse`: one full handshake each,
+#   full       CLIENTS processes of `openssl s_time -new`: every connection a full
+#              handshake, one request on it. (Not wrk with `Connection: close`: wrk
+#              keeps each connection's session through SSL_clear and resumes about
+#              half of its reconnections.)
+#   resumed    CLIENTS processes of `openssl s_time -reuse`: one full handshake each,
 #              then every connection resumes its session (a TLS 1.3 ticket, PSK with
 #              (EC)DHE), one request per connection
+# s_time makes one connection at a time, so the handshake rates are as much the
+# clients' as the proxies' (the same clients for all three); the CPU per handshake is
+# the proxy's own.
 # Printed per run: requests (or connections) per second, p99 where wrk measures it, and
 # the proxy process's CPU microseconds per request or handshake (utime+stime from
 # /proc/PID/stat); for ringproxy the handshakes counted by its metrics say whether the
@@ -20,7 +25,7 @@
 # peer. Everything listens on 127.0.0.1 and stops by itself; only the processes started
 # here are stopped, by pid.
 #
-#   bench/compare/tls.sh [build-dir]     env: DURATION=8 CONNS=50 ROUNDS=3 RESUMERS=2
+#   bench/compare/tls.sh [build-dir]     env: DURATION=8 CONNS=50 ROUNDS=3 CLIENTS=2
 #                                             MODES="keepalive full resumed"
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +34,7 @@ build=${1:-$root/build}
 DURATION=${DURATION:-8}
 CONNS=${CONNS:-50}
 ROUNDS=${ROUNDS:-3}
-RESUMERS=${RESUMERS:-2}
+CLIENTS=${CLIENTS:-2}
 MODES=${MODES:-keepalive full resumed}
 PROXIES=(ringproxy nginx haproxy)
 for tool in wrk nginx haproxy openssl; do
@@ -195,13 +200,14 @@ runs=$work/runs
 run() {
   local name=$1 mode=$2 pid=${proc[$1]} p=${port[$1]} before after out count seconds p99=-
   local hdr=()
-  [[ $mode == full ]] && hdr=(-H "Connection: close")
-  if [[ $mode == resumed ]]; then
-    # s_time prints "N connections in T real seconds"; one request each (GET /).
-    timeout 2 openssl s_time -connect "127.0.0.1:$p" -reuse -time 1 -www / >/dev/null 2>&1 || true   # warm-up
+  if [[ $mode != keepalive ]]; then
+    # s_time prints "N connections in T real seconds"; one request each (GET /obj/1).
+    local how=-new
+    [[ $mode == resumed ]] && how=-reuse
+    timeout 3 openssl s_time -connect "127.0.0.1:$p" "$how" -time 1 -www / >/dev/null 2>&1 || true   # warm-up
     before=$(cpu_ticks "$pid")
-    for _ in $(seq "$RESUMERS"); do
-      openssl s_time -connect "127.0.0.1:$p" -reuse -time "$DURATION" -www /obj/1 >"$work/stime.$_" 2>&1 &
+    for _ in $(seq "$CLIENTS"); do
+      openssl s_time -connect "127.0.0.1:$p" "$how" -time "$DURATION" -www /obj/1 >"$work/stime.$_" 2>&1 &
     done
     wait_stime
     after=$(cpu_ticks "$pid")
@@ -230,15 +236,15 @@ wait_stime() {
 }
 
 cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)
-printf '%s, %s (%s cores), %ss per run, %s rounds, wrk -c%s, %s s_time -reuse processes; TLS 1.3, ECDSA P-256\n' \
-  "$(date -u +%F)" "${cpu_model:-unknown CPU}" "$(nproc)" "$DURATION" "$ROUNDS" "$CONNS" "$RESUMERS"
+printf '%s, %s (%s cores), %ss per run, %s rounds, wrk -c%s, %s s_time processes; TLS 1.3, ECDSA P-256\n' \
+  "$(date -u +%F)" "${cpu_model:-unknown CPU}" "$(nproc)" "$DURATION" "$ROUNDS" "$CONNS" "$CLIENTS"
 read -r -a modes <<<"$MODES"
 for mode in "${modes[@]}"; do
   [[ $mode =~ ^(keepalive|full|resumed)$ ]] || { echo "tls.sh: MODES lists keepalive, full, resumed" >&2; exit 2; }
   case $mode in
     keepalive) printf '\n## keep-alive HTTPS, %s connections: per request\n' "$CONNS" ;;
-    full) printf '\n## a new TLS connection per request (full handshakes), %s connections: per handshake\n' "$CONNS" ;;
-    resumed) printf '\n## resumed handshakes (openssl s_time -reuse, %s processes): per handshake\n' "$RESUMERS" ;;
+    full) printf '\n## full handshakes (openssl s_time -new, %s processes; a request each): per handshake\n' "$CLIENTS" ;;
+    resumed) printf '\n## resumed handshakes (openssl s_time -reuse, %s processes; a request each): per handshake\n' "$CLIENTS" ;;
   esac
   printf '| round | proxy | per second | p99 ms | CPU us |\n|---|---|---|---|---|\n'
   for round in $(seq "$ROUNDS"); do

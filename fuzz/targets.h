@@ -58,4 +58,10 @@ std::string config(std::span<const uint8_t> input);
 // status the SPEC allows; errors as {"error": "..."}.
 std::string admin(std::span<const uint8_t> input);
 
+// A TLS listener's first bytes (tls_server.cc): the input is what a client sends to a
+// server-side TlsTransport (a fixed certificate) before it half-closes. Checked: the
+// transport keeps its contract (one end, on_closed once, nothing after it), a failed
+// handshake says how, plain HTTP is answered in plaintext, every handle is closed.
+std::string tls_server(std::span<const uint8_t> input);
+
 }  // namespace ringproxy::fuzz

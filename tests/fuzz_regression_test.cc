@@ -53,6 +53,7 @@ TEST(FuzzRegression, H1Response) { replay("fuzz_h1_response", h1_response); }
 TEST(FuzzRegression, GossipDecode) { replay("fuzz_gossip_decode", gossip_decode); }
 TEST(FuzzRegression, Config) { replay("fuzz_config", config); }
 TEST(FuzzRegression, Admin) { replay("fuzz_admin", admin); }
+TEST(FuzzRegression, TlsServer) { replay("fuzz_tls_server", tls_server); }
 
 }  // namespace
 }  // namespace ringproxy::fuzz

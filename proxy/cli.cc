@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "net/tls_context.h"
 #include "net/tls_files.h"
 #include "ring/ring.h"
 
@@ -110,6 +111,18 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err, std
   if (errors > 0) {
     err << path << ": " << count_of(static_cast<size_t>(errors), "error")
         << (warnings > 0 ? ", " + count_of(warnings, "warning") : "") << '\n';
+    return kExitConfig;
+  }
+  // Then the contexts the proxy would build from them, which OpenSSL may still refuse
+  // (a key too weak for the system's security level, a chain it cannot use).
+  std::string context_error;
+  if (r.config.proxy.tls.enabled &&
+      !ServerTlsContext::create(r.config.proxy.tls, std::make_shared<TicketKeys>(), &context_error)) {
+    err << path << ": proxy.tls: " << context_error << '\n' << path << ": 1 error\n";
+    return kExitConfig;
+  }
+  if (!ClientTlsContext::create(r.config.upstream_tls, &context_error)) {
+    err << path << ": upstream_tls: " << context_error << '\n' << path << ": 1 error\n";
     return kExitConfig;
   }
   out << path << ": ok (" << r.config.backends.size() << " backends"

@@ -270,6 +270,21 @@ TEST(Cli, CheckWithValidTlsFiles) {
   EXPECT_EQ(r.err, "");
 }
 
+TEST(Cli, CheckRefusesAKeyOpenSslWillNotServe) {
+  // Readable, matching, valid: but RSA 1024 is below the system's security level, so the
+  // proxy could not start with it; --check says so rather than "ok".
+  const test::OwnedKey weak(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(1024)));
+  const std::time_t now = std::time(nullptr);
+  const std::string cert = write_file("tls-weak.pem", test::self_signed_pem(weak.get(), "weak", now - kDay, now + 90 * kDay));
+  const std::string key = write_file("tls-weak.key", test::private_key_pem(weak.get()));
+  const std::string path = tls_config("tls-weak.toml", cert, key);
+  CmdResult r = run("--check -c " + path);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find(path + ": proxy.tls: " + cert + ": "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("key too small"), std::string::npos) << r.err;
+}
+
 TEST(Cli, CheckTlsFileErrorsExitOne) {
   const std::time_t now = std::time(nullptr);
   const std::string cert =

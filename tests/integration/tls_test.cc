@@ -2,6 +2,12 @@
 // backends behind it, and a small blocking OpenSSL client of the test's own on loopback.
 // Certificates are made by the test (tests/support/tls_certs.h), never committed.
 //
+// FAILING ON PURPOSE: four tests here describe what the proxy must do and does not yet;
+// each is marked "KNOWN BUG" above it, with the cause as far as it is understood:
+//   UploadsOfMoreThan16KiBOverTls, MtlsTest.AClientCertificateOver16KiB,
+//   AClientThatGoesAwayMidHandshakeCountsAsClosed,
+//   TheHandshakeHasItsOwnTimeoutNotTheHeaderTimeout.
+//
 // Every wait is bounded and none sleeps: sockets are waited on with poll(), the proxy's
 // output with Process::wait_for_output (inotify), and a metric that another thread
 // bumps with a bounded series of admin requests (wait_metric, 10 ms apart, as
@@ -71,16 +77,16 @@ using Session = std::unique_ptr<SSL_SESSION, SessionFree>;
 // poll() up to a deadline, failures returned as text.
 
 struct TlsOptions {
-  std::string sni{};              // "" sends none
+  std::string sni{};                // "" sends none
   std::vector<std::string> alpn{};  // offered, in order; empty: no ALPN extension
-  int min_version = 0;            // e.g. TLS1_VERSION; 0: OpenSSL's default
-  int max_version = 0;            // e.g. TLS1_2_VERSION; 0: OpenSSL's default
-  std::string ciphers{};          // TLS 1.2 and below (SSL_CTX_set_cipher_list); "" default
-  int security_level = -1;        // -1: the default; 0 lets old versions and ciphers be offered
-  std::string cert{}, key{};      // a client certificate and its key (PEM files)
-  SSL_SESSION* session = nullptr; // to resume
-  std::string ca_file{};          // verify the server's chain against it, and sni as its name; "" none
-  Millis timeout = kTlsTimeout;   // each step: connect, handshake, one response
+  int min_version = 0;              // e.g. TLS1_VERSION; 0: OpenSSL's default
+  int max_version = 0;              // e.g. TLS1_2_VERSION; 0: OpenSSL's default
+  std::string ciphers{};            // TLS 1.2 and below (SSL_CTX_set_cipher_list); "" default
+  int security_level = -1;          // -1: the default; 0 lets old versions and ciphers be offered
+  std::string cert{}, key{};        // a client certificate and its key (PEM files)
+  SSL_SESSION* session = nullptr;   // to resume
+  std::string ca_file{};            // verify the server's chain against it, and sni as its name; "" none
+  Millis timeout = kTlsTimeout;     // each step: connect, handshake, one response
 };
 
 class TlsClient {
@@ -106,19 +112,18 @@ class TlsClient {
   TlsClient(const TlsClient&) = delete;
   TlsClient& operator=(const TlsClient&) = delete;
 
-  bool ok() const { return ok_; }                     // the handshake finished
-  const std::string& error() const { return error_; } // why not, or the last I/O failure
-  bool connected() const { return fd_ >= 0; }
+  bool ok() const { return ok_; }                      // the handshake finished
+  const std::string& error() const { return error_; }  // why not, or the last I/O failure
 
   // What was agreed, once ok().
-  std::string peer_cn;                 // the server certificate's CN
-  std::string peer_subject;            // RFC 2253
-  std::vector<std::string> peer_names; // its subjectAltName DNS names
-  std::string alpn;                    // "" when none was selected
-  std::string version;                 // "TLSv1.3"
-  std::string cipher;                  // "TLS_AES_256_GCM_SHA384"
+  std::string peer_cn;                  // the server certificate's CN
+  std::string peer_subject;             // RFC 2253
+  std::vector<std::string> peer_names;  // its subjectAltName DNS names
+  std::string alpn;                     // "" when none was selected
+  std::string version;                  // "TLSv1.3"
+  std::string cipher;                   // "TLS_AES_256_GCM_SHA384"
   bool resumed = false;
-  long verify_result = -1;             // SSL_get_verify_result, when ca_file was given
+  long verify_result = -1;  // SSL_get_verify_result, when ca_file was given
 
   // The session to resume later. Under TLS 1.3 the tickets come after the handshake:
   // take it once a response has been read.
@@ -166,8 +171,7 @@ class TlsClient {
     return true;
   }
 
-  Response request(std::string_view method, std::string_view target, Headers headers = {},
-                   std::string_view body = {}) {
+  Response request(std::string_view method, std::string_view target, Headers headers = {}, std::string_view body = {}) {
     bool has_host = false;
     for (const auto& [name, value] : headers) has_host |= strcasecmp(name.c_str(), "host") == 0;
     if (!has_host) headers.emplace_back("Host", "tls.test");
@@ -270,17 +274,6 @@ class TlsClient {
     return ok_ && SSL_shutdown(ssl_) >= 0;
   }
 
-  // Waits for the server to end the connection (close_notify, FIN, reset or an alert).
-  // `error()` then says how.
-  CloseKind wait_close(Millis timeout) {
-    const auto deadline = Clock::now() + timeout;
-    Response ignored;
-    while (fill(deadline, &ignored)) {
-    }
-    if (ignored.error.find("timeout") != std::string::npos) return CloseKind::timeout;
-    return CloseKind::eof;
-  }
-
  private:
   enum class Step { ok, closed, error, timeout };
 
@@ -358,8 +351,8 @@ class TlsClient {
       pollfd p{fd_, POLLOUT, 0};
       int so_error = 0;
       socklen_t len = sizeof so_error;
-      if (::poll(&p, 1, millis_left(deadline)) != 1 ||
-          ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0 || so_error != 0) {
+      if (::poll(&p, 1, millis_left(deadline)) != 1 || ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0 ||
+          so_error != 0) {
         error_ = std::string("connect: ") + (so_error != 0 ? std::strerror(so_error) : "timeout");
         return;
       }
@@ -462,8 +455,8 @@ std::string client_hello_bytes() {
 
 struct ProxySetup {
   std::vector<const test::TestCert*> certs{};  // proxy.tls.certificates, in order
-  std::string tls_extra{};                   // more lines in [proxy.tls]
-  std::string proxy_extra{};                 // more lines in [proxy]
+  std::string tls_extra{};                     // more lines in [proxy.tls]
+  std::string proxy_extra{};                   // more lines in [proxy]
   int workers = 1;
   int backends = 1;
 };
@@ -557,10 +550,10 @@ class TlsProxyTest : public ::testing::Test {
     }
   }
 
-  static std::map<std::string, double> counts(double full, double resumed, double error, double timeout,
-                                              double closed, double plain_http) {
-    return {{"full", full}, {"resumed", resumed}, {"error", error},
-            {"timeout", timeout}, {"closed", closed}, {"plain_http", plain_http}};
+  static std::map<std::string, double> counts(double full, double resumed, double error, double timeout, double closed,
+                                              double plain_http) {
+    return {{"full", full},       {"resumed", resumed}, {"error", error},
+            {"timeout", timeout}, {"closed", closed},   {"plain_http", plain_http}};
   }
 
   // The value of the header `name` in a /headers body ("Name: value" lines), every one.
@@ -607,6 +600,7 @@ TEST_F(TlsProxyTest, SniPicksTheCertificateAndAlpnIsHttp11) {
     TlsClient client(port_, {.sni = c.sni});
     ASSERT_TRUE(client.ok()) << "SNI \"" << c.sni << "\": " << client.error();
     EXPECT_EQ(client.peer_cn, c.cn) << "SNI \"" << c.sni << "\"";
+    EXPECT_EQ(client.peer_names, std::vector<std::string>{c.cn}) << "SNI \"" << c.sni << "\"";
     Response r = client.request("GET", "/sni");
     EXPECT_EQ(r.status, 200) << "SNI \"" << c.sni << "\": " << r.describe();
   }
@@ -662,19 +656,24 @@ TEST_F(TlsProxyTest, OldVersionsAndWeakCiphersAreRefused) {
   double errors = 0;
 
   for (const int version : {TLS1_VERSION, TLS1_1_VERSION}) {
-    TlsClient old(port_, {.sni = "site.test", .min_version = TLS1_VERSION, .max_version = version,
-                          .security_level = 0});
+    TlsClient old(port_,
+                  {.sni = "site.test", .min_version = TLS1_VERSION, .max_version = version, .security_level = 0});
     EXPECT_FALSE(old.ok()) << "version " << std::hex << version << " was accepted: " << old.version;
     // The proxy saw the ClientHello and refused it (not a client that gave up alone).
     EXPECT_EQ(wait_handshakes({{"error", ++errors}}).at("error"), errors) << old.error();
   }
 
-  TlsClient weak(port_, {.sni = "site.test", .min_version = TLS1_2_VERSION, .max_version = TLS1_2_VERSION,
-                         .ciphers = "RC4-SHA:DES-CBC3-SHA:NULL-SHA:@SECLEVEL=0", .security_level = 0});
+  TlsClient weak(port_, {.sni = "site.test",
+                         .min_version = TLS1_2_VERSION,
+                         .max_version = TLS1_2_VERSION,
+                         .ciphers = "RC4-SHA:DES-CBC3-SHA:NULL-SHA:@SECLEVEL=0",
+                         .security_level = 0});
   EXPECT_FALSE(weak.ok()) << "weak cipher accepted: " << weak.cipher;
   EXPECT_EQ(wait_handshakes({{"error", ++errors}}).at("error"), errors) << weak.error();
 
-  TlsClient tls12(port_, {.sni = "site.test", .min_version = TLS1_2_VERSION, .max_version = TLS1_2_VERSION,
+  TlsClient tls12(port_, {.sni = "site.test",
+                          .min_version = TLS1_2_VERSION,
+                          .max_version = TLS1_2_VERSION,
                           .ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"});
   ASSERT_TRUE(tls12.ok()) << tls12.error();
   EXPECT_EQ(tls12.version, "TLSv1.2");
@@ -713,6 +712,7 @@ TEST_F(TlsProxyTest, RequestsReachTheBackendAsHttpsAndAreLoggedWithTheirTls) {
   TlsClient client(port_, {.sni = "site.test", .ca_file = ca.cert_path});
   ASSERT_TRUE(client.ok()) << client.error();
   EXPECT_EQ(client.verify_result, X509_V_OK) << "the chain and name verify against the CA";
+  EXPECT_EQ(client.peer_subject, "CN=site.test");
   EXPECT_EQ(client.version, "TLSv1.3");
   // The client's own claim is not passed on.
   Response r = client.request("GET", "/headers", {{"X-Forwarded-Proto", "http"}, {"User-Agent", "tls-it"}});
@@ -793,6 +793,13 @@ TEST_F(TlsProxyTest, LargeDownloadPipeliningHalfCloseAndTunnelsOverTls) {
   }
 }
 
+// KNOWN BUG (fails today): a TLS connection stalls for good once a single read fills
+// the TcpTransport's 16 KiB ciphertext buffer. TcpTransport::read_socket stops reading
+// itself when its buffer is full; TlsTransport::pump drains that buffer through the BIO
+// but never calls tcp_.start_reading() again, and TlsTransport::start_reading returns
+// early because its own reading_ is still true. Nothing is logged; the request is never
+// routed.
+//
 // Request bytes from the client larger than the 16 KiB the TCP transport below TLS
 // reads into (net/io_buffer.h kSize): a body, and bytes through a tunnel. Each size gets
 // a connection of its own and 3 s. (16000 fits in one TLS record of less than 16 KiB;
@@ -965,6 +972,12 @@ TEST_F(TlsProxyTest, HandshakesThatDoNotFinishAreClosedAtTheTimeout) {
   EXPECT_EQ(lines, 2u) << log;
 }
 
+// KNOWN BUG (fails today): OpenSSL 3 reports a FIN in mid-handshake as SSL_ERROR_SSL
+// (SSL_R_UNEXPECTED_EOF_WHILE_READING, as the proxy does not set
+// SSL_OP_IGNORE_UNEXPECTED_EOF), and TlsTransport::pump only takes it for kPeerClosed
+// when the error is not SSL_ERROR_SSL: counted and logged as "error" (with an alert
+// sent to the departed client). Only a reset comes out as "closed".
+//
 // A client that goes away before the end of the handshake is "closed" in
 // ringproxy_tls_handshakes_total ("by the client before the end"), whether it closes
 // with a FIN after nothing, after part of its ClientHello, or with a reset; "error" is
@@ -998,6 +1011,11 @@ TEST_F(TlsProxyTest, AClientThatGoesAwayMidHandshakeCountsAsClosed) {
   EXPECT_EQ(proxy_->stdout_text().find("tls-failed=error"), std::string::npos) << proxy_->stdout_text();
 }
 
+// KNOWN BUG (fails today): ServerConn::start arms the header timer (header_timeout_ms)
+// at accept, before the handshake; when it is shorter than handshake_timeout_ms it fires
+// first, in phase kIdle, and ServerConn::on_timer closes the connection as an idle
+// keep-alive: at 300 ms here, and no handshake result is counted or logged.
+//
 // proxy.tls.handshake_timeout_ms bounds the handshake (SPEC "TLS"), and a handshake
 // that ends without finishing is counted in ringproxy_tls_handshakes_total under one of
 // its results. Here the header timeout (300 ms) is shorter than the handshake's (3 s).
@@ -1030,8 +1048,10 @@ TEST_F(TlsProxyTest, AThousandSilentConnectionsDoNotStarveARealClient) {
   ASSERT_GE(nofile.rlim_cur, static_cast<rlim_t>(kSilent + 200)) << "the hard limit is too low for this test";
 
   const auto& site = make_cert("site", {"site.test"});
-  start({.certs = {&site}, .tls_extra = "handshake_timeout_ms = 60000",
-         .proxy_extra = "header_timeout_ms = 60000", .workers = 2});
+  start({.certs = {&site},
+         .tls_extra = "handshake_timeout_ms = 60000",
+         .proxy_extra = "header_timeout_ms = 60000",
+         .workers = 2});
   std::vector<std::unique_ptr<Conn>> silent;
   for (int i = 0; i < kSilent; ++i) {
     silent.push_back(std::make_unique<Conn>("127.0.0.1", port_));
@@ -1075,7 +1095,9 @@ class MtlsTest : public TlsProxyTest {
            .workers = 2,
            .backends = backends});
   }
-  TlsOptions as(const test::TestCert* who) const { return {.sni = "site.test", .cert = who->cert_path, .key = who->key_path}; }
+  TlsOptions as(const test::TestCert* who) const {
+    return {.sni = "site.test", .cert = who->cert_path, .key = who->key_path};
+  }
 
   // A client refused: under TLS 1.2 the handshake fails; under TLS 1.3 the client's
   // part ends before the server has checked its certificate, and the refusal (an alert)
@@ -1115,8 +1137,8 @@ TEST_F(MtlsTest, ClientCertificatesAreRequiredVerifiedAndTheirSubjectSent) {
   EXPECT_EQ(echoed(r.body, "X-Client-Subject"), std::vector<std::string>{"CN=alice.client"}) << r.body;
   EXPECT_EQ(echoed(r.body, "X-Forwarded-Proto"), std::vector<std::string>{"https"}) << r.body;
 
-  TlsClient alice12(port_, {.sni = "site.test", .max_version = TLS1_2_VERSION, .cert = alice_->cert_path,
-                            .key = alice_->key_path});
+  TlsClient alice12(
+      port_, {.sni = "site.test", .max_version = TLS1_2_VERSION, .cert = alice_->cert_path, .key = alice_->key_path});
   ASSERT_TRUE(alice12.ok()) << alice12.error();
   Response r12 = alice12.request("GET", "/headers");
   ASSERT_EQ(r12.status, 200) << r12.describe();
@@ -1148,6 +1170,10 @@ TEST_F(MtlsTest, AResumedSessionKeepsItsClientSubject) {
   }
 }
 
+// KNOWN BUG (fails today): the 16 KiB stall of UploadsOfMoreThan16KiBOverTls, in the
+// handshake: the server never reads the rest of the client's flight and the handshake
+// runs into handshake_timeout_ms.
+//
 // A client certificate of about 30 KB (a thousand names): the client's second flight
 // is larger than the 16 KiB the TCP transport below TLS reads into.
 TEST_F(MtlsTest, AClientCertificateOver16KiB) {

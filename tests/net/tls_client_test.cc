@@ -565,6 +565,62 @@ TEST_F(TlsClientTest, TlsOneTwoSessionsResumeToo) {
   EXPECT_EQ(second.version, "TLSv1.2");
 }
 
+// As the proxy uses it: an upstream connection (or a health probe) is closed and freed
+// (its TlsTransport destroyed, the SSL with it) before the next one to the node is
+// made. The session it left in the cache must still resume.
+TEST_F(TlsClientTest, TheSessionResumesAfterTheFirstConnectionIsFreed) {
+  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    SCOPED_TRACE(version == TLS1_3_VERSION ? "TLSv1.3" : "TLSv1.2");
+    ServerOptions o;
+    o.max_version = version;
+    OpenSslServer& s = server(backend_, o, 2);
+    const auto ctx = trusting_ca();
+    TlsSessionCache cache;
+    Client& first = connect(s, ctx, "backend.example", &cache);
+    ASSERT_EQ(first.got, "pong");
+    ASSERT_NE(cache.get(), nullptr);
+    ASSERT_EQ(first.closed, 1);
+    clients_.pop_back();  // freed, as UpstreamConn::handle_closed and the probe's do
+    EXPECT_EQ(SSL_SESSION_is_resumable(cache.get()), 1) << "freeing the connection spoilt its session";
+    Client& second = connect(s, ctx, "backend.example", &cache);
+    EXPECT_EQ(second.got, "pong");
+    EXPECT_TRUE(second.resumed);
+    EXPECT_TRUE(s.seen(1).resumed);
+  }
+}
+
+// A session is only as trusted as the handshake that made it: one made without
+// verification (upstream_tls.verify = false), or under another CA, must not let a
+// connection under stricter settings skip the verification. This is what the proxy
+// does across a reload: the pool (and its TlsSessionCache) stays, the context is new.
+TEST_F(TlsClientTest, ASessionMadeWithoutVerificationIsNotResumedByAVerifyingContext) {
+  OpenSslServer& s = server(self_signed_, {}, 2);
+  UpstreamTlsConfig lax;
+  lax.verify = false;
+  TlsSessionCache cache;
+  Client& first = connect(s, context(lax), "backend.example", &cache);
+  ASSERT_EQ(first.got, "pong");
+  ASSERT_NE(cache.get(), nullptr);
+  // (The first connection is kept alive here: freeing it spoils its session, see above.)
+  Client& second = connect(s, trusting_ca(), "backend.example", &cache);
+  EXPECT_EQ(second.connects, std::vector<int>{UV_EPROTO})
+      << "resumed=" << second.resumed << ": a self-signed backend was accepted by a verifying context";
+  EXPECT_NE(second.got, "pong");
+}
+
+TEST_F(TlsClientTest, ASessionMadeUnderAnotherCaIsNotResumedByAContextThatDistrustsIt) {
+  OpenSslServer& s = server(untrusted_, {}, 2);  // signed by other_ca_
+  UpstreamTlsConfig old_ca;
+  old_ca.ca = other_ca_.cert_path;
+  TlsSessionCache cache;
+  Client& first = connect(s, context(old_ca), "backend.example", &cache);
+  ASSERT_EQ(first.got, "pong") << first.t.handshake_error();
+  ASSERT_NE(cache.get(), nullptr);
+  Client& second = connect(s, trusting_ca(), "backend.example", &cache);  // ca_ only now
+  EXPECT_EQ(second.connects, std::vector<int>{UV_EPROTO})
+      << "resumed=" << second.resumed << ": a backend the new CA did not sign was accepted";
+}
+
 TEST_F(TlsClientTest, WithoutACacheNothingIsKeptNorResumed) {
   OpenSslServer& s = server(backend_, {}, 2);
   const auto ctx = trusting_ca();

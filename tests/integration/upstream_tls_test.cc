@@ -54,6 +54,7 @@ std::vector<std::string> lines_with(const std::string& text, const std::string& 
 struct NginxOptions {
   std::string client_ca;         // set: ssl_verify_client on against it
   int keepalive_requests = 100000;  // 1: nginx closes the connection after each answer
+  std::string protocols = "TLSv1.2 TLSv1.3";  // ssl_protocols
 };
 
 class UpstreamTls : public ::testing::Test {
@@ -109,6 +110,7 @@ class UpstreamTls : public ::testing::Test {
          << "    listen 127.0.0.1:" << port << " ssl;\n"
          << "    ssl_certificate " << c.cert_path << ";\n"
          << "    ssl_certificate_key " << c.key_path << ";\n"
+         << "    ssl_protocols " << o.protocols << ";\n"
          << "    keepalive_requests " << o.keepalive_requests << ";\n";
     if (!o.client_ca.empty()) {
       conf << "    ssl_verify_client on;\n    ssl_client_certificate " << o.client_ca << ";\n";
@@ -120,6 +122,7 @@ class UpstreamTls : public ::testing::Test {
          << "      add_header X-Session-Reused $ssl_session_reused always;\n"
          << "      add_header X-Client-DN $ssl_client_s_dn always;\n"
          << "      add_header X-SNI $ssl_server_name always;\n"
+         << "      add_header X-Protocol $ssl_protocol always;\n"
          << "      return 200 \"" << name << " $request_uri\\n\";\n"
          << "    }\n  }\n}\n";
     const std::string path = dir_.write_file("nginx-" + name + ".conf", conf.str());
@@ -226,8 +229,14 @@ TEST_F(UpstreamTls, RequestsAndHealthChecksGoOverTls) {
   EXPECT_EQ(count_lines(proxy_->stderr_text(), "TLS handshake failed"), 0u) << proxy_->stderr_text();
 }
 
-TEST_F(UpstreamTls, KeepAliveReusesOneTlsConnection) {
-  const uint16_t a = start_nginx("a", cert("a", {"a.example"}));
+// Per protocol version: TLS 1.2 (its ticket in the handshake) and TLS 1.3 (tickets after
+// it, read with the first answer).
+class UpstreamTlsVersion : public UpstreamTls, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(UpstreamTlsVersion, KeepAliveReusesOneTlsConnection) {
+  NginxOptions o;
+  o.protocols = GetParam();
+  const uint16_t a = start_nginx("a", cert("a", {"a.example"}), o);
   start_proxy({{"a", a, true, "a.example"}}, ca_setting(), kQuietHealth);
   std::set<std::string> connections;
   int last_requests = 0;
@@ -238,6 +247,7 @@ TEST_F(UpstreamTls, KeepAliveReusesOneTlsConnection) {
     for (int i = 0; i < 20; ++i) {
       Response r = conn.request("GET", "/r/" + std::to_string(c * 20 + i));
       ASSERT_EQ(r.status, 200) << r.describe();
+      EXPECT_EQ(r.header("X-Protocol"), GetParam());
       connections.insert(r.header("X-Connection"));
       last_requests = std::stoi(r.header("X-Connection-Requests"));
     }
@@ -246,10 +256,11 @@ TEST_F(UpstreamTls, KeepAliveReusesOneTlsConnection) {
   EXPECT_EQ(last_requests, 100);
 }
 
-TEST_F(UpstreamTls, NewUpstreamConnectionsResumeTheSession) {
+TEST_P(UpstreamTlsVersion, NewUpstreamConnectionsResumeTheSession) {
   // nginx closes after every answer: each request is a new upstream connection.
   NginxOptions o;
   o.keepalive_requests = 1;
+  o.protocols = GetParam();
   const uint16_t a = start_nginx("a", cert("a", {"a.example"}), o);
   start_proxy({{"a", a, true, "a.example"}}, ca_setting(), kFastHealth);
   std::vector<std::string> reused;
@@ -257,6 +268,7 @@ TEST_F(UpstreamTls, NewUpstreamConnectionsResumeTheSession) {
   for (int i = 0; i < 6; ++i) {
     Response r = http_get(port_, "/s/" + std::to_string(i));
     ASSERT_EQ(r.status, 200) << r.describe() << "\n" << proxy_->stderr_text();
+    EXPECT_EQ(r.header("X-Protocol"), GetParam());
     reused.push_back(r.header("X-Session-Reused"));
     connections.insert(r.header("X-Connection"));
   }
@@ -276,6 +288,13 @@ TEST_F(UpstreamTls, NewUpstreamConnectionsResumeTheSession) {
     EXPECT_NE(probes[i].find(" r \"-\" \"a.example\""), std::string::npos) << "probe " << i << ": " << probes[i];
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Protocols, UpstreamTlsVersion, ::testing::Values("TLSv1.2", "TLSv1.3"),
+                         [](const ::testing::TestParamInfo<const char*>& p) {
+                           std::string name = p.param;  // "TLSv1_2"
+                           name[name.find('.')] = '_';
+                           return name;
+                         });
 
 // A backend whose certificate does not pass: the client gets a 502, the log one line
 // naming the node and why.

@@ -592,5 +592,33 @@ TEST_F(UpstreamTls, AReloadFromVerifyFalseToTrueVerifiesNewConnections) {
                            << r.describe();
 }
 
+TEST_F(UpstreamTls, AReloadThatChangesTlsNameVerifiesTheNewName) {
+  // The node keeps its name; its tls_name changes to one its certificate does not have.
+  // Requests and health checks must verify the new name, whatever session they kept.
+  NginxOptions o;
+  o.keepalive_requests = 1;  // every request a new upstream connection
+  const uint16_t a = start_nginx("a", cert("a", {"a.example"}), o);
+  start_proxy({{"a", a, true, "a.example"}}, ca_setting(), kFastHealth);
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(http_get(port_, "/before/" + std::to_string(i)).status, 200);
+  // Probes made (and left sessions) under the old name.
+  size_t from = 0;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(nginx("a").wait_for_output(Output::out, "\"ringproxy-health\"", kDefaultTimeout, from));
+    from = nginx("a").stdout_text().rfind("\"ringproxy-health\"") + 1;
+  }
+  std::string text = read_file(config_);
+  text.replace(text.find("tls_name = \"a.example\""), 22, "tls_name = \"wrong.example\"");
+  dir_.write_file("ringproxy.toml", text);
+  const size_t log_from = proxy_->output_size(Output::err);
+  ASSERT_EQ(http_request(admin_port_, "POST", "/reload").status, 200);
+  EXPECT_EQ(node_json("a")["tls_name"], "wrong.example");
+  Response r = http_get(port_, "/after");
+  EXPECT_EQ(r.status, 502) << r.describe();
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "health: node=a up -> down", kDefaultTimeout, log_from))
+      << proxy_->stderr_text();
+  EXPECT_NE(the_line("health: node=a up -> down").find("certificate verify failed: hostname mismatch"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace ringproxy::integration

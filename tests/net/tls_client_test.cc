@@ -526,6 +526,9 @@ TEST_F(TlsClientTest, VerifyFalseConnectsToAnythingAndStillSendsSni) {
   EXPECT_FALSE(s.seen(0).had_sni);
 }
 
+// (The fixture frees its connections at the end of the test, so here every SSL is
+// still allocated when the next connection is made; the proxy's order, freed first, is
+// TheSessionResumesAfterTheFirstConnectionIsFreed.)
 TEST_F(TlsClientTest, TheSecondConnectionWithTheSameCacheResumes) {
   OpenSslServer& s = server(backend_, {}, 3);
   const auto ctx = trusting_ca();
@@ -737,7 +740,7 @@ TEST_F(TlsClientTest, TheServerClosingMidHandshakeIsAnErrorNotAHang) {
   EXPECT_TRUE(c.errors.empty());
 }
 
-TEST_F(TlsClientTest, TheServerResettingMidHandshakeIsAnErrorWithAReason) {
+TEST_F(TlsClientTest, TheServerResettingMidHandshakeIsTheTcpError) {
   ServerOptions o;
   o.mode = ServerOptions::Mode::kResetAfterHello;
   OpenSslServer& s = server(backend_, o);

@@ -64,7 +64,8 @@ inline void write_pem(const std::string& path, X509* cert, EVP_PKEY* key) {
   std::fclose(f);
 }
 
-// A certificate for `names` (subjectAltName DNS; the first is also the CN), valid from
+// A certificate for `names` (subjectAltName DNS, or IP for a name written "IP:ADDRESS";
+// the first, without "IP:", is also the CN), valid from
 // `from_s` to `until_s` seconds from now, signed by `issuer` (self-signed when null),
 // written to DIR/STEM.pem and DIR/STEM.key. `ca`: a CA certificate (basicConstraints).
 inline TestCert make_cert(const std::string& dir, const std::string& stem, const std::vector<std::string>& names,
@@ -80,7 +81,8 @@ inline TestCert make_cert(const std::string& dir, const std::string& stem, const
   X509_gmtime_adj(X509_getm_notAfter(c.cert), until_s);
   X509_set_pubkey(c.cert, c.key);
   X509_NAME* name = X509_get_subject_name(c.cert);
-  const std::string cn = names.empty() ? stem : names.front();
+  std::string cn = names.empty() ? stem : names.front();
+  if (cn.starts_with("IP:")) cn.erase(0, 3);
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
                              0);
   X509_set_issuer_name(c.cert, issuer != nullptr ? X509_get_subject_name(issuer->cert) : name);
@@ -95,7 +97,7 @@ inline TestCert make_cert(const std::string& dir, const std::string& stem, const
   };
   if (!names.empty()) {
     std::string san;
-    for (const std::string& n : names) san += (san.empty() ? "DNS:" : ",DNS:") + n;
+    for (const std::string& n : names) san += (san.empty() ? "" : ",") + (n.starts_with("IP:") ? n : "DNS:" + n);
     add_ext(NID_subject_alt_name, san);
   }
   add_ext(NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");

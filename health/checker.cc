@@ -10,6 +10,12 @@
 
 namespace ringproxy {
 
+namespace {
+// A TLS target's sessions are its name's and its TLS name's: a node whose tls_name
+// changes verifies the new name in full.
+std::string session_key(const CheckTarget& t) { return t.name + '\0' + t.tls_name; }
+}  // namespace
+
 // One probe: connect (and the TLS handshake, to a TLS node), send the request, read
 // the response head (h1::ResponseParser), close. The probe's socket is a Transport, as
 // every connection of ours is. Owned by its handles; freed when both are closed.
@@ -177,7 +183,7 @@ void HealthChecker::configure(std::vector<CheckTarget> targets, CheckSettings se
   // Sessions of nodes no longer probed over TLS are let go.
   std::erase_if(sessions_, [&](const auto& entry) {
     return std::none_of(targets_.begin(), targets_.end(),
-                        [&](const CheckTarget& t) { return t.tls && t.name == entry.first; });
+                        [&](const CheckTarget& t) { return t.tls && session_key(t) == entry.first; });
   });
   if (timer_ && interval_changed) uv_timer_start(timer_, on_tick, settings_.interval_ms, settings_.interval_ms);
 }
@@ -208,7 +214,7 @@ void HealthChecker::round() {
     if (busy) continue;
     std::shared_ptr<TlsSessionCache> session;
     if (target.tls) {
-      auto& slot = sessions_[target.name];
+      auto& slot = sessions_[session_key(target)];
       if (!slot) slot = std::make_shared<TlsSessionCache>();
       session = slot;
     }

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstring>
 
@@ -233,6 +234,8 @@ std::shared_ptr<const ClientTlsContext> ClientTlsContext::create(const UpstreamT
   ERR_clear_error();
   error->clear();
   std::shared_ptr<ClientTlsContext> self(new ClientTlsContext);
+  static std::atomic<uint64_t> next_id{1};
+  self->id_ = next_id.fetch_add(1, std::memory_order_relaxed);
   self->verify_ = config.verify;
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   if (ctx == nullptr) {
@@ -240,6 +243,7 @@ std::shared_ptr<const ClientTlsContext> ClientTlsContext::create(const UpstreamT
     return nullptr;
   }
   self->ctx_ = ctx;
+  SSL_CTX_set_app_data(ctx, self.get());
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
@@ -300,7 +304,7 @@ SSL* ClientTlsContext::new_ssl(std::string_view name, TlsSessionCache* cache) co
       ok = SSL_set1_host(ssl, host.c_str()) == 1;
     }
   }
-  if (ok && cache != nullptr && cache->get() != nullptr) ok = SSL_set_session(ssl, cache->get()) == 1;
+  if (ok && cache != nullptr && cache->get_for(id_) != nullptr) ok = SSL_set_session(ssl, cache->get_for(id_)) == 1;
   if (ok) ok = SSL_set_ex_data(ssl, session_cache_index(), cache) == 1;
   if (!ok) {
     SSL_free(ssl);
@@ -311,8 +315,9 @@ SSL* ClientTlsContext::new_ssl(std::string_view name, TlsSessionCache* cache) co
 
 int ClientTlsContext::on_new_session(SSL* ssl, SSL_SESSION* session) {
   auto* cache = static_cast<TlsSessionCache*>(SSL_get_ex_data(ssl, session_cache_index()));
-  if (cache == nullptr) return 0;  // not kept: OpenSSL frees it
-  cache->put(session);
+  const auto* self = static_cast<const ClientTlsContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  if (cache == nullptr || self == nullptr) return 0;  // not kept: OpenSSL frees it
+  cache->put(session, self->id_);
   return 1;  // the reference is ours now
 }
 

@@ -113,24 +113,31 @@ class ServerTlsContext {
 };
 
 // The last session a backend gave us (a TLS 1.3 ticket, or a TLS 1.2 one), offered by
-// the next connection to it for an abbreviated handshake. One per pool (node and
-// worker) and per health-checked node; single-threaded like its owner.
+// the next connection to it for an abbreviated handshake. One per pool (node, TLS name
+// and worker) and per health-checked node and name; single-threaded like its owner.
+// A resumed handshake verifies nothing again, so a session is offered only to the
+// context that made it (ClientTlsContext::id()): after a reload that changes what is
+// trusted (a new CA, verify turned on), the next connection verifies in full.
 class TlsSessionCache {
  public:
   TlsSessionCache() = default;
   ~TlsSessionCache() { SSL_SESSION_free(session_); }
   TlsSessionCache(const TlsSessionCache&) = delete;
   TlsSessionCache& operator=(const TlsSessionCache&) = delete;
-  // Takes `session` (its reference), dropping the one before.
-  void put(SSL_SESSION* session) {
+  // Takes `session` (its reference), made by the context `maker`, dropping the one before.
+  void put(SSL_SESSION* session, uint64_t maker) {
     SSL_SESSION_free(session_);
     session_ = session;
+    maker_ = maker;
   }
   SSL_SESSION* get() const { return session_; }  // still ours; null when none
-  void clear() { put(nullptr); }
+  // The session, if `maker` made it.
+  SSL_SESSION* get_for(uint64_t maker) const { return maker == maker_ ? session_ : nullptr; }
+  void clear() { put(nullptr, 0); }
 
  private:
   SSL_SESSION* session_ = nullptr;
+  uint64_t maker_ = 0;
 };
 
 // What connections to TLS backends are made with (SPEC "TLS", [upstream_tls]): TLS 1.2
@@ -153,12 +160,15 @@ class ClientTlsContext {
   // offered or kept; else it must outlive the SSL). Null when out of memory.
   SSL* new_ssl(std::string_view name, TlsSessionCache* cache) const;
   bool verifies() const { return verify_; }
+  // Unique in the process, never reused (the sessions it makes are tagged with it).
+  uint64_t id() const { return id_; }
 
  private:
   ClientTlsContext() = default;
   static int on_new_session(SSL* ssl, SSL_SESSION* session);
   SSL_CTX* ctx_ = nullptr;
   bool verify_ = true;
+  uint64_t id_ = 0;
 };
 
 // OpenSSL's error queue as one line ("" when empty); the queue is cleared.

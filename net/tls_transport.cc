@@ -253,9 +253,16 @@ void TlsTransport::on_read(ssize_t nread) {
     return;
   }
   if (closing_ || failed_) return;
-  if (nread == UV_ENOBUFS) return;  // our buffer below is full: pump() empties it
+  if (nread == UV_ENOBUFS) {  // the buffer below is full: decrypting empties it
+    pump();
+    return;
+  }
   if (nread < 0) {
     if (nread != UV_EOF) {
+      if (!handshake_done_) {
+        handshake_error_ = std::string(client_ ? "the server" : "the client") +
+                           " reset the connection during the handshake (" + uv_err_name(static_cast<int>(nread)) + ")";
+      }
       fail(static_cast<int>(nread), handshake_done_ ? Failure::kNone : Failure::kPeerClosed);
       return;
     }
@@ -276,9 +283,16 @@ void TlsTransport::pump() {
       const int e = SSL_get_error(ssl_, r);
       if (e == SSL_ERROR_WANT_READ && !tcp_eof_) {
         flush();  // our part of the handshake so far
+        feed();
         return;
       }
-      if (tcp_eof_ && tcp_.buffer().size() == 0 && e != SSL_ERROR_SSL) {
+      // The peer's FIN mid-handshake: OpenSSL 3 says SSL_ERROR_SSL ("unexpected eof
+      // while reading") or SYSCALL. A TCP probe that connects and closes is no error.
+      const unsigned long last = ERR_peek_last_error();
+      const bool unexpected_eof =
+          e == SSL_ERROR_SSL && ERR_GET_LIB(last) == ERR_LIB_SSL && ERR_GET_REASON(last) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+      if (tcp_eof_ && tcp_.buffer().size() == 0 && (e != SSL_ERROR_SSL || unexpected_eof)) {
+        ERR_clear_error();
         if (client_) {
           handshake_error_ = "the server closed the connection during the handshake";
           fail(UV_ECONNRESET, Failure::kPeerClosed);
@@ -338,6 +352,7 @@ void TlsTransport::pump() {
       // HTTP framing above tells a truncated message apart).
       handler_.on_read(UV_EOF);
     } else {
+      broken_ = true;  // a protocol error: OpenSSL has marked the session not resumable
       flush();
       handler_.on_read(UV_EPROTO);
     }
@@ -345,6 +360,17 @@ void TlsTransport::pump() {
   }
   if (reading_ && !closing_ && (SSL_has_pending(ssl_) == 1 || tcp_.buffer().size() > 0)) poller_->defer(this);
   flush();  // what reading produced (TLS 1.3 tickets, a key update's answer)
+  feed();
+}
+
+void TlsTransport::feed() {
+  // The TCP transport stops by itself when its buffer fills, and a record (up to
+  // 16,389 bytes with its header) may not fit in it whole: OpenSSL takes what is there
+  // and waits for the rest, which only a restarted read brings. Backpressure stays: not
+  // while the codec above has stopped reading (after the handshake).
+  if (closing_ || failed_ || tcp_eof_ || tcp_.reading() || (handshake_done_ && !reading_)) return;
+  if (tcp_.buffer().allocated() && tcp_.buffer().free_space() == 0) return;  // OpenSSL has not taken it yet
+  tcp_.start_reading();
 }
 
 void TlsTransport::fail(int status, Failure kind) {
@@ -454,14 +480,20 @@ int TlsTransport::shutdown_write() {
 
 void TlsTransport::close() {
   if (closing_ || poller_ == nullptr) return;
-  if (handshake_done_ && !failed_ && !plaintext_ && !tcp_writing_ &&
-      (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) == 0) {
-    // close_notify, as far as the socket takes it now: the peer can tell our close from
-    // a cut connection, and keeps its session (OpenSSL drops a client's session when its
-    // connection ends without one, and the next connection pays a full handshake).
-    clear_errors();
-    SSL_shutdown(ssl_);
-    flush();
+  if (handshake_done_ && !failed_ && !broken_ && !plaintext_ && (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) == 0) {
+    if (!tcp_writing_) {
+      // close_notify, as far as the socket takes it now: the peer can tell our close
+      // from a cut connection, and keeps its session (OpenSSL drops a client's session
+      // when its connection ends without one, and the next connection pays a full
+      // handshake).
+      clear_errors();
+      SSL_shutdown(ssl_);
+      flush();
+    } else {
+      // No room to say it: the session is still good (OpenSSL would spoil ours at
+      // SSL_free otherwise, and the pool's next connection could not resume).
+      SSL_set_shutdown(ssl_, SSL_get_shutdown(ssl_) | SSL_SENT_SHUTDOWN);
+    }
   }
   closing_ = true;
   reading_ = false;

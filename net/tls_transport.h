@@ -115,6 +115,8 @@ class TlsTransport final : public Transport, private Transport::Handler, private
 
   // Runs the handshake, then decrypts for the codec while it reads.
   void pump();
+  // Reading below goes on while bytes are wanted (pump()).
+  void feed();
   void fail(int status, Failure kind);  // tells the codec of an error once; it closes
   // Plaintext mode (enter_plaintext()): the bytes read below go up as they are.
   void pass_plaintext(ssize_t nread);
@@ -142,6 +144,7 @@ class TlsTransport final : public Transport, private Transport::Handler, private
   bool tcp_eof_ = false;      // the TCP peer's FIN (or an error) was read below
   bool failed_ = false;       // fail() ran
   bool plaintext_ = false;    // enter_plaintext() ran
+  bool broken_ = false;       // a protocol error after the handshake
   bool client_ = false;       // connect_client(): errors before the handshake's end go to on_connect
   Failure failure_ = Failure::kNone;
   bool tcp_writing_ = false;  // tcp_ has a write queued (out_ pinned)

@@ -64,7 +64,8 @@ void ServerConn::start(const sockaddr* peer, FirstRead first_read) {
     (tls_ ? tls_->tcp() : tcp_).peer_ip(client_ip_, sizeof client_ip_);
   }
   client_ip_len_ = static_cast<uint8_t>(std::strlen(client_ip_));
-  arm_timer(owner_.limits().header_timeout_ms);
+  // Over TLS the handshake has its own deadline; the request head's starts after it.
+  if (!tls_) arm_timer(owner_.limits().header_timeout_ms);
   if (first_read == FirstRead::kNow && !tls_) {
     tcp_.start_reading_now();  // nothing may follow: the connection may be closed
   } else {
@@ -142,6 +143,7 @@ void ServerConn::on_connect(int status) {
   // A TLS handshake is done (the only on_connect a server side gets).
   if (status == 0 && tls_) client_subject_ = tls_->client_subject();
   owner_.on_tls_handshake(*this, *tls_);
+  if (!closing_ && req_phase_ == ReqPhase::kIdle) arm_timer(owner_.limits().header_timeout_ms);
 }
 
 void ServerConn::tls_failed() {

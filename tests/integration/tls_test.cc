@@ -2,11 +2,10 @@
 // backends behind it, and a small blocking OpenSSL client of the test's own on loopback.
 // Certificates are made by the test (tests/support/tls_certs.h), never committed.
 //
-// FAILING ON PURPOSE: four tests here describe what the proxy must do and does not yet;
-// each is marked "KNOWN BUG" above it, with the cause as far as it is understood:
-//   UploadsOfMoreThan16KiBOverTls, MtlsTest.AClientCertificateOver16KiB,
-//   AClientThatGoesAwayMidHandshakeCountsAsClosed,
-//   TheHandshakeHasItsOwnTimeoutNotTheHeaderTimeout.
+// Four tests here found bugs when they were written (each marked "Regression" above it,
+// with the cause): UploadsOfMoreThan16KiBOverTls, MtlsTest.AClientCertificateOver16KiB,
+// AClientThatGoesAwayMidHandshakeCountsAsClosed,
+// TheHandshakeHasItsOwnTimeoutNotTheHeaderTimeout.
 //
 // Every wait is bounded and none sleeps: sockets are waited on with poll(), the proxy's
 // output with Process::wait_for_output (inotify), and a metric that another thread
@@ -793,7 +792,7 @@ TEST_F(TlsProxyTest, LargeDownloadPipeliningHalfCloseAndTunnelsOverTls) {
   }
 }
 
-// KNOWN BUG (fails today): a TLS connection stalls for good once a single read fills
+// Regression (fixed in TlsTransport::feed): a TLS connection stalled for good once a single read fills
 // the TcpTransport's 16 KiB ciphertext buffer. TcpTransport::read_socket stops reading
 // itself when its buffer is full; TlsTransport::pump drains that buffer through the BIO
 // but never calls tcp_.start_reading() again, and TlsTransport::start_reading returns
@@ -972,7 +971,7 @@ TEST_F(TlsProxyTest, HandshakesThatDoNotFinishAreClosedAtTheTimeout) {
   EXPECT_EQ(lines, 2u) << log;
 }
 
-// KNOWN BUG (fails today): OpenSSL 3 reports a FIN in mid-handshake as SSL_ERROR_SSL
+// Regression (fixed in TlsTransport::pump): OpenSSL 3 reports a FIN in mid-handshake as SSL_ERROR_SSL
 // (SSL_R_UNEXPECTED_EOF_WHILE_READING, as the proxy does not set
 // SSL_OP_IGNORE_UNEXPECTED_EOF), and TlsTransport::pump only takes it for kPeerClosed
 // when the error is not SSL_ERROR_SSL: counted and logged as "error" (with an alert
@@ -1011,7 +1010,7 @@ TEST_F(TlsProxyTest, AClientThatGoesAwayMidHandshakeCountsAsClosed) {
   EXPECT_EQ(proxy_->stdout_text().find("tls-failed=error"), std::string::npos) << proxy_->stdout_text();
 }
 
-// KNOWN BUG (fails today): ServerConn::start arms the header timer (header_timeout_ms)
+// Regression (fixed: ServerConn arms it after the handshake): ServerConn::start armed the header timer (header_timeout_ms)
 // at accept, before the handshake; when it is shorter than handshake_timeout_ms it fires
 // first, in phase kIdle, and ServerConn::on_timer closes the connection as an idle
 // keep-alive: at 300 ms here, and no handshake result is counted or logged.
@@ -1170,7 +1169,7 @@ TEST_F(MtlsTest, AResumedSessionKeepsItsClientSubject) {
   }
 }
 
-// KNOWN BUG (fails today): the 16 KiB stall of UploadsOfMoreThan16KiBOverTls, in the
+// Regression (fixed in TlsTransport::feed): the 16 KiB stall of UploadsOfMoreThan16KiBOverTls, in the
 // handshake: the server never reads the rest of the client's flight and the handshake
 // runs into handshake_timeout_ms.
 //

@@ -10,10 +10,14 @@
 #   libtomlplusplus-dev                the config file parser
 #   node-llhttp                        llhttp's generated C sources, compiled in our build
 #   nlohmann-json3-dev                 JSON for the admin endpoint (header-only)
-#   libssl-dev                         libcrypto: HMAC-SHA256 and RAND_bytes for gossip authentication
+#   libssl-dev                         OpenSSL 3: TLS to clients and to backends (libssl); HMAC-SHA256
+#                                      and RAND_bytes for gossip authentication (libcrypto)
 #   libgtest-dev libbenchmark-dev      tests and microbenchmarks
 #   python3-prometheus-client          parses /metrics in the tests with a real parser
-#   wrk nginx-light haproxy            the end-to-end load comparison (bench/compare)
+#   wrk nginx-light haproxy            the end-to-end load comparison (bench/compare), over TLS too
+#   openssl (--bench, --test)          the openssl tool: certificates for the benchmarks, s_time for
+#                                      handshake rates, s_server as a TLS backend in tests
+#   testssl.sh (--bench)               the TLS listener's audit (scripts/tls-audit.sh)
 #   python3-xxhash                     golden ring mappings computed outside our code
 #                                      (Debian's /usr/bin/python3, not the PATH's)
 #   curl                               demo script and integration helpers
@@ -21,6 +25,7 @@
 #   iproute2 (--test)                  ip netns: the gossip partition test's namespaces
 #   nginx-light (--test)               a real nginx beside ringproxy: placement = "nginx" must match it;
 #                                      also the round-robin tier in examples/cache-tier and its test
+#                                      and the TLS backends of tests/integration/upstream_tls_test.cc
 #   varnish (--test)                   three real Varnish caches behind ringproxy (examples/cache-tier,
 #                                      tests/integration/cache_tier_test.cc): hit ratios through churn
 #   clang libclang-rt-14-dev (--fuzz)  libFuzzer and clang's sanitizers (scripts/fuzz.sh)
@@ -34,8 +39,8 @@ PKGS=(
 )
 for arg in "$@"; do
   case "$arg" in
-    --bench) PKGS+=(wrk nginx-light haproxy) ;;
-    --test) PKGS+=(chromium iproute2 nginx-light varnish) ;;
+    --bench) PKGS+=(wrk nginx-light haproxy openssl testssl.sh) ;;
+    --test) PKGS+=(chromium iproute2 nginx-light varnish openssl) ;;
     --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown option $arg (use --test, --bench, --fuzz)" >&2; exit 2 ;;
   esac

@@ -190,6 +190,9 @@ ReloadReport Server::reload(bool dry_run) {
       config->admin.listen != config_->admin.listen || config->admin.enabled != config_->admin.enabled) {
     RP_LOG(LogLevel::kWarn, "reload: proxy.listen, proxy.workers and admin.listen take effect at restart only");
   }
+  if (!config->upstream_tls.verify && config_->upstream_tls.verify) {
+    RP_LOG(LogLevel::kWarn, "upstream_tls.verify = false: TLS backends' certificates and names are not checked");
+  }
   if (config->proxy.access_log != config_->proxy.access_log) {
     const std::string e = AccessLog::open(config->proxy.access_log);
     if (!e.empty()) RP_LOG(LogLevel::kError, e);

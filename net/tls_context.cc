@@ -179,7 +179,8 @@ std::shared_ptr<const ServerTlsContext> ServerTlsContext::create(const ServerTls
       self->sites_.push_back({ctx, std::move(names)});
       SSL_CTX_set_min_proto_version(ctx, config.min_version == TlsVersion::kTls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
       SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-      SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+      // Not SSL_MODE_RELEASE_BUFFERS: idle connections give OpenSSL's buffers back
+      // themselves, past a count (TlsTransport::release_buffer).
       SSL_CTX_set_cipher_list(ctx, kIntermediateCiphers);
       SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);
       SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);  // per worker: tickets instead
@@ -251,7 +252,7 @@ std::shared_ptr<const ClientTlsContext> ClientTlsContext::create(const UpstreamT
   SSL_CTX_set_app_data(ctx, self.get());
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  // Buffers as the listener's (TlsTransport::release_buffer).
   SSL_CTX_set_cipher_list(ctx, kIntermediateCiphers);
   SSL_CTX_set_default_passwd_cb(ctx, [](char*, int, int, void*) { return 0; });
   static constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};

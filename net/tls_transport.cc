@@ -87,6 +87,7 @@ TlsTransport::TlsTransport(BufferPool& buffers, Transport::Handler& handler)
     : buffers_(buffers), handler_(handler), tcp_(buffers, *this) {}
 
 TlsTransport::~TlsTransport() {
+  if (counted_) buffers_.tls_closed();
   SSL_free(ssl_);
   buffers_.release(in_);
 }
@@ -119,6 +120,8 @@ int TlsTransport::open_server(int fd, bool nodelay_inherited, std::shared_ptr<co
   BIO_set_data(bio, this);
   SSL_set_bio(ssl, bio, bio);  // one reference, both directions
   ssl_ = ssl;
+  buffers_.tls_opened();
+  counted_ = true;
   context_ = std::move(context);
   tcp_.start_reading();  // the handshake reads whatever the codec does
   uv_timer_start(&timer_, on_handshake_timer, handshake_timeout_ms, 0);
@@ -144,6 +147,8 @@ int TlsTransport::connect_client(const sockaddr* addr, std::shared_ptr<const Cli
   BIO_set_data(bio, this);
   SSL_set_bio(ssl, bio, bio);
   ssl_ = ssl;
+  buffers_.tls_opened();
+  counted_ = true;
   client_ = true;
   client_context_ = std::move(context);
   if (handshake_timeout_ms > 0) uv_timer_start(&timer_, on_handshake_timer, handshake_timeout_ms, 0);
@@ -160,6 +165,13 @@ void TlsTransport::on_connect(int status) {
   }
   tcp_.start_reading();  // the handshake's
   pump();                // our ClientHello
+}
+
+void TlsTransport::release_buffer() {
+  if (in_.size() == 0) buffers_.release(in_);
+  tcp_.release_buffer();
+  // SSL_free_buffers keeps them (and says 0) while they hold bytes not yet processed.
+  if (ssl_ != nullptr && handshake_done_ && !buffers_.keep_tls_buffers()) SSL_free_buffers(ssl_);
 }
 
 std::string_view TlsTransport::alpn() const {

@@ -75,11 +75,9 @@ class TlsTransport final : public Transport, private Transport::Handler, private
   };
 
   TcpTransport& tcp() { return tcp_; }
-  // Gives the memory of empty buffers (plaintext and ciphertext) back to the pool.
-  void release_buffer() {
-    if (in_.size() == 0) buffers_.release(in_);
-    tcp_.release_buffer();
-  }
+  // Gives the memory of empty buffers (plaintext and ciphertext) back to the pool, and
+  // OpenSSL's when the loop has many TLS connections (BufferPool::keep_tls_buffers).
+  void release_buffer();
   bool plaintext() const { return plaintext_; }
   bool handshake_done() const { return handshake_done_; }
   Failure failure() const { return failure_; }
@@ -145,6 +143,7 @@ class TlsTransport final : public Transport, private Transport::Handler, private
   bool failed_ = false;       // fail() ran
   bool plaintext_ = false;    // enter_plaintext() ran
   bool broken_ = false;       // a protocol error after the handshake
+  bool counted_ = false;      // in buffers_'s TLS connection count
   bool client_ = false;       // connect_client(): errors before the handshake's end go to on_connect
   Failure failure_ = Failure::kNone;
   bool tcp_writing_ = false;  // tcp_ has a write queued (out_ pinned)

@@ -87,6 +87,7 @@ class BufferPool {
   void tls_opened() { ++tls_live_; }
   void tls_closed() { --tls_live_; }
   bool keep_tls_buffers() const { return tls_live_ <= kTlsKept; }
+  size_t tls_live() const { return tls_live_; }
 
  private:
   size_t tls_live_ = 0;

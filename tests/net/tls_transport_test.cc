@@ -382,6 +382,29 @@ TEST_F(TlsTransportTest, ATicketFromOneWorkersContextResumesOnAnothers) {
   }
 }
 
+TEST(TlsBuffers, KeptUpToACountOfConnectionsPerLoop) {
+  BufferPool pool;
+  EXPECT_TRUE(pool.keep_tls_buffers());
+  for (size_t i = 0; i < BufferPool::kTlsKept; ++i) pool.tls_opened();
+  EXPECT_TRUE(pool.keep_tls_buffers());
+  pool.tls_opened();  // one more: idle connections give OpenSSL's buffers back
+  EXPECT_FALSE(pool.keep_tls_buffers());
+  pool.tls_closed();
+  EXPECT_TRUE(pool.keep_tls_buffers());
+}
+
+TEST_F(TlsTransportTest, ATransportCountsInItsLoopsPoolWhileItLives) {
+  const auto ctx = context();
+  const ClientResult r = serve(ctx, {.sni = "a.example"}, [](Echo& e) { return e.got == "ping"; });
+  if (r.session) SSL_SESSION_free(r.session);
+  EXPECT_EQ(pool_.tls_live(), 1u);
+  last_transport().release_buffer();  // idle, and few connections: OpenSSL's buffers stay
+  if (!last_transport().closing()) last_transport().close();
+  run_until([&] { return last().closed > 0; });
+  transports_.clear();
+  EXPECT_EQ(pool_.tls_live(), 0u);
+}
+
 TEST_F(TlsTransportTest, ALargeWriteIsQueuedThenCompletes) {
   const auto ctx = context();
   ClientOptions o{.sni = "a.example"};

@@ -1,7 +1,7 @@
 // TLS as a Transport (net/transport.h): OpenSSL over the TCP transport's own buffers.
 // The codec above sees plaintext only and the same contracts as over TcpTransport;
-// TLS is invisible to it. Server side for now (a TLS listener, SPEC "TLS"); the client
-// side for TLS backends follows on the same class.
+// TLS is invisible to it. Both sides: a TLS listener's connections (open_server) and
+// connections to TLS backends (connect_client), SPEC "TLS".
 //
 // Bytes: ciphertext is read by the TcpTransport into its buffer, and OpenSSL reads it
 // from there through a BIO of ours (no copy into a memory BIO); plaintext is decrypted

@@ -1,7 +1,7 @@
 // The byte layer under every connection we own (client, upstream, admin, health probe):
 // reads into the connection's IoBuffer, writes that try the socket first and queue the
 // rest, half-close, close. A protocol codec sits on top and never sees a socket; TLS is
-// to be a second implementation of this interface (issue 13), plain TCP is the first.
+// the second implementation of this interface (net/tls_transport.h), plain TCP the first.
 //
 // Contracts:
 //  - One handler, called on the loop's thread: on_connect (outgoing only), on_read,

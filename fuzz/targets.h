@@ -64,4 +64,8 @@ std::string admin(std::span<const uint8_t> input);
 // handshake says how, plain HTTP is answered in plaintext, every handle is closed.
 std::string tls_server(std::span<const uint8_t> input);
 
+// A DNS answer (dns_answer.cc): net/dns_resolver.h's answer_min_ttl() and c-ares's A,
+// AAAA and SRV parsers on the input. Checked: no crash, and a TTL only where a record fits.
+std::string dns_answer(std::span<const uint8_t> input);
+
 }  // namespace ringproxy::fuzz

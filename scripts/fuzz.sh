@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-60}
 build=build-fuzz
-all=(fuzz_request fuzz_response fuzz_h1_response fuzz_gossip_decode fuzz_config fuzz_admin fuzz_tls_server)
+all=(fuzz_request fuzz_response fuzz_h1_response fuzz_gossip_decode fuzz_config fuzz_admin fuzz_tls_server fuzz_dns_answer)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all[@]}")
 
@@ -31,6 +31,7 @@ max_len() {
     fuzz_config) echo 4096 ;;
     fuzz_admin) echo 2048 ;;
     fuzz_tls_server) echo 2048 ;;  # a ClientHello and a little more
+    fuzz_dns_answer) echo 1500 ;;  # a UDP answer without EDNS is 512; with it, more
     *) echo 4096 ;;
   esac
 }

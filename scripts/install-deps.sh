@@ -12,6 +12,9 @@
 #   nlohmann-json3-dev                 JSON for the admin endpoint (header-only)
 #   libssl-dev                         OpenSSL 3: TLS to clients and to backends (libssl); HMAC-SHA256
 #                                      and RAND_bytes for gossip authentication (libcrypto)
+#   libc-ares-dev                      DNS queries on the event loop (net/dns_resolver.h): the resolver
+#                                      curl, Node.js and gRPC use; asynchronous, with resolv.conf,
+#                                      retries and SRV parsing, where getaddrinfo would block a thread
 #   libgtest-dev libbenchmark-dev      tests and microbenchmarks
 #   python3-prometheus-client          parses /metrics in the tests with a real parser
 #   wrk nginx-light haproxy            the end-to-end load comparison (bench/compare), over TLS too
@@ -26,6 +29,8 @@
 #   nginx-light (--test)               a real nginx beside ringproxy: placement = "nginx" must match it;
 #                                      also the round-robin tier in examples/cache-tier and its test
 #                                      and the TLS backends of tests/integration/upstream_tls_test.cc
+#   dnsmasq-base (--test)              a real DNS server on 127.0.0.1 for the resolver's tests (the binary
+#                                      alone: the dnsmasq package would start a system service)
 #   varnish (--test)                   three real Varnish caches behind ringproxy (examples/cache-tier,
 #                                      tests/integration/cache_tier_test.cc): hit ratios through churn
 #   clang libclang-rt-14-dev (--fuzz)  libFuzzer and clang's sanitizers (scripts/fuzz.sh)
@@ -33,14 +38,14 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config
-  libuv1-dev libxxhash-dev libtomlplusplus-dev node-llhttp nlohmann-json3-dev libssl-dev
+  libuv1-dev libxxhash-dev libtomlplusplus-dev node-llhttp nlohmann-json3-dev libssl-dev libc-ares-dev
   libgtest-dev libbenchmark-dev
   python3 python3-xxhash python3-prometheus-client curl
 )
 for arg in "$@"; do
   case "$arg" in
     --bench) PKGS+=(wrk nginx-light haproxy openssl testssl.sh) ;;
-    --test) PKGS+=(chromium iproute2 nginx-light varnish openssl) ;;
+    --test) PKGS+=(chromium iproute2 nginx-light varnish openssl dnsmasq-base) ;;
     --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown option $arg (use --test, --bench, --fuzz)" >&2; exit 2 ;;
   esac

@@ -54,6 +54,7 @@ TEST(FuzzRegression, GossipDecode) { replay("fuzz_gossip_decode", gossip_decode)
 TEST(FuzzRegression, Config) { replay("fuzz_config", config); }
 TEST(FuzzRegression, Admin) { replay("fuzz_admin", admin); }
 TEST(FuzzRegression, TlsServer) { replay("fuzz_tls_server", tls_server); }
+TEST(FuzzRegression, DnsAnswer) { replay("fuzz_dns_answer", dns_answer); }
 
 }  // namespace
 }  // namespace ringproxy::fuzz

@@ -1,0 +1,317 @@
+#include "net/dns_resolver.h"
+
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+
+#include <algorithm>
+#include <memory>
+#include <cstring>
+#include <utility>
+
+namespace ringproxy {
+
+const char* to_string(DnsAnswer::Status status) {
+  switch (status) {
+    case DnsAnswer::Status::kOk:
+      return "ok";
+    case DnsAnswer::Status::kEmpty:
+      return "empty";
+    case DnsAnswer::Status::kNotFound:
+      return "nxdomain";
+    case DnsAnswer::Status::kServFail:
+      return "servfail";
+    case DnsAnswer::Status::kTimeout:
+      return "timeout";
+    case DnsAnswer::Status::kMalformed:
+      return "malformed";
+    case DnsAnswer::Status::kError:
+      return "error";
+  }
+  return "error";
+}
+
+namespace {
+
+uint16_t be16(const unsigned char* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+uint32_t be32(const unsigned char* p) {
+  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 | static_cast<uint32_t>(p[2]) << 8 |
+         p[3];
+}
+
+// The offset just past the (maybe compressed) name at `at`, or nullopt. A pointer ends
+// the name where it stands; what it points to is not followed (only skipped over here).
+std::optional<size_t> skip_name(const unsigned char* msg, size_t len, size_t at) {
+  for (int labels = 0; labels < 128; ++labels) {  // 255 bytes at most: 127 one-byte labels
+    if (at >= len) return std::nullopt;
+    const unsigned char l = msg[at];
+    if (l == 0) return at + 1;
+    if ((l & 0xC0) == 0xC0) {
+      if (at + 2 > len) return std::nullopt;
+      return at + 2;
+    }
+    if ((l & 0xC0) != 0) return std::nullopt;  // 0x40, 0x80: reserved label types
+    at += 1 + l;
+  }
+  return std::nullopt;
+}
+
+DnsAnswer::Status status_of(int ares_status) {
+  switch (ares_status) {
+    case ARES_SUCCESS:
+      return DnsAnswer::Status::kOk;
+    case ARES_ENODATA:
+      return DnsAnswer::Status::kEmpty;
+    case ARES_ENOTFOUND:
+      return DnsAnswer::Status::kNotFound;
+    case ARES_ESERVFAIL:
+    case ARES_EREFUSED:
+      return DnsAnswer::Status::kServFail;
+    case ARES_ETIMEOUT:
+      return DnsAnswer::Status::kTimeout;
+    case ARES_EBADRESP:
+    case ARES_EFORMERR:
+      return DnsAnswer::Status::kMalformed;
+    default:
+      return DnsAnswer::Status::kError;
+  }
+}
+
+constexpr int kMaxAddresses = 256;  // A or AAAA records read from one answer
+
+}  // namespace
+
+std::optional<uint32_t> answer_min_ttl(const unsigned char* msg, size_t len) {
+  if (len < 12) return std::nullopt;
+  const uint16_t questions = be16(msg + 4);
+  const uint16_t answers = be16(msg + 6);
+  size_t at = 12;
+  for (uint16_t i = 0; i < questions; ++i) {
+    const auto end = skip_name(msg, len, at);
+    if (!end || *end + 4 > len) return std::nullopt;
+    at = *end + 4;  // type, class
+  }
+  std::optional<uint32_t> ttl;
+  for (uint16_t i = 0; i < answers; ++i) {
+    const auto end = skip_name(msg, len, at);
+    if (!end || *end + 10 > len) return std::nullopt;
+    const uint32_t raw_ttl = be32(msg + *end + 4);
+    const uint32_t record_ttl = (raw_ttl & 0x80000000u) != 0 ? 0 : raw_ttl;  // RFC 2181 8: read as zero
+    const uint16_t rdlength = be16(msg + *end + 8);
+    if (*end + 10 + rdlength > len) return std::nullopt;
+    at = *end + 10 + rdlength;
+    ttl = ttl ? std::min(*ttl, record_ttl) : record_ttl;
+  }
+  return ttl;
+}
+
+// One query in flight: its callback, and the answer when c-ares gave it from inside
+// query() (handed over from the loop, as the contract says).
+struct DnsResolver::Request {
+  DnsResolver* resolver;
+  Type type;
+  Callback done;
+};
+
+DnsResolver::~DnsResolver() {
+  // close() must have run; a channel left would call back into a freed resolver.
+  if (channel_ != nullptr) ares_destroy(channel_);
+}
+
+std::string DnsResolver::init(const std::vector<std::string>& servers, uint32_t timeout_ms) {
+  static const int library = ares_library_init(ARES_LIB_INIT_ALL);  // once per process
+  if (library != ARES_SUCCESS) return std::string("c-ares: ") + ares_strerror(library);
+  ares_options opts{};
+  opts.sock_state_cb = on_sock_state;
+  opts.sock_state_cb_data = this;
+  opts.timeout = static_cast<int>(timeout_ms);
+  opts.tries = 1;
+  // (Not ARES_FLAG_NOCHECKRESP: it would also take answers to another question. A
+  // SERVFAIL or REFUSED is tried at the next server, then reported.)
+  const int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+  if (const int rc = ares_init_options(&channel_, &opts, mask); rc != ARES_SUCCESS) {
+    channel_ = nullptr;
+    return std::string("c-ares: ") + ares_strerror(rc);
+  }
+  if (!servers.empty()) {
+    std::string csv;
+    for (const std::string& s : servers) {
+      if (!csv.empty()) csv += ',';
+      csv += s;
+    }
+    if (const int rc = ares_set_servers_ports_csv(channel_, csv.c_str()); rc != ARES_SUCCESS) {
+      return "dns.resolvers: " + std::string(ares_strerror(rc));
+    }
+  }
+  timer_ = new uv_timer_t{};  // freed by its close callback (close())
+  uv_timer_init(loop_, timer_);
+  timer_->data = this;
+  return {};
+}
+
+void DnsResolver::query(const std::string& name, Type type, Callback done) {
+  if (channel_ == nullptr || closing_) {
+    DnsAnswer a;
+    a.error = "the resolver is not running";
+    deferred_.push_back({std::move(done), std::move(a)});
+    if (timer_ != nullptr && !closing_) uv_timer_start(timer_, on_timer, 0, 0);
+    return;
+  }
+  auto* r = new Request{this, type, std::move(done)};
+  ++pending_;
+  in_query_ = true;
+  const int rrtype = type == Type::kSrv ? ns_t_srv : type == Type::kAaaa ? ns_t_aaaa : ns_t_a;
+  ares_query(channel_, name.c_str(), ns_c_in, rrtype, on_answer, r);
+  in_query_ = false;
+  if (!deferred_.empty()) {
+    uv_timer_start(timer_, on_timer, 0, 0);  // answered from inside: called back from the loop
+    return;
+  }
+  arm_timer();
+}
+
+void DnsResolver::on_answer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int alen) {
+  std::unique_ptr<Request> r(static_cast<Request*>(arg));
+  DnsResolver* self = r->resolver;
+  --self->pending_;
+  if (self->closing_ || status == ARES_EDESTRUCTION || status == ARES_ECANCELLED) return;
+  DnsAnswer a;
+  a.status = status_of(status);
+  if (a.status == DnsAnswer::Status::kOk) {
+    const size_t len = alen > 0 ? static_cast<size_t>(alen) : 0;
+    if (const auto ttl = answer_min_ttl(abuf, len)) a.ttl_s = *ttl;
+    int parsed = ARES_EBADRESP;
+    if (r->type == Type::kSrv) {
+      ares_srv_reply* srv = nullptr;
+      parsed = ares_parse_srv_reply(abuf, alen, &srv);
+      for (ares_srv_reply* s = srv; s != nullptr; s = s->next) {
+        a.srv.push_back({s->priority, s->weight, s->port, s->host != nullptr ? s->host : ""});
+      }
+      if (srv != nullptr) ares_free_data(srv);
+    } else if (r->type == Type::kA) {
+      ares_addrttl ttls[kMaxAddresses];
+      int n = kMaxAddresses;
+      parsed = ares_parse_a_reply(abuf, alen, nullptr, ttls, &n);
+      for (int i = 0; parsed == ARES_SUCCESS && i < n; ++i) {
+        char text[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &ttls[i].ipaddr, text, sizeof text);
+        a.addresses.emplace_back(text);
+      }
+    } else {
+      ares_addr6ttl ttls[kMaxAddresses];
+      int n = kMaxAddresses;
+      parsed = ares_parse_aaaa_reply(abuf, alen, nullptr, ttls, &n);
+      for (int i = 0; parsed == ARES_SUCCESS && i < n; ++i) {
+        char text[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &ttls[i].ip6addr, text, sizeof text);
+        a.addresses.emplace_back(text);
+      }
+    }
+    if (parsed != ARES_SUCCESS) {
+      a.status = status_of(parsed);
+      if (a.status == DnsAnswer::Status::kOk) a.status = DnsAnswer::Status::kMalformed;
+    } else if (a.addresses.empty() && a.srv.empty()) {
+      a.status = DnsAnswer::Status::kEmpty;
+    }
+  }
+  if (a.status != DnsAnswer::Status::kOk) {
+    a.error = a.status == DnsAnswer::Status::kEmpty && status == ARES_SUCCESS ? "no records of the type asked for"
+                                                                              : ares_strerror(status);
+    a.addresses.clear();
+    a.srv.clear();
+  }
+  if (self->in_query_) {
+    self->deferred_.push_back({std::move(r->done), std::move(a)});
+    return;
+  }
+  r->done(std::move(a));
+}
+
+void DnsResolver::on_sock_state(void* data, ares_socket_t fd, int readable, int writable) {
+  auto* self = static_cast<DnsResolver*>(data);
+  auto it = self->polls_.find(fd);
+  if (!readable && !writable) {
+    // c-ares closes the socket right after: stop watching it first.
+    if (it == self->polls_.end()) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(it->second),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    self->polls_.erase(it);
+    return;
+  }
+  uv_poll_t* p;
+  if (it == self->polls_.end()) {
+    p = new uv_poll_t{};  // freed by its close callback
+    if (uv_poll_init_socket(self->loop_, p, fd) != 0) {
+      delete p;
+      return;  // the query times out
+    }
+    p->data = self;
+    self->polls_.emplace(fd, p);
+  } else {
+    p = it->second;
+  }
+  uv_poll_start(p, (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0), on_poll);
+}
+
+void DnsResolver::on_poll(uv_poll_t* p, int status, int events) {
+  auto* self = static_cast<DnsResolver*>(p->data);
+  if (self->closing_) return;
+  ares_socket_t fd = ARES_SOCKET_BAD;
+  for (const auto& [sock, poll] : self->polls_) {
+    if (poll == p) fd = sock;
+  }
+  if (fd == ARES_SOCKET_BAD) return;
+  // An error on the socket: let c-ares read it and find out.
+  const bool readable = status < 0 || (events & UV_READABLE) != 0;
+  const bool writable = status < 0 || (events & UV_WRITABLE) != 0;
+  ares_process_fd(self->channel_, readable ? fd : ARES_SOCKET_BAD, writable ? fd : ARES_SOCKET_BAD);
+  self->arm_timer();
+}
+
+void DnsResolver::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<DnsResolver*>(t->data);
+  if (self->closing_) return;
+  // Answers given from inside query(), in order.
+  std::vector<Deferred> ready;
+  ready.swap(self->deferred_);
+  for (Deferred& d : ready) {
+    d.done(std::move(d.answer));
+    if (self->closing_) return;
+  }
+  if (self->channel_ != nullptr) ares_process_fd(self->channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // timeouts
+  self->arm_timer();
+}
+
+void DnsResolver::arm_timer() {
+  if (closing_ || timer_ == nullptr || channel_ == nullptr) return;
+  if (!deferred_.empty()) {
+    uv_timer_start(timer_, on_timer, 0, 0);
+    return;
+  }
+  timeval tv{};
+  if (ares_timeout(channel_, nullptr, &tv) == nullptr) {
+    uv_timer_stop(timer_);  // nothing pending
+    return;
+  }
+  const uint64_t ms = static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec + 999) / 1000;
+  uv_timer_start(timer_, on_timer, ms, 0);
+}
+
+void DnsResolver::close() {
+  if (closing_) return;
+  closing_ = true;
+  deferred_.clear();
+  if (channel_ != nullptr) {
+    ares_destroy(channel_);  // pending queries end with ARES_EDESTRUCTION, dropped; sockets closed
+    channel_ = nullptr;
+  }
+  for (auto& [fd, p] : polls_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(p), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  }
+  polls_.clear();
+  if (timer_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    timer_ = nullptr;
+  }
+}
+
+}  // namespace ringproxy

@@ -1,0 +1,228 @@
+// net/dns_resolver.h against a real DNS server: Debian's dnsmasq, started by each test
+// on 127.0.0.1 with the records the test needs (its own config, no system resolver, no
+// hosts file). And answer_min_ttl() on messages made by hand.
+#include "net/dns_resolver.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tests/integration/harness.h"
+#include "tests/support/loopback.h"
+
+namespace ringproxy {
+namespace {
+
+using integration::Process;
+using integration::TempDir;
+
+// A UDP port free a moment ago (dnsmasq must be told its port); racy, so the server is
+// started again on another port if it cannot bind.
+uint16_t free_udp_port() {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  socklen_t len = sizeof sa;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(fd);
+  return ntohs(sa.sin_port);
+}
+
+class DnsResolverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    uv_loop_init(&loop_);
+    uv_timer_init(&loop_, &guard_);
+  }
+  void TearDown() override {
+    if (resolver_) resolver_->close();
+    uv_close(reinterpret_cast<uv_handle_t*>(&guard_), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    resolver_.reset();
+    EXPECT_EQ(uv_loop_close(&loop_), 0);
+  }
+
+  // dnsmasq serving `records` (its options: --host-record=..., --srv-host=...) for the
+  // domain "test" alone, every answer with TTL 42. Returns its "127.0.0.1:PORT".
+  std::string start_dns(const std::vector<std::string>& records) {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      const uint16_t port = free_udp_port();
+      std::vector<std::string> args = {"--keep-in-foreground", "--conf-file=/dev/null", "--port=" + std::to_string(port),
+                                       "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
+                                       "--user=root", "--group=root", "--pid-file=", "--local=/test/",
+                                       "--local-ttl=42", "--log-facility=-"};
+      args.insert(args.end(), records.begin(), records.end());
+      dns_.emplace("/usr/sbin/dnsmasq", args, dir_.path(), "dnsmasq");
+      const std::string server = "127.0.0.1:" + std::to_string(port);
+      // dnsmasq says "started" once its sockets are bound (a bounded wait on its log),
+      // or exits when the port was taken meanwhile.
+      if (dns_->wait_for_output(integration::Output::err, "started, version") &&
+          resolve_with({server}, "ready.test", DnsResolver::Type::kA).status == DnsAnswer::Status::kNotFound) {
+        return server;
+      }
+      dns_.reset();
+    }
+    ADD_FAILURE() << "dnsmasq did not start";
+    return {};
+  }
+
+  DnsAnswer resolve_with(const std::vector<std::string>& servers, const std::string& name, DnsResolver::Type type,
+                         uint32_t timeout_ms = 2000) {
+    DnsResolver r(&loop_);
+    EXPECT_EQ(r.init(servers, timeout_ms), "");
+    std::optional<DnsAnswer> got;
+    r.query(name, type, [&](DnsAnswer a) { got = std::move(a); });
+    EXPECT_FALSE(got) << "called back from inside query()";
+    test::run_loop_until(&loop_, &guard_, [&] { return got.has_value(); });
+    r.close();
+    uv_run(&loop_, UV_RUN_NOWAIT);  // its handles' close callbacks
+    return got.value_or(DnsAnswer{});
+  }
+
+  TempDir dir_;
+  uv_loop_t loop_{};
+  uv_timer_t guard_{};
+  std::optional<Process> dns_;
+  std::unique_ptr<DnsResolver> resolver_;
+};
+
+TEST_F(DnsResolverTest, ARecordsWithTheirTtl) {
+  const std::string server = start_dns({"--host-record=a.test,10.0.0.1", "--host-record=a.test,10.0.0.2"});
+  const DnsAnswer a = resolve_with({server}, "a.test", DnsResolver::Type::kA);
+  EXPECT_EQ(a.status, DnsAnswer::Status::kOk) << a.error;
+  std::vector<std::string> got = a.addresses;
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::string>{"10.0.0.1", "10.0.0.2"}));
+  EXPECT_EQ(a.ttl_s, 42u);
+}
+
+TEST_F(DnsResolverTest, AaaaRecords) {
+  const std::string server = start_dns({"--host-record=v6.test,fd00::1"});
+  const DnsAnswer a = resolve_with({server}, "v6.test", DnsResolver::Type::kAaaa);
+  EXPECT_EQ(a.status, DnsAnswer::Status::kOk) << a.error;
+  EXPECT_EQ(a.addresses, std::vector<std::string>{"fd00::1"});
+}
+
+TEST_F(DnsResolverTest, SrvRecordsWithPriorityWeightPortAndTtl) {
+  const std::string server = start_dns({"--srv-host=_http._tcp.svc.test,n1.test,8080,10,5",
+                                        "--srv-host=_http._tcp.svc.test,n2.test,8081,20,0"});
+  const DnsAnswer a = resolve_with({server}, "_http._tcp.svc.test", DnsResolver::Type::kSrv);
+  ASSERT_EQ(a.status, DnsAnswer::Status::kOk) << a.error;
+  std::vector<DnsAnswer::Srv> got = a.srv;
+  std::sort(got.begin(), got.end(), [](const auto& x, const auto& y) { return x.target < y.target; });
+  EXPECT_EQ(got, (std::vector<DnsAnswer::Srv>{{10, 5, 8080, "n1.test"}, {20, 0, 8081, "n2.test"}}));
+  EXPECT_EQ(a.ttl_s, 42u);  // read by answer_min_ttl: c-ares gives no SRV TTL
+}
+
+TEST_F(DnsResolverTest, NxdomainAndAnEmptyAnswerAreToldApart) {
+  const std::string server = start_dns({"--host-record=a.test,10.0.0.1"});
+  const DnsAnswer missing = resolve_with({server}, "missing.test", DnsResolver::Type::kA);
+  EXPECT_EQ(missing.status, DnsAnswer::Status::kNotFound) << missing.error;
+  EXPECT_FALSE(missing.error.empty());
+  const DnsAnswer no_aaaa = resolve_with({server}, "a.test", DnsResolver::Type::kAaaa);
+  EXPECT_EQ(no_aaaa.status, DnsAnswer::Status::kEmpty) << no_aaaa.error;
+  EXPECT_TRUE(no_aaaa.addresses.empty());
+}
+
+TEST_F(DnsResolverTest, AServerThatNeverAnswersTimesOut) {
+  // A socket bound and never read: queries to it vanish.
+  const int silent = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  socklen_t len = sizeof sa;
+  ::getsockname(silent, reinterpret_cast<sockaddr*>(&sa), &len);
+  const DnsAnswer a = resolve_with({"127.0.0.1:" + std::to_string(ntohs(sa.sin_port))}, "a.test", DnsResolver::Type::kA, 200);
+  EXPECT_EQ(a.status, DnsAnswer::Status::kTimeout) << a.error;
+  ::close(silent);
+}
+
+TEST_F(DnsResolverTest, CloseWithAQueryPendingCallsNothingAndLeavesNoHandle) {
+  const int silent = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  socklen_t len = sizeof sa;
+  ::getsockname(silent, reinterpret_cast<sockaddr*>(&sa), &len);
+  resolver_ = std::make_unique<DnsResolver>(&loop_);
+  ASSERT_EQ(resolver_->init({"127.0.0.1:" + std::to_string(ntohs(sa.sin_port))}, 5000), "");
+  bool called = false;
+  resolver_->query("a.test", DnsResolver::Type::kA, [&](DnsAnswer) { called = true; });
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_EQ(resolver_->pending(), 1u);
+  resolver_->close();
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_FALSE(called);
+  ::close(silent);
+}
+
+TEST_F(DnsResolverTest, AResolverListThatDoesNotParseIsRefused) {
+  DnsResolver r(&loop_);
+  EXPECT_NE(r.init({"not an address"}, 1000), "");
+  r.close();
+}
+
+// ---- answer_min_ttl, on messages made by hand ----
+
+std::vector<unsigned char> message(uint16_t answers, const std::vector<unsigned char>& body) {
+  std::vector<unsigned char> m = {0x12, 0x34, 0x81, 0x80, 0, 1, static_cast<unsigned char>(answers >> 8),
+                                  static_cast<unsigned char>(answers), 0, 0, 0, 0};
+  // The question: "a.t" IN A.
+  const std::vector<unsigned char> q = {1, 'a', 1, 't', 0, 0, 1, 0, 1};
+  m.insert(m.end(), q.begin(), q.end());
+  m.insert(m.end(), body.begin(), body.end());
+  return m;
+}
+
+// An A record named by a pointer to the question's name, with `ttl`.
+std::vector<unsigned char> a_record(uint32_t ttl) {
+  return {0xC0, 12, 0, 1, 0, 1, static_cast<unsigned char>(ttl >> 24), static_cast<unsigned char>(ttl >> 16),
+          static_cast<unsigned char>(ttl >> 8), static_cast<unsigned char>(ttl), 0, 4, 10, 0, 0, 1};
+}
+
+TEST(AnswerMinTtl, TheSmallestOfTheAnswersRecords) {
+  std::vector<unsigned char> body = a_record(300);
+  const auto second = a_record(60);
+  body.insert(body.end(), second.begin(), second.end());
+  const auto m = message(2, body);
+  EXPECT_EQ(answer_min_ttl(m.data(), m.size()), 60u);
+}
+
+TEST(AnswerMinTtl, ATtlWithTheTopBitSetReadsAsZero) {
+  const auto m = message(1, a_record(0x80000010));
+  EXPECT_EQ(answer_min_ttl(m.data(), m.size()), 0u);  // RFC 2181 8
+}
+
+TEST(AnswerMinTtl, TruncatedOrEmptyMessagesDoNotParse) {
+  const auto m = message(1, a_record(300));
+  for (size_t cut = 0; cut < m.size(); ++cut) {
+    EXPECT_EQ(answer_min_ttl(m.data(), cut), std::nullopt) << "cut at " << cut;
+  }
+  const auto none = message(0, {});
+  EXPECT_EQ(answer_min_ttl(none.data(), none.size()), std::nullopt);  // no answer records
+}
+
+TEST(AnswerMinTtl, ANameThatRunsOnIsRefused) {
+  // 200 one-byte labels without an end: over the 255-byte limit of a name.
+  std::vector<unsigned char> body;
+  for (int i = 0; i < 200; ++i) {
+    body.push_back(1);
+    body.push_back('x');
+  }
+  const auto m = message(1, body);
+  EXPECT_EQ(answer_min_ttl(m.data(), m.size()), std::nullopt);
+}
+
+}  // namespace
+}  // namespace ringproxy

@@ -67,7 +67,28 @@ std::optional<uint16_t> parse_port(std::string_view text, bool allow_port_zero,
   return static_cast<uint16_t>(port);
 }
 
+bool dns_name_with(std::string_view text, bool underscores) {
+  if (text.empty() || text.size() > 253) return false;
+  std::string_view last;
+  for (size_t start = 0; start <= text.size();) {
+    const size_t dot = std::min(text.find('.', start), text.size());
+    std::string_view label = text.substr(start, dot - start);
+    if (underscores && !label.empty() && label.front() == '_') label.remove_prefix(1);
+    const bool valid = !label.empty() && label.size() <= 63 && label.front() != '-' && label.back() != '-' &&
+                       std::ranges::all_of(label, [](char c) {
+                         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+                       });
+    if (!valid) return false;
+    last = label;
+    start = dot + 1;
+  }
+  return !std::ranges::all_of(last, [](char c) { return c >= '0' && c <= '9'; });
+}
+
 }  // namespace
+
+bool is_dns_name(std::string_view text) { return dns_name_with(text, false); }
+bool is_srv_name(std::string_view text) { return dns_name_with(text, true); }
 
 std::string Address::to_string() const {
   const std::string port_text = std::to_string(port);
@@ -77,7 +98,7 @@ std::string Address::to_string() const {
 // The host is stored canonical (see canonical_ip), so to_string() may differ in
 // spelling from the text parsed, never in meaning.
 std::optional<Address> parse_address(std::string_view text, std::string* why,
-                                     bool allow_port_zero) {
+                                     bool allow_port_zero, bool allow_name) {
   if (text.empty()) return fail(why, "empty address");
   if (std::ranges::any_of(text, is_blank_or_control)) {
     return fail(why, "contains spaces or control characters");
@@ -119,6 +140,12 @@ std::optional<Address> parse_address(std::string_view text, std::string* why,
     address.host = "127.0.0.1";
   } else if (std::ranges::all_of(host, [](char c) { return (c >= '0' && c <= '9') || c == '.'; })) {
     return fail(why, "invalid IPv4 address");
+  } else if (allow_name && is_dns_name(host)) {
+    address.host.reserve(host.size());
+    for (char c : host) address.host += is_ascii_letter(c) ? static_cast<char>(c | 0x20) : c;
+    address.is_name = true;
+  } else if (allow_name) {
+    return fail(why, "not an IP address nor a DNS name");
   } else {
     return fail(why, "hostnames are not resolved; use an IP address");
   }

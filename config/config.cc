@@ -18,6 +18,7 @@
 
 #include "config/fields.h"
 #include "config/read_file.h"
+#include "config/dns.h"
 #include "config/tls.h"
 #include "ring/ring.h"
 
@@ -57,6 +58,14 @@ std::string number_text(double value) {
 std::optional<Address> config_address(std::string_view text, std::string* why) {
   std::string reason;
   std::optional<Address> address = parse_address(text, &reason, /*allow_port_zero=*/false);
+  if (!address) *why = "invalid address " + quoted(text) + ": " + reason;
+  return address;
+}
+
+// A backend's: an IP and port, or a DNS name and port (SPEC "Backends by name").
+std::optional<Address> backend_address(std::string_view text, std::string* why) {
+  std::string reason;
+  std::optional<Address> address = parse_address(text, &reason, /*allow_port_zero=*/false, /*allow_name=*/true);
   if (!address) *why = "invalid address " + quoted(text) + ": " + reason;
   return address;
 }
@@ -349,7 +358,7 @@ std::vector<Field<BackendConfig>> backend_fields() {
   using B = BackendConfig;
   return {
       text_field<B, std::string>("name", &B::name, parse_backend_name),
-      text_field<B, Address>("address", &B::address, config_address),
+      text_field<B, Address>("address", &B::address, backend_address),
       // Weight multiplies the node's points; 0 drains it (SPEC). See vnodes for the cap.
       integer_field<B>("weight", &B::weight, 0, 1000),
       boolean_field<B>("tls", &B::tls),
@@ -414,6 +423,8 @@ class Loader {
         {"backend", [this](const toml::node& node) { read_backends(node); }},
         {"upstream_tls",
          [this](const toml::node& node) { read_upstream_tls(errors_, node, "upstream_tls", config_.upstream_tls); }},
+        {"dns", [this](const toml::node& node) { read_dns(errors_, node, "dns", config_.dns); }},
+        {"discover", [this](const toml::node& node) { read_discover(errors_, node, "discover", config_.discover); }},
     };
     std::vector<std::string_view> names;
     for (const SectionReader& section : sections) names.push_back(section.name);
@@ -624,10 +635,12 @@ class Loader {
     const toml::node* backends = root_.get("backend");
     const bool has_backend =
         backends != nullptr && (!backends->is_array() || !backends->as_array()->empty());
-    if (has_backend || seeds_written()) return;
+    const toml::node* discover = root_.get("discover");
+    const bool has_discover = discover != nullptr && (!discover->is_array() || !discover->as_array()->empty());
+    if (has_backend || has_discover || seeds_written()) return;
     errors_.add_whole_file(
-        "no backends: add a [[backend]] table, or a [gossip] section with seeds to learn them "
-        "from peers");
+        "no backends: add a [[backend]] table, a [[discover]] source, or a [gossip] section with "
+        "seeds to learn them from peers");
   }
 
   const toml::table& root_;

@@ -139,9 +139,32 @@ struct GossipConfig {
   bool operator==(const GossipConfig&) const = default;
 };
 
+// [dns]: how names (backend addresses, [[discover]] sources) are resolved. SPEC
+// "Backends by name (DNS)".
+struct DnsConfig {
+  std::vector<Address> resolvers;  // empty: /etc/resolv.conf's
+  uint32_t timeout_ms = 2000;
+  uint32_t min_ttl_ms = 1000;     // an answer's TTL is clamped to [min_ttl_ms, max_ttl_ms]
+  uint32_t max_ttl_ms = 300000;
+  uint32_t hold_ms = 600000;      // a failed resolution keeps the last good answer this long
+  bool operator==(const DnsConfig&) const = default;
+};
+
+// One [[discover]]: a DNS name that becomes a set of nodes, kept current.
+struct DiscoverConfig {
+  enum class Type { kSrv, kA };
+  std::string name;       // the name queried (an SRV owner name may have '_' labels)
+  Type type = Type::kSrv;
+  uint16_t port = 0;      // type a: required; type srv: unused (each record has its port)
+  uint32_t weight = 1;    // type a: each address's ring weight
+  bool tls = false;       // as for [[backend]]
+  std::string tls_name;
+  bool operator==(const DiscoverConfig&) const = default;
+};
+
 struct BackendConfig {
   std::string name;
-  Address address;
+  Address address;  // an IP and port, or a DNS name and port (address.is_name)
   uint32_t weight = 1;
   bool tls = false;      // requests and health checks to this node go over TLS
   std::string tls_name;  // SNI and the name verified; "" = the host part of address
@@ -157,6 +180,8 @@ struct Config {
   GossipConfig gossip;
   std::vector<BackendConfig> backends;
   UpstreamTlsConfig upstream_tls;
+  DnsConfig dns;
+  std::vector<DiscoverConfig> discover;
   bool operator==(const Config&) const = default;
 };
 

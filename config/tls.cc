@@ -143,28 +143,6 @@ std::vector<Field<UpstreamTlsConfig>> upstream_tls_fields() {
   };
 }
 
-// A DNS name as SNI carries it (RFC 6066 section 3: a host name, no trailing dot):
-// dot-separated labels of letters, digits and '-', 1..63 characters each, not starting
-// or ending with '-' (RFC 1123 section 2.1), 253 characters in all. A last label of
-// digits only would be a mistyped IPv4 address ("10.0.0.256"), never a top-level domain.
-bool is_dns_name(std::string_view text) {
-  if (text.empty() || text.size() > 253) return false;
-  std::string_view last;
-  for (size_t start = 0; start <= text.size();) {
-    const size_t dot = std::min(text.find('.', start), text.size());
-    const std::string_view label = text.substr(start, dot - start);
-    const bool valid = !label.empty() && label.size() <= 63 && label.front() != '-' &&
-                       label.back() != '-' && std::ranges::all_of(label, [](char c) {
-                         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                                (c >= '0' && c <= '9') || c == '-';
-                       });
-    if (!valid) return false;
-    last = label;
-    start = dot + 1;
-  }
-  return !std::ranges::all_of(last, [](char c) { return c >= '0' && c <= '9'; });
-}
-
 bool is_ip_address(const std::string& text) {
   in6_addr buf;
   return inet_pton(AF_INET, text.c_str(), &buf) == 1 || inet_pton(AF_INET6, text.c_str(), &buf) == 1;

@@ -96,6 +96,19 @@ std::string count_of(size_t n, const char* what) {
 
 }  // namespace
 
+std::string dns_not_resolved_yet(const Config& config) {
+  for (size_t i = 0; i < config.backends.size(); ++i) {
+    if (config.backends[i].address.is_name) {
+      return "backend[" + std::to_string(i) + "].address: \"" + config.backends[i].address.to_string() +
+             "\" is a DNS name: names are read and checked but not resolved yet (issue 14); use an IP address";
+    }
+  }
+  if (!config.discover.empty()) {
+    return "discover: [[discover]] sources are read and checked but not resolved yet (issue 14)";
+  }
+  return {};
+}
+
 int run_check(const std::string& path, std::ostream& out, std::ostream& err, std::time_t now) {
   const ConfigResult r = load_config_file(path);
   for (const ConfigError& e : r.errors) err << e.to_string() << '\n';
@@ -123,6 +136,10 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err, std
   }
   if (!ClientTlsContext::create(r.config.upstream_tls, &context_error)) {
     err << path << ": upstream_tls: " << context_error << '\n' << path << ": 1 error\n";
+    return kExitConfig;
+  }
+  if (const std::string why = dns_not_resolved_yet(r.config); !why.empty()) {
+    err << path << ": " << why << '\n';
     return kExitConfig;
   }
   out << path << ": ok (" << r.config.backends.size() << " backends"

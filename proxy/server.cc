@@ -170,6 +170,10 @@ ReloadReport Server::reload(bool dry_run) {
   ConfigResult r = load_config_file(config_path_);
   for (const ConfigError& e : r.errors) report.errors.push_back(e.to_string());
   if (!r.ok()) return report;
+  if (const std::string why = dns_not_resolved_yet(r.config); !why.empty()) {
+    report.errors.push_back(config_path_ + ": " + why);
+    return report;
+  }
   auto config = std::make_shared<const Config>(std::move(r.config));
   const std::shared_ptr<const Routing> current = routing();
   std::string error;
@@ -572,6 +576,10 @@ int Server::load() {
   ConfigResult r = load_config_file(config_path_);
   if (!r.ok()) {
     for (const ConfigError& e : r.errors) std::cerr << e.to_string() << '\n';
+    return kExitConfig;
+  }
+  if (const std::string why = dns_not_resolved_yet(r.config); !why.empty()) {
+    std::cerr << "ringproxy: " << config_path_ << ": " << why << '\n';
     return kExitConfig;
   }
   config_ = std::make_shared<const Config>(std::move(r.config));

@@ -264,8 +264,8 @@ TEST(Config, SpecExampleLoadsAsTheDefaults) {
 
 TEST(Config, EmptyAndCommentOnlyFilesNeedABackend) {
   const Errors expected = {
-      "t.toml:1:1: no backends: add a [[backend]] table, or a [gossip] section with seeds to "
-      "learn them from peers"};
+      "t.toml:1:1: no backends: add a [[backend]] table, a [[discover]] source, or a [gossip] "
+      "section with seeds to learn them from peers"};
   EXPECT_EQ(errors_of(""), expected);
   EXPECT_EQ(errors_of("# nothing here\n\n[proxy]\n"), expected);
   EXPECT_EQ(errors_of("backend = []\n"), expected);
@@ -287,8 +287,8 @@ seeds = ["[fd00::2]:7946"]
 
 TEST(Config, GossipWithoutSeedsStillNeedsABackend) {
   EXPECT_EQ(errors_of("[gossip]\nbind = \"10.0.0.1:7946\"\n"),
-            (Errors{"t.toml:1:1: no backends: add a [[backend]] table, or a [gossip] section "
-                    "with seeds to learn them from peers"}));
+            (Errors{"t.toml:1:1: no backends: add a [[backend]] table, a [[discover]] source, or a "
+                    "[gossip] section with seeds to learn them from peers"}));
 }
 
 TEST(Config, SeedsWithoutBindAreAnError) {
@@ -553,8 +553,8 @@ address = "127.0.0.1:9003"
 
 TEST(ConfigErrors, UnknownSection) {
   EXPECT_EQ(errors_of("[[backends]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n"),
-            (Errors{"t.toml:1:1: no backends: add a [[backend]] table, or a [gossip] section "
-                    "with seeds to learn them from peers",
+            (Errors{"t.toml:1:1: no backends: add a [[backend]] table, a [[discover]] source, or a "
+                    "[gossip] section with seeds to learn them from peers",
                     "t.toml:1:3: backends: unknown section (did you mean 'backend'?)"}));
   EXPECT_EQ(errors_with_backend("[prxy]\nlisten = \"127.0.0.1:80\"\n"),
             (Errors{"t.toml:1:2: prxy: unknown section (did you mean 'proxy'?)"}));
@@ -899,7 +899,7 @@ vnodes = 0
 
 [[backend]]
 name = "a"
-address = "a.example:80"
+address = "a_example:80"
 
 [[backend]]
 name = "a"
@@ -911,8 +911,8 @@ weight = -2
                 "t.toml:3:11: proxy.retries: must be between 0 and 100, got 500",
                 "t.toml:4:1: proxy.lisen: unknown key (did you mean 'listen'?)",
                 "t.toml:7:10: ring.vnodes: must be between 1 and 10000, got 0",
-                "t.toml:11:11: backend[0].address: invalid address \"a.example:80\": hostnames "
-                "are not resolved; use an IP address",
+                "t.toml:11:11: backend[0].address: invalid address \"a_example:80\": not an IP "
+                "address nor a DNS name",
                 "t.toml:14:8: backend[1].name: duplicate backend name \"a\" (first at line 10)",
                 "t.toml:16:10: backend[1].weight: must be between 0 and 1000, got -2",
             }));

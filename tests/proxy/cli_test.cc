@@ -285,6 +285,28 @@ TEST(Cli, CheckRefusesAKeyOpenSslWillNotServe) {
   EXPECT_NE(r.err.find("key too small"), std::string::npos) << r.err;
 }
 
+TEST(Cli, DnsNamesAreCheckedButRefusedUntilResolved) {
+  // Names read and checked (--check says what is wrong with one), but a valid one is not
+  // served without resolution: refused, by --check and at start, with one line.
+  const std::string bad = write_file("dns-bad.toml", "[[backend]]\nname = \"a\"\naddress = \"cache_a:80\"\n");
+  CmdResult r = run("--check -c " + bad);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, bad + ":3:11: backend[0].address: invalid address \"cache_a:80\": not an IP address nor a DNS "
+                         "name\n" + bad + ": 1 error\n");
+  const std::string named = write_file("dns-named.toml", "[[backend]]\nname = \"a\"\naddress = \"cache-a.test:80\"\n");
+  r = run("--check -c " + named);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, named + ": " + dns_not_resolved_yet(load_config_file(named).config) + "\n");
+  r = run("-c " + named);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "ringproxy: " + named + ": " + dns_not_resolved_yet(load_config_file(named).config) + "\n");
+  const std::string discover =
+      write_file("dns-discover.toml", "[[discover]]\nname = \"_http._tcp.cache.test\"\ntype = \"srv\"\n");
+  r = run("--check -c " + discover);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, discover + ": discover: [[discover]] sources are read and checked but not resolved yet (issue 14)\n");
+}
+
 TEST(Cli, CheckTlsFileErrorsExitOne) {
   const std::time_t now = std::time(nullptr);
   const std::string cert =

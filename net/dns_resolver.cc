@@ -139,6 +139,8 @@ std::string DnsResolver::init(const std::vector<std::string>& servers, uint32_t 
       csv += s;
     }
     if (const int rc = ares_set_servers_ports_csv(channel_, csv.c_str()); rc != ARES_SUCCESS) {
+      ares_destroy(channel_);  // not half running: query() then answers "not running"
+      channel_ = nullptr;
       return "dns.resolvers: " + std::string(ares_strerror(rc));
     }
   }
@@ -149,11 +151,9 @@ std::string DnsResolver::init(const std::vector<std::string>& servers, uint32_t 
 }
 
 void DnsResolver::query(const std::string& name, Type type, Callback done) {
-  if (channel_ == nullptr || closing_) {
-    DnsAnswer a;
-    a.error = "the resolver is not running";
-    deferred_.push_back({std::move(done), std::move(a)});
-    if (timer_ != nullptr && !closing_) uv_timer_start(timer_, on_timer, 0, 0);
+  if (channel_ == nullptr || closing_ || timer_ == nullptr) {
+    // Not initialised (or init failed), or closing: nothing is asked, nothing answers.
+    // A caller that queries before a successful init() gets no callback, as after close().
     return;
   }
   auto* r = new Request{this, type, std::move(done)};
@@ -176,10 +176,11 @@ void DnsResolver::on_answer(void* arg, int status, int /*timeouts*/, unsigned ch
   if (self->closing_ || status == ARES_EDESTRUCTION || status == ARES_ECANCELLED) return;
   DnsAnswer a;
   a.status = status_of(status);
+  int parsed = ARES_SUCCESS;
   if (a.status == DnsAnswer::Status::kOk) {
     const size_t len = alen > 0 ? static_cast<size_t>(alen) : 0;
     if (const auto ttl = answer_min_ttl(abuf, len)) a.ttl_s = *ttl;
-    int parsed = ARES_EBADRESP;
+    parsed = ARES_EBADRESP;
     if (r->type == Type::kSrv) {
       ares_srv_reply* srv = nullptr;
       parsed = ares_parse_srv_reply(abuf, alen, &srv);
@@ -214,8 +215,13 @@ void DnsResolver::on_answer(void* arg, int status, int /*timeouts*/, unsigned ch
     }
   }
   if (a.status != DnsAnswer::Status::kOk) {
-    a.error = a.status == DnsAnswer::Status::kEmpty && status == ARES_SUCCESS ? "no records of the type asked for"
-                                                                              : ares_strerror(status);
+    if (status != ARES_SUCCESS) {
+      a.error = ares_strerror(status);
+    } else if (a.status == DnsAnswer::Status::kEmpty) {
+      a.error = "no records of the type asked for";
+    } else {
+      a.error = std::string("the answer does not parse: ") + ares_strerror(parsed);
+    }
     a.addresses.clear();
     a.srv.clear();
   }
@@ -263,7 +269,13 @@ void DnsResolver::on_poll(uv_poll_t* p, int status, int events) {
   // An error on the socket: let c-ares read it and find out.
   const bool readable = status < 0 || (events & UV_READABLE) != 0;
   const bool writable = status < 0 || (events & UV_WRITABLE) != 0;
+  self->in_process_ = true;
   ares_process_fd(self->channel_, readable ? fd : ARES_SOCKET_BAD, writable ? fd : ARES_SOCKET_BAD);
+  self->in_process_ = false;
+  if (self->closing_) {
+    self->finish_close();  // a callback closed the resolver: c-ares is done with the channel now
+    return;
+  }
   self->arm_timer();
 }
 
@@ -277,7 +289,15 @@ void DnsResolver::on_timer(uv_timer_t* t) {
     d.done(std::move(d.answer));
     if (self->closing_) return;
   }
-  if (self->channel_ != nullptr) ares_process_fd(self->channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // timeouts
+  if (self->channel_ != nullptr) {
+    self->in_process_ = true;
+    ares_process_fd(self->channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // timeouts
+    self->in_process_ = false;
+    if (self->closing_) {
+      self->finish_close();
+      return;
+    }
+  }
   self->arm_timer();
 }
 
@@ -300,6 +320,12 @@ void DnsResolver::close() {
   if (closing_) return;
   closing_ = true;
   deferred_.clear();
+  // From a callback inside ares_process_fd: c-ares still uses the channel after the
+  // callback returns; the destruction waits until it has (on_poll, on_timer).
+  if (!in_process_) finish_close();
+}
+
+void DnsResolver::finish_close() {
   if (channel_ != nullptr) {
     ares_destroy(channel_);  // pending queries end with ARES_EDESTRUCTION, dropped; sockets closed
     channel_ = nullptr;

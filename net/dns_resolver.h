@@ -70,6 +70,7 @@ class DnsResolver {
   // is tried once per server with `timeout_ms`. Returns "" or why not.
   std::string init(const std::vector<std::string>& servers, uint32_t timeout_ms);
   // Sends a query; `done` is called once from the loop (never from inside this call).
+  // Before a successful init(), or after close(), nothing is sent and nothing called.
   void query(const std::string& name, Type type, Callback done);
   // Drops pending queries (no callbacks) and closes the handles.
   void close();
@@ -82,6 +83,7 @@ class DnsResolver {
   static void on_poll(uv_poll_t* p, int status, int events);
   static void on_timer(uv_timer_t* t);
   void arm_timer();
+  void finish_close();  // close()'s work, once no c-ares call is under way
 
   struct Deferred {
     Callback done;
@@ -92,6 +94,7 @@ class DnsResolver {
   ares_channel channel_ = nullptr;
   std::vector<Deferred> deferred_;  // answers c-ares gave inside query(): called back from the timer
   bool in_query_ = false;
+  bool in_process_ = false;  // inside ares_process_fd (a callback may close())
   uv_timer_t* timer_ = nullptr;  // on the heap, freed by its close callback
   std::map<ares_socket_t, uv_poll_t*> polls_;
   size_t pending_ = 0;

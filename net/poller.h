@@ -94,6 +94,8 @@ class Poller {
 
   // Registrations open (tests).
   size_t sockets() const { return open_; }
+  // Sockets waiting in the ready list (defer()); tests read it to see the loop idle.
+  size_t deferred() const { return ready_.size(); }
 
  private:
   static void on_readable(uv_poll_t* p, int status, int events);

@@ -14,6 +14,8 @@
 #include <cctype>
 #include <cstring>
 
+#include "config/read_file.h"
+
 namespace ringproxy {
 
 namespace {
@@ -26,9 +28,24 @@ constexpr const char* kIntermediateCiphers =
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
 
-// Distinguishes our sessions from another program's sharing the same SSL_CTX cache
-// (none here), and is required by OpenSSL for resumption with client certificates.
-constexpr unsigned char kSessionIdContext[] = "ringproxy";
+// The session id context: OpenSSL resumes a session (a ticket included) only under the
+// context it was made in, and requires one for resumption with client certificates. It
+// is a digest of what decides who may connect (the client CA bundle's bytes, or none),
+// so that after a reload that changes client_ca a ticket issued before cannot resume
+// a session whose client was verified (or not) under the old rules; the ticket keys
+// themselves are kept across reloads. SHA-256 fits SSL_MAX_SID_CTX_LENGTH (32).
+std::array<unsigned char, 32> session_id_context(const ServerTlsConfig& config) {
+  std::string material = "ringproxy\n";
+  if (!config.client_ca.empty()) {
+    std::string bundle;
+    read_whole_file(config.client_ca, &bundle);  // unreadable: create() fails on it below
+    material += "client_ca\n" + bundle;
+  }
+  std::array<unsigned char, 32> out{};
+  unsigned int len = 0;
+  EVP_Digest(material.data(), material.size(), out.data(), &len, EVP_sha256(), nullptr);
+  return out;
+}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -123,7 +140,9 @@ TicketKeys::Key TicketKeys::current() const {
 
 bool TicketKeys::find(const unsigned char* name, Key* out, bool* renew) const {
   std::lock_guard<std::mutex> lock(mu_);
+  static constexpr std::array<unsigned char, 16> kUnset{};
   for (size_t i = 0; i < keys_.size(); ++i) {
+    if (keys_[i].name == kUnset) continue;  // a key RAND_bytes could not make: never a match
     if (std::memcmp(keys_[i].name.data(), name, keys_[i].name.size()) != 0) continue;
     *out = keys_[i];
     *renew = i != 0;
@@ -146,6 +165,7 @@ std::shared_ptr<const ServerTlsContext> ServerTlsContext::create(const ServerTls
     *error = "no certificate";
     return nullptr;
   }
+  const std::array<unsigned char, 32> sid_ctx = session_id_context(config);
   STACK_OF(X509_NAME)* client_cas = nullptr;
   if (!config.client_ca.empty()) {
     client_cas = SSL_load_client_CA_file(config.client_ca.c_str());
@@ -178,11 +198,11 @@ std::shared_ptr<const ServerTlsContext> ServerTlsContext::create(const ServerTls
       }
       self->sites_.push_back({ctx, std::move(names)});
       SSL_CTX_set_min_proto_version(ctx, config.min_version == TlsVersion::kTls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
-      SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+      SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
       // Not SSL_MODE_RELEASE_BUFFERS: idle connections give OpenSSL's buffers back
       // themselves, past a count (TlsTransport::release_buffer).
       SSL_CTX_set_cipher_list(ctx, kIntermediateCiphers);
-      SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);
+      SSL_CTX_set_session_id_context(ctx, sid_ctx.data(), static_cast<unsigned int>(sid_ctx.size()));
       SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);  // per worker: tickets instead
       // A ticket is good for an hour: the control loop rotates the keys hourly and keeps
       // the two before (TicketKeys::kKept), so every ticket still decrypts until it expires.
@@ -251,7 +271,7 @@ std::shared_ptr<const ClientTlsContext> ClientTlsContext::create(const UpstreamT
   self->ctx_ = ctx;
   SSL_CTX_set_app_data(ctx, self.get());
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
   // Buffers as the listener's (TlsTransport::release_buffer).
   SSL_CTX_set_cipher_list(ctx, kIntermediateCiphers);
   SSL_CTX_set_default_passwd_cb(ctx, [](char*, int, int, void*) { return 0; });

@@ -170,8 +170,15 @@ void TlsTransport::on_connect(int status) {
 void TlsTransport::release_buffer() {
   if (in_.size() == 0) buffers_.release(in_);
   tcp_.release_buffer();
+  if (buffers_.keep_tls_buffers()) return;
   // SSL_free_buffers keeps them (and says 0) while they hold bytes not yet processed.
-  if (ssl_ != nullptr && handshake_done_ && !buffers_.keep_tls_buffers()) SSL_free_buffers(ssl_);
+  if (ssl_ != nullptr && handshake_done_) SSL_free_buffers(ssl_);
+  if (!tcp_writing_) {
+    // Our own send-side strings keep their largest size otherwise.
+    std::string().swap(out_);
+    std::string().swap(next_);
+  }
+  std::string().swap(plain_);
 }
 
 std::string_view TlsTransport::alpn() const {
@@ -226,14 +233,16 @@ int TlsTransport::start_reading() {
     reading_ = true;
     return tcp_.start_reading();
   }
-  if (reading_ || closing_ || failed_) return 0;
+  if (reading_ || closing_ || failed_ || ended_) return 0;  // ended_: the end was told once
   if (ssl_ == nullptr) return UV_ENOTCONN;
   reading_ = true;
   if (handshake_done_) {
     tcp_.start_reading();
     // Plaintext OpenSSL holds, or ciphertext read below while we were stopped, raises
     // no event: decrypt it after this turn's events.
-    if (SSL_has_pending(ssl_) == 1 || tcp_.buffer().size() > 0 || tcp_eof_) poller_->defer(this);
+    // (SSL_pending, not SSL_has_pending: the latter also counts a record only partly
+    // received, which more bytes must complete; deferring for it would spin the loop.)
+    if (SSL_pending(ssl_) > 0 || tcp_.buffer().size() > 0 || tcp_eof_) poller_->defer(this);
   }
   return 0;
 }
@@ -256,7 +265,8 @@ void TlsTransport::pass_plaintext(ssize_t nread) {
   std::memcpy(in_.end_ptr(), below.begin_ptr(), n);
   in_.produced(n);
   below.clear();  // what did not fit is dropped: only a lingering close reads here
-  handler_.on_read(static_cast<ssize_t>(n));
+  if (reading_) tcp_.start_reading();  // it stops by itself when its buffer fills
+  if (n > 0) handler_.on_read(static_cast<ssize_t>(n));
 }
 
 void TlsTransport::on_read(ssize_t nread) {
@@ -352,16 +362,17 @@ void TlsTransport::pump() {
       if (in_.free_space() == 0) stop_reading();
       handler_.on_read(static_cast<ssize_t>(got));
       if (closing_) return;
-      // Nothing left below nor inside OpenSSL: another SSL_read would only say so.
-      if (tcp_.buffer().size() == 0 && !tcp_eof_ && SSL_has_pending(ssl_) == 0) break;
+      // Nothing left below nor decrypted inside OpenSSL: another SSL_read would only say so.
+      if (tcp_.buffer().size() == 0 && !tcp_eof_ && SSL_pending(ssl_) == 0) break;
       continue;
     }
     const int e = SSL_get_error(ssl_, r);
     if (e == SSL_ERROR_WANT_READ && !tcp_eof_) break;
     stop_reading();
+    ended_ = true;
     if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_SYSCALL) {
-      // close_notify, or the TCP FIN without it: the end of the stream either way (the
-      // HTTP framing above tells a truncated message apart).
+      // close_notify, or the TCP FIN without it (SSL_OP_IGNORE_UNEXPECTED_EOF): the end
+      // of the stream either way (the HTTP framing above tells a truncated message apart).
       handler_.on_read(UV_EOF);
     } else {
       broken_ = true;  // a protocol error: OpenSSL has marked the session not resumable
@@ -370,7 +381,7 @@ void TlsTransport::pump() {
     }
     return;
   }
-  if (reading_ && !closing_ && (SSL_has_pending(ssl_) == 1 || tcp_.buffer().size() > 0)) poller_->defer(this);
+  if (reading_ && !closing_ && (SSL_pending(ssl_) > 0 || tcp_.buffer().size() > 0)) poller_->defer(this);
   flush();  // what reading produced (TLS 1.3 tickets, a key update's answer)
   feed();
 }
@@ -465,7 +476,9 @@ void TlsTransport::on_write_done(int status) {
     shut_pending_ = false;
     tcp_.shutdown_write();
   }
-  if (write_pending_) {
+  // The codec's write is done once its ciphertext has left: not while what it wrote
+  // (in next_, now out_) is queued in its turn.
+  if (write_pending_ && (rc != 0 || !tcp_writing_)) {
     write_pending_ = false;
     handler_.on_write_done(rc);
   }

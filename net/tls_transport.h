@@ -143,6 +143,7 @@ class TlsTransport final : public Transport, private Transport::Handler, private
   bool failed_ = false;       // fail() ran
   bool plaintext_ = false;    // enter_plaintext() ran
   bool broken_ = false;       // a protocol error after the handshake
+  bool ended_ = false;        // the end of the stream (or its error) was told to the codec
   bool counted_ = false;      // in buffers_'s TLS connection count
   bool client_ = false;       // connect_client(): errors before the handshake's end go to on_connect
   Failure failure_ = Failure::kNone;

@@ -86,6 +86,7 @@ DiscoveryState::Outcome DiscoveryState::on_answer(const DnsAnswer& answer, const
     last_good_ms_ = now_ms;
     have_good_ = true;
     holding_ = false;
+    failing_since_ms_ = 0;
     last_error_.clear();
     if (nodes == nodes_) return Outcome::kSame;
     nodes_ = std::move(nodes);
@@ -96,8 +97,9 @@ DiscoveryState::Outcome DiscoveryState::on_answer(const DnsAnswer& answer, const
                                                         : std::string(to_string(answer.status)) +
                                                               (answer.error.empty() ? "" : ": " + answer.error);
   next_query_ms_ = now_ms + dns.min_ttl_ms;
+  if (failing_since_ms_ == 0) failing_since_ms_ = std::max<uint64_t>(now_ms, 1);
   if (!have_good_) return Outcome::kNothingYet;
-  if (now_ms - last_good_ms_ <= dns.hold_ms) {
+  if (now_ms - failing_since_ms_ <= dns.hold_ms) {
     holding_ = true;
     return Outcome::kHeld;
   }

@@ -11,7 +11,8 @@
 //    key, and every instance builds the same ring (HAProxy hashed a server's position
 //    in the answer: haproxy#814, #1910).
 //  - A failure (SERVFAIL, timeout, NXDOMAIN, an empty answer) keeps the last good set for
-//    dns.hold_ms, then empties it (Envoy dropped every host on one NXDOMAIN, envoy#2691;
+//    dns.hold_ms from the first failure in a row (not from the last good answer, which
+//    may be a long TTL ago), then empties it (Envoy dropped every host on one NXDOMAIN, envoy#2691;
 //    HAProxy was left with no server when an SRV answer emptied for a second,
 //    haproxy#3400). A good answer with fewer records is taken at once: the hold is for
 //    failures, not for real removals.
@@ -75,6 +76,7 @@ class DiscoveryState {
   uint64_t next_query_ms_ = 0;
   uint64_t last_good_ms_ = 0;
   uint64_t last_answer_ms_ = 0;
+  uint64_t failing_since_ms_ = 0;  // the first failure of the current run (0: none)
   bool have_good_ = false;
   bool holding_ = false;
   std::string last_error_;

@@ -32,6 +32,7 @@ int UpstreamConn::connect(const sockaddr* addr, Owner* owner, uint32_t timeout_m
     const auto& context = worker_.routing().upstream_tls;
     if (!context) return UV_EINVAL;  // not loaded: the config check keeps this from happening
     rc = tls_->connect_client(addr, context, pool_->tls_name(), &pool_->tls_session(), 0);
+    tls_context_id_ = context->id();
   } else {
     rc = tcp_.connect(addr);
   }
@@ -121,6 +122,14 @@ void UpstreamPool::on_conn_freed() {
 UpstreamPool::~UpstreamPool() { close_idle(); }
 
 UpstreamConn* UpstreamPool::take_idle(UpstreamConn::Owner* owner) {
+  // A TLS connection made under another [upstream_tls] (a reload changed the CA,
+  // verification or client certificate) is not reused: it was verified by other rules.
+  const auto& context = worker_.routing().upstream_tls;
+  const uint64_t current = tls_ && context ? context->id() : 0;
+  while (!idle_.empty() && idle_.back()->tls_context_id_ != current) {
+    UpstreamConn* stale = idle_.back();
+    stale->close();  // leaves idle_ (forget)
+  }
   if (idle_.empty()) return nullptr;
   UpstreamConn* c = idle_.back();  // newest first: the most likely still open
   idle_.pop_back();

@@ -87,6 +87,7 @@ class UpstreamConn final : private Transport::Handler {
   int open_handles_ = 0;
   bool closing_ = false;
   bool reused_ = false;
+  uint64_t tls_context_id_ = 0;  // the ClientTlsContext it was made with (0: plain)
   bool connecting_ = false;
 };
 

@@ -167,6 +167,34 @@ TEST_F(DnsResolverTest, CloseWithAQueryPendingCallsNothingAndLeavesNoHandle) {
   ::close(silent);
 }
 
+// c-ares still uses its channel after a callback returns: a close() from inside one
+// must wait for it (ASan would see the channel used after it was freed).
+TEST_F(DnsResolverTest, CloseFromInsideACallback) {
+  const std::string server = start_dns({"--host-record=a.test,10.0.0.1"});
+  resolver_ = std::make_unique<DnsResolver>(&loop_);
+  ASSERT_EQ(resolver_->init({server}, 2000), "");
+  int called = 0;
+  resolver_->query("a.test", DnsResolver::Type::kA, [&](DnsAnswer a) {
+    ++called;
+    EXPECT_EQ(a.status, DnsAnswer::Status::kOk);
+    resolver_->close();
+  });
+  resolver_->query("a.test", DnsResolver::Type::kA, [&](DnsAnswer) { ++called; });
+  test::run_loop_until(&loop_, &guard_, [&] { return called > 0; });
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_EQ(called, 1);  // the second query was dropped with the close
+}
+
+TEST_F(DnsResolverTest, AQueryWithoutAWorkingInitIsNeitherSentNorAnswered) {
+  DnsResolver r(&loop_);
+  EXPECT_NE(r.init({"not an address"}, 1000), "");
+  bool called = false;
+  r.query("a.test", DnsResolver::Type::kA, [&](DnsAnswer) { called = true; });
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_FALSE(called);
+  r.close();
+}
+
 TEST_F(DnsResolverTest, AResolverListThatDoesNotParseIsRefused) {
   DnsResolver r(&loop_);
   EXPECT_NE(r.init({"not an address"}, 1000), "");

@@ -382,6 +382,56 @@ TEST_F(TlsTransportTest, ATicketFromOneWorkersContextResumesOnAnothers) {
   }
 }
 
+// A record only partly received must wait for its rest on the socket's next event, not
+// be retried at once turn after turn: SSL_has_pending() counts such a record, and
+// deferring on it spun the worker at 100% CPU until the rest came (found in review).
+TEST_F(TlsTransportTest, APartialRecordWaitsForItsRestWithoutSpinning) {
+  struct Client final : Transport::Handler {
+    int connects = 0;
+    void on_connect(int status) override {
+      EXPECT_EQ(status, 0);
+      ++connects;
+    }
+    void on_read(ssize_t) override {}
+    void on_write_done(int) override {}
+    void on_closed() override { closed = true; }
+    bool closed = false;
+  } client_handler;
+  UpstreamTlsConfig lax;
+  lax.verify = false;
+  std::string error;
+  const auto client_ctx = ClientTlsContext::create(lax, &error);
+  ASSERT_NE(client_ctx, nullptr) << error;
+  TlsTransport client(pool_, client_handler);
+  client.init(poller_);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(port_);
+  ASSERT_EQ(client.connect_client(reinterpret_cast<const sockaddr*>(&sa), client_ctx, "a.example", nullptr, 0), 0);
+  const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  auto echo = std::make_unique<Echo>();
+  auto server = std::make_unique<TlsTransport>(pool_, *echo);
+  echo->t = server.get();
+  server->init(poller_);
+  ASSERT_EQ(server->open_server(fd, false, context(), 10000), 0);
+  server->start_reading();
+  TlsTransport& s = *server;
+  transports_.push_back(std::move(server));
+  echoes_.push_back(std::move(echo));
+  run_until([&] { return client_handler.connects == 1 && s.handshake_done(); });
+  // Application data: a record header announcing 64 bytes, and one of them.
+  const char partial[] = {0x17, 0x03, 0x03, 0x00, 0x40, 0x2a};
+  ASSERT_EQ(::send(client.tcp().fd(), partial, sizeof partial, 0), static_cast<ssize_t>(sizeof partial));
+  for (int i = 0; i < 20; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_EQ(poller_.deferred(), 0u) << "the server retries a partial record without new bytes";
+  EXPECT_TRUE(last().got.empty());
+  EXPECT_TRUE(last().errors.empty());
+  client.close();
+  run_until([&] { return client_handler.closed; });
+}
+
 TEST(TlsBuffers, KeptUpToACountOfConnectionsPerLoop) {
   BufferPool pool;
   EXPECT_TRUE(pool.keep_tls_buffers());

@@ -110,15 +110,31 @@ TEST(Discovery, FailuresKeepTheLastGoodSetForHoldMsThenEmptyIt) {
     EXPECT_TRUE(state.holding());
     EXPECT_NE(state.last_error().find(to_string(status)), std::string::npos) << state.last_error();
     EXPECT_EQ(state.next_query_ms(), 2500u);  // asked again soon: min_ttl_ms
-    EXPECT_EQ(state.on_answer(failed(status), srv_source(), dns, 11000), DiscoveryState::Outcome::kHeld);  // at the edge
-    EXPECT_EQ(state.on_answer(failed(status), srv_source(), dns, 11001), DiscoveryState::Outcome::kExpired);
+    // hold_ms counts from the first failure (2000).
+    EXPECT_EQ(state.on_answer(failed(status), srv_source(), dns, 12000), DiscoveryState::Outcome::kHeld);  // at the edge
+    EXPECT_EQ(state.on_answer(failed(status), srv_source(), dns, 12001), DiscoveryState::Outcome::kExpired);
     EXPECT_TRUE(state.nodes().empty());
-    EXPECT_EQ(state.on_answer(failed(status), srv_source(), dns, 12000), DiscoveryState::Outcome::kNothingYet);
+    EXPECT_EQ(state.on_answer(failed(status), srv_source(), dns, 13000), DiscoveryState::Outcome::kNothingYet);
     // A good answer afterwards brings the set back.
-    EXPECT_EQ(state.on_answer(srv({{1, 1, 80, "a.test"}}), srv_source(), dns, 13000), DiscoveryState::Outcome::kChanged);
+    EXPECT_EQ(state.on_answer(srv({{1, 1, 80, "a.test"}}), srv_source(), dns, 14000), DiscoveryState::Outcome::kChanged);
     EXPECT_FALSE(state.holding());
     EXPECT_EQ(state.last_error(), "");
   }
+}
+
+// A long TTL and a short hold: the first failed re-resolution, a TTL after the last good
+// answer, is held, not the end of the set.
+TEST(Discovery, TheHoldCountsFromTheFirstFailureNotTheLastGoodAnswer) {
+  DnsConfig dns;
+  dns.hold_ms = 60000;
+  DiscoveryState state;
+  state.on_answer(srv({{1, 1, 80, "a.test"}}, 300), srv_source(), dns, 1000);
+  EXPECT_EQ(state.on_answer(failed(DnsAnswer::Status::kServFail), srv_source(), dns, 301000),
+            DiscoveryState::Outcome::kHeld);
+  EXPECT_EQ(state.on_answer(failed(DnsAnswer::Status::kServFail), srv_source(), dns, 361000),
+            DiscoveryState::Outcome::kHeld);
+  EXPECT_EQ(state.on_answer(failed(DnsAnswer::Status::kServFail), srv_source(), dns, 361001),
+            DiscoveryState::Outcome::kExpired);
 }
 
 TEST(Discovery, AnAnswerWithOnlyUnusableRecordsIsAFailure) {

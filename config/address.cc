@@ -89,6 +89,9 @@ bool dns_name_with(std::string_view text, bool underscores) {
 
 bool is_dns_name(std::string_view text) { return dns_name_with(text, false); }
 bool is_srv_name(std::string_view text) { return dns_name_with(text, true); }
+bool is_ip_literal(std::string_view text) {
+  return canonical_ip(text, AF_INET).has_value() || canonical_ip(text, AF_INET6).has_value();
+}
 
 std::string Address::to_string() const {
   const std::string port_text = std::to_string(port);

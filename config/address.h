@@ -37,5 +37,7 @@ std::optional<Address> parse_address(std::string_view text, std::string* why,
 bool is_dns_name(std::string_view text);
 // An SRV query name: like is_dns_name, but labels may start with '_' (RFC 2782).
 bool is_srv_name(std::string_view text);
+// An IPv4 or IPv6 literal (no brackets, no port).
+bool is_ip_literal(std::string_view text);
 
 }  // namespace ringproxy

@@ -213,24 +213,7 @@ void read_load_factor(Errors& errors, const toml::node& node, const std::string&
 
 void read_seeds(Errors& errors, const toml::node& node, const std::string& key,
                 GossipConfig& out) {
-  const toml::array* seeds = node.as_array();
-  if (seeds == nullptr) {
-    type_error(errors, node, key, "an array");
-    return;
-  }
-  out.seeds.clear();
-  for (size_t i = 0; i < seeds->size(); ++i) {
-    const toml::node& seed = *seeds->get(i);
-    const std::string seed_key = key + "[" + std::to_string(i) + "]";
-    const std::string* text = get_string(errors, seed, seed_key);
-    if (text == nullptr) continue;
-    std::string why;
-    if (std::optional<Address> address = config_address(*text, &why)) {
-      out.seeds.push_back(std::move(*address));
-    } else {
-      errors.add(seed.source().begin, seed_key, std::move(why));
-    }
-  }
+  read_address_array(errors, node, key, "an array", config_address, &out.seeds);
 }
 
 // Previous gossip keys, accepted while instances move to a new gossip.secret one at a

@@ -31,25 +31,15 @@ std::optional<std::string> parse_discover_name(std::string_view text, std::strin
   return std::nullopt;
 }
 
+std::optional<Address> resolver_address(std::string_view text, std::string* why) {
+  std::string reason;
+  std::optional<Address> address = parse_address(text, &reason);
+  if (!address) *why = "invalid resolver \"" + std::string(text) + "\": " + reason;
+  return address;
+}
+
 void read_resolvers(Errors& errors, const toml::node& node, const std::string& key, DnsConfig& out) {
-  const toml::array* array = node.as_array();
-  if (array == nullptr) {
-    type_error(errors, node, key, "an array of \"IP:PORT\" strings");
-    return;
-  }
-  out.resolvers.clear();
-  for (size_t i = 0; i < array->size(); ++i) {
-    const toml::node& item = *array->get(i);
-    const std::string item_key = key + "[" + std::to_string(i) + "]";
-    const std::string* text = get_string(errors, item, item_key);
-    if (text == nullptr) continue;
-    std::string why;
-    if (auto address = parse_address(*text, &why)) {
-      out.resolvers.push_back(std::move(*address));
-    } else {
-      errors.add(item.source().begin, item_key, "invalid resolver \"" + *text + "\": " + why);
-    }
-  }
+  read_address_array(errors, node, key, "an array of \"IP:PORT\" strings", resolver_address, &out.resolvers);
 }
 
 std::vector<Field<DnsConfig>> dns_fields() {

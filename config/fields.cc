@@ -145,6 +145,28 @@ const std::string* get_string(Errors& errors, const toml::node& node, const std:
   return nullptr;
 }
 
+void read_address_array(Errors& errors, const toml::node& node, const std::string& key, std::string_view expected,
+                        TextParser<Address> parse, std::vector<Address>* out) {
+  const toml::array* array = node.as_array();
+  if (array == nullptr) {
+    type_error(errors, node, key, expected);
+    return;
+  }
+  out->clear();
+  for (size_t i = 0; i < array->size(); ++i) {
+    const toml::node& item = *array->get(i);
+    const std::string item_key = key + "[" + std::to_string(i) + "]";
+    const std::string* text = get_string(errors, item, item_key);
+    if (text == nullptr) continue;
+    std::string why;
+    if (std::optional<Address> address = parse(*text, &why)) {
+      out->push_back(std::move(*address));
+    } else {
+      errors.add(item.source().begin, item_key, std::move(why));
+    }
+  }
+}
+
 std::optional<std::string> any_text(std::string_view text, std::string* /*why*/) {
   return std::string(text);
 }

@@ -83,6 +83,11 @@ const std::string* get_string(Errors& errors, const toml::node& node, const std:
 template <class T>
 using TextParser = std::optional<T> (*)(std::string_view text, std::string* why);
 
+// An array of strings at `key` (otherwise "expected `expected`"), each parsed with
+// `parse` into `out` (replaced), a failure reported at its item ("key[2]").
+void read_address_array(Errors& errors, const toml::node& node, const std::string& key, std::string_view expected,
+                        TextParser<Address> parse, std::vector<Address>* out);
+
 std::optional<std::string> any_text(std::string_view text, std::string* why);
 
 // RFC 9110 section 5.6.2 tchar, and token: header names, cookie names (RFC 6265 section

@@ -1,8 +1,5 @@
 #include "config/tls.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -143,16 +140,11 @@ std::vector<Field<UpstreamTlsConfig>> upstream_tls_fields() {
   };
 }
 
-bool is_ip_address(const std::string& text) {
-  in6_addr buf;
-  return inet_pton(AF_INET, text.c_str(), &buf) == 1 || inet_pton(AF_INET6, text.c_str(), &buf) == 1;
-}
-
 }  // namespace
 
 std::optional<std::string> parse_tls_name(std::string_view text, std::string* why) {
   const std::string name(text);
-  if (text.empty() || is_dns_name(text) || is_ip_address(name)) return name;
+  if (text.empty() || is_dns_name(text) || is_ip_literal(text)) return name;
   *why = quoted(text) + " is not a valid DNS name or IP address (labels of letters, digits and "
          "'-', no trailing dot; IPv6 without brackets)";
   return std::nullopt;

@@ -78,6 +78,22 @@ DnsAnswer::Status status_of(int ares_status) {
 
 constexpr int kMaxAddresses = 256;  // A or AAAA records read from one answer
 
+// An A or AAAA answer's addresses as text, through c-ares's parser for that type
+// (`parse`, whose TTL records hold the address in `address`). c-ares's status.
+template <class Ttl, class Parse, class Address>
+int read_addresses(Parse parse, Address Ttl::*address, int family, const unsigned char* abuf, int alen,
+                   std::vector<std::string>* out) {
+  Ttl ttls[kMaxAddresses];
+  int n = kMaxAddresses;
+  const int rc = parse(abuf, alen, nullptr, ttls, &n);
+  for (int i = 0; rc == ARES_SUCCESS && i < n; ++i) {
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(family, &(ttls[i].*address), text, sizeof text);
+    out->emplace_back(text);
+  }
+  return rc;
+}
+
 }  // namespace
 
 std::optional<uint32_t> answer_min_ttl(const unsigned char* msg, size_t len) {
@@ -189,23 +205,10 @@ void DnsResolver::on_answer(void* arg, int status, int /*timeouts*/, unsigned ch
       }
       if (srv != nullptr) ares_free_data(srv);
     } else if (r->type == Type::kA) {
-      ares_addrttl ttls[kMaxAddresses];
-      int n = kMaxAddresses;
-      parsed = ares_parse_a_reply(abuf, alen, nullptr, ttls, &n);
-      for (int i = 0; parsed == ARES_SUCCESS && i < n; ++i) {
-        char text[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &ttls[i].ipaddr, text, sizeof text);
-        a.addresses.emplace_back(text);
-      }
+      parsed = read_addresses<ares_addrttl>(ares_parse_a_reply, &ares_addrttl::ipaddr, AF_INET, abuf, alen, &a.addresses);
     } else {
-      ares_addr6ttl ttls[kMaxAddresses];
-      int n = kMaxAddresses;
-      parsed = ares_parse_aaaa_reply(abuf, alen, nullptr, ttls, &n);
-      for (int i = 0; parsed == ARES_SUCCESS && i < n; ++i) {
-        char text[INET6_ADDRSTRLEN];
-        inet_ntop(AF_INET6, &ttls[i].ip6addr, text, sizeof text);
-        a.addresses.emplace_back(text);
-      }
+      parsed = read_addresses<ares_addr6ttl>(ares_parse_aaaa_reply, &ares_addr6ttl::ip6addr, AF_INET6, abuf, alen,
+                                             &a.addresses);
     }
     if (parsed != ARES_SUCCESS) {
       a.status = status_of(parsed);

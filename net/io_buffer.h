@@ -78,7 +78,8 @@ class BufferPool {
     if (common && free_.size() < kMaxFree) free_.push_back(std::move(mem));
   }
 
-  // OpenSSL's own buffers (about 34 KB a TLS connection, read and write) are kept
+  // OpenSSL's own buffers (a read and a write buffer of a full record each, per TLS
+  // connection) are kept
   // between requests while this loop has at most kTlsKept TLS connections: freeing them
   // each time a connection goes idle and taking them again for its next request cost
   // 1,332 instructions a keep-alive request (bench/cost TLS=1). Beyond that, an idle

@@ -7,8 +7,6 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -315,11 +313,8 @@ SSL* ClientTlsContext::new_ssl(std::string_view name, TlsSessionCache* cache) co
   if (ssl == nullptr) return nullptr;
   SSL_set_connect_state(ssl);
   const std::string host(name);
-  in6_addr ip6;
-  in_addr ip4;
-  const bool is_ip = inet_pton(AF_INET, host.c_str(), &ip4) == 1 || inet_pton(AF_INET6, host.c_str(), &ip6) == 1;
   bool ok = true;
-  if (is_ip) {
+  if (is_ip_literal(host)) {
     // An address is checked against the certificate's IP entries and never sent as
     // SNI (RFC 6066 3: "Literal IPv4 and IPv6 addresses are not permitted").
     if (verify_) ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) == 1;

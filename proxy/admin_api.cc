@@ -1,5 +1,6 @@
 #include "proxy/admin_api.h"
 
+#include <arpa/inet.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -31,12 +32,34 @@ std::string hex64(uint64_t v) {
   return buf;
 }
 
-// up | down | ejected | draining (SPEC): what the proxy does with the node now.
+// up | down | ejected | draining (SPEC), and for nodes by name: unresolved (a name with
+// no address) and standby (an SRV record of a priority not serving now).
 std::string node_state(const Backend& b, uint32_t weight) {
   if (b.state->draining.load() || weight == 0) return "draining";
   if (b.state->ejected.load()) return "ejected";
+  if (b.state->unresolved.load()) return "unresolved";
+  if (b.state->standby.load()) return "standby";
   if (!b.state->up.load()) return "down";
   return "up";
+}
+
+// Where a node comes from: "config" (the file or the admin API) or "discover:NAME".
+std::string node_source(const Backend& b) { return b.source.empty() ? "config" : "discover:" + b.source; }
+
+// What a named node's name resolves to now (empty for an IP address).
+json resolved_json(const Backend& b) {
+  json out = json::array();
+  if (!b.address.is_name) return out;
+  for (const sockaddr_storage& sa : b.sockaddrs) {
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (sa.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&sa)->sin6_addr, ip, sizeof ip);
+    } else {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&sa)->sin_addr, ip, sizeof ip);
+    }
+    out.push_back(ip);
+  }
+  return out;
 }
 
 json mean_or_null(double ms) { return ms < 0 ? json(nullptr) : json(std::round(ms * 1000) / 1000); }
@@ -46,6 +69,8 @@ json node_json(const Routing& r, NodeIndex i, const std::vector<double>& shares)
   const uint32_t weight = r.ring->nodes()[i].weight;
   return {{"name", b.name},
           {"address", b.address.to_string()},
+          {"source", node_source(b)},
+          {"resolved", resolved_json(b)},
           {"tls", b.tls},
           {"tls_name", b.tls ? b.tls_name : ""},
           {"weight", weight},
@@ -114,6 +139,7 @@ class Api {
     if (p.rfind("/nodes/", 0) == 0) return node_route(req, p.substr(7));
     if (p == "/ring") return only(req, "GET", [&] { return ring(); });
     if (p == "/members") return only(req, "GET", [&] { return members(); });
+    if (p == "/discovery") return only(req, "GET", [&] { return discovery(); });
     if (p == "/ring/lookup") return only(req, "GET", [&] { return lookup(req); });
     if (p == "/reload") return only(req, "POST", [&] { return reload(req); });
     if (p == "/metrics") {
@@ -177,6 +203,13 @@ class Api {
     const auto r = server_.routing();
     const auto index = r->ring->find(name);
     if (!index) return error(404, "no node named \"" + name + "\"");
+    // A discovered node comes and goes with its DNS record: drained here, but neither
+    // removed nor re-weighted (its record says its weight).
+    const std::string& source = r->backends[*index].source;
+    if (!source.empty() && ((action.empty() && req.method == "DELETE") || (action == "weight" && req.method == "PUT"))) {
+      return error(409, "node \"" + name + "\" was discovered by [[discover]] " + source +
+                            ": change its DNS record (drain works)");
+    }
     if (action.empty()) {
       if (req.method == "GET" || req.method == "HEAD") return json_response(200, node_json(*r, *index, r->ring->shares()));
       if (req.method == "DELETE") return remove_node(name);
@@ -280,6 +313,41 @@ class Api {
     return json_response(200, json{{"self", server_.self_name()}, {"members", list}});
   }
 
+  // GET /discovery: each [[discover]] source and each name a node has, what it found,
+  // when it was resolved, when it is asked next, and the last error.
+  AdminResponse discovery() {
+    const uint64_t now = uv_now(server_.loop());
+    const auto r = server_.routing();
+    const auto ago = [&](uint64_t ms) { return ms == 0 ? json(nullptr) : json(static_cast<double>(now - std::min(now, ms)) / 1000.0); };
+    json sources = json::array();
+    json names = json::array();
+    for (const DiscoveryAgent::Status& st : server_.discovery_status()) {
+      json results = json::object();
+      for (const auto& [result, n] : st.results) results[result] = n;
+      json o{{"name", st.name},
+             {"resolved_seconds_ago", ago(st.resolved_ms)},
+             {"next_in_seconds", static_cast<double>(st.next_ms > now ? st.next_ms - now : 0) / 1000.0},
+             {"holding", st.holding},
+             {"last_error", st.last_error.empty() ? json(nullptr) : json(st.last_error)},
+             {"results", results}};
+      if (st.is_source) {
+        o["type"] = st.type == DiscoverConfig::Type::kSrv ? "srv" : "a";
+        json nodes = json::array();
+        for (const Backend& b : r->backends) {
+          if (b.source != st.name) continue;
+          const uint32_t weight = r->ring->nodes()[*r->ring->find(b.name)].weight;
+          nodes.push_back({{"name", b.name}, {"weight", weight}, {"priority", b.priority}, {"state", node_state(b, weight)}});
+        }
+        o["nodes"] = nodes;
+        sources.push_back(std::move(o));
+      } else {
+        o["addresses"] = st.found;
+        names.push_back(std::move(o));
+      }
+    }
+    return json_response(200, json{{"sources", sources}, {"names", names}});
+  }
+
   AdminResponse ring() {
     const auto r = server_.routing();
     const auto shares = r->ring->shares();
@@ -381,7 +449,7 @@ std::string status_page(const Routing& r, double uptime_s) {
   std::snprintf(line, sizeof line, "<p>%zu nodes, %zu ring points, fingerprint <code>%s</code>, up %.0f s</p>\n",
                 r.backends.size(), r.ring->points(), r.ring->fingerprint().c_str(), uptime_s);
   h += line;
-  h += "<div class=\"wrap\"><table><tr><th>node</th><th>address</th><th>state</th><th>weight</th>"
+  h += "<div class=\"wrap\"><table><tr><th>node</th><th>address</th><th>source</th><th>state</th><th>weight</th>"
        "<th>share</th><th>in flight</th><th>requests</th><th>req/s</th><th>failures</th><th>fail/s</th>"
        "<th>response ms (mean)</th></tr>\n";
   for (NodeIndex i = 0; i < r.backends.size(); ++i) {
@@ -393,7 +461,8 @@ std::string status_page(const Routing& r, double uptime_s) {
     const std::string failures = std::to_string(b.state->failures());
     h += "<tr data-node=\"" + html_escape(b.name) + "\" data-requests=\"" + requests + "\" data-failures=\"" +
          failures + "\"><td><span class=\"sw\" style=\"background:" + std::string(kPalette[i % 10]) + "\"></span>" +
-         html_escape(b.name) + "</td><td>" + html_escape(b.address.to_string()) + "</td><td class=\"" + state +
+         html_escape(b.name) + "</td><td>" + html_escape(b.address.to_string()) + "</td><td>" +
+         html_escape(node_source(b)) + "</td><td class=\"" + state +
          "\">" + state + "</td><td>" + std::to_string(weight) + "</td><td>" + line + "</td><td>" +
          std::to_string(b.state->in_flight.load()) + "</td><td>" + requests + "</td><td class=\"rq\">-</td><td>" +
          failures + "</td><td class=\"rf\">-</td><td>";
@@ -425,7 +494,7 @@ std::string status_page(const Routing& r, double uptime_s) {
     h += line;
   }
   h += "\n</svg></div>\n<p><a href=\"/nodes\">/nodes</a> · <a href=\"/ring\">/ring</a> · "
-       "<a href=\"/metrics\">/metrics</a></p>\n";
+       "<a href=\"/discovery\">/discovery</a> · <a href=\"/metrics\">/metrics</a></p>\n";
   // Rates: the page keeps the last counts it saw (sessionStorage) and divides the
   // difference by the time between two refreshes. No external script.
   h += "<script>(function(){var now=Date.now(),prev=JSON.parse(sessionStorage.getItem('rp')||'{}'),next={t:now,n:{}};"

@@ -23,11 +23,64 @@ bool to_sockaddr(const Address& address, sockaddr_storage* out) {
 std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config,
                                        const Routing* previous, uint64_t generation,
                                        unsigned workers, std::string* error) {
-  std::vector<RingNode> nodes;
-  nodes.reserve(config->backends.size());
-  for (const BackendConfig& b : config->backends) {
-    nodes.push_back({b.name, b.address.to_string(), b.weight});
+  return build_routing(std::move(config), {}, {}, previous, generation, workers, error);
+}
+
+namespace {
+
+// The node's connection addresses: the address itself, or what its name resolves to
+// (with its port). A name with no answer yet has none.
+std::vector<sockaddr_storage> sockaddrs_of(const Address& address, const ResolvedNames& names,
+                                           std::string* resolved_text) {
+  std::vector<sockaddr_storage> out;
+  if (!address.is_name) {
+    out.emplace_back();
+    if (!to_sockaddr(address, &out.back())) out.clear();
+    return out;
   }
+  const auto it = names.find(address.host);
+  if (it == names.end()) return out;
+  for (const std::string& ip : it->second) {
+    Address a;
+    a.host = ip;
+    a.port = address.port;
+    a.ipv6 = ip.find(':') != std::string::npos;
+    sockaddr_storage sa;
+    if (!to_sockaddr(a, &sa)) continue;
+    out.push_back(sa);
+    *resolved_text += ip;
+    *resolved_text += ' ';
+  }
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, const std::vector<FoundNode>& found,
+                                       const ResolvedNames& names, const Routing* previous, uint64_t generation,
+                                       unsigned workers, std::string* error, std::vector<std::string>* skipped) {
+  // The config's backends, then each found node whose name is not taken; in this order
+  // (the ring sorts its nodes itself, so the order decides only who keeps a name).
+  std::vector<const BackendConfig*> specs;
+  std::vector<const FoundNode*> origin;
+  specs.reserve(config->backends.size() + found.size());
+  std::map<std::string_view, bool, std::less<>> taken;
+  for (const BackendConfig& b : config->backends) {
+    specs.push_back(&b);
+    origin.push_back(nullptr);
+    taken.emplace(b.name, true);
+  }
+  for (const FoundNode& f : found) {
+    if (!taken.emplace(f.backend.name, true).second) {
+      if (skipped) skipped->push_back(f.backend.name);
+      continue;
+    }
+    specs.push_back(&f.backend);
+    origin.push_back(&f);
+  }
+  std::vector<RingNode> nodes;
+  nodes.reserve(specs.size());
+  for (const BackendConfig* b : specs) nodes.push_back({b->name, b->address.to_string(), b->weight});
   RingBuildResult built = Ring::build(std::move(nodes), config->ring.vnodes, config->ring.placement);
   if (!built.ring) {
     *error = built.error;
@@ -42,14 +95,28 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config,
     routing->upstream_tls = previous->upstream_tls;
   }
   routing->backends.resize(routing->ring->nodes().size());
-  for (const BackendConfig& b : routing->config->backends) {
+  for (size_t k = 0; k < specs.size(); ++k) {
+    const BackendConfig& b = *specs[k];
     const NodeIndex i = *routing->ring->find(b.name);
     Backend& out = routing->backends[i];
     out.name = b.name;
     out.address = b.address;
+    if (origin[k]) {
+      out.source = origin[k]->source;
+      out.priority = origin[k]->priority;
+    }
     out.pool_key = b.name;
     out.pool_key += '\0';
     out.pool_key += b.address.to_string();
+    std::string resolved;
+    out.sockaddrs = sockaddrs_of(b.address, names, &resolved);
+    if (b.address.is_name) {
+      out.pool_key += '\0';
+      out.pool_key += resolved;
+    } else if (out.sockaddrs.empty()) {
+      *error = "backend " + b.name + ": address " + b.address.to_string() + " does not parse";
+      return nullptr;
+    }
     out.tls = b.tls;
     if (b.tls) {
       out.tls_name = b.tls_name.empty() ? b.address.host : b.tls_name;
@@ -57,10 +124,6 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config,
       out.pool_key += "tls";
       out.pool_key += '\0';
       out.pool_key += out.tls_name;
-    }
-    if (!to_sockaddr(b.address, &out.sockaddr)) {
-      *error = "backend " + b.name + ": address " + b.address.to_string() + " does not parse";
-      return nullptr;
     }
     if (previous) {
       if (auto old = previous->ring->find(b.name)) out.state = previous->backends[*old].state;

@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,6 +64,11 @@ struct NodeState {
   std::atomic<bool> up{true};          // active checks (starts up: see health/)
   std::atomic<bool> ejected{false};    // passive ejection
   std::atomic<bool> draining{false};   // admin drain
+  // Why `up` is false besides health, for the admin API (the control thread folds them
+  // into `up`, so that the request path reads one flag): a named node with no address,
+  // an SRV record of a priority that is not serving now.
+  std::atomic<bool> unresolved{false};
+  std::atomic<bool> standby{false};
   // Slow start: until the ramp's end (monotonic ms, uv_now), only a growing part of the
   // node's keys come back to it (see pick_node in proxy/router.h). SlowStartRamp::pack:
   // start and end are written and read together.
@@ -123,11 +130,17 @@ struct NodeState {
 
 struct Backend {
   std::string name;
-  Address address;
-  sockaddr_storage sockaddr{};  // address, resolved once
-  // name, NUL, address (and, for TLS, NUL "tls" NUL tls name): a worker's pool for this
-  // node, so a node whose TLS settings change gets new connections.
+  Address address;  // as configured or discovered: an IP and port, or a DNS name and port
+  // Where connections go: the address itself, or what its name resolves to now (SPEC
+  // "Backends by name"), taken in turn connection by connection. Empty: a name with no
+  // address yet (or none left after dns.hold_ms): the node is down (Server::copy_state).
+  std::vector<sockaddr_storage> sockaddrs;
+  // name, NUL, address (for a name, NUL and what it resolves to; for TLS, NUL "tls" NUL
+  // tls name): a worker's pool for this node, so that a node whose TLS settings or
+  // resolved addresses change gets new connections and the old ones are not reused.
   std::string pool_key;
+  std::string source;     // "" configured (file or admin API); else the [[discover]] name
+  uint16_t priority = 0;  // SRV priority (discovered by an srv source), else 0
   bool tls = false;      // connections speak TLS (BackendConfig::tls)
   std::string tls_name;  // SNI and the name verified: tls_name, else the address's host
   std::shared_ptr<NodeState> state;
@@ -150,6 +163,19 @@ struct Routing {
 // Fills a sockaddr for an IP literal address; false if it does not parse.
 bool to_sockaddr(const Address& address, sockaddr_storage* out);
 
+// A node the routing is built from besides the config's [[backend]]s: one a [[discover]]
+// source found (proxy/discovery.h).
+struct FoundNode {
+  BackendConfig backend;  // address: the SRV target (a name) or the A/AAAA address, and port
+  std::string source;     // the [[discover]] name
+  uint16_t priority = 0;
+  bool operator==(const FoundNode&) const = default;
+};
+
+// What DNS names resolve to now: lower-case name -> IP addresses as text. A name that
+// is not in it (or maps to none) has no address.
+using ResolvedNames = std::map<std::string, std::vector<std::string>, std::less<>>;
+
 // Builds the routing for `config`, reusing the NodeState of every backend whose name
 // appears in `previous` (so health and counters survive reloads). Returns null and
 // sets *error when the ring cannot be built.
@@ -158,5 +184,12 @@ bool to_sockaddr(const Address& address, sockaddr_storage* out);
 std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config,
                                        const Routing* previous, uint64_t generation,
                                        unsigned workers, std::string* error);
+// The same with the nodes `found` by discovery after the config's, and the addresses
+// of named nodes from `names`. A found node whose name a configured one has is left
+// out (configured first); *skipped (when given) names each such node.
+std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, const std::vector<FoundNode>& found,
+                                       const ResolvedNames& names, const Routing* previous, uint64_t generation,
+                                       unsigned workers, std::string* error,
+                                       std::vector<std::string>* skipped = nullptr);
 
 }  // namespace ringproxy

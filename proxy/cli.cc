@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "proxy/discovery_agent.h"
 #include "net/tls_context.h"
 #include "net/tls_files.h"
 #include "ring/ring.h"
@@ -96,19 +97,6 @@ std::string count_of(size_t n, const char* what) {
 
 }  // namespace
 
-std::string dns_not_resolved_yet(const Config& config) {
-  for (size_t i = 0; i < config.backends.size(); ++i) {
-    if (config.backends[i].address.is_name) {
-      return "backend[" + std::to_string(i) + "].address: \"" + config.backends[i].address.to_string() +
-             "\" is a DNS name: names are read and checked but not resolved yet (issue 14); use an IP address";
-    }
-  }
-  if (!config.discover.empty()) {
-    return "discover: [[discover]] sources are read and checked but not resolved yet (issue 14)";
-  }
-  return {};
-}
-
 int run_check(const std::string& path, std::ostream& out, std::ostream& err, std::time_t now) {
   const ConfigResult r = load_config_file(path);
   for (const ConfigError& e : r.errors) err << e.to_string() << '\n';
@@ -138,11 +126,8 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err, std
     err << path << ": upstream_tls: " << context_error << '\n' << path << ": 1 error\n";
     return kExitConfig;
   }
-  if (const std::string why = dns_not_resolved_yet(r.config); !why.empty()) {
-    err << path << ": " << why << '\n';
-    return kExitConfig;
-  }
   out << path << ": ok (" << r.config.backends.size() << " backends"
+      << (r.config.discover.empty() ? "" : ", " + count_of(r.config.discover.size(), "discover source"))
       << (warnings > 0 ? ", " + count_of(warnings, "warning") : "") << ")\n";
   return kExitOk;
 }
@@ -158,6 +143,13 @@ std::shared_ptr<const Ring> ring_of(const std::string& path, std::ostream& err) 
   for (const BackendConfig& b : r.config.backends) {
     nodes.push_back({b.name, b.address.to_string(), b.weight});
   }
+  // [[discover]] sources: what they resolve to now (as the proxy would start with).
+  std::vector<std::string> problems;
+  for (const FoundNode& f : resolve_once(r.config, &problems)) {
+    const bool taken = std::any_of(nodes.begin(), nodes.end(), [&](const RingNode& n) { return n.name == f.backend.name; });
+    if (!taken) nodes.push_back({f.backend.name, f.backend.address.to_string(), f.backend.weight});
+  }
+  for (const std::string& p : problems) err << path << ": " << p << '\n';
   RingBuildResult built = Ring::build(std::move(nodes), r.config.ring.vnodes, r.config.ring.placement);
   if (!built.ring) err << path << ": " << built.error << '\n';
   return built.ring;

@@ -32,12 +32,6 @@ constexpr int kExitUsage = 2;
 void print_usage(std::ostream& out);
 std::string version_string();
 
-// Backends by DNS name and [[discover]] sources are read and checked (SPEC "Backends by
-// name") but not resolved yet: the resolver is built (net/dns_resolver.h), the routing
-// of resolved nodes is issue 14's next step. A config that names one is refused rather
-// than served without it: the reason, or "".
-std::string dns_not_resolved_yet(const Config& config);
-
 // --check: prints every error of the file to `err` (one per line) and a summary to
 // `out`; returns kExitOk when the file is valid, kExitConfig when not. A valid file's
 // TLS files are then checked as of `now` (net/tls_files.h) and their problems printed
@@ -47,7 +41,8 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err,
               std::time_t now = std::time(nullptr));
 
 // --lookup KEY...: builds the configured ring and prints, per key, its hash, node and
-// fallbacks in ring order. Health is not known offline: every node counts as up.
+// fallbacks in ring order. Health is not known offline: every node counts as up. The
+// nodes of [[discover]] sources are resolved first (proxy/discovery_agent.h).
 int run_lookup(const std::string& path, const std::vector<std::string>& keys,
                std::ostream& out, std::ostream& err);
 

@@ -243,10 +243,22 @@ void Exchange::connect_node() {
     attach_upstream(idle);
     return;
   }
+  if (b.sockaddrs.empty()) {
+    // A named node whose name has no address: the control thread marks it down before
+    // it publishes such a routing, so only a request routed in between gets here.
+    phase_ = Phase::kConnecting;
+    upstream_failed(502, "no address (" + b.address.host + " did not resolve)", true);
+    return;
+  }
+  const sockaddr_storage* sa = &b.sockaddrs[0];
+  if (b.sockaddrs.size() > 1) {
+    // Several addresses: each new connection takes the next, per worker.
+    uint32_t& turn = b.state->per_worker[worker_.id()].address_turn;
+    sa = &b.sockaddrs[turn++ % b.sockaddrs.size()];
+  }
   UpstreamConn* conn = pool.make();
   up_ = conn;
-  const int rc = conn->connect(reinterpret_cast<const sockaddr*>(&b.sockaddr), this,
-                               r.config->proxy.connect_timeout_ms);
+  const int rc = conn->connect(reinterpret_cast<const sockaddr*>(sa), this, r.config->proxy.connect_timeout_ms);
   if (rc < 0) on_upstream_connect(rc);
 }
 

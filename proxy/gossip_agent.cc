@@ -16,6 +16,39 @@ namespace {
 constexpr std::string_view kBackendPrefix = "backend/";
 constexpr std::string_view kDrainPrefix = "drain/";
 constexpr std::string_view kHealthPrefix = "health/";
+constexpr std::string_view kFoundPrefix = "found/";
+
+std::string found_key(const std::string& source, const std::string& node) {
+  return std::string(kFoundPrefix) + source + "/" + node;
+}
+
+// "ADDRESS WEIGHT PRIORITY" <-> a found node (name from the key, tls from the source).
+std::string encode_found(const FoundNode& f) {
+  return f.backend.address.to_string() + " " + std::to_string(f.backend.weight) + " " + std::to_string(f.priority);
+}
+
+std::optional<FoundNode> decode_found(const DiscoverConfig& source, std::string name, std::string_view value) {
+  const size_t first = value.find(' ');
+  const size_t second = first == std::string_view::npos ? first : value.find(' ', first + 1);
+  if (second == std::string_view::npos) return std::nullopt;
+  std::string why;
+  auto address = parse_address(value.substr(0, first), &why, false, true);
+  FoundNode f;
+  const std::string_view w = value.substr(first + 1, second - first - 1);
+  const std::string_view p = value.substr(second + 1);
+  const auto [wend, wec] = std::from_chars(w.data(), w.data() + w.size(), f.backend.weight);
+  const auto [pend, pec] = std::from_chars(p.data(), p.data() + p.size(), f.priority);
+  if (!address || wec != std::errc() || wend != w.data() + w.size() || f.backend.weight > 1000 ||
+      pec != std::errc() || pend != p.data() + p.size() || !is_valid_backend_name(name)) {
+    return std::nullopt;
+  }
+  f.backend.name = std::move(name);
+  f.backend.address = *address;
+  f.backend.tls = source.tls;
+  f.backend.tls_name = source.tls_name;
+  f.source = source.name;
+  return f;
+}
 
 // How long a starting instance waits for its seeds' state before it seeds the shared
 // backends from its own file (it is then taken to be the first instance).
@@ -167,7 +200,7 @@ void GossipAgent::handle(gossip::Output out) {
   bool backends_changed = false;
   for (const std::string& key : out.keys_changed) {
     if (key.starts_with(kBackendPrefix) || key.starts_with(kDrainPrefix)) backends_changed = true;
-    if (key.starts_with(kHealthPrefix)) shared_changed = true;
+    if (key.starts_with(kHealthPrefix) || key.starts_with(kFoundPrefix)) shared_changed = true;
   }
   shared_changed |= backends_changed;
   if (!swim_->has_left() && timer_open_) {
@@ -269,6 +302,41 @@ void GossipAgent::replace_backends(const std::vector<BackendConfig>& backends) {
     if (!same) put_backend(b);
   }
   seeded_ = true;
+}
+
+std::optional<std::vector<FoundNode>> GossipAgent::found(const DiscoverConfig& source) const {
+  const std::string prefix = found_key(source.name, "");
+  bool written = false;
+  std::vector<FoundNode> out;
+  const auto& entries = swim_->store().entries();
+  for (auto it = entries.lower_bound(prefix); it != entries.end() && it->first.starts_with(prefix); ++it) {
+    written = true;  // tombstones too: a source whose records all went away is shared as empty
+    if (it->second.tombstone) continue;
+    if (auto f = decode_found(source, it->first.substr(prefix.size()), it->second.value)) out.push_back(std::move(*f));
+  }
+  if (!written) return std::nullopt;
+  std::sort(out.begin(), out.end(), [](const FoundNode& a, const FoundNode& b) { return a.backend.name < b.backend.name; });
+  return out;
+}
+
+void GossipAgent::share_found(const DiscoverConfig& source, const std::vector<FoundNode>& nodes) {
+  Batch batch(*this);
+  const auto current = found(source).value_or(std::vector<FoundNode>{});
+  for (const FoundNode& old : current) {
+    const bool kept = std::any_of(nodes.begin(), nodes.end(), [&](const FoundNode& n) { return n.backend.name == old.backend.name; });
+    const std::string key = found_key(source.name, old.backend.name);
+    if (!kept && fits(key)) handle(swim_->erase(key, now()));
+  }
+  for (const FoundNode& n : nodes) {
+    const bool same = std::any_of(current.begin(), current.end(), [&](const FoundNode& c) { return c == n; });
+    const std::string key = found_key(source.name, n.backend.name);
+    if (!same && fits(key)) handle(swim_->put(key, encode_found(n), now()));
+  }
+  if (nodes.empty() && current.empty()) {
+    // Nothing to write, yet the source is to read as shared (and empty) everywhere.
+    const std::string key = found_key(source.name, "");
+    if (fits(key) && !swim_->store().find(key)) handle(swim_->erase(key, now()));
+  }
 }
 
 void GossipAgent::report_health(const std::string& backend, bool down) {

@@ -4,6 +4,8 @@
 //   "backend/NAME" -> "ADDRESS WEIGHT"   (a tombstone when removed)
 //   "drain/NAME"   -> "1"                (a tombstone when undrained)
 //   "health/INSTANCE/NAME" -> "down"     (a tombstone when INSTANCE sees it usable)
+//   "found/SOURCE/NAME" -> "ADDRESS WEIGHT PRIORITY"  (a node a [[discover]] source
+//                                        found; a tombstone when its record went away)
 // Every instance builds its ring from these entries, so all route each key alike once
 // the entries have spread (GET /ring shows one fingerprint everywhere).
 //
@@ -37,6 +39,7 @@
 #include "config/config.h"
 #include "gossip/swim.h"
 #include "gossip/udp_transport.h"
+#include "proxy/backends.h"
 
 namespace ringproxy {
 
@@ -66,6 +69,13 @@ class GossipAgent {
   void set_drained(const std::string& name, bool drained);
   // Makes the shared set exactly `backends` (a reload at this instance).
   void replace_backends(const std::vector<BackendConfig>& backends);
+  // The nodes of a [[discover]] source as the instances share them (the source's tls
+  // settings are this instance's), sorted by name; nullopt when no instance has written
+  // the source yet.
+  std::optional<std::vector<FoundNode>> found(const DiscoverConfig& source) const;
+  // Makes the shared set of `source` exactly `nodes` (what this instance's resolver
+  // found): new and changed nodes written, those gone erased.
+  void share_found(const DiscoverConfig& source, const std::vector<FoundNode>& nodes);
   // This instance's view of a backend (written only when it changes).
   void report_health(const std::string& backend, bool down);
   // Backends that more than half of the alive instances (this one included) report down.

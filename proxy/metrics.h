@@ -46,6 +46,9 @@ struct alignas(64) NodeCounters {
   // From the request head written to the node to its response head parsed: the node's
   // time to answer (and the request body's upload, when there is one).
   DurationCounts header_time;
+  // Which of a named node's addresses the worker's next connection goes to (they are
+  // taken in turn). The worker's own: not atomic, never read by another thread.
+  uint32_t address_turn = 0;
 };
 
 // Per worker.

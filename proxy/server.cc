@@ -47,10 +47,13 @@ void Server::sync_health(const Routing& routing, HealthTable::Start added) {
   std::vector<CheckTarget> targets;
   for (const Backend& b : routing.backends) {
     names.push_back(b.name);
-    targets.push_back({b.name, b.sockaddr, b.address.to_string(), b.tls ? routing.upstream_tls : nullptr, b.tls_name});
+    // A named node with no address is not probed: it is down until its name resolves.
+    if (b.sockaddrs.empty()) continue;
+    targets.push_back(
+        {b.name, b.sockaddrs[0], b.address.to_string(), b.tls ? routing.upstream_tls : nullptr, b.tls_name});
   }
   health_.set_nodes(names, now, routing.config->health.slow_start_ms > 0 ? added : HealthTable::Start::kServing);
-  for (const Backend& b : routing.backends) copy_state(routing, b.name);
+  copy_states(routing);
   if (checker_) {
     const HealthConfig& h = routing.config->health;
     checker_->configure(std::move(targets), {h.path, h.interval_ms, h.timeout_ms});
@@ -58,15 +61,46 @@ void Server::sync_health(const Routing& routing, HealthTable::Start added) {
   arm_health_timer();
 }
 
+void Server::copy_states(const Routing& routing) {
+  // SRV priority first (discovery.h, serving_set): of each source's nodes, those of the
+  // best priority that has a usable node serve; the others stand by, still checked.
+  std::map<std::string_view, std::vector<DiscoveredNode>> by_source;
+  for (const Backend& b : routing.backends) {
+    if (!b.source.empty()) by_source[b.source].push_back({b.name, {}, 0, 1, b.priority});
+  }
+  for (const auto& [source, nodes] : by_source) {
+    const auto usable = [&](const DiscoveredNode& n) {
+      const NodeHealth* h = health_.find(n.name);
+      const Backend& b = routing.backends[*routing.ring->find(n.name)];
+      return h && h->usable() && !b.sockaddrs.empty() && !b.state->draining.load(std::memory_order_relaxed) &&
+             !(gossip_ && majority_down_.count(n.name) > 0);
+    };
+    const std::vector<DiscoveredNode> serving = serving_set(nodes, usable);
+    for (const DiscoveredNode& n : nodes) {
+      const bool standby = std::none_of(serving.begin(), serving.end(), [&](const DiscoveredNode& s) { return s.name == n.name; });
+      routing.backends[*routing.ring->find(n.name)].state->standby.store(standby, std::memory_order_relaxed);
+    }
+  }
+  for (const Backend& b : routing.backends) {
+    if (b.source.empty()) b.state->standby.store(false, std::memory_order_relaxed);
+    copy_state(routing, b.name);
+  }
+}
+
 // The table's view of `name` into the NodeState the workers read.
 void Server::copy_state(const Routing& routing, const std::string& name) {
   const NodeHealth* h = health_.find(name);
   const auto index = routing.ring->find(name);
   if (!h || !index) return;
-  NodeState& st = *routing.backends[*index].state;
+  const Backend& b = routing.backends[*index];
+  NodeState& st = *b.state;
   // Gossip: what most instances see counts too (gossip_agent.h, "Health agreement").
   const bool majority_down = gossip_ && majority_down_.count(name) > 0;
-  st.up.store(h->state() != HealthState::kDown && !majority_down, std::memory_order_relaxed);
+  // A named node with no address, and a standby SRV record, take no keys either.
+  st.unresolved.store(b.sockaddrs.empty(), std::memory_order_relaxed);
+  st.up.store(h->state() != HealthState::kDown && !majority_down && !b.sockaddrs.empty() &&
+                  !st.standby.load(std::memory_order_relaxed),
+              std::memory_order_relaxed);
   st.ejected.store(h->state() == HealthState::kEjected, std::memory_order_relaxed);
   const uint64_t ramp_end = h->slow_start_until();
   st.set_ramp(ramp_end ? h->up_since() : 0, ramp_end);
@@ -81,7 +115,11 @@ void Server::handle(const std::optional<HealthEvent>& event, const std::string& 
     if (event->kind == HealthEventKind::kEjected) st.ejections.fetch_add(1);
     if (event->kind == HealthEventKind::kEjectionRefused) st.ejections_refused.fetch_add(1);
   }
-  copy_state(*r, event->node);
+  if (index && !r->backends[*index].source.empty()) {
+    copy_states(*r);  // an SRV priority may change hands
+  } else {
+    copy_state(*r, event->node);
+  }
   if (gossip_) gossip_->report_health(event->node, !health_.find(event->node)->usable());
   bool log = true;
   if (event->kind == HealthEventKind::kEjectionRefused) {
@@ -170,14 +208,10 @@ ReloadReport Server::reload(bool dry_run) {
   ConfigResult r = load_config_file(config_path_);
   for (const ConfigError& e : r.errors) report.errors.push_back(e.to_string());
   if (!r.ok()) return report;
-  if (const std::string why = dns_not_resolved_yet(r.config); !why.empty()) {
-    report.errors.push_back(config_path_ + ": " + why);
-    return report;
-  }
   auto config = std::make_shared<const Config>(std::move(r.config));
   const std::shared_ptr<const Routing> current = routing();
   std::string error;
-  auto next = build_routing(config, current.get(), generation_ + 1, worker_count_, &error);
+  auto next = build(config, &error);
   if (!next) {
     report.errors.push_back(config_path_ + ": " + error);
     return report;
@@ -201,6 +235,15 @@ ReloadReport Server::reload(bool dry_run) {
     const std::string e = AccessLog::open(config->proxy.access_log);
     if (!e.empty()) RP_LOG(LogLevel::kError, e);
   }
+  if (discovery_) {
+    // New sources and names are asked now, and their nodes join when they answer
+    // (refresh_found below); sources kept keep what they found.
+    if (std::string e = discovery_->configure(config->dns, config->discover); !e.empty()) {
+      report.ok = false;
+      report.errors.push_back(config_path_ + ": dns: " + e);
+      return report;
+    }
+  }
   Log::set_level(config->proxy.log_level);
   if (gossip_) {
     // A reload at one instance makes its file's backends the shared set, everywhere.
@@ -211,6 +254,7 @@ ReloadReport Server::reload(bool dry_run) {
   ++generation_;
   config_ = config;
   publish(std::move(next));
+  refresh_found();  // sources and named nodes the reload added or removed
   char moved[32];
   std::snprintf(moved, sizeof moved, "%.2f%%", report.moved_fraction * 100.0);
   RP_LOG(LogLevel::kInfo, "reloaded " + config_path_ + ": " + std::to_string(config_->backends.size()) +
@@ -242,7 +286,12 @@ void Server::on_gossip_shared() {
   const auto drained = gossip_->drained();
   auto majority = gossip_->majority_down();
   const auto r = routing();
-  for (const Backend& b : r->backends) b.state->draining.store(drained.count(b.name) > 0);
+  bool drains_changed = false;
+  for (const Backend& b : r->backends) {
+    const bool d = drained.count(b.name) > 0;
+    drains_changed |= b.state->draining.exchange(d) != d;
+  }
+  if (drains_changed) copy_states(*r);
   if (majority != majority_down_) {
     for (const std::string& name : majority) {
       if (!majority_down_.count(name)) RP_LOG(LogLevel::kWarn, "gossip: most instances see node=" + name + " down");
@@ -251,14 +300,144 @@ void Server::on_gossip_shared() {
       if (!majority.count(name)) RP_LOG(LogLevel::kInfo, "gossip: most instances no longer see node=" + name + " down");
     }
     majority_down_ = std::move(majority);
-    for (const Backend& b : r->backends) copy_state(*r, b.name);
+    copy_states(*r);
   }
+  refresh_found();  // the shared sets of [[discover]] sources
 }
 
 void Server::set_drained(const std::string& name, bool drained) {
   const auto r = routing();
-  if (auto i = r->ring->find(name)) r->backends[*i].state->draining.store(drained);
+  if (auto i = r->ring->find(name)) {
+    r->backends[*i].state->draining.store(drained);
+    if (!r->backends[*i].source.empty()) copy_states(*r);  // an SRV priority may change hands
+  }
   if (gossip_) gossip_->set_drained(name, drained);
+}
+
+std::vector<FoundNode> Server::current_found() const {
+  std::vector<FoundNode> out;
+  if (!discovery_) return out;
+  for (const DiscoverConfig& source : config_->discover) {
+    std::vector<FoundNode> some;
+    // With gossip, what the instances share (each writes what its resolver found, see
+    // on_discovered); a source nobody has shared yet: this instance's own.
+    if (auto shared = gossip_ ? gossip_->found(source) : std::nullopt) {
+      some = std::move(*shared);
+    } else {
+      some = discovery_->found(source.name);
+    }
+    out.insert(out.end(), std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
+  }
+  return out;
+}
+
+void Server::follow_names(const std::vector<FoundNode>& found) {
+  if (!discovery_) return;
+  std::set<std::string> names;
+  for (const BackendConfig& b : config_->backends) {
+    if (b.address.is_name) names.insert(b.address.host);
+  }
+  for (const FoundNode& f : found) {
+    if (f.backend.address.is_name) names.insert(f.backend.address.host);
+  }
+  discovery_->set_names(names);
+}
+
+std::shared_ptr<Routing> Server::build(std::shared_ptr<const Config> config, std::string* error) {
+  const std::shared_ptr<const Routing> current = routing();
+  static const ResolvedNames kNone;
+  std::vector<std::string> skipped;
+  auto next = build_routing(std::move(config), found_, discovery_ ? discovery_->names() : kNone, current.get(),
+                            generation_ + 1, worker_count_, error, &skipped);
+  for (const std::string& name : skipped) {
+    RP_LOG(LogLevel::kWarn, "discover: node " + name + " has the name of a configured backend: the configured one stands");
+  }
+  return next;
+}
+
+void Server::on_discovered(const std::string& source, bool first) {
+  if (draining_) return;
+  if (!source.empty() && gossip_) {
+    // What this resolver found now goes to every instance, so that all route alike even
+    // when their resolvers see the change at different moments. Its first answer after
+    // a start does not overwrite a set the cluster already shares: a restarted
+    // instance's resolver may lag the one that wrote it (it adopts it instead).
+    for (const DiscoverConfig& s : config_->discover) {
+      if (s.name != source) continue;
+      if (!(first && gossip_->found(s))) {
+        applying_ = true;
+        gossip_->share_found(s, discovery_->found(source));
+        applying_ = false;
+      }
+    }
+  }
+  refresh_found();
+}
+
+void Server::refresh_found() {
+  if (!discovery_ || draining_) return;
+  std::vector<FoundNode> found = current_found();
+  follow_names(found);
+  const auto current = routing();
+  // Rebuilt when the nodes or any named node's addresses changed.
+  bool same = found == found_;
+  if (same) {
+    for (const Backend& b : current->backends) {
+      if (!b.address.is_name) continue;
+      const auto it = discovery_->names().find(b.address.host);
+      const size_t n = it == discovery_->names().end() ? 0 : it->second.size();
+      std::string resolved;
+      if (it != discovery_->names().end()) {
+        for (const std::string& ip : it->second) resolved += ip + ' ';
+      }
+      if (n != b.sockaddrs.size() || !b.pool_key.ends_with(resolved)) same = false;
+    }
+  }
+  if (same) return;
+  const std::vector<FoundNode> before = std::exchange(found_, std::move(found));
+  std::string error;
+  auto next = build(config_, &error);
+  if (!next) {
+    found_ = before;
+    RP_LOG(LogLevel::kError, "discover: the ring cannot be built with what was found: " + error);
+    return;
+  }
+  // A discovered node that left takes its admin drain with it: a record that comes
+  // back later is a new node.
+  for (const Backend& b : current->backends) {
+    if (!b.source.empty() && !next->ring->find(b.name) && b.state->draining.load()) set_drained(b.name, false);
+  }
+  const double moved = Ring::moved_fraction(*current->ring, *next->ring);
+  ++generation_;
+  publish(std::move(next));
+  if (found_ != before) {
+    char pct[32];
+    std::snprintf(pct, sizeof pct, "%.2f%%", moved * 100.0);
+    RP_LOG(LogLevel::kInfo, "discover: " + std::to_string(found_.size()) + " discovered nodes, " +
+                                std::to_string(routing()->backends.size()) + " in all, ring " +
+                                routing()->ring->fingerprint() + ", " + pct + " of keys moved");
+  }
+}
+
+void Server::await_first_answers() {
+  if (!discovery_) return;
+  const uint32_t tries = std::max<uint32_t>(1, static_cast<uint32_t>(config_->dns.resolvers.size()));
+  const uint64_t deadline = uv_now(&loop_) + uint64_t{config_->dns.timeout_ms} * tries + 100;
+  const auto answered = [&] {
+    for (const DiscoveryAgent::Status& st : discovery_->status()) {
+      if (st.results.empty()) return false;
+    }
+    return true;
+  };
+  while (!answered() && uv_now(&loop_) < deadline) {
+    uv_run(&loop_, UV_RUN_ONCE);
+    uv_update_time(&loop_);
+  }
+  if (!answered()) RP_LOG(LogLevel::kWarn, "dns: starting before every name has answered; its nodes join when it does");
+}
+
+std::vector<DiscoveryAgent::Status> Server::discovery_status() const {
+  return discovery_ ? discovery_->status() : std::vector<DiscoveryAgent::Status>{};
 }
 
 std::string Server::self_name() const {
@@ -281,7 +460,7 @@ std::string Server::apply(Config config) {
   std::string error;
   // Validated (the routing built) before anything is shared: a change refused here
   // must not reach the gossip state, where every instance would be handed it.
-  auto next = build_routing(shared_config, current.get(), generation_ + 1, worker_count_, &error);
+  auto next = build(shared_config, &error);
   if (!next) return error;
   if (gossip_ && !applying_) {
     // Then written to the shared state; the local publish below follows at once.
@@ -494,6 +673,22 @@ std::string Server::metrics_text() {
       out += std::string("ringproxy_gossip_dropped_total{cause=\"") + cause + "\"} " + std::to_string(n) + "\n";
     }
   }
+  if (const auto dns = discovery_status(); !dns.empty()) {
+    family(out, "ringproxy_dns_resolutions_total", "counter",
+           "DNS answers for [[discover]] sources and backends' names, by result (ok, empty, nxdomain, servfail, "
+           "timeout, malformed, error).");
+    for (const DiscoveryAgent::Status& st : dns) {
+      for (const auto& [result, n] : st.results) {
+        out += "ringproxy_dns_resolutions_total{source=\"" + label(st.name) + "\",result=\"" + result + "\"} " +
+               std::to_string(n) + "\n";
+      }
+    }
+    family(out, "ringproxy_dns_holding", "gauge",
+           "1 while a source or name fails to resolve and its last good answer is kept (dns.hold_ms).");
+    for (const DiscoveryAgent::Status& st : dns) {
+      out += "ringproxy_dns_holding{source=\"" + label(st.name) + "\"} " + (st.holding ? "1" : "0") + "\n";
+    }
+  }
   family(out, "ringproxy_config_generation", "gauge", "Routing publications since start.");
   out += "ringproxy_config_generation " + std::to_string(r->generation) + "\n";
   return out;
@@ -510,6 +705,7 @@ int Server::fail_start(const std::string& message) {
   checker_.reset();
   admin_.reset();
   gossip_.reset();
+  discovery_.reset();
   if (health_timer_.loop) uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
   if (ticket_timer_.loop) uv_close(reinterpret_cast<uv_handle_t*>(&ticket_timer_), nullptr);
   poller_.close();  // once the probes and admin connections closed above are retired
@@ -540,6 +736,7 @@ void Server::begin_drain() {
   uv_unref(reinterpret_cast<uv_handle_t*>(&passive_async_));
   if (admin_) admin_->close();
   if (checker_) checker_->stop();
+  if (discovery_) discovery_->close();
   uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&ticket_timer_), nullptr);
   // A graceful leave: the others learn at once that this instance is going, not after
@@ -576,10 +773,6 @@ int Server::load() {
   ConfigResult r = load_config_file(config_path_);
   if (!r.ok()) {
     for (const ConfigError& e : r.errors) std::cerr << e.to_string() << '\n';
-    return kExitConfig;
-  }
-  if (const std::string why = dns_not_resolved_yet(r.config); !why.empty()) {
-    std::cerr << "ringproxy: " << config_path_ << ": " << why << '\n';
     return kExitConfig;
   }
   config_ = std::make_shared<const Config>(std::move(r.config));
@@ -653,6 +846,14 @@ int Server::run() {
       return fail_start("gossip: " + e);
     }
   }
+  // Always: a reload may add a named node or a source. It asks nothing until then.
+  discovery_ = std::make_unique<DiscoveryAgent>(
+      &loop_, [this](const std::string& source, bool first) { on_discovered(source, first); });
+  if (std::string e = discovery_->configure(config_->dns, config_->discover); !e.empty()) {
+    return fail_start("dns: " + e);
+  }
+  refresh_found();  // asks the named nodes' names
+  await_first_answers();
   if (config_->admin.enabled) {
     admin_ = std::make_unique<AdminServer>(poller_, make_admin_handler(*this));
     if (std::string e = admin_->listen(config_->admin.listen); !e.empty()) {
@@ -725,6 +926,7 @@ int Server::run() {
   admin_.reset();
   checker_.reset();
   gossip_.reset();
+  discovery_.reset();
   poller_.close();
   uv_run(&loop_, UV_RUN_DEFAULT);  // close callbacks of the admin connections and probes
   if (uv_loop_close(&loop_) != 0) RP_LOG(LogLevel::kError, "control loop closed with handles open");

@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -18,6 +19,7 @@
 #include "net/poller.h"
 #include "net/tls_context.h"
 #include "proxy/admin_server.h"
+#include "proxy/discovery_agent.h"
 #include "proxy/gossip_agent.h"
 #include "proxy/worker.h"
 
@@ -55,6 +57,9 @@ class Server {
   std::string self_name() const;
   std::vector<gossip::Member> members() const;
   const Config& config() const { return *config_; }
+  // GET /discovery and the metrics: each source and name, and what it found. Empty
+  // until run() starts the agent.
+  std::vector<DiscoveryAgent::Status> discovery_status() const;
   std::shared_ptr<const Routing> routing();
   // The Prometheus text exposition of every metric.
   std::string metrics_text();
@@ -80,9 +85,25 @@ class Server {
   void passive_failures();
   void handle(const std::optional<HealthEvent>& event, const std::string& detail = {});
   void copy_state(const Routing& routing, const std::string& name);
+  // Every node's: standby SRV priorities decided, then copy_state.
+  void copy_states(const Routing& routing);
   void arm_health_timer();
   // The shared backends or drains changed (gossip): rebuild from them.
   void on_gossip_shared();
+  // Discovery (SPEC "Backends by name"). The routing of `config` with what discovery
+  // found now: each source's set (the shared one with gossip, else this instance's),
+  // and the addresses of named nodes. Null and *error when it cannot be built.
+  std::shared_ptr<Routing> build(std::shared_ptr<const Config> config, std::string* error);
+  // Which nodes the routing has beyond the config's, and which names to resolve.
+  std::vector<FoundNode> current_found() const;
+  void follow_names(const std::vector<FoundNode>& found);
+  // An answer changed a source's set or a name's addresses.
+  void on_discovered(const std::string& source, bool first);
+  // Rebuilds and publishes when what discovery found differs from the routing's.
+  void refresh_found();
+  // Waits (running the loop) for every source's and name's first answer, at most about
+  // one resolver timeout, so that the proxy starts with its nodes resolved.
+  void await_first_answers();
 
   std::string config_path_;
   std::shared_ptr<const Config> config_;
@@ -96,6 +117,8 @@ class Server {
   uv_async_t passive_async_{};
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<GossipAgent> gossip_;
+  std::unique_ptr<DiscoveryAgent> discovery_;
+  std::vector<FoundNode> found_;  // what the published routing was built with
   bool applying_ = false;  // apply() is writing the shared state itself
   std::set<std::string> majority_down_;  // backends most gossip instances see down
   HealthTable health_;

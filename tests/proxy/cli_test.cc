@@ -285,9 +285,9 @@ TEST(Cli, CheckRefusesAKeyOpenSslWillNotServe) {
   EXPECT_NE(r.err.find("key too small"), std::string::npos) << r.err;
 }
 
-TEST(Cli, DnsNamesAreCheckedButRefusedUntilResolved) {
-  // Names read and checked (--check says what is wrong with one), but a valid one is not
-  // served without resolution: refused, by --check and at start, with one line.
+TEST(Cli, DnsNamesAreChecked) {
+  // --check says what is wrong with a name, and takes a valid one and a source without
+  // resolving them (a resolver down at deploy time is no config error).
   const std::string bad = write_file("dns-bad.toml", "[[backend]]\nname = \"a\"\naddress = \"cache_a:80\"\n");
   CmdResult r = run("--check -c " + bad);
   EXPECT_EQ(r.code, 1);
@@ -295,16 +295,12 @@ TEST(Cli, DnsNamesAreCheckedButRefusedUntilResolved) {
                          "name\n" + bad + ": 1 error\n");
   const std::string named = write_file("dns-named.toml", "[[backend]]\nname = \"a\"\naddress = \"cache-a.test:80\"\n");
   r = run("--check -c " + named);
-  EXPECT_EQ(r.code, 1);
-  EXPECT_EQ(r.err, named + ": " + dns_not_resolved_yet(load_config_file(named).config) + "\n");
-  r = run("-c " + named);
-  EXPECT_EQ(r.code, 1);
-  EXPECT_EQ(r.err, "ringproxy: " + named + ": " + dns_not_resolved_yet(load_config_file(named).config) + "\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, named + ": ok (1 backends)\n");
   const std::string discover =
       write_file("dns-discover.toml", "[[discover]]\nname = \"_http._tcp.cache.test\"\ntype = \"srv\"\n");
   r = run("--check -c " + discover);
-  EXPECT_EQ(r.code, 1);
-  EXPECT_EQ(r.err, discover + ": discover: [[discover]] sources are read and checked but not resolved yet (issue 14)\n");
+  EXPECT_EQ(r.code, 0) << r.err;
 }
 
 TEST(Cli, CheckTlsFileErrorsExitOne) {

@@ -1,0 +1,343 @@
+#include "proxy/discovery_agent.h"
+
+#include <algorithm>
+
+#include "proxy/log.h"
+
+namespace ringproxy {
+
+namespace {
+
+constexpr std::string_view kSourcePrefix = "s:";
+constexpr std::string_view kNamePrefix = "n:";
+
+bool ok_with_records(const DnsAnswer& a) { return a.status == DnsAnswer::Status::kOk && !a.addresses.empty(); }
+
+// How much a failure says, for choosing which to report: a server or network failure
+// over "no such name" over "no record of this type".
+int weight_of(DnsAnswer::Status s) {
+  switch (s) {
+    case DnsAnswer::Status::kEmpty:
+      return 0;
+    case DnsAnswer::Status::kOk:  // with no address: as empty
+      return 0;
+    case DnsAnswer::Status::kNotFound:
+      return 1;
+    default:
+      return 2;
+  }
+}
+
+std::string plural(size_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); }
+
+}  // namespace
+
+DnsAnswer merge_address_answers(const DnsAnswer& a, const DnsAnswer& aaaa) {
+  const bool a_ok = ok_with_records(a);
+  const bool aaaa_ok = ok_with_records(aaaa);
+  if (!a_ok && !aaaa_ok) return weight_of(aaaa.status) > weight_of(a.status) ? aaaa : a;
+  DnsAnswer out;
+  out.status = DnsAnswer::Status::kOk;
+  out.ttl_s = UINT32_MAX;
+  for (const DnsAnswer* x : {&a, &aaaa}) {
+    if (!ok_with_records(*x)) continue;
+    out.addresses.insert(out.addresses.end(), x->addresses.begin(), x->addresses.end());
+    out.ttl_s = std::min(out.ttl_s, x->ttl_s);
+  }
+  return out;
+}
+
+DiscoveryAgent::DiscoveryAgent(uv_loop_t* loop, OnChange on_change) : loop_(loop), on_change_(std::move(on_change)) {
+  timer_ = new uv_timer_t{};
+  uv_timer_init(loop_, timer_);
+  timer_->data = this;
+}
+
+DiscoveryAgent::~DiscoveryAgent() { close(); }
+
+void DiscoveryAgent::close() {
+  if (closed_) return;
+  closed_ = true;
+  if (resolver_) resolver_->close();
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  timer_ = nullptr;
+}
+
+std::string DiscoveryAgent::configure(const DnsConfig& dns, const std::vector<DiscoverConfig>& sources) {
+  if (closed_) return "closed";
+  if (!configured_ || dns.resolvers != dns_.resolvers || dns.timeout_ms != dns_.timeout_ms) {
+    auto resolver = std::make_unique<DnsResolver>(loop_);
+    std::vector<std::string> servers;
+    for (const Address& a : dns.resolvers) servers.push_back(a.to_string());
+    if (std::string e = resolver->init(servers, dns.timeout_ms); !e.empty()) {
+      resolver->close();
+      retired_.push_back(std::move(resolver));
+      return e;
+    }
+    if (resolver_) {
+      resolver_->close();  // its pending queries are dropped: ask again below
+      retired_.push_back(std::move(resolver_));
+    }
+    resolver_ = std::move(resolver);
+    ++epoch_;
+    for (auto& [key, e] : entries_) {
+      e.in_flight = false;
+      e.waiting = 0;
+    }
+  }
+  dns_ = dns;
+  configured_ = true;
+  // Sources: kept when the name and every setting stay; else asked anew.
+  std::set<std::string> keep;
+  for (const DiscoverConfig& s : sources) {
+    const std::string key = std::string(kSourcePrefix) + s.name;
+    keep.insert(key);
+    auto it = entries_.find(key);
+    if (it != entries_.end() && it->second.source == s) continue;
+    if (it != entries_.end()) entries_.erase(it);
+    Entry e;
+    e.source = s;
+    e.is_source = true;
+    entries_.emplace(key, std::move(e));
+  }
+  std::erase_if(entries_, [&](const auto& kv) { return kv.first.starts_with(kSourcePrefix) && !keep.count(kv.first); });
+  ask_due();
+  return {};
+}
+
+void DiscoveryAgent::set_names(const std::set<std::string>& names) {
+  if (closed_) return;
+  bool removed = false;
+  std::erase_if(entries_, [&](const auto& kv) {
+    const bool gone = kv.first.starts_with(kNamePrefix) && !names.count(kv.first.substr(kNamePrefix.size()));
+    removed |= gone;
+    return gone;
+  });
+  for (const std::string& n : names) {
+    const std::string key = std::string(kNamePrefix) + n;
+    if (entries_.count(key)) continue;
+    Entry e;
+    e.source.name = n;
+    e.source.type = DiscoverConfig::Type::kA;
+    entries_.emplace(key, std::move(e));
+  }
+  if (removed) refresh_resolved();
+  ask_due();
+}
+
+DiscoveryAgent::Entry* DiscoveryAgent::find(const std::string& key) {
+  auto it = entries_.find(key);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+void DiscoveryAgent::ask_due() {
+  if (closed_ || !resolver_) return;
+  const uint64_t now = uv_now(loop_);
+  for (auto& [key, e] : entries_) {
+    if (!e.in_flight && e.state.next_query_ms() <= now) ask(key, e);
+  }
+  arm();
+}
+
+void DiscoveryAgent::ask(const std::string& key, Entry& e) {
+  e.in_flight = true;
+  const uint64_t epoch = epoch_;
+  if (e.source.type == DiscoverConfig::Type::kSrv) {
+    e.waiting = 1;
+    resolver_->query(e.source.name, DnsResolver::Type::kSrv,
+                     [this, key, epoch](DnsAnswer answer) { on_answer(key, epoch, std::move(answer)); });
+    return;
+  }
+  // A and AAAA together; the entry takes their merged answer once both are in.
+  e.waiting = 2;
+  for (const DnsResolver::Type type : {DnsResolver::Type::kA, DnsResolver::Type::kAaaa}) {
+    resolver_->query(e.source.name, type, [this, key, epoch, type](DnsAnswer answer) {
+      Entry* entry = find(key);
+      if (!entry || epoch != epoch_ || entry->waiting == 0) return;
+      (type == DnsResolver::Type::kA ? entry->a : entry->aaaa) = std::move(answer);
+      if (--entry->waiting > 0) return;
+      on_answer(key, epoch, merge_address_answers(entry->a, entry->aaaa));
+    });
+  }
+}
+
+void DiscoveryAgent::on_answer(const std::string& key, uint64_t epoch, DnsAnswer answer) {
+  Entry* e = find(key);
+  if (!e || epoch != epoch_ || closed_) return;
+  e->in_flight = false;
+  e->waiting = 0;
+  ++e->results[to_string(answer.status)];
+  const uint64_t now = uv_now(loop_);
+  const size_t before = e->state.nodes().size();
+  const DiscoveryState::Outcome outcome = e->state.on_answer(answer, e->source, dns_, now);
+  const std::string what = e->is_source ? "discover " + e->source.name : "dns: " + e->source.name;
+  const char* unit = e->is_source ? "node" : "address";
+  switch (outcome) {
+    case DiscoveryState::Outcome::kChanged:
+    case DiscoveryState::Outcome::kExpired: {
+      if (outcome == DiscoveryState::Outcome::kChanged) {
+        RP_LOG(LogLevel::kInfo, what + ": " + plural(e->state.nodes().size(), unit) + " (was " +
+                                    std::to_string(before) + "), next in " +
+                                    std::to_string((e->state.next_query_ms() - now) / 1000) + " s");
+      } else {
+        RP_LOG(LogLevel::kError, what + ": " + e->state.last_error() + " for longer than dns.hold_ms (" +
+                                     std::to_string(dns_.hold_ms) + " ms): its " + plural(before, unit) +
+                                     " are dropped");
+      }
+      if (outcome == DiscoveryState::Outcome::kChanged) e->failure_said.clear();
+      const bool first = !e->first_done && outcome == DiscoveryState::Outcome::kChanged;
+      e->first_done = true;
+      if (!e->is_source) refresh_resolved();
+      if (on_change_) on_change_(e->is_source ? e->source.name : std::string(), first);
+      break;
+    }
+    case DiscoveryState::Outcome::kHeld:
+    case DiscoveryState::Outcome::kNothingYet: {
+      // Once per run of failures, and again when the cause changes.
+      const std::string line =
+          outcome == DiscoveryState::Outcome::kHeld
+              ? what + ": " + e->state.last_error() + "; keeping the last good " + plural(before, unit) +
+                    " for up to dns.hold_ms (" + std::to_string(dns_.hold_ms) + " ms)"
+              : what + ": " + e->state.last_error() + "; nothing resolved yet";
+      if (e->failure_said != line) RP_LOG(LogLevel::kWarn, line);
+      e->failure_said = line;
+      break;
+    }
+    case DiscoveryState::Outcome::kSame:
+      e->first_done = true;
+      break;
+  }
+  if (answer.status == DnsAnswer::Status::kOk && !e->failure_said.empty() && e->state.last_error().empty()) {
+    RP_LOG(LogLevel::kInfo, what + ": resolving again, " + plural(e->state.nodes().size(), unit));
+    e->failure_said.clear();
+  }
+  arm();
+}
+
+void DiscoveryAgent::refresh_resolved() {
+  resolved_.clear();
+  for (const auto& [key, e] : entries_) {
+    if (e.is_source || e.state.nodes().empty()) continue;
+    auto& addresses = resolved_[e.source.name];
+    for (const DiscoveredNode& n : e.state.nodes()) addresses.push_back(n.host);
+  }
+}
+
+void DiscoveryAgent::arm() {
+  if (closed_ || !resolver_) return;
+  uint64_t next = UINT64_MAX;
+  for (const auto& [key, e] : entries_) {
+    if (!e.in_flight) next = std::min(next, e.state.next_query_ms());
+  }
+  if (next == UINT64_MAX) {
+    uv_timer_stop(timer_);
+    return;
+  }
+  const uint64_t now = uv_now(loop_);
+  uv_timer_start(timer_, on_timer, next > now ? next - now : 0, 0);
+}
+
+void DiscoveryAgent::on_timer(uv_timer_t* t) { static_cast<DiscoveryAgent*>(t->data)->ask_due(); }
+
+std::vector<FoundNode> DiscoveryAgent::found(const std::string& source) const {
+  std::vector<FoundNode> out;
+  auto it = entries_.find(std::string(kSourcePrefix) + source);
+  if (it == entries_.end()) return out;
+  const DiscoverConfig& s = it->second.source;
+  for (const DiscoveredNode& n : it->second.state.nodes()) {
+    FoundNode f;
+    f.backend.name = n.name;
+    f.backend.address.host = n.host;
+    f.backend.address.port = n.port;
+    f.backend.address.ipv6 = n.host.find(':') != std::string::npos;
+    f.backend.address.is_name = s.type == DiscoverConfig::Type::kSrv;
+    f.backend.weight = n.weight;
+    f.backend.tls = s.tls;
+    f.backend.tls_name = s.tls_name;
+    f.source = s.name;
+    f.priority = n.priority;
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<FoundNode> DiscoveryAgent::found() const {
+  std::vector<FoundNode> out;
+  for (const auto& [key, e] : entries_) {
+    if (!e.is_source) continue;
+    auto some = found(e.source.name);
+    out.insert(out.end(), std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
+  }
+  return out;
+}
+
+std::vector<DiscoveryAgent::Status> DiscoveryAgent::status() const {
+  std::vector<Status> out;
+  for (const auto& [key, e] : entries_) {
+    Status s;
+    s.name = e.source.name;
+    s.is_source = e.is_source;
+    s.type = e.source.type;
+    s.found = e.state.nodes().size();
+    s.resolved_ms = e.state.last_good_ms();
+    s.next_ms = e.state.next_query_ms();
+    s.holding = e.state.holding();
+    s.last_error = e.state.last_error();
+    s.results = e.results;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace ringproxy
+
+namespace ringproxy {
+
+std::vector<FoundNode> resolve_once(const Config& config, std::vector<std::string>* problems) {
+  std::vector<FoundNode> out;
+  if (config.discover.empty()) return out;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  {
+    DiscoveryAgent agent(&loop, nullptr);
+    if (std::string e = agent.configure(config.dns, config.discover); !e.empty()) {
+      problems->push_back("dns: " + e);
+    } else {
+      const uint32_t tries = std::max<uint32_t>(1, static_cast<uint32_t>(config.dns.resolvers.size()));
+      const uint64_t deadline = uv_now(&loop) + uint64_t{config.dns.timeout_ms} * tries + 100;
+      const auto answered = [&] {
+        for (const DiscoveryAgent::Status& st : agent.status()) {
+          if (st.results.empty()) return false;
+        }
+        return true;
+      };
+      while (!answered() && uv_now(&loop) < deadline) {
+        uv_run(&loop, UV_RUN_ONCE);
+        uv_update_time(&loop);
+      }
+      for (const DiscoveryAgent::Status& st : agent.status()) {
+        if (st.found == 0) {
+          problems->push_back("discover " + st.name + ": " +
+                              (st.last_error.empty() ? std::string("no answer in time") : st.last_error));
+        }
+      }
+      for (const DiscoverConfig& source : config.discover) {
+        std::vector<FoundNode> nodes = agent.found(source.name);
+        std::vector<DiscoveredNode> plain;
+        for (const FoundNode& f : nodes) plain.push_back({f.backend.name, {}, 0, 1, f.priority});
+        const std::vector<DiscoveredNode> serving = serving_set(plain, [](const DiscoveredNode&) { return true; });
+        for (FoundNode& f : nodes) {
+          if (std::any_of(serving.begin(), serving.end(), [&](const DiscoveredNode& s) { return s.name == f.backend.name; })) {
+            out.push_back(std::move(f));
+          }
+        }
+      }
+    }
+    agent.close();
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);  // the handles' close callbacks
+  uv_loop_close(&loop);
+  return out;
+}
+
+}  // namespace ringproxy

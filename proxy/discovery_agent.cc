@@ -176,8 +176,13 @@ void DiscoveryAgent::on_answer(const std::string& key, uint64_t epoch, DnsAnswer
     case DiscoveryState::Outcome::kChanged:
     case DiscoveryState::Outcome::kExpired: {
       if (outcome == DiscoveryState::Outcome::kChanged) {
-        RP_LOG(LogLevel::kInfo, what + ": " + plural(e->state.nodes().size(), unit) + " (was " +
-                                    std::to_string(before) + "), next in " +
+        // A name's addresses are few and worth seeing; a source's nodes are counted.
+        std::string found = plural(e->state.nodes().size(), unit);
+        if (!e->is_source) {
+          found.clear();
+          for (const DiscoveredNode& n : e->state.nodes()) found += (found.empty() ? "" : " ") + n.host;
+        }
+        RP_LOG(LogLevel::kInfo, what + ": " + found + " (was " + plural(before, unit) + "), next in " +
                                     std::to_string((e->state.next_query_ms() - now) / 1000) + " s");
       } else {
         RP_LOG(LogLevel::kError, what + ": " + e->state.last_error() + " for longer than dns.hold_ms (" +

@@ -412,10 +412,11 @@ void Server::refresh_found() {
   publish(std::move(next));
   if (found_ != before) {
     char pct[32];
-    std::snprintf(pct, sizeof pct, "%.2f%%", moved * 100.0);
+    std::snprintf(pct, sizeof pct, ", %.2f%% of keys moved", moved * 100.0);
+    // Before the workers start (the first answers) nothing has been routed: nothing moved.
     RP_LOG(LogLevel::kInfo, "discover: " + std::to_string(found_.size()) + " discovered nodes, " +
                                 std::to_string(routing()->backends.size()) + " in all, ring " +
-                                routing()->ring->fingerprint() + ", " + pct + " of keys moved");
+                                routing()->ring->fingerprint() + (workers_.empty() ? "" : pct));
   }
 }
 
@@ -904,7 +905,7 @@ int Server::run() {
   shared_.passive_health.store(&passive_async_, std::memory_order_release);
   for (auto& w : workers_) w->start();
   RP_LOG(LogLevel::kInfo, "listening on " + listen.to_string() + " with " + std::to_string(worker_count_) +
-                              " workers, " + std::to_string(config_->backends.size()) + " backends" +
+                              " workers, " + std::to_string(Server::routing()->backends.size()) + " backends" +
                               (admin_ ? ", admin on " + config_->admin.listen.to_string() : "") +
                               "; file descriptors: limit " + std::to_string(budget.limit) + ", " +
                               std::to_string(budget.in_use) + " open, about " +

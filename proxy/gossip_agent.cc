@@ -230,6 +230,10 @@ void GossipAgent::maybe_seed() {
     return;
   }
   seeded_ = true;
+  // Settled: whoever waits for the cluster's state (a [[discover]] source's first
+  // answer, Server::on_discovered) is told, writes or not.
+  shared_pending_ = true;
+  Batch settle(*this);
   for (const auto& [key, entry] : swim_->store().entries()) {
     if (key.starts_with(kBackendPrefix)) return;  // the cluster has a set (tombstones count)
   }

@@ -62,6 +62,9 @@ class GossipAgent {
   // then the file's backends stand).
   std::optional<std::vector<BackendConfig>> backends() const;
   std::set<std::string> drained() const;
+  // Joined the cluster (and so holds its state), or found no one within the start's
+  // grace: what it shares now is the cluster's. on_shared is called when it becomes so.
+  bool settled() const { return seeded_; }
 
   // Local writes, spread to every instance.
   void put_backend(const BackendConfig& backend);

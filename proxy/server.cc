@@ -302,7 +302,8 @@ void Server::on_gossip_shared() {
     majority_down_ = std::move(majority);
     copy_states(*r);
   }
-  refresh_found();  // the shared sets of [[discover]] sources
+  share_first_answers();  // once settled
+  refresh_found();        // the shared sets of [[discover]] sources
 }
 
 void Server::set_drained(const std::string& name, bool drained) {
@@ -361,17 +362,34 @@ void Server::on_discovered(const std::string& source, bool first) {
     // What this resolver found now goes to every instance, so that all route alike even
     // when their resolvers see the change at different moments. Its first answer after
     // a start does not overwrite a set the cluster already shares: a restarted
-    // instance's resolver may lag the one that wrote it (it adopts it instead).
-    for (const DiscoverConfig& s : config_->discover) {
-      if (s.name != source) continue;
-      if (!(first && gossip_->found(s))) {
-        applying_ = true;
-        gossip_->share_found(s, discovery_->found(source));
-        applying_ = false;
-      }
+    // instance's resolver may lag the one that wrote it (it adopts it instead). Nor is
+    // it written before this instance has the cluster's state (share_first_answers).
+    if (first) {
+      first_answers_.insert(source);
+      share_first_answers();
+    } else {
+      share(source);
     }
   }
   refresh_found();
+}
+
+void Server::share(const std::string& source) {
+  for (const DiscoverConfig& s : config_->discover) {
+    if (s.name != source) continue;
+    applying_ = true;
+    gossip_->share_found(s, discovery_->found(source));
+    applying_ = false;
+  }
+}
+
+void Server::share_first_answers() {
+  if (!gossip_ || !gossip_->settled()) return;
+  for (const std::string& source : std::exchange(first_answers_, {})) {
+    for (const DiscoverConfig& s : config_->discover) {
+      if (s.name == source && !gossip_->found(s)) share(source);
+    }
+  }
 }
 
 void Server::refresh_found() {

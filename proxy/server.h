@@ -99,6 +99,12 @@ class Server {
   void follow_names(const std::vector<FoundNode>& found);
   // An answer changed a source's set or a name's addresses.
   void on_discovered(const std::string& source, bool first);
+  // With gossip: writes what this instance's resolver found for `source` to the shared
+  // state; the sources' first answers once this instance has the cluster's state, and
+  // only where no instance has written the source yet.
+  void share(const std::string& source);
+  void share_first_answers();
+  std::set<std::string> first_answers_;
   // Rebuilds and publishes when what discovery found differs from the routing's.
   void refresh_found();
   // Waits (running the loop) for every source's and name's first answer, at most about

@@ -52,8 +52,10 @@ class FakeDownstream final : public h1::Downstream {
     return Transport::kWritten;
   }
   bool send_pending() const override { return pending; }
+  std::string error_cause;
   void respond_error(int status, std::string_view, std::string_view cause) override {
     error_status = status;
+    error_cause = cause;
     exchange->abort();
     exchange->on_answered(status, cause);
     finish();
@@ -82,9 +84,10 @@ class FakeDownstream final : public h1::Downstream {
   void finish() { worker->notify_drain(); }
 };
 
-std::shared_ptr<const Routing> routing_to(uint16_t port) {
+std::shared_ptr<const Routing> routing_to(uint16_t port, bool named = false) {
   auto config = std::make_shared<Config>();
-  config->backends.push_back({"node", Address{"127.0.0.1", port, false}, 1, false, ""});
+  // named: a node by DNS name that has not resolved (no address to connect to).
+  config->backends.push_back({"node", Address{named ? "cache.test" : "127.0.0.1", port, false, named}, 1, false, ""});
   std::string error;
   auto routing = build_routing(config, nullptr, 1, 1, &error);
   EXPECT_NE(routing, nullptr) << error;
@@ -104,8 +107,8 @@ struct OneGet {
   uv_timer_t start_timer{};
   uv_timer_t drain_timer{};
 
-  explicit OneGet(uint16_t port) {
-    shared.routing = routing_to(port);
+  explicit OneGet(uint16_t port, bool named = false) {
+    shared.routing = routing_to(port, named);
     worker = std::make_unique<Worker>(0, shared, test::bound_loopback_socket(SOCK_NONBLOCK | SOCK_CLOEXEC));
     EXPECT_EQ(worker->init(), 0);
     down.worker = worker.get();
@@ -147,6 +150,16 @@ TEST(Exchange, RelaysTheNodesAnswerAndEndsOnce) {
 
 // Backpressure down: while a response write waits in the client's transport, the
 // exchange sends nothing more (it stops reading the node), and goes on once drained.
+TEST(Exchange, ANamedNodeWithoutAnAddressIsAnUpstreamFailureNotACrash) {
+  // The control thread marks such a node down before publishing; a request routed to it
+  // in between gets the node's failure (retried elsewhere, here a 502 with the cause).
+  OneGet get(9, /*named=*/true);
+  get.go();
+  EXPECT_EQ(get.down.error_status, 502);
+  EXPECT_NE(get.down.error_cause.find("no address (cache.test did not resolve)"), std::string::npos)
+      << get.down.error_cause;
+}
+
 TEST(Exchange, AQueuedSendStopsTheNodeUntilDrained) {
   const std::string body(512 * 1024, 'b');
   OneAnswerNode node("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);

@@ -28,7 +28,11 @@ int weight_of(DnsAnswer::Status s) {
   }
 }
 
-std::string plural(size_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); }
+std::string plural(size_t n, std::string_view what) {
+  std::string out = std::to_string(n) + " " + std::string(what);
+  if (n != 1) out += what.ends_with('s') ? "es" : "s";  // nodes, addresses
+  return out;
+}
 
 }  // namespace
 

@@ -152,7 +152,9 @@ class DiscoveryIntegration : public ::testing::Test {
     std::ostringstream c;
     c << "[proxy]\nlisten = \"127.0.0.1:" << port_ << "\"\nworkers = 2\n"
       << "[admin]\nlisten = \"127.0.0.1:" << admin_ << "\"\n"
-      << "[health]\ninterval_ms = 100\ntimeout_ms = 100\nfall = 1\nrise = 1\n"
+      // Killed backends refuse the checks' connections: down in two checks. Not fall = 1
+      // with 100 ms: on a loaded machine a slow check then took every node down (503s).
+      << "[health]\ninterval_ms = 250\ntimeout_ms = 250\nfall = 2\nrise = 1\n"
       << "[dns]\nresolvers = [\"127.0.0.1:" << dns_.port() << "\"]\ntimeout_ms = 300\nmin_ttl_ms = 100\n"
       << "max_ttl_ms = 200\nhold_ms = " << hold_ms << "\n"
       << body;

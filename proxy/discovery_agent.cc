@@ -28,7 +28,9 @@ int weight_of(DnsAnswer::Status s) {
   }
 }
 
-std::string plural(size_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); }
+std::string plural(size_t n, std::string_view what) {
+  return std::to_string(n) + " " + std::string(what) + (n == 1 ? "" : what.ends_with('s') ? "es" : "s");
+}
 
 }  // namespace
 

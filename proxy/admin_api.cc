@@ -38,6 +38,9 @@ std::string node_state(const Backend& b, uint32_t weight) {
   if (b.state->draining.load() || weight == 0) return "draining";
   if (b.state->ejected.load()) return "ejected";
   if (b.state->unresolved.load()) return "unresolved";
+  // A node its checks find down is down, also when its SRV priority is not serving
+  // (it may be exactly why the priority is not serving).
+  if (b.state->checked_down.load()) return "down";
   if (b.state->standby.load()) return "standby";
   if (!b.state->up.load()) return "down";
   return "up";

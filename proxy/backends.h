@@ -69,6 +69,10 @@ struct NodeState {
   // an SRV record of a priority that is not serving now.
   std::atomic<bool> unresolved{false};
   std::atomic<bool> standby{false};
+  // Health (or, with gossip, most instances) says down, whatever else holds: the admin
+  // API shows such a node "down" before "standby", so a dead SRV record of a priority
+  // that is not serving (because it is dead) is not shown as merely standing by.
+  std::atomic<bool> checked_down{false};
   // Slow start: until the ramp's end (monotonic ms, uv_now), only a growing part of the
   // node's keys come back to it (see pick_node in proxy/router.h). SlowStartRamp::pack:
   // start and end are written and read together.

@@ -98,6 +98,7 @@ void Server::copy_state(const Routing& routing, const std::string& name) {
   const bool majority_down = gossip_ && majority_down_.count(name) > 0;
   // A named node with no address, and a standby SRV record, take no keys either.
   st.unresolved.store(b.sockaddrs.empty(), std::memory_order_relaxed);
+  st.checked_down.store(h->state() == HealthState::kDown || majority_down, std::memory_order_relaxed);
   st.up.store(h->state() != HealthState::kDown && !majority_down && !b.sockaddrs.empty() &&
                   !st.standby.load(std::memory_order_relaxed),
               std::memory_order_relaxed);

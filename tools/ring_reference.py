@@ -7,7 +7,9 @@ the module).
 
   ring_reference.py golden             print the golden table used by tests/ring/ring_test.cc
   ring_reference.py map NODE[:W]... -- KEY...
-                                       print "KEY NODE" for each key (vnodes from $VNODES, 160)
+                                       print "KEY NODE" for each key (vnodes from $VNODES, 160);
+                                       W is a trailing ":DIGITS", so a NODE with a ':' in its
+                                       name gives W: 127.0.0.1:9001:1, [::1]:9001:1
   ring_reference.py golden-nginx       the same table for [ring] placement = "nginx"
   ring_reference.py map --placement nginx NAME@ADDRESS[,W]... -- KEY...
                                        print "KEY NAME" for each key, placed as nginx's
@@ -206,8 +208,14 @@ def main(argv):
         sep = argv.index("--")
         nodes = []
         for spec in argv[2:sep]:
-            name, _, w = spec.partition(":")
-            nodes.append((name, int(w or 1)))
+            # The weight is a trailing ":DIGITS", split at the last ':' (not the first:
+            # node names may hold ':', e.g. "127.0.0.1:9001", "[::1]:9001" or a
+            # discovered "be1.test:9001"); such a name must carry its weight,
+            # "127.0.0.1:9001:1", or its port would be read as the weight.
+            name, colon, w = spec.rpartition(":")
+            if not colon or not w.isdigit():
+                name, w = spec, "1"
+            nodes.append((name, int(w)))
         points = build(nodes, int(os.environ.get("VNODES", "160")))
         for key in argv[sep + 1:]:
             print(key, lookup(points, key))

@@ -979,6 +979,19 @@ std::map<std::string, std::string> reference_map(const std::vector<std::string>&
   return run_reference("reference_map", args, keys);
 }
 
+std::map<std::string, std::string> reference_map_weighted(const std::vector<std::pair<std::string, uint32_t>>& nodes,
+                                                          const std::vector<std::string>& keys) {
+  std::string args;
+  for (const auto& [name, weight] : nodes) {
+    if (name.empty() || name.find_first_of(" \t\n'\"$`\\;&|<>()*?") != std::string::npos) {
+      ADD_FAILURE() << "reference_map_weighted: node needs quoting: " << name;
+      return {};
+    }
+    args += (args.empty() ? "" : " ") + name + ":" + std::to_string(weight);
+  }
+  return run_reference("reference_map_weighted", args, keys);
+}
+
 std::map<std::string, std::string> reference_map_nginx(
     const std::vector<std::pair<std::string, std::string>>& name_address, const std::vector<std::string>& keys,
     const std::vector<int>& weights) {

@@ -216,6 +216,13 @@ std::unique_ptr<Process> start_private_nginx(const TempDir& dir, uint16_t port, 
 std::map<std::string, std::string> reference_map(const std::vector<std::string>& nodes,
                                                  const std::vector<std::string>& keys);
 
+// key -> node for nodes with weights (`nodes`: name, weight; 160 vnodes), from the same
+// script. Any name, including one with ':' ("be1.test:9001", "[::1]:9001"): the weight
+// is always passed as the trailing ":W" the script splits off. Same key rules and
+// failure behaviour as reference_map.
+std::map<std::string, std::string> reference_map_weighted(const std::vector<std::pair<std::string, uint32_t>>& nodes,
+                                                          const std::vector<std::string>& keys);
+
 // key -> node name under [ring] placement = "nginx" (what nginx's `hash KEY consistent`
 // does, with 160 points per unit of weight), from the same script with the standard
 // library's zlib only: `ring_reference.py map --placement nginx NAME@ADDRESS,W ...`.

@@ -112,7 +112,7 @@ TEST(RingGolden, KeysMapAsTheReferenceSays) {
 }
 
 TEST(RingGolden, IPv6AddressesAsNames) {
-  // From tools/ring_reference.py map 127.0.0.1:9001 [::1]:9001 [::1]:9002 -- /x /y /z /w
+  // From tools/ring_reference.py map 127.0.0.1:9001:1 [::1]:9001:1 [::1]:9002:1 -- /x /y /z /w
   auto ring = must_build({{"127.0.0.1:9001", "127.0.0.1:9001", 1},
                           {"[::1]:9001", "[::1]:9001", 1},
                           {"[::1]:9002", "[::1]:9002", 1}});

@@ -131,6 +131,18 @@ void read_discover(Errors& errors, const toml::node& node, const std::string& ke
     if (!source.tls && !source.tls_name.empty() && !errors.any_at_or_below(item + ".tls")) {
       errors.add(table->get("tls_name")->source().begin, item + ".tls_name", "needs tls = true");
     }
+    if (table->contains("name") && !errors.any_at_or_below(item + ".name")) {
+      // One source per name: two would be one source to the resolver, to the admin API
+      // and to gossip (a second port for an A name is a second name, e.g. a CNAME).
+      // (Names are read in lower case.)
+      for (size_t j = 0; j < out.size(); ++j) {
+        if (out[j].name == source.name) {
+          errors.add(table->get("name")->source().begin, item + ".name",
+                     "\"" + source.name + "\" is already " + key + "[" + std::to_string(j) + "]: one source per name");
+          break;
+        }
+      }
+    }
     out.push_back(std::move(source));
   }
 }

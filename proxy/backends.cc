@@ -108,11 +108,10 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
     out.pool_key = b.name;
     out.pool_key += '\0';
     out.pool_key += b.address.to_string();
-    std::string resolved;
-    out.sockaddrs = sockaddrs_of(b.address, names, &resolved);
+    out.sockaddrs = sockaddrs_of(b.address, names, &out.resolved);
     if (b.address.is_name) {
       out.pool_key += '\0';
-      out.pool_key += resolved;
+      out.pool_key += out.resolved;
     } else if (out.sockaddrs.empty()) {
       *error = "backend " + b.name + ": address " + b.address.to_string() + " does not parse";
       return nullptr;

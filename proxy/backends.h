@@ -139,6 +139,7 @@ struct Backend {
   // "Backends by name"), taken in turn connection by connection. Empty: a name with no
   // address yet (or none left after dns.hold_ms): the node is down (Server::copy_state).
   std::vector<sockaddr_storage> sockaddrs;
+  std::string resolved;  // a named node's: the addresses of sockaddrs as text, space-separated
   // name, NUL, address (for a name, NUL and what it resolves to; for TLS, NUL "tls" NUL
   // tls name): a worker's pool for this node, so that a node whose TLS settings or
   // resolved addresses change gets new connections and the old ones are not reused.

@@ -65,6 +65,8 @@ class DiscoveryState {
   Outcome on_answer(const DnsAnswer& answer, const DiscoverConfig& source, const DnsConfig& dns, uint64_t now_ms);
 
   const std::vector<DiscoveredNode>& nodes() const { return nodes_; }
+  // Asks again at once (settings or the resolver changed), keeping what it has.
+  void ask_now() { next_query_ms_ = 0; }
   uint64_t next_query_ms() const { return next_query_ms_; }
   uint64_t last_good_ms() const { return last_good_ms_; }  // 0: never
   uint64_t last_answer_ms() const { return last_answer_ms_; }

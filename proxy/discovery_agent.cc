@@ -51,6 +51,24 @@ DnsAnswer merge_address_answers(const DnsAnswer& a, const DnsAnswer& aaaa) {
   return out;
 }
 
+DnsAnswer FamilyMemory::answer(const DnsAnswer& now_answer, uint64_t now_ms, uint32_t hold_ms) {
+  using S = DnsAnswer::Status;
+  const bool definitive = now_answer.status == S::kOk || now_answer.status == S::kEmpty || now_answer.status == S::kNotFound;
+  if (definitive) {
+    last = now_answer.status == S::kOk ? now_answer.addresses : std::vector<std::string>{};
+    ttl_s = now_answer.ttl_s;
+    failing_since_ms = 0;
+    return now_answer;
+  }
+  if (failing_since_ms == 0) failing_since_ms = std::max<uint64_t>(now_ms, 1);
+  if (last.empty() || now_ms - failing_since_ms > hold_ms) return now_answer;
+  DnsAnswer held;
+  held.status = S::kOk;
+  held.addresses = last;
+  held.ttl_s = 0;  // asked again at min_ttl_ms, as after a failure
+  return held;
+}
+
 DiscoveryAgent::DiscoveryAgent(uv_loop_t* loop, OnChange on_change) : loop_(loop), on_change_(std::move(on_change)) {
   timer_ = new uv_timer_t{};
   uv_timer_init(loop_, timer_);
@@ -69,39 +87,51 @@ void DiscoveryAgent::close() {
 
 std::string DiscoveryAgent::configure(const DnsConfig& dns, const std::vector<DiscoverConfig>& sources) {
   if (closed_) return "closed";
+  const bool reload = configured_;
   if (!configured_ || dns.resolvers != dns_.resolvers || dns.timeout_ms != dns_.timeout_ms) {
     auto resolver = std::make_unique<DnsResolver>(loop_);
     std::vector<std::string> servers;
     for (const Address& a : dns.resolvers) servers.push_back(a.to_string());
     if (std::string e = resolver->init(servers, dns.timeout_ms); !e.empty()) {
-      resolver->close();
-      retired_.push_back(std::move(resolver));
+      resolver->close();  // never inside one of its calls here: freed at once
       return e;
     }
-    if (resolver_) {
-      resolver_->close();  // its pending queries are dropped: ask again below
-      retired_.push_back(std::move(resolver_));
-    }
+    if (resolver_) resolver_->close();  // its pending queries are dropped: asked again below
     resolver_ = std::move(resolver);
-    ++epoch_;
     for (auto& [key, e] : entries_) {
       e.in_flight = false;
       e.waiting = 0;
+      e.state.ask_now();
     }
   }
   dns_ = dns;
   configured_ = true;
-  // Sources: kept when the name and every setting stay; else asked anew.
+  // Sources by name. One whose type changed starts anew; one whose other settings
+  // changed keeps what it found (no key moves for a port or weight edit until the
+  // answer, asked now, says so) and drops the answers it is waiting for.
   std::set<std::string> keep;
   for (const DiscoverConfig& s : sources) {
     const std::string key = std::string(kSourcePrefix) + s.name;
     keep.insert(key);
     auto it = entries_.find(key);
     if (it != entries_.end() && it->second.source == s) continue;
+    if (it != entries_.end() && it->second.source.type == s.type) {
+      Entry& e = it->second;
+      e.source = s;
+      e.serial = ++serial_;
+      e.in_flight = false;
+      e.waiting = 0;
+      e.state.ask_now();
+      continue;
+    }
     if (it != entries_.end()) entries_.erase(it);
     Entry e;
     e.source = s;
     e.is_source = true;
+    e.serial = ++serial_;
+    // A source a reload adds is new to every instance's routing: its first answer is
+    // shared like any change (the hold-back of first answers is for restarts).
+    e.first_done = reload;
     entries_.emplace(key, std::move(e));
   }
   std::erase_if(entries_, [&](const auto& kv) { return kv.first.starts_with(kSourcePrefix) && !keep.count(kv.first); });
@@ -123,15 +153,16 @@ void DiscoveryAgent::set_names(const std::set<std::string>& names) {
     Entry e;
     e.source.name = n;
     e.source.type = DiscoverConfig::Type::kA;
+    e.serial = ++serial_;
     entries_.emplace(key, std::move(e));
   }
   if (removed) refresh_resolved();
   ask_due();
 }
 
-DiscoveryAgent::Entry* DiscoveryAgent::find(const std::string& key) {
+DiscoveryAgent::Entry* DiscoveryAgent::find(const std::string& key, uint64_t serial) {
   auto it = entries_.find(key);
-  return it == entries_.end() ? nullptr : &it->second;
+  return it == entries_.end() || it->second.serial != serial ? nullptr : &it->second;
 }
 
 void DiscoveryAgent::ask_due() {
@@ -145,29 +176,36 @@ void DiscoveryAgent::ask_due() {
 
 void DiscoveryAgent::ask(const std::string& key, Entry& e) {
   e.in_flight = true;
-  const uint64_t epoch = epoch_;
+  // The callbacks find their entry by key and serial: an entry forgotten (or started
+  // anew) meanwhile takes no answer meant for its predecessor.
+  const uint64_t serial = e.serial;
   if (e.source.type == DiscoverConfig::Type::kSrv) {
     e.waiting = 1;
     resolver_->query(e.source.name, DnsResolver::Type::kSrv,
-                     [this, key, epoch](DnsAnswer answer) { on_answer(key, epoch, std::move(answer)); });
+                     [this, key, serial](DnsAnswer answer) { on_answer(key, serial, std::move(answer)); });
     return;
   }
   // A and AAAA together; the entry takes their merged answer once both are in.
   e.waiting = 2;
   for (const DnsResolver::Type type : {DnsResolver::Type::kA, DnsResolver::Type::kAaaa}) {
-    resolver_->query(e.source.name, type, [this, key, epoch, type](DnsAnswer answer) {
-      Entry* entry = find(key);
-      if (!entry || epoch != epoch_ || entry->waiting == 0) return;
+    resolver_->query(e.source.name, type, [this, key, serial, type](DnsAnswer answer) {
+      Entry* entry = find(key, serial);
+      if (!entry || entry->waiting == 0) return;
       (type == DnsResolver::Type::kA ? entry->a : entry->aaaa) = std::move(answer);
       if (--entry->waiting > 0) return;
-      on_answer(key, epoch, merge_address_answers(entry->a, entry->aaaa));
+      const uint64_t now = uv_now(loop_);
+      // One family failing while the other answers keeps the failing one's last
+      // addresses for hold_ms (a resolver timing out on AAAA is no removal).
+      const DnsAnswer a = entry->v4.answer(entry->a, now, dns_.hold_ms);
+      const DnsAnswer aaaa = entry->v6.answer(entry->aaaa, now, dns_.hold_ms);
+      on_answer(key, serial, merge_address_answers(a, aaaa));
     });
   }
 }
 
-void DiscoveryAgent::on_answer(const std::string& key, uint64_t epoch, DnsAnswer answer) {
-  Entry* e = find(key);
-  if (!e || epoch != epoch_ || closed_) return;
+void DiscoveryAgent::on_answer(const std::string& key, uint64_t serial, DnsAnswer answer) {
+  Entry* e = find(key, serial);
+  if (!e || closed_) return;
   e->in_flight = false;
   e->waiting = 0;
   ++e->results[to_string(answer.status)];
@@ -176,30 +214,32 @@ void DiscoveryAgent::on_answer(const std::string& key, uint64_t epoch, DnsAnswer
   const DiscoveryState::Outcome outcome = e->state.on_answer(answer, e->source, dns_, now);
   const std::string what = e->is_source ? "discover " + e->source.name : "dns: " + e->source.name;
   const char* unit = e->is_source ? "node" : "address";
+  // Everything about the entry is done before on_change_: the server's answer to it may
+  // forget this very entry (set_names).
+  bool changed = false;
+  bool first = false;
   switch (outcome) {
-    case DiscoveryState::Outcome::kChanged:
-    case DiscoveryState::Outcome::kExpired: {
-      if (outcome == DiscoveryState::Outcome::kChanged) {
-        // A name's addresses are few and worth seeing; a source's nodes are counted.
-        std::string found = plural(e->state.nodes().size(), unit);
-        if (!e->is_source) {
-          found.clear();
-          for (const DiscoveredNode& n : e->state.nodes()) found += (found.empty() ? "" : " ") + n.host;
-        }
-        RP_LOG(LogLevel::kInfo, what + ": " + found + " (was " + plural(before, unit) + "), next in " +
-                                    std::to_string((e->state.next_query_ms() - now) / 1000) + " s");
-      } else {
-        RP_LOG(LogLevel::kError, what + ": " + e->state.last_error() + " for longer than dns.hold_ms (" +
-                                     std::to_string(dns_.hold_ms) + " ms): its " + plural(before, unit) +
-                                     " are dropped");
+    case DiscoveryState::Outcome::kChanged: {
+      // A name's addresses are few and worth seeing; a source's nodes are counted.
+      std::string found = plural(e->state.nodes().size(), unit);
+      if (!e->is_source) {
+        found.clear();
+        for (const DiscoveredNode& n : e->state.nodes()) found += (found.empty() ? "" : " ") + n.host;
       }
-      if (outcome == DiscoveryState::Outcome::kChanged) e->failure_said.clear();
-      const bool first = !e->first_done && outcome == DiscoveryState::Outcome::kChanged;
+      RP_LOG(LogLevel::kInfo, what + ": " + found + " (was " + plural(before, unit) + "), next in " +
+                                  std::to_string((e->state.next_query_ms() - now) / 1000) + " s");
+      e->failure_said.clear();
+      first = !e->first_done;
       e->first_done = true;
-      if (!e->is_source) refresh_resolved();
-      if (on_change_) on_change_(e->is_source ? e->source.name : std::string(), first);
+      changed = true;
       break;
     }
+    case DiscoveryState::Outcome::kExpired:
+      RP_LOG(LogLevel::kError, what + ": " + e->state.last_error() + " for longer than dns.hold_ms (" +
+                                   std::to_string(dns_.hold_ms) + " ms): its " + plural(before, unit) +
+                                   " are dropped here");
+      changed = true;
+      break;
     case DiscoveryState::Outcome::kHeld:
     case DiscoveryState::Outcome::kNothingYet: {
       // Once per run of failures, and again when the cause changes.
@@ -214,11 +254,19 @@ void DiscoveryAgent::on_answer(const std::string& key, uint64_t epoch, DnsAnswer
     }
     case DiscoveryState::Outcome::kSame:
       e->first_done = true;
+      if (!e->failure_said.empty()) {
+        RP_LOG(LogLevel::kInfo, what + ": resolving again, " + plural(e->state.nodes().size(), unit));
+        e->failure_said.clear();
+      }
       break;
   }
-  if (answer.status == DnsAnswer::Status::kOk && !e->failure_said.empty() && e->state.last_error().empty()) {
-    RP_LOG(LogLevel::kInfo, what + ": resolving again, " + plural(e->state.nodes().size(), unit));
-    e->failure_said.clear();
+  const bool is_source = e->is_source;
+  const std::string source = is_source ? e->source.name : std::string();
+  const bool good = outcome == DiscoveryState::Outcome::kChanged;
+  e = nullptr;  // may be gone after on_change_
+  if (changed) {
+    if (!is_source) refresh_resolved();
+    if (on_change_) on_change_({source, first, good});
   }
   arm();
 }
@@ -333,8 +381,10 @@ std::vector<FoundNode> resolve_once(const Config& config, std::vector<std::strin
       for (const DiscoverConfig& source : config.discover) {
         std::vector<FoundNode> nodes = agent.found(source.name);
         std::vector<DiscoveredNode> plain;
-        for (const FoundNode& f : nodes) plain.push_back({f.backend.name, {}, 0, 1, f.priority});
-        const std::vector<DiscoveredNode> serving = serving_set(plain, [](const DiscoveredNode&) { return true; });
+        for (const FoundNode& f : nodes) plain.push_back({f.backend.name, {}, 0, f.backend.weight, f.priority});
+        // Every node counts as up offline; a weight-0 record (drained) does not serve.
+        const std::vector<DiscoveredNode> serving =
+            serving_set(plain, [](const DiscoveredNode& n) { return n.weight > 0; });
         for (FoundNode& f : nodes) {
           if (std::any_of(serving.begin(), serving.end(), [&](const DiscoveredNode& s) { return s.name == f.backend.name; })) {
             out.push_back(std::move(f));

@@ -26,11 +26,26 @@
 
 namespace ringproxy {
 
+// One address family of a name (A or AAAA): its last definitive answer, so that when it
+// fails while the other family answers, its addresses stay for hold_ms (a resolver that
+// times out on AAAA is not a removal of the IPv6 addresses).
+struct FamilyMemory {
+  std::vector<std::string> last;
+  uint32_t ttl_s = 0;
+  uint64_t failing_since_ms = 0;  // 0: not failing
+  // `now_answer` as the merge is to take it: itself when it is definitive (addresses,
+  // NODATA, NXDOMAIN), else within hold_ms of the first failure the last addresses.
+  DnsAnswer answer(const DnsAnswer& now_answer, uint64_t now_ms, uint32_t hold_ms);
+};
+
 class DiscoveryAgent {
  public:
-  // After an answer changed what a source found (`source`: its name) or what a name
-  // resolves to (`source` empty). `first`: the source's first good answer since start.
-  using OnChange = std::function<void(const std::string& source, bool first)>;
+  struct Change {
+    std::string source;  // the source whose set changed; "" for a name's addresses
+    bool first = false;  // the source's first good answer since start
+    bool good = false;   // a good answer; false: a failure past hold_ms emptied it
+  };
+  using OnChange = std::function<void(const Change&)>;
 
   DiscoveryAgent(uv_loop_t* loop, OnChange on_change);
   ~DiscoveryAgent();
@@ -74,21 +89,23 @@ class DiscoveryAgent {
   struct Entry {
     DiscoverConfig source;  // a name's: type a, port 0
     bool is_source = false;
+    uint64_t serial = 0;  // answers to an earlier entry of the same key are dropped
     DiscoveryState state;
     bool in_flight = false;
     bool first_done = false;  // a good answer has been had
     // An A and an AAAA query go out together; the entry takes their merged answer.
     int waiting = 0;
     DnsAnswer a, aaaa;
+    FamilyMemory v4, v6;
     std::map<std::string, uint64_t> results;
     std::string failure_said;  // the failure line logged last ("" since a good answer)
   };
   static void on_timer(uv_timer_t* t);
   void ask_due();
   void ask(const std::string& key, Entry& e);
-  void on_answer(const std::string& key, uint64_t epoch, DnsAnswer answer);
+  void on_answer(const std::string& key, uint64_t serial, DnsAnswer answer);
   void arm();
-  Entry* find(const std::string& key);
+  Entry* find(const std::string& key, uint64_t serial);
   void refresh_resolved();
 
   uv_loop_t* loop_;
@@ -96,10 +113,7 @@ class DiscoveryAgent {
   DnsConfig dns_;
   bool configured_ = false;
   std::unique_ptr<DnsResolver> resolver_;
-  // Resolvers replaced by a reload: closed, freed with the agent (their handles close
-  // on the loop first).
-  std::vector<std::unique_ptr<DnsResolver>> retired_;
-  uint64_t epoch_ = 0;  // answers from before a resolver change are dropped
+  uint64_t serial_ = 0;
   // "s:NAME" for a source, "n:NAME" for a name.
   std::map<std::string, Entry> entries_;
   ResolvedNames resolved_;

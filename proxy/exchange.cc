@@ -245,9 +245,16 @@ void Exchange::connect_node() {
   }
   if (b.sockaddrs.empty()) {
     // A named node whose name has no address: the control thread marks it down before
-    // it publishes such a routing, so only a request routed in between gets here.
-    phase_ = Phase::kConnecting;
-    upstream_failed(502, "no address (" + b.address.host + " did not resolve)", true);
+    // it publishes such a routing, so only a request routed in between gets here. Not
+    // the node's failure (passive health must not eject a node as it resolves), and
+    // nothing was sent: the next node, within the attempts a request has.
+    release_upstream(false);
+    failed_cause_ = "no address (" + b.address.host + " did not resolve) at node " + b.name;
+    if (attempts_ <= r.config->proxy.retries) {
+      pick_node_and_connect();
+    } else {
+      down_.respond_error(502, "backend failed", failed_cause_ + "; no further node to retry on");
+    }
     return;
   }
   const sockaddr_storage* sa = &b.sockaddrs[0];

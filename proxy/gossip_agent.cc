@@ -1,9 +1,12 @@
 #include "proxy/gossip_agent.h"
 
+#include <xxhash.h>
+
 #include <algorithm>
 #include <charconv>
-#include <map>
 #include <chrono>
+#include <cstdio>
+#include <map>
 #include <random>
 
 #include "config/tls.h"
@@ -18,8 +21,19 @@ constexpr std::string_view kDrainPrefix = "drain/";
 constexpr std::string_view kHealthPrefix = "health/";
 constexpr std::string_view kFoundPrefix = "found/";
 
+// "found/" 16 hex digits of the source's name, "/", 16 of the node's: 39 bytes whatever
+// the names' lengths (a key is at most gossip::kMaxName, 128 bytes, and an SRV owner
+// name and a target may each be 253). The node's name is its address, in the value.
+std::string hash_hex(std::string_view s) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(XXH3_64bits(s.data(), s.size())));
+  return buf;
+}
+
+std::string found_prefix(const std::string& source) { return std::string(kFoundPrefix) + hash_hex(source) + "/"; }
+
 std::string found_key(const std::string& source, const std::string& node) {
-  return std::string(kFoundPrefix) + source + "/" + node;
+  return found_prefix(source) + (node.empty() ? std::string() : hash_hex(node));
 }
 
 // "ADDRESS WEIGHT PRIORITY" <-> a found node (name from the key, tls from the source).
@@ -27,7 +41,7 @@ std::string encode_found(const FoundNode& f) {
   return f.backend.address.to_string() + " " + std::to_string(f.backend.weight) + " " + std::to_string(f.priority);
 }
 
-std::optional<FoundNode> decode_found(const DiscoverConfig& source, std::string name, std::string_view value) {
+std::optional<FoundNode> decode_found(const DiscoverConfig& source, std::string_view value) {
   const size_t first = value.find(' ');
   const size_t second = first == std::string_view::npos ? first : value.find(' ', first + 1);
   if (second == std::string_view::npos) return std::nullopt;
@@ -39,10 +53,12 @@ std::optional<FoundNode> decode_found(const DiscoverConfig& source, std::string 
   const auto [wend, wec] = std::from_chars(w.data(), w.data() + w.size(), f.backend.weight);
   const auto [pend, pec] = std::from_chars(p.data(), p.data() + p.size(), f.priority);
   if (!address || wec != std::errc() || wend != w.data() + w.size() || f.backend.weight > 1000 ||
-      pec != std::errc() || pend != p.data() + p.size() || !is_valid_backend_name(name)) {
+      pec != std::errc() || pend != p.data() + p.size()) {
     return std::nullopt;
   }
-  f.backend.name = std::move(name);
+  // A found node's name is its record's "TARGET:PORT" or "ADDRESS:PORT": its address.
+  f.backend.name = address->to_string();
+  if (!is_valid_backend_name(f.backend.name)) return std::nullopt;
   f.backend.address = *address;
   f.backend.tls = source.tls;
   f.backend.tls_name = source.tls_name;
@@ -84,7 +100,9 @@ std::optional<BackendConfig> decode_backend(const std::string& name, std::string
     value = value.substr(0, second);
   }
   std::string why;
-  auto address = parse_address(value.substr(0, first), &why);
+  // A DNS name too: a [[backend]] by name is shared like any other (its address then
+  // follows each instance's resolver).
+  auto address = parse_address(value.substr(0, first), &why, false, true);
   const std::string_view w = value.substr(first + 1);
   const auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), b.weight);
   if (!address || ec != std::errc() || end != w.data() + w.size() || b.weight > 1000) return std::nullopt;
@@ -309,14 +327,14 @@ void GossipAgent::replace_backends(const std::vector<BackendConfig>& backends) {
 }
 
 std::optional<std::vector<FoundNode>> GossipAgent::found(const DiscoverConfig& source) const {
-  const std::string prefix = found_key(source.name, "");
+  const std::string prefix = found_prefix(source.name);
   bool written = false;
   std::vector<FoundNode> out;
   const auto& entries = swim_->store().entries();
   for (auto it = entries.lower_bound(prefix); it != entries.end() && it->first.starts_with(prefix); ++it) {
     written = true;  // tombstones too: a source whose records all went away is shared as empty
     if (it->second.tombstone) continue;
-    if (auto f = decode_found(source, it->first.substr(prefix.size()), it->second.value)) out.push_back(std::move(*f));
+    if (auto f = decode_found(source, it->second.value)) out.push_back(std::move(*f));
   }
   if (!written) return std::nullopt;
   std::sort(out.begin(), out.end(), [](const FoundNode& a, const FoundNode& b) { return a.backend.name < b.backend.name; });

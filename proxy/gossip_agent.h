@@ -4,8 +4,9 @@
 //   "backend/NAME" -> "ADDRESS WEIGHT"   (a tombstone when removed)
 //   "drain/NAME"   -> "1"                (a tombstone when undrained)
 //   "health/INSTANCE/NAME" -> "down"     (a tombstone when INSTANCE sees it usable)
-//   "found/SOURCE/NAME" -> "ADDRESS WEIGHT PRIORITY"  (a node a [[discover]] source
-//                                        found; a tombstone when its record went away)
+//   "found/H(SOURCE)/H(NODE)" -> "ADDRESS WEIGHT PRIORITY"  (a node a [[discover]]
+//                                        source found, named by its ADDRESS; H: XXH3 in
+//                                        hex; a tombstone when its record went away)
 // Every instance builds its ring from these entries, so all route each key alike once
 // the entries have spread (GET /ring shows one fingerprint everywhere).
 //

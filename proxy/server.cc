@@ -66,13 +66,17 @@ void Server::copy_states(const Routing& routing) {
   // best priority that has a usable node serve; the others stand by, still checked.
   std::map<std::string_view, std::vector<DiscoveredNode>> by_source;
   for (const Backend& b : routing.backends) {
-    if (!b.source.empty()) by_source[b.source].push_back({b.name, {}, 0, 1, b.priority});
+    if (!b.source.empty()) {
+      by_source[b.source].push_back({b.name, {}, 0, routing.ring->nodes()[*routing.ring->find(b.name)].weight, b.priority});
+    }
   }
   for (const auto& [source, nodes] : by_source) {
     const auto usable = [&](const DiscoveredNode& n) {
       const NodeHealth* h = health_.find(n.name);
       const Backend& b = routing.backends[*routing.ring->find(n.name)];
-      return h && h->usable() && !b.sockaddrs.empty() && !b.state->draining.load(std::memory_order_relaxed) &&
+      // A weight-0 record takes no keys: it is drained, not usable.
+      return h && h->usable() && n.weight > 0 && !b.sockaddrs.empty() &&
+             !b.state->draining.load(std::memory_order_relaxed) &&
              !(gossip_ && majority_down_.count(n.name) > 0);
     };
     const std::vector<DiscoveredNode> serving = serving_set(nodes, usable);
@@ -232,18 +236,19 @@ ReloadReport Server::reload(bool dry_run) {
   if (!config->upstream_tls.verify && config_->upstream_tls.verify) {
     RP_LOG(LogLevel::kWarn, "upstream_tls.verify = false: TLS backends' certificates and names are not checked");
   }
-  if (config->proxy.access_log != config_->proxy.access_log) {
-    const std::string e = AccessLog::open(config->proxy.access_log);
-    if (!e.empty()) RP_LOG(LogLevel::kError, e);
-  }
   if (discovery_) {
     // New sources and names are asked now, and their nodes join when they answer
-    // (refresh_found below); sources kept keep what they found.
+    // (refresh_found below); sources kept keep what they found. First, so that a
+    // resolver that cannot start refuses the reload before anything else changed.
     if (std::string e = discovery_->configure(config->dns, config->discover); !e.empty()) {
       report.ok = false;
       report.errors.push_back(config_path_ + ": dns: " + e);
       return report;
     }
+  }
+  if (config->proxy.access_log != config_->proxy.access_log) {
+    const std::string e = AccessLog::open(config->proxy.access_log);
+    if (!e.empty()) RP_LOG(LogLevel::kError, e);
   }
   Log::set_level(config->proxy.log_level);
   if (gossip_) {
@@ -349,17 +354,32 @@ std::shared_ptr<Routing> Server::build(std::shared_ptr<const Config> config, std
   const std::shared_ptr<const Routing> current = routing();
   static const ResolvedNames kNone;
   std::vector<std::string> skipped;
-  auto next = build_routing(std::move(config), found_, discovery_ ? discovery_->names() : kNone, current.get(),
-                            generation_ + 1, worker_count_, error, &skipped);
-  for (const std::string& name : skipped) {
-    RP_LOG(LogLevel::kWarn, "discover: node " + name + " has the name of a configured backend: the configured one stands");
+  // Only the sources `config` has (a reload that removes one drops its nodes now).
+  std::vector<FoundNode> found;
+  for (const FoundNode& f : found_) {
+    const auto& d = config->discover;
+    if (std::any_of(d.begin(), d.end(), [&](const DiscoverConfig& s) { return s.name == f.source; })) found.push_back(f);
   }
+  auto next = build_routing(std::move(config), found, discovery_ ? discovery_->names() : kNone, current.get(),
+                            generation_ + 1, worker_count_, error, &skipped);
+  std::set<std::string> now(skipped.begin(), skipped.end());
+  for (const std::string& name : now) {
+    if (!skipped_.count(name)) {
+      RP_LOG(LogLevel::kWarn, "discover: node " + name + " has the name of a configured backend: the configured one stands");
+    }
+  }
+  if (next) skipped_ = std::move(now);  // said once, until it changes
   return next;
 }
 
-void Server::on_discovered(const std::string& source, bool first) {
+void Server::on_discovered(const DiscoveryAgent::Change& change) {
   if (draining_) return;
-  if (!source.empty() && gossip_) {
+  const std::string& source = change.source;
+  // Only good answers are shared: a resolver failing here past hold_ms empties the
+  // source for this instance alone, never for the cluster (whose other resolvers may
+  // answer well; with gossip this instance then follows what they share).
+  if (!source.empty() && gossip_ && change.good) {
+    const bool first = change.first;
     // What this resolver found now goes to every instance, so that all route alike even
     // when their resolvers see the change at different moments. Its first answer after
     // a start does not overwrite a set the cluster already shares: a restarted
@@ -404,12 +424,11 @@ void Server::refresh_found() {
     for (const Backend& b : current->backends) {
       if (!b.address.is_name) continue;
       const auto it = discovery_->names().find(b.address.host);
-      const size_t n = it == discovery_->names().end() ? 0 : it->second.size();
       std::string resolved;
       if (it != discovery_->names().end()) {
         for (const std::string& ip : it->second) resolved += ip + ' ';
       }
-      if (n != b.sockaddrs.size() || !b.pool_key.ends_with(resolved)) same = false;
+      if (resolved != b.resolved) same = false;
     }
   }
   if (same) return;
@@ -491,6 +510,7 @@ std::string Server::apply(Config config) {
   ++generation_;
   config_ = shared_config;
   publish(std::move(next));
+  refresh_found();  // a named node added or removed: its name followed or forgotten
   return {};
 }
 
@@ -868,7 +888,7 @@ int Server::run() {
   }
   // Always: a reload may add a named node or a source. It asks nothing until then.
   discovery_ = std::make_unique<DiscoveryAgent>(
-      &loop_, [this](const std::string& source, bool first) { on_discovered(source, first); });
+      &loop_, [this](const DiscoveryAgent::Change& change) { on_discovered(change); });
   if (std::string e = discovery_->configure(config_->dns, config_->discover); !e.empty()) {
     return fail_start("dns: " + e);
   }

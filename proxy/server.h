@@ -98,7 +98,7 @@ class Server {
   std::vector<FoundNode> current_found() const;
   void follow_names(const std::vector<FoundNode>& found);
   // An answer changed a source's set or a name's addresses.
-  void on_discovered(const std::string& source, bool first);
+  void on_discovered(const DiscoveryAgent::Change& change);
   // With gossip: writes what this instance's resolver found for `source` to the shared
   // state; the sources' first answers once this instance has the cluster's state, and
   // only where no instance has written the source yet.
@@ -125,6 +125,7 @@ class Server {
   std::unique_ptr<GossipAgent> gossip_;
   std::unique_ptr<DiscoveryAgent> discovery_;
   std::vector<FoundNode> found_;  // what the published routing was built with
+  std::set<std::string> skipped_;  // found nodes named like configured ones (warned once)
   bool applying_ = false;  // apply() is writing the shared state itself
   std::set<std::string> majority_down_;  // backends most gossip instances see down
   HealthTable health_;

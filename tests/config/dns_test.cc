@@ -136,6 +136,9 @@ TEST(DnsConfig, DiscoverErrorsAtTheirKeys) {
                     "t.toml:4:12: discover[0].tls_name: needs tls = true"}));
   EXPECT_EQ(errors_with_backend("[[discover]]\nname = \"x.test\"\nport = 1\n"),
             (Errors{"t.toml:1:1: discover[0].type: missing (srv or a)"}));
+  EXPECT_EQ(errors_with_backend("[[discover]]\nname = \"x.test\"\ntype = \"a\"\nport = 80\n"
+                                "[[discover]]\nname = \"X.test\"\ntype = \"a\"\nport = 8080\n"),
+            (Errors{"t.toml:6:8: discover[1].name: \"x.test\" is already discover[0]: one source per name"}));
 }
 
 }  // namespace

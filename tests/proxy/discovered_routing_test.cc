@@ -61,6 +61,36 @@ TEST(MergeAddressAnswers, NoAddressReportsTheFailureThatSaysMost) {
             DnsAnswer::Status::kNotFound);
 }
 
+TEST(FamilyMemory, AFamilyThatFailsKeepsItsAddressesForHoldMs) {
+  // A resolver timing out on AAAA while A answers is no removal of the IPv6 addresses.
+  FamilyMemory v6;
+  EXPECT_EQ(v6.answer(answer(DnsAnswer::Status::kOk, {"fd00::1"}, 30), 1000, 5000).addresses,
+            std::vector<std::string>{"fd00::1"});
+  for (const auto failure : {DnsAnswer::Status::kTimeout, DnsAnswer::Status::kServFail, DnsAnswer::Status::kError,
+                             DnsAnswer::Status::kMalformed}) {
+    const DnsAnswer held = v6.answer(answer(failure), 2000, 5000);
+    EXPECT_EQ(held.status, DnsAnswer::Status::kOk);
+    EXPECT_EQ(held.addresses, std::vector<std::string>{"fd00::1"});
+    EXPECT_EQ(held.ttl_s, 0u);  // asked again soon
+  }
+  // From the first failure in a row: past hold_ms, the failure stands.
+  EXPECT_EQ(v6.answer(answer(DnsAnswer::Status::kTimeout), 7000, 5000).status, DnsAnswer::Status::kOk);
+  EXPECT_EQ(v6.answer(answer(DnsAnswer::Status::kTimeout), 7001, 5000).status, DnsAnswer::Status::kTimeout);
+}
+
+TEST(FamilyMemory, DefinitiveAnswersAreTakenAsTheyAre) {
+  // NODATA and NXDOMAIN say the addresses are gone: not held.
+  FamilyMemory v4;
+  v4.answer(answer(DnsAnswer::Status::kOk, {"10.0.0.1"}, 30), 1000, 5000);
+  EXPECT_EQ(v4.answer(answer(DnsAnswer::Status::kEmpty), 2000, 5000).status, DnsAnswer::Status::kEmpty);
+  EXPECT_EQ(v4.answer(answer(DnsAnswer::Status::kTimeout), 3000, 5000).status, DnsAnswer::Status::kTimeout);
+  v4.answer(answer(DnsAnswer::Status::kOk, {"10.0.0.2"}, 30), 4000, 5000);
+  EXPECT_EQ(v4.answer(answer(DnsAnswer::Status::kNotFound), 5000, 5000).status, DnsAnswer::Status::kNotFound);
+  // A failure with nothing before it is a failure.
+  FamilyMemory fresh;
+  EXPECT_EQ(fresh.answer(answer(DnsAnswer::Status::kTimeout), 1000, 5000).status, DnsAnswer::Status::kTimeout);
+}
+
 BackendConfig backend(std::string name, std::string address) {
   std::string why;
   auto a = parse_address(address, &why, false, true);

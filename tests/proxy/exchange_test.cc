@@ -156,7 +156,7 @@ TEST(Exchange, ANamedNodeWithoutAnAddressIsAnUpstreamFailureNotACrash) {
   OneGet get(9, /*named=*/true);
   get.go();
   EXPECT_EQ(get.down.error_status, 502);
-  EXPECT_NE(get.down.error_cause.find("no address (cache.test did not resolve)"), std::string::npos)
+  EXPECT_NE(get.down.error_cause.find("no address (cache.test did not resolve) at node node"), std::string::npos)
       << get.down.error_cause;
 }
 

@@ -87,6 +87,7 @@ DiscoveryState::Outcome DiscoveryState::on_answer(const DnsAnswer& answer, const
     have_good_ = true;
     holding_ = false;
     failing_since_ms_ = 0;
+    failures_in_row_ = 0;
     last_error_.clear();
     if (nodes == nodes_) return Outcome::kSame;
     nodes_ = std::move(nodes);
@@ -96,7 +97,12 @@ DiscoveryState::Outcome DiscoveryState::on_answer(const DnsAnswer& answer, const
   last_error_ = answer.status == DnsAnswer::Status::kOk ? "no usable record in the answer"
                                                         : std::string(to_string(answer.status)) +
                                                               (answer.error.empty() ? "" : ": " + answer.error);
-  next_query_ms_ = now_ms + dns.min_ttl_ms;
+  // Asked again after min_ttl_ms, doubling with each failure in a row up to 30 s (or
+  // max_ttl_ms when smaller): 1,000 named targets of a resolver that is down are not
+  // asked 2,000 times a second.
+  const uint64_t cap = std::max<uint64_t>(dns.min_ttl_ms, std::min<uint64_t>(dns.max_ttl_ms, kMaxFailureBackoffMs));
+  next_query_ms_ = now_ms + std::min<uint64_t>(uint64_t{dns.min_ttl_ms} << std::min(failures_in_row_, 20u), cap);
+  ++failures_in_row_;
   if (failing_since_ms_ == 0) failing_since_ms_ = std::max<uint64_t>(now_ms, 1);
   if (!have_good_) return Outcome::kNothingYet;
   if (now_ms - failing_since_ms_ <= dns.hold_ms) {

@@ -17,7 +17,7 @@
 //    haproxy#3400). A good answer with fewer records is taken at once: the hold is for
 //    failures, not for real removals.
 //  - The next resolution follows the answer's TTL, clamped to [min_ttl_ms, max_ttl_ms];
-//    after a failure, min_ttl_ms.
+//    after a failure, min_ttl_ms, doubling with each failure in a row up to 30 s.
 //  - SRV priority: records of the best (lowest) priority serve while any of them is
 //    usable; the others only when none is (serving_set()).
 #pragma once
@@ -79,6 +79,8 @@ class DiscoveryState {
   uint64_t last_good_ms_ = 0;
   uint64_t last_answer_ms_ = 0;
   uint64_t failing_since_ms_ = 0;  // the first failure of the current run (0: none)
+  uint32_t failures_in_row_ = 0;
+  static constexpr uint64_t kMaxFailureBackoffMs = 30000;
   bool have_good_ = false;
   bool holding_ = false;
   std::string last_error_;

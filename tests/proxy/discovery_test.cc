@@ -122,6 +122,32 @@ TEST(Discovery, FailuresKeepTheLastGoodSetForHoldMsThenEmptyIt) {
   }
 }
 
+TEST(Discovery, FailuresInARowBackOffUpTo30Seconds) {
+  // A resolver that is down is not asked at min_ttl_ms for ever (1,000 named targets
+  // would be 2,000 queries a second): doubling, up to 30 s, back to the TTL once good.
+  DnsConfig dns;
+  dns.min_ttl_ms = 1000;
+  DiscoveryState state;
+  uint64_t now = 1000;
+  state.on_answer(srv({{1, 1, 80, "a.test"}}), srv_source(), dns, now);
+  std::vector<uint64_t> waits;
+  for (int i = 0; i < 8; ++i) {
+    now += 10;
+    state.on_answer(failed(DnsAnswer::Status::kTimeout), srv_source(), dns, now);
+    waits.push_back(state.next_query_ms() - now);
+  }
+  EXPECT_EQ(waits, (std::vector<uint64_t>{1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000}));
+  state.on_answer(srv({{1, 1, 80, "a.test"}}, 5), srv_source(), dns, now);
+  EXPECT_EQ(state.next_query_ms() - now, 5000u);
+  state.on_answer(failed(DnsAnswer::Status::kTimeout), srv_source(), dns, now);
+  EXPECT_EQ(state.next_query_ms() - now, 1000u);
+  // A max_ttl_ms below 30 s caps it; never below min_ttl_ms.
+  dns.max_ttl_ms = 3000;
+  DiscoveryState capped;
+  for (int i = 0; i < 4; ++i) capped.on_answer(failed(DnsAnswer::Status::kTimeout), srv_source(), dns, 100);
+  EXPECT_EQ(capped.next_query_ms(), 3100u);
+}
+
 // A long TTL and a short hold: the first failed re-resolution, a TTL after the last good
 // answer, is held, not the end of the set.
 TEST(Discovery, TheHoldCountsFromTheFirstFailureNotTheLastGoodAnswer) {

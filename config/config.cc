@@ -19,6 +19,8 @@
 #include "config/fields.h"
 #include "config/read_file.h"
 #include "config/dns.h"
+#include "config/pools.h"
+#include "config/sections.h"
 #include "config/tls.h"
 #include "ring/ring.h"
 
@@ -366,13 +368,14 @@ bool listeners_collide(const Address& a, const Address& b) {
 
 class Loader {
  public:
-  Loader(const toml::table& root, const std::string& path) : root_(root), errors_(path) {
+  Loader(const toml::table& root, const std::string& path) : root_(root), errors_(path), warnings_(path) {
     config_.path = path;
   }
 
   ConfigResult load() && {
     read_root();
     default_health_timeout();
+    read_tiers(errors_, warnings_, root_, config_);  // config/pools.cc: after the top level
     check_health_timing();
     check_hash_key();
     check_listeners();
@@ -380,7 +383,7 @@ class Loader {
     check_backends_unique();
     check_ring_size();
     check_something_to_serve();
-    return ConfigResult{std::move(config_), std::move(errors_).take()};
+    return ConfigResult{std::move(config_), std::move(errors_).take(), std::move(warnings_).take()};
   }
 
  private:
@@ -408,6 +411,10 @@ class Loader {
          [this](const toml::node& node) { read_upstream_tls(errors_, node, "upstream_tls", config_.upstream_tls); }},
         {"dns", [this](const toml::node& node) { read_dns(errors_, node, "dns", config_.dns); }},
         {"discover", [this](const toml::node& node) { read_discover(errors_, node, "discover", config_.discover); }},
+        // Read once the rest is (their missing keys are the top level's): load().
+        {"pool", [](const toml::node&) {}},
+        {"route", [](const toml::node&) {}},
+        {"listener", [](const toml::node&) {}},
     };
     std::vector<std::string_view> names;
     for (const SectionReader& section : sections) names.push_back(section.name);
@@ -419,8 +426,10 @@ class Loader {
         continue;
       }
       const bool looks_like_section = node.is_table() || node.is_array();
+      // A top-level "listen" is [proxy] listen forgotten, not a [[listener]].
       errors_.add(name.source().begin, std::string(name.str()),
-                  unknown_message(looks_like_section ? "section" : "key", name.str(), names));
+                  name.str() == "listen" ? "unknown key (did you mean proxy.listen, under [proxy]?)"
+                                         : unknown_message(looks_like_section ? "section" : "key", name.str(), names));
     }
   }
 
@@ -443,7 +452,6 @@ class Loader {
       type_error(errors_, node, "backend", "an array of tables ([[backend]])");
       return;
     }
-    const std::vector<Field<BackendConfig>> fields = backend_fields();
     for (size_t i = 0; i < array->size(); ++i) {
       const toml::node& element = *array->get(i);
       const std::string key = "backend[" + std::to_string(i) + "]";
@@ -453,16 +461,7 @@ class Loader {
         continue;
       }
       BackendConfig backend;
-      read_fields(errors_, *table, key, fields, backend);
-      check_backend_tls(errors_, *table, key, backend);
-      if (!table->contains("name")) {
-        errors_.add(table->source().begin, key + ".name",
-                    "missing (every backend needs a unique name)");
-      }
-      if (!table->contains("address")) {
-        errors_.add(table->source().begin, key + ".address",
-                    "missing (every backend needs an address, as in \"127.0.0.1:9001\")");
-      }
+      read_backend_table(errors_, *table, key, backend);
       config_.backends.push_back(std::move(backend));
       backend_sources_.push_back({i, table});
     }
@@ -582,10 +581,7 @@ class Loader {
   // --check must not pass a file the proxy then cannot start with (fuzz_config's check
   // caught it: tests/regressions/fuzz_config/).
   void check_ring_size() {
-    uint64_t points = 0;
-    const uint64_t per_weight =
-        config_.ring.placement == Placement::kNginx ? Ring::kNginxPointsPerWeight : config_.ring.vnodes;
-    for (const BackendConfig& b : config_.backends) points += uint64_t{b.weight} * per_weight;
+    const uint64_t points = ring_points(config_.ring, config_.backends);
     if (points <= Ring::kMaxPoints) return;
     const std::string message = "vnodes x total weight is " + std::to_string(points) + " ring points, above the " +
                                 std::to_string(Ring::kMaxPoints) + " a ring can have";
@@ -620,7 +616,9 @@ class Loader {
         backends != nullptr && (!backends->is_array() || !backends->as_array()->empty());
     const toml::node* discover = root_.get("discover");
     const bool has_discover = discover != nullptr && (!discover->is_array() || !discover->as_array()->empty());
-    if (has_backend || has_discover || seeds_written()) return;
+    const bool has_pool_node = std::ranges::any_of(
+        config_.pools, [](const PoolConfig& p) { return !p.backends.empty() || !p.discover.empty(); });
+    if (has_backend || has_discover || has_pool_node || seeds_written()) return;
     errors_.add_whole_file(
         "no backends: add a [[backend]] table, a [[discover]] source, or a [gossip] section with "
         "seeds to learn them from peers");
@@ -628,6 +626,7 @@ class Loader {
 
   const toml::table& root_;
   Errors errors_;
+  Errors warnings_;
   Config config_;
   std::vector<BackendSource> backend_sources_;
 };
@@ -636,7 +635,7 @@ ConfigResult single_error(const std::string& path, const toml::source_position& 
                           std::string message) {
   Errors errors(path);
   errors.add(at, "", std::move(message));
-  return ConfigResult{Config{}, std::move(errors).take()};
+  return ConfigResult{Config{}, std::move(errors).take(), {}};
 }
 
 // The edge: nothing below is expected to throw but allocation, and a config problem
@@ -668,6 +667,41 @@ ConfigResult load_parsed_text(std::string_view text, const std::string& path) {
 }
 
 }  // namespace
+
+namespace config_internal {
+
+std::vector<Field<RingConfig>> ring_section_fields() { return ring_fields(); }
+std::vector<Field<HealthConfig>> health_section_fields() { return health_fields(); }
+std::vector<Field<BackendConfig>> backend_section_fields() { return backend_fields(); }
+std::optional<HashKey> hash_key_value(std::string_view text, std::string* why) { return parse_hash_key(text, why); }
+std::optional<Address> listen_address_value(std::string_view text, std::string* why) {
+  return config_address(text, why);
+}
+const toml::node* key_in(const toml::table& root, std::string_view section, std::string_view key) {
+  return find_key(root, section, key);
+}
+bool listen_addresses_collide(const Address& a, const Address& b) { return listeners_collide(a, b); }
+
+void read_backend_table(Errors& errors, const toml::table& table, const std::string& key, BackendConfig& out) {
+  read_fields(errors, table, key, backend_fields(), out);
+  check_backend_tls(errors, table, key, out);
+  if (!table.contains("name")) {
+    errors.add(table.source().begin, key + ".name", "missing (every backend needs a unique name)");
+  }
+  if (!table.contains("address")) {
+    errors.add(table.source().begin, key + ".address",
+               "missing (every backend needs an address, as in \"127.0.0.1:9001\")");
+  }
+}
+
+uint64_t ring_points(const RingConfig& ring, const std::vector<BackendConfig>& backends) {
+  uint64_t points = 0;
+  const uint64_t per_weight = ring.placement == Placement::kNginx ? Ring::kNginxPointsPerWeight : ring.vnodes;
+  for (const BackendConfig& b : backends) points += uint64_t{b.weight} * per_weight;
+  return points;
+}
+
+}  // namespace config_internal
 
 ConfigResult load_config_string(std::string_view text, const std::string& path) {
   return without_exceptions(path, [&] { return load_parsed_text(text, path); });

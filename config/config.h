@@ -171,6 +171,38 @@ struct BackendConfig {
   bool operator==(const BackendConfig&) const = default;
 };
 
+// A [[pool]] (SPEC "Several tiers"): a tier with its own nodes, ring, health and hash
+// key. Every key not given is the top-level one's (read after them); the top-level
+// [[backend]], [[discover]], [ring], [health] and proxy.hash_key are pool "default".
+struct PoolConfig {
+  std::string name;  // letters, digits, - and _; never "default"
+  HashKey hash_key;
+  RingConfig ring;
+  HealthConfig health;
+  UpstreamTlsConfig upstream_tls;
+  std::vector<BackendConfig> backends;
+  std::vector<DiscoverConfig> discover;
+  bool operator==(const PoolConfig&) const = default;
+};
+
+// A [[route]]: requests whose host and path match go to `pool`; the first match in file
+// order wins.
+struct RouteConfig {
+  std::string host;         // "" any; an exact name (lower case), or "*.suffix" (one or more labels)
+  std::string path_prefix;  // "" any; else starts with '/'
+  std::string pool;         // "default" or a [[pool]]'s name
+  bool operator==(const RouteConfig&) const = default;
+};
+
+// A [[listener]]: a listening address beyond proxy.listen, with its own TLS and the pool
+// for requests no route matches.
+struct ListenerConfig {
+  Address listen;
+  ServerTlsConfig tls;  // enabled false: plain HTTP
+  std::string pool = "default";
+  bool operator==(const ListenerConfig&) const = default;
+};
+
 struct Config {
   std::string path;  // the file it was loaded from, for reloads and messages
   ProxyConfig proxy;
@@ -182,6 +214,9 @@ struct Config {
   UpstreamTlsConfig upstream_tls;
   DnsConfig dns;
   std::vector<DiscoverConfig> discover;
+  std::vector<PoolConfig> pools;  // the [[pool]]s, not "default" (the top level)
+  std::vector<RouteConfig> routes;
+  std::vector<ListenerConfig> listeners;
   bool operator==(const Config&) const = default;
 };
 
@@ -198,6 +233,9 @@ struct ConfigError {
 struct ConfigResult {
   Config config;                    // meaningful only when errors is empty
   std::vector<ConfigError> errors;  // every problem found, in file order
+  // What is valid but surely not meant (a route no request can reach), in file order:
+  // printed by --check, logged at start and reload.
+  std::vector<ConfigError> warnings;
   bool ok() const { return errors.empty(); }
 };
 
@@ -205,6 +243,12 @@ struct ConfigResult {
 // "." or "..". Names go unescaped into admin URLs (/nodes/NAME), metric labels and
 // logs; the admin endpoint should apply the same rule to POST /nodes.
 bool is_valid_backend_name(std::string_view name);
+
+// [[pool]], [[route]] and [[listener]] are read and checked (config/pools.cc) but not
+// served yet: the workers route every request to pool "default" (issue 15's next
+// steps). A config that has one is refused, by --check, at start and on reload, rather
+// than served without its tiers: the reason, or "".
+std::string tiers_not_served_yet(const Config& config);
 
 // Loads and validates a config file. Never throws; an unreadable file or a TOML syntax
 // error is reported as an error like any other.

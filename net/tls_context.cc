@@ -319,7 +319,8 @@ SSL* ClientTlsContext::new_ssl(std::string_view name, TlsSessionCache* cache) co
     // SNI (RFC 6066 3: "Literal IPv4 and IPv6 addresses are not permitted").
     if (verify_) ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) == 1;
   } else if (!host.empty()) {
-    ok = SSL_set_tlsext_host_name(ssl, host.c_str()) == 1;
+    // SSL_set_tlsext_host_name, without the macro's C cast.
+    ok = SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(host.c_str())) == 1;
     if (ok && verify_) {
       SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
       ok = SSL_set1_host(ssl, host.c_str()) == 1;

@@ -100,8 +100,13 @@ std::string count_of(size_t n, const char* what) {
 int run_check(const std::string& path, std::ostream& out, std::ostream& err, std::time_t now) {
   const ConfigResult r = load_config_file(path);
   for (const ConfigError& e : r.errors) err << e.to_string() << '\n';
+  for (const ConfigError& w : r.warnings) err << "warning: " << w.to_string() << '\n';
   if (!r.ok()) {
     err << path << ": " << count_of(r.errors.size(), "error") << '\n';
+    return kExitConfig;
+  }
+  if (const std::string why = tiers_not_served_yet(r.config); !why.empty()) {
+    err << path << ": " << why << '\n' << path << ": 1 error\n";
     return kExitConfig;
   }
   // The files only once the file itself is valid: their paths and positions come from it.

@@ -33,7 +33,8 @@ void print_usage(std::ostream& out);
 std::string version_string();
 
 // --check: prints every error of the file to `err` (one per line) and a summary to
-// `out`; returns kExitOk when the file is valid, kExitConfig when not. A valid file's
+// `out`, warnings ("warning: " and the position) to `err` too; returns kExitOk when the
+// file is valid, kExitConfig when not. A valid file's
 // TLS files are then checked as of `now` (net/tls_files.h) and their problems printed
 // the same way, warnings after "warning: "; an error among them makes it kExitConfig,
 // warnings alone do not.

@@ -213,6 +213,13 @@ ReloadReport Server::reload(bool dry_run) {
   ConfigResult r = load_config_file(config_path_);
   for (const ConfigError& e : r.errors) report.errors.push_back(e.to_string());
   if (!r.ok()) return report;
+  if (const std::string why = tiers_not_served_yet(r.config); !why.empty()) {
+    report.errors.push_back(config_path_ + ": " + why);
+    return report;
+  }
+  if (!dry_run) {
+    for (const ConfigError& w : r.warnings) RP_LOG(LogLevel::kWarn, "reload: " + w.to_string());
+  }
   auto config = std::make_shared<const Config>(std::move(r.config));
   const std::shared_ptr<const Routing> current = routing();
   std::string error;
@@ -815,6 +822,11 @@ int Server::load() {
     for (const ConfigError& e : r.errors) std::cerr << e.to_string() << '\n';
     return kExitConfig;
   }
+  if (const std::string why = tiers_not_served_yet(r.config); !why.empty()) {
+    std::cerr << "ringproxy: " << config_path_ << ": " << why << '\n';
+    return kExitConfig;
+  }
+  for (const ConfigError& w : r.warnings) RP_LOG(LogLevel::kWarn, w.to_string());
   config_ = std::make_shared<const Config>(std::move(r.config));
   Log::set_level(config_->proxy.log_level);
   if (std::string e = AccessLog::open(config_->proxy.access_log); !e.empty()) {

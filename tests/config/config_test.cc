@@ -560,7 +560,7 @@ TEST(ConfigErrors, UnknownSection) {
             (Errors{"t.toml:1:2: prxy: unknown section (did you mean 'proxy'?)"}));
   EXPECT_EQ(errors_with_backend("[tls]\n"), (Errors{"t.toml:1:2: tls: unknown section"}));
   EXPECT_EQ(errors_with_backend("listen = \"127.0.0.1:80\"\n"),
-            (Errors{"t.toml:1:1: listen: unknown key"}));
+            (Errors{"t.toml:1:1: listen: unknown key (did you mean proxy.listen, under [proxy]?)"}));
 }
 
 TEST(ConfigErrors, WrongType) {

@@ -9,6 +9,12 @@
 // AStaleNodeTheClusterNeverHadIsNotImposedByALateJoiner fails on the code of this
 // commit: a late joiner's early first answer adds a node the cluster never had to every
 // instance's ring, for good (see the test).
+// Also: a [[backend]] by name beside the source stays in every instance's ring; one
+// instance's resolver failing past dns.hold_ms drops nothing anywhere (with a type "a"
+// source; with the SRV source, OneResolverFailingPastTheHoldDropsNothing FAILS on the
+// code of its commit: that instance can no longer resolve the records' targets, so
+// every request through it is a 503); a reload adds a source (shared by the first
+// instance to reload) and removes one (at once, at that instance only).
 //
 // Every wait is a bounded poll of the instances' admin API or logs.
 #include <arpa/inet.h>
@@ -18,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <iostream>
@@ -77,6 +84,8 @@ struct Instance {
   uint16_t port = 0, admin = 0, gossip = 0, dns = 0;
   std::unique_ptr<Process> process;
   std::unique_ptr<Process> dnsmasq;
+  std::vector<std::string> extra_records;  // more dnsmasq arguments (--host-record=...)
+  std::string extra_config;                // more config after the [[discover]] source
 };
 
 class DiscoveryGossip : public ::testing::Test {
@@ -118,6 +127,7 @@ class DiscoveryGossip : public ::testing::Test {
       for (int i : which) {
         args.push_back("--srv-host=" + std::string(kSource) + ",be.test," + std::to_string(backends_[i]->port()) + ",0,1");
       }
+      args.insert(args.end(), in.extra_records.begin(), in.extra_records.end());
       in.dnsmasq = std::make_unique<Process>("/usr/sbin/dnsmasq", args, dir_.path(), "dnsmasq-" + in.name);
       if (in.dnsmasq->wait_for_output(Output::err, "started, version", Millis(5000))) return;
       failures += "port " + std::to_string(in.dns) + ": " + in.dnsmasq->describe() + "\n";
@@ -137,9 +147,19 @@ class DiscoveryGossip : public ::testing::Test {
     }
     c << "]\n"
       << "[dns]\nresolvers = [\"127.0.0.1:" << in.dns << "\"]\ntimeout_ms = 500\nmin_ttl_ms = 200\n"
-      << "max_ttl_ms = 1000\nhold_ms = 600000\n"
-      << "[[discover]]\nname = \"" << kSource << "\"\ntype = \"srv\"\n";
+      << "max_ttl_ms = 1000\nhold_ms = " << hold_ms_ << "\n"
+      << "[[discover]]\nname = \"" << kSource << "\"\ntype = \"srv\"\n"
+      << in.extra_config;
     return c.str();
+  }
+
+  // Rewrites `in`'s config file (config(in) now) and reloads it (POST /reload), applied
+  // when the answer comes.
+  void reload(Instance& in) {
+    dir_.write_file(in.name + ".toml", config(in));
+    Response r = http_request(in.admin, "POST", "/reload");
+    ASSERT_EQ(r.status, 200) << in.name << ": " << r.describe() << "\n" << in.process->describe();
+    ASSERT_EQ(json::parse(r.body)["ok"], true) << r.body;
   }
 
   void start(Instance& in) {
@@ -261,8 +281,68 @@ class DiscoveryGossip : public ::testing::Test {
         << in.process->describe();
   }
 
+  // p0's resolver fails (its dnsmasq stopped) for longer than dns.hold_ms while p1's
+  // and p2's answer: p0 says its set "are dropped here", yet no instance loses the
+  // discovered nodes `want` (p0's failure is not shared; it follows what the others
+  // share) and requests through p0 still reach them, `demo` being their demo
+  // backends' names. Its resolver back (the records `which`): nothing changes. Every
+  // name p0 follows (an SRV record's target) is let fail past the hold too before
+  // anything is checked, so that the outcome does not depend on which query failed
+  // first.
+  void resolver_fails_past_the_hold(const std::set<std::string>& want, const std::set<std::string>& demo,
+                                    const std::vector<int>& which) {
+    converge(want, "start");
+    ASSERT_FALSE(HasFailure());
+    route_alike("start");
+    const std::string agreed = fingerprint(instances_[0]);
+
+    Instance& broken = instances_[0];
+    size_t from = broken.process->output_size(Output::err);
+    broken.dnsmasq->kill();
+    ASSERT_TRUE(broken.process->wait_for_output(Output::err, "keeping the last good", Millis(5000), from))
+        << broken.process->describe();
+    ASSERT_TRUE(broken.process->wait_for_output(Output::err, "nodes are dropped here", Millis(6000), from))
+        << broken.process->describe();
+    json names;
+    ASSERT_TRUE(eventually(
+        [&] {
+          Response r = http_get(broken.admin, "/discovery");
+          if (r.status != 200) return false;
+          names = json::parse(r.body)["names"];
+          return std::all_of(names.begin(), names.end(), [](const json& n) { return n["addresses"] == 0; });
+        },
+        Millis(6000)))
+        << names.dump();
+    // Its own set is gone; the shared one stands, everywhere, a while after.
+    ASSERT_NO_FATAL_FAILURE(stays_agreed(want, Millis(700), "p0's resolver failing past hold_ms"));
+    EXPECT_EQ(fingerprint(instances_[0]), agreed);
+    std::set<std::string> reached;
+    int failed = 0;
+    for (int k = 0; k < 60; ++k) {
+      Response r = http_get(broken.port, "/through-p0/" + std::to_string(k));
+      if (r.status != 200 && ++failed <= 3) ADD_FAILURE() << "through p0: " << r.describe();
+      if (r.status == 200) {
+        EXPECT_TRUE(demo.count(r.header("X-Backend"))) << r.describe();
+        reached.insert(r.header("X-Backend"));
+      }
+    }
+    EXPECT_EQ(failed, 0) << "of 60 requests through p0; its GET /nodes: " << http_get(broken.admin, "/nodes").body;
+    EXPECT_EQ(reached, demo) << "60 keys through p0 did not reach every discovered node";
+    route_alike("p0's resolver failing past hold_ms");
+
+    // Its resolver answers again (the same records): nothing changes.
+    from = broken.process->output_size(Output::err);
+    ASSERT_NO_FATAL_FAILURE(start_dns(broken, which));
+    ASSERT_TRUE(broken.process->wait_for_output(Output::err, "(was 0 nodes)", Millis(5000), from))
+        << broken.process->describe();
+    ASSERT_NO_FATAL_FAILURE(stays_agreed(want, Millis(700), "p0's resolver back"));
+    EXPECT_EQ(fingerprint(instances_[0]), agreed);
+    route_alike("p0's resolver back");
+  }
+
   std::vector<std::unique_ptr<DemoBackend>> backends_;
   std::vector<Instance> instances_;
+  uint32_t hold_ms_ = 600000;
   TempDir dir_;
 };
 
@@ -427,6 +507,152 @@ TEST_F(DiscoveryGossip, ARestartedInstancesLaterChangeIsStillShared) {
   converge(names(new_set), "p1's resolver changed after its restart");
   ASSERT_FALSE(HasFailure());
   route_alike("p1's change after restart");
+}
+
+// A [[backend]] by name ("cache.test:PORT") besides the SRV source, in every instance's
+// file: every instance has it in its ring (one fingerprint), up at its resolved address,
+// and routes its keys to it. (Gossip once dropped named backends from the shared set.)
+TEST_F(DiscoveryGossip, ANamedBackendIsKeptEverywhereBesideASource) {
+  DemoBackendOptions o;
+  o.host = "127.0.0.2";
+  backends_.push_back(std::make_unique<DemoBackend>(dir_, "cache", o));
+  const std::string port = std::to_string(backends_.back()->port());
+  const std::vector<int> set = {0, 1, 2};
+  for (Instance& in : instances_) {
+    in.extra_records = {"--host-record=cache.test,127.0.0.2"};
+    in.extra_config = "[[backend]]\nname = \"cache\"\naddress = \"cache.test:" + port + "\"\n";
+    ASSERT_NO_FATAL_FAILURE(start_dns(in, set));
+  }
+  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start(in));
+  std::set<std::string> want = names(set);
+  want.insert("cache");
+  converge(want, "start");
+  ASSERT_FALSE(HasFailure());
+  // Several gossip periods and resolutions later, still there everywhere.
+  ASSERT_NO_FATAL_FAILURE(stays_agreed(want, Millis(1000), "named backend"));
+  for (Instance& in : instances_) {
+    json node;
+    ASSERT_TRUE(eventually(
+        [&] {
+          Response r = http_get(in.admin, "/nodes/cache");
+          if (r.status != 200) return false;
+          node = json::parse(r.body);
+          return node["state"] == "up" && node["resolved"] == json::array({"127.0.0.2"});
+        },
+        Millis(4000)))
+        << in.name << ": " << node.dump();
+    EXPECT_EQ(node["address"], "cache.test:" + port) << node.dump();
+  }
+  route_alike("named backend");
+  // Its keys reach it through every instance.
+  for (Instance& in : instances_) {
+    int on_cache = 0;
+    for (int k = 0; k < 60; ++k) {
+      const std::string key = "/named/" + std::to_string(k);
+      Response l = http_get(in.admin, "/ring/lookup?key=" + key);
+      ASSERT_EQ(l.status, 200) << l.describe();
+      const std::string node = json::parse(l.body)["node"].is_string() ? json::parse(l.body)["node"].get<std::string>() : "";
+      Response r = http_get(in.port, key);
+      EXPECT_EQ(r.status, 200) << in.name << " " << key << ": " << r.describe();
+      if (node != "cache") continue;
+      ++on_cache;
+      EXPECT_EQ(r.header("X-Backend"), "cache") << in.name << " " << key;
+    }
+    EXPECT_GT(on_cache, 0) << in.name << ": no key of 60 on the named backend";
+  }
+}
+
+// resolver_fails_past_the_hold with the SRV source: its nodes are "be.test:PORT", whose
+// addresses each instance resolves itself. FAILS on the code of this commit: p0 drops
+// be.test's address past the hold too, so its three nodes (still in its ring, the
+// fingerprints still equal) are unresolved there and every request through p0 is a 503
+// "no backend available" (see the report of this test).
+TEST_F(DiscoveryGossip, OneResolverFailingPastTheHoldDropsNothing) {
+  hold_ms_ = 1500;
+  const std::vector<int> set = {0, 1, 2};
+  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start_dns(in, set));
+  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start(in));
+  resolver_fails_past_the_hold(names(set), {"d1", "d2", "d3"}, set);
+}
+
+// The same with a type "a" source (its nodes "ADDRESS:PORT" need no further
+// resolution) and no SRV records.
+TEST_F(DiscoveryGossip, OneResolverFailingPastTheHoldDropsNothingAddressSource) {
+  hold_ms_ = 1500;
+  uint16_t port = 0;
+  std::vector<std::unique_ptr<DemoBackend>> pool;
+  for (int attempt = 0; attempt < 5 && pool.size() < 2; ++attempt) {
+    pool.clear();
+    port = free_port();
+    try {
+      for (const char* ip : {"127.0.0.2", "127.0.0.3"}) {
+        DemoBackendOptions o;
+        o.host = ip;
+        o.port = port;
+        pool.push_back(std::make_unique<DemoBackend>(dir_, std::string("pool-") + ip, o));
+      }
+    } catch (const std::exception& e) {
+      std::cerr << "retrying on another port: " << e.what() << "\n";
+    }
+  }
+  ASSERT_EQ(pool.size(), 2u);
+  for (Instance& in : instances_) {
+    in.extra_records = {"--host-record=pool.test,127.0.0.2", "--host-record=pool.test,127.0.0.3"};
+    in.extra_config = "[[discover]]\nname = \"pool.test\"\ntype = \"a\"\nport = " + std::to_string(port) + "\n";
+    ASSERT_NO_FATAL_FAILURE(start_dns(in, {}));
+  }
+  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start(in));
+  const std::string p = ":" + std::to_string(port);
+  resolver_fails_past_the_hold({"127.0.0.2" + p, "127.0.0.3" + p}, {"pool-127.0.0.2", "pool-127.0.0.3"}, {});
+}
+
+// A reload that adds a second [[discover]] source at one instance: that instance shares
+// what it finds (p1's and p2's resolvers do not know the name at all here, so they can
+// only have its nodes from p0), and each instance that has the source in its file,
+// after its own reload, routes with its nodes. A reload that removes the source drops
+// its nodes at once at that instance; the others, which still have it, keep them.
+TEST_F(DiscoveryGossip, AReloadAddsAndRemovesASource) {
+  const char kTwo[] = "_http._tcp.two.test";
+  const std::vector<int> first = {0, 1}, second = {2, 3};
+  instances_[0].extra_records = {"--srv-host=" + std::string(kTwo) + ",be.test," + std::to_string(backends_[2]->port()) + ",0,1",
+                                 "--srv-host=" + std::string(kTwo) + ",be.test," + std::to_string(backends_[3]->port()) + ",0,1"};
+  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start_dns(in, first));
+  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start(in));
+  converge(names(first), "start");
+  ASSERT_FALSE(HasFailure());
+  const std::string two = "[[discover]]\nname = \"" + std::string(kTwo) + "\"\ntype = \"srv\"\n";
+
+  // p0 alone has the source: it alone routes with its nodes.
+  instances_[0].extra_config = two;
+  ASSERT_NO_FATAL_FAILURE(reload(instances_[0]));
+  std::set<std::string> all = names({0, 1, 2, 3});
+  std::set<std::string> last;
+  ASSERT_TRUE(eventually([&] { return (last = nodes(instances_[0])) == all; }, Millis(5000)))
+      << [&] { std::string o; for (const auto& x : last) o += x + " "; return o; }() << logs();
+  EXPECT_EQ(nodes(instances_[1]), names(first));
+  EXPECT_EQ(nodes(instances_[2]), names(first));
+
+  // p1 and p2 take it into their files: they have its nodes from p0's share.
+  for (int i : {1, 2}) {
+    instances_[i].extra_config = two;
+    ASSERT_NO_FATAL_FAILURE(reload(instances_[i]));
+  }
+  converge(all, "every instance has the second source");
+  ASSERT_FALSE(HasFailure());
+  route_alike("every instance has the second source");
+
+  // p0 removes it: its nodes leave p0 at once (when the reload has answered).
+  instances_[0].extra_config.clear();
+  ASSERT_NO_FATAL_FAILURE(reload(instances_[0]));
+  EXPECT_EQ(nodes(instances_[0]), names(first));
+  // p1 and p2 still have it in their files, and keep its nodes.
+  const auto until = Clock::now() + Millis(1000);
+  while (Clock::now() < until) {
+    ASSERT_EQ(nodes(instances_[0]), names(first));
+    ASSERT_EQ(nodes(instances_[1]), all);
+    ASSERT_EQ(nodes(instances_[2]), all);
+  }
+  EXPECT_EQ(fingerprint(instances_[1]), fingerprint(instances_[2]));
 }
 
 }  // namespace

@@ -244,7 +244,8 @@ class Api {
       return error(400, "invalid name \"" + name + "\": use letters, digits and - . _ ~ : [ ] only");
     }
     std::string why;
-    auto address = parse_address(addr_it->get<std::string>(), &why);
+    // An IP address and port, or a DNS name and port (followed like a [[backend]]'s).
+    auto address = parse_address(addr_it->get<std::string>(), &why, false, true);
     if (!address) return error(400, "invalid address \"" + addr_it->get<std::string>() + "\": " + why);
     int64_t weight = 1;
     if (body.contains("weight") && !int_field(body, "weight", 0, 1000, &weight, &resp)) return resp;

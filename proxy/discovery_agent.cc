@@ -51,10 +51,14 @@ DnsAnswer merge_address_answers(const DnsAnswer& a, const DnsAnswer& aaaa) {
   return out;
 }
 
+bool FamilyMemory::definitive(const DnsAnswer& a) {
+  using S = DnsAnswer::Status;
+  return a.status == S::kOk || a.status == S::kEmpty || a.status == S::kNotFound;
+}
+
 DnsAnswer FamilyMemory::answer(const DnsAnswer& now_answer, uint64_t now_ms, uint32_t hold_ms) {
   using S = DnsAnswer::Status;
-  const bool definitive = now_answer.status == S::kOk || now_answer.status == S::kEmpty || now_answer.status == S::kNotFound;
-  if (definitive) {
+  if (definitive(now_answer)) {
     last = now_answer.status == S::kOk ? now_answer.addresses : std::vector<std::string>{};
     ttl_s = now_answer.ttl_s;
     failing_since_ms = 0;
@@ -139,7 +143,7 @@ std::string DiscoveryAgent::configure(const DnsConfig& dns, const std::vector<Di
   return {};
 }
 
-void DiscoveryAgent::set_names(const std::set<std::string>& names) {
+void DiscoveryAgent::set_names(const std::set<std::string>& names, const std::set<std::string>& unheld) {
   if (closed_) return;
   bool removed = false;
   std::erase_if(entries_, [&](const auto& kv) {
@@ -149,11 +153,15 @@ void DiscoveryAgent::set_names(const std::set<std::string>& names) {
   });
   for (const std::string& n : names) {
     const std::string key = std::string(kNamePrefix) + n;
-    if (entries_.count(key)) continue;
+    if (auto it = entries_.find(key); it != entries_.end()) {
+      it->second.unheld = unheld.count(n) > 0;
+      continue;
+    }
     Entry e;
     e.source.name = n;
     e.source.type = DiscoverConfig::Type::kA;
     e.serial = ++serial_;
+    e.unheld = unheld.count(n) > 0;
     entries_.emplace(key, std::move(e));
   }
   if (removed) refresh_resolved();
@@ -196,9 +204,12 @@ void DiscoveryAgent::ask(const std::string& key, Entry& e) {
       const uint64_t now = uv_now(loop_);
       // One family failing while the other answers keeps the failing one's last
       // addresses for hold_ms (a resolver timing out on AAAA is no removal).
-      const DnsAnswer a = entry->v4.answer(entry->a, now, dns_.hold_ms);
-      const DnsAnswer aaaa = entry->v6.answer(entry->aaaa, now, dns_.hold_ms);
-      on_answer(key, serial, merge_address_answers(a, aaaa));
+      // Both failing is the name's failure, held (or not) by its DiscoveryState.
+      const uint32_t hold = entry->unheld ? UINT32_MAX : dns_.hold_ms;
+      const DnsAnswer a = entry->v4.answer(entry->a, now, hold);
+      const DnsAnswer aaaa = entry->v6.answer(entry->aaaa, now, hold);
+      const bool both_failed = !FamilyMemory::definitive(entry->a) && !FamilyMemory::definitive(entry->aaaa);
+      on_answer(key, serial, both_failed ? merge_address_answers(entry->a, entry->aaaa) : merge_address_answers(a, aaaa));
     });
   }
 }
@@ -211,7 +222,9 @@ void DiscoveryAgent::on_answer(const std::string& key, uint64_t serial, DnsAnswe
   ++e->results[to_string(answer.status)];
   const uint64_t now = uv_now(loop_);
   const size_t before = e->state.nodes().size();
-  const DiscoveryState::Outcome outcome = e->state.on_answer(answer, e->source, dns_, now);
+  DnsConfig dns = dns_;
+  if (e->unheld) dns.hold_ms = UINT32_MAX;  // its node's source holds; see set_names
+  const DiscoveryState::Outcome outcome = e->state.on_answer(answer, e->source, dns, now);
   const std::string what = e->is_source ? "discover " + e->source.name : "dns: " + e->source.name;
   const char* unit = e->is_source ? "node" : "address";
   // Everything about the entry is done before on_change_: the server's answer to it may
@@ -237,7 +250,7 @@ void DiscoveryAgent::on_answer(const std::string& key, uint64_t serial, DnsAnswe
     case DiscoveryState::Outcome::kExpired:
       RP_LOG(LogLevel::kError, what + ": " + e->state.last_error() + " for longer than dns.hold_ms (" +
                                    std::to_string(dns_.hold_ms) + " ms): its " + plural(before, unit) +
-                                   " are dropped here");
+                                   (before == 1 ? " is" : " are") + " dropped here");
       changed = true;
       break;
     case DiscoveryState::Outcome::kHeld:

@@ -36,6 +36,8 @@ struct FamilyMemory {
   // `now_answer` as the merge is to take it: itself when it is definitive (addresses,
   // NODATA, NXDOMAIN), else within hold_ms of the first failure the last addresses.
   DnsAnswer answer(const DnsAnswer& now_answer, uint64_t now_ms, uint32_t hold_ms);
+  // Addresses, NODATA or NXDOMAIN: what the name is; anything else is a failure to ask.
+  static bool definitive(const DnsAnswer& a);
 };
 
 class DiscoveryAgent {
@@ -58,8 +60,12 @@ class DiscoveryAgent {
   // or why the resolver cannot start (the caller refuses the config).
   std::string configure(const DnsConfig& dns, const std::vector<DiscoverConfig>& sources);
   // The DNS names (lower case) to keep resolved: named backends' hosts and SRV targets.
-  // A new one is asked at once; one no longer given is forgotten.
-  void set_names(const std::set<std::string>& names);
+  // A new one is asked at once; one no longer given is forgotten. Of them, those in
+  // `unheld` (SRV targets that no configured backend names) keep their last addresses
+  // however long their resolution fails: their node stays while its source's set has it
+  // (that set has the hold; with gossip it may be the others' answer), and health
+  // checks say whether the address still answers.
+  void set_names(const std::set<std::string>& names, const std::set<std::string>& unheld = {});
 
   // What every source found: all its nodes, each source's sorted by name.
   std::vector<FoundNode> found() const;
@@ -90,6 +96,7 @@ class DiscoveryAgent {
     DiscoverConfig source;  // a name's: type a, port 0
     bool is_source = false;
     uint64_t serial = 0;  // answers to an earlier entry of the same key are dropped
+    bool unheld = false;  // a name whose last addresses outlive hold_ms (set_names)
     DiscoveryState state;
     bool in_flight = false;
     bool first_done = false;  // a good answer has been had

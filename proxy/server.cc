@@ -348,13 +348,17 @@ std::vector<FoundNode> Server::current_found() const {
 void Server::follow_names(const std::vector<FoundNode>& found) {
   if (!discovery_) return;
   std::set<std::string> names;
+  std::set<std::string> configured;
   for (const BackendConfig& b : config_->backends) {
-    if (b.address.is_name) names.insert(b.address.host);
+    if (b.address.is_name) configured.insert(b.address.host);
   }
+  names = configured;
+  std::set<std::string> targets;  // SRV targets: held by their source, not by themselves
   for (const FoundNode& f : found) {
-    if (f.backend.address.is_name) names.insert(f.backend.address.host);
+    if (f.backend.address.is_name && !configured.count(f.backend.address.host)) targets.insert(f.backend.address.host);
   }
-  discovery_->set_names(names);
+  names.insert(targets.begin(), targets.end());
+  discovery_->set_names(names, targets);
 }
 
 std::shared_ptr<Routing> Server::build(std::shared_ptr<const Config> config, std::string* error) {

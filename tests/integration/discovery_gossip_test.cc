@@ -6,15 +6,13 @@
 // flips back. An instance restarted while its resolver still answers the OLD records
 // adopts the shared set rather than imposing the old one: when it joins before its first
 // answer, and when its first answer comes first (the others SIGSTOPped meanwhile).
-// AStaleNodeTheClusterNeverHadIsNotImposedByALateJoiner fails on the code of this
-// commit: a late joiner's early first answer adds a node the cluster never had to every
-// instance's ring, for good (see the test).
+// AStaleNodeTheClusterNeverHadIsNotImposedByALateJoiner: a late joiner's early first
+// answer does not add a node the cluster never had (it waits for the cluster's state).
 // Also: a [[backend]] by name beside the source stays in every instance's ring; one
-// instance's resolver failing past dns.hold_ms drops nothing anywhere (with a type "a"
-// source; with the SRV source, OneResolverFailingPastTheHoldDropsNothing FAILS on the
-// code of its commit: that instance can no longer resolve the records' targets, so
-// every request through it is a 503); a reload adds a source (shared by the first
-// instance to reload) and removes one (at once, at that instance only).
+// instance's resolver failing past dns.hold_ms drops nothing anywhere, with a type "a"
+// source and with an SRV source (whose targets keep their last addresses while the
+// shared set lists them); a reload adds a source (shared by the first instance to
+// reload) and removes one (at once, at that instance only).
 //
 // Every wait is a bounded poll of the instances' admin API or logs.
 #include <arpa/inet.h>
@@ -449,6 +447,14 @@ TEST_F(DiscoveryGossip, AnInstanceWhoseFirstAnswerComesBeforeItJoinsAdoptsTheSha
   for (int i : {0, 1}) ASSERT_TRUE(instances_[i].process->send_signal(SIGCONT));
   ASSERT_TRUE(answered) << p2_log;
   ASSERT_EQ(p2_log.find("gossip: member p0"), std::string::npos) << "p2 joined before its first answer:\n" << p2_log;
+  // The scenario needs p2 to answer before it has the cluster's state but within the
+  // start's grace (2 s, gossip_agent.cc kSeedGraceMs). On a machine slow enough that
+  // p2 took longer, it settled alone, as the first instance of a cluster would, and
+  // shared its answer: another case (an instance cut off from the others past the
+  // grace), whose outcome is last-writer-wins, alike everywhere but not this test's.
+  if (p2_log.find("gossip: no shared backends yet") != std::string::npos) {
+    GTEST_SKIP() << "p2 settled alone before p0 and p1 resumed (over 2 s to its first answer):\n" << p2_log;
+  }
   EXPECT_EQ(alone, names(old_set));
 
   converge(names(new_set), "p2 answered the old set before joining", Millis(8000));
@@ -482,6 +488,14 @@ TEST_F(DiscoveryGossip, AStaleNodeTheClusterNeverHadIsNotImposedByALateJoiner) {
   for (int i : {0, 1}) ASSERT_TRUE(instances_[i].process->send_signal(SIGCONT));
   ASSERT_TRUE(answered) << p2_log;
   ASSERT_EQ(p2_log.find("gossip: member p0"), std::string::npos) << "p2 joined before its first answer:\n" << p2_log;
+  // The scenario needs p2 to answer before it has the cluster's state but within the
+  // start's grace (2 s, gossip_agent.cc kSeedGraceMs). On a machine slow enough that
+  // p2 took longer, it settled alone, as the first instance of a cluster would, and
+  // shared its answer: another case (an instance cut off from the others past the
+  // grace), whose outcome is last-writer-wins, alike everywhere but not this test's.
+  if (p2_log.find("gossip: no shared backends yet") != std::string::npos) {
+    GTEST_SKIP() << "p2 settled alone before p0 and p1 resumed (over 2 s to its first answer):\n" << p2_log;
+  }
 
   converge(names(new_set), "p2 joined with a stale resolver", Millis(5000));
   EXPECT_EQ(fingerprint(instances_[0]), agreed) << logs();

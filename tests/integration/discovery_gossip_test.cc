@@ -44,44 +44,11 @@ using Clock = std::chrono::steady_clock;
 
 const char kSource[] = "_http._tcp.tier.test";
 
-// A port free a moment ago for both TCP and UDP on 127.0.0.1 (dnsmasq binds both, and
-// must be told its port). Racy by nature: the caller retries when dnsmasq cannot bind.
-uint16_t free_dns_port() {
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    const int tcp = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof sa;
-    uint16_t port = 0;
-    if (::bind(tcp, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
-        ::getsockname(tcp, reinterpret_cast<sockaddr*>(&sa), &len) == 0 &&
-        ::bind(udp, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
-      port = ntohs(sa.sin_port);
-    }
-    ::close(tcp);
-    ::close(udp);
-    if (port != 0) return port;
-  }
-  return 0;
-}
-
-// Polls `done` until it holds or `timeout` passes (each poll is itself a bounded admin
-// request, so this is a bounded busy wait, not a sleep).
-bool eventually(const std::function<bool()>& done, Millis timeout) {
-  const auto deadline = Clock::now() + timeout;
-  do {
-    if (done()) return true;
-  } while (Clock::now() < deadline);
-  return done();
-}
-
 struct Instance {
   std::string name;
   uint16_t port = 0, admin = 0, gossip = 0, dns = 0;
   std::unique_ptr<Process> process;
-  std::unique_ptr<Process> dnsmasq;
+  std::unique_ptr<Dnsmasq> dnsmasq;
   std::vector<std::string> extra_records;  // more dnsmasq arguments (--host-record=...)
   std::string extra_config;                // more config after the [[discover]] source
 };
@@ -110,28 +77,20 @@ class DiscoveryGossip : public ::testing::Test {
   // (Re)starts instance `in`'s dnsmasq, serving SRV records for backends `which`, on its
   // port (a new one the first time). dnsmasq says "started, version" once bound.
   void start_dns(Instance& in, const std::vector<int>& which) {
-    if (in.dnsmasq) in.dnsmasq->kill();
-    std::string failures;
-    for (int attempt = 0; attempt < 10; ++attempt) {
-      if (in.dns == 0 || attempt > 0) {
-        // A port must stay the same once the instance's config names it.
-        if (in.process && in.dns != 0) break;
-        in.dns = free_dns_port();
-      }
-      std::vector<std::string> args = {"--keep-in-foreground", "--conf-file=/dev/null", "--port=" + std::to_string(in.dns),
-                                       "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
-                                       "--user=root", "--group=root", "--pid-file=", "--local=/test/",
-                                       "--local-ttl=1", "--log-facility=-", "--host-record=be.test,127.0.0.1"};
-      for (int i : which) {
-        args.push_back("--srv-host=" + std::string(kSource) + ",be.test," + std::to_string(backends_[i]->port()) + ",0,1");
-      }
-      args.insert(args.end(), in.extra_records.begin(), in.extra_records.end());
-      in.dnsmasq = std::make_unique<Process>("/usr/sbin/dnsmasq", args, dir_.path(), "dnsmasq-" + in.name);
-      if (in.dnsmasq->wait_for_output(Output::err, "started, version", Millis(5000))) return;
-      failures += "port " + std::to_string(in.dns) + ": " + in.dnsmasq->describe() + "\n";
+    // The port stays the instance's once its config names it (a new one the first time).
+    if (!in.dnsmasq) {
+      in.dns = free_dns_port();
+      ASSERT_NE(in.dns, 0);
+      in.dnsmasq = std::make_unique<Dnsmasq>(dir_, in.dns, "dnsmasq-" + in.name);
     }
-    FAIL() << "dnsmasq for " << in.name << " did not start:\n" << failures;
+    std::vector<std::string> records = {"--host-record=be.test,127.0.0.1"};
+    for (int i : which) {
+      records.push_back("--srv-host=" + std::string(kSource) + ",be.test," + std::to_string(backends_[i]->port()) + ",0,1");
+    }
+    records.insert(records.end(), in.extra_records.begin(), in.extra_records.end());
+    ASSERT_TRUE(in.dnsmasq->start(records)) << "dnsmasq for " << in.name;
   }
+
 
   std::string config(const Instance& in) const {
     std::ostringstream c;
@@ -297,7 +256,7 @@ class DiscoveryGossip : public ::testing::Test {
 
     Instance& broken = instances_[0];
     size_t from = broken.process->output_size(Output::err);
-    broken.dnsmasq->kill();
+    broken.dnsmasq->stop();
     ASSERT_TRUE(broken.process->wait_for_output(Output::err, "keeping the last good", Millis(5000), from))
         << broken.process->describe();
     ASSERT_TRUE(broken.process->wait_for_output(Output::err, "nodes are dropped here", Millis(6000), from))
@@ -598,22 +557,8 @@ TEST_F(DiscoveryGossip, OneResolverFailingPastTheHoldDropsNothing) {
 // resolution) and no SRV records.
 TEST_F(DiscoveryGossip, OneResolverFailingPastTheHoldDropsNothingAddressSource) {
   hold_ms_ = 1500;
-  uint16_t port = 0;
   std::vector<std::unique_ptr<DemoBackend>> pool;
-  for (int attempt = 0; attempt < 5 && pool.size() < 2; ++attempt) {
-    pool.clear();
-    port = free_port();
-    try {
-      for (const char* ip : {"127.0.0.2", "127.0.0.3"}) {
-        DemoBackendOptions o;
-        o.host = ip;
-        o.port = port;
-        pool.push_back(std::make_unique<DemoBackend>(dir_, std::string("pool-") + ip, o));
-      }
-    } catch (const std::exception& e) {
-      std::cerr << "retrying on another port: " << e.what() << "\n";
-    }
-  }
+  const uint16_t port = start_backends_on_one_port(dir_, {"127.0.0.2", "127.0.0.3"}, "pool", &pool);
   ASSERT_EQ(pool.size(), 2u);
   for (Instance& in : instances_) {
     in.extra_records = {"--host-record=pool.test,127.0.0.2", "--host-record=pool.test,127.0.0.3"};

@@ -43,97 +43,6 @@ using nlohmann::json;
 
 constexpr char kSrv[] = "_http._tcp.svc.test";
 
-// A port for dnsmasq, free for UDP and TCP a moment ago (dnsmasq binds both). Taken
-// below the kernel's ephemeral range (ip_local_port_range), where neither the
-// connections nor the port-0 binds of this or parallel tests land: the test restarts
-// dnsmasq on the same port, and an outgoing connection that took the number meanwhile
-// would keep it from binding. 0 when none is found.
-uint16_t dns_port() {
-  unsigned low = 32768, high = 60999;
-  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> low >> high;
-  if (low <= 12000) return 0;
-  std::mt19937 rng(std::random_device{}());
-  std::uniform_int_distribution<unsigned> pick(10000, low - 1);
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    const auto port = static_cast<uint16_t>(pick(rng));
-    bool free = true;
-    for (const int type : {SOCK_DGRAM, SOCK_STREAM}) {
-      const int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
-      const int one = 1;
-      if (type == SOCK_STREAM) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // as dnsmasq
-      sockaddr_in sa{};
-      sa.sin_family = AF_INET;
-      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      sa.sin_port = htons(port);
-      free = free && ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
-      ::close(fd);
-    }
-    if (free) return port;
-  }
-  return 0;
-}
-
-// Polls `cond` every 20 ms until it holds or `timeout` passes.
-bool eventually(const std::function<bool()>& cond, Millis timeout = Millis(8000)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    if (cond()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    ::poll(nullptr, 0, 20);
-  }
-}
-
-// A dnsmasq on 127.0.0.1:port() answering for the domain "test" alone from its command
-// line records (--srv-host=..., --host-record=...), TTL 1 s. start() again stops it and
-// starts a new one on the same port with other records: to a resolver that is the same
-// server with a changed zone.
-class Dnsmasq {
- public:
-  explicit Dnsmasq(const TempDir& dir, uint16_t port = 0) : dir_(dir), port_(port) {}
-
-  // The TTL of every record from the next start() on (--local-ttl).
-  void set_ttl(int seconds) { ttl_ = seconds; }
-
-  // `local` false: no local domain and no upstream server, so every query is REFUSED
-  // (to c-ares, as SERVFAIL: "servfail").
-  bool start(const std::vector<std::string>& records, bool local = true) {
-    stop();
-    const bool fixed = port_ != 0;
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      if (!fixed) port_ = dns_port();
-      std::vector<std::string> args = {"--keep-in-foreground", "--conf-file=/dev/null", "--port=" + std::to_string(port_),
-                                       "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
-                                       "--user=root", "--group=root", "--pid-file=", "--local-ttl=" + std::to_string(ttl_),
-                                       "--log-facility=-"};
-      if (local) args.push_back("--local=/test/");
-      args.insert(args.end(), records.begin(), records.end());
-      process_ = std::make_unique<Process>("/usr/sbin/dnsmasq", args, dir_.path(), "dnsmasq-" + std::to_string(++starts_));
-      // "started" comes once its sockets are bound; it exits when the port is taken.
-      if (process_->wait_for_output(Output::err, "started, version")) return true;
-      last_ = process_->describe();
-      process_.reset();
-    }
-    ADD_FAILURE() << "dnsmasq did not start on port " << port_ << ": " << last_;
-    return false;
-  }
-  void stop() {
-    if (process_) process_->kill();
-    process_.reset();
-  }
-  uint16_t port() {
-    if (port_ == 0) port_ = dns_port();
-    return port_;
-  }
-
- private:
-  const TempDir& dir_;
-  uint16_t port_ = 0;
-  int starts_ = 0;
-  int ttl_ = 1;
-  std::string last_;  // the last failed start, described
-  std::unique_ptr<Process> process_;
-};
-
 std::string srv(const std::string& target, uint16_t port, int priority, int weight) {
   return "--srv-host=" + std::string(kSrv) + "," + target + "," + std::to_string(port) + "," +
          std::to_string(priority) + "," + std::to_string(weight);
@@ -343,26 +252,13 @@ class DiscoveryIntegration : public ::testing::Test {
   // when a process holds it on one of them), each known as ring node "IP:PORT":
   // returns the port, 0 when none was found.
   uint16_t add_backends_on(const std::vector<std::string>& ips, const std::string& prefix) {
-    const size_t base = backends_.size();
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      backends_.resize(base);
-      const uint16_t port = free_port();
-      try {
-        for (const std::string& ip : ips) {
-          DemoBackendOptions o;
-          o.host = ip;
-          o.port = port;
-          backends_.push_back(std::make_unique<DemoBackend>(dir_, prefix + "-" + ip, o));
-        }
-        for (const std::string& ip : ips) backend_of_[ip + ":" + std::to_string(port)] = prefix + "-" + ip;
-        return port;
-      } catch (const std::exception& e) {
-        std::cerr << "retrying on another port: " << e.what() << "\n";
-      }
+    const uint16_t port = start_backends_on_one_port(dir_, ips, prefix, &backends_);
+    if (port != 0) {
+      for (const std::string& ip : ips) backend_of_[ip + ":" + std::to_string(port)] = prefix + "-" + ip;
     }
-    backends_.resize(base);
-    return 0;
+    return port;
   }
+
 };
 
 // 1. SRV records become nodes "TARGET:PORT" weighted as the records say, and requests
@@ -551,21 +447,7 @@ TEST_F(DiscoveryIntegration, AddressSourceNodesAreAddressAndPort) {
 // the node keeps its name and ring place while requests follow the new address.
 TEST_F(DiscoveryIntegration, NamedBackendKeepsItsPlaceWhenItsAddressChanges) {
   backends_.push_back(std::make_unique<DemoBackend>(dir_, "fixed"));
-  uint16_t port = 0;
-  for (int attempt = 0; attempt < 5 && backends_.size() < 3; ++attempt) {
-    backends_.resize(1);
-    port = free_port();
-    try {
-      for (const char* ip : {"127.0.0.2", "127.0.0.3"}) {
-        DemoBackendOptions o;
-        o.host = ip;
-        o.port = port;
-        backends_.push_back(std::make_unique<DemoBackend>(dir_, std::string("cache-at-") + ip, o));
-      }
-    } catch (const std::exception& e) {
-      std::cerr << "retrying on another port: " << e.what() << "\n";
-    }
-  }
+  const uint16_t port = start_backends_on_one_port(dir_, {"127.0.0.2", "127.0.0.3"}, "cache-at", &backends_);
   ASSERT_EQ(backends_.size(), 3u);
   backend_of_ = {{"fixed", "fixed"}, {"cache", "cache-at-127.0.0.2"}};
   // No DNS server yet: the resolver's port answers nothing (refused).

@@ -24,6 +24,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <iostream>
+#include <chrono>
 #include <sstream>
 #include <stdexcept>
 
@@ -971,6 +974,100 @@ std::map<std::string, std::string> run_reference(const char* who, const std::str
 }
 
 }  // namespace
+
+// ---- a DNS server ----
+
+uint16_t free_dns_port() {
+  unsigned low = 32768, high = 60999;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> low >> high;
+  if (low <= 12000) return 0;
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<unsigned> pick(10000, low - 1);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const auto port = static_cast<uint16_t>(pick(rng));
+    bool free = true;
+    for (const int type : {SOCK_DGRAM, SOCK_STREAM}) {
+      const int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
+      const int one = 1;
+      if (type == SOCK_STREAM) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // as dnsmasq
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      sa.sin_port = htons(port);
+      free = free && ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+      ::close(fd);
+    }
+    if (free) return port;
+  }
+  return 0;
+}
+
+bool Dnsmasq::start(const std::vector<std::string>& records, bool local) {
+  stop();
+  const bool fixed = port_ != 0;
+  std::string last;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    if (!fixed) port_ = free_dns_port();
+    std::vector<std::string> args = {"--keep-in-foreground", "--conf-file=/dev/null", "--port=" + std::to_string(port_),
+                                     "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
+                                     "--user=root", "--group=root", "--pid-file=", "--local-ttl=" + std::to_string(ttl_),
+                                     "--log-facility=-"};
+    if (local) args.push_back("--local=/test/");
+    args.insert(args.end(), records.begin(), records.end());
+    process_ = std::make_unique<Process>("/usr/sbin/dnsmasq", args, dir_.path(), name_ + "-" + std::to_string(++starts_));
+    // "started" comes once its sockets are bound; it exits when the port is taken.
+    if (process_->wait_for_output(Output::err, "started, version", Millis(5000))) return true;
+    last = process_->describe();
+    process_.reset();
+  }
+  ADD_FAILURE() << "dnsmasq did not start on port " << port_ << ": " << last;
+  return false;
+}
+
+void Dnsmasq::stop() {
+  if (process_) process_->kill();
+  process_.reset();
+}
+
+uint16_t Dnsmasq::port() {
+  if (port_ == 0) port_ = free_dns_port();
+  return port_;
+}
+
+// ---- waiting for a condition ----
+
+bool eventually(const std::function<bool()>& cond, Millis timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (cond()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    ::poll(nullptr, 0, 20);
+  }
+}
+
+// ---- several backends on one port ----
+
+uint16_t start_backends_on_one_port(const TempDir& dir, const std::vector<std::string>& ips,
+                                    const std::string& prefix, std::vector<std::unique_ptr<DemoBackend>>* out) {
+  const size_t base = out->size();
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    out->resize(base);
+    const uint16_t port = free_port();
+    try {
+      for (const std::string& ip : ips) {
+        DemoBackendOptions o;
+        o.host = ip;
+        o.port = port;
+        out->push_back(std::make_unique<DemoBackend>(dir, prefix + "-" + ip, o));
+      }
+      return port;
+    } catch (const std::exception& e) {
+      std::cerr << "retrying on another port: " << e.what() << "\n";
+    }
+  }
+  out->resize(base);
+  return 0;
+}
 
 std::map<std::string, std::string> reference_map(const std::vector<std::string>& nodes,
                                                  const std::vector<std::string>& keys) {

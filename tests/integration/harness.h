@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -206,6 +207,59 @@ bool wait_for_port(uint16_t port, Millis timeout = kDefaultTimeout, std::string_
 // it accepts; on failure adds a test failure naming its error log, and returns what it
 // started (or null).
 std::unique_ptr<Process> start_private_nginx(const TempDir& dir, uint16_t port, const std::string& upstream);
+
+// ---- a DNS server (dnsmasq, from Debian's dnsmasq-base) ----
+
+// A port for a DNS server, free for UDP and TCP a moment ago (dnsmasq binds both). Taken
+// below the kernel's ephemeral range (ip_local_port_range), where neither the
+// connections nor the port-0 binds of this or parallel tests land: a test that restarts
+// dnsmasq on the same port would otherwise find the number taken by an outgoing
+// connection. 0 when none is found.
+uint16_t free_dns_port();
+
+// A dnsmasq on 127.0.0.1:port() answering for the domain "test" alone from its command
+// line records (--srv-host=..., --host-record=...), TTL 1 s unless set_ttl says. start()
+// again stops it and starts a new one on the same port with other records: to a
+// resolver that is the same server with a changed zone. `port` 0: one of
+// free_dns_port()'s, chosen at the first start() (or port()).
+class Dnsmasq {
+ public:
+  explicit Dnsmasq(const TempDir& dir, uint16_t port = 0, std::string name = "dnsmasq")
+      : dir_(dir), port_(port), name_(std::move(name)) {}
+
+  // The TTL of every record from the next start() on (--local-ttl).
+  void set_ttl(int seconds) { ttl_ = seconds; }
+  // `local` false: no local domain and no upstream server, so every query is REFUSED
+  // (to c-ares, a failed server). Adds a test failure and returns false when it cannot
+  // start (a port chosen here is then chosen again, up to 5 times).
+  bool start(const std::vector<std::string>& records, bool local = true);
+  void stop();
+  uint16_t port();
+  bool running() const { return process_ != nullptr; }
+
+ private:
+  const TempDir& dir_;
+  uint16_t port_ = 0;
+  std::string name_;
+  int starts_ = 0;
+  int ttl_ = 1;
+  std::unique_ptr<Process> process_;
+};
+
+// ---- waiting for a condition ----
+
+// Polls `cond` every 20 ms until it holds or `timeout` passes; each poll is a bounded
+// call of the caller's (an admin request, a log read), so this is a bounded wait for
+// the behaviour, not a sleep standing in for it.
+bool eventually(const std::function<bool()>& cond, Millis timeout = Millis(8000));
+
+// ---- several backends on one port ----
+
+// Demo backends named PREFIX-IP, listening on one port at each of `ips` (loopback
+// addresses: 127.0.0.2, ...), appended to *out; up to 5 ports are tried. The port, or 0
+// (and *out as it was) when none was free at every address.
+uint16_t start_backends_on_one_port(const TempDir& dir, const std::vector<std::string>& ips,
+                                    const std::string& prefix, std::vector<std::unique_ptr<DemoBackend>>* out);
 
 // ---- the reference placement ----
 

@@ -20,22 +20,7 @@
 namespace ringproxy {
 namespace {
 
-using integration::Process;
 using integration::TempDir;
-
-// A UDP port free a moment ago (dnsmasq must be told its port); racy, so the server is
-// started again on another port if it cannot bind.
-uint16_t free_udp_port() {
-  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  ::close(fd);
-  return ntohs(sa.sin_port);
-}
 
 class DnsResolverTest : public ::testing::Test {
  protected:
@@ -52,28 +37,16 @@ class DnsResolverTest : public ::testing::Test {
   }
 
   // dnsmasq serving `records` (its options: --host-record=..., --srv-host=...) for the
-  // domain "test" alone, every answer with TTL 42. Returns its "127.0.0.1:PORT".
+  // domain "test" alone, every answer with TTL 42. Returns its "127.0.0.1:PORT" once it
+  // answers (NXDOMAIN for a name it does not have).
   std::string start_dns(const std::vector<std::string>& records) {
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      const uint16_t port = free_udp_port();
-      std::vector<std::string> args = {"--keep-in-foreground", "--conf-file=/dev/null", "--port=" + std::to_string(port),
-                                       "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
-                                       "--user=root", "--group=root", "--pid-file=", "--local=/test/",
-                                       "--local-ttl=42", "--log-facility=-"};
-      args.insert(args.end(), records.begin(), records.end());
-      dns_.emplace("/usr/sbin/dnsmasq", args, dir_.path(), "dnsmasq");
-      const std::string server = "127.0.0.1:" + std::to_string(port);
-      // dnsmasq says "started" once its sockets are bound (a bounded wait on its log),
-      // or exits when the port was taken meanwhile.
-      if (dns_->wait_for_output(integration::Output::err, "started, version") &&
-          resolve_with({server}, "ready.test", DnsResolver::Type::kA).status == DnsAnswer::Status::kNotFound) {
-        return server;
-      }
-      dns_.reset();
-    }
-    ADD_FAILURE() << "dnsmasq did not start";
-    return {};
+    dns_.set_ttl(42);
+    if (!dns_.start(records)) return {};
+    const std::string server = "127.0.0.1:" + std::to_string(dns_.port());
+    EXPECT_EQ(resolve_with({server}, "ready.test", DnsResolver::Type::kA).status, DnsAnswer::Status::kNotFound);
+    return server;
   }
+
 
   DnsAnswer resolve_with(const std::vector<std::string>& servers, const std::string& name, DnsResolver::Type type,
                          uint32_t timeout_ms = 2000) {
@@ -91,7 +64,7 @@ class DnsResolverTest : public ::testing::Test {
   TempDir dir_;
   uv_loop_t loop_{};
   uv_timer_t guard_{};
-  std::optional<Process> dns_;
+  integration::Dnsmasq dns_{dir_};
   std::unique_ptr<DnsResolver> resolver_;
 };
 

@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
   ping.from_address = "127.0.0.1:7946";
   ping.target = "node-b";
   ping.store_digest = 0x1234567890abcdefULL;
-  ping.store_stable_ms = 1500;
+  ping.store_bound = 1500;
   messages.emplace_back("ping", with_updates(ping));
   Message ack;
   ack.type = MessageType::kAck;

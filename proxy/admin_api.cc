@@ -1,6 +1,5 @@
 #include "proxy/admin_api.h"
 
-#include <arpa/inet.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -37,10 +36,7 @@ std::string hex64(uint64_t v) {
 std::string node_state(const Backend& b, uint32_t weight) {
   if (b.state->draining.load() || weight == 0) return "draining";
   if (b.state->ejected.load()) return "ejected";
-  if (b.state->unresolved.load()) return "unresolved";
-  // A node its checks find down is down, also when its SRV priority is not serving
-  // (it may be exactly why the priority is not serving).
-  if (b.state->checked_down.load()) return "down";
+  if (b.sockaddrs.empty()) return "unresolved";
   if (b.state->standby.load()) return "standby";
   if (!b.state->up.load()) return "down";
   return "up";
@@ -52,15 +48,8 @@ std::string node_source(const Backend& b) { return b.source.empty() ? "config" :
 // What a named node's name resolves to now (empty for an IP address).
 json resolved_json(const Backend& b) {
   json out = json::array();
-  if (!b.address.is_name) return out;
-  for (const sockaddr_storage& sa : b.sockaddrs) {
-    char ip[INET6_ADDRSTRLEN] = "";
-    if (sa.ss_family == AF_INET6) {
-      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&sa)->sin6_addr, ip, sizeof ip);
-    } else {
-      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&sa)->sin_addr, ip, sizeof ip);
-    }
-    out.push_back(ip);
+  for (size_t at = 0, space; (space = b.resolved.find(' ', at)) != std::string::npos; at = space + 1) {
+    out.push_back(b.resolved.substr(at, space - at));
   }
   return out;
 }

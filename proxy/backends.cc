@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <set>
 
 namespace ringproxy {
 
@@ -30,8 +31,7 @@ namespace {
 
 // The node's connection addresses: the address itself, or what its name resolves to
 // (with its port). A name with no answer yet has none.
-std::vector<sockaddr_storage> sockaddrs_of(const Address& address, const ResolvedNames& names,
-                                           std::string* resolved_text) {
+std::vector<sockaddr_storage> sockaddrs_of(const Address& address, const ResolvedNames& names) {
   std::vector<sockaddr_storage> out;
   if (!address.is_name) {
     out.emplace_back();
@@ -41,20 +41,24 @@ std::vector<sockaddr_storage> sockaddrs_of(const Address& address, const Resolve
   const auto it = names.find(address.host);
   if (it == names.end()) return out;
   for (const std::string& ip : it->second) {
-    Address a;
-    a.host = ip;
-    a.port = address.port;
-    a.ipv6 = ip.find(':') != std::string::npos;
-    sockaddr_storage sa;
-    if (!to_sockaddr(a, &sa)) continue;
-    out.push_back(sa);
-    *resolved_text += ip;
-    *resolved_text += ' ';
+    Address a{ip, address.port, ip.find(':') != std::string::npos};
+    if (sockaddr_storage sa; to_sockaddr(a, &sa)) out.push_back(sa);
   }
   return out;
 }
 
 }  // namespace
+
+std::string resolved_text(const ResolvedNames& names, std::string_view host) {
+  std::string out;
+  if (const auto it = names.find(host); it != names.end()) {
+    for (const std::string& ip : it->second) {
+      out += ip;
+      out += ' ';
+    }
+  }
+  return out;
+}
 
 std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, const std::vector<FoundNode>& found,
                                        const ResolvedNames& names, const Routing* previous, uint64_t generation,
@@ -64,14 +68,14 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
   std::vector<const BackendConfig*> specs;
   std::vector<const FoundNode*> origin;
   specs.reserve(config->backends.size() + found.size());
-  std::map<std::string_view, bool, std::less<>> taken;
+  std::set<std::string_view> taken;
   for (const BackendConfig& b : config->backends) {
     specs.push_back(&b);
     origin.push_back(nullptr);
-    taken.emplace(b.name, true);
+    taken.insert(b.name);
   }
   for (const FoundNode& f : found) {
-    if (!taken.emplace(f.backend.name, true).second) {
+    if (!taken.insert(f.backend.name).second) {
       if (skipped) skipped->push_back(f.backend.name);
       continue;
     }
@@ -108,8 +112,9 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
     out.pool_key = b.name;
     out.pool_key += '\0';
     out.pool_key += b.address.to_string();
-    out.sockaddrs = sockaddrs_of(b.address, names, &out.resolved);
+    out.sockaddrs = sockaddrs_of(b.address, names);
     if (b.address.is_name) {
+      out.resolved = resolved_text(names, b.address.host);
       out.pool_key += '\0';
       out.pool_key += out.resolved;
     } else if (out.sockaddrs.empty()) {

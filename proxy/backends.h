@@ -64,15 +64,11 @@ struct NodeState {
   std::atomic<bool> up{true};          // active checks (starts up: see health/)
   std::atomic<bool> ejected{false};    // passive ejection
   std::atomic<bool> draining{false};   // admin drain
-  // Why `up` is false besides health, for the admin API (the control thread folds them
-  // into `up`, so that the request path reads one flag): a named node with no address,
-  // an SRV record of a priority that is not serving now.
-  std::atomic<bool> unresolved{false};
+  // A usable SRV record of a priority that is not serving now (Server::copy_states).
+  // The control thread folds it into `up`, so that the request path reads one flag; the
+  // admin API shows it. Never set for a node unusable on its own (down, ejected,
+  // drained, unresolved): that one shows as such.
   std::atomic<bool> standby{false};
-  // Health (or, with gossip, most instances) says down, whatever else holds: the admin
-  // API shows such a node "down" before "standby", so a dead SRV record of a priority
-  // that is not serving (because it is dead) is not shown as merely standing by.
-  std::atomic<bool> checked_down{false};
   // Slow start: until the ramp's end (monotonic ms, uv_now), only a growing part of the
   // node's keys come back to it (see pick_node in proxy/router.h). SlowStartRamp::pack:
   // start and end are written and read together.
@@ -139,7 +135,7 @@ struct Backend {
   // "Backends by name"), taken in turn connection by connection. Empty: a name with no
   // address yet (or none left after dns.hold_ms): the node is down (Server::copy_state).
   std::vector<sockaddr_storage> sockaddrs;
-  std::string resolved;  // a named node's: the addresses of sockaddrs as text, space-separated
+  std::string resolved;  // a named node's: resolved_text() of its name, what sockaddrs hold
   // name, NUL, address (for a name, NUL and what it resolves to; for TLS, NUL "tls" NUL
   // tls name): a worker's pool for this node, so that a node whose TLS settings or
   // resolved addresses change gets new connections and the old ones are not reused.
@@ -180,6 +176,10 @@ struct FoundNode {
 // What DNS names resolve to now: lower-case name -> IP addresses as text. A name that
 // is not in it (or maps to none) has no address.
 using ResolvedNames = std::map<std::string, std::vector<std::string>, std::less<>>;
+
+// What `host` resolves to in `names`, as Backend::resolved holds it: the addresses in
+// order, each followed by a space ("" for none).
+std::string resolved_text(const ResolvedNames& names, std::string_view host);
 
 // Builds the routing for `config`, reusing the NodeState of every backend whose name
 // appears in `previous` (so health and counters survive reloads). Returns null and

@@ -331,14 +331,17 @@ std::vector<FoundNode> DiscoveryAgent::found(const std::string& source) const {
   return out;
 }
 
-std::vector<FoundNode> DiscoveryAgent::found() const {
-  std::vector<FoundNode> out;
-  for (const auto& [key, e] : entries_) {
-    if (!e.is_source) continue;
-    auto some = found(e.source.name);
-    out.insert(out.end(), std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
+bool DiscoveryAgent::await_first_answers() {
+  const uint32_t tries = std::max<uint32_t>(1, static_cast<uint32_t>(dns_.resolvers.size()));
+  const uint64_t deadline = uv_now(loop_) + uint64_t{dns_.timeout_ms} * tries + 100;
+  const auto answered = [&] {
+    return std::all_of(entries_.begin(), entries_.end(), [](const auto& kv) { return !kv.second.results.empty(); });
+  };
+  while (!answered() && uv_now(loop_) < deadline) {
+    uv_run(loop_, UV_RUN_ONCE);
+    uv_update_time(loop_);
   }
-  return out;
+  return answered();
 }
 
 std::vector<DiscoveryAgent::Status> DiscoveryAgent::status() const {
@@ -373,18 +376,7 @@ std::vector<FoundNode> resolve_once(const Config& config, std::vector<std::strin
     if (std::string e = agent.configure(config.dns, config.discover); !e.empty()) {
       problems->push_back("dns: " + e);
     } else {
-      const uint32_t tries = std::max<uint32_t>(1, static_cast<uint32_t>(config.dns.resolvers.size()));
-      const uint64_t deadline = uv_now(&loop) + uint64_t{config.dns.timeout_ms} * tries + 100;
-      const auto answered = [&] {
-        for (const DiscoveryAgent::Status& st : agent.status()) {
-          if (st.results.empty()) return false;
-        }
-        return true;
-      };
-      while (!answered() && uv_now(&loop) < deadline) {
-        uv_run(&loop, UV_RUN_ONCE);
-        uv_update_time(&loop);
-      }
+      agent.await_first_answers();
       for (const DiscoveryAgent::Status& st : agent.status()) {
         if (st.found == 0) {
           problems->push_back("discover " + st.name + ": " +

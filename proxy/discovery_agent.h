@@ -67,8 +67,6 @@ class DiscoveryAgent {
   // checks say whether the address still answers.
   void set_names(const std::set<std::string>& names, const std::set<std::string>& unheld = {});
 
-  // What every source found: all its nodes, each source's sorted by name.
-  std::vector<FoundNode> found() const;
   // What one source found (empty for an unknown one).
   std::vector<FoundNode> found(const std::string& source) const;
   // What the names resolve to now.
@@ -87,6 +85,11 @@ class DiscoveryAgent {
     std::map<std::string, uint64_t> results;  // DnsAnswer status ("ok", "servfail", ...) -> count
   };
   std::vector<Status> status() const;
+
+  // Runs the loop until every source and name has had an answer (good or not), or
+  // about one resolver timeout has passed (dns.timeout_ms per resolver). True when all
+  // answered. For a start with its nodes resolved, and for the command line.
+  bool await_first_answers();
 
   // Drops pending queries and closes the resolver's and the timer's handles.
   void close();

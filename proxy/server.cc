@@ -81,7 +81,9 @@ void Server::copy_states(const Routing& routing) {
     };
     const std::vector<DiscoveredNode> serving = serving_set(nodes, usable);
     for (const DiscoveredNode& n : nodes) {
-      const bool standby = std::none_of(serving.begin(), serving.end(), [&](const DiscoveredNode& s) { return s.name == n.name; });
+      // Only a node usable on its own stands by; another is what makes it unusable.
+      const bool standby = usable(n) && std::none_of(serving.begin(), serving.end(),
+                                                     [&](const DiscoveredNode& s) { return s.name == n.name; });
       routing.backends[*routing.ring->find(n.name)].state->standby.store(standby, std::memory_order_relaxed);
     }
   }
@@ -101,8 +103,6 @@ void Server::copy_state(const Routing& routing, const std::string& name) {
   // Gossip: what most instances see counts too (gossip_agent.h, "Health agreement").
   const bool majority_down = gossip_ && majority_down_.count(name) > 0;
   // A named node with no address, and a standby SRV record, take no keys either.
-  st.unresolved.store(b.sockaddrs.empty(), std::memory_order_relaxed);
-  st.checked_down.store(h->state() == HealthState::kDown || majority_down, std::memory_order_relaxed);
   st.up.store(h->state() != HealthState::kDown && !majority_down && !b.sockaddrs.empty() &&
                   !st.standby.load(std::memory_order_relaxed),
               std::memory_order_relaxed);
@@ -406,11 +406,16 @@ void Server::on_discovered(const DiscoveryAgent::Change& change) {
   refresh_found();
 }
 
+const DiscoverConfig* Server::source_config(const std::string& source) const {
+  const auto& d = config_->discover;
+  const auto it = std::find_if(d.begin(), d.end(), [&](const DiscoverConfig& s) { return s.name == source; });
+  return it == d.end() ? nullptr : &*it;
+}
+
 void Server::share(const std::string& source) {
-  for (const DiscoverConfig& s : config_->discover) {
-    if (s.name != source) continue;
+  if (const DiscoverConfig* s = source_config(source)) {
     applying_ = true;
-    gossip_->share_found(s, discovery_->found(source));
+    gossip_->share_found(*s, discovery_->found(source));
     applying_ = false;
   }
 }
@@ -418,9 +423,7 @@ void Server::share(const std::string& source) {
 void Server::share_first_answers() {
   if (!gossip_ || !gossip_->settled()) return;
   for (const std::string& source : std::exchange(first_answers_, {})) {
-    for (const DiscoverConfig& s : config_->discover) {
-      if (s.name == source && !gossip_->found(s)) share(source);
-    }
+    if (const DiscoverConfig* s = source_config(source); s && !gossip_->found(*s)) share(source);
   }
 }
 
@@ -433,13 +436,7 @@ void Server::refresh_found() {
   bool same = found == found_;
   if (same) {
     for (const Backend& b : current->backends) {
-      if (!b.address.is_name) continue;
-      const auto it = discovery_->names().find(b.address.host);
-      std::string resolved;
-      if (it != discovery_->names().end()) {
-        for (const std::string& ip : it->second) resolved += ip + ' ';
-      }
-      if (resolved != b.resolved) same = false;
+      if (b.address.is_name && resolved_text(discovery_->names(), b.address.host) != b.resolved) same = false;
     }
   }
   if (same) return;
@@ -467,23 +464,6 @@ void Server::refresh_found() {
                                 std::to_string(routing()->backends.size()) + " in all, ring " +
                                 routing()->ring->fingerprint() + (workers_.empty() ? "" : pct));
   }
-}
-
-void Server::await_first_answers() {
-  if (!discovery_) return;
-  const uint32_t tries = std::max<uint32_t>(1, static_cast<uint32_t>(config_->dns.resolvers.size()));
-  const uint64_t deadline = uv_now(&loop_) + uint64_t{config_->dns.timeout_ms} * tries + 100;
-  const auto answered = [&] {
-    for (const DiscoveryAgent::Status& st : discovery_->status()) {
-      if (st.results.empty()) return false;
-    }
-    return true;
-  };
-  while (!answered() && uv_now(&loop_) < deadline) {
-    uv_run(&loop_, UV_RUN_ONCE);
-    uv_update_time(&loop_);
-  }
-  if (!answered()) RP_LOG(LogLevel::kWarn, "dns: starting before every name has answered; its nodes join when it does");
 }
 
 std::vector<DiscoveryAgent::Status> Server::discovery_status() const {
@@ -909,7 +889,11 @@ int Server::run() {
     return fail_start("dns: " + e);
   }
   refresh_found();  // asks the named nodes' names
-  await_first_answers();
+  // The start waits about one resolver timeout for first answers, so that it serves
+  // with its nodes resolved.
+  if (!discovery_->await_first_answers()) {
+    RP_LOG(LogLevel::kWarn, "dns: starting before every name has answered; its nodes join when it does");
+  }
   if (config_->admin.enabled) {
     admin_ = std::make_unique<AdminServer>(poller_, make_admin_handler(*this));
     if (std::string e = admin_->listen(config_->admin.listen); !e.empty()) {

@@ -103,13 +103,11 @@ class Server {
   // state; the sources' first answers once this instance has the cluster's state, and
   // only where no instance has written the source yet.
   void share(const std::string& source);
+  const DiscoverConfig* source_config(const std::string& source) const;  // null: not in config_
   void share_first_answers();
   std::set<std::string> first_answers_;
   // Rebuilds and publishes when what discovery found differs from the routing's.
   void refresh_found();
-  // Waits (running the loop) for every source's and name's first answer, at most about
-  // one resolver timeout, so that the proxy starts with its nodes resolved.
-  void await_first_answers();
 
   std::string config_path_;
   std::shared_ptr<const Config> config_;

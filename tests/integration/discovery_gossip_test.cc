@@ -232,6 +232,32 @@ class DiscoveryGossip : public ::testing::Test {
 
   // Waits until instance `in`'s own resolver has answered `count` nodes, changed
   // (its log line), from byte `from` of its log.
+  // Every resolver answers `old_set` and the instances agree on it; then p0's and
+  // p1's resolvers change to `new_set` and the cluster takes it. *agreed: the ring
+  // fingerprint then.
+  void two_resolvers_changed(const std::vector<int>& old_set, const std::vector<int>& new_set, std::string* agreed) {
+    for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start_dns(in, old_set));
+    for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start(in));
+    converge(names(old_set), "start");
+    ASSERT_FALSE(HasFailure());
+    for (int i : {0, 1}) {
+      const size_t from = instances_[i].process->output_size(Output::err);
+      ASSERT_NO_FATAL_FAILURE(start_dns(instances_[i], new_set));
+      ASSERT_NO_FATAL_FAILURE(resolver_saw_change(instances_[i], from));
+    }
+    converge(names(new_set), "p0's and p1's resolvers changed");
+    ASSERT_FALSE(HasFailure());
+    *agreed = fingerprint(instances_[0]);
+  }
+
+  // `in` killed and given new ports, to be started again (start()) as a new process.
+  static void new_ports_after_kill(Instance& in) {
+    in.process->kill();
+    in.port = free_port();
+    in.admin = free_port();
+    in.gossip = free_port();
+  }
+
   void resolver_saw_change(Instance& in, size_t from) {
     ASSERT_TRUE(in.process->wait_for_output(Output::err, std::string("discover ") + kSource + ": 3 nodes (was 3 nodes)",
                                             Millis(5000), from))
@@ -342,24 +368,11 @@ TEST_F(DiscoveryGossip, OneResolverSeesAChangeAndAllInstancesTakeIt) {
 // the cluster or adopts the shared one depends on how its early write merges.
 TEST_F(DiscoveryGossip, ARestartedInstanceWithAStaleResolverAdoptsTheSharedSet) {
   const std::vector<int> old_set = {0, 1, 2}, new_set = {0, 2, 3};
-  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start_dns(in, old_set));
-  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start(in));
-  converge(names(old_set), "start");
-  ASSERT_FALSE(HasFailure());
-  for (int i : {0, 1}) {
-    const size_t from = instances_[i].process->output_size(Output::err);
-    ASSERT_NO_FATAL_FAILURE(start_dns(instances_[i], new_set));
-    ASSERT_NO_FATAL_FAILURE(resolver_saw_change(instances_[i], from));
-  }
-  converge(names(new_set), "p0's and p1's resolvers changed");
-  ASSERT_FALSE(HasFailure());
-  const std::string agreed = fingerprint(instances_[0]);
+  std::string agreed;
+  ASSERT_NO_FATAL_FAILURE(two_resolvers_changed(old_set, new_set, &agreed));
 
   // p2 dies; its resolver (still the old records) stays; it comes back on new ports.
-  instances_[2].process->kill();
-  instances_[2].port = free_port();
-  instances_[2].admin = free_port();
-  instances_[2].gossip = free_port();
+  new_ports_after_kill(instances_[2]);
   ASSERT_NO_FATAL_FAILURE(start(instances_[2]));
   // Its own resolver answered the old set (the first answer is awaited before it listens).
   ASSERT_TRUE(instances_[2].process->wait_for_output(Output::err, std::string("discover ") + kSource + ": 3 nodes (was 0 nodes)",
@@ -379,24 +392,11 @@ TEST_F(DiscoveryGossip, ARestartedInstanceWithAStaleResolverAdoptsTheSharedSet) 
 // cluster's later ones), p2 included.
 TEST_F(DiscoveryGossip, AnInstanceWhoseFirstAnswerComesBeforeItJoinsAdoptsTheSharedSet) {
   const std::vector<int> old_set = {0, 1, 2}, new_set = {0, 2, 3};
-  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start_dns(in, old_set));
-  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start(in));
-  converge(names(old_set), "start");
-  ASSERT_FALSE(HasFailure());
-  for (int i : {0, 1}) {
-    const size_t from = instances_[i].process->output_size(Output::err);
-    ASSERT_NO_FATAL_FAILURE(start_dns(instances_[i], new_set));
-    ASSERT_NO_FATAL_FAILURE(resolver_saw_change(instances_[i], from));
-  }
-  converge(names(new_set), "p0's and p1's resolvers changed");
-  ASSERT_FALSE(HasFailure());
-  const std::string agreed = fingerprint(instances_[0]);
+  std::string agreed;
+  ASSERT_NO_FATAL_FAILURE(two_resolvers_changed(old_set, new_set, &agreed));
 
-  instances_[2].process->kill();
+  new_ports_after_kill(instances_[2]);
   for (int i : {0, 1}) ASSERT_TRUE(instances_[i].process->send_signal(SIGSTOP));
-  instances_[2].port = free_port();
-  instances_[2].admin = free_port();
-  instances_[2].gossip = free_port();
   ASSERT_NO_FATAL_FAILURE(start(instances_[2]));
   const std::string first_answer = std::string("discover ") + kSource + ": 3 nodes (was 0 nodes)";
   const bool answered = instances_[2].process->wait_for_output(Output::err, first_answer, Millis(5000));
@@ -470,10 +470,7 @@ TEST_F(DiscoveryGossip, ARestartedInstancesLaterChangeIsStillShared) {
   converge(names(old_set), "start");
   ASSERT_FALSE(HasFailure());
   // p1 restarts (same records everywhere): nothing changes.
-  instances_[1].process->kill();
-  instances_[1].port = free_port();
-  instances_[1].admin = free_port();
-  instances_[1].gossip = free_port();
+  new_ports_after_kill(instances_[1]);
   ASSERT_NO_FATAL_FAILURE(start(instances_[1]));
   converge(names(old_set), "p1 restarted");
   ASSERT_FALSE(HasFailure());

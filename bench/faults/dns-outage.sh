@@ -20,31 +20,14 @@ DURATION=${DURATION:-24}
 CONNS=${CONNS:-20}
 BASE=${BASE_PORT:-28400}
 ((DURATION >= 12)) || { echo "dns-outage: DURATION must be at least 12 s" >&2; exit 2; }
-proxy_bin=$build/proxy/ringproxy
-backend_bin=$build/examples/demo-backend/ringproxy-demo-backend
 dnsmasq=/usr/sbin/dnsmasq
-for b in "$proxy_bin" "$backend_bin" "$dnsmasq"; do
-  [[ -x $b ]] || { echo "dns-outage: $b missing (build first; dnsmasq: install-deps --test)" >&2; exit 1; }
-done
-command -v wrk >/dev/null || { echo "dns-outage: wrk missing: scripts/install-deps.sh --bench" >&2; exit 1; }
+[[ -x $dnsmasq ]] || { echo "dns-outage: $dnsmasq missing: scripts/install-deps.sh --test" >&2; exit 1; }
+# The binaries and wrk checked, the work directory, the pid table and its cleanup, say,
+# wait_line, start_backend (bN on BASE+N) and stop: shared with faults.sh and soak.sh.
+# shellcheck source=bench/faults/lib.sh
+source "$here/lib.sh"
 
-work=$(mktemp -d /tmp/ringproxy-dns-outage-XXXXXX)
-declare -A pid
-cleanup() {
-  for p in "${pid[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-t0=$(date +%s.%N)
-stamp() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%6.1f s", b - a}'; }
-say() { printf '  [%s] %s\n' "$(stamp)" "$*"; }
-wait_line() {  # FILE NEEDLE: up to 10 s
-  for _ in $(seq 200); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  echo "dns-outage: '$2' never appeared in $1" >&2
-  exit 1
-}
-
-DNS=$((BASE + 53)) P=$((BASE + 11)) ADMIN=$((BASE + 21))
+DNS=$((BASE + 53)) P=$P_A ADMIN=$ADMIN_A
 # dnsmasq with MODE: records | nxdomain | empty | refused
 start_dns() {
   local args=(--keep-in-foreground --conf-file=/dev/null --port="$DNS" --listen-address=127.0.0.1
@@ -62,13 +45,7 @@ start_dns() {
   pid[dns]=$!
   wait_line "$work/dns.err" "started, version"
 }
-stop() { kill -9 "${pid[$1]}" 2>/dev/null || true; wait "${pid[$1]}" 2>/dev/null || true; unset "pid[$1]"; }
-
-for n in 1 2 3 4; do
-  "$backend_bin" --name "b$n" --listen "127.0.0.1:$((BASE + n))" >"$work/b$n.out" 2>&1 &
-  pid[b$n]=$!
-  wait_line "$work/b$n.out" listening
-done
+for n in 1 2 3 4; do start_backend "$n"; done
 start_dns records
 cat >"$work/ringproxy.toml" <<CONF
 [proxy]

@@ -18,7 +18,6 @@ bool ok_with_records(const DnsAnswer& a) { return a.status == DnsAnswer::Status:
 int weight_of(DnsAnswer::Status s) {
   switch (s) {
     case DnsAnswer::Status::kEmpty:
-      return 0;
     case DnsAnswer::Status::kOk:  // with no address: as empty
       return 0;
     case DnsAnswer::Status::kNotFound:
@@ -60,7 +59,6 @@ DnsAnswer FamilyMemory::answer(const DnsAnswer& now_answer, uint64_t now_ms, uin
   using S = DnsAnswer::Status;
   if (definitive(now_answer)) {
     last = now_answer.status == S::kOk ? now_answer.addresses : std::vector<std::string>{};
-    ttl_s = now_answer.ttl_s;
     failing_since_ms = 0;
     return now_answer;
   }
@@ -103,7 +101,6 @@ std::string DiscoveryAgent::configure(const DnsConfig& dns, const std::vector<Di
     if (resolver_) resolver_->close();  // its pending queries are dropped: asked again below
     resolver_ = std::move(resolver);
     for (auto& [key, e] : entries_) {
-      e.in_flight = false;
       e.waiting = 0;
       e.state.ask_now();
     }
@@ -123,7 +120,6 @@ std::string DiscoveryAgent::configure(const DnsConfig& dns, const std::vector<Di
       Entry& e = it->second;
       e.source = s;
       e.serial = ++serial_;
-      e.in_flight = false;
       e.waiting = 0;
       e.state.ask_now();
       continue;
@@ -177,13 +173,12 @@ void DiscoveryAgent::ask_due() {
   if (closed_ || !resolver_) return;
   const uint64_t now = uv_now(loop_);
   for (auto& [key, e] : entries_) {
-    if (!e.in_flight && e.state.next_query_ms() <= now) ask(key, e);
+    if (e.waiting == 0 && e.state.next_query_ms() <= now) ask(key, e);
   }
   arm();
 }
 
 void DiscoveryAgent::ask(const std::string& key, Entry& e) {
-  e.in_flight = true;
   // The callbacks find their entry by key and serial: an entry forgotten (or started
   // anew) meanwhile takes no answer meant for its predecessor.
   const uint64_t serial = e.serial;
@@ -217,7 +212,6 @@ void DiscoveryAgent::ask(const std::string& key, Entry& e) {
 void DiscoveryAgent::on_answer(const std::string& key, uint64_t serial, DnsAnswer answer) {
   Entry* e = find(key, serial);
   if (!e || closed_) return;
-  e->in_flight = false;
   e->waiting = 0;
   ++e->results[to_string(answer.status)];
   const uint64_t now = uv_now(loop_);
@@ -297,7 +291,7 @@ void DiscoveryAgent::arm() {
   if (closed_ || !resolver_) return;
   uint64_t next = UINT64_MAX;
   for (const auto& [key, e] : entries_) {
-    if (!e.in_flight) next = std::min(next, e.state.next_query_ms());
+    if (e.waiting == 0) next = std::min(next, e.state.next_query_ms());
   }
   if (next == UINT64_MAX) {
     uv_timer_stop(timer_);

@@ -31,7 +31,6 @@ namespace ringproxy {
 // times out on AAAA is not a removal of the IPv6 addresses).
 struct FamilyMemory {
   std::vector<std::string> last;
-  uint32_t ttl_s = 0;
   uint64_t failing_since_ms = 0;  // 0: not failing
   // `now_answer` as the merge is to take it: itself when it is definitive (addresses,
   // NODATA, NXDOMAIN), else within hold_ms of the first failure the last addresses.
@@ -101,9 +100,9 @@ class DiscoveryAgent {
     uint64_t serial = 0;  // answers to an earlier entry of the same key are dropped
     bool unheld = false;  // a name whose last addresses outlive hold_ms (set_names)
     DiscoveryState state;
-    bool in_flight = false;
     bool first_done = false;  // a good answer has been had
-    // An A and an AAAA query go out together; the entry takes their merged answer.
+    // Answers awaited (0: none in flight). An A and an AAAA query go out together; the
+    // entry takes their merged answer.
     int waiting = 0;
     DnsAnswer a, aaaa;
     FamilyMemory v4, v6;

@@ -447,25 +447,15 @@ class Loader {
   }
 
   void read_backends(const toml::node& node) {
-    const toml::array* array = node.as_array();
-    if (array == nullptr) {
-      type_error(errors_, node, "backend", "an array of tables ([[backend]])");
-      return;
-    }
-    for (size_t i = 0; i < array->size(); ++i) {
-      const toml::node& element = *array->get(i);
-      const std::string key = "backend[" + std::to_string(i) + "]";
-      const toml::table* table = element.as_table();
-      if (table == nullptr) {
-        type_error(errors_, element, key, "a table");
-        continue;
-      }
-      BackendConfig backend;
-      read_backend_table(errors_, *table, key, backend);
-      config_.backends.push_back(std::move(backend));
-      backend_sources_.push_back({i, table});
-    }
+    for_each_table(errors_, node, "backend", "an array of tables ([[backend]])",
+                   [&](const toml::table& table, const std::string& key, size_t i) {
+                     BackendConfig backend;
+                     read_backend_table(errors_, table, key, backend);
+                     config_.backends.push_back(std::move(backend));
+                     backend_sources_.push_back({i, &table});
+                   });
   }
+
 
   // health.timeout_ms not written: the smaller of 500 and interval_ms (SPEC "Config
   // file"), so that `interval_ms = 200` alone is valid. HAProxy's check timeout

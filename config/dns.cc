@@ -92,59 +92,58 @@ void read_dns(Errors& errors, const toml::node& node, const std::string& key, Dn
   }
 }
 
+namespace {
+
+// One [[discover]] table at `item` (key[i]); `out` holds the sources before it.
+void read_source(Errors& errors, const toml::table& table, const std::string& key, const std::string& item,
+                 const std::vector<Field<DiscoverConfig>>& fields, std::vector<DiscoverConfig>& out) {
+  DiscoverConfig source;
+  read_fields(errors, table, item, fields, source);
+  if (!table.contains("name")) {
+    errors.add(table.source().begin, item + ".name", "missing (the DNS name to discover nodes by)");
+  }
+  if (!table.contains("type")) {
+    errors.add(table.source().begin, item + ".type", "missing (srv or a)");
+  } else if (!errors.any_at_or_below(item + ".type") && !errors.any_at_or_below(item + ".port")) {
+    if (source.type == DiscoverConfig::Type::kA && source.port == 0) {
+      errors.add(table.contains("port") ? table.get("port")->source().begin : table.source().begin,
+                 item + ".port", "type a needs a port (1..65535): the records give only addresses");
+    } else if (source.type == DiscoverConfig::Type::kSrv && source.port != 0) {
+      errors.add(table.get("port")->source().begin, item + ".port",
+                 "type srv takes each record's port: leave port out (or 0)");
+    }
+    if (source.type == DiscoverConfig::Type::kSrv && table.contains("weight")) {
+      errors.add(table.get("weight")->source().begin, item + ".weight",
+                 "type srv takes each record's weight: leave weight out");
+    }
+  }
+  if (!source.tls && !source.tls_name.empty() && !errors.any_at_or_below(item + ".tls")) {
+    errors.add(table.get("tls_name")->source().begin, item + ".tls_name", "needs tls = true");
+  }
+  if (table.contains("name") && !errors.any_at_or_below(item + ".name")) {
+    // One source per name: two would be one source to the resolver, to the admin API
+    // and to gossip (a second port for an A name is a second name, e.g. a CNAME).
+    // (Names are read in lower case.)
+    for (size_t j = 0; j < out.size(); ++j) {
+      if (out[j].name == source.name) {
+        errors.add(table.get("name")->source().begin, item + ".name",
+                   "\"" + source.name + "\" is already " + key + "[" + std::to_string(j) + "]: one source per name");
+        break;
+      }
+    }
+  }
+  out.push_back(std::move(source));
+}
+
+}  // namespace
+
 void read_discover(Errors& errors, const toml::node& node, const std::string& key,
                    std::vector<DiscoverConfig>& out) {
-  const toml::array* array = node.as_array();
-  if (array == nullptr) {
-    type_error(errors, node, key, "an array of tables ([[discover]])");
-    return;
-  }
   const std::vector<Field<DiscoverConfig>> fields = discover_fields();
-  for (size_t i = 0; i < array->size(); ++i) {
-    const toml::node& element = *array->get(i);
-    const std::string item = key + "[" + std::to_string(i) + "]";
-    const toml::table* table = element.as_table();
-    if (table == nullptr) {
-      type_error(errors, element, item, "a table");
-      continue;
-    }
-    DiscoverConfig source;
-    read_fields(errors, *table, item, fields, source);
-    if (!table->contains("name")) {
-      errors.add(table->source().begin, item + ".name", "missing (the DNS name to discover nodes by)");
-    }
-    if (!table->contains("type")) {
-      errors.add(table->source().begin, item + ".type", "missing (srv or a)");
-    } else if (!errors.any_at_or_below(item + ".type") && !errors.any_at_or_below(item + ".port")) {
-      if (source.type == DiscoverConfig::Type::kA && source.port == 0) {
-        errors.add(table->contains("port") ? table->get("port")->source().begin : table->source().begin,
-                   item + ".port", "type a needs a port (1..65535): the records give only addresses");
-      } else if (source.type == DiscoverConfig::Type::kSrv && source.port != 0) {
-        errors.add(table->get("port")->source().begin, item + ".port",
-                   "type srv takes each record's port: leave port out (or 0)");
-      }
-      if (source.type == DiscoverConfig::Type::kSrv && table->contains("weight")) {
-        errors.add(table->get("weight")->source().begin, item + ".weight",
-                   "type srv takes each record's weight: leave weight out");
-      }
-    }
-    if (!source.tls && !source.tls_name.empty() && !errors.any_at_or_below(item + ".tls")) {
-      errors.add(table->get("tls_name")->source().begin, item + ".tls_name", "needs tls = true");
-    }
-    if (table->contains("name") && !errors.any_at_or_below(item + ".name")) {
-      // One source per name: two would be one source to the resolver, to the admin API
-      // and to gossip (a second port for an A name is a second name, e.g. a CNAME).
-      // (Names are read in lower case.)
-      for (size_t j = 0; j < out.size(); ++j) {
-        if (out[j].name == source.name) {
-          errors.add(table->get("name")->source().begin, item + ".name",
-                     "\"" + source.name + "\" is already " + key + "[" + std::to_string(j) + "]: one source per name");
-          break;
-        }
-      }
-    }
-    out.push_back(std::move(source));
-  }
+  for_each_table(errors, node, key, "an array of tables ([[discover]])",
+                 [&](const toml::table& table, const std::string& item, size_t) {
+                   read_source(errors, table, key, item, fields, out);
+                 });
 }
 
 }  // namespace ringproxy::config_internal

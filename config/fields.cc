@@ -179,4 +179,22 @@ bool is_tchar(char c) {
 
 bool is_token(std::string_view text) { return !text.empty() && std::ranges::all_of(text, is_tchar); }
 
+void for_each_table(Errors& errors, const toml::node& node, const std::string& key, std::string_view expected,
+                    const std::function<void(const toml::table& table, const std::string& item, size_t index)>& each) {
+  const toml::array* array = node.as_array();
+  if (array == nullptr) {
+    type_error(errors, node, key, expected);
+    return;
+  }
+  for (size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = (*array)[i];
+    const std::string item = key + "[" + std::to_string(i) + "]";
+    if (const toml::table* table = element.as_table()) {
+      each(*table, item, i);
+    } else {
+      type_error(errors, element, item, "a table");
+    }
+  }
+}
+
 }  // namespace ringproxy::config_internal

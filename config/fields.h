@@ -90,6 +90,13 @@ void read_address_array(Errors& errors, const toml::node& node, const std::strin
 
 std::optional<std::string> any_text(std::string_view text, std::string* why);
 
+// An array of tables at `key` ([[pool]], backends = [{...}, ...]): `each` is called with
+// every element that is a table and its key ("key[2]") and index; an element that is
+// not a table is an error at it, and a `node` that is not an array one at it
+// ("expected `expected`").
+void for_each_table(Errors& errors, const toml::node& node, const std::string& key, std::string_view expected,
+                    const std::function<void(const toml::table& table, const std::string& item, size_t index)>& each);
+
 // RFC 9110 section 5.6.2 tchar, and token: header names, cookie names (RFC 6265 section
 // 4.1.1), Via's pseudonym.
 bool is_tchar(char c);

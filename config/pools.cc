@@ -86,26 +86,12 @@ class TierReader {
   }
 
  private:
-  const toml::array* array_of_tables(const toml::node& node, const std::string& key) {
-    const toml::array* array = node.as_array();
-    if (array == nullptr) type_error(errors_, node, key, "an array of tables ([[" + key + "]])");
-    return array;
-  }
-
   void read_pools(const toml::node& node) {
-    const toml::array* array = array_of_tables(node, "pool");
-    if (array == nullptr) return;
-    for (size_t i = 0; i < array->size(); ++i) {
-      const std::string key = "pool[" + std::to_string(i) + "]";
-      const toml::node& element = (*array)[i];
-      const toml::table* table = element.as_table();
-      if (table == nullptr) {
-        type_error(errors_, element, key, "a table");
-        continue;
-      }
-      config_.pools.push_back(read_pool(*table, key));
-      pool_tables_.push_back(table);
-    }
+    for_each_table(errors_, node, "pool", "an array of tables ([[pool]])",
+                   [&](const toml::table& table, const std::string& key, size_t) {
+                     config_.pools.push_back(read_pool(table, key));
+                     pool_tables_.push_back(&table);
+                   });
   }
 
   PoolConfig read_pool(const toml::table& table, const std::string& key) {
@@ -164,34 +150,22 @@ class TierReader {
   }
 
   void read_pool_backends(const toml::node& node, const std::string& key, std::vector<BackendConfig>& out) {
-    const toml::array* array = node.as_array();
-    if (array == nullptr) {
-      type_error(errors_, node, key, "an array of tables");
-      return;
-    }
-    for (size_t i = 0; i < array->size(); ++i) {
-      const std::string item = key + "[" + std::to_string(i) + "]";
-      const toml::node& element = (*array)[i];
-      const toml::table* table = element.as_table();
-      if (table == nullptr) {
-        type_error(errors_, element, item, "a table");
-        continue;
-      }
+    for_each_table(errors_, node, key, "an array of tables", [&](const toml::table& table, const std::string& item, size_t) {
       BackendConfig b;
-      read_backend_table(errors_, *table, item, b);
+      read_backend_table(errors_, table, item, b);
       // Within the pool, a name and an address once (another pool may use them).
       for (size_t j = 0; j < out.size(); ++j) {
         const std::string earlier = key + "[" + std::to_string(j) + "]";
         if (!b.name.empty() && b.name == out[j].name) {
-          errors_.add(table->get("name")->source().begin, item + ".name",
+          errors_.add(table.get("name")->source().begin, item + ".name",
                       "duplicate backend name " + quoted(b.name) + " in this pool (first at " + earlier + ")");
         } else if (!b.address.host.empty() && b.address == out[j].address) {
-          errors_.add(table->get("address")->source().begin, item + ".address",
+          errors_.add(table.get("address")->source().begin, item + ".address",
                       "address " + b.address.to_string() + " already used by " + earlier + " in this pool");
         }
       }
       out.push_back(std::move(b));
-    }
+    });
   }
 
   void check_pool(const toml::table& table, const std::string& key, const PoolConfig& pool) {
@@ -236,84 +210,72 @@ class TierReader {
   }
 
   void read_routes(const toml::node& node) {
-    const toml::array* array = array_of_tables(node, "route");
-    if (array == nullptr) return;
     const auto fields = route_fields();
-    for (size_t i = 0; i < array->size(); ++i) {
-      const std::string key = "route[" + std::to_string(i) + "]";
-      const toml::node& element = (*array)[i];
-      const toml::table* table = element.as_table();
-      if (table == nullptr) {
-        type_error(errors_, element, key, "a table");
-        continue;
-      }
-      RouteConfig route;
-      read_fields(errors_, *table, key, fields, route);
-      if (!table->contains("pool")) {
-        errors_.add(table->source().begin, key + ".pool", "missing (the pool its requests go to)");
-      } else if (!errors_.any_at_or_below(key + ".pool") && !pool_exists(route.pool)) {
-        errors_.add(table->get("pool")->source().begin, key + ".pool",
-                    "no pool named " + quoted(route.pool) + " (\"default\" or a [[pool]]'s name)");
-      }
-      if (!errors_.any_at_or_below(key)) {
-        for (size_t j = 0; j < config_.routes.size(); ++j) {
-          if (covers(config_.routes[j], route)) {
-            warnings_.add(table->source().begin, key,
-                          "never matches: route[" + std::to_string(route_index_[j]) +
-                              "] comes first and matches every request this one does");
-            break;
-          }
+    for_each_table(errors_, node, "route", "an array of tables ([[route]])",
+                   [&](const toml::table& table, const std::string& key, size_t i) { read_route(table, key, i, fields); });
+  }
+
+  void read_route(const toml::table& table, const std::string& key, size_t i, const std::vector<Field<RouteConfig>>& fields) {
+    RouteConfig route;
+    read_fields(errors_, table, key, fields, route);
+    if (!table.contains("pool")) {
+      errors_.add(table.source().begin, key + ".pool", "missing (the pool its requests go to)");
+    } else if (!errors_.any_at_or_below(key + ".pool") && !pool_exists(route.pool)) {
+      errors_.add(table.get("pool")->source().begin, key + ".pool",
+                  "no pool named " + quoted(route.pool) + " (\"default\" or a [[pool]]'s name)");
+    }
+    if (!errors_.any_at_or_below(key)) {
+      for (size_t j = 0; j < config_.routes.size(); ++j) {
+        if (covers(config_.routes[j], route)) {
+          warnings_.add(table.source().begin, key,
+                        "never matches: route[" + std::to_string(route_index_[j]) +
+                            "] comes first and matches every request this one does");
+          break;
         }
       }
-      used_.insert(route.pool);
-      config_.routes.push_back(std::move(route));
-      route_index_.push_back(i);
     }
+    used_.insert(route.pool);
+    config_.routes.push_back(std::move(route));
+    route_index_.push_back(i);
   }
 
   void read_listeners(const toml::node& node) {
-    const toml::array* array = array_of_tables(node, "listener");
-    if (array == nullptr) return;
-    for (size_t i = 0; i < array->size(); ++i) {
-      const std::string key = "listener[" + std::to_string(i) + "]";
-      const toml::node& element = (*array)[i];
-      const toml::table* table = element.as_table();
-      if (table == nullptr) {
-        type_error(errors_, element, key, "a table");
-        continue;
-      }
-      ListenerConfig listener;
-      for (auto&& [name, value] : *table) {
-        const std::string item = key + "." + std::string(name.str());
-        if (name.str() == "listen") {
-          text_field<ListenerConfig, Address>("listen", &ListenerConfig::listen, listen_address_value)
-              .read(errors_, value, item, listener);
-        } else if (name.str() == "tls") {
-          ProxyConfig holder;  // [proxy.tls]'s keys and checks, under this key
-          read_proxy_tls(errors_, value, item, holder);
-          listener.tls = std::move(holder.tls);
-        } else if (name.str() == "pool") {
-          if (const std::string* text = get_string(errors_, value, item)) {
-            const std::string pool = text->empty() ? std::string(kDefaultPool) : *text;
-            if (!pool_exists(pool)) {
-              errors_.add(value.source().begin, item,
-                          "no pool named " + quoted(pool) + " (\"\" or \"default\", or a [[pool]]'s name)");
-            }
-            listener.pool = pool;
+    for_each_table(errors_, node, "listener", "an array of tables ([[listener]])",
+                   [&](const toml::table& table, const std::string& key, size_t i) { read_listener(table, key, i); });
+  }
+
+  void read_listener(const toml::table& table, const std::string& key, size_t i) {
+    ListenerConfig listener;
+    for (auto&& [name, value] : table) {
+      const std::string item = key + "." + std::string(name.str());
+      if (name.str() == "listen") {
+        text_field<ListenerConfig, Address>("listen", &ListenerConfig::listen, listen_address_value)
+            .read(errors_, value, item, listener);
+      } else if (name.str() == "tls") {
+        ProxyConfig holder;  // [proxy.tls]'s keys and checks, under this key
+        read_proxy_tls(errors_, value, item, holder);
+        listener.tls = std::move(holder.tls);
+      } else if (name.str() == "pool") {
+        if (const std::string* text = get_string(errors_, value, item)) {
+          const std::string pool = text->empty() ? std::string(kDefaultPool) : *text;
+          if (!pool_exists(pool)) {
+            errors_.add(value.source().begin, item,
+                        "no pool named " + quoted(pool) + " (\"\" or \"default\", or a [[pool]]'s name)");
           }
-        } else {
-          errors_.add(name.source().begin, item, unknown_message("key", name.str(), {"listen", "tls", "pool"}));
+          listener.pool = pool;
         }
+      } else {
+        errors_.add(name.source().begin, item, unknown_message("key", name.str(), {"listen", "tls", "pool"}));
       }
-      if (!table->contains("listen")) {
-        errors_.add(table->source().begin, key + ".listen", "missing (the address to listen on, as \"127.0.0.1:8443\")");
-      } else if (!errors_.any_at_or_below(key + ".listen")) {
-        check_listener_address(*table, key, listener.listen);
-      }
-      used_.insert(listener.pool);
-      config_.listeners.push_back(std::move(listener));
-      listener_index_.push_back(i);
     }
+    if (!table.contains("listen")) {
+      errors_.add(table.source().begin, key + ".listen", "missing (the address to listen on, as \"127.0.0.1:8443\")");
+    } else if (!errors_.any_at_or_below(key + ".listen")) {
+      check_listener_address(table, key, listener.listen);
+    }
+    used_.insert(listener.pool);
+    config_.listeners.push_back(std::move(listener));
+    listener_index_.push_back(i);
   }
 
   void check_listener_address(const toml::table& table, const std::string& key, const Address& listen) {

@@ -437,12 +437,7 @@ class Loader {
   template <class S>
   SectionReader section_reader(std::string_view name, std::vector<Field<S>> fields, S& out) {
     return {name, [this, name, fields = std::move(fields), &out](const toml::node& node) {
-              const std::string key(name);
-              if (const toml::table* table = node.as_table()) {
-                read_fields(errors_, *table, key, fields, out);
-              } else {
-                type_error(errors_, node, key, "a table");
-              }
+              read_section(errors_, node, std::string(name), fields, out);
             }};
   }
 

@@ -175,4 +175,16 @@ void read_fields(Errors& errors, const toml::table& table, const std::string& pr
   }
 }
 
+// A table of keys at `key` ([proxy], ring = { ... }) read with `fields` into `out`; a
+// `node` that is not a table is an error at it.
+template <class Section>
+void read_section(Errors& errors, const toml::node& node, const std::string& key,
+                  const std::vector<Field<Section>>& fields, Section& out) {
+  if (const toml::table* table = node.as_table()) {
+    read_fields(errors, *table, key, fields, out);
+  } else {
+    type_error(errors, node, key, "a table");
+  }
+}
+
 }  // namespace ringproxy::config_internal

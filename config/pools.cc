@@ -119,9 +119,9 @@ class TierReader {
       } else if (n == "hash_key") {
         text_field<PoolConfig, HashKey>("hash_key", &PoolConfig::hash_key, hash_key_value).read(errors_, value, item, pool);
       } else if (n == "ring") {
-        read_table(value, item, ring_section_fields(), pool.ring);
+        read_section(errors_, value, item, ring_section_fields(), pool.ring);
       } else if (n == "health") {
-        read_table(value, item, health_section_fields(), pool.health);
+        read_section(errors_, value, item, health_section_fields(), pool.health);
         if (const toml::table* h = value.as_table(); h && h->contains("timeout_ms")) timeout_written = true;
       } else if (n == "upstream_tls") {
         read_upstream_tls(errors_, value, item, pool.upstream_tls);
@@ -138,15 +138,6 @@ class TierReader {
     if (!timeout_written) pool.health.timeout_ms = std::min(HealthConfig{}.timeout_ms, pool.health.interval_ms);
     check_pool(table, key, pool);
     return pool;
-  }
-
-  template <class S>
-  void read_table(const toml::node& node, const std::string& key, const std::vector<Field<S>>& fields, S& out) {
-    if (const toml::table* t = node.as_table()) {
-      read_fields(errors_, *t, key, fields, out);
-    } else {
-      type_error(errors_, node, key, "a table");
-    }
   }
 
   void read_pool_backends(const toml::node& node, const std::string& key, std::vector<BackendConfig>& out) {

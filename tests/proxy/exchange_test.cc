@@ -150,14 +150,19 @@ TEST(Exchange, RelaysTheNodesAnswerAndEndsOnce) {
 
 // Backpressure down: while a response write waits in the client's transport, the
 // exchange sends nothing more (it stops reading the node), and goes on once drained.
-TEST(Exchange, ANamedNodeWithoutAnAddressIsAnUpstreamFailureNotACrash) {
+TEST(Exchange, ANamedNodeWithoutAnAddressGoesToTheNextNodeAndIsNotItsFailure) {
   // The control thread marks such a node down before publishing; a request routed to it
-  // in between gets the node's failure (retried elsewhere, here a 502 with the cause).
+  // in between goes to the next node (here there is none: a 502 with the cause), and the
+  // node is not charged with a failure (passive health must not eject a node as its
+  // name resolves).
   OneGet get(9, /*named=*/true);
   get.go();
   EXPECT_EQ(get.down.error_status, 502);
   EXPECT_NE(get.down.error_cause.find("no address (cache.test did not resolve) at node node"), std::string::npos)
       << get.down.error_cause;
+  const NodeState& node = *get.shared.routing->backends[0].state;
+  EXPECT_EQ(node.failures(), 0u);
+  EXPECT_EQ(node.consecutive_failures.load(), 0u);
 }
 
 TEST(Exchange, AQueuedSendStopsTheNodeUntilDrained) {

@@ -1,0 +1,191 @@
+// Server's side of discovery (SPEC "Backends by name", proxy/discovery_agent.h): the
+// routing built from the config's backends and what the [[discover]] sources found (the
+// shared sets with gossip), the names followed, what this instance shares, and which
+// SRV priority serves. Control thread only, as the rest of Server.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "proxy/log.h"
+#include "proxy/server.h"
+
+namespace ringproxy {
+
+void Server::copy_states(const Routing& routing) {
+  // SRV priority first (discovery.h, serving_set): of each source's nodes, those of the
+  // best priority that has a usable node serve; the others stand by, still checked.
+  std::map<std::string_view, std::vector<DiscoveredNode>> by_source;
+  for (const Backend& b : routing.backends) {
+    if (!b.source.empty()) {
+      by_source[b.source].push_back({b.name, {}, 0, routing.ring->nodes()[*routing.ring->find(b.name)].weight, b.priority});
+    }
+  }
+  for (const auto& [source, nodes] : by_source) {
+    const auto usable = [&](const DiscoveredNode& n) {
+      const NodeHealth* h = health_.find(n.name);
+      const Backend& b = routing.backends[*routing.ring->find(n.name)];
+      // A weight-0 record takes no keys: it is drained, not usable.
+      return h && h->usable() && n.weight > 0 && !b.sockaddrs.empty() &&
+             !b.state->draining.load(std::memory_order_relaxed) &&
+             !(gossip_ && majority_down_.count(n.name) > 0);
+    };
+    const std::vector<DiscoveredNode> serving = serving_set(nodes, usable);
+    for (const DiscoveredNode& n : nodes) {
+      // Only a node usable on its own stands by; another is what makes it unusable.
+      const bool standby = usable(n) && std::none_of(serving.begin(), serving.end(),
+                                                     [&](const DiscoveredNode& s) { return s.name == n.name; });
+      routing.backends[*routing.ring->find(n.name)].state->standby.store(standby, std::memory_order_relaxed);
+    }
+  }
+  for (const Backend& b : routing.backends) {
+    if (b.source.empty()) b.state->standby.store(false, std::memory_order_relaxed);
+    copy_state(routing, b.name);
+  }
+}
+
+std::vector<FoundNode> Server::current_found() const {
+  std::vector<FoundNode> out;
+  if (!discovery_) return out;
+  for (const DiscoverConfig& source : config_->discover) {
+    std::vector<FoundNode> some;
+    // With gossip, what the instances share (each writes what its resolver found, see
+    // on_discovered); a source nobody has shared yet: this instance's own.
+    if (auto shared = gossip_ ? gossip_->found(source) : std::nullopt) {
+      some = std::move(*shared);
+    } else {
+      some = discovery_->found(source.name);
+    }
+    out.insert(out.end(), std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
+  }
+  return out;
+}
+
+void Server::follow_names(const std::vector<FoundNode>& found) {
+  if (!discovery_) return;
+  std::set<std::string> names;
+  std::set<std::string> configured;
+  for (const BackendConfig& b : config_->backends) {
+    if (b.address.is_name) configured.insert(b.address.host);
+  }
+  names = configured;
+  std::set<std::string> targets;  // SRV targets: held by their source, not by themselves
+  for (const FoundNode& f : found) {
+    if (f.backend.address.is_name && !configured.count(f.backend.address.host)) targets.insert(f.backend.address.host);
+  }
+  names.insert(targets.begin(), targets.end());
+  discovery_->set_names(names, targets);
+}
+
+std::shared_ptr<Routing> Server::build(std::shared_ptr<const Config> config, std::string* error) {
+  const std::shared_ptr<const Routing> current = routing();
+  static const ResolvedNames kNone;
+  std::vector<std::string> skipped;
+  // Only the sources `config` has (a reload that removes one drops its nodes now).
+  std::vector<FoundNode> found;
+  for (const FoundNode& f : found_) {
+    const auto& d = config->discover;
+    if (std::any_of(d.begin(), d.end(), [&](const DiscoverConfig& s) { return s.name == f.source; })) found.push_back(f);
+  }
+  auto next = build_routing(std::move(config), found, discovery_ ? discovery_->names() : kNone, current.get(),
+                            generation_ + 1, worker_count_, error, &skipped);
+  std::set<std::string> now(skipped.begin(), skipped.end());
+  for (const std::string& name : now) {
+    if (!skipped_.count(name)) {
+      RP_LOG(LogLevel::kWarn, "discover: node " + name + " has the name of a configured backend: the configured one stands");
+    }
+  }
+  if (next) skipped_ = std::move(now);  // said once, until it changes
+  return next;
+}
+
+void Server::on_discovered(const DiscoveryAgent::Change& change) {
+  if (draining_) return;
+  const std::string& source = change.source;
+  // Only good answers are shared: a resolver failing here past hold_ms empties the
+  // source for this instance alone, never for the cluster (whose other resolvers may
+  // answer well; with gossip this instance then follows what they share).
+  if (!source.empty() && gossip_ && change.good) {
+    const bool first = change.first;
+    // What this resolver found now goes to every instance, so that all route alike even
+    // when their resolvers see the change at different moments. Its first answer after
+    // a start does not overwrite a set the cluster already shares: a restarted
+    // instance's resolver may lag the one that wrote it (it adopts it instead). Nor is
+    // it written before this instance has the cluster's state (share_first_answers).
+    if (first) {
+      first_answers_.insert(source);
+      share_first_answers();
+    } else {
+      share(source);
+    }
+  }
+  refresh_found();
+}
+
+const DiscoverConfig* Server::source_config(const std::string& source) const {
+  const auto& d = config_->discover;
+  const auto it = std::find_if(d.begin(), d.end(), [&](const DiscoverConfig& s) { return s.name == source; });
+  return it == d.end() ? nullptr : &*it;
+}
+
+void Server::share(const std::string& source) {
+  if (const DiscoverConfig* s = source_config(source)) {
+    applying_ = true;
+    gossip_->share_found(*s, discovery_->found(source));
+    applying_ = false;
+  }
+}
+
+void Server::share_first_answers() {
+  if (!gossip_ || !gossip_->settled()) return;
+  for (const std::string& source : std::exchange(first_answers_, {})) {
+    if (const DiscoverConfig* s = source_config(source); s && !gossip_->found(*s)) share(source);
+  }
+}
+
+void Server::refresh_found() {
+  if (!discovery_ || draining_) return;
+  std::vector<FoundNode> found = current_found();
+  follow_names(found);
+  const auto current = routing();
+  // Rebuilt when the nodes or any named node's addresses changed.
+  bool same = found == found_;
+  if (same) {
+    for (const Backend& b : current->backends) {
+      if (b.address.is_name && resolved_text(discovery_->names(), b.address.host) != b.resolved) same = false;
+    }
+  }
+  if (same) return;
+  const std::vector<FoundNode> before = std::exchange(found_, std::move(found));
+  std::string error;
+  auto next = build(config_, &error);
+  if (!next) {
+    found_ = before;
+    RP_LOG(LogLevel::kError, "discover: the ring cannot be built with what was found: " + error);
+    return;
+  }
+  // A discovered node that left takes its admin drain with it: a record that comes
+  // back later is a new node.
+  for (const Backend& b : current->backends) {
+    if (!b.source.empty() && !next->ring->find(b.name) && b.state->draining.load()) set_drained(b.name, false);
+  }
+  const double moved = Ring::moved_fraction(*current->ring, *next->ring);
+  ++generation_;
+  publish(std::move(next));
+  if (found_ != before) {
+    char pct[32];
+    std::snprintf(pct, sizeof pct, ", %.2f%% of keys moved", moved * 100.0);
+    // Before the workers start (the first answers) nothing has been routed: nothing moved.
+    RP_LOG(LogLevel::kInfo, "discover: " + std::to_string(found_.size()) + " discovered nodes, " +
+                                std::to_string(routing()->backends.size()) + " in all, ring " +
+                                routing()->ring->fingerprint() + (workers_.empty() ? "" : pct));
+  }
+}
+
+std::vector<DiscoveryAgent::Status> Server::discovery_status() const {
+  return discovery_ ? discovery_->status() : std::vector<DiscoveryAgent::Status>{};
+}
+
+}  // namespace ringproxy

@@ -26,9 +26,11 @@
 #include <fstream>
 #include <random>
 #include <iostream>
+#include <mutex>
 #include <chrono>
 #include <sstream>
 #include <stdexcept>
+#include <unordered_set>
 
 #ifndef DEMO_BACKEND_BIN
 #error "DEMO_BACKEND_BIN must name the ringproxy-demo-backend binary (see tests/CMakeLists.txt)"
@@ -406,7 +408,9 @@ std::optional<std::pair<std::string, uint16_t>> split_host_port(std::string_view
   return std::pair{std::string(host), static_cast<uint16_t>(value)};
 }
 
-uint16_t free_port() {
+namespace {
+
+uint16_t bind_any_port() {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return 0;
   sockaddr_in a{};
@@ -419,6 +423,24 @@ uint16_t free_port() {
     port = ntohs(a.sin_port);
   ::close(fd);
   return port;
+}
+
+}  // namespace
+
+uint16_t free_port() {
+  // The kernel may hand the same port to two binds in a row once the first is closed,
+  // and a test that asks for several ports before starting the process that binds them
+  // (a proxy's listen and admin addresses) would then get one port twice: the ports
+  // handed out in this process are never handed out again.
+  static std::mutex mutex;
+  static std::unordered_set<uint16_t> given;
+  const std::lock_guard<std::mutex> lock(mutex);
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const uint16_t port = bind_any_port();
+    if (port == 0) return 0;
+    if (given.insert(port).second) return port;
+  }
+  return 0;
 }
 
 DeadPort::DeadPort() {

@@ -173,7 +173,8 @@ std::optional<std::pair<std::string, uint16_t>> split_host_port(std::string_view
 // A port that was free a moment ago: binds 127.0.0.1:0, reads the port, closes. Racy by
 // nature: another process may take the port before the caller binds it. Prefer port 0
 // plus a printed ready line (as DemoBackend does); use this only for programs that must
-// be told their port up front, such as the proxy's config. Returns 0 on failure.
+// be told their port up front, such as the proxy's config. Never the same port twice in
+// one test process (two calls in a row could otherwise get one port). Returns 0 on failure.
 uint16_t free_port();
 
 // A port where nothing listens, for as long as this lives: a socket bound to

@@ -244,11 +244,27 @@ struct ConfigResult {
 // logs; the admin endpoint should apply the same rule to POST /nodes.
 bool is_valid_backend_name(std::string_view name);
 
-// [[pool]], [[route]] and [[listener]] are read and checked (config/pools.cc) but not
-// served yet: the workers route every request to pool "default" (issue 15's next
-// steps). A config that has one is refused, by --check, at start and on reload, rather
-// than served without its tiers: the reason, or "".
+// What of [[pool]], [[route]] and [[listener]] is read and checked (config/pools.cc) but
+// not served yet (issue 15's next steps): [[listener]]s, and [[pool]]s with gossip
+// (gossip carries pool "default" alone). A config that has one is refused, by --check,
+// at start and on reload, rather than served without it: the reason, or "".
 std::string tiers_not_served_yet(const Config& config);
+
+// Pool "default" as a PoolConfig: the top level's hash key, [ring], [health],
+// [upstream_tls], [[backend]]s and [[discover]]s.
+PoolConfig default_pool_config(const Config& config);
+// Does "default" take requests? Always, unless [[pool]]s are configured and the top
+// level has no [[backend]] and no [[discover]]: then requests no route sends to a pool
+// get 404 (SPEC "Several tiers").
+bool default_pool_declared(const Config& config);
+// Pool `pool`'s backends in `config` ("default": config.backends); null when no pool
+// has that name.
+std::vector<BackendConfig>* pool_backends(Config& config, std::string_view pool);
+// The pool whose [[discover]] source is named `source`; "" when none (names are unique
+// across pools).
+std::string source_pool(const Config& config, std::string_view source);
+// Every pool's [[discover]] sources: the top level's, then each [[pool]]'s in order.
+std::vector<DiscoverConfig> all_sources(const Config& config);
 
 // Loads and validates a config file. Never throws; an unreadable file or a TOML syntax
 // error is reported as an error like any other.

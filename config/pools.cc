@@ -188,10 +188,37 @@ class TierReader {
                   "vnodes x total weight is " + std::to_string(points) + " ring points, above the " +
                       std::to_string(Ring::kMaxPoints) + " a ring can have");
     }
+    check_sources(table, key, pool);
     if (pool.backends.empty() && pool.discover.empty() && !errors_.any_at_or_below(key)) {
       warnings_.add(table.source().begin, key,
                     "pool " + quoted(pool.name) + " has no backends and no discover source: its requests get 503 "
                     "until the admin API or gossip adds nodes");
+    }
+  }
+
+  // A source is one entry to the resolver, the admin API (/discovery) and gossip, which
+  // know it by its name: one pool per name.
+  void check_sources(const toml::table& table, const std::string& key, const PoolConfig& pool) {
+    const toml::array* list = table.get("discover") ? table.get("discover")->as_array() : nullptr;
+    if (list == nullptr || errors_.any_at_or_below(key + ".discover")) return;
+    for (size_t i = 0; i < pool.discover.size() && i < list->size(); ++i) {
+      const std::string& name = pool.discover[i].name;
+      std::string other;
+      for (size_t j = 0; j < config_.discover.size() && other.empty(); ++j) {
+        if (config_.discover[j].name == name) other = "discover[" + std::to_string(j) + "]";
+      }
+      for (size_t p = 0; p < config_.pools.size() && other.empty(); ++p) {
+        for (size_t j = 0; j < config_.pools[p].discover.size() && other.empty(); ++j) {
+          if (config_.pools[p].discover[j].name == name) {
+            other = "pool[" + std::to_string(p) + "].discover[" + std::to_string(j) + "]";
+          }
+        }
+      }
+      if (other.empty()) continue;
+      const toml::table* entry = list->get(i) ? list->get(i)->as_table() : nullptr;
+      const toml::node* at = entry && entry->get("name") ? entry->get("name") : static_cast<const toml::node*>(list);
+      errors_.add(at->source().begin, key + ".discover[" + std::to_string(i) + "].name",
+                  quoted(name) + " is already " + other + ": one source per name, in one pool");
     }
   }
 
@@ -318,15 +345,56 @@ void read_tiers(Errors& errors, Errors& warnings, const toml::table& root, Confi
 
 namespace ringproxy {
 
+PoolConfig default_pool_config(const Config& config) {
+  PoolConfig pool;
+  pool.name = "default";
+  pool.hash_key = config.proxy.hash_key;
+  pool.ring = config.ring;
+  pool.health = config.health;
+  pool.upstream_tls = config.upstream_tls;
+  pool.backends = config.backends;
+  pool.discover = config.discover;
+  return pool;
+}
+
+bool default_pool_declared(const Config& config) {
+  return config.pools.empty() || !config.backends.empty() || !config.discover.empty();
+}
+
+std::vector<BackendConfig>* pool_backends(Config& config, std::string_view pool) {
+  if (pool == "default") return &config.backends;
+  for (PoolConfig& p : config.pools) {
+    if (p.name == pool) return &p.backends;
+  }
+  return nullptr;
+}
+
+std::string source_pool(const Config& config, std::string_view source) {
+  for (const DiscoverConfig& d : config.discover) {
+    if (d.name == source) return "default";
+  }
+  for (const PoolConfig& p : config.pools) {
+    for (const DiscoverConfig& d : p.discover) {
+      if (d.name == source) return p.name;
+    }
+  }
+  return {};
+}
+
+std::vector<DiscoverConfig> all_sources(const Config& config) {
+  std::vector<DiscoverConfig> out = config.discover;
+  for (const PoolConfig& p : config.pools) out.insert(out.end(), p.discover.begin(), p.discover.end());
+  return out;
+}
+
 std::string tiers_not_served_yet(const Config& config) {
-  const char* what = !config.pools.empty()    ? "pool"
-                     : !config.routes.empty() ? "route"
-                     : !config.listeners.empty() ? "listener"
-                                                 : nullptr;
-  if (what == nullptr) return {};
-  return std::string(what) +
-         ": [[pool]], [[route]] and [[listener]] are read and checked but not served yet (issue 15): every "
-         "request would go to the top-level backends";
+  if (!config.listeners.empty()) {
+    return "listener: [[listener]] is read and checked but not served yet (issue 15): use proxy.listen";
+  }
+  if (config.gossip.enabled && !config.pools.empty()) {
+    return "pool: [[pool]] with gossip is not served yet (issue 15): gossip carries pool \"default\" only";
+  }
+  return {};
 }
 
 }  // namespace ringproxy

@@ -236,10 +236,10 @@ std::string check_admin_answer(const AdminRequest& req, const AdminResponse& res
   // Whatever was changed, the running config and ring agree and hold only valid names.
   const Config& config = server.config();
   const auto routing = const_cast<Server&>(server).routing();
-  if (routing->backends.size() != config.backends.size()) return "admin: the ring and the config disagree";
+  if (routing->default_pool().backends.size() != config.backends.size()) return "admin: the ring and the config disagree";
   for (const BackendConfig& b : config.backends) {
     if (!is_valid_backend_name(b.name)) return "admin: a backend with an invalid name was added";
-    if (!routing->ring->find(b.name)) return "admin: a backend of the config is not on the ring";
+    if (!routing->default_pool().ring->find(b.name)) return "admin: a backend of the config is not on the ring";
   }
   return "";
 }

@@ -272,12 +272,19 @@ std::vector<TlsFileProblem> check_tls_files(const Config& config, std::time_t no
       checker.check_bundle({server.client_ca, server.client_ca_pos, "proxy.tls.client_ca"});
     }
   }
-  const UpstreamTlsConfig& upstream = config.upstream_tls;
-  if (!upstream.ca.empty()) checker.check_bundle({upstream.ca, upstream.ca_pos, "upstream_tls.ca"});
-  // The loader refuses one without the other.
-  if (!upstream.cert.empty() && !upstream.key.empty()) {
-    checker.check_pair({upstream.cert, upstream.cert_pos, "upstream_tls.cert"},
-                       {upstream.key, upstream.key_pos, "upstream_tls.key"});
+  const auto check_upstream = [&](const UpstreamTlsConfig& upstream, const std::string& key) {
+    if (!upstream.ca.empty()) checker.check_bundle({upstream.ca, upstream.ca_pos, key + ".ca"});
+    // The loader refuses one without the other.
+    if (!upstream.cert.empty() && !upstream.key.empty()) {
+      checker.check_pair({upstream.cert, upstream.cert_pos, key + ".cert"}, {upstream.key, upstream.key_pos, key + ".key"});
+    }
+  };
+  check_upstream(config.upstream_tls, "upstream_tls");
+  // A pool's own [upstream_tls] (one it took from the top level is checked above).
+  for (size_t i = 0; i < config.pools.size(); ++i) {
+    if (config.pools[i].upstream_tls != config.upstream_tls) {
+      check_upstream(config.pools[i].upstream_tls, "pool[" + std::to_string(i) + "].upstream_tls");
+    }
   }
   return std::move(checker).take();
 }

@@ -25,6 +25,19 @@ AdminResponse error(int status, std::string_view message) {
   return json_response(status, json{{"error", message}});
 }
 
+std::string hash_key_text(const HashKey& k) {
+  switch (k.kind) {
+    case HashKeyKind::kUri: return "uri";
+    case HashKeyKind::kPath: return "path";
+    case HashKeyKind::kHeader: return "header:" + k.name;
+    case HashKeyKind::kCookie: return "cookie:" + k.name;
+    case HashKeyKind::kQuery: return "query:" + k.name;
+    case HashKeyKind::kClientIp: return "client_ip";
+    case HashKeyKind::kClientSubject: return "client_subject";
+  }
+  return "uri";
+}
+
 std::string hex64(uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
@@ -56,10 +69,11 @@ json resolved_json(const Backend& b) {
 
 json mean_or_null(double ms) { return ms < 0 ? json(nullptr) : json(std::round(ms * 1000) / 1000); }
 
-json node_json(const Routing& r, NodeIndex i, const std::vector<double>& shares) {
-  const Backend& b = r.backends[i];
-  const uint32_t weight = r.ring->nodes()[i].weight;
+json node_json(const Pool& pool, NodeIndex i, const std::vector<double>& shares) {
+  const Backend& b = pool.backends[i];
+  const uint32_t weight = pool.ring->nodes()[i].weight;
   return {{"name", b.name},
+          {"pool", pool.name()},
           {"address", b.address.to_string()},
           {"source", node_source(b)},
           {"resolved", resolved_json(b)},
@@ -123,16 +137,20 @@ class Api {
       return r;
     }
     if (p == "/healthz") return only(req, "GET", [&] { return healthz(); });
-    if (p == "/nodes") {
-      if (req.method == "GET" || req.method == "HEAD") return list_nodes();
-      if (req.method == "POST") return add_node(req);
-      return not_allowed("GET, HEAD, POST");
+    if (p == "/pools") return only(req, "GET", [&] { return pools(); });
+    if (p.rfind("/pools/", 0) == 0) {
+      // /pools/NAME: the pool; /pools/NAME/ROUTE: ROUTE (nodes, ring) of that pool.
+      const std::string rest = p.substr(7);
+      const size_t slash = rest.find('/');
+      const std::string pool = rest.substr(0, slash);
+      if (!server_.routing()->find_pool(pool)) return error(404, "no pool named \"" + pool + "\"");
+      if (slash == std::string::npos) return only(req, "GET", [&] { return pool_json_response(pool); });
+      if (auto r = pool_route(req, pool, rest.substr(slash))) return *r;
+      return error(404, "no such endpoint: " + p);
     }
-    if (p.rfind("/nodes/", 0) == 0) return node_route(req, p.substr(7));
-    if (p == "/ring") return only(req, "GET", [&] { return ring(); });
+    if (auto r = pool_route(req, "default", p)) return *r;
     if (p == "/members") return only(req, "GET", [&] { return members(); });
     if (p == "/discovery") return only(req, "GET", [&] { return discovery(); });
-    if (p == "/ring/lookup") return only(req, "GET", [&] { return lookup(req); });
     if (p == "/reload") return only(req, "POST", [&] { return reload(req); });
     if (p == "/metrics") {
       return only(req, "GET", [&] {
@@ -179,48 +197,100 @@ class Api {
     return {200, "text/plain", "ok\n", {}};
   }
 
-  AdminResponse list_nodes() {
+  // The routes of one pool ("/nodes", "/nodes/NAME[/ACTION]", "/ring", "/ring/lookup"),
+  // under /pools/NAME/ or, for "default", at the root; nullopt for another path.
+  std::optional<AdminResponse> pool_route(const AdminRequest& req, const std::string& pool, const std::string& p) {
+    if (p == "/nodes") {
+      if (req.method == "GET" || req.method == "HEAD") return list_nodes(pool);
+      if (req.method == "POST") return add_node(req, pool);
+      return not_allowed("GET, HEAD, POST");
+    }
+    if (p.rfind("/nodes/", 0) == 0) return node_route(req, pool, p.substr(7));
+    if (p == "/ring") return only(req, "GET", [&] { return ring(pool); });
+    if (p == "/ring/lookup") return only(req, "GET", [&] { return lookup(req, pool); });
+    return std::nullopt;
+  }
+
+  // GET /pools: every pool with its settings, ring and routes.
+  AdminResponse pools() {
     const auto r = server_.routing();
-    const auto shares = r->ring->shares();
+    json list = json::array();
+    for (const Pool& pool : r->pools) list.push_back(pool_json(*r, pool));
+    return json_response(200, json{{"pools", list}});
+  }
+
+  AdminResponse pool_json_response(const std::string& name) {
+    const auto r = server_.routing();
+    return json_response(200, pool_json(*r, *r->find_pool(name)));
+  }
+
+  static json pool_json(const Routing& r, const Pool& pool) {
+    json routes = json::array();
+    for (size_t i = 0; i < r.routes.size(); ++i) {
+      if (r.routes[i].pool != pool.index) continue;
+      const RouteConfig& rc = r.config->routes[i];
+      routes.push_back({{"host", rc.host}, {"path_prefix", rc.path_prefix}});
+    }
+    size_t usable = 0;
+    for (const Backend& b : pool.backends) usable += b.state->usable() ? 1 : 0;
+    return {{"name", pool.name()},
+            {"declared", pool.declared},
+            {"hash_key", hash_key_text(pool.config.hash_key)},
+            {"nodes", pool.backends.size()},
+            {"usable", usable},
+            {"fingerprint", pool.ring->fingerprint()},
+            {"points", pool.ring->points()},
+            {"vnodes", pool.ring->vnodes()},
+            {"placement", pool.ring->placement() == Placement::kNginx ? "nginx" : "xxh3"},
+            {"routes", routes}};
+  }
+
+  AdminResponse list_nodes(const std::string& pool_name) {
+    const auto r = server_.routing();
+    const Pool& pool = *r->find_pool(pool_name);
+    const auto shares = pool.ring->shares();
     json nodes = json::array();
-    for (NodeIndex i = 0; i < r->backends.size(); ++i) nodes.push_back(node_json(*r, i, shares));
+    for (NodeIndex i = 0; i < pool.backends.size(); ++i) nodes.push_back(node_json(pool, i, shares));
     return json_response(200, json{{"nodes", nodes}});
   }
 
-  AdminResponse node_route(const AdminRequest& req, const std::string& rest) {
+  AdminResponse node_route(const AdminRequest& req, const std::string& pool_name, const std::string& rest) {
     const size_t slash = rest.find('/');
     const std::string name = rest.substr(0, slash);
     const std::string action = slash == std::string::npos ? "" : rest.substr(slash + 1);
     if (slash != std::string::npos && action.empty()) return error(404, "no such endpoint: /nodes/" + rest);
     const auto r = server_.routing();
-    const auto index = r->ring->find(name);
-    if (!index) return error(404, "no node named \"" + name + "\"");
+    const Pool& pool = *r->find_pool(pool_name);
+    const auto index = pool.ring->find(name);
+    if (!index) {
+      return error(404, "no node named \"" + name + "\"" + (pool.is_default() ? "" : " in pool " + pool_name));
+    }
     // A discovered node comes and goes with its DNS record: drained here, but neither
     // removed nor re-weighted (its record says its weight).
-    const std::string& source = r->backends[*index].source;
+    const std::string& source = pool.backends[*index].source;
     if (!source.empty() && ((action.empty() && req.method == "DELETE") || (action == "weight" && req.method == "PUT"))) {
       return error(409, "node \"" + name + "\" was discovered by [[discover]] " + source +
                             ": change its DNS record (drain works)");
     }
     if (action.empty()) {
-      if (req.method == "GET" || req.method == "HEAD") return json_response(200, node_json(*r, *index, r->ring->shares()));
-      if (req.method == "DELETE") return remove_node(name);
+      if (req.method == "GET" || req.method == "HEAD") return json_response(200, node_json(pool, *index, pool.ring->shares()));
+      if (req.method == "DELETE") return remove_node(pool_name, name);
       return not_allowed("GET, HEAD, DELETE");
     }
     if (action == "drain" || action == "undrain") {
       if (req.method != "POST") return not_allowed("POST");
-      server_.set_drained(name, action == "drain");
-      RP_LOG(LogLevel::kInfo, "admin: " + action + " node=" + name);
-      return json_response(200, node_json(*r, *index, r->ring->shares()));
+      server_.set_drained(pool_name, name, action == "drain");
+      RP_LOG(LogLevel::kInfo, "admin: " + action + " node=" + pool.qualified(name));
+      return json_response(200, node_json(pool, *index, pool.ring->shares()));
     }
     if (action == "weight") {
       if (req.method != "PUT") return not_allowed("PUT");
-      return set_weight(req, name);
+      return set_weight(req, pool_name, name);
     }
     return error(404, "no such endpoint: /nodes/" + rest);
   }
 
-  AdminResponse add_node(const AdminRequest& req) {
+  AdminResponse add_node(const AdminRequest& req, const std::string& pool) {
     json body;
     AdminResponse resp;
     if (!parse_body(req, &body, &resp)) return resp;
@@ -258,41 +328,44 @@ class Api {
       }
     }
     Config next = server_.config();
-    for (const BackendConfig& b : next.backends) {
+    std::vector<BackendConfig>& backends = *pool_backends(next, pool);
+    for (const BackendConfig& b : backends) {
       if (b.name == name) return error(409, "a node named \"" + name + "\" exists");
       if (b.address == *address) {
         return error(409, "address " + address->to_string() + " is already node \"" + b.name + "\"");
       }
     }
-    next.backends.push_back({name, *address, static_cast<uint32_t>(weight), tls, tls_name});
+    backends.push_back({name, *address, static_cast<uint32_t>(weight), tls, tls_name});
     if (std::string e = server_.apply(std::move(next)); !e.empty()) return error(400, e);
-    RP_LOG(LogLevel::kInfo, "admin: added node=" + name + " address=" + address->to_string());
     const auto r = server_.routing();
-    return json_response(201, node_json(*r, *r->ring->find(name), r->ring->shares()));
+    const Pool& p = *r->find_pool(pool);
+    RP_LOG(LogLevel::kInfo, "admin: added node=" + p.qualified(name) + " address=" + address->to_string());
+    return json_response(201, node_json(p, *p.ring->find(name), p.ring->shares()));
   }
 
-  AdminResponse remove_node(const std::string& name) {
+  AdminResponse remove_node(const std::string& pool, const std::string& name) {
     Config next = server_.config();
-    std::erase_if(next.backends, [&](const BackendConfig& b) { return b.name == name; });
+    std::erase_if(*pool_backends(next, pool), [&](const BackendConfig& b) { return b.name == name; });
     if (std::string e = server_.apply(std::move(next)); !e.empty()) return error(400, e);
-    RP_LOG(LogLevel::kInfo, "admin: removed node=" + name);
+    RP_LOG(LogLevel::kInfo, "admin: removed node=" + server_.routing()->find_pool(pool)->qualified(name));
     return json_response(200, json{{"removed", name}});
   }
 
-  AdminResponse set_weight(const AdminRequest& req, const std::string& name) {
+  AdminResponse set_weight(const AdminRequest& req, const std::string& pool, const std::string& name) {
     json body;
     AdminResponse resp;
     if (!parse_body(req, &body, &resp)) return resp;
     int64_t weight = 0;
     if (!int_field(body, "weight", 0, 1000, &weight, &resp)) return resp;
     Config next = server_.config();
-    for (BackendConfig& b : next.backends) {
+    for (BackendConfig& b : *pool_backends(next, pool)) {
       if (b.name == name) b.weight = static_cast<uint32_t>(weight);
     }
     if (std::string e = server_.apply(std::move(next)); !e.empty()) return error(400, e);
-    RP_LOG(LogLevel::kInfo, "admin: weight node=" + name + " weight=" + std::to_string(weight));
     const auto r = server_.routing();
-    return json_response(200, node_json(*r, *r->ring->find(name), r->ring->shares()));
+    const Pool& p = *r->find_pool(pool);
+    RP_LOG(LogLevel::kInfo, "admin: weight node=" + p.qualified(name) + " weight=" + std::to_string(weight));
+    return json_response(200, node_json(p, *p.ring->find(name), p.ring->shares()));
   }
 
   AdminResponse members() {
@@ -326,11 +399,15 @@ class Api {
       if (st.is_source) {
         o["type"] = st.type == DiscoverConfig::Type::kSrv ? "srv" : "a";
         json nodes = json::array();
-        for (const Backend& b : r->backends) {
-          if (b.source != st.name) continue;
-          const uint32_t weight = r->ring->nodes()[*r->ring->find(b.name)].weight;
-          nodes.push_back({{"name", b.name}, {"weight", weight}, {"priority", b.priority}, {"state", node_state(b, weight)}});
+        const std::string pool_name = source_pool(*r->config, st.name);
+        if (const Pool* pool = r->find_pool(pool_name)) {
+          for (const Backend& b : pool->backends) {
+            if (b.source != st.name) continue;
+            const uint32_t weight = pool->ring->nodes()[*pool->ring->find(b.name)].weight;
+            nodes.push_back({{"name", b.name}, {"weight", weight}, {"priority", b.priority}, {"state", node_state(b, weight)}});
+          }
         }
+        o["pool"] = pool_name;
         o["nodes"] = nodes;
         sources.push_back(std::move(o));
       } else {
@@ -341,35 +418,38 @@ class Api {
     return json_response(200, json{{"sources", sources}, {"names", names}});
   }
 
-  AdminResponse ring() {
+  AdminResponse ring(const std::string& pool_name) {
     const auto r = server_.routing();
-    const auto shares = r->ring->shares();
+    const Pool& pool = *r->find_pool(pool_name);
+    const auto shares = pool.ring->shares();
     json nodes = json::array();
-    for (NodeIndex i = 0; i < r->backends.size(); ++i) {
-      nodes.push_back({{"name", r->backends[i].name}, {"share", shares[i]}});
+    for (NodeIndex i = 0; i < pool.backends.size(); ++i) {
+      nodes.push_back({{"name", pool.backends[i].name}, {"share", shares[i]}});
     }
-    return json_response(200, json{{"fingerprint", r->ring->fingerprint()},
-                                   {"points", r->ring->points()},
-                                   {"vnodes", r->ring->vnodes()},
-                                   {"placement", r->ring->placement() == Placement::kNginx ? "nginx" : "xxh3"},
+    return json_response(200, json{{"pool", pool.name()},
+                                   {"fingerprint", pool.ring->fingerprint()},
+                                   {"points", pool.ring->points()},
+                                   {"vnodes", pool.ring->vnodes()},
+                                   {"placement", pool.ring->placement() == Placement::kNginx ? "nginx" : "xxh3"},
                                    {"nodes", nodes}});
   }
 
-  AdminResponse lookup(const AdminRequest& req) {
+  AdminResponse lookup(const AdminRequest& req, const std::string& pool_name) {
     bool found = false;
     const std::string key = req.param("key", &found);
     if (!found) return error(400, "missing ?key=");
     const auto r = server_.routing();
-    const uint64_t h = r->ring->key_hash(key);
+    const Pool& pool = *r->find_pool(pool_name);
+    const uint64_t h = pool.ring->key_hash(key);
     json order = json::array();
-    r->ring->walk(h, [&](NodeIndex i) {
-      if (r->backends[i].state->usable()) order.push_back(r->backends[i].name);
+    pool.ring->walk(h, [&](NodeIndex i) {
+      if (pool.backends[i].state->usable()) order.push_back(pool.backends[i].name);
       return true;
     });
     json node = order.empty() ? json(nullptr) : order[0];
     json fallbacks = json::array();
     for (size_t i = 1; i < order.size(); ++i) fallbacks.push_back(order[i]);
-    return json_response(200, json{{"key", key}, {"hash", hex64(h)}, {"node", node}, {"fallbacks", fallbacks}});
+    return json_response(200, json{{"key", key}, {"pool", pool.name()}, {"hash", hex64(h)}, {"node", node}, {"fallbacks", fallbacks}});
   }
 
   AdminResponse reload(const AdminRequest& req) {
@@ -428,7 +508,6 @@ AdminHandler make_admin_handler(Server& server) {
 std::string status_page(const Routing& r, double uptime_s) {
   static constexpr const char* kPalette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                              "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79"};
-  const auto shares = r.ring->shares();
   std::string h;
   h += "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
        "<meta http-equiv=\"refresh\" content=\"2\"><title>ringproxy</title>\n<style>"
@@ -439,54 +518,65 @@ std::string status_page(const Routing& r, double uptime_s) {
        ".wrap{display:flex;gap:32px;align-items:flex-start;flex-wrap:wrap}"
        "</style></head><body>\n<h1>ringproxy</h1>\n";
   char line[256];
-  std::snprintf(line, sizeof line, "<p>%zu nodes, %zu ring points, fingerprint <code>%s</code>, up %.0f s</p>\n",
-                r.backends.size(), r.ring->points(), r.ring->fingerprint().c_str(), uptime_s);
+  std::snprintf(line, sizeof line, "<p>up %.0f s</p>\n", uptime_s);
   h += line;
-  h += "<div class=\"wrap\"><table><tr><th>node</th><th>address</th><th>source</th><th>state</th><th>weight</th>"
-       "<th>share</th><th>in flight</th><th>requests</th><th>req/s</th><th>failures</th><th>fail/s</th>"
-       "<th>response ms (mean)</th></tr>\n";
-  for (NodeIndex i = 0; i < r.backends.size(); ++i) {
-    const Backend& b = r.backends[i];
-    const uint32_t weight = r.ring->nodes()[i].weight;
-    const std::string state = node_state(b, weight);
-    std::snprintf(line, sizeof line, "%.1f%%", shares[i] * 100);
-    const std::string requests = std::to_string(b.state->requests());
-    const std::string failures = std::to_string(b.state->failures());
-    h += "<tr data-node=\"" + html_escape(b.name) + "\" data-requests=\"" + requests + "\" data-failures=\"" +
-         failures + "\"><td><span class=\"sw\" style=\"background:" + std::string(kPalette[i % 10]) + "\"></span>" +
-         html_escape(b.name) + "</td><td>" + html_escape(b.address.to_string()) + "</td><td>" +
-         html_escape(node_source(b)) + "</td><td class=\"" + state +
-         "\">" + state + "</td><td>" + std::to_string(weight) + "</td><td>" + line + "</td><td>" +
-         std::to_string(b.state->in_flight.load()) + "</td><td>" + requests + "</td><td class=\"rq\">-</td><td>" +
-         failures + "</td><td class=\"rf\">-</td><td>";
-    if (const double ms = b.state->mean_header_ms(); ms >= 0) {
-      std::snprintf(line, sizeof line, "%.2f", ms);
-      h += line;
-    } else {
-      h += "-";
+  for (const Pool& pool : r.pools) {
+    // "default" alone (no [[pool]]) as it always was; with pools, each under its name.
+    if (r.pools.size() > 1) {
+      h += "<h2>pool " + html_escape(pool.name()) + "</h2>\n";
+      if (!pool.declared) h += "<p>no [[backend]] or [[discover]]: requests no route matches get 404</p>\n";
     }
-    h += "</td></tr>\n";
-  }
-  h += "</table>\n";
-  // The ring: each point a tick on a circle at angle hash / 2^64, coloured by owner;
-  // points of unusable nodes grey. At most ~4,000 ticks are drawn (every k-th point).
-  constexpr double kR = 150, kC = 170;
-  h += "<svg width=\"340\" height=\"340\" viewBox=\"0 0 340 340\" role=\"img\" aria-label=\"ring\">"
-       "<circle cx=\"170\" cy=\"170\" r=\"150\" fill=\"none\" stroke=\"#ccc\" stroke-width=\"1\"/>\n";
-  const size_t n = r.ring->points();
-  const size_t step = n > 4000 ? (n + 3999) / 4000 : 1;
-  for (size_t p = 0; p < n; p += step) {
-    const double a = static_cast<double>(r.ring->point_hash(p)) / 18446744073709551616.0 * 2 * M_PI - M_PI / 2;
-    const NodeIndex owner = r.ring->point_owner(p);
-    const bool usable = r.backends[owner].state->usable();
-    const char* colour = usable ? kPalette[owner % 10] : "#bbb";
-    std::snprintf(line, sizeof line,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1\"/>",
-                  kC + (kR - 10) * std::cos(a), kC + (kR - 10) * std::sin(a), kC + (kR + 10) * std::cos(a),
-                  kC + (kR + 10) * std::sin(a), colour);
+    const auto shares = pool.ring->shares();
+    std::snprintf(line, sizeof line, "<p>%zu nodes, %zu ring points, fingerprint <code>%s</code></p>\n",
+                  pool.backends.size(), pool.ring->points(), pool.ring->fingerprint().c_str());
     h += line;
+    h += "<div class=\"wrap\"><table><tr><th>node</th><th>address</th><th>source</th><th>state</th><th>weight</th>"
+         "<th>share</th><th>in flight</th><th>requests</th><th>req/s</th><th>failures</th><th>fail/s</th>"
+         "<th>response ms (mean)</th></tr>\n";
+    for (NodeIndex i = 0; i < pool.backends.size(); ++i) {
+      const Backend& b = pool.backends[i];
+      const uint32_t weight = pool.ring->nodes()[i].weight;
+      const std::string state = node_state(b, weight);
+      std::snprintf(line, sizeof line, "%.1f%%", shares[i] * 100);
+      const std::string requests = std::to_string(b.state->requests());
+      const std::string failures = std::to_string(b.state->failures());
+      h += "<tr data-node=\"" + html_escape(pool.qualified(b.name)) + "\" data-requests=\"" + requests +
+           "\" data-failures=\"" + failures + "\"><td><span class=\"sw\" style=\"background:" +
+           std::string(kPalette[i % 10]) + "\"></span>" + html_escape(b.name) + "</td><td>" +
+           html_escape(b.address.to_string()) + "</td><td>" + html_escape(node_source(b)) + "</td><td class=\"" +
+           state + "\">" + state + "</td><td>" + std::to_string(weight) + "</td><td>" + line + "</td><td>" +
+           std::to_string(b.state->in_flight.load()) + "</td><td>" + requests + "</td><td class=\"rq\">-</td><td>" +
+           failures + "</td><td class=\"rf\">-</td><td>";
+      if (const double ms = b.state->mean_header_ms(); ms >= 0) {
+        std::snprintf(line, sizeof line, "%.2f", ms);
+        h += line;
+      } else {
+        h += "-";
+      }
+      h += "</td></tr>\n";
+    }
+    h += "</table>\n";
+    // The ring: each point a tick on a circle at angle hash / 2^64, coloured by owner;
+    // points of unusable nodes grey. At most ~4,000 ticks are drawn (every k-th point).
+    constexpr double kR = 150, kC = 170;
+    h += "<svg width=\"340\" height=\"340\" viewBox=\"0 0 340 340\" role=\"img\" aria-label=\"ring\">"
+         "<circle cx=\"170\" cy=\"170\" r=\"150\" fill=\"none\" stroke=\"#ccc\" stroke-width=\"1\"/>\n";
+    const size_t n = pool.ring->points();
+    const size_t step = n > 4000 ? (n + 3999) / 4000 : 1;
+    for (size_t p = 0; p < n; p += step) {
+      const double a = static_cast<double>(pool.ring->point_hash(p)) / 18446744073709551616.0 * 2 * M_PI - M_PI / 2;
+      const NodeIndex owner = pool.ring->point_owner(p);
+      const bool usable = pool.backends[owner].state->usable();
+      const char* colour = usable ? kPalette[owner % 10] : "#bbb";
+      std::snprintf(line, sizeof line,
+                    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1\"/>",
+                    kC + (kR - 10) * std::cos(a), kC + (kR - 10) * std::sin(a), kC + (kR + 10) * std::cos(a),
+                    kC + (kR + 10) * std::sin(a), colour);
+      h += line;
+    }
+    h += "\n</svg></div>\n";
   }
-  h += "\n</svg></div>\n<p><a href=\"/nodes\">/nodes</a> · <a href=\"/ring\">/ring</a> · "
+  h += "<p><a href=\"/pools\">/pools</a> · <a href=\"/nodes\">/nodes</a> · <a href=\"/ring\">/ring</a> · "
        "<a href=\"/discovery\">/discovery</a> · <a href=\"/metrics\">/metrics</a></p>\n";
   // Rates: the page keeps the last counts it saw (sessionStorage) and divides the
   // difference by the time between two refreshes. No external script.

@@ -60,23 +60,27 @@ std::string resolved_text(const ResolvedNames& names, std::string_view host) {
   return out;
 }
 
-std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, const std::vector<FoundNode>& found,
-                                       const ResolvedNames& names, const Routing* previous, uint64_t generation,
-                                       unsigned workers, std::string* error, std::vector<std::string>* skipped) {
-  // The config's backends, then each found node whose name is not taken; in this order
-  // (the ring sorts its nodes itself, so the order decides only who keeps a name).
+namespace {
+
+// Pool `spec`'s ring and nodes: its configured backends, then each found node of the
+// pool whose name is not taken. Node states come from `previous`'s pool of that name.
+bool build_pool(Pool& pool, const std::vector<FoundNode>& found, const ResolvedNames& names, const Pool* previous,
+                unsigned workers, std::string* error, std::vector<std::string>* skipped) {
+  // The configured backends, then each found node whose name is not taken; in this
+  // order (the ring sorts its nodes itself, so the order decides only who keeps a name).
   std::vector<const BackendConfig*> specs;
   std::vector<const FoundNode*> origin;
-  specs.reserve(config->backends.size() + found.size());
+  specs.reserve(pool.config.backends.size() + found.size());
   std::set<std::string_view> taken;
-  for (const BackendConfig& b : config->backends) {
+  for (const BackendConfig& b : pool.config.backends) {
     specs.push_back(&b);
     origin.push_back(nullptr);
     taken.insert(b.name);
   }
   for (const FoundNode& f : found) {
+    if (f.pool != pool.config.name) continue;
     if (!taken.insert(f.backend.name).second) {
-      if (skipped) skipped->push_back(f.backend.name);
+      if (skipped) skipped->push_back(pool.qualified(f.backend.name));
       continue;
     }
     specs.push_back(&f.backend);
@@ -85,31 +89,30 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
   std::vector<RingNode> nodes;
   nodes.reserve(specs.size());
   for (const BackendConfig* b : specs) nodes.push_back({b->name, b->address.to_string(), b->weight});
-  RingBuildResult built = Ring::build(std::move(nodes), config->ring.vnodes, config->ring.placement);
+  RingBuildResult built = Ring::build(std::move(nodes), pool.config.ring.vnodes, pool.config.ring.placement);
   if (!built.ring) {
-    *error = built.error;
-    return nullptr;
+    *error = pool.is_default() ? built.error : "pool " + pool.config.name + ": " + built.error;
+    return false;
   }
-  auto routing = std::make_shared<Routing>();
-  routing->config = std::move(config);
-  routing->ring = std::move(built.ring);
-  routing->generation = generation;
-  if (previous) {
-    routing->server_tls = previous->server_tls;
-    routing->upstream_tls = previous->upstream_tls;
-  }
-  routing->backends.resize(routing->ring->nodes().size());
+  pool.ring = std::move(built.ring);
+  pool.backends.resize(pool.ring->nodes().size());
   for (size_t k = 0; k < specs.size(); ++k) {
     const BackendConfig& b = *specs[k];
-    const NodeIndex i = *routing->ring->find(b.name);
-    Backend& out = routing->backends[i];
+    const NodeIndex i = *pool.ring->find(b.name);
+    Backend& out = pool.backends[i];
     out.name = b.name;
     out.address = b.address;
     if (origin[k]) {
       out.source = origin[k]->source;
       out.priority = origin[k]->priority;
     }
-    out.pool_key = b.name;
+    // Another pool's connections are never reused for this one's node: its TLS
+    // settings ([upstream_tls]) may differ, as nginx's upstream blocks keep theirs.
+    if (!pool.is_default()) {
+      out.pool_key = pool.config.name;
+      out.pool_key += '\0';
+    }
+    out.pool_key += b.name;
     out.pool_key += '\0';
     out.pool_key += b.address.to_string();
     out.sockaddrs = sockaddrs_of(b.address, names);
@@ -118,8 +121,8 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
       out.pool_key += '\0';
       out.pool_key += out.resolved;
     } else if (out.sockaddrs.empty()) {
-      *error = "backend " + b.name + ": address " + b.address.to_string() + " does not parse";
-      return nullptr;
+      *error = "backend " + pool.qualified(b.name) + ": address " + b.address.to_string() + " does not parse";
+      return false;
     }
     out.tls = b.tls;
     if (b.tls) {
@@ -134,7 +137,88 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
     }
     if (!out.state) out.state = std::make_shared<NodeState>(workers);
   }
+  return true;
+}
+
+}  // namespace
+
+std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, const std::vector<FoundNode>& found,
+                                       const ResolvedNames& names, const Routing* previous, uint64_t generation,
+                                       unsigned workers, std::string* error, std::vector<std::string>* skipped) {
+  auto routing = std::make_shared<Routing>();
+  routing->generation = generation;
+  if (previous) routing->server_tls = previous->server_tls;
+  routing->pools.reserve(config->pools.size() + 1);
+  routing->pools.emplace_back().config = default_pool_config(*config);
+  routing->pools.back().declared = default_pool_declared(*config);
+  for (const PoolConfig& p : config->pools) routing->pools.emplace_back().config = p;
+  uint32_t base = 0;
+  for (uint32_t i = 0; i < routing->pools.size(); ++i) {
+    Pool& pool = routing->pools[i];
+    pool.index = i;
+    pool.base = base;
+    const Pool* before = previous ? previous->find_pool(pool.config.name) : nullptr;
+    if (before) pool.upstream_tls = before->upstream_tls;
+    if (!build_pool(pool, found, names, before, workers, error, skipped)) return nullptr;
+    base += static_cast<uint32_t>(pool.backends.size());
+  }
+  for (const RouteConfig& r : config->routes) {
+    CompiledRoute& out = routing->routes.emplace_back();
+    out.wildcard = r.host.starts_with("*.");
+    out.host = out.wildcard ? r.host.substr(1) : r.host;  // "*.example.com" -> ".example.com"
+    out.path_prefix = r.path_prefix;
+    const Pool* pool = routing->find_pool(r.pool);
+    if (!pool) {
+      *error = "route to pool " + r.pool + ": no such pool";
+      return nullptr;
+    }
+    out.pool = pool->index;
+  }
+  routing->config = std::move(config);
   return routing;
+}
+
+namespace {
+
+bool lower_equals(std::string_view text, std::string_view lower) {
+  if (text.size() != lower.size()) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
+// The host part of a Host value: without its port and one trailing dot; an IPv6
+// literal without its brackets (as a route's host is written).
+std::string_view host_part(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    const size_t close = host.find(']');
+    return close == std::string_view::npos ? host : host.substr(1, close - 1);
+  }
+  if (const size_t colon = host.rfind(':'); colon != std::string_view::npos) host = host.substr(0, colon);
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  return host;
+}
+
+}  // namespace
+
+uint32_t match_route(const Routing& routing, std::string_view host, std::string_view target, uint32_t fallback) {
+  if (routing.routes.empty()) return fallback;
+  host = host_part(host);
+  for (const CompiledRoute& r : routing.routes) {
+    if (!r.host.empty()) {
+      if (r.wildcard) {
+        // ".example.com": at least one label before it.
+        if (host.size() <= r.host.size() || !lower_equals(host.substr(host.size() - r.host.size()), r.host)) continue;
+      } else if (!lower_equals(host, r.host)) {
+        continue;
+      }
+    }
+    if (target.starts_with(r.path_prefix)) return r.pool;
+  }
+  return fallback;
 }
 
 }  // namespace ringproxy

@@ -147,19 +147,68 @@ struct Backend {
   std::shared_ptr<NodeState> state;
 };
 
-struct Routing {
-  std::shared_ptr<const Config> config;
+// One tier (SPEC "Several tiers"): its settings, ring and nodes. Routing::pools[0] is
+// "default" (the top level's [[backend]]s, [[discover]]s, [ring] and [health]).
+struct Pool {
+  // name, hash_key, ring, health and upstream_tls as configured ("default": the top
+  // level's); backends and discover are the config's, before discovery and gossip.
+  PoolConfig config;
+  uint32_t index = 0;  // in Routing::pools
+  // Where this pool's nodes start in the routing's flat node numbering (a worker keeps
+  // one upstream pool per node of every pool, Worker::pool): node i is base + i.
+  uint32_t base = 0;
+  // False for "default" when [[pool]]s are configured and the top level has no
+  // [[backend]] and no [[discover]]: requests no route sends elsewhere get 404.
+  bool declared = true;
   std::shared_ptr<const Ring> ring;
   std::vector<Backend> backends;  // indexed by NodeIndex of `ring`
-  uint64_t generation = 0;        // increases with every publication
+  // The pool's [upstream_tls], loaded (as Routing::server_tls, kept by rebuilds that
+  // are not reloads): what connections to its tls = true nodes are made with.
+  std::shared_ptr<const ClientTlsContext> upstream_tls;
+
+  const std::string& name() const { return config.name; }
+  bool is_default() const { return index == 0; }
+  // How a node is named where every pool's nodes meet (health keys, logs, gossip):
+  // "NAME" in "default", else "POOL/NAME" (a backend name never has a '/').
+  std::string qualified(std::string_view node) const {
+    return is_default() ? std::string(node) : config.name + "/" + std::string(node);
+  }
+};
+
+// A [[route]] as the request path matches it: pool index instead of name.
+struct CompiledRoute {
+  std::string host;  // "" any; else lower case: the exact name, or for "*.suffix" ".suffix"
+  bool wildcard = false;  // host is a suffix, with at least one label before it
+  std::string path_prefix;
+  uint32_t pool = 0;
+};
+
+struct Routing {
+  std::shared_ptr<const Config> config;
+  std::vector<Pool> pools;  // [0] "default", then the config's [[pool]]s in file order
+  std::vector<CompiledRoute> routes;  // the config's [[route]]s in file order
+  uint64_t generation = 0;  // increases with every publication
   // proxy.tls's certificates, loaded (null: a plain listener). Built at start and on
   // every reload; a routing built for another change (admin, gossip) keeps the
   // previous one's.
   std::shared_ptr<const ServerTlsContext> server_tls;
-  // [upstream_tls], loaded: what connections to tls = true nodes are made with. Built
-  // at start and on every reload, kept by other changes, as server_tls.
-  std::shared_ptr<const ClientTlsContext> upstream_tls;
+
+  const Pool& default_pool() const { return pools[0]; }
+  // Null when no pool has that name.
+  const Pool* find_pool(std::string_view name) const {
+    for (const Pool& p : pools) {
+      if (p.config.name == name) return &p;
+    }
+    return nullptr;
+  }
+  // Every pool's nodes together (the flat numbering of Pool::base).
+  size_t node_count() const { return pools.empty() ? 0 : pools.back().base + pools.back().backends.size(); }
 };
+
+// The pool of a request: the first route matching `host` (a Host field value: any case,
+// maybe a port) and `target` (the request target as sent, matched by prefix), else
+// `fallback`. No allocation.
+uint32_t match_route(const Routing& routing, std::string_view host, std::string_view target, uint32_t fallback);
 
 // Fills a sockaddr for an IP literal address; false if it does not parse.
 bool to_sockaddr(const Address& address, sockaddr_storage* out);
@@ -170,6 +219,7 @@ struct FoundNode {
   BackendConfig backend;  // address: the SRV target (a name) or the A/AAAA address, and port
   std::string source;     // the [[discover]] name
   uint16_t priority = 0;
+  std::string pool = "default";  // the pool whose [[discover]] it is
   bool operator==(const FoundNode&) const = default;
 };
 

@@ -131,8 +131,16 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err, std
     err << path << ": upstream_tls: " << context_error << '\n' << path << ": 1 error\n";
     return kExitConfig;
   }
+  for (const PoolConfig& pool : r.config.pools) {
+    if (pool.upstream_tls != r.config.upstream_tls && !ClientTlsContext::create(pool.upstream_tls, &context_error)) {
+      err << path << ": pool " << pool.name << ": upstream_tls: " << context_error << '\n' << path << ": 1 error\n";
+      return kExitConfig;
+    }
+  }
   out << path << ": ok (" << r.config.backends.size() << " backends"
       << (r.config.discover.empty() ? "" : ", " + count_of(r.config.discover.size(), "discover source"))
+      << (r.config.pools.empty() ? "" : ", " + count_of(r.config.pools.size(), "pool"))
+      << (r.config.routes.empty() ? "" : ", " + count_of(r.config.routes.size(), "route"))
       << (warnings > 0 ? ", " + count_of(warnings, "warning") : "") << ")\n";
   return kExitOk;
 }

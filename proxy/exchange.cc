@@ -40,13 +40,14 @@ void Exchange::reset() {
   failed_cause_.clear();
   tunnel_ = upstream_eof_ = false;
   close_after_ = false;
+  pool_ = nullptr;
   routing_.reset();
 }
 
 std::string Exchange::node_label() const {
-  if (!routing_ || attempts_ == 0) return "node=-";
-  const Backend& b = routing_->backends[node_];
-  return "node=" + b.name + " address=" + b.address.to_string();
+  if (!pool_ || attempts_ == 0) return "node=-";
+  const Backend& b = pool_->backends[node_];
+  return "node=" + pool_->qualified(b.name) + " address=" + b.address.to_string();
 }
 
 void Exchange::begin() { log_.start(worker_.now_us()); }
@@ -68,14 +69,14 @@ void Exchange::account(int status) {
   RequestLog::Outcome o;
   o.status = status;
   o.bytes = resp_bytes_;
-  o.node = routing_ && attempts_ > 0 ? &routing_->backends[node_] : nullptr;
+  o.node = pool_ && attempts_ > 0 ? &pool_->backends[node_] : nullptr;
   o.from_backend = resp_from_backend_;
-  o.eject_after = routing_ ? routing_->config->health.eject_after_failures : 0;
+  o.eject_after = pool_ ? pool_->config.health.eject_after_failures : 0;
   log_.finish(worker_, o, worker_.now_us());
 }
 
 void Exchange::note_node_failure(const Backend& b) {
-  ringproxy::note_node_failure(worker_, b, routing_->config->health.eject_after_failures);
+  ringproxy::note_node_failure(worker_, b, pool_->config.health.eject_after_failures);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -129,9 +130,23 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   log_.take_head(client_ip_, method, target, client_http10_, req.fields(), down_.tls());
   if (!apply_max_forwards(req)) return;
 
+  // The pool: the first [[route]] matching the Host and the target, else the
+  // listener's (SPEC "Several tiers").
+  const Routing& routing = *routing_;
+  uint32_t pool = 0;
+  if (!routing.routes.empty()) {
+    bool present = false;
+    pool = match_route(routing, find_header(req.fields(), "host", &present), origin, pool);
+  }
+  pool_ = &routing.pools[pool];
+  if (!pool_->declared) {
+    pool_ = nullptr;
+    down_.respond_error(404, "no route for this request", "no route matched and no default pool");
+    return;
+  }
   const std::string_view subject = down_.client_subject();
-  const std::string_view key = select_hash_key(cfg.proxy.hash_key, origin, req.fields(), client_ip_, subject);
-  key_hash_ = routing_->ring->key_hash(key);
+  const std::string_view key = select_hash_key(pool_->config.hash_key, origin, req.fields(), client_ip_, subject);
+  key_hash_ = pool_->ring->key_hash(key);
   RequestRewrite rw;
   rw.method = method;
   rw.target = origin;
@@ -204,9 +219,9 @@ bool Exchange::apply_max_forwards(h1::RequestParser& req) {
 }
 
 void Exchange::pick_node_and_connect() {
-  const Routing& r = *routing_;
+  const Pool& p = *pool_;
   const std::optional<NodeIndex> node =
-      pick_node(r, key_hash_, std::span<const NodeIndex>(tried_, attempts_), uv_now(worker_.loop()));
+      pick_node(p, key_hash_, std::span<const NodeIndex>(tried_, attempts_), uv_now(worker_.loop()));
   if (!node) {
     if (attempts_ == 0) {
       down_.respond_error(503, "no backend available", "no usable node");
@@ -216,7 +231,7 @@ void Exchange::pick_node_and_connect() {
     return;
   }
   if (!failed_cause_.empty()) {
-    RP_LOG(LogLevel::kWarn, "upstream " + failed_cause_ + ", retrying on node=" + r.backends[*node].name);
+    RP_LOG(LogLevel::kWarn, "upstream " + failed_cause_ + ", retrying on node=" + p.qualified(p.backends[*node].name));
     failed_cause_.clear();
   }
   node_ = *node;
@@ -225,18 +240,18 @@ void Exchange::pick_node_and_connect() {
   if (Log::enabled(LogLevel::kDebug)) {
     // On a retry the head's bytes may have moved: the URL is logged on the first attempt.
     Log::write(LogLevel::kDebug, "routing " + (attempts_ == 1 ? std::string(req_->target()) : std::string("(retry)")) +
-                                     " to node=" + r.backends[node_].name + " attempt=" + std::to_string(attempts_));
+                                     " to node=" + p.qualified(p.backends[node_].name) + " attempt=" + std::to_string(attempts_));
   }
   connect_node();
 }
 
 void Exchange::connect_node() {
   const Routing& r = *routing_;
-  const Backend& b = r.backends[node_];
+  const Backend& b = pool_->backends[node_];
   have_node_ = true;
   b.state->in_flight.fetch_add(1, std::memory_order_relaxed);
 
-  UpstreamPool& pool = worker_.pool(r, node_);
+  UpstreamPool& pool = worker_.pool(r, *pool_, node_);
   phase_ = Phase::kConnecting;
   // The attempt after a pooled connection failed takes a new one (upstream_failed).
   if (UpstreamConn* idle = std::exchange(fresh_connection_, false) ? nullptr : pool.take_idle(this)) {
@@ -292,7 +307,7 @@ void Exchange::send_upstream_head() {
     // 3.2): the node's address, as nginx's proxy_set_header Host $proxy_host does.
     // Per attempt: a retry goes to another node.
     host_line_.assign("Host: "sv);
-    host_line_ += routing_->backends[node_].address.to_string();
+    host_line_ += pool_->backends[node_].address.to_string();
     host_line_ += "\r\n"sv;
     bufs[0].len -= 2;  // before the head's last CRLF
     bufs[1] = uv_buf_init(host_line_.data(), static_cast<unsigned>(host_line_.size()));
@@ -316,7 +331,7 @@ void Exchange::on_upstream_connect(int status) {
     // node's failure, and the next node would fail alike. No retry, no passive-health
     // count; a 503 (ours, not the node's) closing the connection to give a descriptor
     // back, and the worker's rate-limited line instead of one per request.
-    worker_.local_resource_error(status, routing_->backends[node_].name);
+    worker_.local_resource_error(status, pool_->backends[node_].name);
     release_upstream(false);
     // This attempt never was (a reconnect to the same node was counted before).
     if (!same_node_again_ && --attempts_ > 0) node_ = tried_[attempts_ - 1];
@@ -342,7 +357,7 @@ void Exchange::on_upstream_connect(int status) {
 }
 
 void Exchange::upstream_failed(int status_code, std::string_view cause, bool retryable_failure) {
-  const Backend& b = routing_->backends[node_];
+  const Backend& b = pool_->backends[node_];
   const bool was_reused = up_ && up_->reused();
   release_upstream(false);
   if (retryable_failure && resp_bytes_ == 0 && phase_ != Phase::kBody) {
@@ -453,11 +468,11 @@ void Exchange::on_upstream_timeout() {
     // The backend is not being read because the client does not take what it was sent:
     // the client's stall, not the node's.
     RP_LOG(LogLevel::kInfo, "client " + std::string(client_ip_) + ": not reading the response, closing: node=" +
-                                routing_->backends[node_].name);
+                                pool_->backends[node_].name);
     down_.abort();
     return;
   }
-  RP_LOG(LogLevel::kWarn, "upstream stalled mid-response: node=" + routing_->backends[node_].name);
+  RP_LOG(LogLevel::kWarn, "upstream stalled mid-response: node=" + pool_->backends[node_].name);
   down_.abort();
 }
 
@@ -491,7 +506,7 @@ void Exchange::on_upstream_read(ssize_t nread) {
       return;
     }
     RP_LOG(LogLevel::kWarn, "upstream " + describe(static_cast<int>(nread)) +
-                                " mid-response: node=" + routing_->backends[node_].name);
+                                " mid-response: node=" + pool_->backends[node_].name);
     down_.abort();
     return;
   }
@@ -549,7 +564,7 @@ void Exchange::process_response_bytes() {
           upstream_failed(502, resp_.error_reason(), false);
         } else {
           RP_LOG(LogLevel::kWarn, "upstream " + std::string(resp_.error_reason()) +
-                                      " mid-body: node=" + routing_->backends[node_].name);
+                                      " mid-body: node=" + pool_->backends[node_].name);
           down_.abort();
         }
         return;
@@ -634,7 +649,7 @@ void Exchange::on_response_head() {
   // A response we relay (the refusals above count once, in upstream_failed).
   resp_from_backend_ = true;
   if (!interim) {
-    routing_->backends[node_].state->per_worker[worker_.id()].header_time.observe_us(worker_.now_us() -
+    pool_->backends[node_].state->per_worker[worker_.id()].header_time.observe_us(worker_.now_us() -
                                                                                       up_sent_us_);
   }
   // RFC 9110 15.2: no 1xx to an HTTP/1.0 client. The parser reads the final head next.
@@ -694,7 +709,7 @@ void Exchange::start_tunnel() {
 
 void Exchange::release_upstream(bool reusable) {
   if (have_node_) {
-    routing_->backends[node_].state->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    pool_->backends[node_].state->in_flight.fetch_sub(1, std::memory_order_relaxed);
     have_node_ = false;
   }
   if (!up_) return;

@@ -124,6 +124,7 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
 
   // Routing and the upstream connection.
   std::shared_ptr<const Routing> routing_;  // the routing this request was routed with
+  const Pool* pool_ = nullptr;               // routing_'s pool this request goes to
   uint64_t key_hash_ = 0;
   NodeIndex node_ = 0;
   bool have_node_ = false;

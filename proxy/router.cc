@@ -6,15 +6,15 @@
 
 namespace ringproxy {
 
-std::optional<NodeIndex> pick_node(const Routing& routing, uint64_t key_hash,
+std::optional<NodeIndex> pick_node(const Pool& pool, uint64_t key_hash,
                                    std::span<const NodeIndex> tried, uint64_t now_ms) {
-  const Ring& ring = *routing.ring;
-  const double load_factor = routing.config->ring.load_factor;
+  const Ring& ring = *pool.ring;
+  const double load_factor = pool.config.ring.load_factor;
   const auto fresh_and_usable = [&](NodeIndex i) {
     for (const NodeIndex t : tried) {
       if (t == i) return false;
     }
-    const NodeState& st = *routing.backends[i].state;
+    const NodeState& st = *pool.backends[i].state;
     if (!st.usable()) return false;
     // Slow start: a returning node takes a growing, fixed subset of its keys; the
     // others walk on to the next node, as if it were still away.
@@ -24,7 +24,7 @@ std::optional<NodeIndex> pick_node(const Routing& routing, uint64_t key_hash,
   };
   // Each counter is read where the rule needs it: no snapshot, no copy per request.
   const auto in_flight = [&](NodeIndex i) {
-    return routing.backends[i].state->in_flight.load(std::memory_order_relaxed);
+    return pool.backends[i].state->in_flight.load(std::memory_order_relaxed);
   };
   return ring.pick_bounded(key_hash, fresh_and_usable, in_flight, load_factor);
 }

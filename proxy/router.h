@@ -1,4 +1,4 @@
-// Which node a request goes to: a pure function of the routing, the key's hash, the
+// Which node a request goes to: a pure function of the pool, the key's hash, the
 // nodes already tried and the time. No I/O, no clock of its own, no allocation: it runs
 // once per attempt of every request (DESIGN.md, "router").
 #pragma once
@@ -11,7 +11,7 @@
 
 namespace ringproxy {
 
-// The node for a request whose key hashes to `key_hash` (routing.ring->key_hash(key)),
+// The node of `pool` for a request whose key hashes to `key_hash` (pool.ring->key_hash(key)),
 // or nullopt when no node may take it. A node may take it when it is
 //   - not in `tried` (the nodes earlier attempts of this request went to),
 //   - usable (NodeState::usable(): up, not ejected, not draining), and
@@ -29,7 +29,7 @@ namespace ringproxy {
 //
 // `now_ms` is uv_now()'s clock, the one NodeState's ramp times are in. Node states are
 // read with relaxed loads: a decision on a value a moment old is fine. Any thread.
-std::optional<NodeIndex> pick_node(const Routing& routing, uint64_t key_hash,
+std::optional<NodeIndex> pick_node(const Pool& pool, uint64_t key_hash,
                                    std::span<const NodeIndex> tried, uint64_t now_ms);
 
 }  // namespace ringproxy

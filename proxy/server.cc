@@ -42,34 +42,58 @@ void Server::publish(std::shared_ptr<const Routing> routing) {
 
 void Server::sync_health(const Routing& routing, HealthTable::Start added) {
   const uint64_t now = uv_now(&loop_);
-  health_.set_config(routing.config->health);
-  std::vector<std::string> names;
-  std::vector<CheckTarget> targets;
-  for (const Backend& b : routing.backends) {
-    names.push_back(b.name);
-    // A named node with no address is not probed: it is down until its name resolves.
-    if (b.sockaddrs.empty()) continue;
-    targets.push_back(
-        {b.name, b.sockaddrs[0], b.address.to_string(), b.tls ? routing.upstream_tls : nullptr, b.tls_name});
+  // A pool that left takes its table and its prober with it.
+  for (auto it = health_.begin(); it != health_.end();) {
+    if (routing.find_pool(it->first)) {
+      ++it;
+      continue;
+    }
+    if (it->second.checker) it->second.checker->stop();
+    it = health_.erase(it);
   }
-  health_.set_nodes(names, now, routing.config->health.slow_start_ms > 0 ? added : HealthTable::Start::kServing);
+  for (const Pool& pool : routing.pools) {
+    PoolHealth& ph = health_[pool.name()];
+    const HealthConfig& h = pool.config.health;
+    ph.table.set_config(h);
+    std::vector<std::string> names;
+    std::vector<CheckTarget> targets;
+    for (const Backend& b : pool.backends) {
+      names.push_back(b.name);
+      // A named node with no address is not probed: it is down until its name resolves.
+      if (b.sockaddrs.empty()) continue;
+      targets.push_back(
+          {b.name, b.sockaddrs[0], b.address.to_string(), b.tls ? pool.upstream_tls : nullptr, b.tls_name});
+    }
+    ph.table.set_nodes(names, now, h.slow_start_ms > 0 ? added : HealthTable::Start::kServing);
+    if (!checking_) continue;
+    const bool made = !ph.checker;
+    if (made) {
+      ph.checker = std::make_unique<HealthChecker>(
+          poller_, [this, name = pool.name()](const std::string& node, bool ok, const std::string& detail) {
+            on_check(name, node, ok, detail);
+          });
+    }
+    ph.checker->configure(std::move(targets), {h.path, h.interval_ms, h.timeout_ms});
+    if (made) ph.checker->start();
+  }
   copy_states(routing);
-  if (checker_) {
-    const HealthConfig& h = routing.config->health;
-    checker_->configure(std::move(targets), {h.path, h.interval_ms, h.timeout_ms});
-  }
   arm_health_timer();
 }
 
+const NodeHealth* Server::node_health(const Pool& pool, std::string_view name) const {
+  const auto it = health_.find(pool.name());
+  return it == health_.end() ? nullptr : it->second.table.find(name);
+}
+
 // The table's view of `name` into the NodeState the workers read.
-void Server::copy_state(const Routing& routing, const std::string& name) {
-  const NodeHealth* h = health_.find(name);
-  const auto index = routing.ring->find(name);
+void Server::copy_state(const Pool& pool, const std::string& name) {
+  const NodeHealth* h = node_health(pool, name);
+  const auto index = pool.ring->find(name);
   if (!h || !index) return;
-  const Backend& b = routing.backends[*index];
+  const Backend& b = pool.backends[*index];
   NodeState& st = *b.state;
   // Gossip: what most instances see counts too (gossip_agent.h, "Health agreement").
-  const bool majority_down = gossip_ && majority_down_.count(name) > 0;
+  const bool majority_down = gossip_ && majority_down_.count(pool.qualified(name)) > 0;
   // A named node with no address, and a standby SRV record, take no keys either.
   st.up.store(h->state() != HealthState::kDown && !majority_down && !b.sockaddrs.empty() &&
                   !st.standby.load(std::memory_order_relaxed),
@@ -79,60 +103,72 @@ void Server::copy_state(const Routing& routing, const std::string& name) {
   st.set_ramp(ramp_end ? h->up_since() : 0, ramp_end);
 }
 
-void Server::handle(const std::optional<HealthEvent>& event, const std::string& detail) {
+void Server::handle(const std::string& pool_name, const std::optional<HealthEvent>& event, const std::string& detail) {
   if (!event) return;
   const auto r = routing();
-  const auto index = r->ring->find(event->node);
+  const Pool* pool = r->find_pool(pool_name);
+  const auto it = health_.find(pool_name);
+  if (!pool || it == health_.end()) return;
+  const std::string node = pool->qualified(event->node);
+  const auto index = pool->ring->find(event->node);
   if (index) {
-    NodeState& st = *r->backends[*index].state;
+    NodeState& st = *pool->backends[*index].state;
     if (event->kind == HealthEventKind::kEjected) st.ejections.fetch_add(1);
     if (event->kind == HealthEventKind::kEjectionRefused) st.ejections_refused.fetch_add(1);
   }
-  if (index && !r->backends[*index].source.empty()) {
-    copy_states(*r);  // an SRV priority may change hands
+  if (index && !pool->backends[*index].source.empty()) {
+    copy_states(*pool);  // an SRV priority may change hands
   } else {
-    copy_state(*r, event->node);
+    copy_state(*pool, event->node);
   }
-  if (gossip_) gossip_->report_health(event->node, !health_.find(event->node)->usable());
+  if (gossip_) gossip_->report_health(node, !it->second.table.find(event->node)->usable());
   bool log = true;
   if (event->kind == HealthEventKind::kEjectionRefused) {
     const uint64_t now = uv_now(loop());
-    auto [it, first] = refusal_logged_ms_.try_emplace(event->node, now);
-    log = first || now - it->second >= kRefusalLogMs;
-    if (log) it->second = now;
+    auto [logged, first] = refusal_logged_ms_.try_emplace(node, now);
+    log = first || now - logged->second >= kRefusalLogMs;
+    if (log) logged->second = now;
   }
   const LogLevel level = event->kind == HealthEventKind::kUp ? LogLevel::kInfo : LogLevel::kWarn;
-  if (log) RP_LOG(level, "health: node=" + event->node + " " + std::string(to_string(event->from)) + " -> " +
+  if (log) RP_LOG(level, "health: node=" + node + " " + std::string(to_string(event->from)) + " -> " +
                     std::string(to_string(event->to)) + ": " + event->reason +
                     (detail.empty() ? "" : " (last: " + detail + ")"));
   arm_health_timer();
 }
 
-void Server::on_check(const std::string& name, bool ok, const std::string& detail) {
-  handle(health_.on_check(name, ok ? Outcome::kSuccess : Outcome::kFailure, uv_now(&loop_)), detail);
+void Server::on_check(const std::string& pool, const std::string& name, bool ok, const std::string& detail) {
+  const auto it = health_.find(pool);
+  if (it == health_.end()) return;
+  handle(pool, it->second.table.on_check(name, ok ? Outcome::kSuccess : Outcome::kFailure, uv_now(&loop_)), detail);
 }
 
 void Server::passive_failures() {
   const auto r = routing();
-  const uint32_t threshold = r->config->health.eject_after_failures;
-  if (threshold == 0) return;
   const uint64_t now = uv_now(&loop_);
-  for (const Backend& b : r->backends) {
-    // Workers count a node's failures in a row (a success resets it) and wake us when
-    // the count reaches the threshold: the table is told of that run at once.
-    if (b.state->consecutive_failures.load(std::memory_order_relaxed) < threshold) continue;
-    b.state->consecutive_failures.store(0, std::memory_order_relaxed);
-    std::optional<HealthEvent> event;
-    for (uint32_t i = 0; i < threshold; ++i) {
-      if (auto e = health_.on_request(b.name, Outcome::kFailure, now)) event = e;
+  for (const Pool& pool : r->pools) {
+    const uint32_t threshold = pool.config.health.eject_after_failures;
+    const auto it = health_.find(pool.name());
+    if (threshold == 0 || it == health_.end()) continue;
+    for (const Backend& b : pool.backends) {
+      // Workers count a node's failures in a row (a success resets it) and wake us when
+      // the count reaches the threshold: the table is told of that run at once.
+      if (b.state->consecutive_failures.load(std::memory_order_relaxed) < threshold) continue;
+      b.state->consecutive_failures.store(0, std::memory_order_relaxed);
+      std::optional<HealthEvent> event;
+      for (uint32_t i = 0; i < threshold; ++i) {
+        if (auto e = it->second.table.on_request(b.name, Outcome::kFailure, now)) event = e;
+      }
+      handle(pool.name(), event, "passive");
     }
-    handle(event, "passive");
   }
 }
 
 void Server::arm_health_timer() {
   if (draining_ || health_timer_.loop == nullptr) return;  // not yet, or no longer, open
-  const auto deadline = health_.next_deadline();
+  std::optional<uint64_t> deadline;
+  for (const auto& [name, ph] : health_) {
+    if (const auto d = ph.table.next_deadline(); d && (!deadline || *d < *deadline)) deadline = d;
+  }
   if (!deadline) {
     uv_timer_stop(&health_timer_);
     return;
@@ -145,7 +181,11 @@ void Server::on_ticket_timer(uv_timer_t* t) { static_cast<Server*>(t->data)->tic
 
 void Server::on_health_timer(uv_timer_t* t) {
   auto* self = static_cast<Server*>(t->data);
-  for (const HealthEvent& e : self->health_.tick(uv_now(&self->loop_))) self->handle(e);
+  std::vector<std::pair<std::string, HealthEvent>> events;
+  for (auto& [name, ph] : self->health_) {
+    for (HealthEvent& e : ph.table.tick(uv_now(&self->loop_))) events.emplace_back(name, std::move(e));
+  }
+  for (const auto& [pool, e] : events) self->handle(pool, e);
   self->arm_health_timer();
 }
 
@@ -172,8 +212,17 @@ void Server::load_tls(const Config& config, Routing& routing, std::vector<std::s
     if (!routing.server_tls) errors->push_back(config_path_ + ": proxy.tls: " + error);
   }
   // Made whether or not a node speaks TLS now: one added later (admin, gossip) may.
-  routing.upstream_tls = ClientTlsContext::create(config.upstream_tls, &error);
-  if (!routing.upstream_tls) errors->push_back(config_path_ + ": upstream_tls: " + error);
+  // One per distinct [upstream_tls]: a pool that takes the top level's shares its.
+  const auto top = ClientTlsContext::create(config.upstream_tls, &error);
+  if (!top) errors->push_back(config_path_ + ": upstream_tls: " + error);
+  for (Pool& pool : routing.pools) {
+    if (pool.is_default() || pool.config.upstream_tls == config.upstream_tls) {
+      pool.upstream_tls = top;
+      continue;
+    }
+    pool.upstream_tls = ClientTlsContext::create(pool.config.upstream_tls, &error);
+    if (!pool.upstream_tls) errors->push_back(config_path_ + ": pool " + pool.name() + ": upstream_tls: " + error);
+  }
 }
 
 ReloadReport Server::reload(bool dry_run) {
@@ -202,7 +251,8 @@ ReloadReport Server::reload(bool dry_run) {
   load_tls(*config, *next, &report.errors);
   if (!report.errors.empty()) return report;
   report.ok = true;
-  report.moved_fraction = Ring::moved_fraction(*current->ring, *next->ring);
+  // Pool "default"'s; each pool's is logged below.
+  report.moved_fraction = Ring::moved_fraction(*current->default_pool().ring, *next->default_pool().ring);
   if (dry_run) return report;
   if (config->proxy.listen != config_->proxy.listen || config->proxy.workers != config_->proxy.workers ||
       config->admin.listen != config_->admin.listen || config->admin.enabled != config_->admin.enabled) {
@@ -215,7 +265,7 @@ ReloadReport Server::reload(bool dry_run) {
     // New sources and names are asked now, and their nodes join when they answer
     // (refresh_found below); sources kept keep what they found. First, so that a
     // resolver that cannot start refuses the reload before anything else changed.
-    if (std::string e = discovery_->configure(config->dns, config->discover); !e.empty()) {
+    if (std::string e = discovery_->configure(config->dns, all_sources(*config)); !e.empty()) {
       report.ok = false;
       report.errors.push_back(config_path_ + ": dns: " + e);
       return report;
@@ -232,14 +282,19 @@ ReloadReport Server::reload(bool dry_run) {
     gossip_->replace_backends(config->backends);
     applying_ = false;
   }
+  std::string moved;
+  for (const Pool& pool : next->pools) {
+    const Pool* before = current->find_pool(pool.name());
+    char pct[32];
+    std::snprintf(pct, sizeof pct, "%.2f%%", before ? Ring::moved_fraction(*before->ring, *pool.ring) * 100.0 : 100.0);
+    if (next->pools.size() > 1) moved += (moved.empty() ? "pool " : "; pool ") + pool.name() + ": ";
+    moved += std::to_string(pool.backends.size()) + " backends, " + pct + " of keys moved" + (before ? "" : " (new)");
+  }
   ++generation_;
   config_ = config;
   publish(std::move(next));
   refresh_found();  // sources and named nodes the reload added or removed
-  char moved[32];
-  std::snprintf(moved, sizeof moved, "%.2f%%", report.moved_fraction * 100.0);
-  RP_LOG(LogLevel::kInfo, "reloaded " + config_path_ + ": " + std::to_string(config_->backends.size()) +
-                              " backends, " + moved + " of keys moved");
+  RP_LOG(LogLevel::kInfo, "reloaded " + config_path_ + ": " + moved);
   return report;
 }
 
@@ -262,15 +317,17 @@ void Server::on_gossip_shared() {
     applying_ = false;
     if (!e.empty()) RP_LOG(LogLevel::kError, "gossip: shared backends refused: " + e);
     else RP_LOG(LogLevel::kInfo, "gossip: applied shared backends: " + std::to_string(config_->backends.size()) +
-                                     " nodes, ring " + routing()->ring->fingerprint());
+                                     " nodes, ring " + routing()->default_pool().ring->fingerprint());
   }
   const auto drained = gossip_->drained();
   auto majority = gossip_->majority_down();
   const auto r = routing();
   bool drains_changed = false;
-  for (const Backend& b : r->backends) {
-    const bool d = drained.count(b.name) > 0;
-    drains_changed |= b.state->draining.exchange(d) != d;
+  for (const Pool& pool : r->pools) {
+    for (const Backend& b : pool.backends) {
+      const bool d = drained.count(pool.qualified(b.name)) > 0;
+      drains_changed |= b.state->draining.exchange(d) != d;
+    }
   }
   if (drains_changed) copy_states(*r);
   if (majority != majority_down_) {
@@ -287,13 +344,15 @@ void Server::on_gossip_shared() {
   refresh_found();        // the shared sets of [[discover]] sources
 }
 
-void Server::set_drained(const std::string& name, bool drained) {
+void Server::set_drained(const std::string& pool_name, const std::string& name, bool drained) {
   const auto r = routing();
-  if (auto i = r->ring->find(name)) {
-    r->backends[*i].state->draining.store(drained);
-    if (!r->backends[*i].source.empty()) copy_states(*r);  // an SRV priority may change hands
+  const Pool* pool = r->find_pool(pool_name);
+  if (!pool) return;
+  if (auto i = pool->ring->find(name)) {
+    pool->backends[*i].state->draining.store(drained);
+    if (!pool->backends[*i].source.empty()) copy_states(*pool);  // an SRV priority may change hands
   }
-  if (gossip_) gossip_->set_drained(name, drained);
+  if (gossip_) gossip_->set_drained(pool->qualified(name), drained);
 }
 
 std::string Server::self_name() const {
@@ -384,13 +443,25 @@ void histogram(std::string& out, const char* name, const std::string& labels,
 
 std::string Server::metrics_text() {
   const auto r = routing();
-  const auto shares = r->ring->shares();
   std::string out;
+  // Every series of a node has the labels pool="P",backend="B" (SPEC "Several tiers").
+  std::vector<std::pair<const Pool*, const Backend*>> nodes;
+  std::vector<std::string> node_labels;
+  std::vector<double> shares;
+  for (const Pool& pool : r->pools) {
+    const std::vector<double> pool_shares = pool.ring->shares();
+    for (NodeIndex i = 0; i < pool.backends.size(); ++i) {
+      nodes.emplace_back(&pool, &pool.backends[i]);
+      node_labels.push_back("pool=\"" + label(pool.name()) + "\",backend=\"" + label(pool.backends[i].name) + "\"");
+      shares.push_back(pool_shares[i]);
+    }
+  }
   char num[64];
   family(out, "ringproxy_requests_total", "counter", "Requests answered, by backend and status class.");
-  for (const Backend& b : r->backends) {
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    const Backend& b = *nodes[n].second;
     for (int c = 1; c <= 5; ++c) {
-      out += "ringproxy_requests_total{backend=\"" + label(b.name) + "\",code=\"" + std::to_string(c) + "xx\"} " +
+      out += "ringproxy_requests_total{" + node_labels[n] + ",code=\"" + std::to_string(c) + "xx\"} " +
              std::to_string(b.state->responses(c)) + "\n";
     }
   }
@@ -408,8 +479,8 @@ std::string Server::metrics_text() {
     reconnects += s.reconnects.load(std::memory_order_relaxed);
     s.duration.add_to(buckets, &sum_us);
   }
-  out += "ringproxy_requests_total{backend=\"\",code=\"5xx\"} " + std::to_string(no_node) + "\n";
-  out += "ringproxy_requests_total{backend=\"\",code=\"4xx\"} " + std::to_string(client_errors) + "\n";
+  out += "ringproxy_requests_total{pool=\"\",backend=\"\",code=\"5xx\"} " + std::to_string(no_node) + "\n";
+  out += "ringproxy_requests_total{pool=\"\",backend=\"\",code=\"4xx\"} " + std::to_string(client_errors) + "\n";
 
   family(out, "ringproxy_request_duration_seconds", "histogram",
          "Time from the first byte of a request to the end of its response.");
@@ -418,49 +489,56 @@ std::string Server::metrics_text() {
   family(out, "ringproxy_upstream_header_duration_seconds", "histogram",
          "Time from a request head sent to the backend to its response head received: the backend's "
          "time to answer (with the request body's upload, when there is one).");
-  for (const Backend& b : r->backends) {
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    const Backend& b = *nodes[n].second;
     uint64_t node_buckets[kDurationBuckets + 1] = {};
     uint64_t node_sum_us = 0;
     b.state->header_time(node_buckets, &node_sum_us);
-    histogram(out, "ringproxy_upstream_header_duration_seconds", "backend=\"" + label(b.name) + "\",", node_buckets,
+    histogram(out, "ringproxy_upstream_header_duration_seconds", node_labels[n] + ",", node_buckets,
               node_sum_us);
   }
 
   family(out, "ringproxy_backend_up", "gauge", "1 when the backend passes its health checks and is not ejected.");
-  for (const Backend& b : r->backends) {
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    const Backend& b = *nodes[n].second;
     const bool up = b.state->up.load() && !b.state->ejected.load();
-    out += "ringproxy_backend_up{backend=\"" + label(b.name) + "\"} " + (up ? "1" : "0") + "\n";
+    out += "ringproxy_backend_up{" + node_labels[n] + "} " + (up ? "1" : "0") + "\n";
   }
   family(out, "ringproxy_backend_draining", "gauge", "1 when the backend is drained by the admin.");
-  for (const Backend& b : r->backends) {
-    out += "ringproxy_backend_draining{backend=\"" + label(b.name) + "\"} " + (b.state->draining.load() ? "1" : "0") +
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    const Backend& b = *nodes[n].second;
+    out += "ringproxy_backend_draining{" + node_labels[n] + "} " + (b.state->draining.load() ? "1" : "0") +
            "\n";
   }
   family(out, "ringproxy_backend_in_flight", "gauge", "Requests in flight at the backend.");
-  for (const Backend& b : r->backends) {
-    out += "ringproxy_backend_in_flight{backend=\"" + label(b.name) + "\"} " + std::to_string(b.state->in_flight.load()) +
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    const Backend& b = *nodes[n].second;
+    out += "ringproxy_backend_in_flight{" + node_labels[n] + "} " + std::to_string(b.state->in_flight.load()) +
            "\n";
   }
   family(out, "ringproxy_backend_failures_total", "counter",
          "Failed attempts: connect errors, resets, timeouts, malformed responses, 5xx.");
-  for (const Backend& b : r->backends) {
-    out += "ringproxy_backend_failures_total{backend=\"" + label(b.name) + "\"} " + std::to_string(b.state->failures()) +
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    const Backend& b = *nodes[n].second;
+    out += "ringproxy_backend_failures_total{" + node_labels[n] + "} " + std::to_string(b.state->failures()) +
            "\n";
   }
   family(out, "ringproxy_ring_share", "gauge", "Fraction of the hash space the backend owns.");
-  for (NodeIndex i = 0; i < r->backends.size(); ++i) {
-    std::snprintf(num, sizeof num, "%.6f", shares[i]);
-    out += "ringproxy_ring_share{backend=\"" + label(r->backends[i].name) + "\"} " + num + "\n";
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    std::snprintf(num, sizeof num, "%.6f", shares[n]);
+    out += "ringproxy_ring_share{" + node_labels[n] + "} " + num + "\n";
   }
   family(out, "ringproxy_ejections_total", "counter", "Passive ejections of the backend.");
-  for (const Backend& b : r->backends) {
-    out += "ringproxy_ejections_total{backend=\"" + label(b.name) + "\"} " + std::to_string(b.state->ejections.load()) +
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    const Backend& b = *nodes[n].second;
+    out += "ringproxy_ejections_total{" + node_labels[n] + "} " + std::to_string(b.state->ejections.load()) +
            "\n";
   }
   family(out, "ringproxy_ejections_refused_total", "counter",
          "Ejections refused by max_ejected_percent: the backend was used anyway.");
-  for (const Backend& b : r->backends) {
-    out += "ringproxy_ejections_refused_total{backend=\"" + label(b.name) + "\"} " +
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    const Backend& b = *nodes[n].second;
+    out += "ringproxy_ejections_refused_total{" + node_labels[n] + "} " +
            std::to_string(b.state->ejections_refused.load()) + "\n";
   }
   family(out, "ringproxy_tls_handshakes_total", "counter",
@@ -559,7 +637,7 @@ int Server::fail_start(const std::string& message) {
   // heap, freed by their close callbacks, which the uv_run below calls.
   for (auto& w : workers_) w->abort_unstarted();
   workers_.clear();
-  checker_.reset();
+  health_.clear();
   admin_.reset();
   gossip_.reset();
   discovery_.reset();
@@ -592,7 +670,9 @@ void Server::begin_drain() {
   // joined (uv_async_send on a closed handle is not allowed).
   uv_unref(reinterpret_cast<uv_handle_t*>(&passive_async_));
   if (admin_) admin_->close();
-  if (checker_) checker_->stop();
+  for (auto& [name, ph] : health_) {
+    if (ph.checker) ph.checker->stop();
+  }
   if (discovery_) discovery_->close();
   uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&ticket_timer_), nullptr);
@@ -698,10 +778,8 @@ int Server::run() {
   ticket_timer_.data = this;
   uv_timer_start(&ticket_timer_, on_ticket_timer, kTicketRotateMs, kTicketRotateMs);
   uv_unref(reinterpret_cast<uv_handle_t*>(&ticket_timer_));  // never what keeps the loop going
-  checker_ = std::make_unique<HealthChecker>(
-      poller_, [this](const std::string& name, bool ok, const std::string& detail) { on_check(name, ok, detail); });
+  checking_ = true;  // each pool's checker starts with its first round
   sync_health(*routing, HealthTable::Start::kServing);
-  checker_->start();
   if (config_->gossip.enabled) {
     gossip_ = std::make_unique<GossipAgent>(&loop_, [this] { on_gossip_shared(); });
     if (std::string e = gossip_->start(config_->gossip, config_->backends); !e.empty()) {
@@ -711,7 +789,7 @@ int Server::run() {
   // Always: a reload may add a named node or a source. It asks nothing until then.
   discovery_ = std::make_unique<DiscoveryAgent>(
       &loop_, [this](const DiscoveryAgent::Change& change) { on_discovered(change); });
-  if (std::string e = discovery_->configure(config_->dns, config_->discover); !e.empty()) {
+  if (std::string e = discovery_->configure(config_->dns, all_sources(*config_)); !e.empty()) {
     return fail_start("dns: " + e);
   }
   refresh_found();  // asks the named nodes' names
@@ -770,7 +848,7 @@ int Server::run() {
   shared_.passive_health.store(&passive_async_, std::memory_order_release);
   for (auto& w : workers_) w->start();
   RP_LOG(LogLevel::kInfo, "listening on " + listen.to_string() + " with " + std::to_string(worker_count_) +
-                              " workers, " + std::to_string(Server::routing()->backends.size()) + " backends" +
+                              " workers, " + std::to_string(Server::routing()->node_count()) + " backends" +
                               (admin_ ? ", admin on " + config_->admin.listen.to_string() : "") +
                               "; file descriptors: limit " + std::to_string(budget.limit) + ", " +
                               std::to_string(budget.in_use) + " open, about " +
@@ -790,7 +868,7 @@ int Server::run() {
   signal(SIGUSR1, SIG_IGN);
   signal(SIGTERM, SIG_IGN);
   admin_.reset();
-  checker_.reset();
+  health_.clear();
   gossip_.reset();
   discovery_.reset();
   poller_.close();

@@ -51,8 +51,9 @@ class Server {
   // writes its backends to the shared state. Returns "" or why not; when not, neither
   // the routing nor the shared state has changed.
   std::string apply(Config config);
-  // Admin drain: this instance at once, and every instance through gossip.
-  void set_drained(const std::string& name, bool drained);
+  // Admin drain of node `name` of pool `pool`: this instance at once, and every instance
+  // through gossip.
+  void set_drained(const std::string& pool, const std::string& name, bool drained);
   // GET /members: this instance and every one known (only this one without gossip).
   std::string self_name() const;
   std::vector<gossip::Member> members() const;
@@ -79,14 +80,17 @@ class Server {
   void begin_drain();
   // A start-up failure after the control loop opened handles: says what, closes them.
   int fail_start(const std::string& message);
-  // Health: the table follows every routing change; verdicts and time move nodes.
+  // Health, per pool: the tables follow every routing change; verdicts and time move
+  // nodes.
   void sync_health(const Routing& routing, HealthTable::Start added);
-  void on_check(const std::string& name, bool ok, const std::string& detail);
+  void on_check(const std::string& pool, const std::string& name, bool ok, const std::string& detail);
   void passive_failures();
-  void handle(const std::optional<HealthEvent>& event, const std::string& detail = {});
-  void copy_state(const Routing& routing, const std::string& name);
-  // Every node's: standby SRV priorities decided, then copy_state.
+  void handle(const std::string& pool, const std::optional<HealthEvent>& event, const std::string& detail = {});
+  void copy_state(const Pool& pool, const std::string& name);
+  // Every node's of every pool: standby SRV priorities decided, then copy_state.
   void copy_states(const Routing& routing);
+  void copy_states(const Pool& pool);
+  const NodeHealth* node_health(const Pool& pool, std::string_view name) const;
   void arm_health_timer();
   // The shared backends or drains changed (gossip): rebuild from them.
   void on_gossip_shared();
@@ -125,14 +129,20 @@ class Server {
   std::vector<FoundNode> found_;  // what the published routing was built with
   std::set<std::string> skipped_;  // found nodes named like configured ones (warned once)
   bool applying_ = false;  // apply() is writing the shared state itself
-  std::set<std::string> majority_down_;  // backends most gossip instances see down
-  HealthTable health_;
+  std::set<std::string> majority_down_;  // backends most gossip instances see down (Pool::qualified names)
+  // Each pool's health: its table (max_ejected_percent counts within the pool) and, once
+  // run() starts the checks, its prober with the pool's [health] settings.
+  struct PoolHealth {
+    HealthTable table;
+    std::unique_ptr<HealthChecker> checker;
+  };
+  std::map<std::string, PoolHealth, std::less<>> health_;  // by pool name
+  bool checking_ = false;  // run() started: each pool gets a checker
   // Per node: when a refused ejection was last logged. A node failing while the cap
   // holds is refused on every eject_after_failures-th failure, hundreds a second under
   // load; the log says it once per kRefusalLogMs, the metric counts every one.
   static constexpr uint64_t kRefusalLogMs = 10000;
-  std::map<std::string, uint64_t, std::less<>> refusal_logged_ms_;
-  std::unique_ptr<HealthChecker> checker_;
+  std::map<std::string, uint64_t, std::less<>> refusal_logged_ms_;  // by Pool::qualified name
   uv_timer_t health_timer_{};
   // Session ticket keys, shared by every worker's handshakes and kept across reloads
   // (a reload does not end resumption); rotated every kTicketRotateMs. A ticket lives

@@ -15,41 +15,45 @@
 namespace ringproxy {
 
 void Server::copy_states(const Routing& routing) {
+  for (const Pool& pool : routing.pools) copy_states(pool);
+}
+
+void Server::copy_states(const Pool& pool) {
   // SRV priority first (discovery.h, serving_set): of each source's nodes, those of the
   // best priority that has a usable node serve; the others stand by, still checked.
   std::map<std::string_view, std::vector<DiscoveredNode>> by_source;
-  for (const Backend& b : routing.backends) {
+  for (const Backend& b : pool.backends) {
     if (!b.source.empty()) {
-      by_source[b.source].push_back({b.name, {}, 0, routing.ring->nodes()[*routing.ring->find(b.name)].weight, b.priority});
+      by_source[b.source].push_back({b.name, {}, 0, pool.ring->nodes()[*pool.ring->find(b.name)].weight, b.priority});
     }
   }
   for (const auto& [source, nodes] : by_source) {
     const auto usable = [&](const DiscoveredNode& n) {
-      const NodeHealth* h = health_.find(n.name);
-      const Backend& b = routing.backends[*routing.ring->find(n.name)];
+      const NodeHealth* h = node_health(pool, n.name);
+      const Backend& b = pool.backends[*pool.ring->find(n.name)];
       // A weight-0 record takes no keys: it is drained, not usable.
       return h && h->usable() && n.weight > 0 && !b.sockaddrs.empty() &&
              !b.state->draining.load(std::memory_order_relaxed) &&
-             !(gossip_ && majority_down_.count(n.name) > 0);
+             !(gossip_ && majority_down_.count(pool.qualified(n.name)) > 0);
     };
     const std::vector<DiscoveredNode> serving = serving_set(nodes, usable);
     for (const DiscoveredNode& n : nodes) {
       // Only a node usable on its own stands by; another is what makes it unusable.
       const bool standby = usable(n) && std::none_of(serving.begin(), serving.end(),
                                                      [&](const DiscoveredNode& s) { return s.name == n.name; });
-      routing.backends[*routing.ring->find(n.name)].state->standby.store(standby, std::memory_order_relaxed);
+      pool.backends[*pool.ring->find(n.name)].state->standby.store(standby, std::memory_order_relaxed);
     }
   }
-  for (const Backend& b : routing.backends) {
+  for (const Backend& b : pool.backends) {
     if (b.source.empty()) b.state->standby.store(false, std::memory_order_relaxed);
-    copy_state(routing, b.name);
+    copy_state(pool, b.name);
   }
 }
 
 std::vector<FoundNode> Server::current_found() const {
   std::vector<FoundNode> out;
   if (!discovery_) return out;
-  for (const DiscoverConfig& source : config_->discover) {
+  for (const DiscoverConfig& source : all_sources(*config_)) {
     std::vector<FoundNode> some;
     // With gossip, what the instances share (each writes what its resolver found, see
     // on_discovered); a source nobody has shared yet: this instance's own.
@@ -58,6 +62,8 @@ std::vector<FoundNode> Server::current_found() const {
     } else {
       some = discovery_->found(source.name);
     }
+    const std::string pool = source_pool(*config_, source.name);
+    for (FoundNode& f : some) f.pool = pool;
     out.insert(out.end(), std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
   }
   return out;
@@ -67,6 +73,11 @@ void Server::follow_names(const std::vector<FoundNode>& found) {
   if (!discovery_) return;
   std::set<std::string> names;
   std::set<std::string> configured;
+  for (const PoolConfig& pool : config_->pools) {
+    for (const BackendConfig& b : pool.backends) {
+      if (b.address.is_name) configured.insert(b.address.host);
+    }
+  }
   for (const BackendConfig& b : config_->backends) {
     if (b.address.is_name) configured.insert(b.address.host);
   }
@@ -86,8 +97,7 @@ std::shared_ptr<Routing> Server::build(std::shared_ptr<const Config> config, std
   // Only the sources `config` has (a reload that removes one drops its nodes now).
   std::vector<FoundNode> found;
   for (const FoundNode& f : found_) {
-    const auto& d = config->discover;
-    if (std::any_of(d.begin(), d.end(), [&](const DiscoverConfig& s) { return s.name == f.source; })) found.push_back(f);
+    if (source_pool(*config, f.source) == f.pool) found.push_back(f);
   }
   auto next = build_routing(std::move(config), found, discovery_ ? discovery_->names() : kNone, current.get(),
                             generation_ + 1, worker_count_, error, &skipped);
@@ -125,9 +135,15 @@ void Server::on_discovered(const DiscoveryAgent::Change& change) {
 }
 
 const DiscoverConfig* Server::source_config(const std::string& source) const {
-  const auto& d = config_->discover;
-  const auto it = std::find_if(d.begin(), d.end(), [&](const DiscoverConfig& s) { return s.name == source; });
-  return it == d.end() ? nullptr : &*it;
+  const auto find = [&](const std::vector<DiscoverConfig>& d) -> const DiscoverConfig* {
+    const auto it = std::find_if(d.begin(), d.end(), [&](const DiscoverConfig& s) { return s.name == source; });
+    return it == d.end() ? nullptr : &*it;
+  };
+  if (const DiscoverConfig* s = find(config_->discover)) return s;
+  for (const PoolConfig& pool : config_->pools) {
+    if (const DiscoverConfig* s = find(pool.discover)) return s;
+  }
+  return nullptr;
 }
 
 void Server::share(const std::string& source) {
@@ -152,9 +168,9 @@ void Server::refresh_found() {
   const auto current = routing();
   // Rebuilt when the nodes or any named node's addresses changed.
   bool same = found == found_;
-  if (same) {
-    for (const Backend& b : current->backends) {
-      if (b.address.is_name && resolved_text(discovery_->names(), b.address.host) != b.resolved) same = false;
+  for (const Pool& pool : current->pools) {
+    for (const Backend& b : pool.backends) {
+      if (same && b.address.is_name && resolved_text(discovery_->names(), b.address.host) != b.resolved) same = false;
     }
   }
   if (same) return;
@@ -168,19 +184,31 @@ void Server::refresh_found() {
   }
   // A discovered node that left takes its admin drain with it: a record that comes
   // back later is a new node.
-  for (const Backend& b : current->backends) {
-    if (!b.source.empty() && !next->ring->find(b.name) && b.state->draining.load()) set_drained(b.name, false);
+  for (const Pool& pool : current->pools) {
+    const Pool* after = next->find_pool(pool.name());
+    for (const Backend& b : pool.backends) {
+      if (!b.source.empty() && (!after || !after->ring->find(b.name)) && b.state->draining.load()) {
+        set_drained(pool.name(), b.name, false);
+      }
+    }
   }
-  const double moved = Ring::moved_fraction(*current->ring, *next->ring);
+  // Pool "default"'s ring, and each other pool's whose ring changed: its fingerprint and
+  // the share of its keys that moved. Before the workers start (the first answers)
+  // nothing has been routed: nothing moved.
+  std::string rings;
+  for (const Pool& pool : next->pools) {
+    const Pool* was = current->find_pool(pool.name());
+    if (!pool.is_default() && was && was->ring->fingerprint() == pool.ring->fingerprint()) continue;
+    char pct[32];
+    std::snprintf(pct, sizeof pct, ", %.2f%% of keys moved", was ? Ring::moved_fraction(*was->ring, *pool.ring) * 100.0 : 100.0);
+    rings += (pool.is_default() ? ", ring " : "; pool " + pool.name() + ": ring ") + pool.ring->fingerprint() +
+             (workers_.empty() ? "" : pct);
+  }
   ++generation_;
   publish(std::move(next));
   if (found_ != before) {
-    char pct[32];
-    std::snprintf(pct, sizeof pct, ", %.2f%% of keys moved", moved * 100.0);
-    // Before the workers start (the first answers) nothing has been routed: nothing moved.
     RP_LOG(LogLevel::kInfo, "discover: " + std::to_string(found_.size()) + " discovered nodes, " +
-                                std::to_string(routing()->backends.size()) + " in all, ring " +
-                                routing()->ring->fingerprint() + (workers_.empty() ? "" : pct));
+                                std::to_string(routing()->node_count()) + " in all" + rings);
   }
 }
 

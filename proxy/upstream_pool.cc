@@ -29,8 +29,10 @@ int UpstreamConn::connect(const sockaddr* addr, Owner* owner, uint32_t timeout_m
   owner_ = owner;
   int rc;
   if (tls_) {
-    const auto& context = worker_.routing().upstream_tls;
-    if (!context) return UV_EINVAL;  // not loaded: the config check keeps this from happening
+    const std::shared_ptr<const ClientTlsContext>& context = pool_->tls_context();
+    // Not loaded, or the tier left with a reload: the config check and the routing keep
+    // this from happening.
+    if (!context) return UV_EINVAL;
     rc = tls_->connect_client(addr, context, pool_->tls_name(), &pool_->tls_session(), 0);
     tls_context_id_ = context->id();
   } else {
@@ -112,8 +114,14 @@ void UpstreamConn::handle_closed() {
   pool->on_conn_freed();
 }
 
-UpstreamPool::UpstreamPool(Worker& worker, std::string key, bool tls, std::string tls_name)
-    : worker_(worker), key_(std::move(key)), tls_(tls), tls_name_(std::move(tls_name)) {}
+UpstreamPool::UpstreamPool(Worker& worker, std::string key, std::string tier, bool tls, std::string tls_name)
+    : worker_(worker), key_(std::move(key)), tier_(std::move(tier)), tls_(tls), tls_name_(std::move(tls_name)) {}
+
+const std::shared_ptr<const ClientTlsContext>& UpstreamPool::tls_context() const {
+  static const std::shared_ptr<const ClientTlsContext> kNone;
+  const Pool* pool = worker_.routing().find_pool(tier_);
+  return pool ? pool->upstream_tls : kNone;
+}
 
 void UpstreamPool::on_conn_freed() {
   if (--live_ == 0 && retired_) worker_.drop_pool(this);  // frees this
@@ -124,8 +132,7 @@ UpstreamPool::~UpstreamPool() { close_idle(); }
 UpstreamConn* UpstreamPool::take_idle(UpstreamConn::Owner* owner) {
   // A TLS connection made under another [upstream_tls] (a reload changed the CA,
   // verification or client certificate) is not reused: it was verified by other rules.
-  const auto& context = worker_.routing().upstream_tls;
-  const uint64_t current = tls_ && context ? context->id() : 0;
+  const uint64_t current = tls_ && tls_context() ? tls_context()->id() : 0;
   while (!idle_.empty() && idle_.back()->tls_context_id_ != current) {
     UpstreamConn* stale = idle_.back();
     stale->close();  // leaves idle_ (forget)

@@ -94,9 +94,11 @@ class UpstreamConn final : private Transport::Handler {
 class UpstreamPool {
  public:
   friend class UpstreamConn;
-  // `key`: Backend::pool_key. `tls`: connections speak TLS to `tls_name` (SNI and the
-  // name verified).
-  UpstreamPool(Worker& worker, std::string key, bool tls = false, std::string tls_name = {});
+  // `key`: Backend::pool_key. `tier`: the name of the routing's Pool the node is in
+  // (its [upstream_tls]). `tls`: connections speak TLS to `tls_name` (SNI and the name
+  // verified).
+  UpstreamPool(Worker& worker, std::string key, std::string tier = "default", bool tls = false,
+               std::string tls_name = {});
   ~UpstreamPool();
 
   // An idle connection ready for a request (its owner set), or null.
@@ -118,6 +120,8 @@ class UpstreamPool {
   const std::string& key() const { return key_; }
   bool tls() const { return tls_; }
   const std::string& tls_name() const { return tls_name_; }
+  // The current routing's [upstream_tls] context for this pool's tier (null: none).
+  const std::shared_ptr<const ClientTlsContext>& tls_context() const;
   TlsSessionCache& tls_session() { return tls_session_; }
   size_t live() const { return live_; }
   // A connection of this pool was freed (its last close callback).
@@ -134,6 +138,7 @@ class UpstreamPool {
  private:
   Worker& worker_;
   std::string key_;
+  std::string tier_;
   bool tls_ = false;
   std::string tls_name_;
   TlsSessionCache tls_session_;  // the node's last session, for the next handshake

@@ -113,10 +113,13 @@ void Worker::take_routing() {
     fresh = shared_.routing;
   }
   if (!fresh || fresh == routing_) return;
-  std::vector<UpstreamPool*> by_node(fresh->backends.size());
-  for (size_t i = 0; i < fresh->backends.size(); ++i) {
-    by_node[i] = &pool_for(fresh->backends[i]);
-    by_node[i]->unretire();  // a backend removed and added again
+  std::vector<UpstreamPool*> by_node(fresh->node_count());
+  for (const Pool& pool : fresh->pools) {
+    for (size_t i = 0; i < pool.backends.size(); ++i) {
+      UpstreamPool*& p = by_node[pool.base + i];
+      p = &pool_for(pool, pool.backends[i]);
+      p->unretire();  // a backend removed and added again
+    }
   }
   // Backends that left: their idle connections close now; busy ones close when done,
   // and the pool goes with its last connection (drop_pool); one with none goes now.
@@ -132,19 +135,19 @@ void Worker::take_routing() {
   routing_ = std::move(fresh);
 }
 
-UpstreamPool& Worker::pool_for(const Backend& b, bool* made) {
+UpstreamPool& Worker::pool_for(const Pool& pool, const Backend& b, bool* made) {
   auto [it, inserted] = pools_.try_emplace(b.pool_key);  // copies the key only when inserting
-  if (inserted) it->second = std::make_unique<UpstreamPool>(*this, b.pool_key, b.tls, b.tls_name);
+  if (inserted) it->second = std::make_unique<UpstreamPool>(*this, b.pool_key, pool.name(), b.tls, b.tls_name);
   if (made) *made = inserted;
   return *it->second;
 }
 
-UpstreamPool& Worker::pool(const Routing& routing, NodeIndex i) {
-  if (&routing == routing_.get()) return *pools_by_node_[i];
+UpstreamPool& Worker::pool(const Routing& routing, const Pool& pool, NodeIndex i) {
+  if (&routing == routing_.get()) return *pools_by_node_[pool.base + i];
   // A request routed before a reload, retrying: its node may have left since, and
   // then its pool lives only as long as its connections.
   bool made = false;
-  UpstreamPool& p = pool_for(routing.backends[i], &made);
+  UpstreamPool& p = pool_for(pool, pool.backends[i], &made);
   if (made) p.retire();
   return p;
 }

@@ -84,7 +84,7 @@ class Worker {
   const std::shared_ptr<const Routing>& routing_ptr() const { return routing_; }
   // The pool for node i of `routing`: the current routing's by index; an older one's
   // (a request routed before a reload, now retrying) by name and address.
-  UpstreamPool& pool(const Routing& routing, NodeIndex i);
+  UpstreamPool& pool(const Routing& routing, const Pool& pool, NodeIndex i);
   // A retired pool's last connection is gone: the pool is freed (a worker whose
   // backends come and go keeps no pools for the ones that left).
   void drop_pool(UpstreamPool* pool);
@@ -117,7 +117,7 @@ class Worker {
   void maybe_finish();
   void flush_access_log();
   // Finds or makes the pool for `b`; *made tells which. No allocation when found.
-  UpstreamPool& pool_for(const Backend& b, bool* made = nullptr);
+  UpstreamPool& pool_for(const Pool& pool, const Backend& b, bool* made = nullptr);
   // Accepting. The worker accepts itself (a uv_poll on the listening socket and
   // accept4) rather than through uv_listen, because out of descriptors libuv drops the
   // queue: on EMFILE it closes a spare descriptor, accepts and closes every queued

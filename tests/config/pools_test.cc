@@ -212,11 +212,51 @@ TEST(Listeners, ErrorsAtTheirKeys) {
                    "certificates = [{ cert = \"...\", key = \"...\" }])"}));
 }
 
-TEST(Pools, NotServedYetSaysSo) {
+TEST(Pools, WhatIsNotServedYetSaysSo) {
+  // Listeners, and pools with gossip (which carries pool "default" alone), are refused.
   const ConfigResult r = load(kTwoTiers);
   ASSERT_TRUE(r.ok());
-  EXPECT_NE(tiers_not_served_yet(r.config).find("not served yet (issue 15)"), std::string::npos);
+  EXPECT_NE(tiers_not_served_yet(r.config).find("[[listener]] is read and checked but not served yet (issue 15)"),
+            std::string::npos);
+  Config no_listeners = r.config;
+  no_listeners.listeners.clear();
+  EXPECT_EQ(tiers_not_served_yet(no_listeners), "");
+  no_listeners.gossip.enabled = true;
+  EXPECT_NE(tiers_not_served_yet(no_listeners).find("with gossip is not served yet"), std::string::npos);
   EXPECT_EQ(tiers_not_served_yet(load("[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n").config), "");
+}
+
+TEST(Pools, ASourceNameIsInOnePool) {
+  // /discovery, the resolver and gossip know a source by its name.
+  const std::string base = "[[discover]]\nname = \"_http._tcp.a.test\"\ntype = \"srv\"\n";
+  EXPECT_EQ(errors_of(base + "[[pool]]\nname = \"p\"\ndiscover = [ { name = \"_http._tcp.a.test\", type = \"srv\" } ]\n"),
+            (Lines{"t.toml:6:23: pool[0].discover[0].name: \"_http._tcp.a.test\" is already discover[0]: one source "
+                   "per name, in one pool"}));
+  EXPECT_EQ(errors_of("[[pool]]\nname = \"p\"\ndiscover = [ { name = \"b.test\", type = \"a\", port = 80 } ]\n"
+                      "[[pool]]\nname = \"q\"\ndiscover = [ { name = \"b.test\", type = \"a\", port = 81 } ]\n"),
+            (Lines{"t.toml:6:23: pool[1].discover[0].name: \"b.test\" is already pool[0].discover[0]: one source per "
+                   "name, in one pool"}));
+}
+
+TEST(Pools, DefaultPoolAndItsHelpers) {
+  const ConfigResult r = load(kTwoTiers);
+  ASSERT_TRUE(r.ok());
+  const PoolConfig d = default_pool_config(r.config);
+  EXPECT_EQ(d.name, "default");
+  EXPECT_EQ(d.ring.vnodes, 100u);
+  EXPECT_EQ(d.backends, r.config.backends);
+  EXPECT_TRUE(default_pool_declared(r.config));
+  Config c = r.config;
+  EXPECT_EQ(pool_backends(c, "default"), &c.backends);
+  EXPECT_EQ(pool_backends(c, "images"), &c.pools[0].backends);
+  EXPECT_EQ(pool_backends(c, "nope"), nullptr);
+  EXPECT_EQ(source_pool(c, "_http._tcp.api.test"), "api_v2");
+  EXPECT_EQ(source_pool(c, "nope"), "");
+  EXPECT_EQ(all_sources(c).size(), 1u);
+  c.backends.clear();
+  EXPECT_FALSE(default_pool_declared(c));  // pools and no top-level node: unrouted requests get 404
+  c.pools.clear();
+  EXPECT_TRUE(default_pool_declared(c));   // no pools: "default" as always (503 while empty)
 }
 
 }  // namespace

@@ -170,8 +170,8 @@ TEST_F(HealthFixture, PassiveEjectionTakesAFailingNodeOut) {
     EXPECT_EQ(r.header("X-Backend"), without.at(k));
   }
   Response m = http_get(admin_port_, "/metrics");
-  EXPECT_NE(m.body.find("ringproxy_ejections_total{backend=\"n0\"} 1"), std::string::npos);
-  EXPECT_NE(m.body.find("ringproxy_backend_up{backend=\"n0\"} 0"), std::string::npos);
+  EXPECT_NE(m.body.find("ringproxy_ejections_total{pool=\"default\",backend=\"n0\"} 1"), std::string::npos);
+  EXPECT_NE(m.body.find("ringproxy_backend_up{pool=\"default\",backend=\"n0\"} 0"), std::string::npos);
 }
 
 TEST_F(HealthFixture, MaxEjectedPercentIsNeverExceeded) {
@@ -193,13 +193,13 @@ TEST_F(HealthFixture, MaxEjectedPercentIsNeverExceeded) {
   ASSERT_TRUE(proxy_->wait_for_output(Output::err, "max_ejected_percent 50")) << proxy_->stderr_text();
   EXPECT_EQ(state_of(survivor), "up");
   Response m = http_get(admin_port_, "/metrics");
-  EXPECT_NE(m.body.find("ringproxy_ejections_refused_total{backend=\"" + survivor + "\"} "), std::string::npos)
+  EXPECT_NE(m.body.find("ringproxy_ejections_refused_total{pool=\"default\",backend=\"" + survivor + "\"} "), std::string::npos)
       << m.body;
   // It goes on failing: every refusal is counted, but logged once per 10 s, not
   // once per failure (a log flood under load, seen in bench/soak).
   // Failures reach the control loop in per-worker batches, so how many refusals a number
   // of failures makes varies: fail until a few more refusals were counted.
-  const std::string series = "ringproxy_ejections_refused_total{backend=\"" + survivor + "\"} ";
+  const std::string series = "ringproxy_ejections_refused_total{pool=\"default\",backend=\"" + survivor + "\"} ";
   long refused = 0;
   for (int i = 0; i < 2000 && refused < 4; ++i) {
     http_get(port_, (survivor == "n1" ? k1 : k0)[static_cast<size_t>(i % 2)]);

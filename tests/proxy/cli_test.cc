@@ -303,20 +303,32 @@ TEST(Cli, DnsNamesAreChecked) {
   EXPECT_EQ(r.code, 0) << r.err;
 }
 
-TEST(Cli, TiersAreCheckedButRefusedUntilServed) {
-  // --check prints a tier's warnings and errors at their keys; a valid file with tiers is
-  // refused, by --check and at start, until issue 15 serves them.
+TEST(Cli, PoolsAndRoutesAreCheckedWithTheirWarnings) {
+  // --check prints a tier's warnings at their keys, and a valid file with pools and
+  // routes passes, counting them.
   const std::string tiers = write_file(
       "tiers.toml",
       "[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n"
       "[[pool]]\nname = \"img\"\nbackends = [ { name = \"i\", address = \"127.0.0.1:9101\" } ]\n"
       "[[route]]\npath_prefix = \"/img/\"\npool = \"img\"\n[[route]]\npath_prefix = \"/img/x/\"\npool = \"default\"\n");
   CmdResult r = run("--check -c " + tiers);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, tiers + ": ok (1 backends, 1 pool, 2 routes)\n");
+  EXPECT_EQ(r.err, "warning: " + tiers + ":10:1: route[1]: never matches: route[0] comes first and matches every "
+                   "request this one does\n");
+}
+
+TEST(Cli, ListenersAreCheckedButRefusedUntilServed) {
+  // [[listener]] is read and checked, and refused by --check and at start until issue 15
+  // serves it.
+  const std::string tiers = write_file(
+      "listeners.toml",
+      "[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n"
+      "[[listener]]\nlisten = \"127.0.0.1:18443\"\n");
+  CmdResult r = run("--check -c " + tiers);
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err, "warning: " + tiers + ":10:1: route[1]: never matches: route[0] comes first and matches every "
-                   "request this one does\n" + tiers + ": " + tiers_not_served_yet(load_config_file(tiers).config) +
-                   "\n" + tiers + ": 1 error\n");
+  EXPECT_EQ(r.err, tiers + ": " + tiers_not_served_yet(load_config_file(tiers).config) + "\n" + tiers + ": 1 error\n");
   r = run("-c " + tiers);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("not served yet (issue 15)"), std::string::npos) << r.err;

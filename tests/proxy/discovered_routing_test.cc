@@ -120,9 +120,9 @@ TEST(DiscoveredRouting, NamedNodesConnectToWhatTheirNameResolvesTo) {
   std::string error;
   auto r = build_routing(config, {}, names, nullptr, 1, 1, &error);
   ASSERT_NE(r, nullptr) << error;
-  const Backend& a = r->backends[*r->ring->find("a")];
-  const Backend& b = r->backends[*r->ring->find("b")];
-  const Backend& c = r->backends[*r->ring->find("c")];
+  const Backend& a = r->default_pool().backends[*r->default_pool().ring->find("a")];
+  const Backend& b = r->default_pool().backends[*r->default_pool().ring->find("b")];
+  const Backend& c = r->default_pool().backends[*r->default_pool().ring->find("c")];
   ASSERT_EQ(a.sockaddrs.size(), 1u);
   EXPECT_EQ(ip_of(a.sockaddrs[0]), "127.0.0.1/9001");
   ASSERT_EQ(b.sockaddrs.size(), 2u);  // both, taken in turn by new connections
@@ -141,10 +141,10 @@ TEST(DiscoveredRouting, ANameKeepsItsRingPointsWhenItsAddressChanges) {
   auto after = build_routing(config, {}, {{"cache-b.test", {"10.0.0.8"}}}, before.get(), 2, 1, &error);
   ASSERT_NE(before, nullptr);
   ASSERT_NE(after, nullptr);
-  EXPECT_EQ(before->ring->fingerprint(), after->ring->fingerprint());
-  EXPECT_EQ(Ring::moved_fraction(*before->ring, *after->ring), 0.0);
-  const Backend& b0 = before->backends[*before->ring->find("b")];
-  const Backend& b1 = after->backends[*after->ring->find("b")];
+  EXPECT_EQ(before->default_pool().ring->fingerprint(), after->default_pool().ring->fingerprint());
+  EXPECT_EQ(Ring::moved_fraction(*before->default_pool().ring, *after->default_pool().ring), 0.0);
+  const Backend& b0 = before->default_pool().backends[*before->default_pool().ring->find("b")];
+  const Backend& b1 = after->default_pool().backends[*after->default_pool().ring->find("b")];
   EXPECT_EQ(b0.state, b1.state);  // health and counters go on
   // Connections to the old address are not reused: another pool.
   EXPECT_NE(b0.pool_key, b1.pool_key);
@@ -161,16 +161,16 @@ TEST(DiscoveredRouting, FoundNodesJoinTheConfiguredOnesAndAConfiguredNameStands)
   std::string error;
   auto r = build_routing(config, nodes, {{"web-1.test", {"10.1.0.1"}}}, nullptr, 1, 1, &error, &skipped);
   ASSERT_NE(r, nullptr) << error;
-  EXPECT_EQ(r->backends.size(), 4u);
+  EXPECT_EQ(r->default_pool().backends.size(), 4u);
   EXPECT_EQ(skipped, std::vector<std::string>{"10.0.0.2:6081"});
-  const Backend& clash = r->backends[*r->ring->find("10.0.0.2:6081")];
+  const Backend& clash = r->default_pool().backends[*r->default_pool().ring->find("10.0.0.2:6081")];
   EXPECT_EQ(clash.source, "");  // the configured one
   EXPECT_EQ(ip_of(clash.sockaddrs[0]), "127.0.0.1/9002");
-  const Backend& web = r->backends[*r->ring->find("web-1.test:80")];
+  const Backend& web = r->default_pool().backends[*r->default_pool().ring->find("web-1.test:80")];
   EXPECT_EQ(web.source, "_http._tcp.web.test");
   EXPECT_EQ(web.priority, 10);
   EXPECT_EQ(ip_of(web.sockaddrs[0]), "10.1.0.1/80");
-  const Backend& a1 = r->backends[*r->ring->find("10.0.0.1:6081")];
+  const Backend& a1 = r->default_pool().backends[*r->default_pool().ring->find("10.0.0.1:6081")];
   EXPECT_EQ(a1.source, "cache.test");
   EXPECT_EQ(ip_of(a1.sockaddrs[0]), "10.0.0.1/6081");
 }
@@ -188,7 +188,7 @@ TEST(DiscoveredRouting, TheRingDependsOnTheSetNotItsOrder) {
   auto r2 = build_routing(config, nodes, {}, nullptr, 1, 1, &error);
   ASSERT_NE(r1, nullptr);
   ASSERT_NE(r2, nullptr);
-  EXPECT_EQ(r1->ring->fingerprint(), r2->ring->fingerprint());
+  EXPECT_EQ(r1->default_pool().ring->fingerprint(), r2->default_pool().ring->fingerprint());
 }
 
 }  // namespace

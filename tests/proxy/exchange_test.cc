@@ -160,7 +160,7 @@ TEST(Exchange, ANamedNodeWithoutAnAddressGoesToTheNextNodeAndIsNotItsFailure) {
   EXPECT_EQ(get.down.error_status, 502);
   EXPECT_NE(get.down.error_cause.find("no address (cache.test did not resolve) at node node"), std::string::npos)
       << get.down.error_cause;
-  const NodeState& node = *get.shared.routing->backends[0].state;
+  const NodeState& node = *get.shared.routing->default_pool().backends[0].state;
   EXPECT_EQ(node.failures(), 0u);
   EXPECT_EQ(node.consecutive_failures.load(), 0u);
 }

@@ -42,27 +42,27 @@ std::shared_ptr<const Routing> abc(double load_factor = 0.0) {
   return routing_of({{"a", 1}, {"b", 1}, {"c", 1}}, load_factor);
 }
 
-NodeIndex index_of(const Routing& r, std::string_view name) { return *r.ring->find(name); }
-NodeState& state(const Routing& r, NodeIndex i) { return *r.backends[i].state; }
+NodeIndex index_of(const Routing& r, std::string_view name) { return *r.default_pool().ring->find(name); }
+NodeState& state(const Routing& r, NodeIndex i) { return *r.default_pool().backends[i].state; }
 NodeState& state(const Routing& r, std::string_view name) { return state(r, index_of(r, name)); }
 
-uint64_t key_hash(const Routing& r, int i) { return r.ring->key_hash("key-" + std::to_string(i)); }
+uint64_t key_hash(const Routing& r, int i) { return r.default_pool().ring->key_hash("key-" + std::to_string(i)); }
 
 std::optional<NodeIndex> pick(const Routing& r, uint64_t hash, std::initializer_list<NodeIndex> tried = {},
                               uint64_t now = kNow) {
-  return pick_node(r, hash, std::span<const NodeIndex>(tried.begin(), tried.size()), now);
+  return pick_node(r.default_pool(), hash, std::span<const NodeIndex>(tried.begin(), tried.size()), now);
 }
 
 // The first key (as key_hash(r, i)) that the ring gives to `node`.
 uint64_t key_of(const Routing& r, NodeIndex node) {
   for (int i = 0;; ++i) {
-    if (r.ring->lookup(key_hash(r, i)) == node) return key_hash(r, i);
+    if (r.default_pool().ring->lookup(key_hash(r, i)) == node) return key_hash(r, i);
   }
 }
 
 // The first node of the ring from `hash` other than `away`.
 std::optional<NodeIndex> next_after(const Routing& r, uint64_t hash, NodeIndex away) {
-  return r.ring->pick(hash, [&](NodeIndex i) { return i != away; });
+  return r.default_pool().ring->pick(hash, [&](NodeIndex i) { return i != away; });
 }
 
 // --- Rules that hold with and without bounded loads (no request in flight) ------------
@@ -79,7 +79,7 @@ TEST_P(RouterRules, SameKeyGoesToItsRingOwnerEveryTime) {
     const uint64_t h = key_hash(*r, i);
     const auto first = pick(*r, h);
     ASSERT_TRUE(first.has_value());
-    EXPECT_EQ(first, r->ring->lookup(h));
+    EXPECT_EQ(first, r->default_pool().ring->lookup(h));
     EXPECT_EQ(pick(*r, h), first);
   }
 }
@@ -88,10 +88,10 @@ TEST_P(RouterRules, TriedNodeIsSkippedForTheNextRingNode) {
   const auto r = abc(GetParam());
   for (int i = 0; i < 1000; ++i) {
     const uint64_t h = key_hash(*r, i);
-    const NodeIndex owner = *r->ring->lookup(h);
+    const NodeIndex owner = *r->default_pool().ring->lookup(h);
     const NodeIndex second = *next_after(*r, h, owner);
     EXPECT_EQ(pick(*r, h, {owner}), second);
-    const auto third = r->ring->pick(h, [&](NodeIndex n) { return n != owner && n != second; });
+    const auto third = r->default_pool().ring->pick(h, [&](NodeIndex n) { return n != owner && n != second; });
     EXPECT_EQ(pick(*r, h, {owner, second}), third);
   }
 }
@@ -165,7 +165,7 @@ double admitted_share(const Routing& r, uint64_t now) {
   int owned = 0, admitted = 0;
   for (int i = 0; i < kKeys; ++i) {
     const uint64_t h = key_hash(r, i);
-    if (r.ring->lookup(h) != b) continue;
+    if (r.default_pool().ring->lookup(h) != b) continue;
     ++owned;
     if (pick(r, h, {}, now) == b) ++admitted;
   }
@@ -195,7 +195,7 @@ TEST_P(RouterRules, SlowStartAdmissionOfAKeyOnlyGrowsWithTime) {
   const NodeIndex b = index_of(*r, "b");
   for (int i = 0; i < kKeys; ++i) {
     const uint64_t h = key_hash(*r, i);
-    if (r->ring->lookup(h) != b) continue;
+    if (r->default_pool().ring->lookup(h) != b) continue;
     bool admitted = false;
     for (uint64_t now = kRampStart; now <= kRampEnd; now += 500) {
       const bool now_admitted = pick(*r, h, {}, now) == b;
@@ -211,7 +211,7 @@ TEST_P(RouterRules, KeyTurnedAwayBySlowStartGoesToTheNextRingNode) {
   int turned_away = 0;
   for (int i = 0; i < 1000; ++i) {
     const uint64_t h = key_hash(*r, i);
-    if (r->ring->lookup(h) != b) continue;
+    if (r->default_pool().ring->lookup(h) != b) continue;
     const auto node = pick(*r, h, {}, kRampStart);
     if (node == b) continue;
     ++turned_away;
@@ -249,7 +249,7 @@ TEST(RouterBoundedLoads, NodeAtTheBoundIsSkippedForTheNextRingNode) {
 TEST(RouterBoundedLoads, EqualLoadsKeepEveryKeyOnItsOwner) {
   const auto r = abc(kLoadFactor);
   for (const char* name : {"a", "b", "c"}) state(*r, name).in_flight.store(5);
-  for (int i = 0; i < 1000; ++i) EXPECT_EQ(pick(*r, key_hash(*r, i)), r->ring->lookup(key_hash(*r, i)));
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(pick(*r, key_hash(*r, i)), r->default_pool().ring->lookup(key_hash(*r, i)));
 }
 
 // Why "every node over the bound falls back to the plain pick" has no test of its own:
@@ -273,7 +273,7 @@ TEST(RouterBoundedLoads, SomeNodeIsAlwaysBelowTheBound) {
       ASSERT_TRUE(node.has_value());
       EXPECT_LT(state(*r, *node).in_flight.load(), bound);
       // And it is the first such node of the ring.
-      EXPECT_EQ(node, r->ring->pick(key_hash(*r, i), [&](NodeIndex n) {
+      EXPECT_EQ(node, r->default_pool().ring->pick(key_hash(*r, i), [&](NodeIndex n) {
                   return state(*r, n).in_flight.load() < bound;
                 }));
     }

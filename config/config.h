@@ -245,9 +245,9 @@ struct ConfigResult {
 bool is_valid_backend_name(std::string_view name);
 
 // What of [[pool]], [[route]] and [[listener]] is read and checked (config/pools.cc) but
-// not served yet (issue 15's next steps): [[listener]]s, and [[pool]]s with gossip
-// (gossip carries pool "default" alone). A config that has one is refused, by --check,
-// at start and on reload, rather than served without it: the reason, or "".
+// not served yet (issue 15's next step): [[listener]]s. A config that has one is
+// refused, by --check, at start and on reload, rather than served without it: the
+// reason, or "".
 std::string tiers_not_served_yet(const Config& config);
 
 // Pool "default" as a PoolConfig: the top level's hash key, [ring], [health],

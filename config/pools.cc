@@ -391,9 +391,6 @@ std::string tiers_not_served_yet(const Config& config) {
   if (!config.listeners.empty()) {
     return "listener: [[listener]] is read and checked but not served yet (issue 15): use proxy.listen";
   }
-  if (config.gossip.enabled && !config.pools.empty()) {
-    return "pool: [[pool]] with gossip is not served yet (issue 15): gossip carries pool \"default\" only";
-  }
   return {};
 }
 

@@ -19,6 +19,26 @@ namespace {
 constexpr std::string_view kBackendPrefix = "backend/";
 constexpr std::string_view kDrainPrefix = "drain/";
 constexpr std::string_view kHealthPrefix = "health/";
+
+// A node's shared entry: "backend/NAME" in pool "default", "backend/POOL/NAME" in another
+// (backend names have no '/').
+std::string backend_key(std::string_view pool, std::string_view name) {
+  std::string key(kBackendPrefix);
+  if (pool != "default") {
+    key += pool;
+    key += '/';
+  }
+  key += name;
+  return key;
+}
+
+// The pool of a "backend/..." key ("" for any other key).
+std::string_view pool_of_key(std::string_view key) {
+  if (!key.starts_with(kBackendPrefix)) return {};
+  const std::string_view rest = key.substr(kBackendPrefix.size());
+  const size_t slash = rest.find('/');
+  return slash == std::string_view::npos ? std::string_view("default") : rest.substr(0, slash);
+}
 constexpr std::string_view kFoundPrefix = "found/";
 
 // "found/" 16 hex digits of the source's name, "/", 16 of the node's: 39 bytes whatever
@@ -130,7 +150,7 @@ void GossipAgent::close_timer(std::function<void()> done) {
   timer_ = nullptr;
 }
 
-std::string GossipAgent::start(const GossipConfig& config, const std::vector<BackendConfig>& file_backends) {
+std::string GossipAgent::start(const GossipConfig& config, const PoolBackends& file_backends) {
   file_backends_ = file_backends;
   transport_ = std::make_unique<gossip::UdpTransport>(
       loop_, [this](const std::string& from, std::string_view bytes) { on_datagram(from, bytes); });
@@ -252,13 +272,20 @@ void GossipAgent::maybe_seed() {
   // answer, Server::on_discovered) is told, writes or not.
   shared_pending_ = true;
   Batch settle(*this);
-  for (const auto& [key, entry] : swim_->store().entries()) {
-    if (key.starts_with(kBackendPrefix)) return;  // the cluster has a set (tombstones count)
-  }
-  RP_LOG(LogLevel::kInfo, "gossip: no shared backends yet; seeding " + std::to_string(file_backends_.size()) +
-                              " from the config file");
   Batch batch(*this);
-  for (const BackendConfig& b : file_backends_) put_backend(b);
+  for (const auto& [pool, backends] : file_backends_) {
+    if (has_pool(pool)) continue;  // the cluster has a set for it (tombstones count)
+    RP_LOG(LogLevel::kInfo, "gossip: no shared backends yet" + (pool == "default" ? std::string() : " in pool " + pool) +
+                                "; seeding " + std::to_string(backends.size()) + " from the config file");
+    for (const BackendConfig& b : backends) put_backend(pool, b);
+  }
+}
+
+bool GossipAgent::has_pool(std::string_view pool) const {
+  for (const auto& [key, entry] : swim_->store().entries()) {
+    if (pool_of_key(key) == pool) return true;
+  }
+  return false;
 }
 
 GossipAgent::Batch::~Batch() {
@@ -268,14 +295,21 @@ GossipAgent::Batch::~Batch() {
   }
 }
 
-std::optional<std::vector<BackendConfig>> GossipAgent::backends() const {
+std::optional<std::vector<BackendConfig>> GossipAgent::backends(std::string_view pool) const {
   if (!seeded_) return std::nullopt;
   std::vector<BackendConfig> out;
+  bool any = false;
   for (const auto& [key, entry] : swim_->store().entries()) {
-    if (!key.starts_with(kBackendPrefix) || entry.tombstone) continue;
-    const std::string name = key.substr(kBackendPrefix.size());
+    if (pool_of_key(key) != pool) continue;
+    any = true;
+    if (entry.tombstone) continue;
+    const std::string name = key.substr(key.rfind('/') + 1);
+    if (!is_valid_backend_name(name)) continue;
     if (auto b = decode_backend(name, entry.value)) out.push_back(std::move(*b));
   }
+  // "default" has been shared once seeded (an empty set is a set); another pool only
+  // once someone wrote it: until then this instance's file stands for it.
+  if (!any && pool != "default") return std::nullopt;
   return out;
 }
 
@@ -295,15 +329,15 @@ bool GossipAgent::fits(const std::string& key) {
   return false;
 }
 
-void GossipAgent::put_backend(const BackendConfig& backend) {
+void GossipAgent::put_backend(std::string_view pool, const BackendConfig& backend) {
   seeded_ = true;
-  const std::string key = std::string(kBackendPrefix) + backend.name;
+  const std::string key = backend_key(pool, backend.name);
   if (fits(key)) handle(swim_->put(key, encode_backend(backend), now()));
 }
 
-void GossipAgent::erase_backend(const std::string& name) {
+void GossipAgent::erase_backend(std::string_view pool, const std::string& name) {
   seeded_ = true;
-  const std::string key = std::string(kBackendPrefix) + name;
+  const std::string key = backend_key(pool, name);
   if (fits(key)) handle(swim_->erase(key, now()));
 }
 
@@ -312,16 +346,17 @@ void GossipAgent::set_drained(const std::string& name, bool drained) {
   if (fits(key)) handle(drained ? swim_->put(key, "1", now()) : swim_->erase(key, now()));
 }
 
-void GossipAgent::replace_backends(const std::vector<BackendConfig>& backends) {
+void GossipAgent::replace_backends(std::string_view pool, const std::vector<BackendConfig>& backends) {
   Batch batch(*this);
-  const auto current = this->backends().value_or(std::vector<BackendConfig>{});
+  const bool shared = seeded_ && has_pool(pool);
+  const auto current = shared ? this->backends(pool).value_or(std::vector<BackendConfig>{}) : std::vector<BackendConfig>{};
   for (const BackendConfig& old : current) {
     const bool kept = std::any_of(backends.begin(), backends.end(), [&](const BackendConfig& b) { return b.name == old.name; });
-    if (!kept) erase_backend(old.name);
+    if (!kept) erase_backend(pool, old.name);
   }
   for (const BackendConfig& b : backends) {
-    const bool same = std::any_of(current.begin(), current.end(), [&](const BackendConfig& c) { return c == b; });
-    if (!same) put_backend(b);
+    const bool same = shared && std::any_of(current.begin(), current.end(), [&](const BackendConfig& c) { return c == b; });
+    if (!same) put_backend(pool, b);
   }
   seeded_ = true;
 }
@@ -362,7 +397,11 @@ void GossipAgent::share_found(const DiscoverConfig& source, const std::vector<Fo
 }
 
 void GossipAgent::report_health(const std::string& backend, bool down) {
-  const std::string key = std::string(kHealthPrefix) + name() + "/" + backend;
+  // "POOL/NAME" goes in as "POOL@NAME": the instance's name may hold '/', so the node
+  // is what follows the key's last '/'.
+  std::string node = backend;
+  if (const size_t slash = node.find('/'); slash != std::string::npos) node[slash] = '@';
+  const std::string key = std::string(kHealthPrefix) + name() + "/" + node;
   if (!fits(key)) return;
   const gossip::KvEntry* e = swim_->store().find(key);
   const bool reported_down = e && !e->tombstone;
@@ -384,7 +423,9 @@ std::set<std::string> GossipAgent::majority_down() const {
     // Instance names may hold '/', backend names may not (config/): split at the last.
     const size_t last = rest.rfind('/');
     if (!alive.count(std::string(rest.substr(0, last)))) continue;  // the dead do not vote
-    ++votes[std::string(rest.substr(last + 1))];
+    std::string node(rest.substr(last + 1));
+    if (const size_t at = node.find('@'); at != std::string::npos) node[at] = '/';  // "POOL@NAME"
+    ++votes[node];
   }
   std::set<std::string> out;
   for (const auto& [backend, n] : votes) {

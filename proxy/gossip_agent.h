@@ -1,9 +1,12 @@
 // The proxy's gossip shell: runs the pure Swim state machine (gossip/swim.h) on the
 // control loop over a UdpTransport, and keeps the instances' shared state: the backend
 // set and the admin drains, as last-writer-wins entries of Swim's store:
-//   "backend/NAME" -> "ADDRESS WEIGHT"   (a tombstone when removed)
-//   "drain/NAME"   -> "1"                (a tombstone when undrained)
-//   "health/INSTANCE/NAME" -> "down"     (a tombstone when INSTANCE sees it usable)
+//   "backend/NAME" -> "ADDRESS WEIGHT"   (a tombstone when removed; "backend/POOL/NAME"
+//                                        for a node of a [[pool]] other than "default")
+//   "drain/NAME"   -> "1"                (a tombstone when undrained; NAME is
+//                                        Pool::qualified, "POOL/NAME" beyond "default")
+//   "health/INSTANCE/NAME" -> "down"     (a tombstone when INSTANCE sees it usable; a
+//                                        pool's node as "POOL@NAME")
 //   "found/H(SOURCE)/H(NODE)" -> "ADDRESS WEIGHT PRIORITY"  (a node a [[discover]]
 //                                        source found, named by its ADDRESS; H: XXH3 in
 //                                        hex; a tombstone when its record went away)
@@ -31,6 +34,7 @@
 #include <uv.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -52,27 +56,33 @@ class GossipAgent {
   GossipAgent(uv_loop_t* loop, OnShared on_shared);
   ~GossipAgent();
 
+  // Each pool's backends, by pool name.
+  using PoolBackends = std::map<std::string, std::vector<BackendConfig>, std::less<>>;
   // Binds gossip.bind and joins gossip.seeds. `file_backends` are the ones to seed the
-  // shared state with (see above). Returns "" or what went wrong.
-  std::string start(const GossipConfig& config, const std::vector<BackendConfig>& file_backends);
+  // shared state with (see above), per pool: a pool the cluster has no entry for is
+  // seeded from this instance's file. Returns "" or what went wrong.
+  std::string start(const GossipConfig& config, const PoolBackends& file_backends);
   // Announces the leave, lets it spread for a few probe intervals, then closes; `done`
   // runs on the loop once the handles are closed.
   void leave(std::function<void()> done);
 
-  // The shared backend set, sorted by name; nullopt until it has been seeded (until
-  // then the file's backends stand).
-  std::optional<std::vector<BackendConfig>> backends() const;
+  // The shared backend set of `pool`, sorted by name; nullopt until it has been seeded
+  // (until then the file's backends stand), and for a pool other than "default" while
+  // no instance has written it.
+  std::optional<std::vector<BackendConfig>> backends(std::string_view pool = "default") const;
   std::set<std::string> drained() const;
   // Joined the cluster (and so holds its state), or found no one within the start's
   // grace: what it shares now is the cluster's. on_shared is called when it becomes so.
   bool settled() const { return seeded_; }
 
   // Local writes, spread to every instance.
-  void put_backend(const BackendConfig& backend);
-  void erase_backend(const std::string& name);
+  void put_backend(std::string_view pool, const BackendConfig& backend);
+  void erase_backend(std::string_view pool, const std::string& name);
+  // `name`: Pool::qualified.
   void set_drained(const std::string& name, bool drained);
-  // Makes the shared set exactly `backends` (a reload at this instance).
-  void replace_backends(const std::vector<BackendConfig>& backends);
+  // Makes the shared set of `pool` exactly `backends` (a reload or an admin change at
+  // this instance).
+  void replace_backends(std::string_view pool, const std::vector<BackendConfig>& backends);
   // The nodes of a [[discover]] source as the instances share them (the source's tls
   // settings are this instance's), sorted by name; nullopt when no instance has written
   // the source yet.
@@ -80,7 +90,8 @@ class GossipAgent {
   // Makes the shared set of `source` exactly `nodes` (what this instance's resolver
   // found): new and changed nodes written, those gone erased.
   void share_found(const DiscoverConfig& source, const std::vector<FoundNode>& nodes);
-  // This instance's view of a backend (written only when it changes).
+  // This instance's view of a backend, by Pool::qualified name (written only when it
+  // changes).
   void report_health(const std::string& backend, bool down);
   // Backends that more than half of the alive instances (this one included) report down.
   std::set<std::string> majority_down() const;
@@ -96,6 +107,7 @@ class GossipAgent {
   void on_datagram(const std::string& from, std::string_view bytes);
   void maybe_seed();
   static bool fits(const std::string& key);
+  bool has_pool(std::string_view pool) const;  // any entry of the pool's, tombstones too
   // Closes the timer; `done` runs from its close callback, after which it is freed.
   void close_timer(std::function<void()> done);
   // Several writes, one on_shared call at the end.
@@ -115,7 +127,7 @@ class GossipAgent {
   uv_timer_t* timer_ = nullptr;  // heap: see close_timer()
   bool timer_open_ = false;
   bool authenticated_ = false;
-  std::vector<BackendConfig> file_backends_;
+  PoolBackends file_backends_;
   bool seeded_ = false;
   int64_t seed_deadline_ms_ = 0;
   uint64_t decode_errors_ = 0;

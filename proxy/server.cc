@@ -278,8 +278,15 @@ ReloadReport Server::reload(bool dry_run) {
   Log::set_level(config->proxy.log_level);
   if (gossip_) {
     // A reload at one instance makes its file's backends the shared set, everywhere.
+    share_backends(*config);
+    // A pool the reload removed: its shared set is emptied, so that every instance
+    // stops sending its requests there too.
     applying_ = true;
-    gossip_->replace_backends(config->backends);
+    for (const PoolConfig& p : config_->pools) {
+      const bool kept = std::any_of(config->pools.begin(), config->pools.end(),
+                                    [&](const PoolConfig& q) { return q.name == p.name; });
+      if (!kept) gossip_->replace_backends(p.name, {});
+    }
     applying_ = false;
   }
   std::string moved;
@@ -305,19 +312,46 @@ bool same_backends(std::vector<BackendConfig> a, std::vector<BackendConfig> b) {
   std::sort(b.begin(), b.end(), by_name);
   return a == b;
 }
+
+// Every pool's backends in `config`, by pool name: what gossip shares.
+GossipAgent::PoolBackends backends_by_pool(const Config& config) {
+  GossipAgent::PoolBackends out;
+  out["default"] = config.backends;
+  for (const PoolConfig& p : config.pools) out[p.name] = p.backends;
+  return out;
+}
 }  // namespace
+
+void Server::share_backends(const Config& config) {
+  applying_ = true;
+  for (const auto& [pool, backends] : backends_by_pool(config)) gossip_->replace_backends(pool, backends);
+  applying_ = false;
+}
 
 void Server::on_gossip_shared() {
   if (applying_ || !gossip_ || draining_) return;
-  if (auto shared = gossip_->backends(); shared && !same_backends(*shared, config_->backends)) {
-    Config next = *config_;
-    next.backends = std::move(*shared);
+  Config next = *config_;
+  std::vector<std::string> changed;  // the pools whose shared set differs from ours
+  for (const auto& [pool, mine] : backends_by_pool(*config_)) {
+    auto shared = gossip_->backends(pool);
+    if (!shared || same_backends(*shared, mine)) continue;
+    *pool_backends(next, pool) = std::move(*shared);
+    changed.push_back(pool);
+  }
+  if (!changed.empty()) {
     applying_ = true;
     const std::string e = apply(std::move(next));
     applying_ = false;
-    if (!e.empty()) RP_LOG(LogLevel::kError, "gossip: shared backends refused: " + e);
-    else RP_LOG(LogLevel::kInfo, "gossip: applied shared backends: " + std::to_string(config_->backends.size()) +
-                                     " nodes, ring " + routing()->default_pool().ring->fingerprint());
+    if (!e.empty()) {
+      RP_LOG(LogLevel::kError, "gossip: shared backends refused: " + e);
+    } else {
+      const auto r = routing();
+      for (const std::string& name : changed) {
+        const Pool& pool = *r->find_pool(name);
+        RP_LOG(LogLevel::kInfo, "gossip: applied shared backends" + (pool.is_default() ? "" : " of pool " + name) + ": " +
+                                    std::to_string(pool.config.backends.size()) + " nodes, ring " + pool.ring->fingerprint());
+      }
+    }
   }
   const auto drained = gossip_->drained();
   auto majority = gossip_->majority_down();
@@ -379,9 +413,7 @@ std::string Server::apply(Config config) {
   if (!next) return error;
   if (gossip_ && !applying_) {
     // Then written to the shared state; the local publish below follows at once.
-    applying_ = true;
-    gossip_->replace_backends(shared_config->backends);
-    applying_ = false;
+    share_backends(*shared_config);
   }
   ++generation_;
   config_ = shared_config;
@@ -782,7 +814,7 @@ int Server::run() {
   sync_health(*routing, HealthTable::Start::kServing);
   if (config_->gossip.enabled) {
     gossip_ = std::make_unique<GossipAgent>(&loop_, [this] { on_gossip_shared(); });
-    if (std::string e = gossip_->start(config_->gossip, config_->backends); !e.empty()) {
+    if (std::string e = gossip_->start(config_->gossip, backends_by_pool(*config_)); !e.empty()) {
       return fail_start("gossip: " + e);
     }
   }

@@ -94,6 +94,9 @@ class Server {
   void arm_health_timer();
   // The shared backends or drains changed (gossip): rebuild from them.
   void on_gossip_shared();
+  // Writes every pool's backends of `config` to the shared state (a reload or an admin
+  // change here).
+  void share_backends(const Config& config);
   // Discovery (SPEC "Backends by name"). The routing of `config` with what discovery
   // found now: each source's set (the shared one with gossip, else this instance's),
   // and the addresses of named nodes. Null and *error when it cannot be built.

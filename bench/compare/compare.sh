@@ -21,6 +21,8 @@
 #                                             PIN=0 DIRECT=1 STEAL_MAX=3 TRIES=3
 #                                             UPSTREAM_COUNT=auto HAPROXY_REUSE=always
 #   e.g. CONNS="50 1000" MODE="keepalive close" runs four blocks (each MODE x CONNS).
+#   RINGPROXY_EXTRA=FILE is appended to ringproxy's config (bench/routes/routes20.toml:
+#   20 [[route]]s no request matches, issue 15's "20 routes configured" case).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -164,6 +166,10 @@ address = "127.0.0.1:$B3"
 name = "b4"
 address = "127.0.0.1:$B4"
 CONF
+if [[ -n ${RINGPROXY_EXTRA:-} ]]; then  # e.g. bench/routes/routes20.toml
+  printf '\n' >>"$work/ringproxy.toml"
+  cat "$RINGPROXY_EXTRA" >>"$work/ringproxy.toml"
+fi
 
 # nginx's upstream `keepalive N` is the most idle connections each worker keeps for
 # the whole upstream block, all four servers together: when it is full, releasing a

@@ -27,6 +27,8 @@
 #      the keep-alive requests of wrk's connections)
 #      TOP=15 (functions listed; 0: none)  BASE_PORT=18400 (backend BASE+1, proxy BASE+2)
 #      KEEP=1 keeps the work directory (callgrind outputs, logs) and prints its path.
+#      RINGPROXY_EXTRA=FILE is appended to ringproxy's config (bench/routes/routes20.toml:
+#      20 [[route]]s no request matches)
 set -euo pipefail
 
 usage() { echo "usage: bench/cost/cost.sh BUILD_DIR   (see the comment at the top)" >&2; exit 2; }
@@ -105,6 +107,10 @@ if [[ $TLS == 1 ]]; then
     -out "$work/site.pem" -days 7 -subj /CN=cost.test 2>/dev/null
   printf '\n[proxy.tls]\ncertificates = [{ cert = "%s", key = "%s" }]\nmin_version = "TLSv1.3"\n' \
     "$work/site.pem" "$work/site.key" >>"$work/ringproxy.toml"
+fi
+if [[ -n ${RINGPROXY_EXTRA:-} ]]; then
+  printf '\n' >>"$work/ringproxy.toml"
+  cat "$RINGPROXY_EXTRA" >>"$work/ringproxy.toml"
 fi
 "$proxy" --check -c "$work/ringproxy.toml" >/dev/null
 

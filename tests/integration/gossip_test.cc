@@ -55,6 +55,11 @@ class GossipFixture : public ::testing::Test {
       c << (i ? ", " : "") << "\"127.0.0.1:" << instances_[i].gossip << "\"";
     }
     c << "]\n";
+    if (pools_) {
+      // Pool "images" (g-c) in every file, behind /img/; p0 also has default's g-a, g-b.
+      c << "[[pool]]\nname = \"images\"\nring = { vnodes = 50 }\nbackends = [ { name = \"i-c\", address = \""
+        << backends_[2]->address() << "\" } ]\n[[route]]\npath_prefix = \"/img/\"\npool = \"images\"\n";
+    }
     if (in.name == "p0") {
       for (size_t i = 0; i < 2; ++i) {
         c << "\n[[backend]]\nname = \"" << backends_[i]->name() << "\"\naddress = \"" << backends_[i]->address()
@@ -80,8 +85,75 @@ class GossipFixture : public ::testing::Test {
   std::vector<std::unique_ptr<DemoBackend>> backends_;
   std::vector<Instance> instances_;
   std::map<std::string, std::string> health_path_;  // instance -> health.path
+  bool pools_ = false;  // every file has pool "images" and a route to it
   TempDir dir_;
 };
+
+// Issue 15: gossip carries every pool. An admin change in pool "images" at one instance
+// reaches every instance, and pool "default"'s ring stays as it was everywhere (and the
+// other way round); a drain of a node of "images" too; every instance routes alike.
+TEST_F(GossipFixture, EveryPoolIsSharedAndAChangeInOneLeavesTheOther) {
+  pools_ = true;
+  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start(in));
+  const auto ring_of = [&](const Instance& in, const std::string& pool) -> std::string {
+    Response r = http_get(in.admin, "/pools/" + pool + "/ring");
+    if (r.status != 200) return "(" + r.describe() + ")";
+    return json::parse(r.body)["fingerprint"];
+  };
+  const auto agree = [&](const std::string& pool) {
+    const std::string f = ring_of(instances_[0], pool);
+    return ring_of(instances_[1], pool) == f && ring_of(instances_[2], pool) == f;
+  };
+  const auto logs = [&] {
+    std::string out;
+    for (const Instance& in : instances_) out += in.name + ":\n" + in.process->stderr_text() + "\n";
+    return out;
+  };
+  // p1 and p2 learn p0's default backends; "images" is alike in every file.
+  ASSERT_TRUE(eventually([&] { return json::parse(http_get(instances_[2].admin, "/nodes").body)["nodes"].size() == 2; }))
+      << logs();
+  ASSERT_TRUE(eventually([&] { return agree("default") && agree("images"); })) << logs();
+  const std::string default_ring = ring_of(instances_[0], "default");
+  const std::string images_ring = ring_of(instances_[0], "images");
+
+  // A node added to "images" at p1 reaches p0 and p2; "default" does not move.
+  Response add = http_request(instances_[1].admin, "POST", "/pools/images/nodes", {{"Content-Type", "application/json"}},
+                              json{{"name", "i-a"}, {"address", backends_[0]->address()}}.dump());
+  ASSERT_EQ(add.status, 201) << add.describe();
+  ASSERT_TRUE(eventually([&] { return agree("images") && ring_of(instances_[0], "images") != images_ring; })) << logs();
+  EXPECT_EQ(json::parse(http_get(instances_[2].admin, "/pools/images/nodes").body)["nodes"].size(), 2u);
+  for (const Instance& in : instances_) EXPECT_EQ(ring_of(in, "default"), default_ring) << in.name;
+  EXPECT_TRUE(instances_[0].process->wait_for_output(Output::err, "applied shared backends of pool images: 2 nodes"))
+      << logs();
+
+  // A change in "default" at p2 leaves "images" as it now is.
+  const std::string images_now = ring_of(instances_[0], "images");
+  ASSERT_EQ(http_request(instances_[2].admin, "DELETE", "/nodes/g-a").status, 200);
+  ASSERT_TRUE(eventually([&] { return agree("default") && ring_of(instances_[0], "default") != default_ring; })) << logs();
+  for (const Instance& in : instances_) EXPECT_EQ(ring_of(in, "images"), images_now) << in.name;
+
+  // A drain of an "images" node at p2 reaches p0 and p1; the default node of that
+  // address is untouched.
+  ASSERT_EQ(http_request(instances_[2].admin, "POST", "/pools/images/nodes/i-a/drain").status, 200);
+  ASSERT_TRUE(eventually([&] {
+    for (int i : {0, 1}) {
+      if (json::parse(http_get(instances_[i].admin, "/pools/images/nodes/i-a").body)["state"] != "draining") return false;
+    }
+    return true;
+  })) << logs();
+  EXPECT_NE(json::parse(http_get(instances_[0].admin, "/nodes/g-b").body)["state"], "draining");
+
+  // Every instance routes every key of both pools alike.
+  for (int k = 0; k < 100; ++k) {
+    for (const std::string prefix : {"/img/", "/page/"}) {
+      const std::string key = prefix + std::to_string(k);
+      const std::string at0 = http_get(instances_[0].port, key).header("X-Backend");
+      EXPECT_FALSE(at0.empty()) << key;
+      EXPECT_EQ(http_get(instances_[1].port, key).header("X-Backend"), at0) << key;
+      EXPECT_EQ(http_get(instances_[2].port, key).header("X-Backend"), at0) << key;
+    }
+  }
+}
 
 TEST_F(GossipFixture, InstancesAgreeLeaveRejoinAndCatchUp) {
   for (Instance& in : instances_) start(in);

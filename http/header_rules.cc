@@ -70,6 +70,7 @@ bool parse_max_forwards(std::string_view value, uint32_t* out) {
 
 HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_view target, bool http11) {
   int hosts = 0;
+  size_t host_index = SIZE_MAX;
   bool has_te = false;
   bool chunked_last = false;  // the last coding listed is chunked
   int chunked = 0;
@@ -81,6 +82,7 @@ HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_
       case 4:
         if (iequals(h.name, "host")) {
           ++hosts;
+          host_index = static_cast<size_t>(&h - headers.data());
           if (!valid_host(h.value, true)) invalid_host = true;
         }
         break;
@@ -126,7 +128,7 @@ HeadVerdict check_request_head(std::span<const HeaderView> headers, std::string_
     if (abs.authority.find('@') != std::string_view::npos) return {400, "userinfo in the request target"};
     if (!valid_host(abs.authority, false)) return {400, "invalid host in the request target"};
   }
-  return {};
+  return {0, {}, host_index};
 }
 
 namespace {

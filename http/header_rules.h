@@ -30,6 +30,9 @@ bool parse_max_forwards(std::string_view value, uint32_t* out);
 struct HeadVerdict {
   int status = 0;
   std::string_view cause;
+  // An accepted head's Host field line: its index in the fields (SIZE_MAX: none, which
+  // an HTTP/1.0 request may have).
+  size_t host_index = SIZE_MAX;
 };
 
 // The checks on a request head that llhttp, even in strict mode, leaves to its user,

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <bit>
 #include <cstring>
 #include <set>
 
@@ -142,6 +144,29 @@ bool build_pool(Pool& pool, const std::vector<FoundNode>& found, const ResolvedN
 
 }  // namespace
 
+namespace {
+
+void index_routes(Routing& routing) {
+  const size_t words = (routing.routes.size() + 63) / 64;
+  const size_t rows = Routing::kRouteIndexRows;
+  routing.route_words = words;
+  routing.routes_by_host_len.assign(rows * words, 0);
+  routing.routes_by_path_byte.assign(rows * words, 0);
+  for (size_t i = 0; i < routing.routes.size(); ++i) {
+    const CompiledRoute& r = routing.routes[i];
+    const size_t word = i / 64;
+    const uint64_t bit = uint64_t{1} << (i % 64);
+    for (size_t row = 0; row < rows; ++row) {
+      const bool host = r.host_len == 0 || (row < 256 && (r.wildcard ? r.host_len < row : r.host_len == row));
+      if (host) routing.routes_by_host_len[row * words + word] |= bit;
+      const bool path = r.path_len < 2 || (row < 256 && static_cast<unsigned char>(r.path_prefix[1]) == row);
+      if (path) routing.routes_by_path_byte[row * words + word] |= bit;
+    }
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, const std::vector<FoundNode>& found,
                                        const ResolvedNames& names, const Routing* previous, uint64_t generation,
                                        unsigned workers, std::string* error, std::vector<std::string>* skipped) {
@@ -167,6 +192,13 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
     out.wildcard = r.host.starts_with("*.");
     out.host = out.wildcard ? r.host.substr(1) : r.host;  // "*.example.com" -> ".example.com"
     out.path_prefix = r.path_prefix;
+    const size_t head = std::min<size_t>(8, out.path_prefix.size());
+    std::memcpy(&out.path_head, out.path_prefix.data(), head);
+    std::memset(&out.path_mask, 0xff, head);
+    if (out.path_prefix.size() > 8) std::memcpy(&out.path_tail, out.path_prefix.data() + out.path_prefix.size() - 8, 8);
+    out.path_len = static_cast<uint32_t>(out.path_prefix.size());
+    out.host_len = static_cast<uint32_t>(out.host.size());
+    routing->routes_by_host |= !out.host.empty();
     const Pool* pool = routing->find_pool(r.pool);
     if (!pool) {
       *error = "route to pool " + r.pool + ": no such pool";
@@ -174,6 +206,7 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
     }
     out.pool = pool->index;
   }
+  index_routes(*routing);
   routing->config = std::move(config);
   return routing;
 }
@@ -204,19 +237,44 @@ std::string_view host_part(std::string_view host) {
 
 }  // namespace
 
+namespace {
+
+// Does route r match in full (its candidacy told by the index already)?
+bool route_matches(const CompiledRoute& r, std::string_view host, std::string_view target, uint64_t head) {
+  if ((head & r.path_mask) != r.path_head) return false;
+  if (r.host_len != 0) {
+    // ".example.com" takes at least one label before it (the index saw to the length).
+    const std::string_view part = r.wildcard ? host.substr(host.size() - r.host_len) : host;
+    if (!lower_equals(part, r.host)) return false;
+  }
+  const size_t n = r.path_len;
+  if (n > 8) {
+    if (target.size() < n) return false;
+    uint64_t tail;
+    std::memcpy(&tail, target.data() + n - 8, 8);
+    if (tail != r.path_tail) return false;
+    if (n > 16 && std::memcmp(target.data() + 8, r.path_prefix.data() + 8, n - 16) != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 uint32_t match_route(const Routing& routing, std::string_view host, std::string_view target, uint32_t fallback) {
   if (routing.routes.empty()) return fallback;
-  host = host_part(host);
-  for (const CompiledRoute& r : routing.routes) {
-    if (!r.host.empty()) {
-      if (r.wildcard) {
-        // ".example.com": at least one label before it.
-        if (host.size() <= r.host.size() || !lower_equals(host.substr(host.size() - r.host.size()), r.host)) continue;
-      } else if (!lower_equals(host, r.host)) {
-        continue;
-      }
+  host = routing.routes_by_host ? host_part(host) : std::string_view();
+  const size_t words = routing.route_words;
+  const uint64_t* by_host = &routing.routes_by_host_len[std::min<size_t>(host.size(), 256) * words];
+  const uint64_t* by_path =
+      &routing.routes_by_path_byte[(target.size() < 2 ? 256 : static_cast<unsigned char>(target[1])) * words];
+  // The target's first 8 bytes (zeros past its end, which no prefix byte is).
+  uint64_t head = 0;
+  std::memcpy(&head, target.data(), std::min<size_t>(8, target.size()));
+  for (size_t w = 0; w < words; ++w) {
+    for (uint64_t candidates = by_host[w] & by_path[w]; candidates != 0; candidates &= candidates - 1) {
+      const size_t i = w * 64 + static_cast<size_t>(std::countr_zero(candidates));
+      if (route_matches(routing.routes[i], host, target, head)) return routing.routes[i].pool;
     }
-    if (target.starts_with(r.path_prefix)) return r.pool;
   }
   return fallback;
 }

@@ -175,18 +175,42 @@ struct Pool {
   }
 };
 
-// A [[route]] as the request path matches it: pool index instead of name.
+// A [[route]] as the request path matches it (match_route): pool index instead of name,
+// and what decides most non-matches laid out to be read with a few loads and no call.
 struct CompiledRoute {
-  std::string host;  // "" any; else lower case: the exact name, or for "*.suffix" ".suffix"
+  // The prefix's first 8 bytes (fewer when it is shorter: the mask says which), and for
+  // a prefix over 8 bytes its last 8 (where paths that share a root differ), as
+  // match_route loads a target's.
+  uint64_t path_head = 0;
+  uint64_t path_mask = 0;
+  uint64_t path_tail = 0;
+  uint32_t path_len = 0;
+  // 0: any host; else the length of `host`.
+  uint32_t host_len = 0;
   bool wildcard = false;  // host is a suffix, with at least one label before it
-  std::string path_prefix;
   uint32_t pool = 0;
+  std::string host;  // "" any; else lower case: the exact name, or for "*.suffix" ".suffix"
+  std::string path_prefix;
 };
 
 struct Routing {
   std::shared_ptr<const Config> config;
   std::vector<Pool> pools;  // [0] "default", then the config's [[pool]]s in file order
   std::vector<CompiledRoute> routes;  // the config's [[route]]s in file order
+  bool routes_by_host = false;        // some route names a host (the request's Host is read)
+  // Which routes may match, as bit sets over `routes` (route i: bit i % 64 of word
+  // i / 64; route_words words a set), so that a request looks only at those:
+  //  - by host length L (0..255; 256 for a longer host, which no name matches): the
+  //    routes without a host, those with an exact host of length L, and the "*."
+  //    routes whose suffix is shorter than L;
+  //  - by the target's second byte (256: a target shorter than 2 bytes): the routes
+  //    whose prefix is "" or "/" or has that second byte.
+  // A request's candidates are the AND of its two sets; the first that matches in full
+  // wins (match_route).
+  static constexpr size_t kRouteIndexRows = 257;
+  size_t route_words = 0;
+  std::vector<uint64_t> routes_by_host_len;   // kRouteIndexRows x route_words
+  std::vector<uint64_t> routes_by_path_byte;  // kRouteIndexRows x route_words
   uint64_t generation = 0;  // increases with every publication
   // proxy.tls's certificates, loaded (null: a plain listener). Built at start and on
   // every reload; a routing built for another change (admin, gossip) keeps the

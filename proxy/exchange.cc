@@ -104,7 +104,9 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   // with Host taken from its authority (3.2.2), keyed by its path and query as the same
   // request in origin form is; or asterisk form, for OPTIONS only.
   std::string_view origin = target;
+  std::string_view host = req.host_index() < req.fields().size() ? req.fields()[req.host_index()].value : std::string_view();
   if (AbsoluteTarget abs; split_absolute_target(target, &abs)) {
+    host = abs.authority;
     // The authority is the Host from here on: for the key (hash_key = "header:host"
     // routes it as the origin form with that Host would go) and for the backend.
     bool replaced = false;
@@ -134,10 +136,7 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   // listener's (SPEC "Several tiers").
   const Routing& routing = *routing_;
   uint32_t pool = 0;
-  if (!routing.routes.empty()) {
-    bool present = false;
-    pool = match_route(routing, find_header(req.fields(), "host", &present), origin, pool);
-  }
+  if (!routing.routes.empty()) pool = match_route(routing, host, origin, pool);
   pool_ = &routing.pools[pool];
   if (!pool_->declared) {
     pool_ = nullptr;

@@ -102,11 +102,13 @@ bool RequestParser::check_head(IoBuffer& in) {
       return false;
     }
   }
-  if (const HeadVerdict v = check_request_head(views_, target_, !http10()); v.status != 0) {
+  const HeadVerdict v = check_request_head(views_, target_, !http10());
+  if (v.status != 0) {
     refuse(v.status, v.status == 501 ? "transfer coding not implemented" : "malformed request",
            "malformed request: " + std::string(v.cause));
     return false;
   }
+  host_index_ = v.host_index;
   // A request framed with neither Content-Length nor Transfer-Encoding has no body:
   // what follows its head is the next request, parsed in its turn.
   has_body_ = (parser_.flags & (F_CHUNKED | F_CONTENT_LENGTH | F_TRANSFER_ENCODING)) != 0;

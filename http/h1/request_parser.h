@@ -58,6 +58,8 @@ class RequestParser {
   std::string_view target() const { return target_; }
   // The fields as received (views into the buffer).
   std::vector<HeaderView>& fields() { return views_; }
+  // The Host field line's index in fields() (SIZE_MAX: none; HTTP/1.0 may omit it).
+  size_t host_index() const { return host_index_; }
   bool http10() const { return parser_.http_minor == 0; }
   // The client wants the connection kept (llhttp_should_keep_alive: 1.1 without close,
   // 1.0 with keep-alive).
@@ -127,6 +129,7 @@ class RequestParser {
   Span url_;
   std::vector<FieldSpan> fields_;
   std::vector<HeaderView> views_;
+  size_t host_index_ = SIZE_MAX;
   std::string_view target_;
   uint32_t head_bytes_ = 0;
   bool head_done_ = false;

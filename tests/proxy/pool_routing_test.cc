@@ -3,8 +3,12 @@
 // and match_route picks the pool of a request from its Host and target.
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <algorithm>
 #include <memory>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "proxy/backends.h"
@@ -116,6 +120,68 @@ TEST(PoolRouting, RoutesMatchInFileOrder) {
   EXPECT_EQ(match("[::1]:8080", "/x"), api);    // an IPv6 literal without its brackets
   EXPECT_EQ(match("any", "/x"), 0u);
   EXPECT_EQ(match_route(*r, "any", "/x", 7), 7u);  // no match: the fallback
+}
+
+// match_route looks only at the routes its index says may match (bit sets by host length
+// and by the target's second byte, proxy/backends.h): past 64 routes too, it finds the
+// first match in file order, as a plain scan of every route does. Route i goes to pool
+// i + 1 ("r<i>"), so the pool returned names the route.
+TEST(PoolRouting, TheIndexFindsWhatAScanFinds) {
+  std::string text = "[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n";
+  std::vector<RouteConfig> routes;
+  const char* hosts[] = {"a.test", "*.test", "*.b.test", "b.test", "", "ab.test", ""};
+  const char* paths[] = {"/a", "/a/", "/ab/c/d/e/f/g/h/", "/ab/c/d/e/f/g/h/i", "/b", "/abcdefgh", "/abcdefghij", "", "/"};
+  for (int i = 0; i < 140; ++i) {
+    RouteConfig r{hosts[i % 7], paths[(i / 7 + i) % 9], "r" + std::to_string(i)};
+    // No route catches everything before the last few: later words of the sets decide too.
+    if (r.host.empty() && r.path_prefix.size() < 2 && i < 130) r.path_prefix = "/q" + std::to_string(i) + "/";
+    if (i >= 128 && i < 135) r.path_prefix = "/w" + std::to_string(i) + "/";  // reachable in the third word
+    text += "[[pool]]\nname = \"" + r.pool + "\"\nbackends = [ { name = \"x\", address = \"127.0.0.1:9201\" } ]\n"
+            "[[route]]\nhost = \"" + r.host + "\"\npath_prefix = \"" + r.path_prefix + "\"\npool = \"" + r.pool + "\"\n";
+    routes.push_back(r);
+  }
+  ConfigResult loaded = load_config_string(text, "t.toml");  // warnings: routes covered by earlier ones
+  ASSERT_TRUE(loaded.ok()) << loaded.errors.front().to_string();
+  std::string error;
+  const auto r = build_routing(std::make_shared<const Config>(std::move(loaded.config)), nullptr, 1, 1, &error);
+  ASSERT_NE(r, nullptr) << error;
+  ASSERT_EQ(r->route_words, 3u);
+  // The reference: the first route (as configured) whose host and prefix match.
+  const auto scan = [&](std::string host, std::string_view target) -> uint32_t {
+    for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (const size_t colon = host.rfind(':'); colon != std::string::npos) host.resize(colon);
+    for (size_t i = 0; i < routes.size(); ++i) {
+      const std::string& h = routes[i].host;
+      const bool host_ok = h.empty() || h == host ||
+                           (h.starts_with("*.") && host.size() > h.size() - 1 && host.ends_with(h.substr(1)));
+      if (host_ok && target.starts_with(routes[i].path_prefix)) return static_cast<uint32_t>(i + 1);
+    }
+    return 1000;
+  };
+  const char* req_hosts[] = {"", "a.test", "A.TEST:80", "x.test", "x.b.test", "b.test", "ab.test", "zz.example", "t",
+                             "[::1]:8080"};
+  const char* targets[] = {"*", "/", "/a", "/a/x", "/ab/c/d/e/f/g/h/i/j", "/ab/c/d/e/f/g/h/", "/b/c", "/abcdefgh",
+                           "/abcdefghij?x", "/abcdefgh1", "/zz", "/q", "/q46/x", "/q104/", "/q129/y"};
+  std::set<uint32_t> seen;
+  for (const char* h : req_hosts) {
+    for (const char* t : targets) {
+      const uint32_t want = scan(h, t);
+      seen.insert(want);
+      EXPECT_EQ(match_route(*r, h, t, 1000), want) << h << " " << t;
+    }
+  }
+  // And a request made to match each route (which an earlier one may take).
+  for (const RouteConfig& route : routes) {
+    const std::string host = route.host.starts_with("*.") ? "Z" + route.host.substr(1) : route.host;
+    const std::string target = route.path_prefix + "x";
+    const uint32_t want = scan(host, target);
+    seen.insert(want);
+    EXPECT_EQ(match_route(*r, host, target, 1000), want) << host << " " << target;
+  }
+  // The requests reach routes in every word of the sets, and some match none.
+  EXPECT_TRUE(seen.count(1000)) << ::testing::PrintToString(seen);
+  EXPECT_TRUE(std::any_of(seen.begin(), seen.end(), [](uint32_t p) { return p > 64 && p <= 128; })) << ::testing::PrintToString(seen);
+  EXPECT_TRUE(std::any_of(seen.begin(), seen.end(), [](uint32_t p) { return p > 128 && p < 1000; }));
 }
 
 TEST(PoolRouting, DefaultIsUndeclaredWithPoolsAndNoTopLevelNodes) {

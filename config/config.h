@@ -244,12 +244,6 @@ struct ConfigResult {
 // logs; the admin endpoint should apply the same rule to POST /nodes.
 bool is_valid_backend_name(std::string_view name);
 
-// What of [[pool]], [[route]] and [[listener]] is read and checked (config/pools.cc) but
-// not served yet (issue 15's next step): [[listener]]s. A config that has one is
-// refused, by --check, at start and on reload, rather than served without it: the
-// reason, or "".
-std::string tiers_not_served_yet(const Config& config);
-
 // Pool "default" as a PoolConfig: the top level's hash key, [ring], [health],
 // [upstream_tls], [[backend]]s and [[discover]]s.
 PoolConfig default_pool_config(const Config& config);

@@ -387,11 +387,4 @@ std::vector<DiscoverConfig> all_sources(const Config& config) {
   return out;
 }
 
-std::string tiers_not_served_yet(const Config& config) {
-  if (!config.listeners.empty()) {
-    return "listener: [[listener]] is read and checked but not served yet (issue 15): use proxy.listen";
-  }
-  return {};
-}
-
 }  // namespace ringproxy

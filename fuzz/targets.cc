@@ -270,8 +270,6 @@ std::string config(std::span<const uint8_t> input) {
     if (e.message.rfind("internal error", 0) == 0) return "config: the loader threw: \"" + s + "\"";
   }
   if (!r.ok()) return "";
-  // Tiers are refused by --check and at start until they are served (proxy/cli.h).
-  if (!tiers_not_served_yet(r.config).empty()) return "";
   // What --check accepts, the proxy must be able to start with.
   uint64_t points = 0;
   for (const BackendConfig& b : r.config.backends) points += uint64_t{b.weight} * r.config.ring.vnodes;

@@ -261,16 +261,18 @@ class Checker {
 
 std::vector<TlsFileProblem> check_tls_files(const Config& config, std::time_t now) {
   Checker checker(now);
-  const ServerTlsConfig& server = config.proxy.tls;
-  if (server.enabled) {
+  const auto check_server = [&](const ServerTlsConfig& server, const std::string& prefix) {
+    if (!server.enabled) return;
     for (size_t i = 0; i < server.certificates.size(); ++i) {
       const TlsCertificateConfig& c = server.certificates[i];
-      const std::string key = "proxy.tls.certificates[" + std::to_string(i) + "]";
+      const std::string key = prefix + ".certificates[" + std::to_string(i) + "]";
       checker.check_pair({c.cert, c.cert_pos, key + ".cert"}, {c.key, c.key_pos, key + ".key"});
     }
-    if (!server.client_ca.empty()) {
-      checker.check_bundle({server.client_ca, server.client_ca_pos, "proxy.tls.client_ca"});
-    }
+    if (!server.client_ca.empty()) checker.check_bundle({server.client_ca, server.client_ca_pos, prefix + ".client_ca"});
+  };
+  check_server(config.proxy.tls, "proxy.tls");
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    check_server(config.listeners[i].tls, "listener[" + std::to_string(i) + "].tls");
   }
   const auto check_upstream = [&](const UpstreamTlsConfig& upstream, const std::string& key) {
     if (!upstream.ca.empty()) checker.check_bundle({upstream.ca, upstream.ca_pos, key + ".ca"});

@@ -172,7 +172,6 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
                                        unsigned workers, std::string* error, std::vector<std::string>* skipped) {
   auto routing = std::make_shared<Routing>();
   routing->generation = generation;
-  if (previous) routing->server_tls = previous->server_tls;
   routing->pools.reserve(config->pools.size() + 1);
   routing->pools.emplace_back().config = default_pool_config(*config);
   routing->pools.back().declared = default_pool_declared(*config);
@@ -207,6 +206,32 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
     out.pool = pool->index;
   }
   index_routes(*routing);
+  // Listeners: proxy.listen (id 0), then the [[listener]]s, each keeping the id (and
+  // loaded TLS) of the previous routing's listener on its address.
+  routing->next_listener_id = previous ? previous->next_listener_id : 1;
+  const auto add_listener = [&](const Address& listen, const ServerTlsConfig& tls, uint32_t pool, bool first) {
+    ListenerRouting& l = routing->listeners.emplace_back();
+    l.listen = listen;
+    l.tls_config = tls;
+    l.pool = pool;
+    const ListenerRouting* before = nullptr;
+    if (previous) {
+      for (const ListenerRouting& p : previous->listeners) {
+        if (first ? p.id == 0 : (p.id != 0 && p.listen == listen)) before = &p;
+      }
+    }
+    l.id = first ? 0 : before ? before->id : routing->next_listener_id++;
+    if (before && before->tls_config == tls) l.tls = before->tls;
+  };
+  add_listener(config->proxy.listen, config->proxy.tls, 0, true);
+  for (const ListenerConfig& lc : config->listeners) {
+    const Pool* pool = routing->find_pool(lc.pool);
+    if (!pool) {
+      *error = "listener " + lc.listen.to_string() + ": no pool named " + lc.pool;
+      return nullptr;
+    }
+    add_listener(lc.listen, lc.tls, pool->index, false);
+  }
   routing->config = std::move(config);
   return routing;
 }

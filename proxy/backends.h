@@ -162,7 +162,7 @@ struct Pool {
   bool declared = true;
   std::shared_ptr<const Ring> ring;
   std::vector<Backend> backends;  // indexed by NodeIndex of `ring`
-  // The pool's [upstream_tls], loaded (as Routing::server_tls, kept by rebuilds that
+  // The pool's [upstream_tls], loaded (as ListenerRouting::tls, kept by rebuilds that
   // are not reloads): what connections to its tls = true nodes are made with.
   std::shared_ptr<const ClientTlsContext> upstream_tls;
 
@@ -193,6 +193,19 @@ struct CompiledRoute {
   std::string path_prefix;
 };
 
+// Where clients connect (SPEC "Several tiers"): proxy.listen, then each [[listener]].
+struct ListenerRouting {
+  // The same for as long as the listener's address stays in the config (0:
+  // proxy.listen): how a connection finds its listener in later routings.
+  uint32_t id = 0;
+  Address listen;
+  ServerTlsConfig tls_config;  // enabled false: plain HTTP
+  // tls_config's certificates, loaded (null: plain). Built at start and on every
+  // reload; a routing built for another change keeps the previous one's.
+  std::shared_ptr<const ServerTlsContext> tls;
+  uint32_t pool = 0;  // index in Routing::pools: where requests no route matches go
+};
+
 struct Routing {
   std::shared_ptr<const Config> config;
   std::vector<Pool> pools;  // [0] "default", then the config's [[pool]]s in file order
@@ -212,12 +225,18 @@ struct Routing {
   std::vector<uint64_t> routes_by_host_len;   // kRouteIndexRows x route_words
   std::vector<uint64_t> routes_by_path_byte;  // kRouteIndexRows x route_words
   uint64_t generation = 0;  // increases with every publication
-  // proxy.tls's certificates, loaded (null: a plain listener). Built at start and on
-  // every reload; a routing built for another change (admin, gossip) keeps the
-  // previous one's.
-  std::shared_ptr<const ServerTlsContext> server_tls;
+  std::vector<ListenerRouting> listeners;  // [0] proxy.listen, then the [[listener]]s
+  uint32_t next_listener_id = 1;          // the id of the next listener added
 
   const Pool& default_pool() const { return pools[0]; }
+  // The listener of id `id`; proxy.listen's when none has it (a connection of a
+  // listener a reload removed, finishing its last request).
+  const ListenerRouting& listener(uint32_t id) const {
+    for (const ListenerRouting& l : listeners) {
+      if (l.id == id) return l;
+    }
+    return listeners[0];
+  }
   // Null when no pool has that name.
   const Pool* find_pool(std::string_view name) const {
     for (const Pool& p : pools) {

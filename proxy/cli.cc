@@ -105,10 +105,6 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err, std
     err << path << ": " << count_of(r.errors.size(), "error") << '\n';
     return kExitConfig;
   }
-  if (const std::string why = tiers_not_served_yet(r.config); !why.empty()) {
-    err << path << ": " << why << '\n' << path << ": 1 error\n";
-    return kExitConfig;
-  }
   // The files only once the file itself is valid: their paths and positions come from it.
   const std::vector<TlsFileProblem> problems = check_tls_files(r.config, now);
   for (const TlsFileProblem& p : problems) err << p.to_string(path) << '\n';
@@ -127,6 +123,13 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err, std
     err << path << ": proxy.tls: " << context_error << '\n' << path << ": 1 error\n";
     return kExitConfig;
   }
+  for (size_t i = 0; i < r.config.listeners.size(); ++i) {
+    const ServerTlsConfig& tls = r.config.listeners[i].tls;
+    if (tls.enabled && !ServerTlsContext::create(tls, std::make_shared<TicketKeys>(), &context_error)) {
+      err << path << ": listener[" << i << "].tls: " << context_error << '\n' << path << ": 1 error\n";
+      return kExitConfig;
+    }
+  }
   if (!ClientTlsContext::create(r.config.upstream_tls, &context_error)) {
     err << path << ": upstream_tls: " << context_error << '\n' << path << ": 1 error\n";
     return kExitConfig;
@@ -141,6 +144,7 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err, std
       << (r.config.discover.empty() ? "" : ", " + count_of(r.config.discover.size(), "discover source"))
       << (r.config.pools.empty() ? "" : ", " + count_of(r.config.pools.size(), "pool"))
       << (r.config.routes.empty() ? "" : ", " + count_of(r.config.routes.size(), "route"))
+      << (r.config.listeners.empty() ? "" : ", " + count_of(r.config.listeners.size(), "listener"))
       << (warnings > 0 ? ", " + count_of(warnings, "warning") : "") << ")\n";
   return kExitOk;
 }

@@ -11,16 +11,16 @@ namespace ringproxy {
 ClientConn::ClientConn(Worker& worker)
     : worker_(worker), codec_(worker.poller(), worker.buffers(), *this, ex_), ex_(worker, codec_) {}
 
-void ClientConn::accept(Worker& worker, int fd, const sockaddr* peer) {
+void ClientConn::accept(Worker& worker, int fd, const sockaddr* peer, uint32_t listener_id, bool nodelay) {
   auto* c = new ClientConn(worker);  // freed in on_freed
   Shared& shared = worker.shared();
   const uint32_t before = shared.connections.fetch_add(1, std::memory_order_relaxed);
-  const Routing& routing = worker.routing();
+  const ListenerRouting& listener = worker.routing().listener(listener_id);
   c->accepted_us_ = worker.now_us();
-  const int rc = routing.server_tls
-                     ? c->codec_.open_tls(fd, worker.listener_nodelay(), routing.server_tls,
-                                          routing.config->proxy.tls.handshake_timeout_ms)
-                     : c->codec_.open(fd, worker.listener_nodelay());
+  c->listener_id_ = listener_id;
+  c->ex_.set_listener(listener_id);
+  const int rc = listener.tls ? c->codec_.open_tls(fd, nodelay, listener.tls, listener.tls_config.handshake_timeout_ms)
+                              : c->codec_.open(fd, nodelay);
   if (rc != 0) return;  // closed; on_freed follows
   worker.add_connection(c);
   c->listed_ = true;

@@ -21,13 +21,15 @@ class Worker;
 class ClientConn final : private h1::ServerConn::Owner {
  public:
   // Takes `fd`, a connection the worker has just accepted (non-blocking, close-on-exec)
-  // from `peer`. Closes it at once when the process is at max_connections.
-  static void accept(Worker& worker, int fd, const sockaddr* peer);
+  // from `peer` on listener `listener_id` (ListenerRouting::id; `nodelay`: the socket
+  // has TCP_NODELAY from it). Closes it at once when the process is at max_connections.
+  static void accept(Worker& worker, int fd, const sockaddr* peer, uint32_t listener_id = 0, bool nodelay = false);
 
   void close() { codec_.close(); }  // idempotent; frees later
   // Draining: close now if idle, else after the response in progress.
   void drain() { codec_.drain(); }
   size_t slot = 0;  // index in the worker's connection list
+  uint32_t listener_id() const { return listener_id_; }
 
  private:
   explicit ClientConn(Worker& worker);
@@ -42,6 +44,7 @@ class ClientConn final : private h1::ServerConn::Owner {
   Worker& worker_;
   bool listed_ = false;  // in the worker's connection list
   uint64_t accepted_us_ = 0;
+  uint32_t listener_id_ = 0;
   h1::ServerConn codec_;
   Exchange ex_;
 };

@@ -135,7 +135,8 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   // The pool: the first [[route]] matching the Host and the target, else the
   // listener's (SPEC "Several tiers").
   const Routing& routing = *routing_;
-  uint32_t pool = 0;
+  const ListenerRouting& listener = routing.listeners.size() == 1 ? routing.listeners[0] : routing.listener(listener_id_);
+  uint32_t pool = listener.pool;
   if (!routing.routes.empty()) pool = match_route(routing, host, origin, pool);
   pool_ = &routing.pools[pool];
   if (!pool_->declared) {
@@ -154,7 +155,7 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   rw.via = cfg.proxy.via;
   rw.client_http10 = client_http10_;
   rw.https = down_.tls() != nullptr;
-  rw.subject_header = cfg.proxy.tls.client_subject_header;
+  rw.subject_header = listener.tls_config.client_subject_header;
   rw.client_subject = subject;
   rw.upgrade = upgrade_;
   rw.max_forwards_set = max_forwards_set_;

@@ -39,6 +39,9 @@ constexpr uint32_t kMaxResponseHead = 64 * 1024;
 class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
  public:
   Exchange(Worker& worker, h1::Downstream& down);
+  // The listener its connection came in on (ListenerRouting::id): the pool of requests
+  // no route matches, and the TLS settings.
+  void set_listener(uint32_t id) { listener_id_ = id; }
   ~Exchange() = default;
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
@@ -125,6 +128,7 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   // Routing and the upstream connection.
   std::shared_ptr<const Routing> routing_;  // the routing this request was routed with
   const Pool* pool_ = nullptr;               // routing_'s pool this request goes to
+  uint32_t listener_id_ = 0;
   uint64_t key_hash_ = 0;
   NodeIndex node_ = 0;
   bool have_node_ = false;

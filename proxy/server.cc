@@ -22,6 +22,26 @@
 
 namespace ringproxy {
 
+namespace {
+
+// A reload's new listening sockets, per listener one per worker, closed unless handed
+// to the workers (a reload refused after they were bound leaks none).
+struct ListenerSockets {
+  std::vector<std::pair<uint32_t, std::vector<int>>> added;
+  ListenerSockets() = default;
+  ListenerSockets(const ListenerSockets&) = delete;
+  ListenerSockets& operator=(const ListenerSockets&) = delete;
+  ~ListenerSockets() {
+    for (const auto& [id, fds] : added) {
+      for (const int fd : fds) {
+        if (fd >= 0) ::close(fd);
+      }
+    }
+  }
+};
+
+}  // namespace
+
 Server::~Server() = default;
 
 void Server::publish(std::shared_ptr<const Routing> routing) {
@@ -206,10 +226,13 @@ void Server::load_tls(const Config& config, Routing& routing, std::vector<std::s
   }
   if (!errors->empty()) return;
   std::string error;
-  routing.server_tls = nullptr;
-  if (config.proxy.tls.enabled) {
-    routing.server_tls = ServerTlsContext::create(config.proxy.tls, ticket_keys_, &error);
-    if (!routing.server_tls) errors->push_back(config_path_ + ": proxy.tls: " + error);
+  for (size_t i = 0; i < routing.listeners.size(); ++i) {
+    ListenerRouting& l = routing.listeners[i];
+    l.tls = nullptr;
+    if (!l.tls_config.enabled) continue;
+    l.tls = ServerTlsContext::create(l.tls_config, ticket_keys_, &error);
+    const std::string key = i == 0 ? "proxy.tls" : "listener[" + std::to_string(i - 1) + "].tls";
+    if (!l.tls) errors->push_back(config_path_ + ": " + key + ": " + error);
   }
   // Made whether or not a node speaks TLS now: one added later (admin, gossip) may.
   // One per distinct [upstream_tls]: a pool that takes the top level's shares its.
@@ -230,10 +253,6 @@ ReloadReport Server::reload(bool dry_run) {
   ConfigResult r = load_config_file(config_path_);
   for (const ConfigError& e : r.errors) report.errors.push_back(e.to_string());
   if (!r.ok()) return report;
-  if (const std::string why = tiers_not_served_yet(r.config); !why.empty()) {
-    report.errors.push_back(config_path_ + ": " + why);
-    return report;
-  }
   if (!dry_run) {
     for (const ConfigError& w : r.warnings) RP_LOG(LogLevel::kWarn, "reload: " + w.to_string());
   }
@@ -250,6 +269,34 @@ ReloadReport Server::reload(bool dry_run) {
   // connections keep the context they were made with.
   load_tls(*config, *next, &report.errors);
   if (!report.errors.empty()) return report;
+  // Listeners the reload adds are bound now (a plain bind first, as at start: another
+  // process's port refuses the reload before anything has changed), one socket per
+  // worker; those it removes stop accepting once the routing is published.
+  ListenerSockets sockets;
+  std::vector<uint32_t> removed;
+  for (const ListenerRouting& l : current->listeners) {
+    const bool kept = std::any_of(next->listeners.begin(), next->listeners.end(),
+                                  [&](const ListenerRouting& n) { return n.id == l.id; });
+    if (!kept) removed.push_back(l.id);
+  }
+  for (const ListenerRouting& l : next->listeners) {
+    const bool known = std::any_of(current->listeners.begin(), current->listeners.end(),
+                                   [&](const ListenerRouting& c) { return c.id == l.id; });
+    if (known) continue;
+    const int probe = bind_listener(l.listen, false, &error);
+    if (probe >= 0) ::close(probe);
+    std::vector<int> fds;
+    for (size_t i = 0; probe >= 0 && !dry_run && i < workers_.size(); ++i) {
+      const int fd = bind_listener(l.listen, true, &error);
+      if (fd < 0) break;
+      fds.push_back(fd);
+    }
+    sockets.added.emplace_back(l.id, std::move(fds));
+    if (probe < 0 || (!dry_run && sockets.added.back().second.size() != workers_.size())) {
+      report.errors.push_back(config_path_ + ": cannot listen on " + l.listen.to_string() + ": " + error);
+      return report;  // the sockets bound so far close with `sockets`
+    }
+  }
   report.ok = true;
   // Pool "default"'s; each pool's is logged below.
   report.moved_fraction = Ring::moved_fraction(*current->default_pool().ring, *next->default_pool().ring);
@@ -297,11 +344,24 @@ ReloadReport Server::reload(bool dry_run) {
     if (next->pools.size() > 1) moved += (moved.empty() ? "pool " : "; pool ") + pool.name() + ": ";
     moved += std::to_string(pool.backends.size()) + " backends, " + pct + " of keys moved" + (before ? "" : " (new)");
   }
+  std::string listeners;
+  for (const auto& [id, fds] : sockets.added) listeners += ", now listening on " + next->listener(id).listen.to_string();
+  for (const uint32_t id : removed) {
+    listeners += ", no longer listening on " + current->listener(id).listen.to_string() + " (its connections drain)";
+  }
   ++generation_;
   config_ = config;
   publish(std::move(next));
+  // The routing that has the new listeners is published: the workers may accept on them.
+  if (!draining_ && (!sockets.added.empty() || !removed.empty())) {
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      std::vector<std::pair<uint32_t, int>> add;
+      for (auto& [id, fds] : sockets.added) add.emplace_back(id, std::exchange(fds[i], -1));
+      workers_[i]->notify_listeners(std::move(add), removed);
+    }
+  }
   refresh_found();  // sources and named nodes the reload added or removed
-  RP_LOG(LogLevel::kInfo, "reloaded " + config_path_ + ": " + moved);
+  RP_LOG(LogLevel::kInfo, "reloaded " + config_path_ + ": " + moved + listeners);
   return report;
 }
 
@@ -589,13 +649,19 @@ std::string Server::metrics_text() {
              std::to_string(by_result[i]) + "\n";
     }
   }
-  if (r->server_tls) {
+  if (std::any_of(r->listeners.begin(), r->listeners.end(), [](const ListenerRouting& l) { return l.tls != nullptr; })) {
     family(out, "ringproxy_tls_certificate_expiry_seconds", "gauge",
-           "Seconds until the certificate (proxy.tls.certificates, by file) expires; negative once expired.");
+           "Seconds until the certificate (proxy.tls.certificates and each [[listener]]'s, by file) expires; "
+           "negative once expired.");
     const auto now = static_cast<int64_t>(std::time(nullptr));
-    for (const ServerTlsContext::Certificate& c : r->server_tls->certificates()) {
-      out += "ringproxy_tls_certificate_expiry_seconds{certificate=\"" + label(c.path) + "\"} " +
-             std::to_string(static_cast<int64_t>(c.not_after) - now) + "\n";
+    std::set<std::string> said;  // a file two listeners use is one series
+    for (const ListenerRouting& l : r->listeners) {
+      if (!l.tls) continue;
+      for (const ServerTlsContext::Certificate& c : l.tls->certificates()) {
+        if (!said.insert(c.path).second) continue;
+        out += "ringproxy_tls_certificate_expiry_seconds{certificate=\"" + label(c.path) + "\"} " +
+               std::to_string(static_cast<int64_t>(c.not_after) - now) + "\n";
+      }
     }
   }
   family(out, "ringproxy_connections_active", "gauge", "Open client connections.");
@@ -744,10 +810,6 @@ int Server::load() {
     for (const ConfigError& e : r.errors) std::cerr << e.to_string() << '\n';
     return kExitConfig;
   }
-  if (const std::string why = tiers_not_served_yet(r.config); !why.empty()) {
-    std::cerr << "ringproxy: " << config_path_ << ": " << why << '\n';
-    return kExitConfig;
-  }
   for (const ConfigError& w : r.warnings) RP_LOG(LogLevel::kWarn, w.to_string());
   config_ = std::make_shared<const Config>(std::move(r.config));
   Log::set_level(config_->proxy.log_level);
@@ -790,12 +852,14 @@ int Server::run() {
   std::string error;
   const Address& listen = config_->proxy.listen;
   // A plain bind first: SO_REUSEPORT would let us share a port another process holds.
-  const int probe = bind_listener(listen, false, &error);
-  if (probe < 0) {
-    std::cerr << "ringproxy: cannot listen on " << listen.to_string() << ": " << error << '\n';
-    return kExitConfig;
+  for (const ListenerRouting& l : routing->listeners) {
+    const int probe = bind_listener(l.listen, false, &error);
+    if (probe < 0) {
+      std::cerr << "ringproxy: cannot listen on " << l.listen.to_string() << ": " << error << '\n';
+      return kExitConfig;
+    }
+    ::close(probe);
   }
-  ::close(probe);
 
   uv_loop_init(&loop_);
   if (const int rc = poller_.init(&loop_); rc < 0) {
@@ -849,9 +913,15 @@ int Server::run() {
     const int fd = bind_listener(listen, true, &error);
     if (fd < 0) return fail_start("cannot listen on " + listen.to_string() + ": " + error);
     auto w = std::make_unique<Worker>(static_cast<int>(i), shared_, fd);
+    for (size_t k = 1; k < routing->listeners.size(); ++k) {
+      const ListenerRouting& l = routing->listeners[k];
+      const int more = bind_listener(l.listen, true, &error);
+      if (more < 0) return fail_start("cannot listen on " + l.listen.to_string() + ": " + error);
+      w->add_listener(l.id, more);
+    }
     const int rc = w->init();
     workers_.push_back(std::move(w));
-    if (rc < 0) return fail_start("cannot listen on " + listen.to_string() + ": " + uv_strerror(rc));
+    if (rc < 0) return fail_start("cannot listen: " + std::string(uv_strerror(rc)));
   }
 
   // Everything that is not a client's is open now (each loop's signal pipe comes with
@@ -879,7 +949,9 @@ int Server::run() {
   passive_async_.data = this;
   shared_.passive_health.store(&passive_async_, std::memory_order_release);
   for (auto& w : workers_) w->start();
-  RP_LOG(LogLevel::kInfo, "listening on " + listen.to_string() + " with " + std::to_string(worker_count_) +
+  std::string addresses = listen.to_string();
+  for (size_t k = 1; k < routing->listeners.size(); ++k) addresses += ", " + routing->listeners[k].listen.to_string();
+  RP_LOG(LogLevel::kInfo, "listening on " + addresses + " with " + std::to_string(worker_count_) +
                               " workers, " + std::to_string(Server::routing()->node_count()) + " backends" +
                               (admin_ ? ", admin on " + config_->admin.listen.to_string() : "") +
                               "; file descriptors: limit " + std::to_string(budget.limit) + ", " +

@@ -24,13 +24,14 @@ constexpr size_t kAccessLogFlushBytes = 64 * 1024;
 Worker::Worker(int id, Shared& shared, int listen_fd)
     : id_(id),
       shared_(shared),
-      listen_fd_(listen_fd),
       local_error_log_(LogLevel::kWarn, kLocalErrorLogMs),
-      pause_log_(LogLevel::kWarn, kLocalErrorLogMs) {}
+      pause_log_(LogLevel::kWarn, kLocalErrorLogMs) {
+  pending_add_.emplace_back(0, listen_fd);
+}
 
 Worker::~Worker() {
   join();
-  if (listen_fd_ >= 0) ::close(listen_fd_);  // init() never ran
+  for (const auto& [id, fd] : pending_add_) ::close(fd);  // never opened (init() never ran)
 }
 
 void Worker::start() { thread_ = std::thread([this] { (void)run(); }); }
@@ -47,6 +48,87 @@ void Worker::notify_routing() {
 void Worker::notify_drain() {
   want_drain_.store(true);
   uv_async_send(&async_);
+}
+
+void Worker::notify_listeners(std::vector<std::pair<uint32_t, int>> added, std::vector<uint32_t> removed) {
+  {
+    std::lock_guard<std::mutex> lock(listeners_mu_);
+    pending_add_.insert(pending_add_.end(), added.begin(), added.end());
+    pending_remove_.insert(pending_remove_.end(), removed.begin(), removed.end());
+  }
+  want_listeners_.store(true);
+  uv_async_send(&async_);
+}
+
+int Worker::open_listener(uint32_t id, int fd) {
+  auto l = std::make_unique<Listener>();
+  l->worker = this;
+  l->id = id;
+  l->fd = fd;
+  l->poll = new uv_poll_t{};
+  int rc = uv_poll_init_socket(&loop_, l->poll, fd);
+  if (rc != 0) {
+    delete l->poll;
+    ::close(fd);
+    return rc;
+  }
+  l->poll->data = l.get();
+  // 511: what uv_listen was given before; the kernel caps it at net.core.somaxconn.
+  if (::listen(fd, 511) != 0) rc = -errno;  // libuv's codes are -errno on unix
+  // Linux copies TCP_NODELAY from the listener to what it accepts; the listener has
+  // it when Server set it (a test's socketpair or a failed setsockopt does not).
+  int nodelay = 0;
+  socklen_t len = sizeof nodelay;
+  l->nodelay = ::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0 && nodelay != 0;
+  if (rc == 0 && !accept_paused_ && !draining_) rc = uv_poll_start(l->poll, UV_READABLE, on_listen_readable);
+  listeners_.push_back(std::move(l));  // closed with the others, whatever rc says
+  return rc;
+}
+
+void Worker::close_listener(Listener& l) {
+  if (l.poll) {
+    uv_close(reinterpret_cast<uv_handle_t*>(l.poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    l.poll = nullptr;
+  }
+  // Watched no longer (uv_close stopped the poll at once): the socket can go, and with
+  // it the connections queued on it.
+  if (l.fd >= 0) ::close(l.fd);
+  l.fd = -1;
+}
+
+void Worker::take_listener_changes() {
+  std::vector<std::pair<uint32_t, int>> added;
+  std::vector<uint32_t> removed;
+  {
+    std::lock_guard<std::mutex> lock(listeners_mu_);
+    added.swap(pending_add_);
+    removed.swap(pending_remove_);
+  }
+  for (const auto& [id, fd] : added) {
+    if (draining_) {
+      ::close(fd);
+      continue;
+    }
+    if (const int rc = open_listener(id, fd); rc != 0) {
+      RP_LOG(LogLevel::kError, "cannot accept on the new listener: " + std::string(uv_strerror(rc)));
+    }
+  }
+  for (const uint32_t id : removed) {
+    for (auto it = listeners_.begin(); it != listeners_.end();) {
+      if ((*it)->id != id) {
+        ++it;
+        continue;
+      }
+      close_listener(**it);
+      it = listeners_.erase(it);
+    }
+    // Its connections finish the response in progress and close. Copy: drain() may
+    // close one, which edits the list.
+    const std::vector<ClientConn*> all = connections_;
+    for (ClientConn* c : all) {
+      if (c->listener_id() == id) c->drain();
+    }
+  }
 }
 
 int Worker::run() {
@@ -76,25 +158,22 @@ int Worker::init() {
   uv_timer_init(&loop_, &accept_timer_);
   accept_timer_.data = this;
   rc = poller_.init(&loop_);
-  if (rc == 0) rc = uv_poll_init_socket(&loop_, &listen_poll_, listen_fd_);
-  listen_poll_.data = this;
-  // 511: what uv_listen was given before; the kernel caps it at net.core.somaxconn.
-  if (rc == 0 && ::listen(listen_fd_, 511) != 0) rc = -errno;  // libuv's codes are -errno on unix
-  {
-    // Linux copies TCP_NODELAY from the listener to what it accepts; the listener has
-    // it when Server set it (a test's socketpair or a failed setsockopt does not).
-    int nodelay = 0;
-    socklen_t len = sizeof nodelay;
-    listener_nodelay_ = ::getsockopt(listen_fd_, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0 && nodelay != 0;
+  std::vector<std::pair<uint32_t, int>> start;
+  start.swap(pending_add_);
+  for (const auto& [id, fd] : start) {
+    if (rc == 0) {
+      rc = open_listener(id, fd);
+    } else {
+      ::close(fd);
+    }
   }
-  if (rc == 0) rc = uv_poll_start(&listen_poll_, UV_READABLE, on_listen_readable);
   uv_timer_start(&flush_timer_, on_flush_timer, kAccessLogFlushMs, kAccessLogFlushMs);
   return rc;
 }
 
 void Worker::abort_unstarted() {
   if (loop_.data == nullptr && async_.loop == nullptr) return;  // init() never ran
-  close_listener();
+  close_listeners();
   clock_.close();
   poller_.close();
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&async_),
@@ -160,42 +239,43 @@ void Worker::drop_pool(UpstreamPool* pool) {
 void Worker::on_async(uv_async_t* a) {
   auto* w = static_cast<Worker*>(a->data);
   if (w->want_routing_.exchange(false)) w->take_routing();
+  if (w->want_listeners_.exchange(false)) w->take_listener_changes();
   if (w->want_drain_.exchange(false)) w->begin_drain();
 }
 
 void Worker::on_listen_readable(uv_poll_t* p, int status, int) {
-  auto* w = static_cast<Worker*>(p->data);
+  auto* l = static_cast<Listener*>(p->data);
   if (status < 0) {
-    w->accept_failed(status);
+    l->worker->accept_failed(status);
     return;
   }
-  w->accept_pending();
+  l->worker->accept_pending(*l);
 }
 
 // Until the queue is empty, as uv_listen does, or kMaxAcceptsPerEvent connections: each
 // now costs a read and the request's forwarding (its first read is at once), and the
 // loop's other sockets wait meanwhile. The listener stays readable; the next turn of
 // the loop takes the rest (HAProxy's tune.maxaccept is 64 likewise).
-void Worker::accept_pending() {
+void Worker::accept_pending(Listener& l) {
   for (int taken = 0; taken < kMaxAcceptsPerEvent && !draining_ && !accept_paused_; ++taken) {
     if (!may_accept()) {
       pause_accepting(short_of_descriptors_);
       return;
     }
     sockaddr_storage peer;
-    const int fd = accept_connection(listen_fd_, &peer);
+    const int fd = accept_connection(l.fd, &peer);
     if (fd < 0) {
       if (fd != -EAGAIN) accept_failed(fd);
       return;
     }
-    ClientConn::accept(*this, fd, reinterpret_cast<const sockaddr*>(&peer));
+    ClientConn::accept(*this, fd, reinterpret_cast<const sockaddr*>(&peer), l.id, l.nodelay);
   }
 }
 
 bool Worker::may_accept() {
   if (shared_.connections.load(std::memory_order_relaxed) >= shared_.connection_capacity) return false;
   if (!short_of_descriptors_) return true;
-  if (!descriptors_free(listen_fd_, 2)) return false;
+  if (listeners_.empty() || !descriptors_free(listeners_.front()->fd, 2)) return false;
   short_of_descriptors_ = false;
   return true;
 }
@@ -203,7 +283,7 @@ bool Worker::may_accept() {
 void Worker::pause_accepting(bool out_of_descriptors) {
   if (accept_paused_ || draining_) return;
   accept_paused_ = true;
-  uv_poll_stop(&listen_poll_);
+  for (const auto& l : listeners_) uv_poll_stop(l->poll);
   bump(stats_.accept_pauses);
   if (out_of_descriptors) {
     pause_log_.note(uv_now(&loop_), "accepting paused: out of file descriptors; new connections wait in the "
@@ -226,8 +306,8 @@ void Worker::retry_accept() {
   if (!may_accept()) return;  // the timer looks again
   accept_paused_ = false;
   uv_timer_stop(&accept_timer_);
-  // Level-triggered: queued connections make the listener readable at once.
-  uv_poll_start(&listen_poll_, UV_READABLE, on_listen_readable);
+  // Level-triggered: queued connections make the listeners readable at once.
+  for (const auto& l : listeners_) uv_poll_start(l->poll, UV_READABLE, on_listen_readable);
 }
 
 // Any accept error pauses: returning with the listener still readable would have the
@@ -259,14 +339,9 @@ void Worker::short_of_descriptors() {
   for (auto& [key, pool] : pools_) pool->close_idle();
 }
 
-void Worker::close_listener() {
-  if (listen_poll_.loop && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&listen_poll_))) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listen_poll_), nullptr);
-  }
-  // Watched no longer (uv_close stopped the poll at once): the socket can go, and with
-  // it the connections queued on it.
-  if (listen_fd_ >= 0) ::close(listen_fd_);
-  listen_fd_ = -1;
+void Worker::close_listeners() {
+  for (const auto& l : listeners_) close_listener(*l);
+  listeners_.clear();
 }
 
 void Worker::add_connection(ClientConn* c) {
@@ -308,7 +383,7 @@ void Worker::on_flush_timer(uv_timer_t* t) {
 void Worker::begin_drain() {
   if (draining_) return;
   draining_ = true;
-  close_listener();
+  close_listeners();
   uv_timer_stop(&accept_timer_);
   const uint32_t timeout = routing_->config->proxy.shutdown_timeout_ms;
   uv_timer_start(&drain_timer_, on_drain_timer, timeout, 0);

@@ -1,5 +1,6 @@
-// One event-loop thread: its own libuv loop, its own SO_REUSEPORT listener, its client
-// connections and its upstream pools. Nothing is shared with other workers but the
+// One event-loop thread: its own libuv loop, its own SO_REUSEPORT socket on each
+// listening address (proxy.listen and every [[listener]]), its client connections and
+// its upstream pools. Nothing is shared with other workers but the
 // published Routing (copied on swap) and the atomic counters of NodeState.
 #pragma once
 
@@ -53,13 +54,17 @@ class Worker {
   // While accepting is paused for want of descriptors: how often to look again.
   static constexpr uint64_t kAcceptRetryMs = 100;
 
+  // `listen_fd`: this worker's socket on proxy.listen (listener id 0).
   Worker(int id, Shared& shared, int listen_fd);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Sets up the loop and the listener on `listen_fd` (bound, not listening). On the
-  // control thread, before start(). Returns a libuv error code.
+  // Another listening socket (bound, not listening) for listener `listener_id`
+  // (ListenerRouting::id), before init().
+  void add_listener(uint32_t listener_id, int fd) { pending_add_.emplace_back(listener_id, fd); }
+  // Sets up the loop and the listeners (bound, not listening). On the control thread,
+  // before start(). Returns a libuv error code.
   int init();
   void start();  // runs the loop on a new thread
   // What start() runs on its thread: the loop until drained (notify_drain) and every
@@ -74,6 +79,11 @@ class Worker {
   // From the control thread: take the newest routing / drain and stop.
   void notify_routing();
   void notify_drain();
+  // From the control thread, after the routing that has them is published (a reload):
+  // start accepting on new listeners' sockets (bound, not listening; the worker owns
+  // them from here) and stop accepting on `removed` ones, whose connections then drain
+  // (each closes after its response in progress).
+  void notify_listeners(std::vector<std::pair<uint32_t, int>> added, std::vector<uint32_t> removed);
 
   // For connections on this worker's thread.
   uv_loop_t* loop() { return &loop_; }
@@ -89,8 +99,6 @@ class Worker {
   // backends come and go keeps no pools for the ones that left).
   void drop_pool(UpstreamPool* pool);
   size_t pool_count() const { return pools_.size(); }
-  // Accepted sockets have TCP_NODELAY from the listening socket.
-  bool listener_nodelay() const { return listener_nodelay_; }
   BufferPool& buffers() { return buffers_; }
   Shared& shared() { return shared_; }
   int id() const { return id_; }
@@ -126,8 +134,19 @@ class Worker {
   // uv__emfile_trick, uv__server_io). Measured under ulimit -n 100 with 300 clients:
   // 827 of 3,000 connections closed unanswered. Here, stopping the poll pauses
   // accepting; the kernel keeps the connections queued until accepting resumes.
+  struct Listener {
+    Worker* worker = nullptr;
+    uint32_t id = 0;
+    int fd = -1;
+    bool nodelay = false;       // accepted sockets inherit TCP_NODELAY from it
+    uv_poll_t* poll = nullptr;  // heap: freed by its close callback
+  };
   static void on_listen_readable(uv_poll_t* p, int status, int events);
-  void accept_pending();
+  // listen() and watch; a libuv error code.
+  int open_listener(uint32_t id, int fd);
+  void close_listener(Listener& l);
+  void take_listener_changes();
+  void accept_pending(Listener& l);
   // Whether to accept one more now: within the descriptor budget, and, when short since
   // a local error, with two descriptors free (the client's and its upstream's).
   bool may_accept();
@@ -138,7 +157,7 @@ class Worker {
   void accept_failed(int status);
   // Out of descriptors: gives back the idle upstream connections; pause when asked next.
   void short_of_descriptors();
-  void close_listener();
+  void close_listeners();
   static void on_accept_timer(uv_timer_t* t);
   static void on_async(uv_async_t* a);
   static void on_flush_timer(uv_timer_t* t);
@@ -146,10 +165,13 @@ class Worker {
 
   int id_;
   Shared& shared_;
-  int listen_fd_;
-  bool listener_nodelay_ = false;  // accepted sockets inherit TCP_NODELAY
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  // Listener changes from the control thread (pending_add_ also holds the start's).
+  std::mutex listeners_mu_;
+  std::vector<std::pair<uint32_t, int>> pending_add_;
+  std::vector<uint32_t> pending_remove_;
+  std::atomic<bool> want_listeners_{false};
   uv_loop_t loop_{};
-  uv_poll_t listen_poll_{};  // on listen_fd_, which the worker owns and closes
   uv_async_t async_{};
   LoopClock clock_;
   Poller poller_;  // the sockets of this loop: clients' and upstream connections

@@ -212,20 +212,6 @@ TEST(Listeners, ErrorsAtTheirKeys) {
                    "certificates = [{ cert = \"...\", key = \"...\" }])"}));
 }
 
-TEST(Pools, WhatIsNotServedYetSaysSo) {
-  // Listeners are refused until they are served.
-  const ConfigResult r = load(kTwoTiers);
-  ASSERT_TRUE(r.ok());
-  EXPECT_NE(tiers_not_served_yet(r.config).find("[[listener]] is read and checked but not served yet (issue 15)"),
-            std::string::npos);
-  Config no_listeners = r.config;
-  no_listeners.listeners.clear();
-  EXPECT_EQ(tiers_not_served_yet(no_listeners), "");
-  no_listeners.gossip.enabled = true;
-  EXPECT_EQ(tiers_not_served_yet(no_listeners), "");  // gossip carries every pool
-  EXPECT_EQ(tiers_not_served_yet(load("[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n").config), "");
-}
-
 TEST(Pools, ASourceNameIsInOnePool) {
   // /discovery, the resolver and gossip know a source by its name.
   const std::string base = "[[discover]]\nname = \"_http._tcp.a.test\"\ntype = \"srv\"\n";

@@ -318,20 +318,26 @@ TEST(Cli, PoolsAndRoutesAreCheckedWithTheirWarnings) {
                    "request this one does\n");
 }
 
-TEST(Cli, ListenersAreCheckedButRefusedUntilServed) {
-  // [[listener]] is read and checked, and refused by --check and at start until issue 15
-  // serves it.
+TEST(Cli, ListenersAreChecked) {
+  // A [[listener]] with TLS: its certificate files are checked as proxy.tls's are, at
+  // their keys.
   const std::string tiers = write_file(
       "listeners.toml",
       "[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n"
-      "[[listener]]\nlisten = \"127.0.0.1:18443\"\n");
+      "[[listener]]\nlisten = \"127.0.0.1:18443\"\ntls = { certificates = [ { cert = \"" + temp_dir() +
+          "/none.pem\", key = \"" + temp_dir() + "/none.key\" } ] }\n");
   CmdResult r = run("--check -c " + tiers);
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err, tiers + ": " + tiers_not_served_yet(load_config_file(tiers).config) + "\n" + tiers + ": 1 error\n");
-  r = run("-c " + tiers);
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("not served yet (issue 15)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("listener[0].tls.certificates[0].cert: cannot read \"" + temp_dir() + "/none.pem\""),
+            std::string::npos)
+      << r.err;
+  const std::string plain = write_file("listeners-plain.toml",
+                                       "[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n"
+                                       "[[listener]]\nlisten = \"127.0.0.1:18443\"\n");
+  r = run("--check -c " + plain);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, plain + ": ok (1 backends, 1 listener)\n");
 }
 
 TEST(Cli, CheckTlsFileErrorsExitOne) {

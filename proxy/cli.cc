@@ -16,7 +16,7 @@ namespace ringproxy {
 
 CliOptions parse_cli(int argc, const char* const* argv) {
   CliOptions o;
-  bool check = false, lookup = false, shares = false, version = false, help = false;
+  bool check = false, lookup = false, shares = false, version = false, help = false, pool_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "-c" || arg == "--config") {
@@ -31,11 +31,30 @@ CliOptions parse_cli(int argc, const char* const* argv) {
       check = true;
     } else if (arg == "--lookup") {
       lookup = true;
+      // The keys run to the end or to -c; a --pool among them is the option
+      // ("--lookup --pool images KEY...").
       for (; i + 1 < argc && std::string_view(argv[i + 1]) != "-c" &&
              std::string_view(argv[i + 1]) != "--config";
            ++i) {
+        if (std::string_view(argv[i + 1]) == "--pool") {
+          if (i + 2 >= argc) {
+            o.error = "--pool needs a pool name";
+            return o;
+          }
+          o.pool = argv[i + 2];
+          pool_given = true;
+          ++i;
+          continue;
+        }
         o.keys.emplace_back(argv[i + 1]);
       }
+    } else if (arg == "--pool") {
+      if (i + 1 >= argc) {
+        o.error = "--pool needs a pool name";
+        return o;
+      }
+      o.pool = argv[++i];
+      pool_given = true;
     } else if (arg == "--shares") {
       shares = true;
     } else if (arg == "--compare") {
@@ -61,6 +80,8 @@ CliOptions parse_cli(int argc, const char* const* argv) {
     o.error = "--check, --lookup and --shares do not go together";
   } else if (!o.compare_path.empty() && !shares) {
     o.error = "--compare goes with --shares";
+  } else if (pool_given && !lookup && !shares) {
+    o.error = "--pool goes with --lookup or --shares";
   } else if (o.config_path.empty()) {
     o.error = "no config file: give -c FILE";
   } else if (lookup && o.keys.empty()) {
@@ -80,6 +101,7 @@ void print_usage(std::ostream& out) {
          "       ringproxy -c FILE --shares [--compare OLD]\n"
          "                                      each node's share of the keys; with OLD, the\n"
          "                                      shares there and the keys that would move\n"
+         "       (--lookup and --shares take --pool NAME: that [[pool]]'s ring, not \"default\")\n"
          "       ringproxy --version            print the version\n"
          "       ringproxy --help               this text\n"
          "\n"
@@ -151,11 +173,24 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err, std
 
 namespace {
 
-// The ring a config file describes (every node up), or null after printing why.
-std::shared_ptr<const Ring> ring_of(const std::string& path, std::ostream& err) {
-  const ConfigResult r = load_config_file(path);
+// The ring of pool `pool` a config file describes (every node up), or null after
+// printing why.
+std::shared_ptr<const Ring> ring_of(const std::string& path, std::ostream& err, const std::string& pool) {
+  ConfigResult r = load_config_file(path);
   for (const ConfigError& e : r.errors) err << e.to_string() << '\n';
   if (!r.ok()) return nullptr;
+  if (pool != "default") {
+    // The pool's nodes, sources and ring settings in the top level's place.
+    const auto it = std::find_if(r.config.pools.begin(), r.config.pools.end(),
+                                 [&](const PoolConfig& p) { return p.name == pool; });
+    if (it == r.config.pools.end()) {
+      err << path << ": no pool named \"" << pool << "\"\n";
+      return nullptr;
+    }
+    r.config.backends = it->backends;
+    r.config.discover = it->discover;
+    r.config.ring = it->ring;
+  }
   std::vector<RingNode> nodes;
   for (const BackendConfig& b : r.config.backends) {
     nodes.push_back({b.name, b.address.to_string(), b.weight});
@@ -183,11 +218,11 @@ std::string percent(double fraction) {
 }  // namespace
 
 int run_shares(const std::string& path, const std::string& compare_path, std::ostream& out,
-               std::ostream& err) {
-  const std::shared_ptr<const Ring> now = ring_of(path, err);
+               std::ostream& err, const std::string& pool) {
+  const std::shared_ptr<const Ring> now = ring_of(path, err, pool);
   if (!now) return kExitConfig;
   std::shared_ptr<const Ring> old;
-  if (!compare_path.empty() && !(old = ring_of(compare_path, err))) return kExitConfig;
+  if (!compare_path.empty() && !(old = ring_of(compare_path, err, pool))) return kExitConfig;
   const std::vector<double> now_shares = now->shares();
   out << path << ": " << now->nodes().size() << " nodes, placement " << placement_name(now->placement())
       << ", " << now->points() << " points\n";
@@ -233,8 +268,8 @@ int run_shares(const std::string& path, const std::string& compare_path, std::os
 }
 
 int run_lookup(const std::string& path, const std::vector<std::string>& keys,
-               std::ostream& out, std::ostream& err) {
-  const std::shared_ptr<const Ring> built_ring = ring_of(path, err);
+               std::ostream& out, std::ostream& err, const std::string& pool) {
+  const std::shared_ptr<const Ring> built_ring = ring_of(path, err, pool);
   if (!built_ring) return kExitConfig;
   const Ring& ring = *built_ring;
   for (const std::string& key : keys) {

@@ -18,6 +18,7 @@ struct CliOptions {
   std::string config_path;
   std::vector<std::string> keys;  // --lookup KEY...
   std::string compare_path;       // --shares --compare OLD
+  std::string pool = "default";   // --pool NAME, with --lookup or --shares
   std::string error;              // kUsageError: what was wrong
 };
 
@@ -44,15 +45,17 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err,
 // --lookup KEY...: builds the configured ring and prints, per key, its hash, node and
 // fallbacks in ring order. Health is not known offline: every node counts as up. The
 // nodes of [[discover]] sources are resolved first (proxy/discovery_agent.h).
+// `pool`: whose ring ("default": the top level's; else a [[pool]]'s name).
 int run_lookup(const std::string& path, const std::vector<std::string>& keys,
-               std::ostream& out, std::ostream& err);
+               std::ostream& out, std::ostream& err, const std::string& pool = "default");
 
 // --shares [--compare OLD]: each node's share of the keys under the file's ring, and with
 // OLD (another config, or the same file with another placement) each node's share there
 // and the fraction of keys that would move from OLD to this file. Exact (measured over
 // the hash space) when both place keys with the same hash; estimated over 1,000,000
 // sample keys when the placements differ (their key hashes are not comparable).
+// `pool` as for run_lookup, in both files.
 int run_shares(const std::string& path, const std::string& compare_path, std::ostream& out,
-               std::ostream& err);
+               std::ostream& err, const std::string& pool = "default");
 
 }  // namespace ringproxy

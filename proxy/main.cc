@@ -21,9 +21,9 @@ int main(int argc, char** argv) {
     case CliMode::kCheck:
       return run_check(opts.config_path, std::cout, std::cerr);
     case CliMode::kLookup:
-      return run_lookup(opts.config_path, opts.keys, std::cout, std::cerr);
+      return run_lookup(opts.config_path, opts.keys, std::cout, std::cerr, opts.pool);
     case CliMode::kShares:
-      return run_shares(opts.config_path, opts.compare_path, std::cout, std::cerr);
+      return run_shares(opts.config_path, opts.compare_path, std::cout, std::cerr, opts.pool);
     case CliMode::kRun:
       return Server(opts.config_path).run();
   }

@@ -192,6 +192,38 @@ TEST(Cli, LookupPrintsNodeAndFallbacks) {
   EXPECT_NE(first.find("fallbacks="), std::string::npos);
 }
 
+// --lookup and --shares --pool NAME: that pool's ring, the same as a file whose top level
+// has the pool's nodes and ring settings.
+TEST(Cli, LookupAndSharesOfAPool) {
+  const std::string nodes = "backends = [ { name = \"i1\", address = \"127.0.0.1:9101\" }, "
+                            "{ name = \"i2\", address = \"127.0.0.1:9102\", weight = 2 } ]\n";
+  const std::string tiers = write_file(
+      "lookup-tiers.toml", "[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n"
+                           "[[pool]]\nname = \"images\"\nring = { vnodes = 40 }\n" + nodes +
+                           "[[route]]\npath_prefix = \"/img/\"\npool = \"images\"\n");
+  const std::string flat = write_file(
+      "lookup-flat.toml", "[ring]\nvnodes = 40\n[[backend]]\nname = \"i1\"\naddress = \"127.0.0.1:9101\"\n"
+                          "[[backend]]\nname = \"i2\"\naddress = \"127.0.0.1:9102\"\nweight = 2\n");
+  const CmdResult pooled = run("-c " + tiers + " --lookup --pool images /img/1 /img/2 /x");
+  const CmdResult same = run("-c " + flat + " --lookup /img/1 /img/2 /x");
+  EXPECT_EQ(pooled.code, 0) << pooled.err;
+  EXPECT_EQ(pooled.out, same.out);
+  EXPECT_EQ(run("--pool images -c " + tiers + " --lookup /img/1 /img/2 /x").out, same.out);  // anywhere
+  const CmdResult shares = run("-c " + tiers + " --shares --pool images");
+  EXPECT_EQ(shares.code, 0) << shares.err;
+  const CmdResult flat_shares = run("-c " + flat + " --shares");
+  // Past the first line (which names the file), the same table.
+  EXPECT_EQ(shares.out.substr(shares.out.find('\n')), flat_shares.out.substr(flat_shares.out.find('\n')));
+  // The default pool by default.
+  EXPECT_NE(run("-c " + tiers + " --lookup /x").out.find("node=a"), std::string::npos);
+  CmdResult r = run("-c " + tiers + " --lookup --pool nope /x");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, tiers + ": no pool named \"nope\"\n");
+  r = run("-c " + tiers + " --check --pool images");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--pool goes with --lookup or --shares"), std::string::npos) << r.err;
+}
+
 TEST(Cli, LookupWithNginxPlacement) {
   const std::string path = write_file("nginx.toml", std::string("[ring]\nplacement = \"nginx\"\n") + kValid);
   CmdResult r = run("-c " + path + " --lookup /a /users/42");

@@ -462,7 +462,8 @@ class Api {
     json body{{"ok", report.ok},
               {"dry_run", dry_run},
               {"errors", report.errors},
-              {"moved_fraction", report.moved_fraction}};
+              {"moved_fraction", report.moved_fraction},
+              {"moved_by_pool", report.moved_by_pool}};
     if (!report.ok) body["error"] = report.errors.empty() ? "reload failed" : report.errors.front();
     return json_response(report.ok ? 200 : 400, body);
   }

@@ -300,6 +300,10 @@ ReloadReport Server::reload(bool dry_run) {
   report.ok = true;
   // Pool "default"'s; each pool's is logged below.
   report.moved_fraction = Ring::moved_fraction(*current->default_pool().ring, *next->default_pool().ring);
+  for (const Pool& pool : next->pools) {
+    const Pool* before = current->find_pool(pool.name());
+    report.moved_by_pool[pool.name()] = before ? Ring::moved_fraction(*before->ring, *pool.ring) : 1.0;
+  }
   if (dry_run) return report;
   if (config->proxy.listen != config_->proxy.listen || config->proxy.workers != config_->proxy.workers ||
       config->admin.listen != config_->admin.listen || config->admin.enabled != config_->admin.enabled) {
@@ -340,7 +344,7 @@ ReloadReport Server::reload(bool dry_run) {
   for (const Pool& pool : next->pools) {
     const Pool* before = current->find_pool(pool.name());
     char pct[32];
-    std::snprintf(pct, sizeof pct, "%.2f%%", before ? Ring::moved_fraction(*before->ring, *pool.ring) * 100.0 : 100.0);
+    std::snprintf(pct, sizeof pct, "%.2f%%", report.moved_by_pool[pool.name()] * 100.0);
     if (next->pools.size() > 1) moved += (moved.empty() ? "pool " : "; pool ") + pool.name() + ": ";
     moved += std::to_string(pool.backends.size()) + " backends, " + pct + " of keys moved" + (before ? "" : " (new)");
   }

@@ -28,7 +28,9 @@ namespace ringproxy {
 struct ReloadReport {
   bool ok = false;
   std::vector<std::string> errors;
-  double moved_fraction = 0.0;  // of the key space, current ring -> new ring
+  double moved_fraction = 0.0;  // of pool "default"'s key space, current ring -> new ring
+  // Each pool's of the new config, by name: 1 for a pool the reload adds.
+  std::map<std::string, double> moved_by_pool;
 };
 
 class Server {

@@ -831,10 +831,11 @@ end
     }
     return sum;
   };
+  json last_reload;
   const auto reload = [&](const std::string& body) {
     dir_.write_file("ringproxy.toml", config("", "", body));
-    const json r = admin_json("POST", "/reload", 200);
-    EXPECT_EQ(r.value("ok", false), true) << r.dump();
+    last_reload = admin_json("POST", "/reload", 200);
+    EXPECT_EQ(last_reload.value("ok", false), true) << last_reload.dump();
   };
   const auto newk = keys("/new/r", 50);
 
@@ -848,6 +849,8 @@ end
   for (int round = 1; round <= 3; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     reload(with_fresh);
+    // Each pool's moved share: all of the new pool's keys are new, none of default's moved.
+    EXPECT_EQ(last_reload["moved_by_pool"], (json{{"default", 0.0}, {"fresh", 1.0}})) << last_reload.dump();
     EXPECT_EQ(admin_json("GET", "/pools/fresh", 200)["nodes"], 2);
     EXPECT_EQ(differences(newk, served_by(host_port(), newk), fresh_want, "new-", "/new/ after the pool was added"), 0);
     // wrk's connections, open since before the reload, reach the new pool too.
@@ -857,6 +860,7 @@ end
     ASSERT_TRUE(load.running()) << "wrk ended early: " << load.describe();
 
     reload(base);
+    EXPECT_EQ(last_reload["moved_by_pool"], (json{{"default", 0.0}})) << last_reload.dump();
     EXPECT_EQ(admin("GET", "/pools/fresh").status, 404);
     EXPECT_EQ(metrics().find("pool=\"fresh\""), std::string::npos) << "pool fresh's series outlived it";
     EXPECT_EQ(differences(newk, served_by(host_port(), newk), def_want, "def-", "/new/ after the pool was removed"),

@@ -970,7 +970,7 @@ namespace {
 // ARG_MAX (one `sh -c` string may hold no more than 128 KiB); `set -f` keeps a key
 // from globbing. A failure is a test failure and an empty map.
 std::map<std::string, std::string> run_reference(const char* who, const std::string& args,
-                                                 const std::vector<std::string>& keys) {
+                                                 const std::vector<std::string>& keys, unsigned vnodes = 160) {
   const TempDir dir;
   std::string key_lines;
   for (const auto& k : keys) {
@@ -981,7 +981,7 @@ std::map<std::string, std::string> run_reference(const char* who, const std::str
     key_lines += k + "\n";
   }
   dir.write_file("keys.txt", key_lines);
-  const std::string cmd = std::string("set -f; /usr/bin/python3 ") + RINGPROXY_SOURCE_DIR +
+  const std::string cmd = "set -f; VNODES=" + std::to_string(vnodes) + " /usr/bin/python3 " + RINGPROXY_SOURCE_DIR +
                           "/tools/ring_reference.py map " + args + " -- $(cat " + dir.file("keys.txt") + ") > " +
                           dir.file("map.txt");
   if (std::system(cmd.c_str()) != 0) {
@@ -1099,7 +1099,7 @@ std::map<std::string, std::string> reference_map(const std::vector<std::string>&
 }
 
 std::map<std::string, std::string> reference_map_weighted(const std::vector<std::pair<std::string, uint32_t>>& nodes,
-                                                          const std::vector<std::string>& keys) {
+                                                          const std::vector<std::string>& keys, unsigned vnodes) {
   std::string args;
   for (const auto& [name, weight] : nodes) {
     if (name.empty() || name.find_first_of(" \t\n'\"$`\\;&|<>()*?") != std::string::npos) {
@@ -1108,7 +1108,7 @@ std::map<std::string, std::string> reference_map_weighted(const std::vector<std:
     }
     args += (args.empty() ? "" : " ") + name + ":" + std::to_string(weight);
   }
-  return run_reference("reference_map_weighted", args, keys);
+  return run_reference("reference_map_weighted", args, keys, vnodes);
 }
 
 std::map<std::string, std::string> reference_map_nginx(

@@ -271,12 +271,12 @@ uint16_t start_backends_on_one_port(const TempDir& dir, const std::vector<std::s
 std::map<std::string, std::string> reference_map(const std::vector<std::string>& nodes,
                                                  const std::vector<std::string>& keys);
 
-// key -> node for nodes with weights (`nodes`: name, weight; 160 vnodes), from the same
-// script. Any name, including one with ':' ("be1.test:9001", "[::1]:9001"): the weight
-// is always passed as the trailing ":W" the script splits off. Same key rules and
-// failure behaviour as reference_map.
+// key -> node for nodes with weights (`nodes`: name, weight; `vnodes` points per unit of
+// weight, a pool's ring.vnodes), from the same script. Any name, including one with ':'
+// ("be1.test:9001", "[::1]:9001"): the weight is always passed as the trailing ":W" the
+// script splits off. Same key rules and failure behaviour as reference_map.
 std::map<std::string, std::string> reference_map_weighted(const std::vector<std::pair<std::string, uint32_t>>& nodes,
-                                                          const std::vector<std::string>& keys);
+                                                          const std::vector<std::string>& keys, unsigned vnodes = 160);
 
 // key -> node name under [ring] placement = "nginx" (what nginx's `hash KEY consistent`
 // does, with 160 points per unit of weight), from the same script with the standard

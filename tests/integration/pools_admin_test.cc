@@ -48,36 +48,11 @@ Weighted ones(const std::vector<std::string>& names) {
 }
 
 // key -> node for `nodes` (name, weight) with `vnodes` points per unit of weight, from
-// `VNODES=vnodes tools/ring_reference.py map NAME:W... -- KEYS` (the harness's
-// reference maps are fixed at 160 vnodes). As pools_integration_test.cc's
-// reference_with_vnodes, with weights. Keys and names must be plain words.
+// tools/ring_reference.py (harness.h reference_map_weighted). Keys and names must be
+// plain words.
 std::map<std::string, std::string> reference(const Weighted& nodes, unsigned vnodes,
                                              const std::vector<std::string>& keys) {
-  const std::set<std::string> unique(keys.begin(), keys.end());
-  std::string key_lines;
-  for (const std::string& k : unique) {
-    if (k.empty() || k.find_first_of(" \t\n'\"$`\\;&|<>()") != std::string::npos) {
-      ADD_FAILURE() << "reference: key needs quoting: " << k;
-      return {};
-    }
-    key_lines += k + "\n";
-  }
-  const TempDir dir;
-  dir.write_file("keys.txt", key_lines);
-  std::string cmd = "set -f; VNODES=" + std::to_string(vnodes) + " /usr/bin/python3 " + RINGPROXY_SOURCE_DIR +
-                    "/tools/ring_reference.py map";
-  for (const auto& [n, w] : nodes) cmd += " " + n + ":" + std::to_string(w);
-  cmd += " -- $(cat " + dir.file("keys.txt") + ") > " + dir.file("map.txt");
-  if (std::system(cmd.c_str()) != 0) {
-    ADD_FAILURE() << "reference: failed: " << cmd.substr(0, 200);
-    return {};
-  }
-  std::ifstream in(dir.file("map.txt"));
-  std::map<std::string, std::string> out;
-  std::string key, node;
-  while (in >> key >> node) out[key] = node;
-  EXPECT_EQ(out.size(), unique.size()) << "reference: not every key placed";
-  return out;
+  return reference_map_weighted(nodes, keys, vnodes);
 }
 
 std::vector<std::string> keys(const std::string& prefix, int n) {

@@ -26,35 +26,14 @@ namespace ringproxy::integration {
 namespace {
 
 // key -> node for `nodes` of weight 1 with `vnodes` points each (SPEC "The ring"), from
-// `VNODES=vnodes tools/ring_reference.py map NODES -- KEYS` (the harness's reference_map
-// is fixed at 160 vnodes). Keys and names must be plain words, as for reference_map; a
-// failure is a test failure and an empty map.
+// tools/ring_reference.py (harness.h reference_map_weighted); every key placed.
 std::map<std::string, std::string> reference_with_vnodes(const std::vector<std::string>& nodes, unsigned vnodes,
                                                          const std::vector<std::string>& keys) {
-  const std::set<std::string> unique(keys.begin(), keys.end());
-  std::string key_lines;
-  for (const std::string& k : unique) {
-    if (k.empty() || k.find_first_of(" \t\n'\"$`\\;&|<>()") != std::string::npos) {
-      ADD_FAILURE() << "reference_with_vnodes: key needs quoting: " << k;
-      return {};
-    }
-    key_lines += k + "\n";
-  }
-  const TempDir dir;
-  dir.write_file("keys.txt", key_lines);
-  std::string cmd = "set -f; VNODES=" + std::to_string(vnodes) + " /usr/bin/python3 " + RINGPROXY_SOURCE_DIR +
-                    "/tools/ring_reference.py map";
-  for (const std::string& n : nodes) cmd += " " + n;  // ours: letters, digits and '-'
-  cmd += " -- $(cat " + dir.file("keys.txt") + ") > " + dir.file("map.txt");
-  if (std::system(cmd.c_str()) != 0) {
-    ADD_FAILURE() << "reference_with_vnodes: failed: " << cmd.substr(0, 200);
-    return {};
-  }
-  std::ifstream in(dir.file("map.txt"));
-  std::map<std::string, std::string> out;
-  std::string key, node;
-  while (in >> key >> node) out[key] = node;
-  EXPECT_EQ(out.size(), unique.size()) << "reference_with_vnodes: not every key placed";
+  std::vector<std::pair<std::string, uint32_t>> weighted;
+  for (const std::string& n : nodes) weighted.emplace_back(n, 1);
+  auto out = reference_map_weighted(weighted, keys, vnodes);
+  EXPECT_EQ(out.size(), std::set<std::string>(keys.begin(), keys.end()).size())
+      << "reference_with_vnodes: not every key placed";
   return out;
 }
 

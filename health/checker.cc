@@ -38,10 +38,13 @@ class HealthChecker::Probe final : private Transport::Handler {
     }
   }
 
-  // Starts the probe. Precondition: the checker lists it (a failure here reports at
-  // once, and finished() must find it).
-  void begin(const CheckTarget& target) {
-    const auto* addr = reinterpret_cast<const sockaddr*>(&target.address);
+  // Starts the probe on the target's address `index` (0: address, then more_addresses).
+  // Precondition: the checker lists it (a failure here reports at once, and finished()
+  // must find it).
+  void begin(const CheckTarget& target, size_t index) {
+    index_ = index;
+    const auto* addr =
+        reinterpret_cast<const sockaddr*>(index == 0 ? &target.address : &target.more_addresses[index - 1]);
     int rc = UV_ENOMEM;
     if (handles_ == 2) {
       // The handshake is bounded by the probe's timeout, as the connect is.
@@ -52,6 +55,7 @@ class HealthChecker::Probe final : private Transport::Handler {
         abandon();
         return;
       }
+      connect_failed_ = true;
       fail(std::string("connect: ") + uv_err_name(rc));
       return;
     }
@@ -59,6 +63,9 @@ class HealthChecker::Probe final : private Transport::Handler {
   }
 
   const std::string& name() const { return name_; }
+  size_t index() const { return index_; }
+  // It failed to connect (an error, not a timeout): another address may answer.
+  bool connect_failed() const { return connect_failed_; }
   // The checker is going away: close without reporting. From here on nothing touches
   // checker_, which may be freed before the close callbacks run.
   void abort() {
@@ -99,6 +106,7 @@ class HealthChecker::Probe final : private Transport::Handler {
       if (tls_ && !tls_->handshake_error().empty()) {
         fail("TLS handshake failed: " + tls_->handshake_error());
       } else {
+        connect_failed_ = status != UV_ETIMEDOUT;
         fail(std::string("connect: ") + uv_err_name(status));
       }
       return;
@@ -168,6 +176,8 @@ class HealthChecker::Probe final : private Transport::Handler {
   h1::ResponseParser parser_{kMaxHead};
   bool closing_ = false;
   bool orphan_ = false;
+  bool connect_failed_ = false;
+  size_t index_ = 0;
   int handles_ = 0;
 };
 
@@ -218,10 +228,14 @@ void HealthChecker::round() {
       if (!slot) slot = std::make_shared<TlsSessionCache>();
       session = slot;
     }
-    auto* probe = new Probe(*this, target, std::move(session));  // owned by its handles
-    probes_.push_back(probe);
-    probe->begin(target);
+    begin_probe(target, 0, std::move(session));
   }
+}
+
+void HealthChecker::begin_probe(const CheckTarget& target, size_t index, std::shared_ptr<TlsSessionCache> session) {
+  auto* probe = new Probe(*this, target, std::move(session));  // owned by its handles
+  probes_.push_back(probe);
+  probe->begin(target, index);
 }
 
 void HealthChecker::forget(Probe* probe) {
@@ -230,9 +244,19 @@ void HealthChecker::forget(Probe* probe) {
 
 void HealthChecker::finished(Probe* probe, bool ok, const std::string& detail) {
   forget(probe);
-  const bool still_target =
-      std::any_of(targets_.begin(), targets_.end(), [&](const CheckTarget& t) { return t.name == probe->name(); });
-  if (still_target) on_result_(probe->name(), ok, detail);
+  const auto target =
+      std::find_if(targets_.begin(), targets_.end(), [&](const CheckTarget& t) { return t.name == probe->name(); });
+  if (target == targets_.end()) return;
+  if (!ok && probe->connect_failed() && probe->index() < target->more_addresses.size()) {
+    // The node's next address, in this round: the node passes if any answers.
+    std::shared_ptr<TlsSessionCache> session;
+    if (target->tls) session = sessions_[session_key(*target)];
+    begin_probe(*target, probe->index() + 1, std::move(session));
+    return;
+  }
+  const size_t tried = probe->index() + 1;
+  on_result_(probe->name(), ok,
+             !ok && tried > 1 ? detail + " (each of " + std::to_string(tried) + " addresses)" : detail);
 }
 
 }  // namespace ringproxy

@@ -25,6 +25,10 @@ namespace ringproxy {
 struct CheckTarget {
   std::string name;
   sockaddr_storage address{};
+  // A named node's other addresses (SPEC "Backends by name"): when a connect fails
+  // (refused, unreachable; not a timeout), the probe tries the next before it fails, so
+  // the node passes while any of its addresses answers.
+  std::vector<sockaddr_storage> more_addresses;
   std::string host;  // Host header: the backend's address as configured
   // A node with tls = true is probed over TLS, made with this context, to tls_name
   // (SNI and the name verified); null: plain TCP.
@@ -62,6 +66,7 @@ class HealthChecker {
   class Probe;
   static void on_tick(uv_timer_t* t);
   void round();
+  void begin_probe(const CheckTarget& target, size_t index, std::shared_ptr<TlsSessionCache> session);
   void finished(Probe* probe, bool ok, const std::string& detail);
   void forget(Probe* probe);
 

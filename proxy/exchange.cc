@@ -237,6 +237,7 @@ void Exchange::pick_node_and_connect() {
   node_ = *node;
   tried_[attempts_++] = node_;
   same_node_again_ = false;
+  addresses_tried_ = 0;
   if (Log::enabled(LogLevel::kDebug)) {
     // On a retry the head's bytes may have moved: the URL is logged on the first attempt.
     Log::write(LogLevel::kDebug, "routing " + (attempts_ == 1 ? std::string(req_->target()) : std::string("(retry)")) +
@@ -274,9 +275,10 @@ void Exchange::connect_node() {
   }
   const sockaddr_storage* sa = &b.sockaddrs[0];
   if (b.sockaddrs.size() > 1) {
-    // Several addresses: each new connection takes the next, per worker.
-    uint32_t& turn = b.state->per_worker[worker_.id()].address_turn;
-    sa = &b.sockaddrs[turn++ % b.sockaddrs.size()];
+    // Several addresses: each new connection takes the next, per worker; after a
+    // failed connect, the address after the one that failed (on_upstream_connect).
+    if (addresses_tried_ == 0) address_ = b.state->per_worker[worker_.id()].address_turn++;
+    sa = &b.sockaddrs[(address_ + addresses_tried_) % b.sockaddrs.size()];
   }
   UpstreamConn* conn = pool.make();
   up_ = conn;
@@ -349,6 +351,21 @@ void Exchange::on_upstream_connect(int status) {
       cause += up_->tls_error();
     } else {
       cause = std::string("connect failed: ") + uv_err_name(status);
+      // A named node with several addresses: the next one, before the node is charged
+      // with a failure (nginx tries each address a name resolves to likewise). A
+      // timeout is not tried elsewhere: the request has waited connect_timeout_ms.
+      const Backend& b = pool_->backends[node_];
+      if (addresses_tried_ + 1 < b.sockaddrs.size()) {
+        RP_LOG(LogLevel::kDebug, "upstream " + cause + " at node " + pool_->qualified(b.name) + " address " +
+                                     std::to_string((address_ + addresses_tried_) % b.sockaddrs.size() + 1) + " of " +
+                                     std::to_string(b.sockaddrs.size()) + ", trying the next");
+        ++addresses_tried_;
+        release_upstream(false);
+        same_node_again_ = true;  // no attempt of its own
+        fresh_connection_ = true;
+        connect_node();
+        return;
+      }
     }
     upstream_failed(timeout ? 504 : 502, cause, true);
     return;

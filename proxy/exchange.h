@@ -136,6 +136,10 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   bool reconnected_ = false;       // a pooled connection failed (once per request) ...
   bool fresh_connection_ = false;  // ... so the next attempt takes a new connection
   bool same_node_again_ = false;   // this connect is that reconnect: no attempt of its own
+  // A node with several addresses: the first this attempt took, and how many after it
+  // were tried because a connect failed.
+  uint32_t address_ = 0;
+  uint32_t addresses_tried_ = 0;
   // proxy.retries is at most kMaxRetries (config/config.cc): one slot per attempt.
   NodeIndex tried_[kMaxRetries + 1] = {};
   UpstreamConn* up_ = nullptr;

@@ -81,8 +81,8 @@ void Server::sync_health(const Routing& routing, HealthTable::Start added) {
       names.push_back(b.name);
       // A named node with no address is not probed: it is down until its name resolves.
       if (b.sockaddrs.empty()) continue;
-      targets.push_back(
-          {b.name, b.sockaddrs[0], b.address.to_string(), b.tls ? pool.upstream_tls : nullptr, b.tls_name});
+      targets.push_back({b.name, b.sockaddrs[0], {b.sockaddrs.begin() + 1, b.sockaddrs.end()}, b.address.to_string(),
+                         b.tls ? pool.upstream_tls : nullptr, b.tls_name});
     }
     ph.table.set_nodes(names, now, h.slow_start_ms > 0 ? added : HealthTable::Start::kServing);
     if (!checking_) continue;

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,8 +23,24 @@ struct Verdict {
   std::string detail;
 };
 
-// One probe of `server`; the loop runs until its verdict.
-Verdict probe_once(const OneAnswerServer& server) {
+// A loopback address where nothing listens (a socket bound and not listening: a
+// connect to it is refused) for as long as this lives.
+struct RefusingAddress {
+  RefusingAddress() : fd(test::bound_loopback_socket(SOCK_CLOEXEC)) {
+    socklen_t len = sizeof address;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &len);
+  }
+  ~RefusingAddress() { ::close(fd); }
+  int fd;
+  sockaddr_storage address{};
+};
+
+// One probe of a target at `addresses` in order (or `server`'s address alone); the loop
+// runs until its verdict.
+Verdict probe_at(std::vector<sockaddr_storage> addresses);
+Verdict probe_once(const OneAnswerServer& server) { return probe_at({server.address()}); }
+
+Verdict probe_at(std::vector<sockaddr_storage> addresses) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   Poller poller;
@@ -35,7 +54,8 @@ Verdict probe_once(const OneAnswerServer& server) {
   });
   CheckTarget t;
   t.name = "a";
-  t.address = server.address();
+  t.address = addresses.front();
+  t.more_addresses.assign(addresses.begin() + 1, addresses.end());
   t.host = "127.0.0.1";
   CheckSettings s;
   s.path = "/health";
@@ -79,6 +99,26 @@ TEST(HealthChecker, AHeadLongerThanTheReadBufferIsReadOn) {
   const Verdict v = probe_once(server);
   ASSERT_TRUE(v.seen);
   EXPECT_TRUE(v.ok) << v.detail;
+}
+
+// A named node's addresses (SPEC "Backends by name"): a refused connect goes on to the
+// next address in the same round, so the node passes while any of them answers; when
+// all refuse, one failure says so.
+TEST(HealthChecker, ANodePassesWhenAnyOfItsAddressesAnswers) {
+  OneAnswerServer server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  const RefusingAddress dead1, dead2;
+  const Verdict v = probe_at({dead1.address, dead2.address, server.address()});
+  ASSERT_TRUE(v.seen);
+  EXPECT_TRUE(v.ok) << v.detail;
+  EXPECT_EQ(v.detail, "status 200");
+}
+
+TEST(HealthChecker, EveryAddressRefusingFailsOnce) {
+  const RefusingAddress dead1, dead2, dead3;
+  const Verdict v = probe_at({dead1.address, dead2.address, dead3.address});
+  ASSERT_TRUE(v.seen);
+  EXPECT_FALSE(v.ok);
+  EXPECT_EQ(v.detail, "connect: ECONNREFUSED (each of 3 addresses)");
 }
 
 }  // namespace

@@ -24,6 +24,8 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <atomic>
+#include <thread>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -84,7 +86,7 @@ class DiscoveryIntegration : public ::testing::Test {
 
   std::string config_text(const std::string& body) {
     std::ostringstream c;
-    c << "[proxy]\nlisten = \"127.0.0.1:" << port_ << "\"\nworkers = 2\n"
+    c << "[proxy]\nlisten = \"127.0.0.1:" << port_ << "\"\nworkers = 2\n" << proxy_extra_
       << "[admin]\nlisten = \"127.0.0.1:" << admin_ << "\"\n"
       // Killed backends refuse the checks' connections: down in two checks. Not fall = 1
       // with 100 ms: on a loaded machine a slow check then took every node down (503s).
@@ -96,6 +98,8 @@ class DiscoveryIntegration : public ::testing::Test {
   }
 
   static std::string discover_srv() { return "\n[[discover]]\nname = \"" + std::string(kSrv) + "\"\ntype = \"srv\"\n"; }
+
+  std::string proxy_extra_;  // more [proxy] keys
 
   json admin_json(const std::string& path) {
     Response r = http_get(admin_, path);
@@ -487,6 +491,39 @@ TEST_F(DiscoveryIntegration, NamedBackendKeepsItsPlaceWhenItsAddressChanges) {
   wait_routing(want2);
   expect_routes(route(ks), want2);
   EXPECT_TRUE(proxy_->wait_for_output(Output::err, "cache.test: 127.0.0.3")) << proxy_->stderr_text();
+}
+
+// A named node whose name has two addresses, one where nothing listens: it is up (a
+// check passes when any address answers), and every request is served: a connect
+// refused at one address goes on to the next before the node is charged a failure.
+TEST_F(DiscoveryIntegration, ANamedNodeWithADeadAddressServesFromTheOther) {
+  const uint16_t port = start_backends_on_one_port(dir_, {"127.0.0.2"}, "cache-at", &backends_);
+  ASSERT_TRUE(dns_.start({host("cache.test", "127.0.0.2"), host("cache.test", "127.0.0.4")}));
+  proxy_extra_ = "log_level = \"debug\"\nretries = 0\n";
+  start_proxy("\n[[backend]]\nname = \"cache\"\naddress = \"cache.test:" + std::to_string(port) + "\"\n");
+  json node;
+  ASSERT_TRUE(eventually([&] {
+    node = admin_json("/nodes/cache");
+    return node.is_object() && node["state"] == "up" && node["resolved"].size() == 2;
+  })) << node.dump() << "\n" << proxy_->describe();
+  // Concurrent clients, so that each worker opens several upstream connections: they
+  // take the two addresses in turn, and every other one is refused.
+  std::atomic<int> bad{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 12; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        const Response r = http_get(port_, "/k" + std::to_string(t) + "-" + std::to_string(i));
+        if (r.status != 200 || r.header("X-Backend") != "cache-at-127.0.0.2") ++bad;
+      }
+    });
+  }
+  for (std::thread& c : clients) c.join();
+  EXPECT_EQ(bad.load(), 0) << proxy_->stderr_text();
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "trying the next")) << proxy_->stderr_text();
+  node = admin_json("/nodes/cache");
+  EXPECT_EQ(node["failures"], 0) << node.dump();
+  EXPECT_EQ(node["state"], "up") << node.dump();
 }
 
 // 5. Failures keep what works: a stopped server, NXDOMAIN, an empty answer and a

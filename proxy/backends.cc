@@ -214,6 +214,7 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
     l.listen = listen;
     l.tls_config = tls;
     l.pool = pool;
+    l.pool_name = routing->pools[pool].name();
     const ListenerRouting* before = nullptr;
     if (previous) {
       for (const ListenerRouting& p : previous->listeners) {

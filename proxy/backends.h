@@ -204,6 +204,7 @@ struct ListenerRouting {
   // reload; a routing built for another change keeps the previous one's.
   std::shared_ptr<const ServerTlsContext> tls;
   uint32_t pool = 0;  // index in Routing::pools: where requests no route matches go
+  std::string pool_name = "default";  // that pool's name
 };
 
 struct Routing {
@@ -229,13 +230,13 @@ struct Routing {
   uint32_t next_listener_id = 1;          // the id of the next listener added
 
   const Pool& default_pool() const { return pools[0]; }
-  // The listener of id `id`; proxy.listen's when none has it (a connection of a
-  // listener a reload removed, finishing its last request).
-  const ListenerRouting& listener(uint32_t id) const {
+  // The listener of id `id`; null when none has it (a listener a reload removed, whose
+  // connections are finishing their responses).
+  const ListenerRouting* listener(uint32_t id) const {
     for (const ListenerRouting& l : listeners) {
-      if (l.id == id) return l;
+      if (l.id == id) return &l;
     }
-    return listeners[0];
+    return nullptr;
   }
   // Null when no pool has that name.
   const Pool* find_pool(std::string_view name) const {

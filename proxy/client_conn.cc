@@ -15,10 +15,13 @@ void ClientConn::accept(Worker& worker, int fd, const sockaddr* peer, uint32_t l
   auto* c = new ClientConn(worker);  // freed in on_freed
   Shared& shared = worker.shared();
   const uint32_t before = shared.connections.fetch_add(1, std::memory_order_relaxed);
-  const ListenerRouting& listener = worker.routing().listener(listener_id);
+  // The worker's routing has every listener it accepts on (Server::change_listeners: a
+  // listener stops accepting before the routing without it is published).
+  const ListenerRouting* found = worker.routing().listener(listener_id);
+  const ListenerRouting& listener = found ? *found : worker.routing().listeners[0];
   c->accepted_us_ = worker.now_us();
   c->listener_id_ = listener_id;
-  c->ex_.set_listener(listener_id);
+  c->ex_.set_listener(listener);
   const int rc = listener.tls ? c->codec_.open_tls(fd, nodelay, listener.tls, listener.tls_config.handshake_timeout_ms)
                               : c->codec_.open(fd, nodelay);
   if (rc != 0) return;  // closed; on_freed follows

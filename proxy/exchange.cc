@@ -135,11 +135,29 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   // The pool: the first [[route]] matching the Host and the target, else the
   // listener's (SPEC "Several tiers").
   const Routing& routing = *routing_;
-  const ListenerRouting& listener = routing.listeners.size() == 1 ? routing.listeners[0] : routing.listener(listener_id_);
-  uint32_t pool = listener.pool;
-  if (!routing.routes.empty()) pool = match_route(routing, host, origin, pool);
+  const ListenerRouting* listener =
+      listener_id_ == 0 ? &routing.listeners[0] : routing.listener(listener_id_);
+  uint32_t pool = 0;
+  std::string_view subject_header = listener_subject_header_;
+  bool pool_known = true;
+  if (listener) {
+    pool = listener->pool;
+    subject_header = listener->tls_config.client_subject_header;
+  } else if (const Pool* p = routing.find_pool(listener_pool_)) {
+    pool = p->index;  // a removed listener's connection: its pool, by name
+  } else {
+    pool_known = false;  // ... which a reload removed too: only a route can place it
+  }
+  if (!routing.routes.empty()) {
+    const uint32_t none = static_cast<uint32_t>(routing.pools.size());
+    const uint32_t matched = match_route(routing, host, origin, none);
+    if (matched != none) {
+      pool = matched;
+      pool_known = true;
+    }
+  }
   pool_ = &routing.pools[pool];
-  if (!pool_->declared) {
+  if (!pool_known || !pool_->declared) {
     pool_ = nullptr;
     down_.respond_error(404, "no route for this request", "no route matched and no default pool");
     return;
@@ -155,7 +173,7 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   rw.via = cfg.proxy.via;
   rw.client_http10 = client_http10_;
   rw.https = down_.tls() != nullptr;
-  rw.subject_header = listener.tls_config.client_subject_header;
+  rw.subject_header = subject_header;
   rw.client_subject = subject;
   rw.upgrade = upgrade_;
   rw.max_forwards_set = max_forwards_set_;
@@ -166,6 +184,13 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   req_body_forwarded_ = 0;
   resp_from_backend_ = false;
   pick_node_and_connect();
+}
+
+void Exchange::set_listener(const ListenerRouting& l) {
+  listener_id_ = l.id;
+  // Short names (pools' are at most 64 bytes, most within the string's own buffer).
+  listener_pool_ = l.pool_name;
+  listener_subject_header_ = l.tls_config.client_subject_header;
 }
 
 bool Exchange::may_retry() const {

@@ -39,9 +39,11 @@ constexpr uint32_t kMaxResponseHead = 64 * 1024;
 class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
  public:
   Exchange(Worker& worker, h1::Downstream& down);
-  // The listener its connection came in on (ListenerRouting::id): the pool of requests
-  // no route matches, and the TLS settings.
-  void set_listener(uint32_t id) { listener_id_ = id; }
+  // The listener its connection came in on: the pool of requests no route matches, and
+  // the TLS settings, as the current routing has them. Its pool's name and the subject
+  // header are kept for when a reload has removed the listener and the connection
+  // finishes its last requests.
+  void set_listener(const ListenerRouting& l);
   ~Exchange() = default;
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
@@ -129,6 +131,8 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   std::shared_ptr<const Routing> routing_;  // the routing this request was routed with
   const Pool* pool_ = nullptr;               // routing_'s pool this request goes to
   uint32_t listener_id_ = 0;
+  std::string listener_pool_ = "default";
+  std::string listener_subject_header_;
   uint64_t key_hash_ = 0;
   NodeIndex node_ = 0;
   bool have_node_ = false;

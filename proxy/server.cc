@@ -349,20 +349,24 @@ ReloadReport Server::reload(bool dry_run) {
     moved += std::to_string(pool.backends.size()) + " backends, " + pct + " of keys moved" + (before ? "" : " (new)");
   }
   std::string listeners;
-  for (const auto& [id, fds] : sockets.added) listeners += ", now listening on " + next->listener(id).listen.to_string();
+  for (const auto& [id, fds] : sockets.added) listeners += ", now listening on " + next->listener(id)->listen.to_string();
   for (const uint32_t id : removed) {
-    listeners += ", no longer listening on " + current->listener(id).listen.to_string() + " (its connections drain)";
+    listeners += ", no longer listening on " + current->listener(id)->listen.to_string() + " (its connections drain)";
   }
+  // Listeners the reload removes stop accepting before the routing without them is
+  // published, and those it adds start once the routing with them is: a connection is
+  // never accepted on a listener its worker's routing does not have. The reload answers
+  // once every worker has done both (new connections then connect, or are refused).
+  if (!draining_ && !removed.empty()) change_listeners({}, removed);
   ++generation_;
   config_ = config;
   publish(std::move(next));
-  // The routing that has the new listeners is published: the workers may accept on them.
-  if (!draining_ && (!sockets.added.empty() || !removed.empty())) {
+  if (!draining_ && !sockets.added.empty()) {
+    std::vector<std::vector<std::pair<uint32_t, int>>> add(workers_.size());
     for (size_t i = 0; i < workers_.size(); ++i) {
-      std::vector<std::pair<uint32_t, int>> add;
-      for (auto& [id, fds] : sockets.added) add.emplace_back(id, std::exchange(fds[i], -1));
-      workers_[i]->notify_listeners(std::move(add), removed);
+      for (auto& [id, fds] : sockets.added) add[i].emplace_back(id, std::exchange(fds[i], -1));
     }
+    change_listeners(std::move(add), {});
   }
   refresh_found();  // sources and named nodes the reload added or removed
   RP_LOG(LogLevel::kInfo, "reloaded " + config_path_ + ": " + moved + listeners);
@@ -385,6 +389,24 @@ GossipAgent::PoolBackends backends_by_pool(const Config& config) {
   return out;
 }
 }  // namespace
+
+void Server::change_listeners(std::vector<std::vector<std::pair<uint32_t, int>>> added,
+                              const std::vector<uint32_t>& removed) {
+  std::vector<uint64_t> tickets;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    tickets.push_back(workers_[i]->notify_listeners(i < added.size() ? std::move(added[i])
+                                                                     : std::vector<std::pair<uint32_t, int>>{},
+                                                    removed));
+  }
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    // A worker answers within a turn of its loop; one that does not within this is
+    // stuck in a long turn, and the reload goes on without it (it applies them later).
+    if (!workers_[i]->wait_listeners(tickets[i], kListenerChangeWaitMs)) {
+      RP_LOG(LogLevel::kWarn, "reload: worker " + std::to_string(i) + " took over " +
+                                  std::to_string(kListenerChangeWaitMs) + " ms to change its listeners");
+    }
+  }
+}
 
 void Server::share_backends(const Config& config) {
   applying_ = true;

@@ -99,6 +99,10 @@ class Server {
   // Writes every pool's backends of `config` to the shared state (a reload or an admin
   // change here).
   void share_backends(const Config& config);
+  // Hands worker i the sockets added[i] (listener id, fd) and has every worker stop
+  // accepting on `removed`; returns once each has done so (or kListenerChangeWaitMs).
+  static constexpr uint32_t kListenerChangeWaitMs = 2000;
+  void change_listeners(std::vector<std::vector<std::pair<uint32_t, int>>> added, const std::vector<uint32_t>& removed);
   // Discovery (SPEC "Backends by name"). The routing of `config` with what discovery
   // found now: each source's set (the shared one with gossip, else this instance's),
   // and the addresses of named nodes. Null and *error when it cannot be built.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <chrono>
 
 #include "net/local_error.h"
 #include "proxy/client_conn.h"
@@ -50,14 +51,23 @@ void Worker::notify_drain() {
   uv_async_send(&async_);
 }
 
-void Worker::notify_listeners(std::vector<std::pair<uint32_t, int>> added, std::vector<uint32_t> removed) {
+uint64_t Worker::notify_listeners(std::vector<std::pair<uint32_t, int>> added, std::vector<uint32_t> removed) {
+  uint64_t ticket;
   {
     std::lock_guard<std::mutex> lock(listeners_mu_);
     pending_add_.insert(pending_add_.end(), added.begin(), added.end());
     pending_remove_.insert(pending_remove_.end(), removed.begin(), removed.end());
+    ticket = ++listener_posted_;
   }
   want_listeners_.store(true);
   uv_async_send(&async_);
+  return ticket;
+}
+
+bool Worker::wait_listeners(uint64_t ticket, uint32_t timeout_ms) {
+  std::unique_lock<std::mutex> lock(listeners_mu_);
+  return listeners_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                                [&] { return listener_applied_ >= ticket; });
 }
 
 int Worker::open_listener(uint32_t id, int fd) {
@@ -99,10 +109,12 @@ void Worker::close_listener(Listener& l) {
 void Worker::take_listener_changes() {
   std::vector<std::pair<uint32_t, int>> added;
   std::vector<uint32_t> removed;
+  uint64_t ticket;
   {
     std::lock_guard<std::mutex> lock(listeners_mu_);
     added.swap(pending_add_);
     removed.swap(pending_remove_);
+    ticket = listener_posted_;
   }
   for (const auto& [id, fd] : added) {
     if (draining_) {
@@ -129,6 +141,11 @@ void Worker::take_listener_changes() {
       if (c->listener_id() == id) c->drain();
     }
   }
+  {
+    std::lock_guard<std::mutex> lock(listeners_mu_);
+    listener_applied_ = ticket;
+  }
+  listeners_cv_.notify_all();
 }
 
 int Worker::run() {

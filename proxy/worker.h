@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -79,11 +80,16 @@ class Worker {
   // From the control thread: take the newest routing / drain and stop.
   void notify_routing();
   void notify_drain();
-  // From the control thread, after the routing that has them is published (a reload):
-  // start accepting on new listeners' sockets (bound, not listening; the worker owns
-  // them from here) and stop accepting on `removed` ones, whose connections then drain
-  // (each closes after its response in progress).
-  void notify_listeners(std::vector<std::pair<uint32_t, int>> added, std::vector<uint32_t> removed);
+  // From the control thread (a reload): start accepting on new listeners' sockets
+  // (bound, not listening; the worker owns them from here) and stop accepting on
+  // `removed` ones, whose connections then drain (each closes after its response in
+  // progress). Returns a ticket for wait_listeners: the control thread waits until the
+  // worker has done it, so that a listener is removed before the routing without it is
+  // published (no connection is accepted that its routing does not know) and a reload
+  // answers once its listeners accept or refuse.
+  uint64_t notify_listeners(std::vector<std::pair<uint32_t, int>> added, std::vector<uint32_t> removed);
+  // Until the changes of `ticket` are applied, or `timeout_ms`; false on the timeout.
+  bool wait_listeners(uint64_t ticket, uint32_t timeout_ms);
 
   // For connections on this worker's thread.
   uv_loop_t* loop() { return &loop_; }
@@ -170,6 +176,9 @@ class Worker {
   std::mutex listeners_mu_;
   std::vector<std::pair<uint32_t, int>> pending_add_;
   std::vector<uint32_t> pending_remove_;
+  uint64_t listener_posted_ = 0;   // tickets handed out (under listeners_mu_)
+  uint64_t listener_applied_ = 0;  // the last ticket applied (under listeners_mu_)
+  std::condition_variable listeners_cv_;
   std::atomic<bool> want_listeners_{false};
   uv_loop_t loop_{};
   uv_async_t async_{};

@@ -22,7 +22,8 @@ export TSAN_OPTIONS="log_path=$reports/tsan second_deadlock_stack=1 exitcode=66 
 tests=("$@")
 if ((${#tests[@]} == 0)); then
   tests=(proxy_integration_test admin_integration_test health_integration_test gossip_integration_test
-         discovery_integration_test discovery_gossip_test hostile_integration_test)
+         discovery_integration_test discovery_gossip_test hostile_integration_test pools_integration_test
+         pools_admin_test listeners_test)
 fi
 status=0
 for t in "${tests[@]}"; do

@@ -229,6 +229,56 @@ TEST_F(UpstreamTls, RequestsAndHealthChecksGoOverTls) {
   EXPECT_EQ(count_lines(proxy_->stderr_text(), "TLS handshake failed"), 0u) << proxy_->stderr_text();
 }
 
+// Each [[pool]] has its own [upstream_tls] (SPEC "Several tiers"): pool images verifies
+// its node against another CA than the top level's, by which pool "default"'s node is
+// signed. Each tier's requests and health checks pass with their own CA; a pool that
+// takes the top level's CA for images' node refuses it (a 502 naming the handshake).
+TEST_F(UpstreamTls, EachPoolVerifiesWithItsOwnUpstreamTls) {
+  const uint16_t page = start_nginx("page", cert("page", {"IP:127.0.0.1"}));
+  const uint16_t img = start_nginx("img", cert("img", {"IP:127.0.0.1"}, &other_ca_));
+  port_ = free_port();
+  admin_port_ = free_port();
+  std::ostringstream c;
+  c << "[proxy]\nlisten = \"127.0.0.1:" << port_ << "\"\nworkers = 1\nretries = 0\n"
+    << "[admin]\nlisten = \"127.0.0.1:" << admin_port_ << "\"\n"
+    << "[health]\n" << kFastHealth << "\n[upstream_tls]\n" << ca_setting()
+    << "[[backend]]\nname = \"page\"\naddress = \"127.0.0.1:" << page << "\"\ntls = true\n"
+    << "[[pool]]\nname = \"images\"\nupstream_tls = { ca = \"" << other_ca_.cert_path << "\" }\n"
+    << "backends = [ { name = \"img\", address = \"127.0.0.1:" << img << "\", tls = true } ]\n"
+    << "[[pool]]\nname = \"mismatch\"\nhealth = { eject_after_failures = 0 }\n"
+    << "backends = [ { name = \"img\", address = \"127.0.0.1:" << img << "\", tls = true } ]\n"
+    << "[[route]]\npath_prefix = \"/img/\"\npool = \"images\"\n"
+    << "[[route]]\npath_prefix = \"/mismatch/\"\npool = \"mismatch\"\n";
+  config_ = dir_.write_file("ringproxy.toml", c.str());
+  proxy_ = std::make_unique<Process>(std::string(RINGPROXY_BIN), std::vector<std::string>{"-c", config_},
+                                     dir_.path(), "ringproxy");
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "listening on")) << proxy_->describe();
+  // Health checks over each pool's TLS: images' and default's pass.
+  for (const char* name : {"page", "img"}) {
+    ASSERT_TRUE(nginx(name).wait_for_output(Output::out, "\"ringproxy-health\" /health")) << name;
+  }
+  ASSERT_TRUE(eventually([&] {
+    const Response r = http_get(admin_port_, "/pools/images/nodes/img");
+    return r.status == 200 && nlohmann::json::parse(r.body)["state"] == "up";
+  })) << proxy_->stderr_text();
+  Conn conn("127.0.0.1", port_);
+  for (int i = 0; i < 10; ++i) {
+    Response r = conn.request("GET", "/img/" + std::to_string(i));
+    ASSERT_EQ(r.status, 200) << r.describe() << "\n" << proxy_->stderr_text();
+    EXPECT_EQ(r.header("X-Backend"), "img");
+    r = conn.request("GET", "/p/" + std::to_string(i));
+    ASSERT_EQ(r.status, 200) << r.describe() << "\n" << proxy_->stderr_text();
+    EXPECT_EQ(r.header("X-Backend"), "page");
+  }
+  // The same node under the top level's CA: not verified. Its checks fail too (down), and
+  // a request then finds no node (503), or, before the checks say so, the handshake fails.
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "node=mismatch/img up -> down")) << proxy_->stderr_text();
+  EXPECT_NE(proxy_->stderr_text().find("TLS handshake failed"), std::string::npos) << proxy_->stderr_text();
+  const Response r = http_get(port_, "/mismatch/1");
+  EXPECT_TRUE(r.status == 503 || r.status == 502) << r.describe();
+  EXPECT_EQ(r.header("X-Backend"), "");
+}
+
 // Per protocol version: TLS 1.2 (its ticket in the handshake) and TLS 1.3 (tickets after
 // it, read with the first answer).
 class UpstreamTlsVersion : public UpstreamTls, public ::testing::WithParamInterface<const char*> {};

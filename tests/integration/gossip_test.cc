@@ -240,6 +240,22 @@ TEST_F(GossipFixture, AMajorityOfInstancesSeeingANodeDownTakesItOutEverywhere) {
   EXPECT_EQ(json::parse(m.body)["state"], "down");
 }
 
+// The health majority per pool: p0 and p1 see every node down (their checks fail), so
+// p2 takes pool images' node out too, and says which node of which pool. (A pool's node
+// travels in the health entries as "images@i-c": instance names may hold '/'.)
+TEST_F(GossipFixture, AMajoritySeeingAPoolsNodeDownTakesItOutEverywhere) {
+  pools_ = true;
+  health_path_["p0"] = "/status/503";
+  health_path_["p1"] = "/status/503";
+  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start(in));
+  ASSERT_TRUE(instances_[2].process->wait_for_output(Output::err, "most instances see node=images/i-c down"))
+      << instances_[2].process->stderr_text();
+  EXPECT_EQ(json::parse(http_get(instances_[2].admin, "/pools/images/nodes/i-c").body)["state"], "down");
+  EXPECT_EQ(http_get(instances_[2].port, "/img/x").status, 503);
+  // A node of the same name in another pool is another node: nothing is said of "i-c".
+  EXPECT_EQ(instances_[2].process->stderr_text().find("node=i-c "), std::string::npos);
+}
+
 // An admin change the instance refuses (400) must not reach the gossip state: it used
 // to be written there before it was validated, so it spread, and every instance was
 // handed a backend set its own admin had refused.

@@ -68,4 +68,10 @@ std::string tls_server(std::span<const uint8_t> input);
 // AAAA and SRV parsers on the input. Checked: no crash, and a TTL only where a record fits.
 std::string dns_answer(std::span<const uint8_t> input);
 
+// [[route]]s and requests (SPEC "Several tiers"): lines "HOST PATH_PREFIX" ("-" for
+// empty) up to an empty line, then "HOST_FIELD TARGET". Checked: match_route (the bit-set
+// index of proxy/backends.h) picks, for every request, the first route in file order
+// that a plain scan finds.
+std::string route_match(std::span<const uint8_t> input);
+
 }  // namespace ringproxy::fuzz

@@ -267,7 +267,8 @@ namespace {
 
 // Does route r match in full (its candidacy told by the index already)?
 bool route_matches(const CompiledRoute& r, std::string_view host, std::string_view target, uint64_t head) {
-  if ((head & r.path_mask) != r.path_head) return false;
+  // (The length first: `head` is zero-padded past a short target's end.)
+  if (target.size() < r.path_len || (head & r.path_mask) != r.path_head) return false;
   if (r.host_len != 0) {
     // ".example.com" takes at least one label before it (the index saw to the length).
     const std::string_view part = r.wildcard ? host.substr(host.size() - r.host_len) : host;
@@ -275,7 +276,6 @@ bool route_matches(const CompiledRoute& r, std::string_view host, std::string_vi
   }
   const size_t n = r.path_len;
   if (n > 8) {
-    if (target.size() < n) return false;
     uint64_t tail;
     std::memcpy(&tail, target.data() + n - 8, 8);
     if (tail != r.path_tail) return false;
@@ -293,9 +293,9 @@ uint32_t match_route(const Routing& routing, std::string_view host, std::string_
   const uint64_t* by_host = &routing.routes_by_host_len[std::min<size_t>(host.size(), 256) * words];
   const uint64_t* by_path =
       &routing.routes_by_path_byte[(target.size() < 2 ? 256 : static_cast<unsigned char>(target[1])) * words];
-  // The target's first 8 bytes (zeros past its end, which no prefix byte is).
+  // The target's first 8 bytes (zeros past its end).
   uint64_t head = 0;
-  std::memcpy(&head, target.data(), std::min<size_t>(8, target.size()));
+  if (!target.empty()) std::memcpy(&head, target.data(), std::min<size_t>(8, target.size()));  // (data() may be null)
   for (size_t w = 0; w < words; ++w) {
     for (uint64_t candidates = by_host[w] & by_path[w]; candidates != 0; candidates &= candidates - 1) {
       const size_t i = w * 64 + static_cast<size_t>(std::countr_zero(candidates));

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-60}
 build=build-fuzz
-all=(fuzz_request fuzz_response fuzz_h1_response fuzz_gossip_decode fuzz_config fuzz_admin fuzz_tls_server fuzz_dns_answer)
+all=(fuzz_request fuzz_response fuzz_h1_response fuzz_gossip_decode fuzz_config fuzz_admin fuzz_tls_server fuzz_dns_answer fuzz_route_match)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all[@]}")
 
@@ -32,6 +32,7 @@ max_len() {
     fuzz_admin) echo 2048 ;;
     fuzz_tls_server) echo 2048 ;;  # a ClientHello and a little more
     fuzz_dns_answer) echo 1500 ;;  # a UDP answer without EDNS is 512; with it, more
+    fuzz_route_match) echo 2048 ;;
     *) echo 4096 ;;
   esac
 }

@@ -55,6 +55,7 @@ TEST(FuzzRegression, Config) { replay("fuzz_config", config); }
 TEST(FuzzRegression, Admin) { replay("fuzz_admin", admin); }
 TEST(FuzzRegression, TlsServer) { replay("fuzz_tls_server", tls_server); }
 TEST(FuzzRegression, DnsAnswer) { replay("fuzz_dns_answer", dns_answer); }
+TEST(FuzzRegression, RouteMatch) { replay("fuzz_route_match", route_match); }
 
 }  // namespace
 }  // namespace ringproxy::fuzz

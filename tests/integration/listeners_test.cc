@@ -1,7 +1,7 @@
 // Listeners end to end (SPEC "Several tiers: pools, routes and listeners", issue 15): a
 // real ringproxy with [[listener]]s, [[pool]]s and [[route]]s in front of demo backends
-// on loopback, and clients of the test's own (the harness's Conn for plain HTTP, a small
-// OpenSSL client below for TLS, Debian's /usr/bin/wrk for load).
+// on loopback, and clients of the test's own (the harness's Conn for plain HTTP,
+// tls_client.h's OpenSSL client for TLS, Debian's /usr/bin/wrk for load: load.h).
 // - Each listener's fallback pool, routes on every listener, the reference placement
 //   (tools/ring_reference.py) per pool; plain HTTP on a TLS listener and TLS on a plain
 //   one.
@@ -28,284 +28,31 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <openssl/bio.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <poll.h>
 #include <signal.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <optional>
-#include <regex>
-#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/load.h"
+#include "tests/integration/tls_client.h"
 #include "tests/support/tls_certs.h"
 
 namespace ringproxy::integration {
 namespace {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-constexpr Millis kTlsTimeout{5000};
-
-int millis_left(Clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
-  return left > 0 ? static_cast<int>(left) : 0;
-}
-
-std::string openssl_errors() {
-  std::string out;
-  char buf[256];
-  while (const unsigned long e = ERR_get_error()) {
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------
-// A blocking TLS client (tls_test.cc's, cut down to what these tests ask): OpenSSL over a
-// non-blocking socket, every step waited on with poll() up to a deadline, failures
-// returned as text. No certificate verification: the tests look at what was presented.
-
-class TlsClient {
- public:
-  explicit TlsClient(uint16_t port, std::string sni = {}) {
-    ::signal(SIGPIPE, SIG_IGN);  // OpenSSL writes with write()
-    handshake(port, sni);
-  }
-  ~TlsClient() {
-    if (ok_ && !closed_) {
-      ERR_clear_error();
-      SSL_shutdown(ssl_);
-      ERR_clear_error();
-    }
-    if (ssl_ != nullptr) SSL_free(ssl_);
-    if (ctx_ != nullptr) SSL_CTX_free(ctx_);
-    if (fd_ >= 0) ::close(fd_);
-  }
-  TlsClient(const TlsClient&) = delete;
-  TlsClient& operator=(const TlsClient&) = delete;
-
-  bool ok() const { return ok_; }
-  const std::string& error() const { return error_; }
-  std::string peer_cn;       // the server certificate's CN
-  std::string peer_subject;  // RFC 2253, e.g. "CN=alpha.test"
-
-  bool send(std::string_view bytes) {
-    const auto deadline = Clock::now() + kTlsTimeout;
-    while (!bytes.empty()) {
-      size_t written = 0;
-      if (drive([&] { return SSL_write_ex(ssl_, bytes.data(), bytes.size(), &written); }, deadline) != Step::ok) {
-        error_ = "write: " + error_;
-        return false;
-      }
-      bytes.remove_prefix(written);
-    }
-    return true;
-  }
-
-  Response request(std::string_view method, std::string_view target, Headers headers = {}) {
-    bool has_host = false;
-    for (const auto& [name, value] : headers) has_host |= strcasecmp(name.c_str(), "host") == 0;
-    if (!has_host) headers.emplace_back("Host", "listener.test");
-    Response r;
-    if (!ok_) {
-      r.error = "no TLS connection: " + error_;
-      return r;
-    }
-    if (!send(format_request(method, target, headers))) {
-      r.error = "send: " + error_;
-      return r;
-    }
-    return read_response();
-  }
-
-  // One response framed by Content-Length (what the demo backends and the proxy's own
-  // answers have).
-  Response read_response() {
-    Response r;
-    const auto deadline = Clock::now() + kTlsTimeout;
-    size_t end;
-    while ((end = in_.find("\r\n\r\n")) == std::string::npos) {
-      if (!fill(deadline, &r)) return r;
-    }
-    std::istringstream lines(in_.substr(0, end));
-    std::string line;
-    std::getline(lines, line);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.rfind("HTTP/1.", 0) != 0 || line.size() < 12) {
-      r.error = "not a status line: " + line;
-      return r;
-    }
-    r.http_major = 1;
-    r.http_minor = line[7] - '0';
-    r.status = std::stoi(line.substr(9, 3));
-    while (std::getline(lines, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      const size_t colon = line.find(':');
-      if (colon == std::string::npos) continue;
-      std::string value = line.substr(colon + 1);
-      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
-      r.headers.emplace_back(line.substr(0, colon), value);
-    }
-    in_.erase(0, end + 4);
-    const size_t length = r.has_header("Content-Length") ? std::stoul(r.header("Content-Length")) : 0;
-    while (in_.size() < length) {
-      if (!fill(deadline, &r)) return r;
-    }
-    r.body = in_.substr(0, length);
-    r.body_bytes = length;
-    in_.erase(0, length);
-    r.keep_alive = strcasecmp(r.header("Connection").c_str(), "close") != 0;
-    return r;
-  }
-
-  // How the server ends the connection: "close_notify", "eof" (a FIN without it),
-  // "reset", "timeout", or "data" when bytes come instead.
-  std::string wait_close(Millis timeout) {
-    const auto deadline = Clock::now() + timeout;
-    char buf[4096];
-    size_t got = 0;
-    const Step s = drive([&] { return SSL_read_ex(ssl_, buf, sizeof buf, &got); }, deadline);
-    if (s == Step::ok) return "data";
-    if (s == Step::timeout) return "timeout";
-    closed_ = true;
-    if (error_ == "close_notify" || error_ == "EOF") return error_ == "EOF" ? "eof" : "close_notify";
-    return error_.find("reset") != std::string::npos ? "reset" : "error: " + error_;
-  }
-
- private:
-  enum class Step { ok, closed, error, timeout };
-
-  template <class Op>
-  Step drive(Op op, Clock::time_point deadline) {
-    for (;;) {
-      ERR_clear_error();
-      errno = 0;
-      const int r = op();
-      if (r == 1) return Step::ok;
-      const int e = SSL_get_error(ssl_, r);
-      short events = 0;
-      if (e == SSL_ERROR_WANT_READ) {
-        events = POLLIN;
-      } else if (e == SSL_ERROR_WANT_WRITE) {
-        events = POLLOUT;
-      } else if (e == SSL_ERROR_ZERO_RETURN) {
-        error_ = "close_notify";
-        return Step::closed;
-      } else if (e == SSL_ERROR_SYSCALL) {
-        const std::string queued = openssl_errors();
-        error_ = errno != 0 ? std::string(std::strerror(errno)) : "EOF";
-        if (!queued.empty()) error_ += " (" + queued + ")";
-        return Step::closed;
-      } else {
-        // OpenSSL 3 reports an EOF without close_notify as an SSL error ("unexpected eof").
-        const std::string queued = openssl_errors();
-        error_ = queued.find("unexpected eof") != std::string::npos ? "EOF"
-                                                                    : "SSL error " + std::to_string(e) + ": " + queued;
-        return Step::error;
-      }
-      pollfd p{fd_, events, 0};
-      const int left = millis_left(deadline);
-      if (left == 0 || ::poll(&p, 1, left) == 0) {
-        error_ = "timeout";
-        return Step::timeout;
-      }
-    }
-  }
-
-  bool fill(Clock::time_point deadline, Response* r) {
-    if (!ok_) {
-      r->error = "no TLS connection";
-      return false;
-    }
-    char buf[16384];
-    size_t got = 0;
-    const Step s = drive([&] { return SSL_read_ex(ssl_, buf, sizeof buf, &got); }, deadline);
-    if (s == Step::ok) {
-      in_.append(buf, got);
-      return true;
-    }
-    r->error = (s == Step::timeout ? "timeout: " : "closed: ") + error_;
-    r->closed = s != Step::timeout;
-    return false;
-  }
-
-  void handshake(uint16_t port, const std::string& sni) {
-    const auto deadline = Clock::now() + kTlsTimeout;
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) {
-      error_ = std::string("socket: ") + std::strerror(errno);
-      return;
-    }
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-      if (errno != EINPROGRESS) {
-        error_ = std::string("connect: ") + std::strerror(errno);
-        return;
-      }
-      pollfd p{fd_, POLLOUT, 0};
-      int so_error = 0;
-      socklen_t len = sizeof so_error;
-      if (::poll(&p, 1, millis_left(deadline)) != 1 || ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0 ||
-          so_error != 0) {
-        error_ = std::string("connect: ") + (so_error != 0 ? std::strerror(so_error) : "timeout");
-        return;
-      }
-    }
-    ctx_ = SSL_CTX_new(TLS_client_method());
-    ssl_ = SSL_new(ctx_);
-    SSL_set_fd(ssl_, fd_);
-    if (!sni.empty()) {
-      SSL_ctrl(ssl_, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(sni.c_str()));
-    }
-    if (drive([&] { return SSL_connect(ssl_); }, deadline) != Step::ok) {
-      error_ = "handshake: " + error_;
-      return;
-    }
-    ok_ = true;
-    if (X509* peer = SSL_get1_peer_certificate(ssl_)) {
-      char cn[256] = {};
-      X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
-      peer_cn = cn;
-      BIO* mem = BIO_new(BIO_s_mem());
-      X509_NAME_print_ex(mem, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253);
-      peer_subject = test::bio_text(mem);
-      BIO_free(mem);
-      X509_free(peer);
-    }
-  }
-
-  int fd_ = -1;
-  SSL_CTX* ctx_ = nullptr;
-  SSL* ssl_ = nullptr;
-  bool ok_ = false;
-  bool closed_ = false;
-  std::string error_;
-  std::string in_;
-};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -366,86 +113,6 @@ class HeldPort {
   uint16_t port_ = 0;
   std::string error_;
 };
-
-// wrk's Lua script: requests PREFIX0, PREFIX1, ... (PREFIX: wrk's first argument after
-// "--", default /k/), counting answers by status and X-Backend; one RESULT line at the end.
-constexpr const char* kWrkScript = R"lua(local n = 0
-local threads = {}
-setup = function(thread) table.insert(threads, thread) end
-init = function(args) statuses = {}; backends = {}; prefix = args[1] or "/k/" end
-request = function()
-  n = n + 1
-  return wrk.format("GET", prefix .. (n % 5000))
-end
-response = function(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-  local b = headers["X-Backend"] or headers["x-backend"] or "(none)"
-  backends[b] = (backends[b] or 0) + 1
-end
-done = function(summary, latency, requests)
-  local st, be = {}, {}
-  for _, t in ipairs(threads) do
-    for k, v in pairs(t:get("statuses")) do st[k] = (st[k] or 0) + v end
-    for k, v in pairs(t:get("backends")) do be[k] = (be[k] or 0) + v end
-  end
-  local s, b = {}, {}
-  for k, v in pairs(st) do table.insert(s, k .. ":" .. v) end
-  for k, v in pairs(be) do table.insert(b, k .. ":" .. v) end
-  table.sort(s); table.sort(b)
-  io.write(string.format("RESULT requests=%d connect=%d read=%d write=%d status=%d timeout=%d statuses=%s backends=%s\n",
-    summary.requests, summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status,
-    summary.errors.timeout, table.concat(s, ","), table.concat(b, ",")))
-end
-)lua";
-
-struct WrkResult {
-  bool parsed = false;
-  long requests = 0, connect = 0, read = 0, write = 0, status = 0, timeout = 0;
-  std::string statuses, backends, text;
-  std::string errors() const {
-    return std::to_string(connect) + " " + std::to_string(read) + " " + std::to_string(write) + " " +
-           std::to_string(status) + " " + std::to_string(timeout);
-  }
-  // X-Backend name -> answers.
-  std::map<std::string, long> by_backend() const {
-    std::map<std::string, long> out;
-    std::istringstream in(backends);
-    for (std::string item; std::getline(in, item, ',');) {
-      const size_t colon = item.rfind(':');
-      if (colon != std::string::npos) out[item.substr(0, colon)] = std::stol(item.substr(colon + 1));
-    }
-    return out;
-  }
-};
-
-// Stops wrk (SIGINT: it prints its summary and the script's done()) and reads its RESULT.
-WrkResult stop_wrk(Process& wrk) {
-  WrkResult out;
-  EXPECT_TRUE(wrk.send_signal(SIGINT)) << wrk.describe();
-  const auto status = wrk.wait(Millis(15000));
-  EXPECT_TRUE(status.has_value()) << "wrk did not stop on SIGINT";
-  if (status) {
-    EXPECT_EQ(status->code, 0) << wrk.describe();
-  }
-  out.text = wrk.stdout_text();
-  std::smatch m;
-  if (!std::regex_search(out.text, m,
-                         std::regex(R"(RESULT requests=(\d+) connect=(\d+) read=(\d+) write=(\d+) )"
-                                    R"(status=(\d+) timeout=(\d+) statuses=(\S*) backends=(\S*))"))) {
-    ADD_FAILURE() << "no RESULT line from wrk:\n" << out.text << "\n" << wrk.stderr_text();
-    return out;
-  }
-  out.parsed = true;
-  out.requests = std::stol(m[1]);
-  out.connect = std::stol(m[2]);
-  out.read = std::stol(m[3]);
-  out.write = std::stol(m[4]);
-  out.status = std::stol(m[5]);
-  out.timeout = std::stol(m[6]);
-  out.statuses = m[7];
-  out.backends = m[8];
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------
 // The fixture: pool "default" (top-level a, b, c: def-a..def-c), pool "images" (a, b, c:
@@ -726,7 +393,7 @@ TEST_F(Listeners, EachTlsListenerPresentsItsOwnCertificate) {
   for (const Case& c : std::vector<Case>{
            {port_, "main.test", "def-"}, {alpha_port, "alpha.test", "def-"}, {beta_port, "beta.test", "img-"}}) {
     for (const std::string sni : {"", "main.test", "alpha.test", "beta.test", "other.test"}) {
-      TlsClient client(c.port, sni);
+      TlsClient client(c.port, {.sni = sni});
       ASSERT_TRUE(client.ok()) << ":" << c.port << " SNI \"" << sni << "\": " << client.error();
       EXPECT_EQ(client.peer_subject, "CN=" + c.cn) << ":" << c.port << " SNI \"" << sni << "\"";
       const Response r = client.request("GET", "/cert/" + c.cn);
@@ -754,8 +421,7 @@ TEST_F(Listeners, EachTlsListenerPresentsItsOwnCertificate) {
 // /reload. No request of wrk's fails; each new listener answers once its reload is done,
 // with its own pool's placement.
 TEST_F(Listeners, ReloadAddsListenersUnderLoad) {
-  const std::string wrk = "/usr/bin/wrk";
-  ASSERT_EQ(access(wrk.c_str(), X_OK), 0) << "wrk missing: scripts/install-deps.sh --bench installs it";
+  ASSERT_EQ(access(kWrk, X_OK), 0) << "wrk missing: scripts/install-deps.sh --bench installs it";
   const auto& site = make_cert("added", "added.test");
   const uint16_t tls_port = free_port();
   const uint16_t plain_port = free_port();
@@ -769,9 +435,7 @@ TEST_F(Listeners, ReloadAddsListenersUnderLoad) {
   EXPECT_TRUE(connect_refused(tls_port));
   EXPECT_TRUE(connect_refused(plain_port));
 
-  const std::string script = dir_.write_file("count.lua", kWrkScript);
-  Process load(wrk, {"-t1", "-c8", "-d60s", "--timeout", "5s", "-s", script, "http://" + host_port(port_) + "/"},
-               dir_.path(), "wrk");
+  Process load = start_wrk(dir_, "wrk", port_, 8);
   ASSERT_TRUE(eventually([&] { return served("default") >= 500; }, Millis(15000))) << "wrk's requests did not arrive\n"
                                                                                    << load.describe() << "\n"
                                                                                    << proxy_->describe();
@@ -844,8 +508,7 @@ TEST_F(Listeners, ReloadAddsListenersUnderLoad) {
 //   connection closes at once, cleanly.
 // - The removed TLS listener: refused too; its idle connection closes without a reset.
 TEST_F(Listeners, ReloadRemovesListenersAndTheirConnectionsDrain) {
-  const std::string wrk = "/usr/bin/wrk";
-  ASSERT_EQ(access(wrk.c_str(), X_OK), 0) << "wrk missing: scripts/install-deps.sh --bench installs it";
+  ASSERT_EQ(access(kWrk, X_OK), 0) << "wrk missing: scripts/install-deps.sh --bench installs it";
   DemoBackendOptions slow;
   slow.delay_ms = 2000;
   backend("slow-a", slow);
@@ -868,12 +531,8 @@ TEST_F(Listeners, ReloadRemovesListenersAndTheirConnectionsDrain) {
   start(both, 1);
   if (HasFatalFailure()) return;
 
-  const std::string script = dir_.write_file("count.lua", kWrkScript);
-  Process main_load(wrk, {"-t1", "-c6", "-d60s", "--timeout", "5s", "-s", script, "http://" + host_port(port_) + "/"},
-                    dir_.path(), "wrk-main");
-  Process gone_load(wrk,
-                    {"-t1", "-c6", "-d60s", "--timeout", "5s", "-s", script, "http://" + host_port(gone_port) + "/"},
-                    dir_.path(), "wrk-gone");
+  Process main_load = start_wrk(dir_, "wrk-main", port_, 6);
+  Process gone_load = start_wrk(dir_, "wrk-gone", gone_port, 6);
   ASSERT_TRUE(eventually([&] { return served("default") >= 500 && served("images") >= 500; }, Millis(15000)))
       << "wrk's requests did not arrive\n"
       << main_load.describe() << "\n"

@@ -15,7 +15,6 @@
 // Which backend answered is its X-Backend: each demo backend is named POOLPREFIX-NODE
 // ("def-a" is node "a" of pool "default", "img-a" node "a" of pool "images").
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -32,6 +31,7 @@
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/load.h"
 
 namespace ringproxy::integration {
 namespace {
@@ -748,8 +748,7 @@ TEST_F(PoolsAdmin, MaxEjectedPercentCountsWithinThePool) {
 // requests reach pool fresh (by the reference placement), after the second pool
 // default again, and wrk itself saw both.
 TEST_F(PoolsAdmin, ReloadAddsAndRemovesAPoolUnderLoad) {
-  const std::string wrk = "/usr/bin/wrk";
-  ASSERT_EQ(access(wrk.c_str(), X_OK), 0) << "wrk missing: scripts/install-deps.sh --bench installs it";
+  ASSERT_EQ(access(kWrk, X_OK), 0) << "wrk missing: scripts/install-deps.sh --bench installs it";
   const std::string base = "\n[health]\ninterval_ms = 500\n" +
                            backend_tables({{"a", "def-a"}, {"b", "def-b"}, {"c", "def-c"}});
   const std::string with_fresh = base + "\n[[pool]]\nname = \"fresh\"\nbackends = " +
@@ -758,40 +757,7 @@ TEST_F(PoolsAdmin, ReloadAddsAndRemovesAPoolUnderLoad) {
   start("", "", base);
   if (HasFatalFailure()) return;
 
-  // Counts answers by status and by X-Backend; one RESULT line at the end.
-  const std::string script = dir_.write_file("count.lua", R"lua(local n = 0
-local threads = {}
-setup = function(thread) table.insert(threads, thread) end
-init = function(args) statuses = {}; backends = {} end
-request = function()
-  n = n + 1
-  local prefix = (n % 2 == 0) and "/obj/" or "/new/"
-  return wrk.format("GET", prefix .. (n % 5000))
-end
-response = function(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-  local b = headers["X-Backend"] or headers["x-backend"] or "(none)"
-  backends[b] = (backends[b] or 0) + 1
-end
-done = function(summary, latency, requests)
-  local st, be = {}, {}
-  for _, t in ipairs(threads) do
-    for k, v in pairs(t:get("statuses")) do st[k] = (st[k] or 0) + v end
-    for k, v in pairs(t:get("backends")) do be[k] = (be[k] or 0) + v end
-  end
-  local s, b = {}, {}
-  for k, v in pairs(st) do table.insert(s, k .. ":" .. v) end
-  for k, v in pairs(be) do table.insert(b, k .. ":" .. v) end
-  table.sort(s); table.sort(b)
-  io.write(string.format("RESULT requests=%d connect=%d read=%d write=%d status=%d timeout=%d statuses=%s backends=%s\n",
-    summary.requests, summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status,
-    summary.errors.timeout, table.concat(s, ","), table.concat(b, ",")))
-end
-)lua");
-  // Long enough never to end by itself during the test; stopped with SIGINT (wrk then
-  // prints its summary and the script's done()).
-  Process load(wrk, {"-t1", "-c8", "-d60s", "--timeout", "5s", "-s", script, "http://" + host_port() + "/"},
-               dir_.path(), "wrk");
+  Process load = start_wrk(dir_, "wrk", port_, 8, {"/obj/", "/new/"});
 
   // The sum of the 2xx counts of pool `pool`'s nodes.
   const auto served = [&](const std::string& pool) {
@@ -846,26 +812,15 @@ end
     ASSERT_TRUE(load.running()) << "wrk ended early: " << load.describe();
   }
 
-  ASSERT_TRUE(load.send_signal(SIGINT));
-  const auto status = load.wait(Millis(15000));
-  ASSERT_TRUE(status.has_value()) << "wrk did not stop on SIGINT";
-  EXPECT_EQ(status->code, 0) << load.describe();
-  const std::string out = load.stdout_text();
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(out, m,
-                                std::regex(R"(RESULT requests=(\d+) connect=(\d+) read=(\d+) write=(\d+) )"
-                                           R"(status=(\d+) timeout=(\d+) statuses=(\S*) backends=(\S*))")))
-      << out;
-  const long requests = std::stol(m[1]);
-  EXPECT_GT(requests, 10000) << out;
-  EXPECT_EQ(m[2].str() + " " + m[3].str() + " " + m[4].str() + " " + m[5].str() + " " + m[6].str(), "0 0 0 0 0")
-      << "socket errors (connect read write), non-2xx (status), timeouts:\n" << out;
-  EXPECT_EQ(m[7].str(), "200:" + std::to_string(requests)) << "every answer a 200:\n" << out;
-  const std::string backends = m[8].str();
+  const WrkResult w = stop_wrk(load);
+  ASSERT_TRUE(w.parsed);
+  EXPECT_GT(w.requests, 10000) << w.text;
+  EXPECT_EQ(w.errors(), "0 0 0 0 0") << "socket errors (connect read write), non-2xx (status), timeouts:\n" << w.text;
+  EXPECT_EQ(w.statuses, "200:" + std::to_string(w.requests)) << "every answer a 200:\n" << w.text;
   for (const std::string name : {"def-a:", "def-b:", "def-c:", "new-a:", "new-b:"}) {
-    EXPECT_NE(backends.find(name), std::string::npos) << name << " never answered wrk: " << backends;
+    EXPECT_NE(w.backends.find(name), std::string::npos) << name << " never answered wrk: " << w.backends;
   }
-  EXPECT_EQ(backends.find("(none)"), std::string::npos) << backends;
+  EXPECT_EQ(w.backends.find("(none)"), std::string::npos) << w.backends;
   // The proxy answered no request itself (no 5xx, no 4xx) meanwhile.
   const std::string text = metrics();
   EXPECT_EQ(metric(text, "ringproxy_requests_total{pool=\"\",backend=\"\",code=\"5xx\"}"), 0);

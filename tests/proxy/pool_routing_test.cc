@@ -191,7 +191,9 @@ TEST(PoolRouting, DefaultIsUndeclaredWithPoolsAndNoTopLevelNodes) {
                                nullptr, 1, 1, &error);
   ASSERT_NE(r, nullptr) << error;
   EXPECT_FALSE(r->default_pool().declared);
-  EXPECT_TRUE(r->find_pool("p")->declared);
+  const Pool* p = r->find_pool("p");
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(p->declared);
 }
 
 TEST(PoolRouting, FoundNodesJoinTheirSourcesPool) {

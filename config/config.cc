@@ -376,6 +376,7 @@ class Loader {
     read_root();
     default_health_timeout();
     read_tiers(errors_, warnings_, root_, config_);  // config/pools.cc: after the top level
+    config_.default_declared = default_pool_declared(config_);
     check_health_timing();
     check_hash_key();
     check_listeners();

@@ -217,6 +217,9 @@ struct Config {
   std::vector<PoolConfig> pools;  // the [[pool]]s, not "default" (the top level)
   std::vector<RouteConfig> routes;
   std::vector<ListenerConfig> listeners;
+  // Does pool "default" take requests (default_pool_declared below)? Decided by the file
+  // when it is loaded and kept by the admin API's and gossip's changes to the backends.
+  bool default_declared = true;
   bool operator==(const Config&) const = default;
 };
 
@@ -249,7 +252,7 @@ bool is_valid_backend_name(std::string_view name);
 PoolConfig default_pool_config(const Config& config);
 // Does "default" take requests? Always, unless [[pool]]s are configured and the top
 // level has no [[backend]] and no [[discover]]: then requests no route sends to a pool
-// get 404 (SPEC "Several tiers").
+// get 404 (SPEC "Several tiers"). What the loader stores in Config::default_declared.
 bool default_pool_declared(const Config& config);
 // Pool `pool`'s backends in `config` ("default": config.backends); null when no pool
 // has that name.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cctype>
 #include <cstring>
 #include <set>
 
@@ -157,7 +158,8 @@ void index_routes(Routing& routing) {
     const size_t word = i / 64;
     const uint64_t bit = uint64_t{1} << (i % 64);
     for (size_t row = 0; row < rows; ++row) {
-      const bool host = r.host_len == 0 || (row < 256 && (r.wildcard ? r.host_len < row : r.host_len == row));
+      // Row 256 is "256 bytes or longer": a "*." route may match such a host.
+      const bool host = r.host_len == 0 || (r.wildcard ? r.host_len < row : (row < 256 && r.host_len == row));
       if (host) routing.routes_by_host_len[row * words + word] |= bit;
       const bool path = r.path_len < 2 || (row < 256 && static_cast<unsigned char>(r.path_prefix[1]) == row);
       if (path) routing.routes_by_path_byte[row * words + word] |= bit;
@@ -174,7 +176,7 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
   routing->generation = generation;
   routing->pools.reserve(config->pools.size() + 1);
   routing->pools.emplace_back().config = default_pool_config(*config);
-  routing->pools.back().declared = default_pool_declared(*config);
+
   for (const PoolConfig& p : config->pools) routing->pools.emplace_back().config = p;
   uint32_t base = 0;
   for (uint32_t i = 0; i < routing->pools.size(); ++i) {
@@ -184,6 +186,10 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
     const Pool* before = previous ? previous->find_pool(pool.config.name) : nullptr;
     if (before) pool.upstream_tls = before->upstream_tls;
     if (!build_pool(pool, found, names, before, workers, error, skipped)) return nullptr;
+    // "default" takes requests when the file gives it nodes (even once they are all
+    // removed at runtime: then 503, not 404) or when it has some (added over the admin
+    // API, or the cluster's shared set, which every instance then routes alike).
+    if (pool.is_default()) pool.declared = config->default_declared || !pool.backends.empty();
     base += static_cast<uint32_t>(pool.backends.size());
   }
   for (const RouteConfig& r : config->routes) {
@@ -232,6 +238,17 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
       return nullptr;
     }
     add_listener(lc.listen, lc.tls, pool->index, false);
+  }
+  for (const ListenerRouting& l : routing->listeners) {
+    const std::string& name = l.tls_config.client_subject_header;
+    const auto& known = routing->subject_headers;
+    if (!name.empty() && std::none_of(known.begin(), known.end(), [&](const std::string& k) {
+          return k.size() == name.size() && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+                   return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+                 });
+        })) {
+      routing->subject_headers.push_back(name);
+    }
   }
   routing->config = std::move(config);
   return routing;

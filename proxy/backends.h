@@ -157,8 +157,9 @@ struct Pool {
   // Where this pool's nodes start in the routing's flat node numbering (a worker keeps
   // one upstream pool per node of every pool, Worker::pool): node i is base + i.
   uint32_t base = 0;
-  // False for "default" when [[pool]]s are configured and the top level has no
-  // [[backend]] and no [[discover]]: requests no route sends elsewhere get 404.
+  // False for "default" when [[pool]]s are configured, the file's top level has no
+  // [[backend]] and no [[discover]] (Config::default_declared), and it has no node
+  // (none added at runtime): requests no route sends elsewhere get 404.
   bool declared = true;
   std::shared_ptr<const Ring> ring;
   std::vector<Backend> backends;  // indexed by NodeIndex of `ring`
@@ -214,9 +215,9 @@ struct Routing {
   bool routes_by_host = false;        // some route names a host (the request's Host is read)
   // Which routes may match, as bit sets over `routes` (route i: bit i % 64 of word
   // i / 64; route_words words a set), so that a request looks only at those:
-  //  - by host length L (0..255; 256 for a longer host, which no name matches): the
-  //    routes without a host, those with an exact host of length L, and the "*."
-  //    routes whose suffix is shorter than L;
+  //  - by host length L (0..255; 256 for 256 or longer): the routes without a host,
+  //    those with an exact host of length L, and the "*." routes whose suffix is
+  //    shorter than L;
   //  - by the target's second byte (256: a target shorter than 2 bytes): the routes
   //    whose prefix is "" or "/" or has that second byte.
   // A request's candidates are the AND of its two sets; the first that matches in full
@@ -227,6 +228,9 @@ struct Routing {
   std::vector<uint64_t> routes_by_path_byte;  // kRouteIndexRows x route_words
   uint64_t generation = 0;  // increases with every publication
   std::vector<ListenerRouting> listeners;  // [0] proxy.listen, then the [[listener]]s
+  // Every listener's client_subject_header, once each: a client's fields of these names
+  // are dropped on every listener (proxy/rewrite.h).
+  std::vector<std::string> subject_headers;
   uint32_t next_listener_id = 1;          // the id of the next listener added
 
   const Pool& default_pool() const { return pools[0]; }

@@ -70,6 +70,7 @@ void Exchange::account(int status) {
   o.status = status;
   o.bytes = resp_bytes_;
   o.node = pool_ && attempts_ > 0 ? &pool_->backends[node_] : nullptr;
+  if (o.node && !pool_->is_default()) o.pool = pool_->name();
   o.from_backend = resp_from_backend_;
   o.eject_after = pool_ ? pool_->config.health.eject_after_failures : 0;
   log_.finish(worker_, o, worker_.now_us());
@@ -174,6 +175,7 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   rw.client_http10 = client_http10_;
   rw.https = down_.tls() != nullptr;
   rw.subject_header = subject_header;
+  rw.subject_headers = routing.subject_headers;
   rw.client_subject = subject;
   rw.upgrade = upgrade_;
   rw.max_forwards_set = max_forwards_set_;
@@ -290,7 +292,7 @@ void Exchange::connect_node() {
     // the node's failure (passive health must not eject a node as it resolves), and
     // nothing was sent: the next node, within the attempts a request has.
     release_upstream(false);
-    failed_cause_ = "no address (" + b.address.host + " did not resolve) at node " + b.name;
+    failed_cause_ = "no address (" + b.address.host + " did not resolve) at node " + pool_->qualified(b.name);
     if (attempts_ <= r.config->proxy.retries) {
       pick_node_and_connect();
     } else {
@@ -358,7 +360,7 @@ void Exchange::on_upstream_connect(int status) {
     // node's failure, and the next node would fail alike. No retry, no passive-health
     // count; a 503 (ours, not the node's) closing the connection to give a descriptor
     // back, and the worker's rate-limited line instead of one per request.
-    worker_.local_resource_error(status, pool_->backends[node_].name);
+    worker_.local_resource_error(status, pool_->qualified(pool_->backends[node_].name));
     release_upstream(false);
     // This attempt never was (a reconnect to the same node was counted before).
     if (!same_node_again_ && --attempts_ > 0) node_ = tried_[attempts_ - 1];
@@ -410,7 +412,7 @@ void Exchange::upstream_failed(int status_code, std::string_view cause, bool ret
     // stale (the backend restarted and closed them all).
     if (was_reused && !reconnected_ && idempotent_ && req_body_forwarded_ == 0 && status_code != 504) {
       RP_LOG(LogLevel::kDebug, std::string("upstream ") + std::string(cause) +
-                                   " on a pooled connection, reconnecting: node=" + b.name);
+                                   " on a pooled connection, reconnecting: node=" + pool_->qualified(b.name));
       bump(worker_.stats().reconnects);
       // The same node, whatever a new pick would say now (its load or ramp moved).
       reconnected_ = fresh_connection_ = same_node_again_ = true;
@@ -422,7 +424,7 @@ void Exchange::upstream_failed(int status_code, std::string_view cause, bool ret
       bump(worker_.stats().retries);
       failed_cause_.assign(cause);
       failed_cause_ += " at node ";
-      failed_cause_ += b.name;
+      failed_cause_ += pool_->qualified(b.name);
       failed_cause_ += " address=";
       failed_cause_ += b.address.to_string();
       pick_node_and_connect();
@@ -431,7 +433,7 @@ void Exchange::upstream_failed(int status_code, std::string_view cause, bool ret
   }
   if (!(retryable_failure && resp_bytes_ == 0 && phase_ != Phase::kBody)) note_node_failure(b);
   down_.respond_error(status_code, status_code == 504 ? "backend timed out" : "backend failed",
-                std::string(cause) + " at node " + b.name);
+                std::string(cause) + " at node " + pool_->qualified(b.name));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -510,11 +512,11 @@ void Exchange::on_upstream_timeout() {
     // The backend is not being read because the client does not take what it was sent:
     // the client's stall, not the node's.
     RP_LOG(LogLevel::kInfo, "client " + std::string(client_ip_) + ": not reading the response, closing: node=" +
-                                pool_->backends[node_].name);
+                                pool_->qualified(pool_->backends[node_].name));
     down_.abort();
     return;
   }
-  RP_LOG(LogLevel::kWarn, "upstream stalled mid-response: node=" + pool_->backends[node_].name);
+  RP_LOG(LogLevel::kWarn, "upstream stalled mid-response: node=" + pool_->qualified(pool_->backends[node_].name));
   down_.abort();
 }
 
@@ -548,7 +550,7 @@ void Exchange::on_upstream_read(ssize_t nread) {
       return;
     }
     RP_LOG(LogLevel::kWarn, "upstream " + describe(static_cast<int>(nread)) +
-                                " mid-response: node=" + pool_->backends[node_].name);
+                                " mid-response: node=" + pool_->qualified(pool_->backends[node_].name));
     down_.abort();
     return;
   }
@@ -606,7 +608,7 @@ void Exchange::process_response_bytes() {
           upstream_failed(502, resp_.error_reason(), false);
         } else {
           RP_LOG(LogLevel::kWarn, "upstream " + std::string(resp_.error_reason()) +
-                                      " mid-body: node=" + pool_->backends[node_].name);
+                                      " mid-body: node=" + pool_->qualified(pool_->backends[node_].name));
           down_.abort();
         }
         return;

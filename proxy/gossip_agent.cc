@@ -20,10 +20,14 @@ constexpr std::string_view kBackendPrefix = "backend/";
 constexpr std::string_view kDrainPrefix = "drain/";
 constexpr std::string_view kHealthPrefix = "health/";
 
-// A node's shared entry: "backend/NAME" in pool "default", "backend/POOL/NAME" in another
-// (backend names have no '/').
+constexpr std::string_view kPoolPrefix = "pool/";
+
+// A node's shared entry: "backend/NAME" in pool "default", "pool/POOL/NAME" in another.
+// Not "backend/POOL/NAME": an instance from before pools reads every "backend/" key as
+// a node of its one ring (it would take "images/img-a" into it) and a reload there
+// would erase the keys it does not know; it ignores "pool/".
 std::string backend_key(std::string_view pool, std::string_view name) {
-  std::string key(kBackendPrefix);
+  std::string key(pool == "default" ? kBackendPrefix : kPoolPrefix);
   if (pool != "default") {
     key += pool;
     key += '/';
@@ -32,12 +36,16 @@ std::string backend_key(std::string_view pool, std::string_view name) {
   return key;
 }
 
-// The pool of a "backend/..." key ("" for any other key).
+// The pool of a node's key ("" for any other key).
 std::string_view pool_of_key(std::string_view key) {
-  if (!key.starts_with(kBackendPrefix)) return {};
-  const std::string_view rest = key.substr(kBackendPrefix.size());
+  if (key.starts_with(kBackendPrefix)) {
+    const std::string_view name = key.substr(kBackendPrefix.size());
+    return name.find('/') == std::string_view::npos ? std::string_view("default") : std::string_view();
+  }
+  if (!key.starts_with(kPoolPrefix)) return {};
+  const std::string_view rest = key.substr(kPoolPrefix.size());
   const size_t slash = rest.find('/');
-  return slash == std::string_view::npos ? std::string_view("default") : rest.substr(0, slash);
+  return slash == std::string_view::npos ? std::string_view() : rest.substr(0, slash);
 }
 constexpr std::string_view kFoundPrefix = "found/";
 
@@ -237,7 +245,9 @@ void GossipAgent::handle(gossip::Output out) {
   bool shared_changed = !out.members_changed.empty();
   bool backends_changed = false;
   for (const std::string& key : out.keys_changed) {
-    if (key.starts_with(kBackendPrefix) || key.starts_with(kDrainPrefix)) backends_changed = true;
+    if (key.starts_with(kBackendPrefix) || key.starts_with(kPoolPrefix) || key.starts_with(kDrainPrefix)) {
+      backends_changed = true;
+    }
     if (key.starts_with(kHealthPrefix) || key.starts_with(kFoundPrefix)) shared_changed = true;
   }
   shared_changed |= backends_changed;

@@ -1,7 +1,7 @@
 // The proxy's gossip shell: runs the pure Swim state machine (gossip/swim.h) on the
 // control loop over a UdpTransport, and keeps the instances' shared state: the backend
 // set and the admin drains, as last-writer-wins entries of Swim's store:
-//   "backend/NAME" -> "ADDRESS WEIGHT"   (a tombstone when removed; "backend/POOL/NAME"
+//   "backend/NAME" -> "ADDRESS WEIGHT"   (a tombstone when removed; "pool/POOL/NAME"
 //                                        for a node of a [[pool]] other than "default")
 //   "drain/NAME"   -> "1"                (a tombstone when undrained; NAME is
 //                                        Pool::qualified, "POOL/NAME" beyond "default")

@@ -113,6 +113,10 @@ void RequestLog::finish(Worker& worker, const Outcome& o, uint64_t now_us) {
   line += ' ';
   line += std::to_string(o.bytes);
   line += tail_;
+  if (o.node && !o.pool.empty()) {
+    line += o.pool;
+    line += '/';
+  }
   line += o.node ? std::string_view(o.node->name) : "-"sv;
   line += ' ';
   line += std::to_string((now_us - start_us_) / 1000);

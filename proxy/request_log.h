@@ -48,6 +48,7 @@ class RequestLog {
     int status = 0;
     uint64_t bytes = 0;               // sent to the client
     const Backend* node = nullptr;    // the node last tried, null when none was
+    std::string_view pool;            // its pool's name when not "default" (logged as POOL/NODE)
     bool from_backend = false;        // the status is the node's, not the proxy's
     uint32_t eject_after = 0;         // health.eject_after_failures
   };

@@ -1,5 +1,7 @@
 #include "proxy/rewrite.h"
 
+#include <algorithm>
+
 #include <cassert>
 #include <charconv>
 #include <cstring>
@@ -89,6 +91,10 @@ bool build_request_head(const RequestRewrite& r, std::string& out) {
       continue;
     }
     if (iequals(hv.name, "x-forwarded-proto") || iequals(hv.name, "x-forwarded-host")) continue;
+    if (std::any_of(r.subject_headers.begin(), r.subject_headers.end(),
+                    [&](const std::string& name) { return iequals(hv.name, name); })) {
+      continue;
+    }
     if (!r.subject_header.empty() && iequals(hv.name, r.subject_header)) continue;
     if (r.max_forwards_set && iequals(hv.name, "max-forwards")) continue;
     if (iequals(hv.name, "host")) {

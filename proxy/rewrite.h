@@ -22,9 +22,13 @@ struct RequestRewrite {
   std::string_view via;  // this proxy's Via name; "" sends none and leaves the client's alone
   bool client_http10 = false;
   bool https = false;    // the client connected over TLS: X-Forwarded-Proto: https
-  // proxy.tls.client_subject_header: the client's fields of that name are dropped and,
-  // when `client_subject` is set (a verified certificate), one of ours sent with it.
+  // The listener's client_subject_header: when `client_subject` is set (a verified
+  // certificate), one of ours is sent with it.
   std::string_view subject_header;
+  // Every listener's client_subject_header (proxy.tls's and each [[listener]]'s): the
+  // client's fields of these names are dropped, whichever listener it came in on, so
+  // that no listener lets a client forge what another one's backends trust.
+  std::span<const std::string> subject_headers;
   std::string_view client_subject;  // RFC 2253, control and non-ASCII bytes escaped
   bool upgrade = false;  // the client asked to switch protocols: Connection/Upgrade go on
   bool max_forwards_set = false;  // an OPTIONS or TRACE going on with Max-Forwards ...

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <chrono>
 #include <ctime>
 #include <iostream>
 
@@ -72,6 +73,10 @@ void Server::sync_health(const Routing& routing, HealthTable::Start added) {
     it = health_.erase(it);
   }
   for (const Pool& pool : routing.pools) {
+    // A pool new to this routing (a reload added it) serves at once, as every pool does
+    // at start: all its nodes ramping together would turn away the same keys at each of
+    // them (slow_start_admits depends on the key and the ramp), hence 503s.
+    const bool new_pool = !health_.contains(pool.name());
     PoolHealth& ph = health_[pool.name()];
     const HealthConfig& h = pool.config.health;
     ph.table.set_config(h);
@@ -84,7 +89,7 @@ void Server::sync_health(const Routing& routing, HealthTable::Start added) {
       targets.push_back({b.name, b.sockaddrs[0], {b.sockaddrs.begin() + 1, b.sockaddrs.end()}, b.address.to_string(),
                          b.tls ? pool.upstream_tls : nullptr, b.tls_name});
     }
-    ph.table.set_nodes(names, now, h.slow_start_ms > 0 ? added : HealthTable::Start::kServing);
+    ph.table.set_nodes(names, now, h.slow_start_ms > 0 && !new_pool ? added : HealthTable::Start::kServing);
     if (!checking_) continue;
     const bool made = !ph.checker;
     if (made) {
@@ -398,10 +403,13 @@ void Server::change_listeners(std::vector<std::vector<std::pair<uint32_t, int>>>
                                                                      : std::vector<std::pair<uint32_t, int>>{},
                                                     removed));
   }
+  // One deadline for all: a worker answers within a turn of its loop; one that does not
+  // within this is stuck in a long turn, and the reload goes on without it (it applies
+  // them later).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kListenerChangeWaitMs);
   for (size_t i = 0; i < workers_.size(); ++i) {
-    // A worker answers within a turn of its loop; one that does not within this is
-    // stuck in a long turn, and the reload goes on without it (it applies them later).
-    if (!workers_[i]->wait_listeners(tickets[i], kListenerChangeWaitMs)) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (!workers_[i]->wait_listeners(tickets[i], static_cast<uint32_t>(std::max<int64_t>(0, left.count())))) {
       RP_LOG(LogLevel::kWarn, "reload: worker " + std::to_string(i) + " took over " +
                                   std::to_string(kListenerChangeWaitMs) + " ms to change its listeners");
     }

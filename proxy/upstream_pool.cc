@@ -132,7 +132,11 @@ UpstreamPool::~UpstreamPool() { close_idle(); }
 UpstreamConn* UpstreamPool::take_idle(UpstreamConn::Owner* owner) {
   // A TLS connection made under another [upstream_tls] (a reload changed the CA,
   // verification or client certificate) is not reused: it was verified by other rules.
-  const uint64_t current = tls_ && tls_context() ? tls_context()->id() : 0;
+  uint64_t current = 0;
+  if (tls_) {
+    const auto& context = tls_context();
+    current = context ? context->id() : 0;
+  }
   while (!idle_.empty() && idle_.back()->tls_context_id_ != current) {
     UpstreamConn* stale = idle_.back();
     stale->close();  // leaves idle_ (forget)

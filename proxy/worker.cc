@@ -107,6 +107,10 @@ void Worker::close_listener(Listener& l) {
 }
 
 void Worker::take_listener_changes() {
+  // The routing that has the listeners added is published before they are handed over
+  // (Server::reload): take it first, in case this turn saw the handover and not yet
+  // the routing's notice.
+  take_routing();
   std::vector<std::pair<uint32_t, int>> added;
   std::vector<uint32_t> removed;
   uint64_t ticket;

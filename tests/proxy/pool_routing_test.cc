@@ -196,6 +196,35 @@ TEST(PoolRouting, DefaultIsUndeclaredWithPoolsAndNoTopLevelNodes) {
   EXPECT_TRUE(p->declared);
 }
 
+// The file decides: removing the last top-level node over the admin API (or by gossip)
+// leaves "default" a pool that answers 503 while empty, not one that answers 404.
+// Every listener's client_subject_header, once each whatever its case: a client's copy
+// is dropped on every listener (proxy/rewrite.h).
+TEST(PoolRouting, EveryListenersSubjectHeaderIsKnown) {
+  std::string error;
+  Config c = *config_of(kTiers);
+  c.proxy.tls.client_subject_header = "X-Client-Subject";
+  ListenerConfig a, b;
+  a.listen = Address{"127.0.0.1", 9443, false};
+  a.tls.client_subject_header = "x-client-subject";
+  b.listen = Address{"127.0.0.1", 9444, false};
+  b.tls.client_subject_header = "X-Mtls-DN";
+  c.listeners = {a, b};
+  const auto r = build_routing(std::make_shared<const Config>(c), nullptr, 1, 1, &error);
+  ASSERT_NE(r, nullptr) << error;
+  EXPECT_EQ(r->subject_headers, (std::vector<std::string>{"X-Client-Subject", "X-Mtls-DN"}));
+}
+
+TEST(PoolRouting, DefaultStaysDeclaredWhenItsNodesAreRemovedAtRuntime) {
+  std::string error;
+  Config c = *config_of(kTiers);
+  c.backends.clear();
+  const auto r = build_routing(std::make_shared<const Config>(c), nullptr, 1, 1, &error);
+  ASSERT_NE(r, nullptr) << error;
+  EXPECT_TRUE(r->default_pool().declared);
+  EXPECT_TRUE(r->default_pool().backends.empty());
+}
+
 TEST(PoolRouting, FoundNodesJoinTheirSourcesPool) {
   std::string error;
   FoundNode f;

@@ -52,6 +52,18 @@ TEST(RequestRewrite, OverTlsSaysHttpsAndSendsTheVerifiedSubjectOnly) {
             "X-Forwarded-Host: h\r\n\r\n");
 }
 
+TEST(RequestRewrite, AnotherListenersSubjectHeaderIsDroppedToo) {
+  // A plain listener (no subject header of its own) in front of backends that trust
+  // another listener's X-Client-Subject: the client's copy must not go through.
+  const std::vector<HeaderView> f = {{"Host", "h"}, {"x-client-subject", "CN=admin"}, {"X-Other", "1"}};
+  const std::vector<std::string> every = {"X-Client-Subject", "X-Mtls-DN"};
+  RequestRewrite r;
+  r.subject_headers = every;
+  EXPECT_EQ(request(f, r),
+            "GET /k HTTP/1.1\r\nHost: h\r\nX-Other: 1\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\n"
+            "X-Forwarded-Host: h\r\n\r\n");
+}
+
 TEST(RequestRewrite, FoldsEveryViaAndXForwardedForLineOursLast) {
   const std::vector<HeaderView> f = {{"Host", "h"},
                                      {"Via", "1.1 a"},

@@ -747,6 +747,24 @@ TEST_F(PoolsAdmin, MaxEjectedPercentCountsWithinThePool) {
 // request may fail (every answer a 200, no socket error); after the first reload /new/
 // requests reach pool fresh (by the reference placement), after the second pool
 // default again, and wrk itself saw both.
+// With slow start on, a pool a reload adds serves every key at once, as every pool does
+// at start: ramping all its nodes together would turn the same keys away from each of
+// them (slow start admits by the key's hash), and those requests would find no node.
+TEST_F(PoolsAdmin, APoolAddedByAReloadServesAtOnceWithSlowStart) {
+  const std::string base = "\n[health]\ninterval_ms = 500\nslow_start_ms = 60000\n" +
+                           backend_tables({{"a", "def-a"}, {"b", "def-b"}});
+  start("", "", base);
+  if (HasFatalFailure()) return;
+  dir_.write_file("ringproxy.toml", config("", "", base + "\n[[pool]]\nname = \"fresh\"\nbackends = " +
+                                                          pool_backends({{"a", "new-a"}, {"b", "new-b"}}) +
+                                                          "\n\n[[route]]\npath_prefix = \"/new/\"\npool = \"fresh\"\n"));
+  EXPECT_EQ(admin_json("POST", "/reload", 200).value("ok", false), true);
+  const auto ks = keys("/new/s", 200);
+  // served_by fails the test for any answer but a node's 200.
+  EXPECT_EQ(differences(ks, served_by(host_port(), ks), reference(ones({"a", "b"}), 160, ks), "new-", "fresh at once"),
+            0);
+}
+
 TEST_F(PoolsAdmin, ReloadAddsAndRemovesAPoolUnderLoad) {
   ASSERT_EQ(access(kWrk, X_OK), 0) << "wrk missing: scripts/install-deps.sh --bench installs it";
   const std::string base = "\n[health]\ninterval_ms = 500\n" +

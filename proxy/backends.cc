@@ -4,9 +4,10 @@
 
 #include <algorithm>
 #include <bit>
-#include <cctype>
 #include <cstring>
 #include <set>
+
+#include "http/message.h"
 
 namespace ringproxy {
 
@@ -65,8 +66,9 @@ std::string resolved_text(const ResolvedNames& names, std::string_view host) {
 
 namespace {
 
-// Pool `spec`'s ring and nodes: its configured backends, then each found node of the
-// pool whose name is not taken. Node states come from `previous`'s pool of that name.
+// `pool`'s ring and nodes: its configured backends, then each found node of the pool
+// whose name is not taken. Node states come from `previous` (the previous routing's
+// pool of that name).
 bool build_pool(Pool& pool, const std::vector<FoundNode>& found, const ResolvedNames& names, const Pool* previous,
                 unsigned workers, std::string* error, std::vector<std::string>* skipped) {
   // The configured backends, then each found node whose name is not taken; in this
@@ -142,10 +144,6 @@ bool build_pool(Pool& pool, const std::vector<FoundNode>& found, const ResolvedN
   }
   return true;
 }
-
-}  // namespace
-
-namespace {
 
 void index_routes(Routing& routing) {
   const size_t words = (routing.routes.size() + 63) / 64;
@@ -242,11 +240,7 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
   for (const ListenerRouting& l : routing->listeners) {
     const std::string& name = l.tls_config.client_subject_header;
     const auto& known = routing->subject_headers;
-    if (!name.empty() && std::none_of(known.begin(), known.end(), [&](const std::string& k) {
-          return k.size() == name.size() && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-                   return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-                 });
-        })) {
+    if (!name.empty() && std::none_of(known.begin(), known.end(), [&](const std::string& k) { return iequals(k, name); })) {
       routing->subject_headers.push_back(name);
     }
   }
@@ -255,16 +249,6 @@ std::shared_ptr<Routing> build_routing(std::shared_ptr<const Config> config, con
 }
 
 namespace {
-
-bool lower_equals(std::string_view text, std::string_view lower) {
-  if (text.size() != lower.size()) return false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != lower[i]) return false;
-  }
-  return true;
-}
 
 // The host part of a Host value: without its port and one trailing dot; an IPv6
 // literal without its brackets (as a route's host is written).
@@ -278,10 +262,6 @@ std::string_view host_part(std::string_view host) {
   return host;
 }
 
-}  // namespace
-
-namespace {
-
 // Does route r match in full (its candidacy told by the index already)?
 bool route_matches(const CompiledRoute& r, std::string_view host, std::string_view target, uint64_t head) {
   // (The length first: `head` is zero-padded past a short target's end.)
@@ -289,7 +269,7 @@ bool route_matches(const CompiledRoute& r, std::string_view host, std::string_vi
   if (r.host_len != 0) {
     // ".example.com" takes at least one label before it (the index saw to the length).
     const std::string_view part = r.wildcard ? host.substr(host.size() - r.host_len) : host;
-    if (!lower_equals(part, r.host)) return false;
+    if (!iequals(part, r.host)) return false;
   }
   const size_t n = r.path_len;
   if (n > 8) {

@@ -1111,6 +1111,19 @@ std::map<std::string, std::string> reference_map_weighted(const std::vector<std:
   return run_reference("reference_map_weighted", args, keys, vnodes);
 }
 
+int placement_differences(const std::vector<std::string>& keys, const std::vector<std::string>& got,
+                          const std::map<std::string, std::string>& want, const std::string& prefix,
+                          const std::string& what) {
+  int wrong = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const auto it = want.find(keys[i]);
+    const std::string w = it == want.end() ? "(no reference)" : prefix + it->second;
+    if (got.at(i) == w) continue;
+    if (++wrong <= 6) ADD_FAILURE() << what << ": " << keys[i] << " went to " << got[i] << ", want " << w;
+  }
+  return wrong;
+}
+
 std::map<std::string, std::string> reference_map_nginx(
     const std::vector<std::pair<std::string, std::string>>& name_address, const std::vector<std::string>& keys,
     const std::vector<int>& weights) {

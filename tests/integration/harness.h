@@ -278,6 +278,14 @@ std::map<std::string, std::string> reference_map(const std::vector<std::string>&
 std::map<std::string, std::string> reference_map_weighted(const std::vector<std::pair<std::string, uint32_t>>& nodes,
                                                           const std::vector<std::string>& keys, unsigned vnodes = 160);
 
+// How many of `keys` were served elsewhere than `want` says: got[i] is the node that
+// served keys[i] (a demo backend's name), want's node names are prefixed with `prefix`
+// (the demo backends' naming). The first few differences are test failures, named by
+// `what`.
+int placement_differences(const std::vector<std::string>& keys, const std::vector<std::string>& got,
+                          const std::map<std::string, std::string>& want, const std::string& prefix,
+                          const std::string& what);
+
 // key -> node name under [ring] placement = "nginx" (what nginx's `hash KEY consistent`
 // does, with 160 points per unit of weight), from the same script with the standard
 // library's zlib only: `ring_reference.py map --placement nginx NAME@ADDRESS,W ...`.

@@ -281,14 +281,7 @@ class Listeners : public ::testing::Test {
   static int differences(const std::vector<std::string>& targets, const std::vector<std::string>& got,
                          const std::map<std::string, std::string>& want, const std::string& prefix,
                          const std::string& what) {
-    int wrong = 0;
-    for (size_t i = 0; i < targets.size(); ++i) {
-      const auto it = want.find(targets[i]);
-      const std::string w = it == want.end() ? "(no reference)" : prefix + it->second;
-      if (got.at(i) == w) continue;
-      if (++wrong <= 6) ADD_FAILURE() << what << ": " << targets[i] << " went to " << got[i] << ", want " << w;
-    }
-    return wrong;
+    return placement_differences(targets, got, want, prefix, what);
   }
 
   std::string host_port(uint16_t port) const { return "127.0.0.1:" + std::to_string(port); }

@@ -197,14 +197,7 @@ class PoolsAdmin : public ::testing::Test {
   static int differences(const std::vector<std::string>& ks, const std::vector<std::string>& got,
                          const std::map<std::string, std::string>& want, const std::string& prefix,
                          const std::string& what) {
-    int wrong = 0;
-    for (size_t i = 0; i < ks.size(); ++i) {
-      const auto it = want.find(ks[i]);
-      const std::string w = it == want.end() ? "(no reference)" : prefix + it->second;
-      if (got.at(i) == w) continue;
-      if (++wrong <= 6) ADD_FAILURE() << what << ": " << ks[i] << " went to " << got[i] << ", want " << w;
-    }
-    return wrong;
+    return placement_differences(ks, got, want, prefix, what);
   }
   static int differences(const std::vector<std::string>& ks, const std::map<std::string, std::string>& got,
                          const std::map<std::string, std::string>& want, const std::string& what) {

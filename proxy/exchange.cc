@@ -105,9 +105,9 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   // with Host taken from its authority (3.2.2), keyed by its path and query as the same
   // request in origin form is; or asterisk form, for OPTIONS only.
   std::string_view origin = target;
-  std::string_view host = req.host_index() < req.fields().size() ? req.fields()[req.host_index()].value : std::string_view();
+  std::string_view authority;  // an absolute target's: the Host routes see
   if (AbsoluteTarget abs; split_absolute_target(target, &abs)) {
-    host = abs.authority;
+    authority = abs.authority;
     // The authority is the Host from here on: for the key (hash_key = "header:host"
     // routes it as the origin form with that Host would go) and for the backend.
     bool replaced = false;
@@ -151,6 +151,11 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   }
   if (!routing.routes.empty()) {
     const uint32_t none = static_cast<uint32_t>(routing.pools.size());
+    // The Host only when a route names one (the head check kept its line's index).
+    std::string_view host = authority;
+    if (routing.routes_by_host && host.empty() && req.host_index() < req.fields().size()) {
+      host = req.fields()[req.host_index()].value;
+    }
     const uint32_t matched = match_route(routing, host, origin, none);
     if (matched != none) {
       pool = matched;

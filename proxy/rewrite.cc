@@ -91,8 +91,8 @@ bool build_request_head(const RequestRewrite& r, std::string& out) {
       continue;
     }
     if (iequals(hv.name, "x-forwarded-proto") || iequals(hv.name, "x-forwarded-host")) continue;
-    if (std::any_of(r.subject_headers.begin(), r.subject_headers.end(),
-                    [&](const std::string& name) { return iequals(hv.name, name); })) {
+    if (!r.subject_headers.empty() && std::any_of(r.subject_headers.begin(), r.subject_headers.end(),
+                                                  [&](const std::string& name) { return iequals(hv.name, name); })) {
       continue;
     }
     if (!r.subject_header.empty() && iequals(hv.name, r.subject_header)) continue;

@@ -5,8 +5,11 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace ringproxy {
 
@@ -14,6 +17,28 @@ namespace ringproxy {
 struct HeaderView {
   std::string_view name;
   std::string_view value;
+};
+
+// A request head as a server codec hands it on, whatever the protocol: HTTP/1's
+// request line and fields, or HTTP/2's pseudo-header fields and fields (with
+// :authority as Host). Views into the codec's buffers, valid until the handler is
+// reset; `fields` may be edited by the handler (an absolute target's Host).
+struct RequestHead {
+  enum class Protocol : uint8_t { kHttp1, kHttp2 };
+  std::string_view method;
+  std::string_view target;  // HTTP/1: origin, absolute or asterisk form; HTTP/2: :path
+  std::vector<HeaderView>* fields = nullptr;
+  size_t host_index = SIZE_MAX;  // the Host field's index in fields (SIZE_MAX: none)
+  Protocol protocol = Protocol::kHttp1;
+  bool http10 = false;
+  bool upgrade = false;  // HTTP/1's Upgrade (never with HTTP/2)
+  bool is_head = false;
+  // Body bytes come to the handler decoded (HTTP/2 DATA), not framed as received: a
+  // handler sending them over HTTP/1 frames them itself (content_length when the client
+  // gave one, else chunked).
+  bool body_decoded = false;
+  bool has_body = false;  // HTTP/2: the HEADERS frame did not end the stream
+  std::optional<uint64_t> content_length;  // HTTP/2 only (HTTP/1's is framed as received)
 };
 
 // The loop of iequals, for views of the same size.

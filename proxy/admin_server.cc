@@ -58,12 +58,13 @@ class AdminServer::Conn final : private h1::ServerConn::Owner, private h1::Reque
 
   // h1::RequestHandler
   void begin() override {}
-  void on_request(h1::RequestParser& req, std::string_view) override {
+  void on_request(RequestHead& head, std::string_view) override {
+    h1::RequestParser& req = codec_.parser();
     active_ = true;
     req_ = &req;
-    is_head_ = req.is_head();
-    upgrade_ = req.upgrade();
-    request_ = admin_request(req.method_name(), req.target(), req.fields());
+    is_head_ = head.is_head;
+    upgrade_ = head.upgrade;
+    request_ = admin_request(head.method, head.target, *head.fields);
     if (const auto length = req.content_length(); length && *length > kMaxBody) {
       body_too_large();  // answered at once: no body need be sent
       return;

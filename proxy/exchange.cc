@@ -83,18 +83,18 @@ void Exchange::note_node_failure(const Backend& b) {
 // ---------------------------------------------------------------------------------------
 // Routing the request
 
-void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
+void Exchange::on_request(RequestHead& req, std::string_view client_ip) {
   // The head passed the codec's checks (h1::RequestParser::read_head).
   req_ = &req;
   client_ip_ = client_ip;
   routing_ = worker_.routing_ptr();
   const Config& cfg = *routing_->config;
-  const std::string_view target = req.target();
-  const std::string_view method = req.method_name();
-  client_http10_ = req.http10();
+  const std::string_view target = req.target;
+  const std::string_view method = req.method;
+  client_http10_ = req.http10;
   idempotent_ = is_idempotent_method(method);
-  upgrade_ = req.upgrade();
-  is_head_ = req.is_head();
+  upgrade_ = req.upgrade;
+  is_head_ = req.is_head;
   req_done_ = false;
   close_after_ = false;
   tunnel_ = upstream_eof_ = false;
@@ -111,14 +111,14 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
     // The authority is the Host from here on: for the key (hash_key = "header:host"
     // routes it as the origin form with that Host would go) and for the backend.
     bool replaced = false;
-    for (HeaderView& hv : req.fields()) {
+    for (HeaderView& hv : *req.fields) {
       if (iequals(hv.name, "host")) {
         hv.value = abs.authority;
         replaced = true;
       }
     }
-    if (!replaced) req.fields().push_back({"Host", abs.authority});
-    if (abs.origin.empty() && req.method() == HTTP_OPTIONS) {
+    if (!replaced) req.fields->push_back({"Host", abs.authority});
+    if (abs.origin.empty() && req.method == "OPTIONS"sv) {
       origin = "*";  // RFC 9112 3.2.4: the last proxy sends OPTIONS for the server as "*"
     } else if (abs.origin.empty() || abs.origin.front() != '/') {
       origin_scratch_.assign(1, '/');
@@ -130,7 +130,7 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
   }
 
   // Access-log fields, taken now: the head's bytes may move once the body streams.
-  log_.take_head(client_ip_, method, target, client_http10_, req.fields(), down_.tls());
+  log_.take_head(client_ip_, method, target, client_http10_, *req.fields, down_.tls());
   if (!apply_max_forwards(req)) return;
 
   // The pool: the first [[route]] matching the Host and the target, else the
@@ -153,8 +153,8 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
     const uint32_t none = static_cast<uint32_t>(routing.pools.size());
     // The Host only when a route names one (the head check kept its line's index).
     std::string_view host = authority;
-    if (routing.routes_by_host && host.empty() && req.host_index() < req.fields().size()) {
-      host = req.fields()[req.host_index()].value;
+    if (routing.routes_by_host && host.empty() && req.host_index < req.fields->size()) {
+      host = (*req.fields)[req.host_index].value;
     }
     const uint32_t matched = match_route(routing, host, origin, none);
     if (matched != none) {
@@ -169,12 +169,12 @@ void Exchange::on_request(h1::RequestParser& req, std::string_view client_ip) {
     return;
   }
   const std::string_view subject = down_.client_subject();
-  const std::string_view key = select_hash_key(pool_->config.hash_key, origin, req.fields(), client_ip_, subject);
+  const std::string_view key = select_hash_key(pool_->config.hash_key, origin, *req.fields, client_ip_, subject);
   key_hash_ = pool_->ring->key_hash(key);
   RequestRewrite rw;
   rw.method = method;
   rw.target = origin;
-  rw.fields = req.fields();
+  rw.fields = *req.fields;
   rw.client_ip = client_ip_;
   rw.via = cfg.proxy.via;
   rw.client_http10 = client_http10_;
@@ -206,14 +206,14 @@ bool Exchange::may_retry() const {
   return idempotent_ && req_body_forwarded_ == 0 && attempts_ <= retries;
 }
 
-bool Exchange::apply_max_forwards(h1::RequestParser& req) {
-  const std::string_view method = req.method_name();
-  const std::string_view target = req.target();
+bool Exchange::apply_max_forwards(RequestHead& req) {
+  const std::string_view method = req.method;
+  const std::string_view target = req.target;
   max_forwards_set_ = false;
-  const bool trace = req.method() == HTTP_TRACE;
-  if (!trace && req.method() != HTTP_OPTIONS) return true;  // RFC 9110 7.6.2: others ignore it
+  const bool trace = method == "TRACE"sv;
+  if (!trace && method != "OPTIONS"sv) return true;  // RFC 9110 7.6.2: others ignore it
   bool present = false;
-  const std::string_view value = find_header(req.fields(), "max-forwards", &present);
+  const std::string_view value = find_header(*req.fields, "max-forwards", &present);
   if (!present) return true;
   uint32_t n = 0;
   if (!parse_max_forwards(value, &n)) {
@@ -238,7 +238,7 @@ bool Exchange::apply_max_forwards(h1::RequestParser& req) {
     line += ' ';
     line += target;
     line += client_http10_ ? " HTTP/1.0"sv : " HTTP/1.1"sv;
-    own_answer_ = trace_response(line, req.fields(), !keep_alive);
+    own_answer_ = trace_response(line, *req.fields, !keep_alive);
   } else {
     own_answer_ = "HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n"
                  "Content-Length: 0\r\n";
@@ -272,7 +272,7 @@ void Exchange::pick_node_and_connect() {
   addresses_tried_ = 0;
   if (Log::enabled(LogLevel::kDebug)) {
     // On a retry the head's bytes may have moved: the URL is logged on the first attempt.
-    Log::write(LogLevel::kDebug, "routing " + (attempts_ == 1 ? std::string(req_->target()) : std::string("(retry)")) +
+    Log::write(LogLevel::kDebug, "routing " + (attempts_ == 1 ? std::string(req_->target) : std::string("(retry)")) +
                                      " to node=" + p.qualified(p.backends[node_].name) + " attempt=" + std::to_string(attempts_));
   }
   connect_node();

@@ -51,7 +51,7 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   // h1::RequestHandler (http/h1/server_conn.h says when each is called)
   void begin() override;
   // Routes the request, or answers it through Downstream.
-  void on_request(h1::RequestParser& req, std::string_view client_ip) override;
+  void on_request(RequestHead& req, std::string_view client_ip) override;
   BodyResult on_body(char* p, size_t len, bool end) override;
   bool ready_for_body() const override { return up_ && upstream_ready_ && !up_->write_pending(); }
   bool body_pinned() const override { return up_ && up_->write_pending(); }
@@ -79,7 +79,7 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   void account(int status);
 
   // Routing and attempts.
-  bool apply_max_forwards(h1::RequestParser& req);
+  bool apply_max_forwards(RequestHead& req);
   void pick_node_and_connect();
   // Takes a connection to node_ (this attempt's): an idle pooled one, or a new one.
   void connect_node();
@@ -114,7 +114,7 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   Phase phase_ = Phase::kNone;
 
   // The request.
-  const h1::RequestParser* req_ = nullptr;  // the codec's, valid until reset()
+  const RequestHead* req_ = nullptr;  // the codec's, valid until reset()
   std::string_view client_ip_;  // the codec's, for the connection's life
   bool idempotent_ = false;
   bool upgrade_ = false;

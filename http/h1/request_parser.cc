@@ -130,6 +130,14 @@ bool RequestParser::check_head(IoBuffer& in) {
     refuse(400, "malformed request", "malformed request target");
     return false;
   }
+  head_.method = method_name();
+  head_.target = target_;
+  head_.fields = &views_;
+  head_.host_index = host_index_;
+  head_.http10 = http10();
+  head_.upgrade = upgrade();
+  head_.is_head = is_head_;
+  head_.has_body = has_body_;
   return true;
 }
 

@@ -53,6 +53,8 @@ class RequestParser {
   const Refusal& refusal() const { return refusal_; }
 
   // Of a complete head (kHead).
+  // The head as every protocol's server codec hands it on (http/message.h).
+  RequestHead& head() { return head_; }
   llhttp_method_t method() const { return static_cast<llhttp_method_t>(parser_.method); }
   std::string_view method_name() const { return llhttp_method_name(method()); }
   std::string_view target() const { return target_; }
@@ -129,6 +131,7 @@ class RequestParser {
   Span url_;
   std::vector<FieldSpan> fields_;
   std::vector<HeaderView> views_;
+  RequestHead head_;
   size_t host_index_ = SIZE_MAX;
   std::string_view target_;
   uint32_t head_bytes_ = 0;

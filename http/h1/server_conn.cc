@@ -285,7 +285,7 @@ void ServerConn::on_request_head() {
   // While the body comes in, this timer watches the client; the upstream timer
   // watches the backend.
   arm_timer(owner_.limits().idle_timeout_ms);
-  handler_.on_request(req_, std::string_view(client_ip_, client_ip_len_));
+  handler_.on_request(req_.head(), std::string_view(client_ip_, client_ip_len_));
 }
 
 // ---------------------------------------------------------------------------------------

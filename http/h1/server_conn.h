@@ -91,7 +91,7 @@ class RequestHandler {
   // The first byte of a request arrived.
   virtual void begin() = 0;
   // A complete, checked head (`req` stays the codec's: valid until reset()).
-  virtual void on_request(RequestParser& req, std::string_view client_ip) = 0;
+  virtual void on_request(RequestHead& req, std::string_view client_ip) = 0;
   // Body bytes [p, p + len), framed as received (or raw, in a tunnel), offered only
   // while ready_for_body(); `end`: the request is complete after them. A handler that
   // reads whole requests (the admin endpoint) may answer from here with
@@ -185,6 +185,8 @@ class ServerConn final : public Downstream, private Transport::Handler {
   // Draining: close now if idle, else after the response in progress.
   void drain();
   std::string_view client_ip() const override { return {client_ip_, client_ip_len_}; }
+  // The request being read (an HTTP/1 handler's extras: keep_body, content_length).
+  RequestParser& parser() { return req_; }
 
   // Downstream
   int send(uv_buf_t* bufs, unsigned count) override;

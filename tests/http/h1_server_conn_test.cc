@@ -25,15 +25,15 @@ namespace {
 // Reads each request whole (RequestParser::keep_body) and answers "METHOD TARGET BODY".
 class WholeRequestHandler final : public RequestHandler {
  public:
-  Downstream* down = nullptr;
+  ServerConn* down = nullptr;
   int answered = 0;
   int resets = 0;
 
   void begin() override {}
-  void on_request(RequestParser& req, std::string_view) override {
+  void on_request(RequestHead& head, std::string_view) override {
     active_ = true;
-    text_ = std::string(req.method_name()) + " " + std::string(req.target()) + " ";
-    req.keep_body(&body_, 1024);
+    text_ = std::string(head.method) + " " + std::string(head.target) + " ";
+    down->parser().keep_body(&body_, 1024);
   }
   BodyResult on_body(char*, size_t, bool end) override {
     if (!end) return BodyResult::kTaken;

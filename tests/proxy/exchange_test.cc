@@ -131,7 +131,7 @@ struct OneGet {
         [](uv_timer_t* t) {
           auto* r = static_cast<OneGet*>(t->data);
           r->exchange->begin();
-          r->exchange->on_request(r->req, "10.0.0.7");
+          r->exchange->on_request(r->req.head(), "10.0.0.7");
           uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
         },
         0, 0);

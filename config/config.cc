@@ -243,6 +243,31 @@ void read_previous_secrets(Errors& errors, const toml::node& node, const std::st
   }
 }
 
+// proxy.alpn: the protocols a TLS listener offers, in preference order.
+void read_alpn(Errors& errors, const toml::node& node, const std::string& key, ProxyConfig& out) {
+  const toml::array* list = node.as_array();
+  if (list == nullptr) {
+    type_error(errors, node, key, "an array of protocol names (\"h2\", \"http/1.1\")");
+    return;
+  }
+  std::vector<std::string> alpn;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const toml::node& item = *list->get(i);
+    const std::string item_key = key + "[" + std::to_string(i) + "]";
+    const std::string* text = get_string(errors, item, item_key);
+    if (text == nullptr) continue;
+    if (*text != "h2" && *text != "http/1.1") {
+      errors.add(item.source().begin, item_key, "must be \"h2\" or \"http/1.1\", got " + quoted(*text));
+    } else if (std::ranges::find(alpn, *text) != alpn.end()) {
+      errors.add(item.source().begin, item_key, "names " + quoted(*text) + " twice");
+    } else {
+      alpn.push_back(*text);
+    }
+  }
+  if (list->empty()) errors.add(node.source().begin, key, "must name at least one protocol");
+  out.alpn = std::move(alpn);
+}
+
 // Via's received-by (RFC 9110 7.6.3): a token, optionally ":port"; "" sends no Via.
 std::optional<std::string> parse_via(std::string_view text, std::string* why) {
   const size_t colon = text.find(':');
@@ -284,6 +309,20 @@ std::vector<Field<ProxyConfig>> proxy_fields() {
       text_field<P, LogLevel>("log_level", &P::log_level, parse_log_level),
       text_field<P, std::string>("via", &P::via, parse_via),
       {"tls", read_proxy_tls},  // config/tls.cc
+      {"alpn", read_alpn},
+      boolean_field<P>("h2c", &P::h2c),
+  };
+}
+
+std::vector<Field<Http2Config>> http2_fields() {
+  using H = Http2Config;
+  return {
+      // RFC 9113 6.5.2: a value below 100 is not recommended; 1 still works.
+      integer_field<H>("max_concurrent_streams", &H::max_concurrent_streams, 1, 100'000),
+      // RFC 9113 6.9.2: at most 2^31 - 1; below 1 KiB a stream crawls.
+      integer_field<H>("initial_window_bytes", &H::initial_window_bytes, 1024, 2'147'483'647),
+      integer_field<H>("max_header_list_bytes", &H::max_header_list_bytes, 1024, 16'777'216),
+      integer_field<H>("idle_timeout_ms", &H::idle_timeout_ms, 1, 3'600'000),
   };
 }
 
@@ -407,6 +446,7 @@ class Loader {
         section_reader("health", health_fields(), config_.health),
         section_reader("admin", admin_fields(), config_.admin),
         section_reader("gossip", gossip_fields(), config_.gossip),
+        section_reader("http2", http2_fields(), config_.http2),
         {"backend", [this](const toml::node& node) { read_backends(node); }},
         {"upstream_tls",
          [this](const toml::node& node) { read_upstream_tls(errors_, node, "upstream_tls", config_.upstream_tls); }},

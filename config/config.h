@@ -95,6 +95,11 @@ struct ProxyConfig {
   // or gossip is on (the loader fills it in), else "ringproxy".
   std::string via = "ringproxy";
   ServerTlsConfig tls;
+  // SPEC "HTTP/2 and gRPC": the protocols a TLS listener offers by ALPN, in preference
+  // order ("h2", "http/1.1"); and whether a plain listener takes HTTP/2 by prior
+  // knowledge (a connection that opens with the preface).
+  std::vector<std::string> alpn = {"h2", "http/1.1"};
+  bool h2c = true;
   bool operator==(const ProxyConfig&) const = default;
 };
 
@@ -203,6 +208,15 @@ struct ListenerConfig {
   bool operator==(const ListenerConfig&) const = default;
 };
 
+// [http2]: each HTTP/2 client connection's limits (SPEC "HTTP/2 and gRPC").
+struct Http2Config {
+  uint32_t max_concurrent_streams = 128;  // SETTINGS_MAX_CONCURRENT_STREAMS
+  uint32_t initial_window_bytes = 65535;  // SETTINGS_INITIAL_WINDOW_SIZE: per stream
+  uint32_t max_header_list_bytes = 65536; // SETTINGS_MAX_HEADER_LIST_SIZE; larger: 431
+  uint32_t idle_timeout_ms = 60000;       // no stream open: GOAWAY and close
+  bool operator==(const Http2Config&) const = default;
+};
+
 struct Config {
   std::string path;  // the file it was loaded from, for reloads and messages
   ProxyConfig proxy;
@@ -210,6 +224,7 @@ struct Config {
   HealthConfig health;
   AdminConfig admin;
   GossipConfig gossip;
+  Http2Config http2;
   std::vector<BackendConfig> backends;
   UpstreamTlsConfig upstream_tls;
   DnsConfig dns;

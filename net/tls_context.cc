@@ -154,10 +154,15 @@ bool TicketKeys::find(const unsigned char* name, Key* out, bool* renew) const {
 
 std::shared_ptr<const ServerTlsContext> ServerTlsContext::create(const ServerTlsConfig& config,
                                                                  std::shared_ptr<TicketKeys> keys,
-                                                                 std::string* error) {
+                                                                 std::string* error,
+                                                                 const std::vector<std::string>& alpn) {
   ERR_clear_error();
   error->clear();
   std::shared_ptr<ServerTlsContext> self(new ServerTlsContext);
+  for (const std::string& p : alpn) {
+    self->alpn_.push_back(static_cast<unsigned char>(p.size()));
+    self->alpn_.insert(self->alpn_.end(), p.begin(), p.end());
+  }
   self->keys_ = config.session_tickets ? std::move(keys) : nullptr;
   if (config.certificates.empty()) {
     *error = "no certificate";
@@ -393,11 +398,14 @@ int ServerTlsContext::on_servername(SSL* ssl, int*, void* arg) {
   return SSL_TLSEXT_ERR_OK;
 }
 
-int ServerTlsContext::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+int ServerTlsContext::on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                               unsigned int inlen, void*) {
-  static constexpr unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  const auto* self = static_cast<const ServerTlsContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  if (self == nullptr || self->alpn_.empty()) return SSL_TLSEXT_ERR_NOACK;
   unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof kHttp11, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+  // Our order first: the first of ours the client offers.
+  if (SSL_select_next_proto(&selected, outlen, self->alpn_.data(), static_cast<unsigned>(self->alpn_.size()), in,
+                            inlen) != OPENSSL_NPN_NEGOTIATED) {
     return SSL_TLSEXT_ERR_NOACK;  // nothing we speak offered: go on without ALPN
   }
   *out = selected;

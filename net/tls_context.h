@@ -14,8 +14,9 @@
 //   first entry. Entries with the same names share one SSL_CTX, so an ECDSA and an
 //   RSA certificate for one site stand side by side and OpenSSL serves each client the
 //   one its signature algorithms allow.
-// - ALPN: "http/1.1" when the client offers it; a client offering only others is
-//   served without ALPN (HTTP/2 comes with issue 16).
+// - ALPN: the first of `alpn` (proxy.alpn, in our preference order: "h2",
+//   "http/1.1") that the client offers; a client offering none of them is served
+//   without ALPN, as HTTP/1.1.
 // - Resumption: session tickets under keys that TicketKeys holds for every worker of
 //   the process, so a ticket issued by one worker resumes on another; no server-side
 //   session cache (it would be per worker).
@@ -74,7 +75,8 @@ class ServerTlsContext {
   // Loads every certificate and key (and client_ca) of `config`. Returns null with
   // *error naming the file and OpenSSL's reason when one cannot be used.
   static std::shared_ptr<const ServerTlsContext> create(const ServerTlsConfig& config,
-                                                        std::shared_ptr<TicketKeys> keys, std::string* error);
+                                                        std::shared_ptr<TicketKeys> keys, std::string* error,
+                                                        const std::vector<std::string>& alpn = {"http/1.1"});
   ~ServerTlsContext();
   ServerTlsContext(const ServerTlsContext&) = delete;
   ServerTlsContext& operator=(const ServerTlsContext&) = delete;
@@ -110,6 +112,7 @@ class ServerTlsContext {
   std::vector<Site> sites_;  // sites_[0] serves handshakes without SNI or without a match
   std::vector<Certificate> certificates_;
   std::shared_ptr<TicketKeys> keys_;
+  std::vector<unsigned char> alpn_;  // the protocols offered, in wire format
 };
 
 // The last session a backend gave us (a TLS 1.3 ticket, or a TLS 1.2 one), offered by

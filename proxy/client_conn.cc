@@ -42,8 +42,42 @@ void ClientConn::accept(Worker& worker, int fd, const sockaddr* peer, uint32_t l
 
 h1::ServerLimits ClientConn::limits() const {
   const ProxyConfig& p = worker_.routing().config->proxy;
-  return {p.header_timeout_ms, p.idle_timeout_ms, p.max_header_bytes};
+  return {p.header_timeout_ms, p.idle_timeout_ms, p.max_header_bytes, p.h2c};
 }
+
+h1::Takeover* ClientConn::http2(h1::ServerConn& conn, bool) {
+  const Config& cfg = *worker_.routing().config;
+  h2::Settings settings;
+  settings.max_concurrent_streams = cfg.http2.max_concurrent_streams;
+  settings.initial_window_bytes = cfg.http2.initial_window_bytes;
+  settings.max_header_list_bytes = cfg.http2.max_header_list_bytes;
+  settings.idle_timeout_ms = cfg.http2.idle_timeout_ms;
+  settings.header_timeout_ms = cfg.proxy.header_timeout_ms;
+  h2::ServerSession::Owner& owner = *this;  // a private base: named here, where it is reachable
+  h2_ = std::make_unique<h2::ServerSession>(conn, owner, settings);
+  if (!h2_->start()) {
+    RP_LOG(LogLevel::kWarn, "client " + std::string(conn.client_ip()) + ": HTTP/2 session could not start (out of memory)");
+    h2_.reset();
+    return nullptr;
+  }
+  return h2_.get();
+}
+
+h2::Stream* ClientConn::new_stream() {
+  StreamSlot* s;
+  if (!free_slots_.empty()) {
+    s = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slots_.push_back(std::make_unique<StreamSlot>(worker_));
+    s = slots_.back().get();
+    s->stream.owner_data = s;
+  }
+  s->ex.copy_listener(ex_);
+  return &s->stream;
+}
+
+void ClientConn::free_stream(h2::Stream* s) { free_slots_.push_back(static_cast<StreamSlot*>(s->owner_data)); }
 
 void ClientConn::on_closing(h1::ServerConn&) {
   if (listed_) worker_.remove_connection(this);

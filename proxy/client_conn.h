@@ -11,14 +11,18 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <memory>
+#include <vector>
+
 #include "http/h1/server_conn.h"
+#include "http/h2/server_session.h"
 #include "proxy/exchange.h"
 
 namespace ringproxy {
 
 class Worker;
 
-class ClientConn final : private h1::ServerConn::Owner {
+class ClientConn final : private h1::ServerConn::Owner, private h2::ServerSession::Owner {
  public:
   // Takes `fd`, a connection the worker has just accepted (non-blocking, close-on-exec)
   // from `peer` on listener `listener_id` (ListenerRouting::id; `nodelay`: the socket
@@ -40,6 +44,18 @@ class ClientConn final : private h1::ServerConn::Owner {
   void on_closing(h1::ServerConn& conn) override;
   void on_freed(h1::ServerConn& conn) override;
   void on_tls_handshake(h1::ServerConn& conn, const TlsTransport& tls) override;
+  h1::Takeover* http2(h1::ServerConn& conn, bool alpn) override;
+
+  // h2::ServerSession::Owner: each stream an Exchange of its own, kept for reuse.
+  h2::Stream* new_stream() override;
+  void free_stream(h2::Stream* s) override;
+
+  struct StreamSlot {
+    // The two refer to each other; the stream only keeps the reference until used.
+    explicit StreamSlot(Worker& worker) : stream(*static_cast<RequestHandler*>(&ex)), ex(worker, stream) {}
+    h2::Stream stream;
+    Exchange ex;
+  };
 
   Worker& worker_;
   bool listed_ = false;  // in the worker's connection list
@@ -47,6 +63,10 @@ class ClientConn final : private h1::ServerConn::Owner {
   uint32_t listener_id_ = 0;
   h1::ServerConn codec_;
   Exchange ex_;
+  // HTTP/2, once the client chose it: the session and its streams' slots.
+  std::unique_ptr<h2::ServerSession> h2_;
+  std::vector<std::unique_ptr<StreamSlot>> slots_;
+  std::vector<StreamSlot*> free_slots_;
 };
 
 }  // namespace ringproxy

@@ -92,6 +92,7 @@ void Exchange::on_request(RequestHead& req, std::string_view client_ip) {
   const std::string_view target = req.target;
   const std::string_view method = req.method;
   client_http10_ = req.http10;
+  down_h2_ = down_.protocol() == RequestHead::Protocol::kHttp2;
   idempotent_ = is_idempotent_method(method);
   upgrade_ = req.upgrade;
   is_head_ = req.is_head;
@@ -186,6 +187,10 @@ void Exchange::on_request(RequestHead& req, std::string_view client_ip) {
   rw.max_forwards_set = max_forwards_set_;
   rw.max_forwards = max_forwards_;
   host_missing_ = !build_request_head(rw, up_head_);
+  // An HTTP/2 body comes decoded: sized by the client's content-length, or sent
+  // chunked (RFC 9112 7.1) to the node.
+  chunk_up_ = req.body_decoded && req.has_body && !req.content_length;
+  if (chunk_up_) up_head_.insert(up_head_.size() - 2, "Transfer-Encoding: chunked\r\n"sv);
   attempts_ = 0;
   reconnected_ = fresh_connection_ = false;
   req_body_forwarded_ = 0;
@@ -446,7 +451,35 @@ void Exchange::upstream_failed(int status_code, std::string_view cause, bool ret
 
 Exchange::BodyResult Exchange::on_body(char* p, size_t len, bool end) {
   BodyResult result = BodyResult::kTaken;
-  if (len > 0) {
+  if (chunk_up_ && (len > 0 || end)) {
+    // A decoded body to an HTTP/1 node: each piece a chunk, the last-chunk at the end.
+    uv_buf_t bufs[3];
+    unsigned n = 0;
+    static constexpr std::string_view kCrlf = "\r\n", kLast = "\r\n0\r\n\r\n";
+    if (len > 0) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      char* e = chunk_line_ + sizeof chunk_line_;
+      *--e = '\n';
+      *--e = '\r';
+      for (size_t v = len; v > 0; v >>= 4) *--e = kHex[v & 15];
+      bufs[n++] = uv_buf_init(e, static_cast<unsigned>(chunk_line_ + sizeof chunk_line_ - e));
+      bufs[n++] = uv_buf_init(p, static_cast<unsigned>(len));
+    }
+    if (end) {
+      const std::string_view tail = len > 0 ? kLast : kLast.substr(2);
+      bufs[n++] = uv_buf_init(const_cast<char*>(tail.data()), static_cast<unsigned>(tail.size()));
+    } else {
+      bufs[n++] = uv_buf_init(const_cast<char*>(kCrlf.data()), 2);
+    }
+    req_body_forwarded_ += len;
+    const int rc = up_->write(bufs, n);
+    if (rc < 0) {
+      on_upstream_write(rc);
+      return BodyResult::kFailed;
+    }
+    if (rc == Transport::kQueued) result = BodyResult::kPinned;
+    if (!tunnel_ && phase_ == Phase::kWaiting && !end) up_->arm_timer(routing_->config->proxy.idle_timeout_ms);
+  } else if (len > 0) {
     req_body_forwarded_ += len;
     uv_buf_t buf = uv_buf_init(p, static_cast<unsigned>(len));
     const int rc = up_->write(&buf, 1);
@@ -540,7 +573,7 @@ void Exchange::on_upstream_read(ssize_t nread) {
       // A body delimited by the close of the connection ends here.
       close_after_ = true;
       phase_ = Phase::kDone;
-      if (!down_.send_pending() && send_to_client(nullptr, 0) < 0) {
+      if (!down_.send_pending() && send_to_client(nullptr, 0, false, /*last=*/true) < 0) {
         down_.abort();
         return;
       }
@@ -630,7 +663,7 @@ void Exchange::finish_response(char* out, size_t len) {
   account(resp_status_);
   // The last bytes are written from the upstream buffer, which stays put: the
   // connection goes back to the pool only after this write completes.
-  if (send_to_client(out, len, /*counted=*/true) < 0) {
+  if (send_to_client(out, len, /*counted=*/true, /*last=*/true) < 0) {
     down_.abort();
     return;
   }
@@ -649,8 +682,14 @@ bool Exchange::upstream_reusable() {
          !tunnel_;
 }
 
-int Exchange::send_to_client(char* body, size_t len, bool counted) {
+int Exchange::send_to_client(char* body, size_t len, bool counted, bool last) {
   if (!counted) resp_bytes_ += len;
+  if (down_h2_) {
+    // The codec frames the decoded body (and sends a head still queued with it).
+    const int rc = down_.send_data(body, len, last);
+    if (rc == Transport::kQueued && up_) up_->stop_reading();
+    return rc;
+  }
   uv_buf_t bufs[2];
   unsigned n = 0;
   if (head_pending_) {
@@ -702,7 +741,23 @@ void Exchange::on_response_head() {
                                                                                       up_sent_us_);
   }
   // RFC 9110 15.2: no 1xx to an HTTP/1.0 client. The parser reads the final head next.
-  if (interim && client_http10_) return;
+  // Nor to an HTTP/2 one: its body flows under flow control, not after a 100.
+  if (interim && (client_http10_ || down_h2_)) return;
+  if (down_h2_) {
+    const bool bodiless = resp_.bodiless();
+    if (resp_.chunked() && !bodiless) resp_.set_decode_chunked(true);  // DATA frames carry it
+    if (down_.send_head(resp_status_, resp_.fields(), bodiless) < 0) {
+      down_.abort();
+      return;
+    }
+    // The head's size as HTTP/1 would have it, for the access log's bytes.
+    uint64_t head = 17;
+    for (const HeaderView& f : resp_.fields()) head += f.name.size() + f.value.size() + 4;
+    resp_bytes_ += head;
+    after_head_ = true;
+    phase_ = Phase::kBody;
+    return;
+  }
   if (!interim && upgrade_ && resp_status_ != 101) {
     // The upgrade was declined: the request parser is left in its upgrade state, and
     // what the client sends next may be the new protocol. End the connection after.

@@ -44,6 +44,12 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   // header are kept for when a reload has removed the listener and the connection
   // finishes its last requests.
   void set_listener(const ListenerRouting& l);
+  // The same listener as `other`'s (an HTTP/2 stream's exchange, from its connection's).
+  void copy_listener(const Exchange& other) {
+    listener_id_ = other.listener_id_;
+    listener_pool_ = other.listener_pool_;
+    listener_subject_header_ = other.listener_subject_header_;
+  }
   ~Exchange() = default;
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
@@ -97,7 +103,8 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   bool upstream_reusable();
   // Writes the pending response head (if any) and `len` body bytes in one write;
   // `counted`: resp_bytes_ already includes them.
-  int send_to_client(char* body, size_t len, bool counted = false);
+  // `last`: the response ends with these bytes (HTTP/2 ends its stream).
+  int send_to_client(char* body, size_t len, bool counted = false, bool last = false);
   void start_tunnel();
   void release_upstream(bool reusable);
   // The response is complete and written.
@@ -120,6 +127,9 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   bool upgrade_ = false;
   bool is_head_ = false;
   bool client_http10_ = false;
+  bool down_h2_ = false;       // the client speaks HTTP/2: the codec frames the response
+  bool chunk_up_ = false;      // the decoded request body goes to the node chunked
+  char chunk_line_[20] = {};   // "HEX\r\n" of the chunk being written (pinned with it)
   bool req_done_ = false;      // the codec has passed the request's last byte
   bool host_missing_ = false;  // a 1.0 request without Host: the node's address is sent
   // Max-Forwards of an OPTIONS or TRACE being forwarded, already decremented.

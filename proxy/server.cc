@@ -235,7 +235,7 @@ void Server::load_tls(const Config& config, Routing& routing, std::vector<std::s
     ListenerRouting& l = routing.listeners[i];
     l.tls = nullptr;
     if (!l.tls_config.enabled) continue;
-    l.tls = ServerTlsContext::create(l.tls_config, ticket_keys_, &error);
+    l.tls = ServerTlsContext::create(l.tls_config, ticket_keys_, &error, config.proxy.alpn);
     const std::string key = i == 0 ? "proxy.tls" : "listener[" + std::to_string(i - 1) + "].tls";
     if (!l.tls) errors->push_back(config_path_ + ": " + key + ": " + error);
   }

@@ -15,6 +15,9 @@
 #   libc-ares-dev                      DNS queries on the event loop (net/dns_resolver.h): the resolver
 #                                      curl, Node.js and gRPC use; asynchronous, with resolv.conf,
 #                                      retries and SRV parsing, where getaddrinfo would block a thread
+#   libnghttp2-dev                     HTTP/2 framing, HPACK, flow control and the stream states
+#                                      (http/h2/): the codec curl, Apache httpd and nghttpx use, with
+#                                      the flood limits (rapid reset, CONTINUATION) patched in Debian
 #   libgtest-dev libbenchmark-dev      tests and microbenchmarks
 #   python3-prometheus-client          parses /metrics in the tests with a real parser
 #   wrk nginx-light haproxy            the end-to-end load comparison (bench/compare), over TLS too
@@ -23,7 +26,9 @@
 #   testssl.sh (--bench)               the TLS listener's audit (scripts/tls-audit.sh)
 #   python3-xxhash                     golden ring mappings computed outside our code
 #                                      (Debian's /usr/bin/python3, not the PATH's)
-#   curl                               demo script and integration helpers
+#   curl                               demo script and integration helpers (HTTP/2 too: --http2)
+#   nghttp2-client python3-h2 (--test) HTTP/2 clients against the proxy: nghttp, h2load, and Python's
+#                                      h2 state machine for the hostile-client tests
 #   chromium (--test)                  renders the admin status page in a test (headless)
 #   iproute2 (--test)                  ip netns: the gossip partition test's namespaces
 #   nginx-light (--test)               a real nginx beside ringproxy: placement = "nginx" must match it;
@@ -38,14 +43,14 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config
-  libuv1-dev libxxhash-dev libtomlplusplus-dev node-llhttp nlohmann-json3-dev libssl-dev libc-ares-dev
+  libuv1-dev libxxhash-dev libtomlplusplus-dev node-llhttp nlohmann-json3-dev libssl-dev libc-ares-dev libnghttp2-dev
   libgtest-dev libbenchmark-dev
   python3 python3-xxhash python3-prometheus-client curl
 )
 for arg in "$@"; do
   case "$arg" in
-    --bench) PKGS+=(wrk nginx-light haproxy openssl testssl.sh) ;;
-    --test) PKGS+=(chromium iproute2 nginx-light varnish openssl dnsmasq-base) ;;
+    --bench) PKGS+=(wrk nginx-light haproxy openssl testssl.sh nghttp2-client) ;;
+    --test) PKGS+=(chromium iproute2 nginx-light varnish openssl dnsmasq-base nghttp2-client python3-h2) ;;
     --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown option $arg (use --test, --bench, --fuzz)" >&2; exit 2 ;;
   esac

@@ -76,6 +76,7 @@ void ServerConn::start(const sockaddr* peer, FirstRead first_read) {
 void ServerConn::close() {
   if (closing_) return;
   closing_ = true;
+  if (takeover_) takeover_->on_closing();
   handler_.abort();
   owner_.on_closing(*this);
   io_->close();  // a no-op when its init failed
@@ -91,6 +92,10 @@ void ServerConn::handle_closed() {
 }
 
 void ServerConn::drain() {
+  if (takeover_) {
+    takeover_->on_drain();
+    return;
+  }
   drain_requested_ = true;
   close_after_response_ = true;
   if (lingering_) {
@@ -105,6 +110,10 @@ void ServerConn::arm_timer(uint32_t ms) { timer_.arm(ms, on_timer); }
 void ServerConn::on_timer(uv_timer_t* t) {
   auto* c = static_cast<ServerConn*>(t->data);
   if (!c->timer_.due(on_timer)) return;
+  if (c->takeover_) {
+    c->takeover_->on_timer();
+    return;
+  }
   if (c->lingering_ || !c->error_out_.empty()) {
     c->close();  // done lingering, or the client does not read our answer
     return;
@@ -143,7 +152,20 @@ void ServerConn::on_connect(int status) {
   // A TLS handshake is done (the only on_connect a server side gets).
   if (status == 0 && tls_) client_subject_ = tls_->client_subject();
   owner_.on_tls_handshake(*this, *tls_);
-  if (!closing_ && req_phase_ == ReqPhase::kIdle) arm_timer(owner_.limits().header_timeout_ms);
+  if (closing_) return;
+  if (status == 0 && tls_ && tls_->alpn() == "h2" && take_over_http2(true)) return;
+  if (req_phase_ == ReqPhase::kIdle) arm_timer(owner_.limits().header_timeout_ms);
+}
+
+bool ServerConn::take_over_http2(bool alpn) {
+  Takeover* t = owner_.http2(*this, alpn);
+  if (!t) return false;
+  takeover_ = t;
+  req_phase_ = ReqPhase::kDone;  // HTTP/1 reads no more
+  timer_.disarm();
+  if (in_->size() > 0) takeover_->on_read(static_cast<ssize_t>(in_->size()));
+  if (!closing_) io_->start_reading();
+  return true;
 }
 
 void ServerConn::tls_failed() {
@@ -162,6 +184,10 @@ void ServerConn::tls_failed() {
 }
 
 void ServerConn::on_read(ssize_t nread) {
+  if (takeover_) {
+    takeover_->on_read(nread);
+    return;
+  }
   if (tls_ && nread < 0 && !tls_->handshake_done() && !lingering_ && !tls_->plaintext()) {
     tls_failed();
     return;
@@ -261,6 +287,19 @@ void ServerConn::process_requests() {
 }
 
 bool ServerConn::parse_head() {
+  if (first_request_ && !tls_ && owner_.limits().h2c) {
+    // RFC 9113 3.4: the client preface. Its first line reads as an HTTP/1 request
+    // line, which HTTP/1 would refuse with a 505; wait for all 24 bytes, then hand over.
+    static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const std::string_view got(in_->begin_ptr(), std::min(in_->size(), kPreface.size()));
+    if (kPreface.starts_with(got)) {
+      if (got.size() < kPreface.size() && !client_eof_) {
+        resume_client_reading();
+        return true;
+      }
+      if (got.size() == kPreface.size() && take_over_http2(false)) return false;
+    }
+  }
   const bool may_compact = !client_write_pending_ && !handler_.body_pinned();
   const uint32_t max_head = owner_.limits().max_header_bytes;
   switch (req_.read_head(*in_, max_head, may_compact, client_eof_)) {
@@ -280,6 +319,7 @@ bool ServerConn::parse_head() {
 
 void ServerConn::on_request_head() {
   // The head passed the codec's checks; the exchange takes it from here.
+  first_request_ = false;
   req_body_started_ = false;
   if (!req_.keep_alive() || drain_requested_) close_after_response_ = true;
   // While the body comes in, this timer watches the client; the upstream timer
@@ -422,6 +462,10 @@ void ServerConn::on_write_done(int status) {
   client_write_pending_ = false;
   if (status < 0 || closing_) {
     close();
+    return;
+  }
+  if (takeover_) {
+    takeover_->on_write_done(status);
     return;
   }
   if (!tunnel_ && req_phase_ == ReqPhase::kDone) timer_.disarm();

@@ -31,6 +31,7 @@
 
 #include "http/h1/lingering_close.h"
 #include "http/h1/request_parser.h"
+#include "http/handler.h"
 #include "net/deadline_timer.h"
 #include "net/io_buffer.h"
 #include "net/tcp_transport.h"
@@ -38,99 +39,35 @@
 
 namespace ringproxy::h1 {
 
-// What a request handler needs of the connection to the client.
-class Downstream {
- public:
-  // Response bytes to the client: Transport::kWritten, kQueued (the buffers stay
-  // pinned until the handler's on_downstream_drained) or a libuv error.
-  virtual int send(uv_buf_t* bufs, unsigned count) = 0;
-  virtual bool send_pending() const = 0;
-  // An answer of the codec's own (http/status.h), while nothing of a response was sent;
-  // `log_cause` goes to RequestHandler::on_answered.
-  virtual void respond_error(int status, std::string_view text, std::string_view log_cause) = 0;
-  // A complete answer built by the handler (taken from `answer`), after which the
-  // connection goes on (`keep_alive`: written at once, the exchange ends inside this
-  // call and the handler is reset() before it returns) or closes in stages (the
-  // handler is abort()ed).
-  virtual void respond_own(std::string& answer, bool keep_alive) = 0;
-  // Reads and drops the rest of the request if it is all buffered: true when the
-  // request is then complete (the connection may go on after an early answer).
-  virtual bool finish_request_early() = 0;
-  // The response is complete and written: next request, or close (`close_after`).
-  virtual void response_done(bool close_after) = 0;
-  // The handler can take body bytes again (connected, or a pinned chunk written).
-  virtual void resume_body() = 0;
-  // A 101 was relayed: from now on the client's bytes go up raw (on_body, never end).
-  virtual void start_tunnel() = 0;
-  // The other end finished sending in a tunnel: pass its FIN on.
-  virtual void tunnel_upstream_done() = 0;
-  virtual void abort() = 0;  // close the client connection now
-  virtual bool closing() const = 0;
-  // The connection is to close after this response (the client asked, or a drain).
-  virtual bool close_requested() const = 0;
-  // The client's IP address as text (known from start() on, before any request).
-  virtual std::string_view client_ip() const = 0;
-  // The TLS the client connected with (version, cipher), null on a plain connection.
-  virtual const TlsTransport* tls() const = 0;
-  // The subject of the client's verified certificate (RFC 2253), "" without one.
-  virtual std::string_view client_subject() const = 0;
-
- protected:
-  ~Downstream() = default;
-};
-
-// What the codec hands each request to.
-class RequestHandler {
- public:
-  enum class BodyResult {
-    kTaken,   // passed on; the bytes may be reused
-    kPinned,  // passed on, but still in use until Downstream::resume_body()
-    kFailed,  // the handler has answered or closed (through Downstream)
-  };
-
-  // The first byte of a request arrived.
-  virtual void begin() = 0;
-  // A complete, checked head (`req` stays the codec's: valid until reset()).
-  virtual void on_request(RequestHead& req, std::string_view client_ip) = 0;
-  // Body bytes [p, p + len), framed as received (or raw, in a tunnel), offered only
-  // while ready_for_body(); `end`: the request is complete after them. A handler that
-  // reads whole requests (the admin endpoint) may answer from here with
-  // Downstream::respond_own() and return kFailed: once the answer is written (maybe
-  // inside that call, which then resets the handler), the connection goes on with the
-  // next request as after response_done(), or closes.
-  virtual BodyResult on_body(char* p, size_t len, bool end) = 0;
-  virtual bool ready_for_body() const = 0;
-  // Body bytes passed on are still in use (the read buffer may not move).
-  virtual bool body_pinned() const = 0;
-  // The client half-closed inside a tunnel.
-  virtual void on_client_eof() = 0;
-  // A send() that returned kQueued has completed.
-  virtual void on_downstream_drained() = 0;
-  // The connection is closing, or the codec answers: let go of what the request held.
-  virtual void abort() = 0;
-  // A response is under way.
-  virtual bool active() const = 0;
-  // Bytes of a response were sent or are about to be: no own answer can replace it.
-  virtual bool response_started() const = 0;
-  // The connection must end after this exchange.
-  virtual bool close_after() const = 0;
-  // The codec answered `status` itself; `cause` is for the log line ("" when the
-  // caller logged already). Once per request at most, before the answer is written.
-  virtual void on_answered(int status, std::string_view cause) = 0;
-  // The client did something worth a line ("closed mid-body; dropping the request").
-  virtual void on_client_note(std::string_view what) = 0;
-  // The codec goes on with the next request on the connection.
-  virtual void reset() = 0;
-
- protected:
-  ~RequestHandler() = default;
-};
+// The handler interfaces every server codec shares (http/handler.h).
+using ringproxy::Downstream;
+using ringproxy::RequestHandler;
 
 // The codec's limits, read when they apply (a reload changes them for what follows).
 struct ServerLimits {
   uint32_t header_timeout_ms = 10000;
   uint32_t idle_timeout_ms = 60000;
   uint32_t max_header_bytes = 16 * 1024;
+  // A plain connection that opens with HTTP/2's preface is handed to Owner::http2()
+  // (RFC 9113 3.3, prior knowledge).
+  bool h2c = false;
+};
+
+// A protocol that takes a connection over from HTTP/1 before its first request (HTTP/2,
+// by prior knowledge or by ALPN): from then on the transport's events, the timer and
+// drains go to it. It writes through ServerConn::send() and closes with close().
+class Takeover {
+ public:
+  // Bytes in the transport's buffer (nread > 0; at the takeover, what was read
+  // already), or UV_EOF / an error.
+  virtual void on_read(ssize_t nread) = 0;
+  virtual void on_write_done(int status) = 0;
+  virtual void on_timer() = 0;  // the deadline of ServerConn::arm_timer passed
+  virtual void on_drain() = 0;
+  virtual void on_closing() = 0;  // close() has begun: let go of every request
+
+ protected:
+  ~Takeover() = default;
 };
 
 class ServerConn final : public Downstream, private Transport::Handler {
@@ -140,6 +77,14 @@ class ServerConn final : public Downstream, private Transport::Handler {
     virtual ServerLimits limits() const = 0;
     virtual void on_closing(ServerConn& conn) = 0;  // close() has begun
     virtual void on_freed(ServerConn& conn) = 0;    // every handle closed: free it now
+    // The client speaks HTTP/2 (`alpn`: chosen in the TLS handshake; else the preface
+    // on a plain connection with ServerLimits::h2c): the protocol that takes the
+    // connection over, or null to go on as HTTP/1 (which then refuses the preface).
+    virtual Takeover* http2(ServerConn& conn, bool alpn) {
+      (void)conn;
+      (void)alpn;
+      return nullptr;
+    }
     // A TLS handshake ended: done (tls.handshake_done()) or failed (tls.failure()).
     virtual void on_tls_handshake(ServerConn& conn, const TlsTransport& tls) {
       (void)conn;
@@ -187,6 +132,10 @@ class ServerConn final : public Downstream, private Transport::Handler {
   std::string_view client_ip() const override { return {client_ip_, client_ip_len_}; }
   // The request being read (an HTTP/1 handler's extras: keep_body, content_length).
   RequestParser& parser() { return req_; }
+  // For a Takeover: the connection's transport and its timer.
+  Transport& transport() { return *io_; }
+  void arm_timer(uint32_t ms);
+  void disarm_timer() { timer_.disarm(); }
 
   // Downstream
   int send(uv_buf_t* bufs, unsigned count) override;
@@ -215,7 +164,8 @@ class ServerConn final : public Downstream, private Transport::Handler {
   bool forward_body();
   void end_exchange();  // the response is complete: next request, or close
   void resume_client_reading();
-  void arm_timer(uint32_t ms);
+  // The buffered bytes open with HTTP/2's preface (or a prefix of it): hand over.
+  bool take_over_http2(bool alpn);
   // Writes our own complete answer (error_out_), then the connection goes on
   // (`keep_alive`) or closes in stages.
   void respond_self(bool keep_alive);
@@ -257,6 +207,8 @@ class ServerConn final : public Downstream, private Transport::Handler {
   bool drain_requested_ = false;
   bool lingering_ = false;        // linger_close(): reading only to drop
   bool processing_ = false;       // in process_request_bytes()
+  bool first_request_ = true;     // no request head was read yet
+  Takeover* takeover_ = nullptr;  // HTTP/2 has the connection
   LingerBudget linger_;
   char client_ip_[48] = {};
   uint8_t client_ip_len_ = 0;

@@ -171,6 +171,8 @@ void ServerSession::on_read(ssize_t nread) {
     return;
   }
   in.clear();  // every byte was taken (copied where kept)
+  // Reading stops by itself when the buffer fills (net/transport.h): it has room again.
+  if (!closing_) conn_.transport().start_reading();
   reap();
   flush();
 }
@@ -474,11 +476,8 @@ void ServerSession::reap() {
     if (dispatched) s->handler_.reset();
     owner_.free_stream(s);
   }
-  if (draining_ && live_.empty() && !closing_) {
-    // Every stream the GOAWAY let finish has: the connection goes.
-    flush();
-    if (!conn_.send_pending()) conn_.close();
-  }
+  // Every stream the GOAWAY let finish has: flush() closes the connection.
+  if (draining_ && live_.empty() && !closing_ && !in_flush_) flush();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -506,10 +505,11 @@ void ServerSession::flush() {
     flush_again_ = false;
     flush_round();
   } while (flush_again_ && !closing_);
+  if (!closing_) reap();
   in_flush_ = false;
-  if (closing_) return;
-  reap();
-  if (!conn_.send_pending() && nghttp2_session_want_read(ng_) == 0 && nghttp2_session_want_write(ng_) == 0) {
+  if (closing_ || conn_.send_pending()) return;  // on_write_done flushes again
+  if ((nghttp2_session_want_read(ng_) == 0 && nghttp2_session_want_write(ng_) == 0) ||
+      (draining_ && live_.empty())) {
     conn_.close();  // GOAWAY sent and every stream done, or a connection error sent
   }
 }

@@ -1,0 +1,297 @@
+// HTTP/2 clients against a real ringproxy in front of HTTP/1.1 demo backends (SPEC
+// "HTTP/2 and gRPC"): by prior knowledge on a plain listener and by ALPN on a TLS one,
+// with real clients from Debian: curl, nghttp and h2load (nghttp2-client), and Python's
+// h2 state machine (python3-h2, tests/integration/h2_client.py) for several streams of
+// one connection. Each stream is routed like a request: the ring reference says where.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/integration/harness.h"
+#include "tests/support/tls_certs.h"
+
+namespace ringproxy::integration {
+namespace {
+
+// Runs `cmd` under sh with stdout (and stderr) into DIR/NAME.out; its exit code and
+// output.
+struct Ran {
+  int code = -1;
+  std::string out;
+};
+Ran run(const TempDir& dir, const std::string& name, const std::string& cmd) {
+  const std::string file = dir.file(name + ".out");
+  const int rc = std::system(("timeout 60 " + cmd + " > " + file + " 2>&1").c_str());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, read_file(file)};
+}
+
+// h2_client.py's lines: one JSON object per request, then the connection's.
+struct H2Result {
+  std::vector<nlohmann::json> streams;
+  nlohmann::json connection;
+  std::string raw;
+};
+H2Result parse_h2(const std::string& out) {
+  H2Result r;
+  r.raw = out;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    if (j.contains("path")) {
+      r.streams.push_back(j);
+    } else {
+      r.connection = j;
+    }
+  }
+  return r;
+}
+
+class H2Fixture : public ::testing::Test {
+ protected:
+  void start(int backends, const std::string& proxy_extra = {}, bool tls = false) {
+    for (int i = 1; i <= backends; ++i) {
+      backends_.push_back(std::make_unique<DemoBackend>(dir_, "n" + std::to_string(i)));
+    }
+    port_ = free_port();
+    ASSERT_NE(port_, 0);
+    std::ostringstream c;
+    c << "[proxy]\nlisten = \"127.0.0.1:" << port_ << "\"\nworkers = 1\nlog_level = \"" << log_level_ << "\"\n";
+    // [proxy] keys first; a [[backend]] in proxy_extra goes after the TLS section.
+    const size_t table = proxy_extra.find("\n[");
+    c << proxy_extra.substr(0, table) << "\n";
+    if (tls) {
+      cert_ = test::make_cert(dir_.path(), "site", {"localhost"});
+      c << "[proxy.tls]\ncertificates = [{ cert = \"" << cert_.cert_path << "\", key = \"" << cert_.key_path
+        << "\" }]\n";
+    }
+    c << "[admin]\nlisten = \"\"\n[health]\ninterval_ms = 3600000\n";
+    if (table != std::string::npos) c << proxy_extra.substr(table + 1) << "\n";
+    for (const auto& b : backends_) {
+      c << "[[backend]]\nname = \"" << b->name() << "\"\naddress = \"" << b->address() << "\"\n";
+    }
+    config_ = dir_.write_file("ringproxy.toml", c.str());
+    proxy_ = std::make_unique<Process>(std::string(RINGPROXY_BIN), std::vector<std::string>{"-c", config_},
+                                       dir_.path(), "ringproxy");
+    ASSERT_TRUE(proxy_->wait_for_output(Output::err, "listening on")) << proxy_->describe();
+  }
+
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& b : backends_) out.push_back(b->name());
+    return out;
+  }
+
+  // h2_client.py ARGS PORT PATHS...
+  H2Result h2(const std::string& args, const std::vector<std::string>& paths, const std::string& name = "h2") {
+    std::string cmd = "/usr/bin/python3 " + std::string(H2_CLIENT) + " " + args + " " + std::to_string(port_);
+    for (const std::string& p : paths) cmd += " '" + p + "'";
+    const Ran r = run(dir_, name, cmd);
+    EXPECT_EQ(r.code, 0) << r.out;
+    return parse_h2(r.out);
+  }
+
+  TempDir dir_;
+  std::string log_level_ = "debug";
+  std::vector<std::unique_ptr<DemoBackend>> backends_;
+  test::TestCert cert_;
+  uint16_t port_ = 0;
+  std::string config_;
+  std::unique_ptr<Process> proxy_;
+};
+
+// Many streams of one connection, each hashed on its own: every key lands on the node the
+// independent ring reference names, as over HTTP/1.
+TEST_F(H2Fixture, StreamsOfOneConnectionLandWhereTheRingSays) {
+  start(3);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 60; ++i) keys.push_back("/h2-key-" + std::to_string(i));
+  const auto want = reference_map(names(), keys);
+  ASSERT_EQ(want.size(), keys.size());
+  const H2Result r = h2("", keys);
+  ASSERT_EQ(r.streams.size(), keys.size()) << r.raw;
+  std::vector<std::string> got;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const nlohmann::json& s = r.streams[i];
+    ASSERT_EQ(s["status"], 200) << s.dump();
+    const std::string node = s["headers"].value("x-backend", "");
+    EXPECT_EQ(s["body"], node + " " + keys[i] + "\n");
+    got.push_back(node);
+  }
+  EXPECT_EQ(placement_differences(keys, got, want, "", "h2 stream"), 0);
+  EXPECT_EQ(r.connection["goaway"], nullptr);
+}
+
+// curl by prior knowledge and nghttp: the answer is HTTP/2, with the node's fields and
+// without HTTP/1's connection-specific ones (RFC 9113 8.2.2).
+TEST_F(H2Fixture, CurlAndNghttpSpeakH2cByPriorKnowledge) {
+  start(1);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port_);
+  const Ran curl = run(dir_, "curl", "curl -sS -i --http2-prior-knowledge " + url + "/hello");
+  ASSERT_EQ(curl.code, 0) << curl.out;
+  EXPECT_NE(curl.out.find("HTTP/2 200"), std::string::npos) << curl.out;
+  EXPECT_NE(curl.out.find("x-backend: n1"), std::string::npos) << curl.out;
+  EXPECT_NE(curl.out.find("n1 /hello"), std::string::npos) << curl.out;
+  EXPECT_EQ(curl.out.find("connection:"), std::string::npos) << curl.out;
+
+  const Ran nghttp = run(dir_, "nghttp", "nghttp -v " + url + "/a " + url + "/b " + url + "/c");
+  ASSERT_EQ(nghttp.code, 0) << nghttp.out;
+  EXPECT_NE(nghttp.out.find("n1 /a"), std::string::npos) << nghttp.out;
+  EXPECT_NE(nghttp.out.find("n1 /c"), std::string::npos) << nghttp.out;
+
+  // HTTP/1.1 on the same listener is untouched.
+  const Response r = http_get(port_, "/plain");
+  EXPECT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(r.body, "n1 /plain\n");
+}
+
+// A TLS listener offers h2 first by ALPN (proxy.alpn's default) and still serves a
+// client that offers only HTTP/1.1.
+TEST_F(H2Fixture, TlsListenerChoosesH2ByAlpn) {
+  start(2, {}, /*tls=*/true);
+  const std::string base = "https://localhost:" + std::to_string(port_);
+  const std::string resolve = " --resolve localhost:" + std::to_string(port_) + ":127.0.0.1";
+  const Ran over_h2 = run(dir_, "curl-h2", "curl -sS -k -i --http2" + resolve + " " + base + "/tls-key");
+  ASSERT_EQ(over_h2.code, 0) << over_h2.out;
+  EXPECT_NE(over_h2.out.find("HTTP/2 200"), std::string::npos) << over_h2.out;
+  const Ran h1 = run(dir_, "curl-h1", "curl -sS -k -i --http1.1" + resolve + " " + base + "/tls-key");
+  ASSERT_EQ(h1.code, 0) << h1.out;
+  EXPECT_NE(h1.out.find("HTTP/1.1 200"), std::string::npos) << h1.out;
+
+  const H2Result r = h2("--tls", {"/t1", "/t2", "/t3"});
+  ASSERT_EQ(r.streams.size(), 3u) << r.raw;
+  for (const auto& s : r.streams) EXPECT_EQ(s["status"], 200) << s.dump();
+}
+
+// The proxy with alpn = ["http/1.1"] never picks h2, and with h2c = false a plain
+// listener refuses the preface as the HTTP/1 request line it then is.
+TEST_F(H2Fixture, AlpnAndH2cCanBeTurnedOff) {
+  start(1, "alpn = [\"http/1.1\"]\nh2c = false", /*tls=*/true);
+  const std::string resolve = " --resolve localhost:" + std::to_string(port_) + ":127.0.0.1";
+  const Ran r = run(dir_, "curl", "curl -sS -k -i --http2" + resolve + " https://localhost:" + std::to_string(port_) + "/x");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("HTTP/1.1 200"), std::string::npos) << r.out;
+}
+
+TEST_F(H2Fixture, H2cOffRefusesThePreface) {
+  start(1, "h2c = false");
+  const Ran r = run(dir_, "curl", "curl -sS -i --http2-prior-knowledge http://127.0.0.1:" + std::to_string(port_) + "/x");
+  EXPECT_NE(r.code, 0) << "an HTTP/2 client gets no HTTP/2 answer: " << r.out;
+  EXPECT_EQ(r.out.find("HTTP/2 200"), std::string::npos) << r.out;
+}
+
+// Request bodies arrive as DATA frames: sized when the client gave content-length, else
+// sent chunked to the HTTP/1.1 node; response bodies go back as DATA, decoded from
+// chunked, with what the node sent byte for byte.
+TEST_F(H2Fixture, BodiesAreReframedBothWays) {
+  start(1);
+  H2Result sized = h2("--method POST --body-bytes 1000000", {"/echo", "/sink", "/headers"}, "sized");
+  ASSERT_EQ(sized.streams.size(), 3u) << sized.raw;
+  EXPECT_EQ(sized.streams[0]["status"], 200);
+  EXPECT_EQ(sized.streams[0]["body_len"], 1000000);
+  EXPECT_EQ(sized.streams[0]["body"].get<std::string>().substr(0, 30), "abcdefghijklmnopqrstuvwxyzabcd");
+  EXPECT_EQ(sized.streams[1]["body"], "1000000\n");
+  const std::string sized_head = sized.streams[2]["body"];
+  EXPECT_NE(sized_head.find("content-length: 1000000"), std::string::npos) << sized_head;
+  EXPECT_EQ(sized_head.find("Transfer-Encoding"), std::string::npos) << sized_head;
+
+  H2Result chunked = h2("--method POST --no-length --body-bytes 300000 --chunk 1000", {"/sink", "/headers"}, "chunked");
+  ASSERT_EQ(chunked.streams.size(), 2u) << chunked.raw;
+  EXPECT_EQ(chunked.streams[0]["body"], "300000\n");
+  const std::string chunked_head = chunked.streams[1]["body"];
+  EXPECT_NE(chunked_head.find("Transfer-Encoding: chunked"), std::string::npos) << chunked_head;
+
+  // A chunked response comes back decoded, without Transfer-Encoding; its trailer is
+  // HTTP/1's and stays behind for now.
+  H2Result down = h2("", {"/chunked", "/bytes/3000000"}, "down");
+  ASSERT_EQ(down.streams.size(), 2u) << down.raw;
+  EXPECT_EQ(down.streams[0]["body"], "chunk 1\nchunk 2\nchunk 3\n");
+  EXPECT_FALSE(down.streams[0]["headers"].contains("transfer-encoding")) << down.streams[0].dump();
+  EXPECT_EQ(down.streams[1]["body_len"], 3000000);
+}
+
+// RFC 9113 8.2.3 and 8.3.1: cookie crumbs are one field for HTTP/1; :authority is the
+// Host; the node sees Via and X-Forwarded-* as from an HTTP/1 client.
+TEST_F(H2Fixture, TheNodeSeesAnHttp1HeadWithHostAndOneCookie) {
+  start(1);
+  H2Result r = h2("--header cookie:a=1 --header cookie:b=2 --header x-thing:yes", {"/headers"});
+  ASSERT_EQ(r.streams.size(), 1u) << r.raw;
+  const std::string head = r.streams[0]["body"];
+  EXPECT_NE(head.find("GET /headers HTTP/1.1\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("host: localhost:" + std::to_string(port_) + "\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("cookie: a=1; b=2\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("x-thing: yes\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("X-Forwarded-For: 127.0.0.1\n"), std::string::npos) << head;
+}
+
+// What the proxy answers itself is an HTTP/2 response too: 503 with no usable node, a
+// HEAD answered without a body, 204 and 304 without content.
+TEST_F(H2Fixture, OwnAnswersAndBodilessResponses) {
+  start(1);
+  H2Result r = h2("", {"/status/204", "/status/304", "/status/503"});
+  ASSERT_EQ(r.streams.size(), 3u) << r.raw;
+  EXPECT_EQ(r.streams[0]["status"], 204);
+  EXPECT_EQ(r.streams[0]["body_len"], 0);
+  EXPECT_EQ(r.streams[1]["status"], 304);
+  EXPECT_EQ(r.streams[2]["status"], 503);
+  H2Result head = h2("--method HEAD", {"/bytes/5000"}, "head");
+  ASSERT_EQ(head.streams.size(), 1u) << head.raw;
+  EXPECT_EQ(head.streams[0]["status"], 200);
+  EXPECT_EQ(head.streams[0]["body_len"], 0);
+  EXPECT_EQ(head.streams[0]["headers"]["content-length"], "5000");
+}
+
+// A node that refuses connections: each stream gets the proxy's 502, logged, and the
+// connection serves the next streams.
+TEST_F(H2Fixture, AFailedNodeIsA502OverH2) {
+  DeadPort dead;
+  start(0, "retries = 0\n[[backend]]\nname = \"dead\"\naddress = \"127.0.0.1:" + std::to_string(dead.port()) + "\"");
+  H2Result r = h2("", {"/x", "/y"});
+  ASSERT_EQ(r.streams.size(), 2u) << r.raw;
+  for (const auto& s : r.streams) {
+    EXPECT_EQ(s["status"], 502) << s.dump();
+    EXPECT_EQ(s["body"], "backend failed\n") << s.dump();
+  }
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 502: connect failed"));
+}
+
+// h2load: many streams at once over a few connections, every one answered.
+TEST_F(H2Fixture, H2loadStreamsAreAllAnswered) {
+  log_level_ = "info";
+  start(2);
+  const Ran r = run(dir_, "h2load", "h2load -n 4000 -c 4 -m 50 http://127.0.0.1:" + std::to_string(port_) + "/load");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("4000 succeeded, 0 failed, 0 errored"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("status codes: 4000 2xx"), std::string::npos) << r.out;
+}
+
+// A drain (SIGTERM) sends GOAWAY and lets the open stream finish. (nghttp reads on
+// after a GOAWAY; python3-h2 4.1 takes GOAWAY as the connection's end.)
+TEST_F(H2Fixture, DrainSendsGoawayAndFinishesOpenStreams) {
+  backends_.push_back(std::make_unique<DemoBackend>(
+      dir_, "n1", DemoBackendOptions{.mode = "normal", .delay_ms = 1500, .host = "127.0.0.1", .port = 0, .extra_args = {}}));
+  start(0, "shutdown_timeout_ms = 10000");
+  Process client("/usr/bin/nghttp", {"-v", "http://127.0.0.1:" + std::to_string(port_) + "/slow"}, dir_.path(), "client");
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "routing /slow")) << proxy_->describe();
+  ASSERT_TRUE(proxy_->send_signal(SIGTERM));
+  const auto status = client.wait(Millis(20000));
+  ASSERT_TRUE(status.has_value()) << client.describe();
+  EXPECT_EQ(status->code, 0) << client.describe();
+  const std::string out = client.stdout_text();
+  EXPECT_NE(out.find("recv GOAWAY frame"), std::string::npos) << out;
+  EXPECT_NE(out.find("error_code=NO_ERROR"), std::string::npos) << out;
+  EXPECT_NE(out.find("n1 /slow"), std::string::npos) << "the open stream finished: " << out;
+  const auto exit = proxy_->wait(Millis(20000));
+  ASSERT_TRUE(exit.has_value()) << proxy_->describe();
+  EXPECT_EQ(exit->code, 0);
+}
+
+}  // namespace
+}  // namespace ringproxy::integration

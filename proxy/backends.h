@@ -88,14 +88,18 @@ struct NodeState {
 
   uint64_t requests() const { return sum([](const NodeCounters& c) {
     uint64_t n = 0;
-    for (const auto& b : c.by_class) n += b.load(std::memory_order_relaxed);
+    for (const auto& p : c.by_class) {
+      for (const auto& b : p) n += b.load(std::memory_order_relaxed);
+    }
     return n;
   }); }
   uint64_t failures() const {
     return sum([](const NodeCounters& c) { return c.failures.load(std::memory_order_relaxed); });
   }
-  uint64_t responses(int status_class) const {
-    return sum([&](const NodeCounters& c) { return c.by_class[status_class].load(std::memory_order_relaxed); });
+  uint64_t responses(int status_class, int protocol) const {
+    return sum([&](const NodeCounters& c) {
+      return c.by_class[protocol][status_class].load(std::memory_order_relaxed);
+    });
   }
 
   // The node's times to a response head (ringproxy_upstream_header_duration_seconds),

@@ -73,6 +73,7 @@ void Exchange::account(int status) {
   if (o.node && !pool_->is_default()) o.pool = pool_->name();
   o.from_backend = resp_from_backend_;
   o.eject_after = pool_ ? pool_->config.health.eject_after_failures : 0;
+  o.protocol = down_h2_ ? kProtoH2 : kProtoHttp1;
   log_.finish(worker_, o, worker_.now_us());
 }
 
@@ -131,7 +132,8 @@ void Exchange::on_request(RequestHead& req, std::string_view client_ip) {
   }
 
   // Access-log fields, taken now: the head's bytes may move once the body streams.
-  log_.take_head(client_ip_, method, target, client_http10_, *req.fields, down_.tls());
+  log_.take_head(client_ip_, method, target,
+                 down_h2_ ? "HTTP/2.0"sv : (client_http10_ ? "HTTP/1.0"sv : "HTTP/1.1"sv), *req.fields, down_.tls());
   if (!apply_max_forwards(req)) return;
 
   // The pool: the first [[route]] matching the Host and the target, else the

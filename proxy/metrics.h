@@ -39,9 +39,14 @@ struct DurationCounts {
   }
 };
 
-// Per node, per worker: responses by status class (index status / 100; 0 is unused).
+// The client protocols ringproxy_requests_total counts apart (its `protocol` label).
+enum ClientProtocol : uint8_t { kProtoHttp1, kProtoH2, kClientProtocols };
+inline constexpr const char* kClientProtocolNames[kClientProtocols] = {"http1", "h2"};
+
+// Per node, per worker: responses by client protocol and status class (index
+// status / 100; 0 is unused).
 struct alignas(64) NodeCounters {
-  std::atomic<uint64_t> by_class[6] = {};
+  std::atomic<uint64_t> by_class[kClientProtocols][6] = {};
   std::atomic<uint64_t> failures{0};  // connect errors, resets, timeouts, malformed responses
   // From the request head written to the node to its response head parsed: the node's
   // time to answer (and the request body's upload, when there is one).
@@ -57,14 +62,16 @@ struct alignas(64) WorkerStats {
   std::atomic<uint64_t> retries{0};
   // A pooled connection the backend had closed, tried again once on a new connection.
   std::atomic<uint64_t> reconnects{0};
-  std::atomic<uint64_t> no_node{0};  // 503s answered by the proxy: no usable node, or out of local resources
+  // 503s answered by the proxy (no usable node, or out of local resources), by protocol.
+  std::atomic<uint64_t> no_node[kClientProtocols] = {};
   // Connects to a backend (socket or connect) and accepts that failed for want of
   // descriptors or memory here (net/local_error.h), and the times a worker stopped
   // accepting for want of descriptors (Worker::pause_accepting).
   std::atomic<uint64_t> local_errors_connect{0};
   std::atomic<uint64_t> local_errors_accept{0};
   std::atomic<uint64_t> accept_pauses{0};
-  std::atomic<uint64_t> client_errors{0};  // 400, 408, 431, 505 answered by the proxy
+  // 400, 408, 431, 505 answered by the proxy, by protocol.
+  std::atomic<uint64_t> client_errors[kClientProtocols] = {};
   // Client TLS handshakes by result (ringproxy_tls_handshakes_total{result}).
   enum TlsResult { kTlsFull, kTlsResumed, kTlsError, kTlsTimeout, kTlsClosed, kTlsPlainHttp, kTlsResults };
   static constexpr const char* kTlsResultNames[kTlsResults] = {"full",   "resumed", "error",

@@ -57,7 +57,8 @@ void note_tls_handshake(Worker& worker, const TlsTransport& tls, std::string_vie
   worker.access_log(line);
 }
 
-void RequestLog::take_head(std::string_view client_ip, std::string_view method, std::string_view target, bool http10,
+void RequestLog::take_head(std::string_view client_ip, std::string_view method, std::string_view target,
+                           std::string_view version,
                            std::span<const HeaderView> fields, const TlsTransport* tls) {
   if (!AccessLog::enabled()) return;
   // What the client wrote is escaped (\xHH), so a '"' in a User-Agent cannot forge a
@@ -69,7 +70,9 @@ void RequestLog::take_head(std::string_view client_ip, std::string_view method, 
   prefix_ += method;
   prefix_ += ' ';
   append_log_escaped(prefix_, target);
-  prefix_ += http10 ? " HTTP/1.0\" " : " HTTP/1.1\" ";
+  prefix_ += ' ';
+  prefix_ += version;
+  prefix_ += "\" ";
   const std::string_view referer = find_header(fields, "referer");
   const std::string_view agent = find_header(fields, "user-agent");
   tail_.assign(" \"");
@@ -95,16 +98,16 @@ void RequestLog::finish(Worker& worker, const Outcome& o, uint64_t now_us) {
   if (o.node) {
     const Backend& b = *o.node;
     const int status_class = o.status >= 100 && o.status < 600 ? o.status / 100 : 5;
-    bump(b.state->per_worker[worker.id()].by_class[status_class]);
+    bump(b.state->per_worker[worker.id()].by_class[o.protocol][status_class]);
     if (o.from_backend && o.status >= 500) {
       note_node_failure(worker, b, o.eject_after);
     } else if (o.from_backend && b.state->consecutive_failures.load(std::memory_order_relaxed) != 0) {
       b.state->consecutive_failures.store(0, std::memory_order_relaxed);
     }
   } else if (o.status == 503) {
-    bump(stats.no_node);
+    bump(stats.no_node[o.protocol]);
   } else if (o.status >= 400) {
-    bump(stats.client_errors);
+    bump(stats.client_errors[o.protocol]);
   }
   if (!AccessLog::enabled() || prefix_.empty()) return;
   std::string& line = worker.scratch();

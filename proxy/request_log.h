@@ -12,6 +12,7 @@
 
 #include "http/message.h"
 #include "proxy/backends.h"
+#include "proxy/metrics.h"
 
 namespace ringproxy {
 
@@ -41,8 +42,9 @@ class RequestLog {
   // streams), and of the client's TLS (null: plain), which the line ends with as
   // " tls=TLSv1.3/TLS_AES_128_GCM_SHA256" (and "/resumed" after a resumed handshake).
   // Costs nothing when the access log is off.
-  void take_head(std::string_view client_ip, std::string_view method, std::string_view target, bool http10,
-                 std::span<const HeaderView> fields, const TlsTransport* tls = nullptr);
+  // `version`: the request line's ("HTTP/1.1", "HTTP/1.0", "HTTP/2.0").
+  void take_head(std::string_view client_ip, std::string_view method, std::string_view target,
+                 std::string_view version, std::span<const HeaderView> fields, const TlsTransport* tls = nullptr);
 
   struct Outcome {
     int status = 0;
@@ -51,6 +53,7 @@ class RequestLog {
     std::string_view pool;            // its pool's name when not "default" (logged as POOL/NODE)
     bool from_backend = false;        // the status is the node's, not the proxy's
     uint32_t eject_after = 0;         // health.eject_after_failures
+    ClientProtocol protocol = kProtoHttp1;
   };
   // Records the outcome; later calls for the same request do nothing.
   void finish(Worker& worker, const Outcome& outcome, uint64_t now_us);

@@ -80,15 +80,19 @@ std::string Server::metrics_text() {
     }
   }
   char num[64];
-  family(out, "ringproxy_requests_total", "counter", "Requests answered, by backend and status class.");
+  family(out, "ringproxy_requests_total", "counter",
+         "Requests answered, by backend, status class and client protocol.");
   for (size_t n = 0; n < nodes.size(); ++n) {
     const Backend& b = *nodes[n].second;
     for (int c = 1; c <= 5; ++c) {
-      out += "ringproxy_requests_total{" + node_labels[n] + ",code=\"" + std::to_string(c) + "xx\"} " +
-             std::to_string(b.state->responses(c)) + "\n";
+      for (int p = 0; p < kClientProtocols; ++p) {
+        out += "ringproxy_requests_total{" + node_labels[n] + ",code=\"" + std::to_string(c) + "xx\",protocol=\"" +
+               kClientProtocolNames[p] + "\"} " + std::to_string(b.state->responses(c, p)) + "\n";
+      }
     }
   }
-  uint64_t no_node = 0, client_errors = 0, retries = 0, reconnects = 0, sum_us = 0;
+  uint64_t no_node[kClientProtocols] = {}, client_errors[kClientProtocols] = {};
+  uint64_t retries = 0, reconnects = 0, sum_us = 0;
   uint64_t local_connect = 0, local_accept = 0, pauses = 0;
   uint64_t buckets[kDurationBuckets + 1] = {};
   for (const auto& w : workers_) {
@@ -96,14 +100,20 @@ std::string Server::metrics_text() {
     local_connect += s.local_errors_connect.load(std::memory_order_relaxed);
     local_accept += s.local_errors_accept.load(std::memory_order_relaxed);
     pauses += s.accept_pauses.load(std::memory_order_relaxed);
-    no_node += s.no_node.load(std::memory_order_relaxed);
-    client_errors += s.client_errors.load(std::memory_order_relaxed);
+    for (int p = 0; p < kClientProtocols; ++p) {
+      no_node[p] += s.no_node[p].load(std::memory_order_relaxed);
+      client_errors[p] += s.client_errors[p].load(std::memory_order_relaxed);
+    }
     retries += s.retries.load(std::memory_order_relaxed);
     reconnects += s.reconnects.load(std::memory_order_relaxed);
     s.duration.add_to(buckets, &sum_us);
   }
-  out += "ringproxy_requests_total{pool=\"\",backend=\"\",code=\"5xx\"} " + std::to_string(no_node) + "\n";
-  out += "ringproxy_requests_total{pool=\"\",backend=\"\",code=\"4xx\"} " + std::to_string(client_errors) + "\n";
+  for (int p = 0; p < kClientProtocols; ++p) {
+    const std::string protocol = std::string(",protocol=\"") + kClientProtocolNames[p] + "\"} ";
+    out += "ringproxy_requests_total{pool=\"\",backend=\"\",code=\"5xx\"" + protocol + std::to_string(no_node[p]) + "\n";
+    out += "ringproxy_requests_total{pool=\"\",backend=\"\",code=\"4xx\"" + protocol + std::to_string(client_errors[p]) +
+           "\n";
+  }
 
   family(out, "ringproxy_request_duration_seconds", "histogram",
          "Time from the first byte of a request to the end of its response.");

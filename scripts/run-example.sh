@@ -38,6 +38,7 @@ cache-b and cache-c, and images (/img/...) on img-a and img-b, each with its own
 Try:
   curl -i http://127.0.0.1:8080/users/42          # X-Backend names the node
   curl -i http://127.0.0.1:8080/img/logo.png      # the image tier
+  curl -i --http2-prior-knowledge http://127.0.0.1:8080/users/42   # the same over HTTP/2
   for k in a b c d e f; do curl -s http://127.0.0.1:8080/$k; done
   ./build/proxy/ringproxy -c examples/ringproxy.toml --lookup /users/42 /a /b
   ./build/proxy/ringproxy -c examples/ringproxy.toml --lookup --pool images /img/logo.png

@@ -315,6 +315,43 @@ TEST(Config, ViaNameDefaultsAndChecks) {
                     "with :PORT, or \"\" to send no Via; got \"a b\""}));
 }
 
+// SPEC "HTTP/2 and gRPC": proxy.alpn, proxy.h2c and [http2], with their defaults.
+TEST(Config, Http2KeysDefaultsAndChecks) {
+  const ConfigResult defaults = load_config_string(std::string(kOneBackend), "t");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults.config.proxy.alpn, (std::vector<std::string>{"h2", "http/1.1"}));
+  EXPECT_TRUE(defaults.config.proxy.h2c);
+  EXPECT_EQ(defaults.config.http2, Http2Config{});
+  EXPECT_EQ(defaults.config.http2.max_concurrent_streams, 128u);
+  EXPECT_EQ(defaults.config.http2.initial_window_bytes, 65535u);
+
+  const ConfigResult set = load_config_string(R"([proxy]
+alpn = ["http/1.1", "h2"]
+h2c = false
+[http2]
+max_concurrent_streams = 16
+initial_window_bytes = 1048576
+max_header_list_bytes = 8192
+idle_timeout_ms = 5000
+)" + std::string(kOneBackend),
+                                              "t");
+  ASSERT_TRUE(set.ok()) << set.errors[0].to_string();
+  EXPECT_EQ(set.config.proxy.alpn, (std::vector<std::string>{"http/1.1", "h2"}));
+  EXPECT_FALSE(set.config.proxy.h2c);
+  EXPECT_EQ(set.config.http2.max_concurrent_streams, 16u);
+  EXPECT_EQ(set.config.http2.initial_window_bytes, 1048576u);
+  EXPECT_EQ(set.config.http2.max_header_list_bytes, 8192u);
+  EXPECT_EQ(set.config.http2.idle_timeout_ms, 5000u);
+
+  EXPECT_EQ(errors_with_backend("[proxy]\nalpn = [\"h3\", \"h2\", \"h2\"]\n"),
+            (Errors{"t.toml:2:9: proxy.alpn[0]: must be \"h2\" or \"http/1.1\", got \"h3\"",
+                    "t.toml:2:21: proxy.alpn[2]: names \"h2\" twice"}));
+  EXPECT_EQ(errors_with_backend("[proxy]\nalpn = []\n"), (Errors{"t.toml:2:8: proxy.alpn: must name at least one protocol"}));
+  EXPECT_EQ(errors_with_backend("[proxy]\nh2c = \"yes\"\n").size(), 1u);
+  EXPECT_EQ(errors_with_backend("[http2]\nmax_concurrent_streams = 0\ninitial_window_bytes = 100\n").size(), 2u);
+  EXPECT_EQ(errors_with_backend("[http2]\nmax_streams = 4\n").size(), 1u);
+}
+
 TEST(Config, Ipv6Listen) {
   const ConfigResult result =
       load_config_string("[proxy]\nlisten = \"[::1]:8080\"\n" + std::string(kOneBackend), "t");

@@ -277,7 +277,8 @@ TEST_F(AdminFixture, UpstreamHeaderTimePerBackend) {
 from prometheus_client.parser import text_string_to_metric_families
 fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
 ok = {s.labels['backend']: int(s.value) for s in fams['ringproxy_requests'].samples
-      if s.name == 'ringproxy_requests_total' and s.labels['code'] == '2xx' and s.labels['backend']}
+      if s.name == 'ringproxy_requests_total' and s.labels['code'] == '2xx' and s.labels['backend']
+      and s.labels['protocol'] == 'http1'}
 h = fams['ringproxy_upstream_header_duration_seconds'].samples
 count = {s.labels['backend']: int(s.value) for s in h if s.name.endswith('_count')}
 total = {s.labels['backend']: s.value for s in h if s.name.endswith('_sum')}

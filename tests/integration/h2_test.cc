@@ -72,7 +72,12 @@ class H2Fixture : public ::testing::Test {
       c << "[proxy.tls]\ncertificates = [{ cert = \"" << cert_.cert_path << "\", key = \"" << cert_.key_path
         << "\" }]\n";
     }
-    c << "[admin]\nlisten = \"\"\n[health]\ninterval_ms = 3600000\n";
+    if (admin_port_ != 0) {
+      c << "[admin]\nlisten = \"127.0.0.1:" << admin_port_ << "\"\n";
+    } else {
+      c << "[admin]\nlisten = \"\"\n";
+    }
+    c << "[health]\ninterval_ms = 3600000\n";
     if (table != std::string::npos) c << proxy_extra.substr(table + 1) << "\n";
     for (const auto& b : backends_) {
       c << "[[backend]]\nname = \"" << b->name() << "\"\naddress = \"" << b->address() << "\"\n";
@@ -100,6 +105,7 @@ class H2Fixture : public ::testing::Test {
 
   TempDir dir_;
   std::string log_level_ = "debug";
+  uint16_t admin_port_ = 0;  // 0: no admin endpoint
   std::vector<std::unique_ptr<DemoBackend>> backends_;
   test::TestCert cert_;
   uint16_t port_ = 0;
@@ -260,6 +266,28 @@ TEST_F(H2Fixture, AFailedNodeIsA502OverH2) {
     EXPECT_EQ(s["body"], "backend failed\n") << s.dump();
   }
   EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 502: connect failed"));
+}
+
+// ringproxy_requests_total counts each client protocol apart; the access log's request
+// line says HTTP/2.0.
+TEST_F(H2Fixture, MetricsAndAccessLogNameTheProtocol) {
+  admin_port_ = free_port();
+  start(1, "access_log = \"" + dir_.file("access.log") + "\"");
+  H2Result r = h2("", {"/m1", "/m2", "/m3"});
+  ASSERT_EQ(r.streams.size(), 3u) << r.raw;
+  ASSERT_EQ(http_get(port_, "/m4").status, 200);
+  const Response m = http_get(admin_port_, "/metrics");
+  ASSERT_EQ(m.status, 200) << m.describe();
+  EXPECT_NE(m.body.find("ringproxy_requests_total{pool=\"default\",backend=\"n1\",code=\"2xx\",protocol=\"h2\"} 3\n"),
+            std::string::npos)
+      << m.body;
+  EXPECT_NE(m.body.find("ringproxy_requests_total{pool=\"default\",backend=\"n1\",code=\"2xx\",protocol=\"http1\"} 1\n"),
+            std::string::npos)
+      << m.body;
+  ASSERT_TRUE(eventually([&] { return read_file(dir_.file("access.log")).find("/m4") != std::string::npos; }));
+  const std::string log = read_file(dir_.file("access.log"));
+  EXPECT_NE(log.find("\"GET /m1 HTTP/2.0\" 200 "), std::string::npos) << log;
+  EXPECT_NE(log.find("\"GET /m4 HTTP/1.1\" 200 "), std::string::npos) << log;
 }
 
 // h2load: many streams at once over a few connections, every one answered.

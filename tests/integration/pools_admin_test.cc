@@ -553,12 +553,12 @@ TEST_F(PoolsAdmin, MetricsCarryThePoolLabel) {
   for (const auto& [name, pb] : demo) {
     const auto& [pool, node] = pb;
     const int want = served.count(name) ? served[name] : 0;
-    EXPECT_EQ(metric(text, series("ringproxy_requests_total", pool, node, ",code=\"2xx\"")), want)
+    EXPECT_EQ(metric(text, series("ringproxy_requests_total", pool, node, ",code=\"2xx\",protocol=\"http1\"")), want)
         << pool << "/" << node;
     EXPECT_EQ(metric(text, series("ringproxy_upstream_header_duration_seconds_count", pool, node)), want)
         << pool << "/" << node;
     EXPECT_EQ(metric(text, series("ringproxy_backend_up", pool, node)), 1) << pool << "/" << node;
-    pool_total[pool] += metric(text, series("ringproxy_requests_total", pool, node, ",code=\"2xx\"")).value_or(-1e9);
+    pool_total[pool] += metric(text, series("ringproxy_requests_total", pool, node, ",code=\"2xx\",protocol=\"http1\"")).value_or(-1e9);
   }
   EXPECT_EQ(pool_total["images"], 90);
   EXPECT_EQ(pool_total["default"], 60);
@@ -834,8 +834,8 @@ TEST_F(PoolsAdmin, ReloadAddsAndRemovesAPoolUnderLoad) {
   EXPECT_EQ(w.backends.find("(none)"), std::string::npos) << w.backends;
   // The proxy answered no request itself (no 5xx, no 4xx) meanwhile.
   const std::string text = metrics();
-  EXPECT_EQ(metric(text, "ringproxy_requests_total{pool=\"\",backend=\"\",code=\"5xx\"}"), 0);
-  EXPECT_EQ(metric(text, "ringproxy_requests_total{pool=\"\",backend=\"\",code=\"4xx\"}"), 0);
+  EXPECT_EQ(metric(text, "ringproxy_requests_total{pool=\"\",backend=\"\",code=\"5xx\",protocol=\"http1\"}"), 0);
+  EXPECT_EQ(metric(text, "ringproxy_requests_total{pool=\"\",backend=\"\",code=\"4xx\",protocol=\"http1\"}"), 0);
   EXPECT_TRUE(proxy_->running()) << proxy_->describe();
 }
 

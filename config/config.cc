@@ -319,8 +319,10 @@ std::vector<Field<Http2Config>> http2_fields() {
   return {
       // RFC 9113 6.5.2: a value below 100 is not recommended; 1 still works.
       integer_field<H>("max_concurrent_streams", &H::max_concurrent_streams, 1, 100'000),
-      // RFC 9113 6.9.2: at most 2^31 - 1; below 1 KiB a stream crawls.
-      integer_field<H>("initial_window_bytes", &H::initial_window_bytes, 1024, 2'147'483'647),
+      // Below 1 KiB a stream crawls. Each stream may hold this much of a request body
+      // while its node is slow, so it bounds memory: 16 MiB at most (RFC 9113 allows
+      // 2^31 - 1).
+      integer_field<H>("initial_window_bytes", &H::initial_window_bytes, 1024, 16'777'216),
       integer_field<H>("max_header_list_bytes", &H::max_header_list_bytes, 1024, 16'777'216),
       integer_field<H>("idle_timeout_ms", &H::idle_timeout_ms, 1, 3'600'000),
   };

@@ -181,6 +181,7 @@ void Exchange::on_request(RequestHead& req, std::string_view client_ip) {
   rw.client_ip = client_ip_;
   rw.via = cfg.proxy.via;
   rw.client_http10 = client_http10_;
+  rw.client_h2 = down_h2_;
   rw.https = down_.tls() != nullptr;
   rw.subject_header = subject_header;
   rw.subject_headers = routing.subject_headers;
@@ -340,7 +341,7 @@ void Exchange::attach_upstream(UpstreamConn* conn) {
 }
 
 void Exchange::send_upstream_head() {
-  uv_buf_t bufs[3];
+  uv_buf_t bufs[4];
   unsigned n = 1;
   bufs[0] = uv_buf_init(up_head_.data(), static_cast<unsigned>(up_head_.size()));
   if (host_missing_) {
@@ -354,6 +355,12 @@ void Exchange::send_upstream_head() {
     bufs[1] = uv_buf_init(host_line_.data(), static_cast<unsigned>(host_line_.size()));
     bufs[2] = uv_buf_init(up_head_.data() + up_head_.size() - 2, 2);
     n = 3;
+  }
+  if (chunk_up_ && req_done_ && req_body_forwarded_ == 0) {
+    // An empty chunked body already ended (a retry, or a new connection after a stale
+    // one): its last-chunk goes with the head, as the client will not send it again.
+    static constexpr std::string_view kLastChunk = "0\r\n\r\n";
+    bufs[n++] = uv_buf_init(const_cast<char*>(kLastChunk.data()), static_cast<unsigned>(kLastChunk.size()));
   }
   up_sent_us_ = worker_.now_us();
   const int rc = up_->write(bufs, n);
@@ -743,9 +750,13 @@ void Exchange::on_response_head() {
                                                                                       up_sent_us_);
   }
   // RFC 9110 15.2: no 1xx to an HTTP/1.0 client. The parser reads the final head next.
-  // Nor to an HTTP/2 one: its body flows under flow control, not after a 100.
-  if (interim && (client_http10_ || down_h2_)) return;
+  if (interim && client_http10_) return;
   if (down_h2_) {
+    if (interim) {
+      // 100 Continue (the client may be waiting for it before its body), 103.
+      if (down_.send_head(resp_status_, resp_.fields(), false) < 0) down_.abort();
+      return;
+    }
     const bool bodiless = resp_.bodiless();
     if (resp_.chunked() && !bodiless) resp_.set_decode_chunked(true);  // DATA frames carry it
     if (down_.send_head(resp_status_, resp_.fields(), bodiless) < 0) {

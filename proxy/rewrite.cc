@@ -124,7 +124,9 @@ bool build_request_head(const RequestRewrite& r, std::string& out) {
     // was received in then its name, after the members already there.
     h.lit("Via: ");
     if (have_via) append_list("via");
-    if (r.client_http10) {
+    if (r.client_h2) {
+      h.lit("2 ");  // RFC 9110 7.6.3: HTTP/2's received-protocol is "2"
+    } else if (r.client_http10) {
       h.lit("1.0 ");
     } else {
       h.lit("1.1 ");

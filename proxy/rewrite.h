@@ -21,6 +21,7 @@ struct RequestRewrite {
   std::string_view client_ip;
   std::string_view via;  // this proxy's Via name; "" sends none and leaves the client's alone
   bool client_http10 = false;
+  bool client_h2 = false;  // the request came over HTTP/2 (Via says "2")
   bool https = false;    // the client connected over TLS: X-Forwarded-Proto: https
   // The listener's client_subject_header: when `client_subject` is set (a verified
   // certificate), one of ours is sent with it.

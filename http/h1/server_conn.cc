@@ -158,11 +158,15 @@ void ServerConn::on_connect(int status) {
 }
 
 bool ServerConn::take_over_http2(bool alpn) {
+  // HTTP/1's deadline goes; the new protocol arms its own (from http2(), which starts it).
+  timer_.disarm();
   Takeover* t = owner_.http2(*this, alpn);
-  if (!t) return false;
+  if (!t) {
+    if (req_phase_ == ReqPhase::kIdle || req_phase_ == ReqPhase::kHead) arm_timer(owner_.limits().header_timeout_ms);
+    return false;
+  }
   takeover_ = t;
   req_phase_ = ReqPhase::kDone;  // HTTP/1 reads no more
-  timer_.disarm();
   if (in_->size() > 0) takeover_->on_read(static_cast<ssize_t>(in_->size()));
   if (!closing_) io_->start_reading();
   return true;

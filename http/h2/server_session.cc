@@ -180,14 +180,15 @@ void ServerSession::on_read(ssize_t nread) {
 int ServerSession::on_begin_headers(nghttp2_session* ng, const nghttp2_frame* frame, void* user) {
   ServerSession* self = session_of(user);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  // A refused stream has no Stream: its fields and DATA are dropped as they come.
   if (self->draining_) {
     nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
   }
   Stream* s = self->owner_.new_stream();
   if (!s) {
     nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
   }
   s->session_ = self;
   s->id_ = frame->hd.stream_id;
@@ -280,17 +281,24 @@ int ServerSession::on_frame_recv(nghttp2_session* ng, const nghttp2_frame* frame
   }
 }
 
+void ServerSession::refuse(Stream& s, int status, std::string_view text, std::string_view cause) {
+  // Counted and logged by the handler as HTTP/1's refusals are; it never saw the head.
+  s.dispatched_ = true;
+  s.handler_done_ = true;
+  s.handler_.begin();
+  s.handler_.on_answered(status, cause);
+  s.submit_simple(status, "text/plain", text);
+}
+
 void ServerSession::dispatch(Stream& s, bool end_stream) {
   s.remote_end_ = end_stream;
   if (s.head_too_large_) {
-    s.submit_simple(431, "text/plain", "request header fields too large");
-    s.handler_done_ = true;
+    refuse(s, 431, "request header fields too large", "head over http2.max_header_list_bytes");
     return;
   }
   if (s.method_ == "CONNECT") {
     // RFC 9113 8.5: CONNECT makes a tunnel; this proxy forwards requests only.
-    s.submit_simple(405, "text/plain", "CONNECT is not supported");
-    s.handler_done_ = true;
+    refuse(s, 405, "CONNECT is not supported", "CONNECT refused");
     return;
   }
   // :authority is the Host (RFC 9113 8.3.1); a Host field that differs from it is
@@ -299,8 +307,7 @@ void ServerSession::dispatch(Stream& s, bool end_stream) {
   for (size_t i = 0; i < s.fields_.size(); ++i) {
     if (s.fields_[i].name == "host") {
       if (host != SIZE_MAX) {
-        s.submit_simple(400, "text/plain", "malformed request");
-        s.handler_done_ = true;
+        refuse(s, 400, "malformed request", "malformed request: two host fields");
         return;
       }
       host = i;
@@ -315,8 +322,8 @@ void ServerSession::dispatch(Stream& s, bool end_stream) {
     }
   }
   if (host == SIZE_MAX || !valid_host(s.fields_[host].value, false)) {
-    s.submit_simple(400, "text/plain", "malformed request");
-    s.handler_done_ = true;
+    refuse(s, 400, "malformed request", host == SIZE_MAX ? "malformed request: no :authority nor host"
+                                                         : "malformed request: invalid :authority");
     return;
   }
   if (!s.cookie_.empty()) s.fields_.push_back({"cookie", s.cookie_});
@@ -355,14 +362,9 @@ int ServerSession::on_data_chunk(nghttp2_session* ng, uint8_t, int32_t stream_id
     nghttp2_session_consume_stream(ng, stream_id, len);
     return 0;
   }
-  if (s->pinned_ > 0 && s->body_.size() + len > s->body_.capacity()) {
-    // Bytes the handler still uses would move. The client sent past the window we
-    // advertised (nghttp2 refuses that first); reset the stream rather than move them.
-    nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_FLOW_CONTROL_ERROR);
-    return 0;
-  }
-  if (s->body_.capacity() == 0) s->body_.reserve(self->settings_.initial_window_bytes);
-  s->body_.append(reinterpret_cast<const char*>(data), len);
+  // What the handler still uses must not move: while it is pinned, new bytes wait
+  // apart. Either way the bytes held are at most the stream's window (uncredited).
+  (s->pinned_ > 0 ? s->later_ : s->body_).append(reinterpret_cast<const char*>(data), len);
   self->pump(*s);
   return 0;
 }
@@ -373,6 +375,10 @@ void ServerSession::pump(Stream& s) {
   if (s.given_ > 0) {
     s.body_.erase(0, s.given_);  // taken and credited: what is left moves to the front
     s.given_ = 0;
+  }
+  if (!s.later_.empty()) {
+    s.body_.append(s.later_);
+    s.later_.clear();
   }
   const size_t n = s.body_.size();
   if (n == 0 && !s.remote_end_) return;
@@ -395,7 +401,7 @@ void ServerSession::credit(Stream& s, size_t n) {
   flush();  // a WINDOW_UPDATE may be due (deferred while receiving)
 }
 
-int ServerSession::on_stream_close(nghttp2_session* ng, int32_t stream_id, uint32_t, void* user) {
+int ServerSession::on_stream_close(nghttp2_session* ng, int32_t stream_id, uint32_t error_code, void* user) {
   ServerSession* self = session_of(user);
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(ng, stream_id));
   if (!s) return 0;
@@ -404,7 +410,13 @@ int ServerSession::on_stream_close(nghttp2_session* ng, int32_t stream_id, uint3
     s->head_open_ = false;
     --self->heads_open_;
   }
-  self->finish_handler(*s);
+  // Our END_STREAM went out (with the last DATA, or the head of a bodiless answer) and
+  // the client had ended its side: the normal end. The handler finishes its own way
+  // (its node's connection goes back to the pool) once the write carrying the last
+  // bytes completes. Anything else (a reset, a connection error) ends it now.
+  const bool answered = s->head_sent_ && (!s->has_body_ || (s->out_end_ && s->out_len_ == 0));
+  s->ended_ok_ = answered && error_code == NGHTTP2_NO_ERROR;
+  if (!s->ended_ok_) self->finish_handler(*s);
   self->maybe_free(*s);
   return 0;
 }
@@ -461,6 +473,7 @@ void ServerSession::reap() {
     s->head_bytes_ = 0;
     s->head_too_large_ = s->head_open_ = false;
     s->body_.clear();
+    s->later_.clear();
     s->given_ = s->pinned_ = 0;
     s->remote_end_ = s->end_given_ = false;
     const bool dispatched = s->dispatched_;
@@ -469,7 +482,7 @@ void ServerSession::reap() {
     s->out_ = nullptr;
     s->out_len_ = 0;
     s->out_end_ = s->want_drain_ = s->in_send_ = s->in_write_ = s->abort_after_write_ = false;
-    s->handler_done_ = s->closed_ = s->listed_dead_ = false;
+    s->handler_done_ = s->closed_ = s->ended_ok_ = s->listed_dead_ = false;
     s->session_ = nullptr;
     s->id_ = 0;
     ++s->generation_;
@@ -492,7 +505,10 @@ void ServerSession::append_copy(const uint8_t* p, size_t len) {
   frames_.append(reinterpret_cast<const char*>(p), len);
 }
 
-void ServerSession::append_ref(const char* p, size_t len) { segments_.push_back({p, 0, len}); }
+void ServerSession::append_ref(const char* p, size_t len) {
+  segments_.push_back({p, 0, len});
+  ref_bytes_ += len;
+}
 
 void ServerSession::flush() {
   if (closing_ || in_recv_ || !ng_) return;  // on_read flushes after receiving
@@ -518,6 +534,7 @@ void ServerSession::flush_round() {
   if (conn_.send_pending()) return;  // on_write_done goes on
   frames_.clear();
   segments_.clear();
+  ref_bytes_ = 0;
   for (;;) {
     const uint8_t* data = nullptr;
     const ssize_t n = nghttp2_session_mem_send(ng_, &data);
@@ -527,7 +544,7 @@ void ServerSession::flush_round() {
     }
     if (n == 0) break;
     append_copy(data, static_cast<size_t>(n));
-    if (segments_.size() >= kMaxSegments || frames_.size() >= kMaxWriteBytes) break;
+    if (segments_.size() >= kMaxSegments || frames_.size() + ref_bytes_ >= kMaxWriteBytes) break;
   }
   if (segments_.empty()) return;
   iov_.clear();
@@ -560,10 +577,14 @@ void ServerSession::on_write_done(int status) {
 }
 
 void ServerSession::write_completed() {
-  completed_.swap(writing_);
+  // A handler drained here may write again, and that write may complete at once and
+  // land here too: this call's list is its own (the vectors trade places, so a warm
+  // session allocates nothing).
+  std::vector<Stream*> done = std::move(writing_);
+  writing_ = std::move(completed_);
   writing_.clear();
-  for (Stream* s : completed_) s->in_write_ = false;
-  for (Stream* s : completed_) {
+  for (Stream* s : done) s->in_write_ = false;
+  for (Stream* s : done) {
     if (s->abort_after_write_) {
       s->abort_after_write_ = false;
       finish_handler(*s);
@@ -578,7 +599,8 @@ void ServerSession::write_completed() {
     }
     maybe_free(*s);
   }
-  completed_.clear();
+  done.clear();
+  if (completed_.capacity() < done.capacity()) completed_ = std::move(done);
 }
 
 ssize_t ServerSession::read_data(nghttp2_session*, int32_t, uint8_t*, size_t length, uint32_t* flags,
@@ -623,9 +645,9 @@ const TlsTransport* Stream::tls() const { return session_ ? session_->conn_.tls(
 std::string_view Stream::client_subject() const {
   return session_ ? session_->conn_.client_subject() : std::string_view();
 }
-bool Stream::closing() const { return !session_ || session_->closing_ || closed_; }
+bool Stream::closing() const { return !session_ || session_->closing_ || (closed_ && !ended_ok_); }
 
-int Stream::submit(int status, std::span<const HeaderView> fields, bool end_stream) {
+int Stream::submit(int status, std::span<const HeaderView> fields, bool end_stream, bool interim) {
   ServerSession& ss = *session_;
   // Names lowered into one buffer sized first (its views must not move), values as
   // they are: nghttp2 copies both.
@@ -641,11 +663,15 @@ int Stream::submit(int status, std::span<const HeaderView> fields, bool end_stre
   for (const HeaderView& f : fields) {
     // RFC 9113 8.2.2: no connection-specific fields in HTTP/2.
     if (is_hop_by_hop(f.name, connection) || iequals(f.name, "transfer-encoding")) continue;
-    if ((status == 204 || status == 304) && iequals(f.name, "content-length")) continue;
+    // HTTP/1 trailers are not passed on yet: none is announced.
+    if (iequals(f.name, "trailer")) continue;
+    // RFC 9110 8.6: no Content-Length in a 1xx or 204 (a 304's describes the GET's body).
+    if ((status < 200 || status == 204) && iequals(f.name, "content-length")) continue;
     const size_t at = names_.size();
     for (char c : f.name) names_.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
     nv_.push_back(make_nv(std::string_view(names_.data() + at, f.name.size()), f.value));
   }
+  if (interim) return nghttp2_submit_headers(ss.ng_, NGHTTP2_FLAG_NONE, id_, nullptr, nv_.data(), nv_.size(), nullptr);
   nghttp2_data_provider prd;
   prd.source.ptr = this;
   prd.read_callback = ServerSession::read_data;
@@ -674,6 +700,13 @@ void Stream::submit_simple(int status, std::string_view content_type, std::strin
 
 int Stream::send_head(int status, std::span<const HeaderView> fields, bool end_stream) {
   if (!session_ || closed_) return UV_ECANCELED;
+  if (status < 200) {
+    // An interim response (100 Continue, 103 Early Hints): a HEADERS frame of its own
+    // before the final one (RFC 9113 8.1), sent now (the client may wait for it).
+    const int rc = submit(status, fields, false, /*interim=*/true);
+    session_->flush();
+    return rc == 0 ? 0 : UV_ENOMEM;
+  }
   const int rc = submit(status, fields, end_stream);
   return rc == 0 ? 0 : UV_ENOMEM;
 }
@@ -690,8 +723,10 @@ int Stream::send_data(char* p, size_t len, bool end) {
   in_send_ = true;
   session_->flush();
   in_send_ = false;
-  if (!session_ || closed_) return out_len_ == 0 ? Transport::kWritten : UV_ECANCELED;
+  if (!session_) return UV_ECANCELED;
   if (out_len_ == 0 && !in_write_) return Transport::kWritten;
+  if (closed_ && out_len_ > 0) return UV_ECANCELED;  // reset: the rest never goes
+  // In a write not yet complete (the bytes stay pinned), or held by flow control.
   want_drain_ = true;
   return Transport::kQueued;
 }
@@ -753,6 +788,13 @@ void Stream::response_done(bool) {
   if (!session_ || handler_done_) return;
   handler_done_ = true;
   ServerSession& ss = *session_;
+  if (head_sent_ && has_body_ && !out_end_ && !closed_) {
+    // The body ended without a last send (a body the node ended by closing, while a
+    // write was pending): END_STREAM now.
+    out_end_ = true;
+    out_len_ = 0;
+    nghttp2_session_resume_data(ss.ng_, id_);
+  }
   ss.flush();
   ss.maybe_free(*this);
 }

@@ -18,8 +18,9 @@
 //  - Responses: the head as HTTP/2 fields (hop-by-hop fields dropped, names lowered),
 //    the body sent from the handler's buffer without a copy (NGHTTP2_DATA_FLAG_NO_COPY):
 //    the bytes stay pinned until the write that carries them completes.
-//  - Hostile clients: nghttp2's limits (rapid reset, CONTINUATION, SETTINGS and PING
-//    floods, more streams than SETTINGS_MAX_CONCURRENT_STREAMS) and ours: a head over
+//  - Hostile clients: nghttp2's limits (SETTINGS and PING floods, more streams than
+//    SETTINGS_MAX_CONCURRENT_STREAMS; rapid reset and CONTINUATION floods in Debian's
+//    1.52.0-1+deb12u3, which carries those fixes) and ours: a head over
 //    max_header_list_bytes is answered 431; runs of empty DATA frames end the
 //    connection (ENHANCE_YOUR_CALM); a head not complete within header_timeout_ms and a
 //    client that reads nothing for idle_timeout_ms end it too.
@@ -89,7 +90,8 @@ class Stream final : public Downstream {
   // Answers with `status` and a short text body (the handler never saw the request, or
   // has let go of it).
   void submit_simple(int status, std::string_view content_type, std::string_view body);
-  int submit(int status, std::span<const HeaderView> fields, bool end_stream);
+  // `interim`: a 1xx head, before the final one.
+  int submit(int status, std::span<const HeaderView> fields, bool end_stream, bool interim = false);
 
   RequestHandler& handler_;
   ServerSession* session_ = nullptr;
@@ -108,6 +110,7 @@ class Stream final : public Downstream {
 
   // The request body: DATA not yet taken by the handler, then what it took.
   std::string body_;
+  std::string later_;  // DATA that came while body_'s bytes were pinned
   size_t given_ = 0;   // bytes of body_ handed to the handler
   size_t pinned_ = 0;  // ... of which still in use (kPinned): not yet credited back
   bool remote_end_ = false;  // END_STREAM received
@@ -126,6 +129,7 @@ class Stream final : public Downstream {
   bool abort_after_write_ = false;
   bool handler_done_ = false;  // the handler has finished with the stream
   bool closed_ = false;        // nghttp2 closed the stream
+  bool ended_ok_ = false;      // ... after our whole response (not a reset)
   bool listed_dead_ = false;
   std::string own_body_;       // an answer of our own
   std::string names_;          // lowered field names of the response head
@@ -173,6 +177,8 @@ class ServerSession final : public h1::Takeover {
   // Offers the stream's buffered body to its handler.
   void pump(Stream& s);
   void dispatch(Stream& s, bool end_stream);
+  // Answers a head the codec refuses (431, 405, 400), counted and logged.
+  void refuse(Stream& s, int status, std::string_view text, std::string_view cause);
   void credit(Stream& s, size_t n);
   void finish_handler(Stream& s);  // the client or the codec ended the stream
   void maybe_free(Stream& s);
@@ -212,6 +218,7 @@ class ServerSession final : public h1::Takeover {
   std::string frames_;
   std::vector<Segment> segments_;
   std::vector<uv_buf_t> iov_;
+  size_t ref_bytes_ = 0;  // DATA payload bytes referenced by the write being built
   std::vector<Stream*> writing_;  // streams with bytes in the write in flight
   std::vector<Stream*> completed_;
 

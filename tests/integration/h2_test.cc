@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -235,6 +236,7 @@ TEST_F(H2Fixture, TheNodeSeesAnHttp1HeadWithHostAndOneCookie) {
   EXPECT_NE(head.find("cookie: a=1; b=2\n"), std::string::npos) << head;
   EXPECT_NE(head.find("x-thing: yes\n"), std::string::npos) << head;
   EXPECT_NE(head.find("X-Forwarded-For: 127.0.0.1\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("Via: 2 ringproxy\n"), std::string::npos) << "RFC 9110 7.6.3: " << head;
 }
 
 // What the proxy answers itself is an HTTP/2 response too: 503 with no usable node, a
@@ -288,6 +290,72 @@ TEST_F(H2Fixture, MetricsAndAccessLogNameTheProtocol) {
   const std::string log = read_file(dir_.file("access.log"));
   EXPECT_NE(log.find("\"GET /m1 HTTP/2.0\" 200 "), std::string::npos) << log;
   EXPECT_NE(log.find("\"GET /m4 HTTP/1.1\" 200 "), std::string::npos) << log;
+}
+
+// A response streamed from a node leaves the node's connection reusable: one after
+// another, 40 requests with bodies take one upstream connection, none closed.
+TEST_F(H2Fixture, UpstreamConnectionsAreReusedAfterH2Responses) {
+  log_level_ = "info";
+  start(1);
+  const Ran r = run(dir_, "h2load", "h2load -n 40 -c 1 -m 1 http://127.0.0.1:" + std::to_string(port_) + "/bytes/5000");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("40 succeeded"), std::string::npos) << r.out;
+  const std::string port = std::to_string(backends_[0]->port());
+  const Ran closed = run(dir_, "ss-tw", "ss -Htan state time-wait '( dport = :" + port + " )'");
+  const Ran open = run(dir_, "ss-est", "ss -Htan state established '( dport = :" + port + " )'");
+  const auto lines = [](const std::string& t) { return std::count(t.begin(), t.end(), '\n'); };
+  EXPECT_EQ(lines(closed.out), 0) << "connections to the node closed by the proxy:\n" << closed.out;
+  EXPECT_EQ(lines(open.out), 1) << open.out;
+}
+
+// RFC 9113 8.1: a 100 Continue from the node goes to the client as an interim HEADERS
+// frame, so a client waiting for it sends its body at once.
+TEST_F(H2Fixture, ContinueIsRelayedAsInterimHeaders) {
+  start(1);
+  dir_.write_file("body.bin", std::string(100000, 'x'));
+  const Ran r = run(dir_, "curl", "curl -sS -v --http2-prior-knowledge -H 'Expect: 100-continue' --data-binary @" +
+                                      dir_.file("body.bin") + " http://127.0.0.1:" + std::to_string(port_) + "/sink");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("< HTTP/2 100"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("< HTTP/2 200"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("100000"), std::string::npos) << r.out;
+}
+
+// A head the codec refuses is answered on its stream and logged like HTTP/1's (over
+// max_header_list_bytes: 431); the connection serves the next stream.
+TEST_F(H2Fixture, RefusedHeadsAreAnsweredAndLogged) {
+  start(1, "[http2]\nmax_header_list_bytes = 4096");
+  H2Result big = h2("--header x-big:" + std::string(5000, 'b'), {"/big"}, "big");
+  ASSERT_EQ(big.streams.size(), 1u) << big.raw;
+  EXPECT_EQ(big.streams[0]["status"], 431) << big.raw;
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 431: head over http2.max_header_list_bytes"));
+  const Ran after = run(dir_, "curl", "curl -sS --http2-prior-knowledge http://127.0.0.1:" + std::to_string(port_) + "/after");
+  EXPECT_EQ(after.out, "n1 /after\n");
+}
+
+// A TLS client that chooses h2 and then says nothing is closed at the HTTP/2 idle
+// timeout, as a silent HTTP/1 client is at the header timeout.
+TEST_F(H2Fixture, ASilentH2ClientOverTlsIsClosed) {
+  start(1, "header_timeout_ms = 300\n[http2]\nidle_timeout_ms = 300", /*tls=*/true);
+  const std::string script = dir_.write_file("silent.py", R"(import socket, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["h2"])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20), server_hostname="localhost")
+print(s.selected_alpn_protocol())
+got = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    got += d
+# the server's SETTINGS, then its GOAWAY (type 7) before the close
+print("closed", len(got) > 0, b"\x07\x00\x00\x00\x00\x00" in got)
+)");
+  const Ran r = run(dir_, "silent", "/usr/bin/python3 " + script + " " + std::to_string(port_));
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "h2\nclosed True True\n");
 }
 
 // h2load: many streams at once over a few connections, every one answered.

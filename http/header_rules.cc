@@ -197,6 +197,47 @@ bool split_absolute_target(std::string_view target, AbsoluteTarget* out) {
   return true;
 }
 
+bool parse_grpc_timeout(std::string_view value, uint64_t* ms) {
+  if (value.size() < 2 || value.size() > 9) return false;
+  uint64_t n = 0;
+  for (char c : value.substr(0, value.size() - 1)) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  const auto up = [](uint64_t v, uint64_t per_ms) { return (v + per_ms - 1) / per_ms; };
+  switch (value.back()) {
+    case 'H': *ms = n * 3'600'000; return true;
+    case 'M': *ms = n * 60'000; return true;
+    case 'S': *ms = n * 1000; return true;
+    case 'm': *ms = n; return true;
+    case 'u': *ms = up(n, 1000); return true;
+    case 'n': *ms = up(n, 1'000'000); return true;
+    default: return false;
+  }
+}
+
+bool is_grpc_content_type(std::string_view value) {
+  constexpr std::string_view kGrpc = "application/grpc";
+  if (value.size() < kGrpc.size() || !iequals(value.substr(0, kGrpc.size()), kGrpc)) return false;
+  return value.size() == kGrpc.size() || value[kGrpc.size()] == '+' || value[kGrpc.size()] == ';';
+}
+
+int grpc_status_for(int status) {
+  switch (status) {
+    case 400: return 13;  // INTERNAL
+    case 401: return 16;  // UNAUTHENTICATED
+    case 403: return 7;   // PERMISSION_DENIED
+    case 404: return 12;  // UNIMPLEMENTED
+    case 408:
+    case 504: return 4;   // DEADLINE_EXCEEDED
+    case 429:
+    case 502:
+    case 503: return 14;  // UNAVAILABLE
+    case 431: return 8;   // RESOURCE_EXHAUSTED
+    default: return 2;    // UNKNOWN
+  }
+}
+
 bool is_idempotent_method(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
          method == "DELETE" || method == "TRACE";

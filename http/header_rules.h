@@ -70,6 +70,19 @@ bool valid_host(std::string_view value, bool allow_empty);
 // (origin form "/...", asterisk form "*", authority form "host:port").
 bool split_absolute_target(std::string_view target, AbsoluteTarget* out);
 
+// gRPC's grpc-timeout ("PROTOCOL-HTTP2.md" in grpc/grpc: at most 8 digits, then H, M,
+// S, m, u or n) in milliseconds, rounded up (a 500u deadline is 1 ms, not none); false
+// when it is malformed.
+bool parse_grpc_timeout(std::string_view value, uint64_t* ms);
+
+// A gRPC request: content-type application/grpc, alone or with a "+format" or
+// ";params" suffix.
+bool is_grpc_content_type(std::string_view value);
+
+// The gRPC status for an answer of the proxy's own with HTTP status `status` (gRPC's
+// "HTTP to gRPC Status Code Mapping", with 504 as DEADLINE_EXCEEDED as SPEC says).
+int grpc_status_for(int status);
+
 // RFC 9110 9.2.2: methods whose repetition has the effect of one, so a failed attempt
 // may be sent again.
 bool is_idempotent_method(std::string_view method);

@@ -1,5 +1,6 @@
 #include "proxy/exchange.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -170,6 +171,16 @@ void Exchange::on_request(RequestHead& req, std::string_view client_ip) {
     pool_ = nullptr;
     down_.respond_error(404, "no route for this request", "no route matched and no default pool");
     return;
+  }
+  // gRPC's deadline, when shorter, is the wait for the node's answer (SPEC "HTTP/2 and
+  // gRPC"): the client gives up then anyway.
+  upstream_timeout_ms_ = cfg.proxy.upstream_timeout_ms;
+  if (down_h2_) {
+    bool present = false;
+    const std::string_view deadline = find_header(*req.fields, "grpc-timeout", &present);
+    if (uint64_t ms = 0; present && parse_grpc_timeout(deadline, &ms) && ms < upstream_timeout_ms_) {
+      upstream_timeout_ms_ = static_cast<uint32_t>(std::max<uint64_t>(ms, 1));
+    }
   }
   const std::string_view subject = down_.client_subject();
   const std::string_view key = select_hash_key(pool_->config.hash_key, origin, *req.fields, client_ip_, subject);
@@ -369,7 +380,7 @@ void Exchange::send_upstream_head() {
     return;
   }
   const ProxyConfig& p = routing_->config->proxy;
-  up_->arm_timer(req_done_ ? p.upstream_timeout_ms : p.idle_timeout_ms);
+  up_->arm_timer(req_done_ ? upstream_timeout_ms_ : p.idle_timeout_ms);
   down_.resume_body();
 }
 
@@ -503,7 +514,7 @@ Exchange::BodyResult Exchange::on_body(char* p, size_t len, bool end) {
   if (end) {
     req_done_ = true;
     // Bytes after an upgrade request wait for the 101; otherwise the node's turn.
-    if (!upgrade_ && phase_ == Phase::kWaiting) up_->arm_timer(routing_->config->proxy.upstream_timeout_ms);
+    if (!upgrade_ && phase_ == Phase::kWaiting) up_->arm_timer(upstream_timeout_ms_);
   }
   return result;
 }

@@ -165,6 +165,7 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   // retry, or with the 502 when no node is left (one line per failure either way).
   std::string failed_cause_;
   uint64_t up_sent_us_ = 0;      // when the head went to the node (this attempt)
+  uint32_t upstream_timeout_ms_ = 0;  // proxy.upstream_timeout_ms, or a shorter grpc-timeout
 
   // The response.
   h1::ResponseParser resp_;  // the client side of HTTP/1 for the node's answer

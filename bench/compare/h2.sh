@@ -34,9 +34,12 @@
 # Per run: requests/s (h2load's), p50 and p99 latency (from h2load --log-file: each
 # request's microseconds to the end of its response), the proxy's CPU microseconds per
 # request (utime+stime of its process, all threads, and its child processes if any, over
-# the run, / requests that succeeded), ratios to the first proxy listed, h2load's own CPU
-# (% of one core: near 100 means the load generator, not the proxy, was the limit) and
-# the machine's steal. Medians over the rounds, and the verdict against the better peer:
+# the run, / requests that succeeded), ratios to the first proxy listed, upstream connects
+# per request (connections the backends accepted, from their stub_status: near 0 is a
+# pool that keeps its connections), h2load's own CPU (% of one core: near 100 means the
+# load generator, not the proxy, was the limit), other processes' CPU on the machine (%
+# of one core: the cores are shared) and steal; a run with too much of either is run
+# again. Medians over the rounds, and the verdict against the better peer:
 # requests/s >= 1.2 x the best peer's, CPU per request <= 0.8 x the lowest peer's.
 # Everything listens on 127.0.0.1 and stops by itself; only the processes started here
 # are stopped, by pid.
@@ -44,7 +47,8 @@
 #   bench/compare/h2.sh [build-dir]      env: DURATION=10 (or REQUESTS=N) ROUNDS=3
 #       (build-dir: build-rel)                MODES="h2c tls" CLIENTS=100 STREAMS=10
 #                                             PROXIES="ringproxy nginx haproxy h2o"
-#                                             URIS=10000 PIN=0 STEAL_MAX=3 TRIES=2
+#                                             URIS=10000 PIN=0 STEAL_MAX=3 OTHER_MAX=30
+#                                             TRIES=2
 #                                             BASE_PORT=28300
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -61,6 +65,7 @@ URIS=${URIS:-10000}
 # PIN=1: each proxy on CPU 1, h2load and the backends on CPU 0 (see compare.sh).
 PIN=${PIN:-0}
 STEAL_MAX=${STEAL_MAX:-3}   # a run with more steal (%) than this is run again,
+OTHER_MAX=${OTHER_MAX:-30}  # or with other processes using more than this % of a core,
 TRIES=${TRIES:-2}           # up to this many times in all ("2!": the last one stands)
 if [[ $PIN == 1 ]] && (($(nproc) >= 2)) && command -v taskset >/dev/null; then
   on_load=(taskset -c 0) on_proxy=(taskset -c 1)
@@ -118,7 +123,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 BASE=${BASE_PORT:-28300}
-B1=$((BASE + 1)) B2=$((BASE + 2)) B3=$((BASE + 3)) B4=$((BASE + 4))
+B1=$((BASE + 1)) B2=$((BASE + 2)) B3=$((BASE + 3)) B4=$((BASE + 4)) B_STATUS=$((BASE + 5))
 # Listening ports per mode: h2c BASE+11.., tls BASE+21..
 declare -A port=(
   [h2c.ringproxy]=$((BASE + 11)) [h2c.nginx]=$((BASE + 12)) [h2c.haproxy]=$((BASE + 13)) [h2c.h2o]=$((BASE + 14))
@@ -130,7 +135,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$w
 cat "$work/site.pem" "$work/site.key" >"$work/site.both.pem"   # HAProxy's crt: both in one file
 
 # The backends: compare.sh's (keepalive_timeout 600s: idle pooled connections outlive the
-# other proxies' turns).
+# other proxies' turns), with stub_status on a port of its own: the connections the
+# backends accepted during a run are the upstream connects the proxy made (ringproxy's
+# health probes included: 4 a second, each on a new connection).
 cat >"$work/backends.conf" <<CONF
 worker_processes 1;
 worker_rlimit_nofile $nofile;
@@ -146,6 +153,10 @@ http {
     keepalive_requests 100000000;
     keepalive_timeout 600s;
     location / { return 200 "ok\n"; }
+  }
+  server {
+    listen 127.0.0.1:$B_STATUS;
+    location / { stub_status; }
   }
 }
 CONF
@@ -298,6 +309,19 @@ cpu_ticks() {
 # generator's share: cutime + cstime of this shell.
 children_ticks() { awk '{print $16 + $17}' "/proc/$$/stat"; }
 steal_ticks() { awk '/^cpu /{print $9}' /proc/stat; }
+# All CPUs' process time (user, nice, system; not irq and softirq, mostly the loopback
+# traffic of the run itself): what is left after the proxy, h2load and the backends is
+# other processes' load on the machine (the cores may be shared).
+busy_ticks() { awk '/^cpu /{print $2 + $3 + $4}' /proc/stat; }
+backend_accepts() {
+  local line
+  exec 3<>"/dev/tcp/127.0.0.1/$B_STATUS"
+  printf 'GET / HTTP/1.0\r\nHost: status\r\n\r\n' >&3
+  # "Active connections: N", then "server accepts handled requests", then the numbers.
+  line=$(awk 'p {print $1; exit} /accepts handled requests/ {p = 1}' <&3)
+  exec 3<&-
+  echo "${line:-0}"
+}
 ticks_per_s=$(getconf CLK_TCK)
 now_us() { echo $(($(date +%s%N) / 1000)); }
 
@@ -326,15 +350,18 @@ h2load_run() {  # $1 uri file, $2: "warm" for the unmeasured run; the rest: extr
   "${on_load[@]}" h2load "${args[@]}" "$@" 2>&1
 }
 
-declare -A rps p50 p99 cpu loadp steal tries ok
-all_runs=$work/runs   # "mode name rps p50us p99us cpu" per successful run, for the medians
+declare -A rps p50 p99 cpu loadp steal otherp upc tries ok
+all_runs=$work/runs   # "mode name rps p50us p99us cpu upstream-connects/req" per successful run
 : >"$all_runs"
 measure() {  # $1 mode, $2 name
   local mode=$1 name=$2 pid=${ppid[$2]} out before after cb ca sb sa t0 t1 log=$work/h2load.log
   rm -f "$log"
-  before=$(cpu_ticks "$pid"); cb=$(children_ticks); sb=$(steal_ticks); t0=$(now_us)
+  local ab aa bb ba kb ka
+  ab=$(backend_accepts)
+  before=$(cpu_ticks "$pid"); cb=$(children_ticks); sb=$(steal_ticks); bb=$(busy_ticks); kb=$(cpu_ticks "$backends_worker"); t0=$(now_us)
   out=$(h2load_run "$work/uris.$mode.$name" measured --log-file "$log" || true)
-  after=$(cpu_ticks "$pid"); ca=$(children_ticks); sa=$(steal_ticks); t1=$(now_us)
+  after=$(cpu_ticks "$pid"); ca=$(children_ticks); sa=$(steal_ticks); ba=$(busy_ticks); ka=$(cpu_ticks "$backends_worker"); t1=$(now_us)
+  aa=$(backend_accepts)
   printf '%s\n' "$out" >"$work/h2load.$mode.$name.out"
   local line succeeded failed proto
   line=$(grep -E '^requests: ' <<<"$out" || true)
@@ -359,6 +386,11 @@ measure() {  # $1 mode, $2 name
   p50[$name]=$q50 p99[$name]=$q99
   cpu[$name]=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v r="$succeeded" 'BEGIN{printf "%.2f", t / hz * 1e6 / r}')
   loadp[$name]=$(awk -v t=$((ca - cb)) -v hz="$ticks_per_s" -v d=$((t1 - t0)) 'BEGIN{printf "%.0f", t / hz * 1e6 / d * 100}')
+  # Other processes, % of one core: all busy time less the proxy's, h2load's, the backends'.
+  otherp[$name]=$(awk -v t=$((ba - bb - (after - before) - (ca - cb) - (ka - kb))) -v hz="$ticks_per_s" -v d=$((t1 - t0)) \
+    'BEGIN{v = t / hz * 1e6 / d * 100; printf "%.0f", (v < 0) ? 0 : v}')
+  # The request that read the counter before the run is one of the accepts counted.
+  upc[$name]=$(awk -v c=$((aa - ab - 1)) -v r="$succeeded" 'BEGIN{printf "%.3f", c / r}')
   steal[$name]=$(awk -v t=$((sa - sb)) -v hz="$ticks_per_s" -v d=$((t1 - t0)) -v n="$(nproc)" \
     'BEGIN{printf "%.1f", t / hz * 1e6 / (d * n) * 100}')
 }
@@ -368,10 +400,11 @@ run_one() {  # $1 mode, $2 name
   for try in $(seq "$TRIES"); do
     measure "$mode" "$name" || { tries[$name]=$try; return 0; }
     tries[$name]=$try
-    awk -v s="${steal[$name]}" -v m="$STEAL_MAX" 'BEGIN{exit !(s <= m)}' && break
+    awk -v s="${steal[$name]}" -v m="$STEAL_MAX" -v o="${otherp[$name]}" -v om="$OTHER_MAX" \
+      'BEGIN{exit !(s <= m && o <= om)}' && break
     if ((try == TRIES)); then tries[$name]="$try!"; fi
   done
-  echo "$mode $name ${rps[$name]} ${p50[$name]} ${p99[$name]} ${cpu[$name]}" >>"$all_runs"
+  echo "$mode $name ${rps[$name]} ${p50[$name]} ${p99[$name]} ${cpu[$name]} ${upc[$name]}" >>"$all_runs"
 }
 
 # The verdict of the first proxy listed against the better of the others (that ran).
@@ -401,9 +434,9 @@ cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)
 load_desc="-D ${DURATION}s"
 [[ -n $REQUESTS ]] && load_desc="-n $REQUESTS"
 printf 'CPU: %s (%s cores)\n' "${cpu_model:-unknown}" "$(nproc)"
-printf '%s; h2load -c %s -m %s %s -t 1 over %s URIs, %s rounds, modes: %s; %s; a run with over %s%% steal is repeated (%s tries at most)\n' \
+printf '%s; h2load -c %s -m %s %s -t 1 over %s URIs, %s rounds, modes: %s; %s; a run with over %s%% steal or others over %s%% of a core is repeated (%s tries at most)\n' \
   "$(date -u +%F)" "$CLIENTS" "$STREAMS" "$load_desc" "$URIS" "$ROUNDS" "$MODES" \
-  "$( ((PIN == 1)) && echo "proxy on CPU 1, h2load and backends on CPU 0" || echo "not pinned")" "$STEAL_MAX" "$TRIES"
+  "$( ((PIN == 1)) && echo "proxy on CPU 1, h2load and backends on CPU 0" || echo "not pinned")" "$STEAL_MAX" "$OTHER_MAX" "$TRIES"
 printf '%s; nginx %s; %s; h2o %s\n' "$(h2load --version 2>&1 | head -n1)" \
   "$(nginx -v 2>&1 | sed 's/.*nginx\///')" "$(haproxy -v 2>/dev/null | head -n1 | awk '{print "HAProxy " $3}')" \
   "$(h2o --version 2>/dev/null | head -n1 | awk '{print $3}')"
@@ -411,8 +444,11 @@ printf 'ulimit -n %s; nginx upstream keepalive %s; HAProxy maxconn %s; h2o proxi
   "$nofile" "$nginx_keepalive" "$hap_maxconn"
 
 "${on_load[@]}" nginx -c "$work/backends.conf" -p "$work" & pids+=($!)
+backends_pid=$!
 wait_port "$B1" || exit 1
 wait_port "$B4" || exit 1
+wait_port "$B_STATUS" || exit 1
+backends_worker=$(worker_of "$backends_pid")
 
 base=${order[0]}   # ratios and verdicts are the first listed's
 n=${#order[@]}
@@ -433,17 +469,18 @@ for mode in "${mode_list[@]}"; do
       run_one "$mode" "$name"
     done
     printf '\nround %s (run in the order: %s)\n' "$round" "$(for ((k = 0; k < n; k++)); do printf '%s ' "${order[$(((round - 1 + k) % n))]}"; done)"
-    printf '| proxy | requests/s | p50 ms | p99 ms | CPU us/request | rps vs %s | CPU vs %s | h2load CPU %% | steal %% | tries |\n' "$base" "$base"
-    printf '|---|---|---|---|---|---|---|---|---|---|\n'
+    printf '| proxy | requests/s | p50 ms | p99 ms | CPU us/request | rps vs %s | CPU vs %s | upstream connects/req | h2load CPU %% | others CPU %% | steal %% | tries |\n' "$base" "$base"
+    printf '|---|---|---|---|---|---|---|---|---|---|---|---|\n'
     for name in "${order[@]}"; do
       if [[ ${ok[$name]:-0} != 1 ]]; then
-        printf '| %s | failed | - | - | - | - | - | - | - | %s |\n' "$name" "${tries[$name]:-1}"
+        printf '| %s | failed | - | - | - | - | - | - | - | - | - | %s |\n' "$name" "${tries[$name]:-1}"
         continue
       fi
       awk -v n="$name" -v r="${rps[$name]}" -v a="${p50[$name]}" -v b="${p99[$name]}" -v c="${cpu[$name]}" \
           -v r0="${rps[$base]:-0}" -v c0="${cpu[$base]:-0}" -v l="${loadp[$name]}" -v st="${steal[$name]}" -v t="${tries[$name]}" \
-        'BEGIN{printf "| %s | %d | %.2f | %.2f | %.2f | %s | %s | %s | %s | %s |\n", n, r, a / 1000, b / 1000, c,
-          (r0 > 0) ? sprintf("%.2fx", r / r0) : "-", (c0 > 0) ? sprintf("%.2fx", c / c0) : "-", l, st, t}'
+          -v u="${upc[$name]}" -v o="${otherp[$name]}" \
+        'BEGIN{printf "| %s | %d | %.2f | %.2f | %.2f | %s | %s | %s | %s | %s | %s | %s |\n", n, r, a / 1000, b / 1000, c,
+          (r0 > 0) ? sprintf("%.2fx", r / r0) : "-", (c0 > 0) ? sprintf("%.2fx", c / c0) : "-", u, l, o, st, t}'
     done
     if ((n > 1)); then
       for name in "${order[@]}"; do
@@ -453,23 +490,24 @@ for mode in "${mode_list[@]}"; do
   done
   stop_proxies
 
-  printf '\nmedian over %s rounds (%s)\n| proxy | requests/s | p50 ms | p99 ms | CPU us/request | rps vs %s | CPU vs %s | runs |\n|---|---|---|---|---|---|---|---|\n' \
+  printf '\nmedian over %s rounds (%s)\n| proxy | requests/s | p50 ms | p99 ms | CPU us/request | rps vs %s | CPU vs %s | upstream connects/req | runs |\n|---|---|---|---|---|---|---|---|---|\n' \
     "$ROUNDS" "$mode" "$base" "$base"
-  declare -A m_rps=() m_p50=() m_p99=() m_cpu=()
+  declare -A m_rps=() m_p50=() m_p99=() m_cpu=() m_upc=()
   for name in "${order[@]}"; do
     runs=$(this_mode "$name" 3 | wc -l)
-    ((runs > 0)) || { printf '| %s | failed | - | - | - | - | - | 0 |\n' "$name"; continue; }
+    ((runs > 0)) || { printf '| %s | failed | - | - | - | - | - | - | 0 |\n' "$name"; continue; }
     m_rps[$name]=$(this_mode "$name" 3 | median)
     m_p50[$name]=$(this_mode "$name" 4 | median)
     m_p99[$name]=$(this_mode "$name" 5 | median)
     m_cpu[$name]=$(this_mode "$name" 6 | median)
+    m_upc[$name]=$(this_mode "$name" 7 | median)
   done
   for name in "${order[@]}"; do
     [[ -n ${m_rps[$name]:-} ]] || continue
     awk -v n="$name" -v r="${m_rps[$name]}" -v a="${m_p50[$name]}" -v p="${m_p99[$name]}" -v c="${m_cpu[$name]}" \
-        -v r0="${m_rps[$base]:-0}" -v c0="${m_cpu[$base]:-0}" -v k="$(this_mode "$name" 3 | wc -l)" \
-      'BEGIN{printf "| %s | %d | %.2f | %.2f | %.2f | %s | %s | %s |\n", n, r, a / 1000, p / 1000, c,
-        (r0 > 0) ? sprintf("%.2fx", r / r0) : "-", (c0 > 0) ? sprintf("%.2fx", c / c0) : "-", k}'
+        -v r0="${m_rps[$base]:-0}" -v c0="${m_cpu[$base]:-0}" -v k="$(this_mode "$name" 3 | wc -l)" -v u="${m_upc[$name]}" \
+      'BEGIN{printf "| %s | %d | %.2f | %.2f | %.2f | %s | %s | %.3f | %s |\n", n, r, a / 1000, p / 1000, c,
+        (r0 > 0) ? sprintf("%.2fx", r / r0) : "-", (c0 > 0) ? sprintf("%.2fx", c / c0) : "-", u, k}'
   done
   if ((n > 1)); then
     v=$(for name in "${order[@]}"; do

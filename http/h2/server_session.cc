@@ -698,6 +698,23 @@ void Stream::submit_simple(int status, std::string_view content_type, std::strin
   session_->flush();
 }
 
+void Stream::submit_grpc_status(int grpc_status, std::string_view message) {
+  // A gRPC client reads the outcome from grpc-status, with HTTP status 200: a
+  // "Trailers-Only" response, one HEADERS frame that ends the stream (gRPC's
+  // PROTOCOL-HTTP2.md). grpc-message is percent-encoded; ours are plain ASCII text.
+  char code[8];
+  const auto [end, ec] = std::to_chars(code, code + sizeof code, grpc_status);
+  (void)ec;
+  own_body_.assign(message);
+  const HeaderView fields[] = {{"content-type", "application/grpc"},
+                               {"grpc-status", std::string_view(code, static_cast<size_t>(end - code))},
+                               {"grpc-message", own_body_}};
+  if (submit(200, fields, /*end_stream=*/true) != 0) {
+    nghttp2_submit_rst_stream(session_->ng_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
+  }
+  session_->flush();
+}
+
 int Stream::send_head(int status, std::span<const HeaderView> fields, bool end_stream) {
   if (!session_ || closed_) return UV_ECANCELED;
   if (status < 200) {
@@ -741,7 +758,11 @@ void Stream::respond_error(int status, std::string_view text, std::string_view l
   handler_done_ = true;
   handler_.abort();
   handler_.on_answered(status, log_cause);
-  submit_simple(status, "text/plain", text);
+  if (is_grpc_content_type(find_header(fields_, "content-type"))) {
+    submit_grpc_status(grpc_status_for(status), text);
+  } else {
+    submit_simple(status, "text/plain", text);
+  }
   ss.maybe_free(*this);
 }
 

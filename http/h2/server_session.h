@@ -90,6 +90,8 @@ class Stream final : public Downstream {
   // Answers with `status` and a short text body (the handler never saw the request, or
   // has let go of it).
   void submit_simple(int status, std::string_view content_type, std::string_view body);
+  // Answers a gRPC request the proxy cannot serve: HTTP 200 with grpc-status.
+  void submit_grpc_status(int grpc_status, std::string_view message);
   // `interim`: a 1xx head, before the final one.
   int submit(int status, std::span<const HeaderView> fields, bool end_stream, bool interim = false);
 

@@ -154,4 +154,40 @@ TEST(HeaderRules, Idempotence) {
 }
 
 }  // namespace
+// gRPC's PROTOCOL-HTTP2.md: TimeoutValue is at most 8 digits, then one unit.
+TEST(GrpcTimeout, UnitsAndRoundingUp) {
+  uint64_t ms = 0;
+  ASSERT_TRUE(parse_grpc_timeout("2H", &ms));
+  EXPECT_EQ(ms, 7'200'000u);
+  ASSERT_TRUE(parse_grpc_timeout("3M", &ms));
+  EXPECT_EQ(ms, 180'000u);
+  ASSERT_TRUE(parse_grpc_timeout("10S", &ms));
+  EXPECT_EQ(ms, 10'000u);
+  ASSERT_TRUE(parse_grpc_timeout("250m", &ms));
+  EXPECT_EQ(ms, 250u);
+  ASSERT_TRUE(parse_grpc_timeout("1500u", &ms));
+  EXPECT_EQ(ms, 2u);
+  ASSERT_TRUE(parse_grpc_timeout("1n", &ms));
+  EXPECT_EQ(ms, 1u);
+  ASSERT_TRUE(parse_grpc_timeout("99999999S", &ms));
+  for (std::string_view bad : {"", "S", "10", "10s", "123456789S", "-1S", "1.5S", " 1S"}) {
+    EXPECT_FALSE(parse_grpc_timeout(bad, &ms)) << bad;
+  }
+}
+
+TEST(GrpcTimeout, ContentTypeAndStatusMapping) {
+  EXPECT_TRUE(is_grpc_content_type("application/grpc"));
+  EXPECT_TRUE(is_grpc_content_type("application/grpc+proto"));
+  EXPECT_TRUE(is_grpc_content_type("Application/GRPC;charset=x"));
+  EXPECT_FALSE(is_grpc_content_type("application/grpc-web"));
+  EXPECT_FALSE(is_grpc_content_type("application/json"));
+  EXPECT_FALSE(is_grpc_content_type(""));
+  EXPECT_EQ(grpc_status_for(503), 14);
+  EXPECT_EQ(grpc_status_for(502), 14);
+  EXPECT_EQ(grpc_status_for(504), 4);
+  EXPECT_EQ(grpc_status_for(404), 12);
+  EXPECT_EQ(grpc_status_for(400), 13);
+  EXPECT_EQ(grpc_status_for(500), 2);
+}
+
 }  // namespace ringproxy

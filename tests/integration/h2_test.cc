@@ -358,6 +358,35 @@ print("closed", len(got) > 0, b"\x07\x00\x00\x00\x00\x00" in got)
   EXPECT_EQ(r.out, "h2\nclosed True True\n");
 }
 
+// gRPC (SPEC "HTTP/2 and gRPC"): what the proxy answers itself to a gRPC request is a
+// grpc-status with HTTP status 200 (UNAVAILABLE for a failed node), and grpc-timeout,
+// when shorter than proxy.upstream_timeout_ms, is the wait for the node's answer
+// (DEADLINE_EXCEEDED after it).
+TEST_F(H2Fixture, GrpcRequestsGetGrpcStatusesAndTheirDeadline) {
+  DeadPort dead;
+  backends_.push_back(std::make_unique<DemoBackend>(
+      dir_, "slow", DemoBackendOptions{.mode = "normal", .delay_ms = 3000, .host = "127.0.0.1", .port = 0, .extra_args = {}}));
+  start(0, "retries = 0\n[[pool]]\nname = \"dead\"\nbackends = [{ name = \"d\", address = \"127.0.0.1:" +
+               std::to_string(dead.port()) + "\" }]\n[[route]]\npath_prefix = \"/dead.\"\npool = \"dead\"");
+  const std::string grpc = "--method POST --header content-type:application/grpc --header te:trailers";
+  H2Result failed = h2(grpc, {"/dead.Service/Call"}, "failed");
+  ASSERT_EQ(failed.streams.size(), 1u) << failed.raw;
+  EXPECT_EQ(failed.streams[0]["status"], 200) << failed.raw;
+  EXPECT_EQ(failed.streams[0]["headers"]["grpc-status"], "14") << failed.raw;
+  EXPECT_EQ(failed.streams[0]["headers"]["grpc-message"], "backend failed") << failed.raw;
+
+  H2Result late = h2(grpc + " --header grpc-timeout:300m", {"/slow.Service/Call"}, "late");
+  ASSERT_EQ(late.streams.size(), 1u) << late.raw;
+  EXPECT_EQ(late.streams[0]["status"], 200) << late.raw;
+  EXPECT_EQ(late.streams[0]["headers"]["grpc-status"], "4") << late.raw;
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 504: response timeout"));
+
+  // Not gRPC: the plain 502.
+  H2Result plain = h2("", {"/dead.x"}, "plain");
+  ASSERT_EQ(plain.streams.size(), 1u) << plain.raw;
+  EXPECT_EQ(plain.streams[0]["status"], 502) << plain.raw;
+}
+
 // h2load: many streams at once over a few connections, every one answered.
 TEST_F(H2Fixture, H2loadStreamsAreAllAnswered) {
   log_level_ = "info";

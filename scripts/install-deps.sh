@@ -24,6 +24,7 @@
 #   openssl (--bench, --test)          the openssl tool: certificates for the benchmarks, s_time for
 #                                      handshake rates, s_server as a TLS backend in tests
 #   testssl.sh (--bench)               the TLS listener's audit (scripts/tls-audit.sh)
+#   h2o (--bench)                      the fourth HTTP/2 proxy of bench/compare/h2.sh (issue 16's peers)
 #   python3-xxhash                     golden ring mappings computed outside our code
 #                                      (Debian's /usr/bin/python3, not the PATH's)
 #   curl                               demo script and integration helpers (HTTP/2 too: --http2)
@@ -49,7 +50,7 @@ PKGS=(
 )
 for arg in "$@"; do
   case "$arg" in
-    --bench) PKGS+=(wrk nginx-light haproxy openssl testssl.sh nghttp2-client) ;;
+    --bench) PKGS+=(wrk nginx-light haproxy openssl testssl.sh nghttp2-client h2o) ;;
     --test) PKGS+=(chromium iproute2 nginx-light varnish openssl dnsmasq-base nghttp2-client python3-h2) ;;
     --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown option $arg (use --test, --bench, --fuzz)" >&2; exit 2 ;;
@@ -83,7 +84,7 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# nginx, HAProxy and Varnish are installed as tools, not services: on a systemd machine their
+# nginx, HAProxy, Varnish and h2o are installed as tools, not services: on a systemd machine their
 # packages would start a daemon listening on every address (port 80). Debian's
 # policy-rc.d convention (exit 101: action forbidden) keeps any service from starting
 # during this install; ours is removed afterwards, an existing one left alone.

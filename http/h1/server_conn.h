@@ -136,6 +136,15 @@ class ServerConn final : public Downstream, private Transport::Handler {
   Transport& transport() { return *io_; }
   void arm_timer(uint32_t ms);
   void disarm_timer() { timer_.disarm(); }
+  // The read buffer goes back to the worker's pool while the connection is idle (an
+  // empty buffer; the next read takes one again).
+  void release_read_buffer() {
+    if (tls_) {
+      tls_->release_buffer();
+    } else {
+      tcp_.release_buffer();
+    }
+  }
 
   // Downstream
   int send(uv_buf_t* bufs, unsigned count) override;

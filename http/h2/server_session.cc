@@ -171,6 +171,8 @@ void ServerSession::on_read(ssize_t nread) {
     return;
   }
   in.clear();  // every byte was taken (copied where kept)
+  // An idle connection holds no read buffer (the worker's pool has it), as HTTP/1's.
+  if (live_.empty()) conn_.release_read_buffer();
   // Reading stops by itself when the buffer fills (net/transport.h): it has room again.
   if (!closing_) conn_.transport().start_reading();
   reap();

@@ -77,6 +77,10 @@ h2::Stream* ClientConn::new_stream() {
   return &s->stream;
 }
 
+void ClientConn::on_session_note(std::string_view what) {
+  RP_LOG(LogLevel::kInfo, "client " + std::string(codec_.client_ip()) + ": " + std::string(what));
+}
+
 void ClientConn::free_stream(h2::Stream* s) { free_slots_.push_back(static_cast<StreamSlot*>(s->owner_data)); }
 
 void ClientConn::on_closing(h1::ServerConn&) {

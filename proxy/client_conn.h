@@ -49,6 +49,7 @@ class ClientConn final : private h1::ServerConn::Owner, private h2::ServerSessio
   // h2::ServerSession::Owner: each stream an Exchange of its own, kept for reuse.
   h2::Stream* new_stream() override;
   void free_stream(h2::Stream* s) override;
+  void on_session_note(std::string_view what) override;
 
   struct StreamSlot {
     // The two refer to each other; the stream only keeps the reference until used.

@@ -104,8 +104,8 @@ void ServerSession::on_closing() {
 }
 
 void ServerSession::fail(std::string_view why) {
-  (void)why;
   if (closing_) return;
+  owner_.on_session_note(why);
   conn_.close();
 }
 
@@ -117,11 +117,12 @@ void ServerSession::arm_timer() {
 void ServerSession::on_timer() {
   if (closing_) return;
   if (conn_.send_pending()) {
-    conn_.close();  // the client has read nothing for idle_timeout_ms
+    fail("HTTP/2 client not reading, closing");
     return;
   }
   if (heads_open_ > 0) {
     // A stream whose head never completes (a slow CONTINUATION run).
+    owner_.on_session_note("HTTP/2 request head not complete in time, closing");
     nghttp2_session_terminate_session(ng_, NGHTTP2_ENHANCE_YOUR_CALM);
     flush();
     conn_.close();
@@ -166,6 +167,8 @@ void ServerSession::on_read(ssize_t nread) {
   if (n < 0) {
     // A connection error (a bad preface, a flood nghttp2 counted): it has queued its
     // GOAWAY; send it, then close.
+    owner_.on_session_note(std::string("HTTP/2 connection error: ") + nghttp2_strerror(static_cast<int>(n)) +
+                           ", closing");
     flush();
     conn_.close();
     return;
@@ -250,6 +253,9 @@ int ServerSession::on_frame_recv(nghttp2_session* ng, const nghttp2_frame* frame
     case NGHTTP2_DATA: {
       if (frame->hd.length == 0 && !end_stream) {
         if (++self->empty_data_run_ > kMaxEmptyDataRun) {
+          if (self->empty_data_run_ == kMaxEmptyDataRun + 1) {
+            self->owner_.on_session_note("HTTP/2 empty DATA frame flood, closing");
+          }
           nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
           return 0;
         }
@@ -541,7 +547,7 @@ void ServerSession::flush_round() {
     const uint8_t* data = nullptr;
     const ssize_t n = nghttp2_session_mem_send(ng_, &data);
     if (n < 0) {
-      fail(nghttp2_strerror(static_cast<int>(n)));
+      fail(std::string("HTTP/2 session error: ") + nghttp2_strerror(static_cast<int>(n)) + ", closing");
       return;
     }
     if (n == 0) break;
@@ -556,7 +562,7 @@ void ServerSession::flush_round() {
   }
   const int rc = conn_.send(iov_.data(), static_cast<unsigned>(iov_.size()));
   if (rc < 0) {
-    fail("write failed");
+    fail("HTTP/2 write to the client failed, closing");
     return;
   }
   if (rc == Transport::kWritten) {

@@ -146,6 +146,8 @@ class ServerSession final : public h1::Takeover {
     virtual Stream* new_stream() = 0;
     // The stream is done with; its handler was reset.
     virtual void free_stream(Stream* s) = 0;
+    // The connection ends for a reason worth a log line ("HTTP/2 protocol error: ...").
+    virtual void on_session_note(std::string_view what) = 0;
 
    protected:
     ~Owner() = default;

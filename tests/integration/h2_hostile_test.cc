@@ -282,6 +282,7 @@ TEST_F(H2Hostile, EmptyDataFloodGetsEnhanceYourCalm) {
   const json r = h2("empty_data", {"100"});
   EXPECT_EQ(goaway_error(r), "ENHANCE_YOUR_CALM") << r.dump();
   EXPECT_TRUE(r.value("closed", false)) << r.dump();
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "HTTP/2 empty DATA frame flood, closing"));
   expect_memory_bounded("empty data flood");
   expect_still_serving("empty-data");
 }
@@ -344,6 +345,7 @@ TEST_F(H2Hostile, HeadThatNeverEndsTimesOut) {
   EXPECT_EQ(status_of(r, "1"), 200) << r.dump();
   EXPECT_EQ(goaway_error(r), "ENHANCE_YOUR_CALM") << r.dump();
   EXPECT_TRUE(r.value("closed", false)) << r.dump();
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "HTTP/2 request head not complete in time, closing"));
   expect_memory_bounded("never-ending head");
   expect_still_serving("never-ending-head");
 }

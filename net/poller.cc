@@ -102,6 +102,13 @@ void Poller::retire(Socket* socket) {
   if (!dispatching_) wake();
 }
 
+void Poller::cancel(Socket* socket) {
+  if (!socket->deferred_) return;
+  socket->deferred_ = false;
+  ready_.erase(std::remove(ready_.begin(), ready_.end(), socket), ready_.end());
+  std::replace(ready_now_.begin(), ready_now_.end(), socket, static_cast<Socket*>(nullptr));
+}
+
 void Poller::wake() {
   // Driving, run() looks at the lists after every wait and does not block while they
   // hold anything.

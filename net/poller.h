@@ -80,6 +80,9 @@ class Poller {
   void defer(Socket* socket);
   // on_poll_retired() after this turn's events. The socket must have been forgotten.
   void retire(Socket* socket);
+  // Takes back a defer(): no on_poll_ready() comes (for an object going away that was
+  // never added, such as a task deferred to the end of the turn).
+  void cancel(Socket* socket);
 
   // Runs the loop until nothing is left in it (no active handle or request, no socket):
   // the loop's one wait is then this epoll set, with libuv's own backend descriptor in

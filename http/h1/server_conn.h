@@ -132,8 +132,9 @@ class ServerConn final : public Downstream, private Transport::Handler {
   std::string_view client_ip() const override { return {client_ip_, client_ip_len_}; }
   // The request being read (an HTTP/1 handler's extras: keep_body, content_length).
   RequestParser& parser() { return req_; }
-  // For a Takeover: the connection's transport and its timer.
+  // For a Takeover: the connection's transport, its poller and its timer.
   Transport& transport() { return *io_; }
+  Poller& poller() { return poller_; }
   void arm_timer(uint32_t ms);
   void disarm_timer() { timer_.disarm(); }
   // The read buffer goes back to the worker's pool while the connection is idle (an

@@ -17,6 +17,8 @@ constexpr uint32_t kMaxEmptyDataRun = 16;
 // Frames collected into one write, at most: within IOV_MAX with room for DATA payloads.
 constexpr size_t kMaxSegments = 256;
 constexpr size_t kMaxWriteBytes = 256 * 1024;
+// Frames queued in nghttp2 after a read beyond which they are sent at once (on_read).
+constexpr size_t kFlushAtOnceFrames = 64;
 
 std::string_view view(nghttp2_rcbuf* b) {
   const nghttp2_vec v = nghttp2_rcbuf_get_buf(b);
@@ -41,6 +43,7 @@ ServerSession::ServerSession(h1::ServerConn& conn, Owner& owner, const Settings&
 
 ServerSession::~ServerSession() {
   // on_closing has let every stream go; the session's own memory goes here.
+  if (flush_task_.scheduled) conn_.poller().cancel(&flush_task_);
   if (ng_) nghttp2_session_del(ng_);
 }
 
@@ -88,6 +91,10 @@ bool ServerSession::start() {
 
 void ServerSession::on_closing() {
   closing_ = true;
+  if (flush_task_.scheduled) {
+    flush_task_.scheduled = false;
+    conn_.poller().cancel(&flush_task_);
+  }
   // Every handler lets go (its node's connection closes); nothing more is written.
   const std::vector<Stream*> all = live_;
   for (Stream* s : all) {
@@ -179,7 +186,15 @@ void ServerSession::on_read(ssize_t nread) {
   // Reading stops by itself when the buffer fills (net/transport.h): it has room again.
   if (!closing_) conn_.transport().start_reading();
   reap();
-  flush();
+  // With what the turn's other events add (the answers of other streams), unless
+  // nghttp2 holds many frames already: the ACKs of a burst of PINGs or SETTINGS go
+  // out with each read, so that nghttp2's bound on unsent ACKs (1,000, its flood
+  // guard) counts a client that does not read, not a burst spread over reads.
+  if (nghttp2_session_get_outbound_queue_size(ng_) > kFlushAtOnceFrames) {
+    flush();
+  } else {
+    flush_soon();
+  }
 }
 
 int ServerSession::on_begin_headers(nghttp2_session* ng, const nghttp2_frame* frame, void* user) {
@@ -406,7 +421,7 @@ void ServerSession::pump(Stream& s) {
 void ServerSession::credit(Stream& s, size_t n) {
   if (n == 0 || s.closed_) return;
   nghttp2_session_consume_stream(ng_, s.id_, n);
-  flush();  // a WINDOW_UPDATE may be due (deferred while receiving)
+  flush_soon();  // a WINDOW_UPDATE may be due
 }
 
 int ServerSession::on_stream_close(nghttp2_session* ng, int32_t stream_id, uint32_t error_code, void* user) {
@@ -516,6 +531,17 @@ void ServerSession::append_copy(const uint8_t* p, size_t len) {
 void ServerSession::append_ref(const char* p, size_t len) {
   segments_.push_back({p, 0, len});
   ref_bytes_ += len;
+}
+
+void ServerSession::flush_soon() {
+  if (closing_) return;
+  if (in_flush_) {
+    flush_again_ = true;  // the flush under way goes round once more
+    return;
+  }
+  if (flush_task_.scheduled) return;
+  flush_task_.scheduled = true;
+  conn_.poller().defer(&flush_task_);
 }
 
 void ServerSession::flush() {
@@ -703,7 +729,7 @@ void Stream::submit_simple(int status, std::string_view content_type, std::strin
   if (submit(status, fields, bodiless) != 0) {
     nghttp2_submit_rst_stream(session_->ng_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
   }
-  session_->flush();
+  session_->flush_soon();
 }
 
 void Stream::submit_grpc_status(int grpc_status, std::string_view message) {
@@ -720,7 +746,7 @@ void Stream::submit_grpc_status(int grpc_status, std::string_view message) {
   if (submit(200, fields, /*end_stream=*/true) != 0) {
     nghttp2_submit_rst_stream(session_->ng_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
   }
-  session_->flush();
+  session_->flush_soon();
 }
 
 int Stream::send_head(int status, std::span<const HeaderView> fields, bool end_stream) {
@@ -729,7 +755,7 @@ int Stream::send_head(int status, std::span<const HeaderView> fields, bool end_s
     // An interim response (100 Continue, 103 Early Hints): a HEADERS frame of its own
     // before the final one (RFC 9113 8.1), sent now (the client may wait for it).
     const int rc = submit(status, fields, false, /*interim=*/true);
-    session_->flush();
+    session_->flush_soon();
     return rc == 0 ? 0 : UV_ENOMEM;
   }
   const int rc = submit(status, fields, end_stream);
@@ -746,7 +772,7 @@ int Stream::send_data(char* p, size_t len, bool end) {
     nghttp2_session_resume_data(session_->ng_, id_);
   }
   in_send_ = true;
-  session_->flush();
+  session_->flush_soon();
   in_send_ = false;
   if (!session_) return UV_ECANCELED;
   if (out_len_ == 0 && !in_write_) return Transport::kWritten;
@@ -803,7 +829,7 @@ void Stream::respond_own(std::string& answer, bool) {
   if (submit(status, fields, body.empty()) != 0) {
     nghttp2_submit_rst_stream(ss.ng_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
   }
-  ss.flush();
+  ss.flush_soon();
   ss.maybe_free(*this);
 }
 
@@ -824,7 +850,7 @@ void Stream::response_done(bool) {
     out_len_ = 0;
     nghttp2_session_resume_data(ss.ng_, id_);
   }
-  ss.flush();
+  ss.flush_soon();
   ss.maybe_free(*this);
 }
 
@@ -845,7 +871,7 @@ void Stream::abort() {
   if (!closed_) nghttp2_submit_rst_stream(ss.ng_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
   out_len_ = 0;  // nothing more of the body goes
   ss.finish_handler(*this);
-  ss.flush();
+  ss.flush_soon();
   ss.maybe_free(*this);
 }
 

@@ -175,6 +175,9 @@ class ServerSession final : public h1::Takeover {
 
   // Sends what nghttp2 has queued, as long as the client takes it.
   void flush();
+  // flush() at the end of the loop's turn: what every stream had to say in the turn
+  // goes in one write (a response per write cost a sendmsg each under many streams).
+  void flush_soon();
   void flush_round();
   // The write carrying these streams' bytes completed.
   void write_completed();
@@ -207,8 +210,25 @@ class ServerSession final : public h1::Takeover {
   static int send_data_frame(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
                              nghttp2_data_source* source, void* user);
 
+  // The end-of-turn flush: deferred on the poller as a socket that is never added.
+  class FlushTask final : public Poller::Socket {
+   public:
+    explicit FlushTask(ServerSession& s) : session_(s) {}
+    bool scheduled = false;
+
+   private:
+    void on_poll_events(uint32_t) override {}
+    void on_poll_ready() override {
+      scheduled = false;
+      session_.flush();
+    }
+    void on_poll_retired() override {}
+    ServerSession& session_;
+  };
+
   h1::ServerConn& conn_;
   Owner& owner_;
+  FlushTask flush_task_{*this};
   const Settings settings_;
   nghttp2_session* ng_ = nullptr;
 

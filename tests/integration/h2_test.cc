@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -222,6 +223,31 @@ TEST_F(H2Fixture, BodiesAreReframedBothWays) {
   EXPECT_EQ(down.streams[0]["body"], "chunk 1\nchunk 2\nchunk 3\n");
   EXPECT_FALSE(down.streams[0]["headers"].contains("transfer-encoding")) << down.streams[0].dump();
   EXPECT_EQ(down.streams[1]["body_len"], 3000000);
+}
+
+// 1 GiB each way through an HTTP/2 client connection in flat memory: down as DATA from
+// the node's Content-Length body, up sized (curl -T FILE) and chunked (curl -T -, no
+// length). The proxy's peak RSS stays far below the body (flow control is the bound).
+TEST_F(H2Fixture, GigabyteBodiesBothWaysInFlatMemory) {
+  log_level_ = "info";
+  start(1);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port_);
+  const std::string file = dir_.file("gig.bin");
+  ASSERT_EQ(run(dir_, "truncate", "truncate -s 1G " + file).code, 0);
+  const Ran down = run(dir_, "down", "curl -sS --http2-prior-knowledge -o /dev/null -w '%{http_version} %{size_download}' " +
+                                         url + "/bytes/1073741824");
+  EXPECT_EQ(down.out, "2 1073741824") << down.out;
+  const Ran sized = run(dir_, "up-sized", "curl -sS --http2-prior-knowledge -T " + file + " " + url + "/sink");
+  EXPECT_EQ(sized.out, "1073741824\n") << sized.out;
+  const Ran chunked = run(dir_, "up-chunked", "sh -c 'head -c 1073741824 /dev/zero | curl -sS --http2-prior-knowledge -T - " +
+                                                  url + "/sink'");
+  EXPECT_EQ(chunked.out, "1073741824\n") << chunked.out;
+  std::remove(file.c_str());
+  const std::string status = read_file("/proc/" + std::to_string(proxy_->pid()) + "/status");
+  const size_t at = status.find("VmHWM:");
+  ASSERT_NE(at, std::string::npos);
+  const long peak_kb = std::stol(status.substr(at + 6));
+  EXPECT_LT(peak_kb, 64 * 1024) << "peak RSS " << peak_kb << " kB for 1 GiB bodies";
 }
 
 // RFC 9113 8.2.3 and 8.3.1: cookie crumbs are one field for HTTP/1; :authority is the

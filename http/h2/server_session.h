@@ -255,6 +255,7 @@ class ServerSession final : public h1::Takeover {
   bool draining_ = false;
   uint32_t heads_open_ = 0;
   uint32_t empty_data_run_ = 0;  // consecutive DATA frames without payload nor END_STREAM
+  bool calm_ = false;            // ... too many: the connection ends after this read
 };
 
 }  // namespace ringproxy::h2

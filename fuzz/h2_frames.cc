@@ -9,8 +9,11 @@
 // iterations, polled without waiting, in which neither the client nor the backend read a
 // byte or accepted a connection. Then either the client half-closes at once, or (by the
 // input's size) the worker drains first (GOAWAY) and the client half-closes once that is
-// quiescent too. When the client has read to the end, the worker is told to drain, the
-// backend stops listening once the worker holds no connection, and the loop runs dry.
+// quiescent too. In one input of 8 (by its size) the client instead never half-closes
+// and the proxy's timeouts are 5 ms: the server must end the connection by itself (its
+// idle, header and upstream timers), within 2 s. When the client has read to the end,
+// the worker is told to drain, the backend stops listening once the worker holds no
+// connection, and the loop runs dry.
 //
 // The backend parses what it is sent with llhttp and answers each request 200 with
 // "ok", or with a body over the client's initial window when the path holds "big" (the
@@ -19,6 +22,8 @@
 //
 // Checked:
 //  - the worker's loop ends with every handle closed;
+//  - with 5 ms timeouts, a client that stops sending (and never half-closes) has its
+//    connection ended by the server within 2 s;
 //  - every HTTP/2 stream the connection handed out was freed (ClientConn::h2_streams_out,
 //    a test-only count) and no request is left in flight at a node;
 //  - every request the backend read whole is one a client stream sent: its :method,
@@ -39,6 +44,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -67,6 +73,8 @@ constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 constexpr int kQuietIterations = 12;
 constexpr uint64_t kMaxIterations = 200000;  // per phase: then quiescent regardless
 constexpr size_t kBigBody = 70000;           // over the default initial window, 65535
+constexpr uint32_t kShortTimeoutMs = 5;      // the timers' variant
+constexpr uint64_t kServerEndsWithinMs = 2000;
 
 struct Sockets {
   int proxy = -1, backend = -1, refusing = -1;
@@ -105,12 +113,13 @@ const Sockets& sockets() {
 
 // Variants by the input's size: the hash key (which node, so 502s and retries too), the
 // retries, and [http2]'s limits (small ones reach the 431, refusal and flow-control
-// paths with small inputs).
-std::shared_ptr<const Config> config_for(size_t input_size) {
+// paths with small inputs); `short_timers`: 5 ms for the client's and the node's timers.
+std::shared_ptr<const Config> config_for(size_t input_size, bool short_timers) {
   static const std::vector<std::shared_ptr<const Config>> configs = [] {
     const Sockets& s = sockets();
     const HashKey keys[] = {{HashKeyKind::kUri, ""}, {HashKeyKind::kHeader, "x-key"}, {HashKeyKind::kCookie, "sid"}};
     std::vector<std::shared_ptr<const Config>> out;
+    for (const uint32_t timeout : {kTimeoutMs, kShortTimeoutMs}) {
     for (uint32_t variant = 0; variant < 2; ++variant) {
       for (const HashKey& key : keys) {
         Config c;
@@ -120,13 +129,13 @@ std::shared_ptr<const Config> config_for(size_t input_size) {
         c.proxy.retries = variant;
         c.proxy.h2c = true;
         c.proxy.connect_timeout_ms = kTimeoutMs;
-        c.proxy.header_timeout_ms = kTimeoutMs;
-        c.proxy.idle_timeout_ms = kTimeoutMs;
-        c.proxy.upstream_timeout_ms = kTimeoutMs;
+        c.proxy.header_timeout_ms = timeout;
+        c.proxy.idle_timeout_ms = timeout;
+        c.proxy.upstream_timeout_ms = timeout;
         c.proxy.shutdown_timeout_ms = kTimeoutMs;
         c.proxy.max_header_bytes = 2048;
         c.proxy.log_level = LogLevel::kError;
-        c.http2.idle_timeout_ms = kTimeoutMs;
+        c.http2.idle_timeout_ms = timeout;
         if (variant == 1) {
           c.http2.max_concurrent_streams = 4;
           c.http2.initial_window_bytes = 1024;
@@ -140,9 +149,10 @@ std::shared_ptr<const Config> config_for(size_t input_size) {
         out.push_back(std::make_shared<const Config>(std::move(c)));
       }
     }
+    }
     return out;
   }();
-  return configs[input_size % configs.size()];
+  return configs[input_size % (configs.size() / 2) + (short_timers ? configs.size() / 2 : 0)];
 }
 
 std::string printable(std::string_view bytes, size_t max = 120) {
@@ -226,7 +236,22 @@ std::map<uint32_t, ClientStream> read_client_streams(std::span<const uint8_t> in
     const uint32_t len = be24(h);
     const uint8_t type = h[3], flags = h[4];
     const uint32_t id = be31(h + 5);
-    if (len > 16384 || in.size() - pos - 9 < len) break;  // over SETTINGS_MAX_FRAME_SIZE, or cut
+    if (len > 16384) break;  // over SETTINGS_MAX_FRAME_SIZE: a connection error
+    if (in.size() - pos - 9 < len) {
+      // The input ends inside this frame. nghttp2 hands on a DATA frame's payload as it
+      // arrives, so the bytes there are (up to its padding) part of the request's body.
+      auto it = streams.find(id);
+      if (type != NGHTTP2_DATA || block_stream != 0 || it == streams.end() || it->second.ended) break;
+      const size_t have = in.size() - pos - 9;
+      const bool padded = (flags & NGHTTP2_FLAG_PADDED) != 0;
+      if (padded && have == 0) break;
+      const size_t pad = padded ? h[9] : 0;
+      const size_t start = padded ? 1 : 0;
+      if (start + pad > len) break;  // the pad length is a connection error
+      const size_t end = std::min<size_t>(have, len - pad);
+      if (end > start) it->second.body.append(reinterpret_cast<const char*>(h + 9 + start), end - start);
+      break;
+    }
     const uint8_t* payload = h + 9;
     pos += 9 + len;
     if (block_stream != 0 && (type != NGHTTP2_CONTINUATION || id != block_stream)) break;
@@ -395,9 +420,10 @@ class Exchange {
       from = to;
     }
     drain_first_ = (input_.size() / 3) % 2 == 1;
+    wait_for_server_ = (input_.size() / 6) % 8 == 5;
 
     std::string error;
-    shared_.routing = build_routing(config_for(input_.size()), nullptr, 1, 1, &error);
+    shared_.routing = build_routing(config_for(input_.size(), wait_for_server_), nullptr, 1, 1, &error);
     if (!shared_.routing) return "harness: cannot build the routing: " + error;
     const int64_t streams_before = ClientConn::h2_streams_out();
 
@@ -430,6 +456,8 @@ class Exchange {
     uv_check_init(loop_, &check_);
     check_.data = this;
     uv_check_start(&check_, on_check);
+    uv_timer_init(loop_, &wait_timer_);
+    wait_timer_.data = this;
 
     const int loop_rc = worker.run();
     worker_ = nullptr;
@@ -453,9 +481,10 @@ class Exchange {
     // RINGPROXY_FUZZ_VERBOSE=1: what each input did, for reading a seed or a finding.
     static const bool verbose = std::getenv("RINGPROXY_FUZZ_VERBOSE") != nullptr;
     if (verbose) {
-      std::fprintf(stderr, "h2_frames: %zu bytes in %zu writes%s; %zu client streams; backend read %zu requests on %zu "
+      std::fprintf(stderr, "h2_frames: %zu bytes in %zu writes%s%s; %zu client streams; backend read %zu requests on %zu "
                    "connections; the client received %zu bytes\n",
-                   input_.size(), writes_.size(), drain_first_ ? ", drained first" : "", streams_.size(),
+                   input_.size(), writes_.size(), drain_first_ ? ", drained first" : "",
+                   wait_for_server_ ? ", waited for the server" : "", streams_.size(),
                    backend_requests_.size(), backends_.size(), client_received_.size());
       for (const Request& r : backend_requests_) {
         std::fprintf(stderr, "  backend: %s %s (%zu body bytes)\n", r.method.c_str(), printable(r.url).c_str(),
@@ -504,8 +533,21 @@ class Exchange {
       worker_->notify_drain();
       return;
     }
-    // An HTTP/2 client does not half-close; the server ends the connection on it.
     stop_polling();
+    if (wait_for_server_) {
+      uv_timer_start(
+          &wait_timer_,
+          [](uv_timer_t* t) {
+            auto* e = static_cast<Exchange*>(t->data);
+            e->fail("the server did not end a connection whose client stopped sending within " +
+                    std::to_string(kServerEndsWithinMs) + " ms (its timeouts are " + std::to_string(kShortTimeoutMs) +
+                    " ms)");
+            e->close_client();
+          },
+          kServerEndsWithinMs, 0);
+      return;
+    }
+    // An HTTP/2 client does not half-close; the server ends the connection on it.
     client_shutdown_.data = this;
     if (uv_shutdown(&client_shutdown_, stream, [](uv_shutdown_t*, int) {}) != 0) close_client();
   }
@@ -543,6 +585,7 @@ class Exchange {
   void close_client() {
     auto* h = reinterpret_cast<uv_handle_t*>(&client_);
     stop_polling();
+    uv_timer_stop(&wait_timer_);
     if (uv_is_closing(h)) return;
     uv_close(h, [](uv_handle_t* handle) {
       auto* e = static_cast<Exchange*>(handle->data);
@@ -569,6 +612,7 @@ class Exchange {
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&ex->backend_listener_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&ex->idle_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&ex->wait_timer_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(c), nullptr);
   }
 
@@ -606,6 +650,8 @@ class Exchange {
   size_t next_write_ = 0;
   bool drain_first_ = false;
   bool drained_ = false;
+  bool wait_for_server_ = false;
+  uv_timer_t wait_timer_{};
   std::map<uint32_t, ClientStream> streams_;
   Shared shared_;
   Worker* worker_ = nullptr;

@@ -60,12 +60,14 @@ std::string admin(std::span<const uint8_t> input);
 
 // HTTP/2 from a client (h2_frames.cc): the input is what the client sends after the
 // 24-byte preface (h2c, prior knowledge), in 1 to 3 writes, each once the last is
-// quiescent; then the client half-closes, sometimes after the worker drains. A real
-// Worker and the loopback HTTP/1 backend of proxy_harness.cc. Checked: every HTTP/2
-// stream is freed (ClientConn::h2_streams_out) and no request is left in flight; every
-// request the backend read is one a stream sent (:method, :path, body, decoded with
-// nghttp2's HPACK inflater); the server's output is well-formed frames (SETTINGS first,
-// nothing on a stream after the server ended it); every handle is closed.
+// quiescent; then the client half-closes, sometimes after the worker drains, or (one
+// input in 8) waits with 5 ms timeouts for the server to end the connection by itself,
+// which it must within 2 s. A real Worker and the loopback HTTP/1 backend of
+// proxy_harness.cc. Checked: every HTTP/2 stream is freed (ClientConn::h2_streams_out)
+// and no request is left in flight; every request the backend read is one a stream
+// sent (:method, :path, body, decoded with nghttp2's HPACK inflater); the server's
+// output is well-formed frames (SETTINGS first, nothing on a stream after the server
+// ended it); every handle is closed.
 std::string h2_frames(std::span<const uint8_t> input);
 
 // A TLS listener's first bytes (tls_server.cc): the input is what a client sends to a

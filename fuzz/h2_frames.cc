@@ -185,9 +185,12 @@ uint32_t be31(const uint8_t* p) {
   return ((uint32_t{p[0]} & 0x7f) << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
 }
 
-// The input's frames, in order, until one that nghttp2 would take for a connection
-// error in its framing (then the server reads no further; what follows is ignored here
-// too, so the streams found are a superset of what the server could have acted on).
+// The input's frames, in order, until one that nghttp2 always takes for a connection
+// error that loses the framing or the header blocks' state (a frame over the maximum
+// size, bad HEADERS padding, a CONTINUATION out of place, a header block that does not
+// decode): the server reads no further. Where nghttp2 may go on (a DATA frame's bad
+// padding is not even read on a stream it has reset), so does this, so the streams and
+// bodies found are a superset of what the server could have acted on.
 std::map<uint32_t, ClientStream> read_client_streams(std::span<const uint8_t> in) {
   std::map<uint32_t, ClientStream> streams;
   nghttp2_hd_inflater* inflater = nullptr;
@@ -270,7 +273,9 @@ std::map<uint32_t, ClientStream> read_client_streams(std::span<const uint8_t> in
     };
     switch (type) {
       case NGHTTP2_DATA: {
-        if (!unpad(flags & NGHTTP2_FLAG_PADDED, 0)) goto done;
+        // Bad padding ends the connection only on a stream that takes DATA: nghttp2
+        // skips a reset stream's DATA unread, and goes on with the next frame.
+        if (!unpad(flags & NGHTTP2_FLAG_PADDED, 0)) break;
         auto it = streams.find(id);
         if (it != streams.end() && !it->second.ended) {
           it->second.body.append(data);
@@ -486,6 +491,10 @@ class Exchange {
                    input_.size(), writes_.size(), drain_first_ ? ", drained first" : "",
                    wait_for_server_ ? ", waited for the server" : "", streams_.size(),
                    backend_requests_.size(), backends_.size(), client_received_.size());
+      for (const auto& [id, st] : streams_) {
+        std::fprintf(stderr, "  client stream %u: %s %s (%zu body bytes%s)\n", id, printable(st.method).c_str(),
+                     printable(st.path).c_str(), st.body.size(), st.ended ? ", ended" : "");
+      }
       for (const Request& r : backend_requests_) {
         std::fprintf(stderr, "  backend: %s %s (%zu body bytes)\n", r.method.c_str(), printable(r.url).c_str(),
                      r.body.size());

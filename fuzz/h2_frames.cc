@@ -27,13 +27,12 @@
 //  - every HTTP/2 stream the connection handed out was freed (ClientConn::h2_streams_out,
 //    a test-only count) and no request is left in flight at a node;
 //  - every request the backend read whole is one a client stream sent: its :method,
-//    :path and body (a prefix of the DATA payloads up to END_STREAM, padding removed), as the harness
-//    reads the input's frames and decodes their header blocks with nghttp2's own HPACK
-//    inflater (no smuggling, nothing mixed between streams);
+//    :path and body (a prefix of the DATA payloads up to END_STREAM, padding removed),
+//    as the harness reads the input's frames and decodes their header blocks with
+//    nghttp2's own HPACK inflater (no smuggling, nothing mixed between streams);
 //  - what the client receives parses as HTTP/2 frames: SETTINGS first; only the types a
-//    server sends; HEADERS and DATA only on streams the client opened, and nothing but
-//    RST_STREAM, WINDOW_UPDATE or PRIORITY on a stream after the server's END_STREAM
-//    or RST_STREAM on it.
+//    server sends; HEADERS and DATA only on streams the client opened, and none on a
+//    stream after the server's END_STREAM or RST_STREAM on it.
 // A method llhttp does not know (HTTP/2 allows any token) is not a finding: the backend
 // closes that connection unchecked.
 #include <arpa/inet.h>

@@ -20,7 +20,10 @@ namespace ringproxy::fuzz {
 // tests/fuzz_regression_test.cc): the proxy's own error answers to a HEAD carried a
 // body; a backend's 101 without an Upgrade protocol was tunnelled (the client, reading
 // no upgrade, took the tunnel's bytes as responses); admin JSON with a number beyond a
-// double was a 500; --check passed a ring too large to build.
+// double was a 500; --check passed a ring too large to build. Open: fuzz_h2_frames, a
+// run of 17 empty DATA frames, then a frame whose length is wrong for its type, in one
+// read, aborts the process in nghttp2 (an assertion after server_session.cc's
+// terminate_session from inside on_frame_recv).
 
 // The input is what a client sends to the proxy (then it half-closes). A real Worker
 // runs on this thread with a loopback backend on the same loop (proxy_harness.cc).

@@ -708,21 +708,21 @@ const llhttp_settings_t& Exchange::backend_settings() {
       b->ex.backend_requests_.push_back(req);
       const bool head = req.method == "HEAD";
       const bool close = req.url.find("close") != std::string::npos || !llhttp_should_keep_alive(p);
-      std::string out = "HTTP/1.1 200 OK\r\n";
-      if (close) out += "Connection: close\r\n";
+      std::string answer = "HTTP/1.1 200 OK\r\n";
+      if (close) answer += "Connection: close\r\n";
       const std::string body = req.url.find("big") != std::string::npos ? std::string(kBigBody, 'b') : "ok";
       if (req.url.find("chunk") != std::string::npos) {
-        out += "Transfer-Encoding: chunked\r\n\r\n";
+        answer += "Transfer-Encoding: chunked\r\n\r\n";
         if (!head) {
           char size[16];
           std::snprintf(size, sizeof size, "%zx\r\n", body.size());
-          out += size + body + "\r\n0\r\n\r\n";
+          answer += size + body + "\r\n0\r\n\r\n";
         }
       } else {
-        out += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
-        if (!head) out += body;
+        answer += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+        if (!head) answer += body;
       }
-      write_copy(b->stream(), std::move(out));
+      write_copy(b->stream(), std::move(answer));
       if (close) {
         b->finished = true;
         uv_shutdown(&b->shutdown_req, b->stream(), [](uv_shutdown_t*, int) {});

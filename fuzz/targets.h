@@ -23,7 +23,8 @@ namespace ringproxy::fuzz {
 // double was a 500; --check passed a ring too large to build. Open: fuzz_h2_frames, a
 // run of 17 empty DATA frames, then a frame whose length is wrong for its type, in one
 // read, aborts the process in nghttp2 (an assertion after server_session.cc's
-// terminate_session from inside on_frame_recv).
+// terminate_session from inside on_frame_recv); a :path with a byte over 0x7f goes to
+// the node raw in the HTTP/1 request line, where HTTP/1 from a client is refused 400.
 
 // The input is what a client sends to the proxy (then it half-closes). A real Worker
 // runs on this thread with a loopback backend on the same loop (proxy_harness.cc).

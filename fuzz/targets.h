@@ -20,7 +20,11 @@ namespace ringproxy::fuzz {
 // tests/fuzz_regression_test.cc): the proxy's own error answers to a HEAD carried a
 // body; a backend's 101 without an Upgrade protocol was tunnelled (the client, reading
 // no upgrade, took the tunnel's bytes as responses); admin JSON with a number beyond a
-// double was a 500; --check passed a ring too large to build.
+// double was a 500; --check passed a ring too large to build. Open: fuzz_h2_frames, a
+// run of 17 empty DATA frames, then a frame whose length is wrong for its type, in one
+// read, aborts the process in nghttp2 (an assertion after server_session.cc's
+// terminate_session from inside on_frame_recv); a :path with a byte over 0x7f goes to
+// the node raw in the HTTP/1 request line, where HTTP/1 from a client is refused 400.
 
 // The input is what a client sends to the proxy (then it half-closes). A real Worker
 // runs on this thread with a loopback backend on the same loop (proxy_harness.cc).
@@ -57,6 +61,18 @@ std::string config(std::span<const uint8_t> input);
 // on a Server loaded from a fixed config (never run). Checked: a JSON answer with a
 // status the SPEC allows; errors as {"error": "..."}.
 std::string admin(std::span<const uint8_t> input);
+
+// HTTP/2 from a client (h2_frames.cc): the input is what the client sends after the
+// 24-byte preface (h2c, prior knowledge), in 1 to 3 writes, each once the last is
+// quiescent; then the client half-closes, sometimes after the worker drains, or (one
+// input in 8) waits with 5 ms timeouts for the server to end the connection by itself,
+// which it must within 2 s. A real Worker and the loopback HTTP/1 backend of
+// proxy_harness.cc. Checked: every HTTP/2 stream is freed (ClientConn::h2_streams_out)
+// and no request is left in flight; every request the backend read is one a stream
+// sent (:method, :path, body, decoded with nghttp2's HPACK inflater); the server's
+// output is well-formed frames (SETTINGS first, nothing on a stream after the server
+// ended it); every handle is closed.
+std::string h2_frames(std::span<const uint8_t> input);
 
 // A TLS listener's first bytes (tls_server.cc): the input is what a client sends to a
 // server-side TlsTransport (a fixed certificate) before it half-closes. Checked: the

@@ -8,6 +8,8 @@
 
 namespace ringproxy {
 
+thread_local int64_t ClientConn::h2_streams_out_ = 0;
+
 ClientConn::ClientConn(Worker& worker)
     : worker_(worker), codec_(worker.poller(), worker.buffers(), *this, ex_), ex_(worker, codec_) {}
 
@@ -74,6 +76,7 @@ h2::Stream* ClientConn::new_stream() {
     s->stream.owner_data = s;
   }
   s->ex.copy_listener(ex_);
+  ++h2_streams_out_;
   return &s->stream;
 }
 
@@ -81,7 +84,10 @@ void ClientConn::on_session_note(std::string_view what) {
   RP_LOG(LogLevel::kInfo, "client " + std::string(codec_.client_ip()) + ": " + std::string(what));
 }
 
-void ClientConn::free_stream(h2::Stream* s) { free_slots_.push_back(static_cast<StreamSlot*>(s->owner_data)); }
+void ClientConn::free_stream(h2::Stream* s) {
+  --h2_streams_out_;
+  free_slots_.push_back(static_cast<StreamSlot*>(s->owner_data));
+}
 
 void ClientConn::on_closing(h1::ServerConn&) {
   if (listed_) worker_.remove_connection(this);

@@ -34,6 +34,9 @@ class ClientConn final : private h1::ServerConn::Owner, private h2::ServerSessio
   void drain() { codec_.drain(); }
   size_t slot = 0;  // index in the worker's connection list
   uint32_t listener_id() const { return listener_id_; }
+  // Test-only (fuzz/h2_frames.cc): HTTP/2 streams that new_stream() handed out and
+  // free_stream() has not yet taken back, over every connection of this thread.
+  static int64_t h2_streams_out() { return h2_streams_out_; }
 
  private:
   explicit ClientConn(Worker& worker);
@@ -68,6 +71,7 @@ class ClientConn final : private h1::ServerConn::Owner, private h2::ServerSessio
   std::unique_ptr<h2::ServerSession> h2_;
   std::vector<std::unique_ptr<StreamSlot>> slots_;
   std::vector<StreamSlot*> free_slots_;
+  static thread_local int64_t h2_streams_out_;
 };
 
 }  // namespace ringproxy

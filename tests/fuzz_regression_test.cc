@@ -56,6 +56,7 @@ TEST(FuzzRegression, Admin) { replay("fuzz_admin", admin); }
 TEST(FuzzRegression, TlsServer) { replay("fuzz_tls_server", tls_server); }
 TEST(FuzzRegression, DnsAnswer) { replay("fuzz_dns_answer", dns_answer); }
 TEST(FuzzRegression, RouteMatch) { replay("fuzz_route_match", route_match); }
+TEST(FuzzRegression, H2Frames) { replay("fuzz_h2_frames", h2_frames); }
 
 }  // namespace
 }  // namespace ringproxy::fuzz

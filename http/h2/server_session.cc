@@ -33,6 +33,17 @@ nghttp2_nv make_nv(std::string_view name, std::string_view value) {
 
 ServerSession* session_of(void* user) { return static_cast<ServerSession*>(user); }
 
+// RFC 9113 8.3.1: origin form ("/" then path and query), or "*" for OPTIONS; its bytes
+// visible ASCII (RFC 3986's characters and percent-encoding), no fragment.
+bool valid_path(std::string_view path, std::string_view method) {
+  if (path == "*") return method == "OPTIONS";
+  if (path.empty() || path[0] != '/') return false;
+  for (const char c : path) {
+    if (c < 0x21 || c > 0x7e || c == '#') return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -326,6 +337,13 @@ void ServerSession::dispatch(Stream& s, bool end_stream) {
   if (s.method_ == "CONNECT") {
     // RFC 9113 8.5: CONNECT makes a tunnel; this proxy forwards requests only.
     refuse(s, 405, "CONNECT is not supported", "CONNECT refused");
+    return;
+  }
+  if (!valid_path(s.path_, s.method_)) {
+    // The target goes on in an HTTP/1 request line: what HTTP/1's parser refuses from a
+    // client (a byte over 0x7e, a control, a space, a fragment) is refused here too,
+    // so both protocols let the same targets reach a node (fuzz_h2_frames found one).
+    refuse(s, 400, "malformed request", "malformed request: invalid :path");
     return;
   }
   // :authority is the Host (RFC 9113 8.3.1); a Host field that differs from it is

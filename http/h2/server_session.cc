@@ -66,7 +66,6 @@ bool ServerSession::start() {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   nghttp2_session_callbacks_set_send_data_callback(cbs, send_data_frame);
   nghttp2_option* opt = nullptr;
@@ -478,10 +477,6 @@ int ServerSession::on_frame_send(nghttp2_session* ng, const nghttp2_frame* frame
     nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
   }
   return 0;
-}
-
-int ServerSession::on_invalid_frame(nghttp2_session*, const nghttp2_frame*, int, void*) {
-  return 0;  // nghttp2 resets the stream or ends the connection itself
 }
 
 void ServerSession::finish_handler(Stream& s) {

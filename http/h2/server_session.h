@@ -204,7 +204,6 @@ class ServerSession final : public h1::Takeover {
                            void* user);
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user);
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user);
-  static int on_invalid_frame(nghttp2_session*, const nghttp2_frame* frame, int lib_error, void* user);
   static ssize_t read_data(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length, uint32_t* flags,
                            nghttp2_data_source* source, void* user);
   static int send_data_frame(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,

@@ -181,10 +181,10 @@ TEST_F(H2Fixture, TlsListenerChoosesH2ByAlpn) {
   for (const auto& s : r.streams) EXPECT_EQ(s["status"], 200) << s.dump();
 }
 
-// The proxy with alpn = ["http/1.1"] never picks h2, and with h2c = false a plain
-// listener refuses the preface as the HTTP/1 request line it then is.
-TEST_F(H2Fixture, AlpnAndH2cCanBeTurnedOff) {
-  start(1, "alpn = [\"http/1.1\"]\nh2c = false", /*tls=*/true);
+// The proxy with alpn = ["http/1.1"] never picks h2 (h2c = false: the plain listener's
+// switch, H2cOffRefusesThePreface below).
+TEST_F(H2Fixture, AlpnWithoutH2ServesHttp11) {
+  start(1, "alpn = [\"http/1.1\"]", /*tls=*/true);
   const std::string resolve = " --resolve localhost:" + std::to_string(port_) + ":127.0.0.1";
   const Ran r = run(dir_, "curl", "curl -sS -k -i --http2" + resolve + " https://localhost:" + std::to_string(port_) + "/x");
   ASSERT_EQ(r.code, 0) << r.out;

@@ -380,6 +380,14 @@ std::vector<Field<GossipConfig>> gossip_fields() {
   };
 }
 
+std::optional<BackendProtocol> parse_protocol_tmp(std::string_view text, std::string* why) {
+  if (text == "http1") return BackendProtocol::kHttp1;
+  if (text == "h2c") return BackendProtocol::kH2c;
+  if (text == "h2") return BackendProtocol::kH2;
+  *why = "must be \"http1\", \"h2c\" or \"h2\"";
+  return std::nullopt;
+}
+
 std::vector<Field<BackendConfig>> backend_fields() {
   using B = BackendConfig;
   return {
@@ -389,6 +397,7 @@ std::vector<Field<BackendConfig>> backend_fields() {
       integer_field<B>("weight", &B::weight, 0, 1000),
       boolean_field<B>("tls", &B::tls),
       text_field<B, std::string>("tls_name", &B::tls_name, parse_tls_name),  // config/tls.cc
+      text_field<B, BackendProtocol>("protocol", &B::protocol, parse_protocol_tmp),
   };
 }
 

@@ -167,12 +167,16 @@ struct DiscoverConfig {
   bool operator==(const DiscoverConfig&) const = default;
 };
 
+// What a node speaks ([[backend]] protocol, SPEC "HTTP/2 and gRPC").
+enum class BackendProtocol : uint8_t { kHttp1, kH2c, kH2 };
+
 struct BackendConfig {
   std::string name;
   Address address;  // an IP and port, or a DNS name and port (address.is_name)
   uint32_t weight = 1;
   bool tls = false;      // requests and health checks to this node go over TLS
   std::string tls_name;  // SNI and the name verified; "" = the host part of address
+  BackendProtocol protocol = BackendProtocol::kHttp1;
   bool operator==(const BackendConfig&) const = default;
 };
 

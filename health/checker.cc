@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "http/h1/response_parser.h"
+#include "http/h2/client_session.h"
 #include "net/local_error.h"
 #include "net/tcp_transport.h"
 #include "net/tls_transport.h"
@@ -17,14 +18,29 @@ std::string session_key(const CheckTarget& t) { return t.name + '\0' + t.tls_nam
 }  // namespace
 
 // One probe: connect (and the TLS handshake, to a TLS node), send the request, read
-// the response head (h1::ResponseParser), close. The probe's socket is a Transport, as
-// every connection of ours is. Owned by its handles; freed when both are closed.
-class HealthChecker::Probe final : private Transport::Handler {
+// the response head (h1::ResponseParser, or the HTTP/2 client session's stream), close.
+// The probe's socket is a Transport, as every connection of ours is. Owned by its
+// handles; freed when both are closed.
+class HealthChecker::Probe final : private Transport::Handler,
+                                   private h2::ClientSession::Wire,
+                                   private h2::ClientStream::Handler {
  public:
   Probe(HealthChecker& checker, const CheckTarget& target, std::shared_ptr<TlsSessionCache> session)
-      : checker_(checker), name_(target.name), session_(std::move(session)), tcp_(buffers_, *this), io_(&tcp_) {
+      : checker_(checker),
+        poller_(checker.poller_),
+        name_(target.name),
+        session_(std::move(session)),
+        tcp_(buffers_, *this),
+        io_(&tcp_),
+        h2_(target.h2) {
     request_ = "GET " + checker.settings_.path + " HTTP/1.1\r\nHost: " + target.host +
                "\r\nUser-Agent: ringproxy-health\r\nConnection: close\r\n\r\n";
+    if (h2_) {
+      h2::ClientSession::Wire& wire = *this;  // a private base: named here, where it is reachable
+      h2_session_ = std::make_unique<h2::ClientSession>(wire, h2::ClientSettings{});
+      h2::ClientStream::Handler& handler = *this;
+      stream_.set_handler(&handler);
+    }
     uv_timer_init(checker.poller_.loop(), &timer_);
     timer_.data = this;
     handles_ = 1;
@@ -48,7 +64,10 @@ class HealthChecker::Probe final : private Transport::Handler {
     int rc = UV_ENOMEM;
     if (handles_ == 2) {
       // The handshake is bounded by the probe's timeout, as the connect is.
-      rc = tls_ ? tls_->connect_client(addr, target.tls, target.tls_name, session_.get(), 0) : tcp_.connect(addr);
+      static constexpr std::string_view kAlpnH2("\x02h2", 3);
+      rc = tls_ ? tls_->connect_client(addr, target.tls, target.tls_name, session_.get(), 0,
+                                       h2_ ? kAlpnH2 : std::string_view())
+                : tcp_.connect(addr);
     }
     if (rc < 0) {
       if (is_local_resource_error(rc)) {  // no verdict: see net/local_error.h
@@ -111,6 +130,10 @@ class HealthChecker::Probe final : private Transport::Handler {
       }
       return;
     }
+    if (h2_) {
+      start_h2();
+      return;
+    }
     uv_buf_t buf = uv_buf_init(request_.data(), static_cast<unsigned>(request_.size()));
     int rc = io_->write(&buf, 1);
     if (rc >= 0) rc = io_->start_reading();
@@ -119,12 +142,62 @@ class HealthChecker::Probe final : private Transport::Handler {
 
   void on_write_done(int status) override {
     if (status < 0 && !closing_) fail(std::string("write: ") + uv_err_name(status));
+    if (h2_ && !closing_) h2_session_->on_write_done(status);
+  }
+
+  // HTTP/2: the same request as a stream (the request line's target, Host as
+  // :authority), over TLS only when the node chose h2 by ALPN.
+  void start_h2() {
+    if (tls_ && tls_->alpn() != "h2") {
+      fail("the node did not choose h2 by ALPN");
+      return;
+    }
+    std::string names;
+    std::vector<nghttp2_nv> nv;
+    if (!h2_session_->start() ||
+        !h2::request_fields_from_http1(request_, tls_ ? "https" : "http", {}, false, names, nv)) {
+      fail("cannot start HTTP/2");
+      return;
+    }
+    if (h2_session_->submit(stream_, nv, false) < 0) {
+      fail("cannot open a stream");
+      return;
+    }
+    h2_session_->on_connected();
+    if (closing_) return;
+    if (const int rc = io_->start_reading(); rc < 0) fail(std::string("read: ") + uv_err_name(rc));
+  }
+
+  // h2::ClientSession::Wire
+  int wire_send(uv_buf_t* buf) override { return closing_ ? UV_ECANCELED : io_->write(buf, 1); }
+  bool wire_pending() const override { return io_->write_pending(); }
+  Poller& wire_poller() override { return poller_; }
+  void wire_close(std::string_view why) override { fail(why.empty() ? std::string("closed before answering") : std::string(why)); }
+  void wire_capacity() override {}
+  // h2::ClientStream::Handler
+  void on_upstream_stream() override {
+    if (closing_) return;
+    if (stream_.head_ready()) {
+      const int status = stream_.status();
+      done(status >= 200 && status < 400, "status " + std::to_string(status));
+    } else if (stream_.interim_ready()) {
+      done(false, "status " + std::to_string(stream_.interim_status()));  // as HTTP/1's first head
+    } else if (stream_.failed()) {
+      fail(stream_.cause());
+    }
   }
 
   void on_read(ssize_t n) override {
     if (closing_) return;
     if (n < 0) {
       fail(n == UV_EOF ? "closed before answering" : std::string("read: ") + uv_err_name(static_cast<int>(n)));
+      return;
+    }
+    if (h2_) {
+      IoBuffer& in = io_->buffer();
+      if (!h2_session_->on_read(in.begin_ptr(), in.size()) || closing_) return;
+      in.clear();
+      if (const int rc = io_->start_reading(); rc < 0) fail(std::string("read: ") + uv_err_name(rc));
       return;
     }
     // The head is all a verdict needs: the first one, an interim 1xx included (which
@@ -165,6 +238,7 @@ class HealthChecker::Probe final : private Transport::Handler {
   static constexpr uint32_t kMaxHead = 16 * 1024;
 
   HealthChecker& checker_;
+  Poller& poller_;  // outlives the checker (abort())
   std::string name_;
   std::string request_;
   std::shared_ptr<TlsSessionCache> session_;  // the target's, for a TLS probe
@@ -179,6 +253,9 @@ class HealthChecker::Probe final : private Transport::Handler {
   bool connect_failed_ = false;
   size_t index_ = 0;
   int handles_ = 0;
+  bool h2_ = false;
+  std::unique_ptr<h2::ClientSession> h2_session_;  // an HTTP/2 probe's
+  h2::ClientStream stream_;  // after the session: freed first
 };
 
 HealthChecker::HealthChecker(Poller& poller, OnResult on_result)

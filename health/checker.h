@@ -1,5 +1,5 @@
 // Active health checks on libuv: every interval, for each target, GET health.path on a
-// fresh connection; 2xx and 3xx pass, anything else (refused, reset, timeout, another
+// fresh connection (in HTTP/1.1, or HTTP/2 to a node that speaks it); 2xx and 3xx pass, anything else (refused, reset, timeout, another
 // status, a malformed answer) fails. The verdicts go to a callback; what they mean is
 // HealthTable's business (health/node_health.h).
 //
@@ -34,6 +34,9 @@ struct CheckTarget {
   // (SNI and the name verified); null: plain TCP.
   std::shared_ptr<const ClientTlsContext> tls;
   std::string tls_name;
+  // The node speaks HTTP/2 (protocol = "h2c", or "h2" over TLS): probed over HTTP/2,
+  // as its requests go, one stream on a connection of the probe's own.
+  bool h2 = false;
 };
 
 struct CheckSettings {

@@ -75,6 +75,12 @@ class Downstream {
     (void)end;
     return UV_ENOTSUP;
   }
+  // HTTP/2: trailer fields end the response after its body (every send_data had `end`
+  // false). The codec copies them. 0 or a libuv error.
+  virtual int send_trailers(std::span<const HeaderView> fields) {
+    (void)fields;
+    return UV_ENOTSUP;
+  }
 
  protected:
   ~Downstream() = default;

@@ -129,10 +129,16 @@ int TlsTransport::open_server(int fd, bool nodelay_inherited, std::shared_ptr<co
 }
 
 int TlsTransport::connect_client(const sockaddr* addr, std::shared_ptr<const ClientTlsContext> context,
-                                 std::string_view name, TlsSessionCache* cache, uint32_t handshake_timeout_ms) {
+                                 std::string_view name, TlsSessionCache* cache, uint32_t handshake_timeout_ms,
+                                 std::string_view alpn) {
   if (poller_ == nullptr || ssl_ != nullptr || closing_) return UV_EINVAL;
   SSL* ssl = context->new_ssl(name, cache);
   if (ssl == nullptr) return UV_ENOMEM;
+  if (!alpn.empty() &&
+      SSL_set_alpn_protos(ssl, reinterpret_cast<const unsigned char*>(alpn.data()), static_cast<unsigned>(alpn.size())) != 0) {
+    SSL_free(ssl);
+    return UV_ENOMEM;
+  }
   BIO* bio = BIO_new(TlsBio::method());
   if (bio == nullptr) {
     SSL_free(ssl);

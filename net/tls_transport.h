@@ -62,8 +62,10 @@ class TlsTransport final : public Transport, private Transport::Handler, private
   // there. on_connect follows once: 0 when the handshake is done, else the TCP error,
   // UV_ETIMEDOUT (`handshake_timeout_ms`, 0 = none: the caller's connect timer bounds
   // it) or UV_EPROTO (handshake_error() says why, the verification's verdict included).
+  // `alpn`: the protocols offered in ALPN's wire format, replacing the context's
+  // "http/1.1" (an HTTP/2 node's connections offer "h2").
   int connect_client(const sockaddr* addr, std::shared_ptr<const ClientTlsContext> context, std::string_view name,
-                     TlsSessionCache* cache, uint32_t handshake_timeout_ms);
+                     TlsSessionCache* cache, uint32_t handshake_timeout_ms, std::string_view alpn = {});
 
   // How a handshake ended without success.
   enum class Failure {

@@ -130,6 +130,7 @@ bool build_pool(Pool& pool, const std::vector<FoundNode>& found, const ResolvedN
       return false;
     }
     out.tls = b.tls;
+    out.protocol = b.protocol;
     if (b.tls) {
       out.tls_name = b.tls_name.empty() ? b.address.host : b.tls_name;
       out.pool_key += '\0';

@@ -147,6 +147,7 @@ struct Backend {
   std::string source;     // "" configured (file or admin API); else the [[discover]] name
   uint16_t priority = 0;  // SRV priority (discovered by an srv source), else 0
   bool tls = false;      // connections speak TLS (BackendConfig::tls)
+  BackendProtocol protocol = BackendProtocol::kHttp1;
   std::string tls_name;  // SNI and the name verified: tls_name, else the address's host
   std::shared_ptr<NodeState> state;
 };

@@ -24,9 +24,11 @@
 #include "http/h1/request_parser.h"
 #include "http/h1/response_parser.h"
 #include "http/h1/server_conn.h"
+#include "http/h2/client_session.h"
 #include "http/message.h"
 #include "proxy/backends.h"
 #include "proxy/request_log.h"
+#include "proxy/upstream_h2.h"
 #include "proxy/upstream_pool.h"
 
 namespace ringproxy {
@@ -36,7 +38,15 @@ class Worker;
 // Largest response head accepted from a node; a larger one is a 502.
 constexpr uint32_t kMaxResponseHead = 64 * 1024;
 
-class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
+// To an HTTP/2 node (protocol = "h2c" | "h2") the request is a stream (ups_) on one of
+// the node's shared connections (proxy/upstream_h2.h) instead of a connection of its
+// own; the head is the same rewritten head, re-framed, and the response is pulled from
+// the stream (on_upstream_stream) and framed for the client as HTTP/1 (sized, chunked
+// with its trailers, or to the close for 1.0) or HTTP/2 (DATA, trailers).
+class Exchange final : public h1::RequestHandler,
+                       private UpstreamConn::Owner,
+                       private h2::ClientStream::Handler,
+                       private H2Upstream::Timed {
  public:
   Exchange(Worker& worker, h1::Downstream& down);
   // The listener its connection came in on: the pool of requests no route matches, and
@@ -59,8 +69,11 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   // Routes the request, or answers it through Downstream.
   void on_request(RequestHead& req, std::string_view client_ip) override;
   BodyResult on_body(char* p, size_t len, bool end) override;
-  bool ready_for_body() const override { return up_ && upstream_ready_ && !up_->write_pending(); }
-  bool body_pinned() const override { return up_ && up_->write_pending(); }
+  bool ready_for_body() const override {
+    if (up_h2_) return upstream_ready_ && ups_.attached() && ups_.body_writable();
+    return up_ && upstream_ready_ && !up_->write_pending();
+  }
+  bool body_pinned() const override { return up_h2_ ? !ups_.body_writable() : (up_ && up_->write_pending()); }
   void on_client_eof() override;
   void on_downstream_drained() override;
   // The upstream connection goes (closed: it may be mid-exchange).
@@ -116,6 +129,23 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   void on_upstream_write(int status) override;
   void on_upstream_timeout() override;
 
+  // Connect failures, from a connection of its own or an HTTP/2 node's shared one.
+  void connect_failed(int status, std::string cause);
+  // The upstream's timer: this request's connection's, or its stream's deadline.
+  void arm_up_timer(uint32_t ms);
+  bool up_write_pending() const { return up_h2_ ? !ups_.body_writable() : (up_ && up_->write_pending()); }
+
+  // HTTP/2 nodes.
+  void open_stream(H2Upstream* conn);
+  void on_upstream_stream() override;  // h2::ClientStream::Handler
+  void on_stream_timeout() override { on_upstream_timeout(); }  // H2Upstream::Timed
+  void pump_stream();
+  void on_stream_head();
+  void on_stream_failed();
+  // Body bytes of the node's response to the client, framed for its protocol.
+  int stream_body_to_client(char* p, size_t len, bool last);
+  void finish_stream();
+
   Worker& worker_;
   h1::Downstream& down_;
   Phase phase_ = Phase::kNone;
@@ -157,6 +187,23 @@ class Exchange final : public h1::RequestHandler, private UpstreamConn::Owner {
   // proxy.retries is at most kMaxRetries (config/config.cc): one slot per attempt.
   NodeIndex tried_[kMaxRetries + 1] = {};
   UpstreamConn* up_ = nullptr;
+  // HTTP/2 node: this attempt's stream and the connection carrying it.
+  bool up_h2_ = false;
+  H2Upstream* h2c_ = nullptr;
+  h2::ClientStream ups_;
+  bool te_trailers_ = false;
+  bool grpc_ = false;           // content-type application/grpc: our errors are gRPC statuses    // the client takes trailers (TE: trailers, or HTTP/2)
+  bool chunk_down_ = false;     // the node's body goes to the HTTP/1.1 client chunked
+  bool stream_end_sent_ = false;  // HTTP/2 client: END_STREAM went with the last send
+  bool body_wait_ = false;      // request bytes pinned until the stream frames them
+  // Streams the node did not process (GOAWAY, REFUSED_STREAM) sent again, this request.
+  uint32_t unprocessed_again_ = 0;
+  static constexpr uint32_t kMaxUnprocessedAgain = 4;
+  std::string h2_names_;        // the request head's names in lower case (per attempt)
+  std::vector<nghttp2_nv> h2_nv_;
+  std::vector<HeaderView> h2_fields_;  // the node's response fields, with ours added
+  char chunk_head_[20] = {};    // "HEX\r\n" of a chunk to an HTTP/1.1 client
+  std::string tail_;            // the last-chunk and trailers for an HTTP/1.1 client
   bool upstream_ready_ = false;  // connected and head written or queued
   std::string up_head_;          // request head as sent upstream (kept for retries)
   std::string origin_scratch_;   // "/" + query of an absolute target without a path

@@ -87,7 +87,7 @@ void Server::sync_health(const Routing& routing, HealthTable::Start added) {
       // A named node with no address is not probed: it is down until its name resolves.
       if (b.sockaddrs.empty()) continue;
       targets.push_back({b.name, b.sockaddrs[0], {b.sockaddrs.begin() + 1, b.sockaddrs.end()}, b.address.to_string(),
-                         b.tls ? pool.upstream_tls : nullptr, b.tls_name});
+                         b.tls ? pool.upstream_tls : nullptr, b.tls_name, b.protocol != BackendProtocol::kHttp1});
     }
     ph.table.set_nodes(names, now, h.slow_start_ms > 0 && !new_pool ? added : HealthTable::Start::kServing);
     if (!checking_) continue;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "proxy/upstream_h2.h"
 #include "proxy/worker.h"
 
 namespace ringproxy {
@@ -33,7 +34,10 @@ int UpstreamConn::connect(const sockaddr* addr, Owner* owner, uint32_t timeout_m
     // Not loaded, or the tier left with a reload: the config check and the routing keep
     // this from happening.
     if (!context) return UV_EINVAL;
-    rc = tls_->connect_client(addr, context, pool_->tls_name(), &pool_->tls_session(), 0);
+    // An HTTP/2 node is offered h2 alone: HTTP/1.1 on its connections would not do.
+    static constexpr std::string_view kAlpnH2("\x02h2", 3);
+    rc = tls_->connect_client(addr, context, pool_->tls_name(), &pool_->tls_session(), 0,
+                              pool_->h2() ? kAlpnH2 : std::string_view());
     tls_context_id_ = context->id();
   } else {
     rc = tcp_.connect(addr);
@@ -114,8 +118,49 @@ void UpstreamConn::handle_closed() {
   pool->on_conn_freed();
 }
 
-UpstreamPool::UpstreamPool(Worker& worker, std::string key, std::string tier, bool tls, std::string tls_name)
-    : worker_(worker), key_(std::move(key)), tier_(std::move(tier)), tls_(tls), tls_name_(std::move(tls_name)) {}
+UpstreamPool::UpstreamPool(Worker& worker, std::string key, std::string tier, bool tls, std::string tls_name,
+                           BackendProtocol protocol)
+    : worker_(worker),
+      key_(std::move(key)),
+      tier_(std::move(tier)),
+      tls_(tls),
+      tls_name_(std::move(tls_name)),
+      protocol_(protocol) {}
+
+void UpstreamPool::retire() {
+  retired_ = true;
+  close_idle();
+  // HTTP/2 connections finish their streams, then GOAWAY and close.
+  const std::vector<H2Upstream*> open = h2_;
+  for (H2Upstream* c : open) c->shutdown();
+}
+
+H2Upstream* UpstreamPool::h2_with_room() {
+  if (retired_) return nullptr;
+  // A TLS connection made under another [upstream_tls] takes no new streams.
+  uint64_t current = 0;
+  if (tls_) {
+    const auto& context = tls_context();
+    current = context ? context->id() : 0;
+  }
+  for (H2Upstream* c : h2_) {
+    if (c->can_open() && c->tls_context_id() == current) return c;
+  }
+  return nullptr;
+}
+
+void UpstreamPool::h2_forget(H2Upstream* c) {
+  auto it = std::find(h2_.begin(), h2_.end(), c);
+  if (it != h2_.end()) h2_.erase(it);
+}
+
+std::string UpstreamPool::label() const {
+  // The key is NAME NUL ADDRESS [NUL ...].
+  const size_t a = key_.find('\0');
+  if (a == std::string::npos) return key_;
+  const size_t b = key_.find('\0', a + 1);
+  return "node=" + key_.substr(0, a) + " address=" + key_.substr(a + 1, b == std::string::npos ? b : b - a - 1);
+}
 
 const std::shared_ptr<const ClientTlsContext>& UpstreamPool::tls_context() const {
   static const std::shared_ptr<const ClientTlsContext> kNone;
@@ -127,7 +172,11 @@ void UpstreamPool::on_conn_freed() {
   if (--live_ == 0 && retired_) worker_.drop_pool(this);  // frees this
 }
 
-UpstreamPool::~UpstreamPool() { close_idle(); }
+UpstreamPool::~UpstreamPool() {
+  close_idle();
+  const std::vector<H2Upstream*> open = h2_;
+  for (H2Upstream* c : open) c->close();
+}
 
 UpstreamConn* UpstreamPool::take_idle(UpstreamConn::Owner* owner) {
   // A TLS connection made under another [upstream_tls] (a reload changed the CA,

@@ -20,6 +20,7 @@ namespace ringproxy {
 
 class Worker;
 class UpstreamPool;
+class H2Upstream;
 
 // One connection to a backend, over TCP or, to a node with tls = true, over TLS (the
 // handshake is part of the connect: on_upstream_connect comes after it, and the connect
@@ -61,6 +62,8 @@ class UpstreamConn final : private Transport::Handler {
   IoBuffer& buffer() { return io_->buffer(); }
   // Why the TLS handshake failed ("" for a plain connection or none failed).
   std::string_view tls_error() const { return tls_ ? std::string_view(tls_->handshake_error()) : std::string_view(); }
+  // The protocol the node chose by ALPN ("" for a plain connection or none chosen).
+  std::string_view alpn() const { return tls_ ? tls_->alpn() : std::string_view(); }
   UpstreamPool& pool() { return *pool_; }
   bool reused() const { return reused_; }
   void mark_reused() { reused_ = true; }
@@ -98,7 +101,7 @@ class UpstreamPool {
   // (its [upstream_tls]). `tls`: connections speak TLS to `tls_name` (SNI and the name
   // verified).
   UpstreamPool(Worker& worker, std::string key, std::string tier = "default", bool tls = false,
-               std::string tls_name = {});
+               std::string tls_name = {}, BackendProtocol protocol = BackendProtocol::kHttp1);
   ~UpstreamPool();
 
   // An idle connection ready for a request (its owner set), or null.
@@ -111,11 +114,19 @@ class UpstreamPool {
   void release(UpstreamConn* conn, uint32_t idle_timeout_ms);
   void forget(UpstreamConn* conn);  // a closing connection leaves the idle list
   void close_idle();
-  void retire() {  // the backend left the configuration
-    retired_ = true;
-    close_idle();
-  }
+  void retire();  // the backend left the configuration
   bool retired() const { return retired_; }
+  // The node speaks HTTP/2 (h2c, or h2 over TLS): its connections are H2Upstreams,
+  // each carrying many streams (proxy/upstream_h2.h).
+  bool h2() const { return protocol_ != BackendProtocol::kHttp1; }
+  BackendProtocol protocol() const { return protocol_; }
+  // The first HTTP/2 connection that takes another stream, or null.
+  H2Upstream* h2_with_room();
+  void h2_add(H2Upstream* c) { h2_.push_back(c); }
+  void h2_forget(H2Upstream* c);
+  size_t h2_connections() const { return h2_.size(); }
+  // "NAME ADDRESS" of the node, from the key, for log lines.
+  std::string label() const;
   void unretire() { retired_ = false; }
   const std::string& key() const { return key_; }
   bool tls() const { return tls_; }
@@ -145,6 +156,8 @@ class UpstreamPool {
   std::vector<UpstreamConn*> idle_;
   size_t live_ = 0;  // connections made and not yet freed
   bool retired_ = false;
+  BackendProtocol protocol_ = BackendProtocol::kHttp1;
+  std::vector<H2Upstream*> h2_;  // open HTTP/2 connections, oldest first
 };
 
 }  // namespace ringproxy

@@ -237,7 +237,7 @@ void Worker::take_routing() {
 
 UpstreamPool& Worker::pool_for(const Pool& pool, const Backend& b, bool* made) {
   auto [it, inserted] = pools_.try_emplace(b.pool_key);  // copies the key only when inserting
-  if (inserted) it->second = std::make_unique<UpstreamPool>(*this, b.pool_key, pool.name(), b.tls, b.tls_name);
+  if (inserted) it->second = std::make_unique<UpstreamPool>(*this, b.pool_key, pool.name(), b.tls, b.tls_name, b.protocol);
   if (made) *made = inserted;
   return *it->second;
 }

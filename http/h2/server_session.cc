@@ -522,6 +522,7 @@ void ServerSession::reap() {
     s->out_ = nullptr;
     s->out_len_ = 0;
     s->out_end_ = s->want_drain_ = s->in_send_ = s->in_write_ = s->abort_after_write_ = false;
+    s->trailers_ = false;
     s->handler_done_ = s->closed_ = s->ended_ok_ = s->listed_dead_ = false;
     s->session_ = nullptr;
     s->id_ = 0;
@@ -660,6 +661,21 @@ ssize_t ServerSession::read_data(nghttp2_session*, int32_t, uint8_t*, size_t len
   if (s->out_len_ == 0) {
     if (s->out_end_) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (s->trailers_) {
+        // The trailers end the stream, submitted here as nghttp2 asks (after the last
+        // DATA, which then carries no END_STREAM).
+        s->trailers_ = false;
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        s->nv_.clear();
+        const std::string& b = s->trailer_bytes_;
+        for (size_t i = 0; i + 3 < s->trailer_at_.size(); i += 4) {
+          s->nv_.push_back(make_nv(std::string_view(b.data() + s->trailer_at_[i], s->trailer_at_[i + 1]),
+                                   std::string_view(b.data() + s->trailer_at_[i + 2], s->trailer_at_[i + 3])));
+        }
+        if (nghttp2_submit_trailer(s->session_->ng_, s->id_, s->nv_.data(), s->nv_.size()) != 0) {
+          return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
+        }
+      }
       return 0;
     }
     return NGHTTP2_ERR_DEFERRED;  // send_data() resumes it
@@ -797,6 +813,30 @@ int Stream::send_data(char* p, size_t len, bool end) {
   // In a write not yet complete (the bytes stay pinned), or held by flow control.
   want_drain_ = true;
   return Transport::kQueued;
+}
+
+int Stream::send_trailers(std::span<const HeaderView> fields) {
+  if (!session_ || closed_ || session_->closing_) return UV_ECANCELED;
+  if (!has_body_) return UV_EINVAL;  // the head ended the stream
+  trailer_bytes_.clear();
+  trailer_at_.clear();
+  const ConnectionOptions none;
+  for (const HeaderView& f : fields) {
+    if (is_hop_by_hop(f.name, none) || iequals(f.name, "transfer-encoding") || iequals(f.name, "content-length")) {
+      continue;
+    }
+    trailer_at_.push_back(static_cast<uint32_t>(trailer_bytes_.size()));
+    trailer_at_.push_back(static_cast<uint32_t>(f.name.size()));
+    for (char c : f.name) trailer_bytes_.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    trailer_at_.push_back(static_cast<uint32_t>(trailer_bytes_.size()));
+    trailer_at_.push_back(static_cast<uint32_t>(f.value.size()));
+    trailer_bytes_.append(f.value);
+  }
+  trailers_ = !trailer_at_.empty();
+  out_end_ = true;
+  nghttp2_session_resume_data(session_->ng_, id_);
+  session_->flush_soon();
+  return 0;
 }
 
 void Stream::respond_error(int status, std::string_view text, std::string_view log_cause) {

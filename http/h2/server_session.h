@@ -83,6 +83,7 @@ class Stream final : public Downstream {
   RequestHead::Protocol protocol() const override { return RequestHead::Protocol::kHttp2; }
   int send_head(int status, std::span<const HeaderView> fields, bool end_stream) override;
   int send_data(char* p, size_t len, bool end) override;
+  int send_trailers(std::span<const HeaderView> fields) override;
 
  private:
   friend class ServerSession;
@@ -133,6 +134,11 @@ class Stream final : public Downstream {
   bool closed_ = false;        // nghttp2 closed the stream
   bool ended_ok_ = false;      // ... after our whole response (not a reset)
   bool listed_dead_ = false;
+  // Trailers to send after the body: lowered names and values in one buffer, each
+  // field's four offsets (name, length, value, length); submitted from read_data.
+  std::string trailer_bytes_;
+  std::vector<uint32_t> trailer_at_;
+  bool trailers_ = false;
   std::string own_body_;       // an answer of our own
   std::string names_;          // lowered field names of the response head
   std::vector<nghttp2_nv> nv_;

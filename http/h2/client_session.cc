@@ -1,0 +1,591 @@
+#include "http/h2/client_session.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "http/header_rules.h"
+#include "net/transport.h"
+
+namespace ringproxy::h2 {
+namespace {
+
+// Bytes of frames gathered into one write at most.
+constexpr size_t kMaxWriteBytes = 256 * 1024;
+// Stream ids are 31 bits, odd for a client: a session this close to the end opens no
+// more (the pool opens another connection).
+constexpr int32_t kLastStreamIds = 0x7fffff00;
+// A node advertising more concurrent streams than this is taken at this.
+constexpr uint32_t kMaxStreamsPerConnection = 1000;
+
+std::string_view view(nghttp2_rcbuf* b) {
+  const nghttp2_vec v = nghttp2_rcbuf_get_buf(b);
+  return {reinterpret_cast<const char*>(v.base), v.len};
+}
+
+ClientSession* session_of(void* user) { return static_cast<ClientSession*>(user); }
+
+std::string error_text(uint32_t code) { return nghttp2_http2_strerror(code); }
+
+}  // namespace
+
+bool request_fields_from_http1(std::string_view head, std::string_view scheme, std::string_view authority,
+                               bool te_trailers, std::string& names, std::vector<nghttp2_nv>& nv) {
+  nv.clear();
+  names.clear();
+  names.reserve(head.size());  // every name fits: the views below never move
+  const auto add = [&nv](std::string_view n, std::string_view v) {
+    nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                  reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+  };
+  size_t eol = head.find("\r\n");
+  if (eol == std::string_view::npos) return false;
+  const std::string_view line = head.substr(0, eol);
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = line.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 <= sp1) return false;
+  add(":method", line.substr(0, sp1));
+  add(":scheme", scheme);
+  const size_t authority_at = nv.size();
+  add(":authority", authority);
+  add(":path", line.substr(sp1 + 1, sp2 - sp1 - 1));
+  // The Connection options name more fields to drop (rewrite keeps only ours, but the
+  // rule is the protocol's, so it is applied here whatever the head holds).
+  std::vector<HeaderView> fields;  // small, and the head's field count is small too
+  for (size_t at = eol + 2; at < head.size();) {
+    eol = head.find("\r\n", at);
+    if (eol == std::string_view::npos) return false;
+    if (eol == at) break;  // the empty line
+    const std::string_view field = head.substr(at, eol - at);
+    at = eol + 2;
+    const size_t colon = field.find(':');
+    if (colon == std::string_view::npos) return false;
+    fields.push_back({field.substr(0, colon), trim_ows(field.substr(colon + 1))});
+  }
+  const ConnectionOptions connection = ConnectionOptions::of(fields);
+  if (te_trailers) add("te", "trailers");  // RFC 9113 8.2.2: the one TE allowed
+  for (const HeaderView& f : fields) {
+    if (iequals(f.name, "host")) {
+      nv[authority_at].value = reinterpret_cast<uint8_t*>(const_cast<char*>(f.value.data()));
+      nv[authority_at].valuelen = f.value.size();
+      continue;
+    }
+    if (is_hop_by_hop(f.name, connection) || iequals(f.name, "transfer-encoding")) continue;
+    const size_t from = names.size();
+    for (const char c : f.name) names.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    add(std::string_view(names.data() + from, f.name.size()), f.value);
+  }
+  return nv[authority_at].valuelen > 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// ClientStream
+
+void ClientStream::reset_state() {
+  for (nghttp2_rcbuf* b : rcbufs_) nghttp2_rcbuf_decref(b);
+  rcbufs_.clear();
+  id_ = 0;
+  out_ = nullptr;
+  out_len_ = 0;
+  out_end_ = has_body_ = false;
+  interim_status_ = status_ = building_status_ = 0;
+  interim_fields_.clear();
+  fields_.clear();
+  trailers_.clear();
+  building_.clear();
+  head_bytes_ = 0;
+  body_.clear();
+  later_.clear();
+  given_ = pinned_ = 0;
+  remote_end_ = false;
+  failed_ = unprocessed_ = false;
+  error_code_ = 0;
+  connect_status_ = 0;
+  cause_.clear();
+}
+
+void ClientStream::cancel() {
+  if (ClientSession* ss = session_) {
+    if (ss->ng_ && id_ > 0 && nghttp2_session_find_stream(ss->ng_, id_) != nullptr) {
+      nghttp2_session_set_stream_user_data(ss->ng_, id_, nullptr);
+      nghttp2_submit_rst_stream(ss->ng_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
+    }
+    ss->detach(*this);
+    ss->flush_soon();
+    ss->wire_.wire_capacity();
+  }
+  if (notify_) {
+    // Listed by a session that has let go of it already: skipped when the list runs.
+    notify_ = false;
+  }
+  reset_state();
+}
+
+void ClientStream::fail(std::string_view cause, bool unprocessed, uint32_t code, int connect_status) {
+  if (failed_) return;
+  failed_ = true;
+  unprocessed_ = unprocessed;
+  error_code_ = code;
+  connect_status_ = connect_status;
+  cause_.assign(cause);
+}
+
+int ClientStream::send_body(const char* p, size_t len, bool end) {
+  if (!session_ || failed_) return UV_ECANCELED;
+  if (!has_body_ || out_end_) return Transport::kWritten;  // ended already: nothing goes
+  out_ = p;
+  out_len_ = len;
+  out_end_ = end;
+  nghttp2_session_resume_data(session_->ng_, id_);
+  session_->flush_soon();
+  return len == 0 ? Transport::kWritten : Transport::kQueued;
+}
+
+void ClientStream::interim_taken() {
+  interim_status_ = 0;
+  interim_fields_.clear();
+}
+
+void ClientStream::give(size_t n, bool pinned) {
+  given_ += n;
+  if (pinned) {
+    pinned_ += n;
+    return;
+  }
+  if (session_) session_->credit(*this, n);
+  if (pinned_ == 0 && given_ == body_.size()) {
+    body_.clear();
+    given_ = 0;
+    body_.swap(later_);
+  }
+}
+
+void ClientStream::unpin() {
+  if (pinned_ == 0) return;
+  const size_t n = pinned_;
+  pinned_ = 0;
+  if (session_) session_->credit(*this, n);
+  // What came while the bytes were pinned joins what is left.
+  if (given_ == body_.size()) {
+    body_.clear();
+    given_ = 0;
+    body_.swap(later_);
+  } else if (!later_.empty()) {
+    body_.erase(0, given_);
+    given_ = 0;
+    body_.append(later_);
+    later_.clear();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Life cycle
+
+ClientSession::ClientSession(Wire& wire, const ClientSettings& settings) : wire_(wire), settings_(settings) {}
+
+ClientSession::~ClientSession() {
+  if (flush_task_.scheduled) wire_.wire_poller().cancel(&flush_task_);
+  dead_ = true;
+  fail_all("connection closed", false, 0);
+  for (ClientStream* s : notify_) s->notify_ = false;
+  notify_.clear();
+  if (ng_) nghttp2_session_del(ng_);
+}
+
+bool ClientSession::start() {
+  nghttp2_session_callbacks* cbs = nullptr;
+  if (nghttp2_session_callbacks_new(&cbs) != 0) return false;
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback2(cbs, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, send_data_frame);
+  nghttp2_option* opt = nullptr;
+  if (nghttp2_option_new(&opt) != 0) {
+    nghttp2_session_callbacks_del(cbs);
+    return false;
+  }
+  // Stream windows are credited as the client takes the bytes (ClientStream::give).
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  const int rc = nghttp2_session_client_new2(&ng_, cbs, this, opt);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cbs);
+  if (rc != 0) {
+    ng_ = nullptr;
+    return false;
+  }
+  const nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, settings_.stream_window_bytes},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, settings_.max_header_list_bytes},
+  };
+  if (nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0) return false;
+  nghttp2_session_set_local_window_size(ng_, NGHTTP2_FLAG_NONE, 0,
+                                        static_cast<int32_t>(settings_.connection_window_bytes));
+  return true;
+}
+
+void ClientSession::on_connected() {
+  connected_ = true;
+  flush();
+}
+
+void ClientSession::on_closed(std::string_view cause, int connect_status) {
+  if (dead_) return;
+  dead_ = true;
+  // Never connected: nothing was sent, every stream may go elsewhere.
+  fail_all(cause, !connected_, connect_status);
+  run_notify();
+}
+
+void ClientSession::shutdown() {
+  if (dead_ || draining_) return;
+  draining_ = true;
+  if (streams_.empty()) {
+    nghttp2_session_terminate_session(ng_, NGHTTP2_NO_ERROR);
+    flush();
+  }
+}
+
+bool ClientSession::can_open() const {
+  return ng_ && !dead_ && !goaway_ && !draining_ && streams_.size() < peer_max_streams() &&
+         nghttp2_session_get_next_stream_id(ng_) < static_cast<uint32_t>(kLastStreamIds);
+}
+
+uint32_t ClientSession::peer_max_streams() const {
+  // 100 until the node's SETTINGS say (nghttp2's assumption, RFC 9113 6.5.2's advice).
+  return ng_ ? std::min(nghttp2_session_get_remote_settings(ng_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS),
+                        kMaxStreamsPerConnection)
+             : 0;
+}
+
+void ClientSession::detach(ClientStream& s) {
+  auto it = std::find(streams_.begin(), streams_.end(), &s);
+  if (it != streams_.end()) {
+    *it = streams_.back();
+    streams_.pop_back();
+  }
+  s.session_ = nullptr;
+  if (draining_ && streams_.empty() && ng_ && !dead_) nghttp2_session_terminate_session(ng_, NGHTTP2_NO_ERROR);
+}
+
+void ClientSession::fail_all(std::string_view cause, bool unprocessed, int connect_status) {
+  const std::vector<ClientStream*> all = streams_;
+  for (ClientStream* s : all) {
+    s->fail(cause, unprocessed, 0, connect_status);
+    if (ng_ && s->id_ > 0) nghttp2_session_set_stream_user_data(ng_, s->id_, nullptr);
+    detach(*s);
+    notify(*s);
+  }
+}
+
+void ClientSession::notify(ClientStream& s) {
+  if (s.notify_) return;
+  s.notify_ = true;
+  notify_.push_back(&s);
+}
+
+void ClientSession::run_notify() {
+  // Handlers may submit, cancel and be told again while this runs: the list is swapped
+  // out (and back, so a warm session allocates nothing).
+  while (!notify_.empty()) {
+    notifying_.swap(notify_);
+    for (size_t i = 0; i < notifying_.size(); ++i) {
+      ClientStream* s = notifying_[i];
+      if (!s->notify_) continue;  // cancelled meanwhile
+      s->notify_ = false;
+      if (s->handler_) s->handler_->on_upstream_stream();
+    }
+    notifying_.clear();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Streams
+
+int ClientSession::submit(ClientStream& s, std::span<const nghttp2_nv> nv, bool has_body) {
+  if (!can_open() && (dead_ || goaway_ || draining_)) return UV_ECANCELED;
+  s.reset_state();
+  s.has_body_ = has_body;
+  nghttp2_data_provider prd;
+  prd.source.ptr = &s;
+  prd.read_callback = read_data;
+  const int32_t id =
+      nghttp2_submit_request(ng_, nullptr, nv.data(), nv.size(), has_body ? &prd : nullptr, &s);
+  if (id < 0) return id == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : UV_ECANCELED;
+  s.id_ = id;
+  s.session_ = this;
+  streams_.push_back(&s);
+  flush_soon();
+  return 0;
+}
+
+void ClientSession::credit(ClientStream& s, size_t n) {
+  if (!ng_ || dead_ || s.id_ <= 0 || n == 0) return;
+  if (nghttp2_session_find_stream(ng_, s.id_) == nullptr) return;  // closed: nothing to credit
+  nghttp2_session_consume_stream(ng_, s.id_, n);
+  flush_soon();
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading
+
+bool ClientSession::on_read(const char* p, size_t len) {
+  if (dead_) return false;
+  in_recv_ = true;
+  const ssize_t n = nghttp2_session_mem_recv(ng_, reinterpret_cast<const uint8_t*>(p), len);
+  in_recv_ = false;
+  if (n < 0) {
+    const std::string why = std::string("HTTP/2 protocol error from the node: ") + nghttp2_strerror(static_cast<int>(n));
+    dead_ = true;
+    fail_all(why, false, 0);
+    run_notify();
+    wire_.wire_close(why);
+    return false;
+  }
+  flush_soon();
+  run_notify();
+  return true;
+}
+
+int ClientSession::on_begin_headers(nghttp2_session* ng, const nghttp2_frame* frame, void*) {
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  auto* s = static_cast<ClientStream*>(nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id));
+  if (!s) return 0;
+  s->building_.clear();
+  s->building_status_ = 0;
+  return 0;
+}
+
+int ClientSession::on_header(nghttp2_session* ng, const nghttp2_frame* frame, nghttp2_rcbuf* name,
+                             nghttp2_rcbuf* value, uint8_t, void* user) {
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  auto* s = static_cast<ClientStream*>(nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id));
+  if (!s) return 0;
+  const std::string_view n = view(name);
+  const std::string_view v = view(value);
+  s->head_bytes_ += static_cast<uint32_t>(n.size() + v.size() + 32);
+  if (s->head_bytes_ > session_of(user)->settings_.max_header_list_bytes) {
+    s->fail("response head over " + std::to_string(session_of(user)->settings_.max_header_list_bytes) + " bytes",
+            false, NGHTTP2_INTERNAL_ERROR, 0);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets this stream only
+  }
+  if (n == ":status") {
+    // nghttp2 has checked it: three digits.
+    int status = 0;
+    std::from_chars(v.data(), v.data() + v.size(), status);
+    s->building_status_ = status;
+    return 0;
+  }
+  nghttp2_rcbuf_incref(name);
+  nghttp2_rcbuf_incref(value);
+  s->rcbufs_.push_back(name);
+  s->rcbufs_.push_back(value);
+  s->building_.push_back({n, v});
+  return 0;
+}
+
+int ClientSession::on_frame_recv(nghttp2_session* ng, const nghttp2_frame* frame, void* user) {
+  ClientSession* self = session_of(user);
+  const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  switch (frame->hd.type) {
+    case NGHTTP2_DATA:
+    case NGHTTP2_HEADERS: {
+      auto* s = static_cast<ClientStream*>(nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id));
+      if (!s) return 0;
+      if (frame->hd.type == NGHTTP2_HEADERS) {
+        if (s->building_status_ != 0) {
+          if (s->building_status_ < 200) {
+            s->interim_status_ = s->building_status_;
+            s->interim_fields_.swap(s->building_);
+          } else {
+            s->status_ = s->building_status_;
+            s->fields_.swap(s->building_);
+          }
+        } else {
+          s->trailers_.swap(s->building_);  // nghttp2 allows these only after a final head
+        }
+        s->building_.clear();
+        s->building_status_ = 0;
+      }
+      if (end_stream) s->remote_end_ = true;
+      self->notify(*s);
+      return 0;
+    }
+    case NGHTTP2_SETTINGS:
+      self->wire_.wire_capacity();  // the node's MAX_CONCURRENT_STREAMS may have moved
+      return 0;
+    case NGHTTP2_GOAWAY: {
+      // RFC 9113 6.8: streams above last_stream_id were not processed; they may go again
+      // elsewhere. Those at or below it finish here.
+      self->goaway_ = true;
+      const int32_t last = frame->goaway.last_stream_id;
+      const std::vector<ClientStream*> all = self->streams_;
+      for (ClientStream* s : all) {
+        if (s->id_ > last) {
+          s->fail("GOAWAY from the node (" + error_text(frame->goaway.error_code) + "), stream not processed", true,
+                  frame->goaway.error_code, 0);
+          nghttp2_session_set_stream_user_data(ng, s->id_, nullptr);
+          self->detach(*s);
+          self->notify(*s);
+        }
+      }
+      self->wire_.wire_capacity();
+      return 0;
+    }
+    default:
+      return 0;
+  }
+}
+
+int ClientSession::on_data_chunk(nghttp2_session* ng, uint8_t, int32_t stream_id, const uint8_t* data, size_t len,
+                                 void* user) {
+  ClientSession* self = session_of(user);
+  // The connection's window is credited on receipt: one slow client holds back its own
+  // stream only.
+  nghttp2_session_consume_connection(ng, len);
+  auto* s = static_cast<ClientStream*>(nghttp2_session_get_stream_user_data(ng, stream_id));
+  if (!s) return 0;  // a cancelled stream's DATA in flight
+  std::string& into = s->pinned_ > 0 ? s->later_ : s->body_;
+  into.append(reinterpret_cast<const char*>(data), len);
+  self->notify(*s);
+  return 0;
+}
+
+int ClientSession::on_stream_close(nghttp2_session* ng, int32_t stream_id, uint32_t error_code, void* user) {
+  ClientSession* self = session_of(user);
+  auto* s = static_cast<ClientStream*>(nghttp2_session_get_stream_user_data(ng, stream_id));
+  if (!s) return 0;
+  if (error_code != NGHTTP2_NO_ERROR || !s->remote_end_) {
+    // RFC 9113 8.7: REFUSED_STREAM means the node did nothing with it.
+    s->fail(error_code == NGHTTP2_REFUSED_STREAM ? "stream refused by the node (REFUSED_STREAM)"
+                                                 : "stream reset by the node (" + error_text(error_code) + ")",
+            error_code == NGHTTP2_REFUSED_STREAM, error_code, 0);
+  }
+  self->detach(*s);
+  self->notify(*s);
+  self->wire_.wire_capacity();
+  return 0;
+}
+
+int ClientSession::on_frame_not_send(nghttp2_session*, const nghttp2_frame* frame, int error, void* user) {
+  ClientSession* self = session_of(user);
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  // A request head that never went (GOAWAY came first, the session is ending): the node
+  // never saw it.
+  for (ClientStream* s : self->streams_) {
+    if (s->id_ == frame->hd.stream_id) {
+      s->fail(std::string("request not sent: ") + nghttp2_strerror(error), true, 0, 0);
+      self->detach(*s);
+      self->notify(*s);
+      break;
+    }
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing
+
+ssize_t ClientSession::read_data(nghttp2_session*, int32_t, uint8_t*, size_t length, uint32_t* flags,
+                                 nghttp2_data_source* source, void*) {
+  auto* s = static_cast<ClientStream*>(source->ptr);
+  if (s->out_len_ == 0) {
+    if (s->out_end_) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      return 0;
+    }
+    return NGHTTP2_ERR_DEFERRED;  // send_body() resumes it
+  }
+  const size_t n = std::min(length, s->out_len_);
+  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (n == s->out_len_ && s->out_end_) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  return static_cast<ssize_t>(n);
+}
+
+int ClientSession::send_data_frame(nghttp2_session*, nghttp2_frame*, const uint8_t* framehd, size_t length,
+                                   nghttp2_data_source* source, void* user) {
+  ClientSession* self = session_of(user);
+  auto* s = static_cast<ClientStream*>(source->ptr);
+  // Copied: the caller's bytes are free once framed, whatever becomes of the write.
+  self->out_.append(reinterpret_cast<const char*>(framehd), 9);
+  self->out_.append(s->out_, length);
+  s->out_ += length;
+  s->out_len_ -= length;
+  if (s->out_len_ == 0) self->notify(*s);  // the handler may offer more
+  return 0;
+}
+
+void ClientSession::flush_soon() {
+  if (dead_ || flush_task_.scheduled) return;
+  if (in_flush_) {
+    flush_again_ = true;
+    return;
+  }
+  flush_task_.scheduled = true;
+  wire_.wire_poller().defer(&flush_task_);
+}
+
+void ClientSession::flush() {
+  if (!ng_ || dead_ || in_recv_ || !connected_ || wire_.wire_pending()) return;
+  if (in_flush_) {
+    flush_again_ = true;
+    return;
+  }
+  in_flush_ = true;
+  do {
+    flush_again_ = false;
+    out_.clear();
+    for (;;) {
+      const uint8_t* data = nullptr;
+      const ssize_t n = nghttp2_session_mem_send(ng_, &data);
+      if (n < 0) {
+        in_flush_ = false;
+        const std::string why = std::string("HTTP/2 session error: ") + nghttp2_strerror(static_cast<int>(n));
+        on_closed(why, 0);
+        wire_.wire_close(why);
+        return;
+      }
+      if (n == 0) break;
+      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+      if (out_.size() >= kMaxWriteBytes) break;
+    }
+    if (out_.empty()) break;
+    sending_.swap(out_);
+    uv_buf_t buf = uv_buf_init(sending_.data(), static_cast<unsigned>(sending_.size()));
+    const int rc = wire_.wire_send(&buf);
+    if (rc < 0) {
+      in_flush_ = false;
+      on_closed(std::string("write to the node failed: ") + uv_err_name(rc), 0);
+      wire_.wire_close("write to the node failed");
+      return;
+    }
+    if (rc == Transport::kQueued) break;  // on_write_done goes on
+    sending_.clear();
+    flush_again_ = true;
+  } while (flush_again_ && !dead_);
+  in_flush_ = false;
+  run_notify();
+  if (dead_ || wire_.wire_pending()) return;
+  if (nghttp2_session_want_read(ng_) == 0 && nghttp2_session_want_write(ng_) == 0) {
+    // GOAWAY sent or received and every stream done.
+    dead_ = true;
+    fail_all("connection ended", false, 0);
+    run_notify();
+    wire_.wire_close("");
+  }
+}
+
+void ClientSession::on_write_done(int status) {
+  sending_.clear();
+  if (dead_) return;
+  if (status < 0) {
+    on_closed(std::string("write to the node failed: ") + uv_err_name(status), 0);
+    wire_.wire_close("write to the node failed");
+    return;
+  }
+  flush();
+}
+
+}  // namespace ringproxy::h2

@@ -1,0 +1,204 @@
+#include "proxy/upstream_h2.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "proxy/log.h"
+#include "proxy/worker.h"
+
+namespace ringproxy {
+namespace {
+
+// An HTTP/2 node's settings for the streams we open: see http/h2/client_session.h.
+h2::ClientSettings client_settings() { return {}; }
+
+}  // namespace
+
+H2Upstream::H2Upstream(Worker& worker, UpstreamPool& pool, UpstreamConn* conn)
+    : worker_(worker), pool_(pool), conn_(conn), session_(*this, client_settings()) {}
+
+H2Upstream* H2Upstream::create(Worker& worker, UpstreamPool& pool, const sockaddr* addr, uint32_t connect_timeout_ms,
+                               int* error) {
+  UpstreamConn* conn = pool.make();
+  auto* c = new H2Upstream(worker, pool, conn);
+  if (!c->session_.start()) {
+    *error = UV_ENOMEM;
+    c->closing_ = true;
+    conn->close();
+    delete c;
+    return nullptr;
+  }
+  const int rc = conn->connect(addr, c, connect_timeout_ms);
+  if (rc < 0) {
+    *error = rc;
+    c->closing_ = true;
+    conn->close();
+    delete c;
+    return nullptr;
+  }
+  if (pool.tls()) {
+    const auto& context = pool.tls_context();
+    c->tls_context_id_ = context ? context->id() : 0;
+  }
+  pool.h2_add(c);
+  return c;
+}
+
+Poller& H2Upstream::wire_poller() { return worker_.poller(); }
+
+void H2Upstream::close(std::string_view why) {
+  if (closing_) return;
+  closing_ = true;
+  if (!why.empty()) RP_LOG(LogLevel::kWarn, "upstream HTTP/2 connection to " + pool_.label() + " closed: " + std::string(why));
+  pool_.h2_forget(this);
+  // Streams still on it fail (the exchanges retry or answer); nothing more is read.
+  session_.on_closed(why.empty() ? std::string_view("connection closed") : why, 0);
+  timed_.clear();
+  conn_->close();
+  conn_ = nullptr;
+  worker_.poller().defer(&reaper_);
+}
+
+// ---------------------------------------------------------------------------------------
+// The connection
+
+void H2Upstream::on_upstream_connect(int status) {
+  if (closing_) return;
+  if (status < 0) {
+    std::string cause;
+    if (status == UV_ETIMEDOUT) {
+      cause = "connect timeout";
+    } else if (!conn_->tls_error().empty()) {
+      cause = "TLS handshake failed: " + std::string(conn_->tls_error());
+    } else {
+      cause = std::string("connect failed: ") + uv_err_name(status);
+    }
+    closing_ = true;  // the exchanges log the failure, each with its request
+    pool_.h2_forget(this);
+    session_.on_closed(cause, status);
+    conn_->close();
+    conn_ = nullptr;
+    worker_.poller().defer(&reaper_);
+    return;
+  }
+  if (pool_.tls() && conn_->alpn() != "h2") {
+    // RFC 9113 3.2: over TLS, HTTP/2 only when the node chose "h2" by ALPN.
+    closing_ = true;
+    pool_.h2_forget(this);
+    session_.on_closed("the node did not choose h2 by ALPN (protocol = \"h2\" needs it)", UV_EPROTO);
+    conn_->close();
+    conn_ = nullptr;
+    worker_.poller().defer(&reaper_);
+    return;
+  }
+  connected_ = true;
+  if (conn_->start_reading() < 0) {
+    close("cannot read from the node");
+    return;
+  }
+  session_.on_connected();
+  rearm();
+}
+
+void H2Upstream::on_upstream_read(ssize_t nread) {
+  if (closing_) return;
+  if (nread < 0) {
+    close(nread == UV_EOF ? std::string_view() : std::string_view(uv_err_name(static_cast<int>(nread))));
+    return;
+  }
+  IoBuffer& in = conn_->buffer();
+  const bool ok = session_.on_read(in.begin_ptr(), in.size());
+  if (!ok || closing_) return;
+  in.clear();  // nghttp2 took every byte (copied where kept)
+  conn_->start_reading();
+}
+
+void H2Upstream::on_upstream_write(int status) {
+  if (closing_) return;
+  session_.on_write_done(status);
+}
+
+int H2Upstream::wire_send(uv_buf_t* buf) {
+  if (!conn_) return UV_ECANCELED;
+  return conn_->write(buf, 1);
+}
+
+void H2Upstream::wire_capacity() {
+  if (closing_) return;
+  if (session_.streams() == 0) {
+    if (idle_since_ == 0) idle_since_ = uv_now(worker_.loop());
+    if (session_.goaway_received()) {
+      close();  // the node is done with it, and so are we
+      return;
+    }
+  } else {
+    idle_since_ = 0;
+  }
+  rearm();
+}
+
+// ---------------------------------------------------------------------------------------
+// Deadlines
+
+void H2Upstream::arm(Timed& t, uint32_t ms) {
+  if (closing_) return;
+  const uint64_t at = uv_now(worker_.loop()) + ms;
+  auto it = std::find_if(timed_.begin(), timed_.end(), [&t](const Deadline& d) { return d.stream == &t; });
+  if (it == timed_.end()) {
+    timed_.push_back({&t, at});
+  } else {
+    it->at = at;
+  }
+  rearm();
+}
+
+void H2Upstream::disarm(Timed& t) {
+  auto it = std::find_if(timed_.begin(), timed_.end(), [&t](const Deadline& d) { return d.stream == &t; });
+  if (it != timed_.end()) {
+    *it = timed_.back();
+    timed_.pop_back();
+  }
+}
+
+void H2Upstream::rearm() {
+  if (closing_ || !connected_) return;  // the UpstreamConn times the connect itself
+  uint64_t next = std::numeric_limits<uint64_t>::max();
+  for (const Deadline& d : timed_) next = std::min(next, d.at);
+  if (session_.streams() == 0 && idle_since_ != 0) {
+    next = std::min<uint64_t>(next, idle_since_ + worker_.routing().config->proxy.idle_timeout_ms);
+  }
+  if (next == std::numeric_limits<uint64_t>::max()) {
+    conn_->disarm_timer();
+    return;
+  }
+  const uint64_t now = uv_now(worker_.loop());
+  conn_->arm_timer(static_cast<uint32_t>(next > now ? next - now : 0));
+}
+
+void H2Upstream::on_upstream_timeout() {
+  if (closing_) return;
+  const uint64_t now = uv_now(worker_.loop());
+  // Each due stream is told once; a handler may arm or disarm others meanwhile.
+  for (size_t i = 0; i < timed_.size();) {
+    if (timed_[i].at > now) {
+      ++i;
+      continue;
+    }
+    Timed* t = timed_[i].stream;
+    timed_[i] = timed_.back();
+    timed_.pop_back();
+    t->on_stream_timeout();
+    if (closing_) return;
+    i = 0;  // the list may have changed under the call
+  }
+  if (session_.streams() == 0 && idle_since_ != 0 &&
+      now >= idle_since_ + worker_.routing().config->proxy.idle_timeout_ms) {
+    // Idle for as long as an HTTP/1 connection may stay in the pool: GOAWAY, then close.
+    shutdown();
+    close();
+    return;
+  }
+  rearm();
+}
+
+}  // namespace ringproxy

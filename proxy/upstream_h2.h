@@ -1,0 +1,105 @@
+// One connection to an HTTP/2 node (protocol = "h2c", or "h2" over TLS with ALPN h2),
+// per worker, carrying the streams of many exchanges at once: the UpstreamConn below
+// it does TCP and TLS, the ClientSession (http/h2/client_session.h) does HTTP/2.
+//
+// Its node's pool (proxy/upstream_pool.h) lists it while it can take streams; an
+// exchange takes a stream on the first listed connection with room (the node's
+// SETTINGS_MAX_CONCURRENT_STREAMS), so streams fill few connections and a new one is
+// opened only when every one is full: nghttpx measured about 1/100 of the connections
+// HTTP/1.1 needs for the same load.
+//
+// The streams' timeouts share the connection's timer (each stream has a deadline; the
+// timer is set for the earliest), so a stream costs no timer handle.
+//
+// Thread: the owning worker's loop. Freed after close(), at the end of the loop's turn.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "http/h2/client_session.h"
+#include "net/poller.h"
+#include "proxy/upstream_pool.h"
+
+namespace ringproxy {
+
+class Worker;
+
+class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession::Wire {
+ public:
+  // A stream's deadline on this connection's timer.
+  class Timed {
+   public:
+    virtual void on_stream_timeout() = 0;
+
+   protected:
+    ~Timed() = default;
+  };
+
+  // Connects to `addr`; null with `*error` (a libuv code) when the connect could not
+  // start (no descriptor, no memory).
+  static H2Upstream* create(Worker& worker, UpstreamPool& pool, const sockaddr* addr, uint32_t connect_timeout_ms,
+                            int* error);
+
+  h2::ClientSession& session() { return session_; }
+  // Takes another stream: connected or connecting, no GOAWAY, below the node's limit.
+  bool can_open() const { return !closing_ && session_.can_open(); }
+  bool connected() const { return connected_; }
+  UpstreamPool& pool() { return pool_; }
+  uint64_t tls_context_id() const { return tls_context_id_; }
+
+  void arm(Timed& t, uint32_t ms);
+  void disarm(Timed& t);
+  // No new streams; GOAWAY and close once the last one ends.
+  void shutdown() { session_.shutdown(); }
+  void close(std::string_view why = {});
+
+ private:
+  H2Upstream(Worker& worker, UpstreamPool& pool, UpstreamConn* conn);
+  ~H2Upstream() = default;
+  void rearm();
+  void idle_check();
+
+  // UpstreamConn::Owner
+  void on_upstream_connect(int status) override;
+  void on_upstream_read(ssize_t nread) override;
+  void on_upstream_write(int status) override;
+  void on_upstream_timeout() override;
+  // h2::ClientSession::Wire
+  int wire_send(uv_buf_t* buf) override;
+  bool wire_pending() const override { return conn_ && conn_->write_pending(); }
+  Poller& wire_poller() override;
+  void wire_close(std::string_view why) override { close(why); }
+  void wire_capacity() override;
+
+  // Frees the connection once the turn's events are over (the session may be on the
+  // stack when it asks to close).
+  class Reaper final : public Poller::Socket {
+   public:
+    explicit Reaper(H2Upstream& c) : c_(c) {}
+
+   private:
+    void on_poll_events(uint32_t) override {}
+    void on_poll_ready() override { delete &c_; }
+    void on_poll_retired() override {}
+    H2Upstream& c_;
+  };
+
+  Worker& worker_;
+  UpstreamPool& pool_;
+  UpstreamConn* conn_;
+  h2::ClientSession session_;
+  Reaper reaper_{*this};
+  struct Deadline {
+    Timed* stream;
+    uint64_t at;  // loop time in ms
+  };
+  std::vector<Deadline> timed_;  // streams with a deadline
+  uint64_t idle_since_ = 0;    // loop time the last stream ended (0: streams open)
+  uint64_t tls_context_id_ = 0;  // the ClientTlsContext it was made with (0: plain)
+  bool connected_ = false;
+  bool closing_ = false;
+};
+
+}  // namespace ringproxy

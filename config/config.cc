@@ -41,6 +41,27 @@ bool is_valid_backend_name(std::string_view name) {
   });
 }
 
+std::string_view protocol_name(BackendProtocol protocol) {
+  switch (protocol) {
+    case BackendProtocol::kHttp1: return "http1";
+    case BackendProtocol::kH2c: return "h2c";
+    case BackendProtocol::kH2: return "h2";
+  }
+  return "http1";  // not reached: every enumerator is above
+}
+
+std::optional<BackendProtocol> parse_backend_protocol(std::string_view text, std::string* why) {
+  for (const BackendProtocol p : {BackendProtocol::kHttp1, BackendProtocol::kH2c, BackendProtocol::kH2}) {
+    if (text == protocol_name(p)) return p;
+  }
+  *why = "expected http1, h2c or h2, got " + config_internal::quoted(text);
+  return std::nullopt;
+}
+
+bool protocol_fits_tls(BackendProtocol protocol, bool tls) {
+  return protocol == BackendProtocol::kHttp1 || tls == (protocol == BackendProtocol::kH2);
+}
+
 namespace {
 
 using namespace config_internal;
@@ -380,14 +401,6 @@ std::vector<Field<GossipConfig>> gossip_fields() {
   };
 }
 
-std::optional<BackendProtocol> parse_protocol_tmp(std::string_view text, std::string* why) {
-  if (text == "http1") return BackendProtocol::kHttp1;
-  if (text == "h2c") return BackendProtocol::kH2c;
-  if (text == "h2") return BackendProtocol::kH2;
-  *why = "must be \"http1\", \"h2c\" or \"h2\"";
-  return std::nullopt;
-}
-
 std::vector<Field<BackendConfig>> backend_fields() {
   using B = BackendConfig;
   return {
@@ -397,7 +410,7 @@ std::vector<Field<BackendConfig>> backend_fields() {
       integer_field<B>("weight", &B::weight, 0, 1000),
       boolean_field<B>("tls", &B::tls),
       text_field<B, std::string>("tls_name", &B::tls_name, parse_tls_name),  // config/tls.cc
-      text_field<B, BackendProtocol>("protocol", &B::protocol, parse_protocol_tmp),
+      text_field<B, BackendProtocol>("protocol", &B::protocol, parse_backend_protocol),
   };
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -155,6 +156,21 @@ struct DnsConfig {
   bool operator==(const DnsConfig&) const = default;
 };
 
+// What requests to a node are sent as (SPEC "HTTP/2 and gRPC", [[backend]] protocol):
+// HTTP/1.1; h2c, HTTP/2 in cleartext by prior knowledge (RFC 9113 section 3.3); h2,
+// HTTP/2 over TLS (the node has tls = true). h2c and h2 multiplex many requests over few
+// connections to the node.
+enum class BackendProtocol : uint8_t { kHttp1, kH2c, kH2 };
+
+// "http1", "h2c" or "h2": the config file's and the admin API's word for it.
+std::string_view protocol_name(BackendProtocol protocol);
+// The inverse of protocol_name; nothing, and in *why "expected http1, h2c or h2, got
+// \"...\"", for any other text (exact, lower case).
+std::optional<BackendProtocol> parse_backend_protocol(std::string_view text, std::string* why);
+// Does `protocol` go with `tls`? h2 needs TLS; h2c is cleartext by definition; http1
+// goes with either. Config loading, the admin API and gossip refuse what does not.
+bool protocol_fits_tls(BackendProtocol protocol, bool tls);
+
 // One [[discover]]: a DNS name that becomes a set of nodes, kept current.
 struct DiscoverConfig {
   enum class Type { kSrv, kA };
@@ -164,11 +180,9 @@ struct DiscoverConfig {
   uint32_t weight = 1;    // type a: each address's ring weight
   bool tls = false;       // as for [[backend]]
   std::string tls_name;
+  BackendProtocol protocol = BackendProtocol::kHttp1;  // as for [[backend]]
   bool operator==(const DiscoverConfig&) const = default;
 };
-
-// What a node speaks ([[backend]] protocol, SPEC "HTTP/2 and gRPC").
-enum class BackendProtocol : uint8_t { kHttp1, kH2c, kH2 };
 
 struct BackendConfig {
   std::string name;
@@ -176,7 +190,7 @@ struct BackendConfig {
   uint32_t weight = 1;
   bool tls = false;      // requests and health checks to this node go over TLS
   std::string tls_name;  // SNI and the name verified; "" = the host part of address
-  BackendProtocol protocol = BackendProtocol::kHttp1;
+  BackendProtocol protocol = BackendProtocol::kHttp1;  // kH2 only with tls, kH2c only without
   bool operator==(const BackendConfig&) const = default;
 };
 

@@ -71,6 +71,7 @@ std::vector<Field<DiscoverConfig>> discover_fields() {
       integer_field<S>("weight", &S::weight, 0, 1000),
       boolean_field<S>("tls", &S::tls),
       text_field<S, std::string>("tls_name", &S::tls_name, parse_tls_name),
+      text_field<S, BackendProtocol>("protocol", &S::protocol, parse_backend_protocol),
   };
 }
 
@@ -120,6 +121,7 @@ void read_source(Errors& errors, const toml::table& table, const std::string& ke
   if (!source.tls && !source.tls_name.empty() && !errors.any_at_or_below(item + ".tls")) {
     errors.add(table.get("tls_name")->source().begin, item + ".tls_name", "needs tls = true");
   }
+  check_protocol_tls(errors, table, item, source.protocol, source.tls);
   if (table.contains("name") && !errors.any_at_or_below(item + ".name")) {
     // One source per name: two would be one source to the resolver, to the admin API
     // and to gossip (a second port for an A name is a second name, e.g. a CNAME).

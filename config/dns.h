@@ -15,7 +15,7 @@ namespace ringproxy::config_internal {
 void read_dns(Errors& errors, const toml::node& node, const std::string& key, DnsConfig& out);
 
 // The [[discover]] array: each source's keys, and what they need together (a port for
-// type "a", none for "srv"; tls_name only with tls).
+// type "a", none for "srv"; tls_name only with tls; a protocol that fits tls).
 void read_discover(Errors& errors, const toml::node& node, const std::string& key,
                    std::vector<DiscoverConfig>& out);
 

@@ -26,7 +26,8 @@ const toml::node* key_in(const toml::table& root, std::string_view section, std:
 // Two listening addresses that cannot both be bound (same port and IP, or a wildcard).
 bool listen_addresses_collide(const Address& a, const Address& b);
 // A [[backend]] table's keys read into `out`, with its own checks (name and address
-// given, tls_name only with tls) reported under `key` ("pool[1].backends[0]").
+// given, tls_name only with tls, a protocol that fits tls) reported under `key`
+// ("pool[1].backends[0]").
 void read_backend_table(Errors& errors, const toml::table& table, const std::string& key, BackendConfig& out);
 // Total ring points of `backends` under `ring` (vnodes x weight, or nginx's 160 per weight).
 uint64_t ring_points(const RingConfig& ring, const std::vector<BackendConfig>& backends);

@@ -193,6 +193,16 @@ void read_upstream_tls(Errors& errors, const toml::node& node, const std::string
   }
 }
 
+void check_protocol_tls(Errors& errors, const toml::table& table, const std::string& key,
+                        BackendProtocol protocol, bool tls) {
+  // Not a protocol a node could speak on that connection: the first request would fail
+  // (an HTTP/2 preface on a TLS port, a TLS handshake to a cleartext one).
+  if (protocol_fits_tls(protocol, tls) || errors.any_at_or_below(key + ".tls")) return;
+  errors.add(table.get("protocol")->source().begin, key + ".protocol",
+             protocol == BackendProtocol::kH2 ? "h2 is HTTP/2 over TLS: add tls = true, or use h2c for cleartext"
+                                              : "h2c is cleartext HTTP/2: use protocol = \"h2\" with tls = true");
+}
+
 void check_backend_tls(Errors& errors, const toml::table& table, const std::string& key,
                        const BackendConfig& backend) {
   // A name to verify on a plain connection: the user meant TLS and would silently not
@@ -201,6 +211,7 @@ void check_backend_tls(Errors& errors, const toml::table& table, const std::stri
     errors.add(table.get("tls_name")->source().begin, key + ".tls_name",
                "set but " + key + ".tls is false: add tls = true to connect to this backend over TLS");
   }
+  check_protocol_tls(errors, table, key, backend.protocol, backend.tls);
 }
 
 }  // namespace ringproxy::config_internal

@@ -79,6 +79,7 @@ json node_json(const Pool& pool, NodeIndex i, const std::vector<double>& shares)
           {"resolved", resolved_json(b)},
           {"tls", b.tls},
           {"tls_name", b.tls ? b.tls_name : ""},
+          {"protocol", std::string(protocol_name(b.protocol))},
           {"weight", weight},
           {"state", node_state(b, weight)},
           {"in_flight", b.state->in_flight.load()},
@@ -321,9 +322,21 @@ class Api {
       if (!tls && !parsed->empty()) return error(400, "\"tls_name\" needs \"tls\": true");
       tls_name = std::move(*parsed);
     }
+    BackendProtocol protocol = BackendProtocol::kHttp1;
+    if (auto it = body.find("protocol"); it != body.end()) {
+      if (!it->is_string()) return error(400, "\"protocol\" must be a string");
+      auto parsed = parse_backend_protocol(it->get<std::string>(), &why);
+      if (!parsed) return error(400, "invalid protocol: " + why);
+      if (!protocol_fits_tls(*parsed, tls)) {
+        return error(400, *parsed == BackendProtocol::kH2
+                              ? "\"protocol\": \"h2\" is HTTP/2 over TLS: add \"tls\": true, or use \"h2c\" for cleartext"
+                              : "\"protocol\": \"h2c\" is cleartext HTTP/2: use \"h2\" with \"tls\": true");
+      }
+      protocol = *parsed;
+    }
     for (const auto& key : body.items()) {
       if (key.key() != "name" && key.key() != "address" && key.key() != "weight" && key.key() != "tls" &&
-          key.key() != "tls_name") {
+          key.key() != "tls_name" && key.key() != "protocol") {
         return error(400, "unknown field \"" + key.key() + "\"");
       }
     }
@@ -335,7 +348,7 @@ class Api {
         return error(409, "address " + address->to_string() + " is already node \"" + b.name + "\"");
       }
     }
-    backends.push_back({name, *address, static_cast<uint32_t>(weight), tls, tls_name});
+    backends.push_back({name, *address, static_cast<uint32_t>(weight), tls, tls_name, protocol});
     if (std::string e = server_.apply(std::move(next)); !e.empty()) return error(400, e);
     const auto r = server_.routing();
     const Pool& p = *r->find_pool(pool);

@@ -64,6 +64,15 @@ std::string resolved_text(const ResolvedNames& names, std::string_view host) {
   return out;
 }
 
+FoundNode found_by(const DiscoverConfig& source) {
+  FoundNode f;
+  f.backend.tls = source.tls;
+  f.backend.tls_name = source.tls_name;
+  f.backend.protocol = source.protocol;
+  f.source = source.name;
+  return f;
+}
+
 namespace {
 
 // `pool`'s ring and nodes: its configured backends, then each found node of the pool
@@ -130,13 +139,17 @@ bool build_pool(Pool& pool, const std::vector<FoundNode>& found, const ResolvedN
       return false;
     }
     out.tls = b.tls;
-    out.protocol = b.protocol;
     if (b.tls) {
       out.tls_name = b.tls_name.empty() ? b.address.host : b.tls_name;
       out.pool_key += '\0';
       out.pool_key += "tls";
       out.pool_key += '\0';
       out.pool_key += out.tls_name;
+    }
+    out.protocol = b.protocol;
+    if (b.protocol != BackendProtocol::kHttp1) {
+      out.pool_key += '\0';
+      out.pool_key += protocol_name(b.protocol);
     }
     if (previous) {
       if (auto old = previous->ring->find(b.name)) out.state = previous->backends[*old].state;

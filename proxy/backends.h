@@ -141,14 +141,18 @@ struct Backend {
   std::vector<sockaddr_storage> sockaddrs;
   std::string resolved;  // a named node's: resolved_text() of its name, what sockaddrs hold
   // name, NUL, address (for a name, NUL and what it resolves to; for TLS, NUL "tls" NUL
-  // tls name): a worker's pool for this node, so that a node whose TLS settings or
-  // resolved addresses change gets new connections and the old ones are not reused.
+  // tls name; for h2c or h2, NUL and that protocol_name): a worker's pool for this node,
+  // so that a node whose TLS settings, protocol or resolved addresses change gets new
+  // connections and the old ones are not reused. (An http1 node's key has no protocol
+  // part: the same as before protocols existed.)
   std::string pool_key;
   std::string source;     // "" configured (file or admin API); else the [[discover]] name
   uint16_t priority = 0;  // SRV priority (discovered by an srv source), else 0
   bool tls = false;      // connections speak TLS (BackendConfig::tls)
-  BackendProtocol protocol = BackendProtocol::kHttp1;
   std::string tls_name;  // SNI and the name verified: tls_name, else the address's host
+  // What requests to the node are sent as (BackendConfig::protocol): kH2 only with tls,
+  // kH2c only without (config loading, the admin API and gossip refuse the rest).
+  BackendProtocol protocol = BackendProtocol::kHttp1;
   std::shared_ptr<NodeState> state;
 };
 
@@ -275,6 +279,12 @@ struct FoundNode {
   std::string pool = "default";  // the pool whose [[discover]] it is
   bool operator==(const FoundNode&) const = default;
 };
+
+// A node of `source`, before its name, address, weight and priority are filled in: what
+// the source gives every node it finds (tls, tls_name and protocol, "as for [[backend]]")
+// and the source's name. For the resolver's answers (DiscoveryAgent) and the other
+// instances' (GossipAgent) alike, so that both carry the same settings.
+FoundNode found_by(const DiscoverConfig& source);
 
 // What DNS names resolve to now: lower-case name -> IP addresses as text. A name that
 // is not in it (or maps to none) has no address.

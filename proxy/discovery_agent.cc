@@ -309,16 +309,13 @@ std::vector<FoundNode> DiscoveryAgent::found(const std::string& source) const {
   if (it == entries_.end()) return out;
   const DiscoverConfig& s = it->second.source;
   for (const DiscoveredNode& n : it->second.state.nodes()) {
-    FoundNode f;
+    FoundNode f = found_by(s);
     f.backend.name = n.name;
     f.backend.address.host = n.host;
     f.backend.address.port = n.port;
     f.backend.address.ipv6 = n.host.find(':') != std::string::npos;
     f.backend.address.is_name = s.type == DiscoverConfig::Type::kSrv;
     f.backend.weight = n.weight;
-    f.backend.tls = s.tls;
-    f.backend.tls_name = s.tls_name;
-    f.source = s.name;
     f.priority = n.priority;
     out.push_back(std::move(f));
   }

@@ -64,7 +64,8 @@ std::string found_key(const std::string& source, const std::string& node) {
   return found_prefix(source) + (node.empty() ? std::string() : hash_hex(node));
 }
 
-// "ADDRESS WEIGHT PRIORITY" <-> a found node (name from the key, tls from the source).
+// "ADDRESS WEIGHT PRIORITY" <-> a found node (name from the key; tls, tls_name and
+// protocol from the source: found_by).
 std::string encode_found(const FoundNode& f) {
   return f.backend.address.to_string() + " " + std::to_string(f.backend.weight) + " " + std::to_string(f.priority);
 }
@@ -75,7 +76,7 @@ std::optional<FoundNode> decode_found(const DiscoverConfig& source, std::string_
   if (second == std::string_view::npos) return std::nullopt;
   std::string why;
   auto address = parse_address(value.substr(0, first), &why, false, true);
-  FoundNode f;
+  FoundNode f = found_by(source);
   const std::string_view w = value.substr(first + 1, second - first - 1);
   const std::string_view p = value.substr(second + 1);
   const auto [wend, wec] = std::from_chars(w.data(), w.data() + w.size(), f.backend.weight);
@@ -88,9 +89,6 @@ std::optional<FoundNode> decode_found(const DiscoverConfig& source, std::string_
   f.backend.name = address->to_string();
   if (!is_valid_backend_name(f.backend.name)) return std::nullopt;
   f.backend.address = *address;
-  f.backend.tls = source.tls;
-  f.backend.tls_name = source.tls_name;
-  f.source = source.name;
   return f;
 }
 
@@ -106,32 +104,49 @@ std::string encode_backend(const BackendConfig& b) {
     out += " tls";
     if (!b.tls_name.empty()) out += "=" + b.tls_name;
   }
+  if (b.protocol != BackendProtocol::kHttp1) {
+    out += ' ';
+    out += protocol_name(b.protocol);
+  }
   return out;
 }
 
 std::optional<BackendConfig> decode_backend(const std::string& name, std::string_view value) {
   BackendConfig b{name, {}, 0, false, ""};
-  // An optional third word: "tls" or "tls=NAME".
-  const size_t first = value.find(' ');
-  if (first == std::string_view::npos) return std::nullopt;
-  const size_t second = value.find(' ', first + 1);
-  if (second != std::string_view::npos) {
-    const std::string_view tls = value.substr(second + 1);
-    if (tls != "tls" && !tls.starts_with("tls=")) return std::nullopt;
+  std::vector<std::string_view> words;
+  for (size_t at = 0;;) {
+    const size_t space = value.find(' ', at);
+    words.push_back(value.substr(at, space == std::string_view::npos ? space : space - at));
+    if (space == std::string_view::npos) break;
+    at = space + 1;
+  }
+  if (words.size() < 2) return std::nullopt;
+  size_t next = 2;
+  // Optional words, in this order: "tls" or "tls=NAME"; then a protocol (a value
+  // without one, as written before protocols, is http1).
+  if (next < words.size() && (words[next] == "tls" || words[next].starts_with("tls="))) {
     b.tls = true;
-    if (tls.size() > 4) {
+    if (words[next].size() > 4) {
       std::string why;
-      auto tls_name = config_internal::parse_tls_name(tls.substr(4), &why);
+      auto tls_name = config_internal::parse_tls_name(words[next].substr(4), &why);
       if (!tls_name || tls_name->empty()) return std::nullopt;
       b.tls_name = std::move(*tls_name);
     }
-    value = value.substr(0, second);
+    ++next;
   }
+  if (next < words.size()) {
+    std::string why;
+    const auto protocol = parse_backend_protocol(words[next], &why);
+    if (!protocol || !protocol_fits_tls(*protocol, b.tls)) return std::nullopt;
+    b.protocol = *protocol;
+    ++next;
+  }
+  if (next != words.size()) return std::nullopt;
   std::string why;
   // A DNS name too: a [[backend]] by name is shared like any other (its address then
   // follows each instance's resolver).
-  auto address = parse_address(value.substr(0, first), &why, false, true);
-  const std::string_view w = value.substr(first + 1);
+  auto address = parse_address(words[0], &why, false, true);
+  const std::string_view w = words[1];
   const auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), b.weight);
   if (!address || ec != std::errc() || end != w.data() + w.size() || b.weight > 1000) return std::nullopt;
   b.address = *address;

@@ -134,9 +134,12 @@ class GossipAgent {
   std::function<void()> left_;
 };
 
-// "ADDRESS WEIGHT", then " tls" or " tls=NAME" for a TLS node <-> BackendConfig (name
-// from the key). nullopt when malformed. (An instance before TLS to backends finds a TLS
-// node's value malformed and leaves it out: it could not reach it anyway.)
+// "ADDRESS WEIGHT", then " tls" or " tls=NAME" for a TLS node, then " h2c" or " h2" for
+// a node spoken to in HTTP/2 <-> BackendConfig (name from the key). A value without a
+// protocol word is an http1 node (so an http1 node's value is what it was before
+// protocols). nullopt when malformed, or when the protocol does not fit tls. (An
+// instance before TLS to backends finds a TLS node's value malformed and leaves it out,
+// as one before protocols does an h2c or h2 node's: it could not reach it anyway.)
 std::string encode_backend(const BackendConfig& b);
 std::optional<BackendConfig> decode_backend(const std::string& name, std::string_view value);
 

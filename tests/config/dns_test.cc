@@ -117,6 +117,39 @@ TEST(DnsConfig, DiscoverSources) {
   EXPECT_EQ(r.config.discover[1].weight, 2u);
   EXPECT_TRUE(r.config.discover[1].tls);
   EXPECT_EQ(r.config.discover[1].tls_name, "cache.internal");
+  EXPECT_EQ(r.config.discover[0].protocol, BackendProtocol::kHttp1);  // the default, as a [[backend]]'s
+  EXPECT_EQ(r.config.discover[1].protocol, BackendProtocol::kHttp1);
+}
+
+TEST(DnsConfig, DiscoverProtocol) {
+  // As for [[backend]]: every node the source finds is spoken to so.
+  const ConfigResult r = load_config_string(
+      "[[discover]]\nname = \"_grpc._tcp.api.test\"\ntype = \"srv\"\nprotocol = \"h2c\"\n"
+      "[[discover]]\nname = \"api.test\"\ntype = \"a\"\nport = 443\ntls = true\nprotocol = \"h2\"\n"
+      "[[pool]]\nname = \"p\"\ndiscover = [ { name = \"p.test\", type = \"a\", port = 80, protocol = \"http1\" } ]\n",
+      "t.toml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  EXPECT_EQ(r.config.discover[0].protocol, BackendProtocol::kH2c);
+  EXPECT_EQ(r.config.discover[1].protocol, BackendProtocol::kH2);
+  EXPECT_EQ(r.config.pools[0].discover[0].protocol, BackendProtocol::kHttp1);
+}
+
+TEST(DnsConfig, DiscoverProtocolErrorsAtTheirKeys) {
+  const std::string head = "[[discover]]\nname = \"x.test\"\ntype = \"a\"\nport = 1\n";
+  EXPECT_EQ(errors_with_backend(head + "protocol = \"h3\"\n"),
+            (Errors{"t.toml:5:12: discover[0].protocol: expected http1, h2c or h2, got \"h3\""}));
+  EXPECT_EQ(errors_with_backend(head + "protocol = \"h2\"\n"),
+            (Errors{"t.toml:5:12: discover[0].protocol: h2 is HTTP/2 over TLS: add tls = true, or use h2c for "
+                    "cleartext"}));
+  EXPECT_EQ(errors_with_backend(head + "tls = true\nprotocol = \"h2c\"\n"),
+            (Errors{"t.toml:6:12: discover[0].protocol: h2c is cleartext HTTP/2: use protocol = \"h2\" with tls = "
+                    "true"}));
+  EXPECT_EQ(errors_with_backend(head + "tls = 1\nprotocol = \"h2\"\n"),
+            (Errors{"t.toml:5:7: discover[0].tls: expected a boolean, got an integer"}));
+  EXPECT_EQ(errors_with_backend("[[pool]]\nname = \"p\"\n"
+                                "discover = [ { name = \"p.test\", type = \"a\", port = 80, protocol = \"h2\" } ]\n"),
+            (Errors{"t.toml:3:67: pool[0].discover[0].protocol: h2 is HTTP/2 over TLS: add tls = true, or use h2c "
+                    "for cleartext"}));
 }
 
 TEST(DnsConfig, DiscoverErrorsAtTheirKeys) {

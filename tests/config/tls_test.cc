@@ -1,5 +1,6 @@
 // config/tls.cc: the TLS keys of SPEC "TLS" ([proxy.tls], [upstream_tls], a backend's
-// tls and tls_name), their defaults, positions and every error with its exact text.
+// tls and tls_name, and its protocol, which must fit tls: SPEC "HTTP/2 and gRPC"), their
+// defaults, positions and every error with its exact text.
 // What the named files hold is tests/net/tls_files_test.cc's.
 #include <gtest/gtest.h>
 
@@ -225,6 +226,48 @@ TEST(ConfigTls, TlsNames) {
             longest);
 }
 
+TEST(ConfigBackendProtocol, Http1ByDefault) {
+  EXPECT_EQ(loaded(kOneBackend).backends[0].protocol, BackendProtocol::kHttp1);
+  EXPECT_EQ(BackendConfig{}.protocol, BackendProtocol::kHttp1);
+}
+
+TEST(ConfigBackendProtocol, EachValue) {
+  const std::string head = "[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n";
+  EXPECT_EQ(loaded(head + "protocol = \"http1\"\n").backends[0].protocol, BackendProtocol::kHttp1);
+  EXPECT_EQ(loaded(head + "tls = true\nprotocol = \"http1\"\n").backends[0].protocol, BackendProtocol::kHttp1);
+  EXPECT_EQ(loaded(head + "protocol = \"h2c\"\n").backends[0].protocol, BackendProtocol::kH2c);
+  EXPECT_EQ(loaded(head + "tls = false\nprotocol = \"h2c\"\n").backends[0].protocol, BackendProtocol::kH2c);
+  const Config h2 = loaded(head + "protocol = \"h2\"\ntls = true\ntls_name = \"a.example\"\n");  // any order
+  EXPECT_EQ(h2.backends[0].protocol, BackendProtocol::kH2);
+  EXPECT_TRUE(h2.backends[0].tls);
+  // A [[pool]]'s backends are read the same way.
+  const Config pool = loaded(std::string(kOneBackend) +
+                             "[[pool]]\nname = \"p\"\nbackends = [ { name = \"a\", address = \"127.0.0.1:9002\", "
+                             "protocol = \"h2c\" } ]\n");
+  EXPECT_EQ(pool.pools[0].backends[0].protocol, BackendProtocol::kH2c);
+}
+
+TEST(ConfigBackendProtocol, NamesAndWhatFitsTls) {
+  for (const BackendProtocol p : {BackendProtocol::kHttp1, BackendProtocol::kH2c, BackendProtocol::kH2}) {
+    std::string why;
+    EXPECT_EQ(parse_backend_protocol(protocol_name(p), &why), p) << protocol_name(p);
+  }
+  EXPECT_EQ(protocol_name(BackendProtocol::kHttp1), "http1");
+  EXPECT_EQ(protocol_name(BackendProtocol::kH2c), "h2c");
+  EXPECT_EQ(protocol_name(BackendProtocol::kH2), "h2");
+  for (const char* text : {"", "H2", "http2", "http/1.1", "h2 ", "grpc"}) {
+    std::string why;
+    EXPECT_EQ(parse_backend_protocol(text, &why), std::nullopt) << text;
+    EXPECT_EQ(why, std::string("expected http1, h2c or h2, got \"") + text + "\"");
+  }
+  EXPECT_TRUE(protocol_fits_tls(BackendProtocol::kHttp1, false));
+  EXPECT_TRUE(protocol_fits_tls(BackendProtocol::kHttp1, true));
+  EXPECT_TRUE(protocol_fits_tls(BackendProtocol::kH2c, false));
+  EXPECT_FALSE(protocol_fits_tls(BackendProtocol::kH2c, true));
+  EXPECT_FALSE(protocol_fits_tls(BackendProtocol::kH2, false));
+  EXPECT_TRUE(protocol_fits_tls(BackendProtocol::kH2, true));
+}
+
 // ---------------------------------------------------------------------------------
 // Errors
 
@@ -417,6 +460,41 @@ TEST(ConfigTlsErrors, BackendTls) {
   // tls itself wrong: that error alone.
   EXPECT_EQ(errors_of(head + "tls = 1\ntls_name = \"cache-a.internal\"\n"),
             (Errors{"t.toml:4:7: backend[0].tls: expected a boolean, got an integer"}));
+}
+
+TEST(ConfigBackendProtocolErrors, AtTheProtocolKey) {
+  const std::string head = "[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n";
+  EXPECT_EQ(errors_of(head + "protocol = \"h3\"\n"),
+            (Errors{"t.toml:4:12: backend[0].protocol: expected http1, h2c or h2, got \"h3\""}));
+  EXPECT_EQ(errors_of(head + "protocol = \"HTTP1\"\n"),
+            (Errors{"t.toml:4:12: backend[0].protocol: expected http1, h2c or h2, got \"HTTP1\""}));
+  EXPECT_EQ(errors_of(head + "protocol = 2\n"),
+            (Errors{"t.toml:4:12: backend[0].protocol: expected a string, got an integer"}));
+  // h2 is HTTP/2 over TLS: on a plain connection it cannot be negotiated.
+  EXPECT_EQ(errors_of(head + "protocol = \"h2\"\n"),
+            (Errors{"t.toml:4:12: backend[0].protocol: h2 is HTTP/2 over TLS: add tls = true, or use h2c for "
+                    "cleartext"}));
+  EXPECT_EQ(errors_of(head + "tls = false\nprotocol = \"h2\"\n"),
+            (Errors{"t.toml:5:12: backend[0].protocol: h2 is HTTP/2 over TLS: add tls = true, or use h2c for "
+                    "cleartext"}));
+  // h2c is the cleartext form: with tls = true the user meant h2.
+  EXPECT_EQ(errors_of(head + "tls = true\nprotocol = \"h2c\"\n"),
+            (Errors{"t.toml:5:12: backend[0].protocol: h2c is cleartext HTTP/2: use protocol = \"h2\" with tls = "
+                    "true"}));
+  EXPECT_EQ(errors_of(head + "protocol = \"h2c\"\ntls = true\n"),
+            (Errors{"t.toml:4:12: backend[0].protocol: h2c is cleartext HTTP/2: use protocol = \"h2\" with tls = "
+                    "true"}));
+  // tls itself wrong: that error alone.
+  EXPECT_EQ(errors_of(head + "tls = \"yes\"\nprotocol = \"h2\"\n"),
+            (Errors{"t.toml:4:7: backend[0].tls: expected a boolean, got a string"}));
+  EXPECT_EQ(errors_of(head + "protcol = \"h2c\"\n"),
+            (Errors{"t.toml:4:1: backend[0].protcol: unknown key (did you mean 'protocol'?)"}));
+  // In a [[pool]]'s backends: that key, at the value.
+  EXPECT_EQ(errors_of(std::string(kOneBackend) +
+                      "[[pool]]\nname = \"p\"\nbackends = [ { name = \"a\", address = \"127.0.0.1:9002\", "
+                      "protocol = \"h2\" } ]\n"),
+            (Errors{"t.toml:7:67: pool[0].backends[0].protocol: h2 is HTTP/2 over TLS: add tls = true, or use h2c "
+                    "for cleartext"}));
 }
 
 TEST(ConfigTlsErrors, TlsNames) {

@@ -179,6 +179,46 @@ TEST_F(AdminFixture, InvalidInputIsRefusedWithTheReason) {
             "\"weight\" must be an integer");
 }
 
+TEST_F(AdminFixture, ProtocolIsShownAndTakenOnAdd) {
+  // SPEC "HTTP/2 and gRPC": a node's protocol, as a [[backend]] has it. The added nodes
+  // listen nowhere (port 1) and are sent no request: only what the API says is checked.
+  start();
+  EXPECT_EQ(admin_json("GET", "/nodes/a-1", 200)["protocol"], "http1");
+  for (const json& n : admin_json("GET", "/nodes", 200)["nodes"]) EXPECT_EQ(n["protocol"], "http1") << n.dump();
+  json h2c = admin_json("POST", "/nodes", 201,
+                        json{{"name", "p-h2c"}, {"address", "127.0.0.1:1"}, {"protocol", "h2c"}}.dump());
+  EXPECT_EQ(h2c["protocol"], "h2c");
+  EXPECT_EQ(h2c["tls"], false);
+  json h2 = admin_json(
+      "POST", "/nodes", 201,
+      json{{"name", "p-h2"}, {"address", "127.0.0.1:2"}, {"tls", true}, {"protocol", "h2"}}.dump());
+  EXPECT_EQ(h2["protocol"], "h2");
+  EXPECT_EQ(h2["tls"], true);
+  EXPECT_EQ(admin_json("POST", "/nodes", 201,
+                       json{{"name", "p-h1"}, {"address", "127.0.0.1:3"}, {"protocol", "http1"}}.dump())["protocol"],
+            "http1");
+  EXPECT_EQ(admin_json("GET", "/nodes/p-h2c", 200)["protocol"], "h2c");
+  EXPECT_EQ(admin_json("GET", "/nodes/p-h2", 200)["protocol"], "h2");
+
+  // Refused as the config file refuses it, naming why; nothing is added.
+  const auto refused = [&](const json& body) {
+    json b = body;
+    b["name"] = "x";
+    b["address"] = "127.0.0.1:4";
+    return admin_json("POST", "/nodes", 400, b.dump())["error"];
+  };
+  EXPECT_EQ(refused({{"protocol", "h3"}}), "invalid protocol: expected http1, h2c or h2, got \"h3\"");
+  EXPECT_EQ(refused({{"protocol", 2}}), "\"protocol\" must be a string");
+  EXPECT_EQ(refused({{"protocol", "h2"}}),
+            "\"protocol\": \"h2\" is HTTP/2 over TLS: add \"tls\": true, or use \"h2c\" for cleartext");
+  EXPECT_EQ(refused({{"protocol", "h2"}, {"tls", false}}),
+            "\"protocol\": \"h2\" is HTTP/2 over TLS: add \"tls\": true, or use \"h2c\" for cleartext");
+  EXPECT_EQ(refused({{"protocol", "h2c"}, {"tls", true}}),
+            "\"protocol\": \"h2c\" is cleartext HTTP/2: use \"h2\" with \"tls\": true");
+  EXPECT_EQ(admin("GET", "/nodes/x").status, 404);
+  EXPECT_EQ(admin_json("GET", "/nodes", 200)["nodes"].size(), 6u);
+}
+
 TEST_F(AdminFixture, DrainSkipsAndUndrainRestoresExactly) {
   start();
   json drained = admin_json("POST", "/nodes/a-2/drain", 200);

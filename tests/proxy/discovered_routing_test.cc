@@ -175,6 +175,46 @@ TEST(DiscoveredRouting, FoundNodesJoinTheConfiguredOnesAndAConfiguredNameStands)
   EXPECT_EQ(ip_of(a1.sockaddrs[0]), "10.0.0.1/6081");
 }
 
+TEST(DiscoveredRouting, FoundNodesTakeTheirSourcesConnectionSettings) {
+  // SPEC: a [[discover]]'s tls, tls_name and protocol are "as for [[backend]]": every
+  // node it finds, from the resolver or from the other instances, is reached so.
+  DiscoverConfig source;
+  source.name = "_grpc._tcp.api.test";
+  source.tls = true;
+  source.tls_name = "api.internal";
+  source.protocol = BackendProtocol::kH2;
+  const FoundNode f = found_by(source);
+  EXPECT_EQ(f.source, "_grpc._tcp.api.test");
+  EXPECT_TRUE(f.backend.tls);
+  EXPECT_EQ(f.backend.tls_name, "api.internal");
+  EXPECT_EQ(f.backend.protocol, BackendProtocol::kH2);
+  EXPECT_EQ(found_by(DiscoverConfig{}).backend.protocol, BackendProtocol::kHttp1);
+
+  // Into the routing: the node of each source as it found it.
+  const auto found_at = [](const DiscoverConfig& s, std::string address) {
+    FoundNode n = found_by(s);
+    n.backend.name = address;
+    n.backend.address = backend(address, address).address;
+    return n;
+  };
+  const FoundNode node = found_at(source, "api-1.test:8443");
+  source.tls = false;
+  source.tls_name.clear();
+  source.protocol = BackendProtocol::kH2c;
+  const FoundNode cleartext = found_at(source, "10.0.0.1:8080");
+  std::string error;
+  auto r = build_routing(std::make_shared<Config>(), {node, cleartext}, {{"api-1.test", {"10.0.0.9"}}}, nullptr, 1,
+                         1, &error);
+  ASSERT_NE(r, nullptr) << error;
+  const Backend& h2 = r->default_pool().backends[*r->default_pool().ring->find("api-1.test:8443")];
+  EXPECT_EQ(h2.protocol, BackendProtocol::kH2);
+  EXPECT_TRUE(h2.tls);
+  EXPECT_EQ(h2.tls_name, "api.internal");
+  const Backend& h2c = r->default_pool().backends[*r->default_pool().ring->find("10.0.0.1:8080")];
+  EXPECT_EQ(h2c.protocol, BackendProtocol::kH2c);
+  EXPECT_FALSE(h2c.tls);
+}
+
 TEST(DiscoveredRouting, TheRingDependsOnTheSetNotItsOrder) {
   auto config = std::make_shared<Config>();
   std::vector<FoundNode> nodes;

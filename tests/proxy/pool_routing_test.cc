@@ -5,9 +5,11 @@
 
 #include <cctype>
 #include <algorithm>
+#include <initializer_list>
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
@@ -235,6 +237,52 @@ TEST(PoolRouting, FoundNodesJoinTheirSourcesPool) {
   ASSERT_NE(r, nullptr) << error;
   EXPECT_TRUE(r->find_pool("images")->ring->find("10.0.0.9:80"));
   EXPECT_FALSE(r->default_pool().ring->find("10.0.0.9:80"));
+}
+
+// The parts of a pool_key, as backends.cc joins them.
+std::string nul_joined(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  for (const std::string_view part : parts) {
+    if (!out.empty()) out += '\0';
+    out += part;
+  }
+  return out;
+}
+
+TEST(PoolRouting, TheProtocolReachesTheNodeAndItsConnectionPoolKey) {
+  // A node's connections are one worker pool per pool_key: a node whose protocol changes
+  // must not be sent requests on connections opened for the other protocol. An http1
+  // node's key is what it was before protocols (name NUL address [NUL "tls" NUL name]),
+  // so a reload to this version reuses every open connection.
+  const std::string head = "[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\n"
+                           "[[backend]]\nname = \"t\"\naddress = \"127.0.0.1:9002\"\ntls = true\n";
+  const auto node = [](const Routing& r, std::string_view name) -> const Backend& {
+    return r.default_pool().backends[*r.default_pool().ring->find(name)];
+  };
+  std::string error;
+  const auto http1 = build_routing(config_of(head), nullptr, 1, 1, &error);
+  ASSERT_NE(http1, nullptr) << error;
+  EXPECT_EQ(node(*http1, "a").protocol, BackendProtocol::kHttp1);
+  EXPECT_EQ(node(*http1, "a").pool_key, nul_joined({"a", "127.0.0.1:9001"}));
+  EXPECT_EQ(node(*http1, "t").pool_key, nul_joined({"t", "127.0.0.1:9002", "tls", "127.0.0.1"}));
+
+  const auto h2 = build_routing(
+      config_of("[[backend]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\nprotocol = \"h2c\"\n"
+                "[[backend]]\nname = \"t\"\naddress = \"127.0.0.1:9002\"\ntls = true\nprotocol = \"h2\"\n"),
+      http1.get(), 2, 1, &error);
+  ASSERT_NE(h2, nullptr) << error;
+  EXPECT_EQ(node(*h2, "a").protocol, BackendProtocol::kH2c);
+  EXPECT_EQ(node(*h2, "t").protocol, BackendProtocol::kH2);
+  EXPECT_EQ(node(*h2, "a").pool_key, nul_joined({"a", "127.0.0.1:9001", "h2c"}));
+  EXPECT_EQ(node(*h2, "t").pool_key, nul_joined({"t", "127.0.0.1:9002", "tls", "127.0.0.1", "h2"}));
+  // The same node otherwise: its ring points, health and counters go on.
+  EXPECT_EQ(node(*h2, "a").state, node(*http1, "a").state);
+  EXPECT_EQ(h2->default_pool().ring->fingerprint(), http1->default_pool().ring->fingerprint());
+  // And back: the http1 key again.
+  const auto back = build_routing(config_of(head), h2.get(), 3, 1, &error);
+  ASSERT_NE(back, nullptr) << error;
+  EXPECT_EQ(node(*back, "a").pool_key, node(*http1, "a").pool_key);
+  EXPECT_EQ(node(*back, "t").pool_key, node(*http1, "t").pool_key);
 }
 
 }  // namespace

@@ -107,6 +107,9 @@ class RequestHandler {
   // next request as after response_done(), or closes.
   virtual BodyResult on_body(char* p, size_t len, bool end) = 0;
   virtual bool ready_for_body() const = 0;
+  // The body is wanted decoded (HTTP/1's chunk framing removed): the node it goes to
+  // frames it its own way (HTTP/2 DATA). Asked before each piece.
+  virtual bool wants_decoded_body() const { return false; }
   // Body bytes passed on are still in use (the read buffer may not move).
   virtual bool body_pinned() const = 0;
   // The client half-closed inside a tunnel.

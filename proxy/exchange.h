@@ -69,6 +69,10 @@ class Exchange final : public h1::RequestHandler,
   // Routes the request, or answers it through Downstream.
   void on_request(RequestHead& req, std::string_view client_ip) override;
   BodyResult on_body(char* p, size_t len, bool end) override;
+  // A chunked HTTP/1 body to an HTTP/2 node (whose DATA frames carry it).
+  bool wants_decoded_body() const override {
+    return up_h2_ && req_ && !req_->body_decoded && req_->has_body && !req_->content_length;
+  }
   bool ready_for_body() const override {
     if (up_h2_) return upstream_ready_ && ups_.attached() && ups_.body_writable();
     return up_ && upstream_ready_ && !up_->write_pending();

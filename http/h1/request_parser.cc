@@ -1,5 +1,7 @@
 #include "http/h1/request_parser.h"
 
+#include <cstring>
+
 #include <algorithm>
 #include <utility>
 
@@ -33,6 +35,7 @@ void RequestParser::next_message() {
   is_head_ = false;
   has_body_ = false;
   body_out_ = nullptr;
+  decode_ = false;
   body_over_limit_ = false;
 }
 
@@ -165,7 +168,10 @@ bool RequestParser::buffered_body_valid(const char* start, size_t len) {
 RequestParser::BodyStep RequestParser::body(const char* start, size_t len) {
   BodyStep step;
   base_ = start;  // trailers' fields come as callbacks too; they are not kept
+  // The caller's buffer is writable (its read buffer): decoding compacts it in place.
+  decode_dst_ = const_cast<char*>(start);
   const llhttp_errno err = llhttp_execute(&parser_, start, len);
+  if (decode_) step.decoded = static_cast<size_t>(decode_dst_ - start);
   if (err == HPE_PAUSED && msg_done_) {
     step.consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - start);
     llhttp_resume(&parser_);
@@ -241,6 +247,11 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
 int RequestParser::on_body(llhttp_t* p, const char* at, size_t len) {
   // The proxy's path: no sink, one test per piece of body llhttp hands over.
   auto* r = static_cast<RequestParser*>(p->data);
+  if (r->decode_) {
+    if (r->decode_dst_ != at) std::memmove(r->decode_dst_, at, len);
+    r->decode_dst_ += len;
+    return 0;
+  }
   if (r->body_out_ == nullptr || r->body_over_limit_) return 0;
   if (len > r->body_limit_ - r->body_out_->size()) {
     r->body_over_limit_ = true;  // kept no further; the caller answers

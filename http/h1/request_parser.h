@@ -93,9 +93,14 @@ class RequestParser {
     body_over_limit_ = false;
   }
   bool body_over_limit() const { return body_over_limit_; }
+  // For a handler that forwards the body decoded (to an HTTP/2 node): body() moves the
+  // content bytes to the start of what it is given, chunk framing and trailers dropped,
+  // and says how many in BodyStep::decoded. Until next_message().
+  void set_decode(bool on) { decode_ = on; }
 
   struct BodyStep {
     size_t consumed = 0;     // bytes of this message, to forward as they are
+    size_t decoded = 0;      // set_decode: content bytes at the start of the input
     bool complete = false;   // the message ended after them
     bool error = false;      // the framing is broken (error_reason())
   };
@@ -141,6 +146,8 @@ class RequestParser {
   bool keep_alive_ = true;
   bool has_body_ = false;
   std::string* body_out_ = nullptr;  // keep_body()
+  bool decode_ = false;              // set_decode()
+  char* decode_dst_ = nullptr;       // where the next content byte goes
   size_t body_limit_ = 0;
   bool body_over_limit_ = false;
   Refusal refusal_;

@@ -351,8 +351,13 @@ bool ServerConn::forward_body() {
   char* start = in_->begin_ptr();
   size_t len = in_->size();
   bool complete = false;
+  size_t pass = 0;  // bytes to hand on when decoded
+  bool decoded = false;
   if (!tunnel_) {
+    decoded = handler_.wants_decoded_body();
+    req_.set_decode(decoded);
     const h1::RequestParser::BodyStep step = req_.body(start, len);
+    pass = step.decoded;
     if (step.error) {
       if (!handler_.response_started()) {
         respond_error(400, "malformed request body", "malformed body: " + std::string(req_.error_reason()));
@@ -368,7 +373,7 @@ bool ServerConn::forward_body() {
   // The request is all read once the handler sees its end: an answer it gives from
   // on_body may keep the connection (end_exchange).
   if (complete) req_phase_ = ReqPhase::kDone;
-  switch (handler_.on_body(start, len, complete)) {
+  switch (handler_.on_body(start, decoded ? pass : len, complete)) {
     case RequestHandler::BodyResult::kFailed:
       return false;
     case RequestHandler::BodyResult::kPinned:

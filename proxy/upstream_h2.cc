@@ -10,12 +10,16 @@ namespace ringproxy {
 namespace {
 
 // An HTTP/2 node's settings for the streams we open: see http/h2/client_session.h.
-h2::ClientSettings client_settings() { return {}; }
+h2::ClientSettings client_settings(const UpstreamPool& pool) {
+  h2::ClientSettings s;
+  s.assumed_peer_streams = pool.h2_peer_streams();
+  return s;
+}
 
 }  // namespace
 
 H2Upstream::H2Upstream(Worker& worker, UpstreamPool& pool, UpstreamConn* conn)
-    : worker_(worker), pool_(pool), conn_(conn), session_(*this, client_settings()) {}
+    : worker_(worker), pool_(pool), conn_(conn), session_(*this, client_settings(pool)) {}
 
 H2Upstream* H2Upstream::create(Worker& worker, UpstreamPool& pool, const sockaddr* addr, uint32_t connect_timeout_ms,
                                int* error) {
@@ -125,6 +129,7 @@ int H2Upstream::wire_send(uv_buf_t* buf) {
 
 void H2Upstream::wire_capacity() {
   if (closing_) return;
+  if (session_.peer_settings_known()) pool_.set_h2_peer_streams(session_.peer_max_streams());
   if (session_.streams() == 0) {
     if (idle_since_ == 0) idle_since_ = uv_now(worker_.loop());
     if (session_.goaway_received()) {

@@ -125,6 +125,9 @@ class UpstreamPool {
   void h2_add(H2Upstream* c) { h2_.push_back(c); }
   void h2_forget(H2Upstream* c);
   size_t h2_connections() const { return h2_.size(); }
+  // The node's SETTINGS_MAX_CONCURRENT_STREAMS as last seen (0: not yet).
+  uint32_t h2_peer_streams() const { return h2_peer_streams_; }
+  void set_h2_peer_streams(uint32_t n) { h2_peer_streams_ = n; }
   // "NAME ADDRESS" of the node, from the key, for log lines.
   std::string label() const;
   void unretire() { retired_ = false; }
@@ -158,6 +161,7 @@ class UpstreamPool {
   bool retired_ = false;
   BackendProtocol protocol_ = BackendProtocol::kHttp1;
   std::vector<H2Upstream*> h2_;  // open HTTP/2 connections, oldest first
+  uint32_t h2_peer_streams_ = 0;
 };
 
 }  // namespace ringproxy

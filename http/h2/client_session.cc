@@ -208,6 +208,9 @@ bool ClientSession::start() {
   }
   // Stream windows are credited as the client takes the bytes (ClientStream::give).
   nghttp2_option_set_no_auto_window_update(opt, 1);
+  if (settings_.assumed_peer_streams > 0) {
+    nghttp2_option_set_peer_max_concurrent_streams(opt, settings_.assumed_peer_streams);
+  }
   const int rc = nghttp2_session_client_new2(&ng_, cbs, this, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
@@ -414,6 +417,7 @@ int ClientSession::on_frame_recv(nghttp2_session* ng, const nghttp2_frame* frame
       return 0;
     }
     case NGHTTP2_SETTINGS:
+      if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) self->peer_settings_ = true;
       self->wire_.wire_capacity();  // the node's MAX_CONCURRENT_STREAMS may have moved
       return 0;
     case NGHTTP2_GOAWAY: {

@@ -164,6 +164,10 @@ struct ClientSettings {
   uint32_t stream_window_bytes = 256 * 1024;
   uint32_t connection_window_bytes = 16 * 1024 * 1024;
   uint32_t max_header_list_bytes = 65536;
+  // The node's SETTINGS_MAX_CONCURRENT_STREAMS as its last connection learnt it, taken
+  // until this one's SETTINGS come (0: unknown, nghttp2's 100): a burst of requests on
+  // new connections fills each as far as the node allows, not to 100.
+  uint32_t assumed_peer_streams = 0;
 };
 
 class ClientSession {
@@ -211,6 +215,8 @@ class ClientSession {
   size_t streams() const { return streams_.size(); }
   uint32_t peer_max_streams() const;
   bool goaway_received() const { return goaway_; }
+  // The node's SETTINGS have come (peer_max_streams() is its own, not assumed).
+  bool peer_settings_known() const { return peer_settings_; }
   bool failed() const { return dead_; }
 
  private:
@@ -266,6 +272,7 @@ class ClientSession {
   bool in_flush_ = false;
   bool flush_again_ = false;
   bool goaway_ = false;     // received: no new streams
+  bool peer_settings_ = false;
   bool draining_ = false;   // ours: GOAWAY once idle
   bool dead_ = false;
 };

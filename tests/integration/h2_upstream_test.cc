@@ -1,0 +1,369 @@
+// HTTP/2 to the nodes (SPEC "HTTP/2 and gRPC", issue 16): a real ringproxy in front of
+// nodes with protocol = "h2c", each an HTTP/2 server of the tests' own
+// (tests/integration/h2_node.py, Debian's python3-h2) that answers with what it saw, or
+// Debian's nginx speaking h2c. HTTP/1.1 clients (curl, the harness's) and HTTP/2 ones
+// (h2_client.py, h2load) reach them; each request is a stream on one of the node's few
+// connections, hashed as always.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/integration/harness.h"
+
+namespace ringproxy::integration {
+namespace {
+
+struct Ran {
+  int code = -1;
+  std::string out;
+};
+Ran run(const TempDir& dir, const std::string& name, const std::string& cmd) {
+  const std::string file = dir.file(name + ".out");
+  const int rc = std::system(("timeout 120 " + cmd + " > " + file + " 2>&1").c_str());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, read_file(file)};
+}
+
+// One h2_node.py: an h2c node on an ephemeral port.
+class H2Node {
+ public:
+  H2Node(const TempDir& dir, std::string name, const std::vector<std::string>& extra = {}) : name_(std::move(name)) {
+    std::vector<std::string> args{H2_NODE, "--port", "0", "--name", name_};
+    args.insert(args.end(), extra.begin(), extra.end());
+    process_ = std::make_unique<Process>("/usr/bin/python3", args, dir.path(), "h2node-" + name_);
+    const std::optional<std::string> ready = process_->read_line(Millis(10000));
+    if (!ready || ready->rfind("READY ", 0) != 0) {
+      throw std::runtime_error("h2_node.py did not start: " + process_->describe());
+    }
+    port_ = static_cast<uint16_t>(std::stoi(ready->substr(6)));
+  }
+  const std::string& name() const { return name_; }
+  uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  Process& process() { return *process_; }
+  // The node's /stats, asked directly (HTTP/2 by prior knowledge).
+  nlohmann::json stats(const TempDir& dir) const {
+    const Ran r = run(dir, "stats-" + name_,
+                      "curl -sS --http2-prior-knowledge http://127.0.0.1:" + std::to_string(port_) + "/stats");
+    nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+    return j.is_discarded() ? nlohmann::json::object() : j;
+  }
+
+ private:
+  std::string name_;
+  uint16_t port_ = 0;
+  std::unique_ptr<Process> process_;
+};
+
+// h2_client.py's lines: one JSON object per request, then the connection's.
+struct H2Result {
+  std::vector<nlohmann::json> streams;
+  nlohmann::json connection;
+  std::string raw;
+};
+H2Result parse_h2(const std::string& out) {
+  H2Result r;
+  r.raw = out;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    if (j.contains("path")) {
+      r.streams.push_back(j);
+    } else {
+      r.connection = j;
+    }
+  }
+  return r;
+}
+
+// The node's connections that carried requests (not only health checks nor /stats).
+int request_connections(const nlohmann::json& stats) {
+  int n = 0;
+  if (!stats.contains("per_connection")) return -1;
+  for (const nlohmann::json& c : stats["per_connection"]) {
+    if (c.value("control", false) || !c.contains("paths")) continue;
+    for (auto it = c["paths"].begin(); it != c["paths"].end(); ++it) {
+      if (it.key() != "/health" && it.key() != "/stats") {
+        ++n;
+        break;
+      }
+    }
+  }
+  return n;
+}
+
+nlohmann::json body_json(const std::string& body) {
+  nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  return j.is_discarded() ? nlohmann::json::object() : j;
+}
+
+class H2UpstreamFixture : public ::testing::Test {
+ protected:
+  void add_nodes(int n, const std::vector<std::string>& extra = {}) {
+    for (int i = 1; i <= n; ++i) nodes_.push_back(std::make_unique<H2Node>(dir_, "n" + std::to_string(i), extra));
+  }
+  void start(const std::string& proxy_extra = {}, const std::string& tail = {}) {
+    port_ = free_port();
+    admin_port_ = free_port();
+    ASSERT_NE(port_, 0);
+    std::ostringstream c;
+    c << "[proxy]\nlisten = \"127.0.0.1:" << port_ << "\"\nworkers = 1\nlog_level = \"info\"\n" << proxy_extra << "\n";
+    c << "[admin]\nlisten = \"127.0.0.1:" << admin_port_ << "\"\n";
+    c << "[health]\ninterval_ms = " << health_interval_ms_ << "\n";
+    c << tail << "\n";
+    for (const auto& n : nodes_) {
+      c << "[[backend]]\nname = \"" << n->name() << "\"\naddress = \"" << n->address() << "\"\nprotocol = \"h2c\"\n";
+    }
+    config_ = dir_.write_file("ringproxy.toml", c.str());
+    proxy_ = std::make_unique<Process>(std::string(RINGPROXY_BIN), std::vector<std::string>{"-c", config_},
+                                       dir_.path(), "ringproxy");
+    ASSERT_TRUE(proxy_->wait_for_output(Output::err, "listening on")) << proxy_->describe();
+  }
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& n : nodes_) out.push_back(n->name());
+    return out;
+  }
+  H2Result h2(const std::string& args, const std::vector<std::string>& paths, const std::string& name = "h2") {
+    std::string cmd = "/usr/bin/python3 " + std::string(H2_CLIENT) + " " + args + " " + std::to_string(port_);
+    for (const std::string& p : paths) cmd += " '" + p + "'";
+    const Ran r = run(dir_, name, cmd);
+    EXPECT_EQ(r.code, 0) << r.out;
+    return parse_h2(r.out);
+  }
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+
+  TempDir dir_;
+  uint32_t health_interval_ms_ = 3600000;
+  std::vector<std::unique_ptr<H2Node>> nodes_;
+  uint16_t port_ = 0;
+  uint16_t admin_port_ = 0;
+  std::string config_;
+  std::unique_ptr<Process> proxy_;
+};
+
+// HTTP/1.1 clients to h2c nodes: every key on the node the ring reference names, the
+// request re-framed as RFC 9113 wants it (pseudo-header fields, :authority from Host, no
+// connection-specific field), the forwarding fields added as for HTTP/1 nodes.
+TEST_F(H2UpstreamFixture, Http1ClientsReachH2cNodesWhereTheRingSays) {
+  add_nodes(3);
+  start();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 30; ++i) keys.push_back("/h2up-key-" + std::to_string(i));
+  const auto want = reference_map(names(), keys);
+  std::vector<std::string> got;
+  Conn conn("127.0.0.1", port_);
+  for (const std::string& k : keys) {
+    const Response r = conn.request("GET", k, {{"Host", "cache.test"}, {"Connection", "keep-alive, X-Private"},
+                                               {"X-Private", "1"}, {"TE", "trailers"}});
+    ASSERT_EQ(r.status, 200) << r.describe();
+    const nlohmann::json j = body_json(r.body);
+    got.push_back(j.value("node", ""));
+    EXPECT_EQ(j["path"], k);
+    EXPECT_EQ(j["violations"], nlohmann::json::array()) << j.dump();
+    const nlohmann::json& h = j["headers"];
+    EXPECT_EQ(h.value(":authority", ""), "cache.test") << h.dump();
+    EXPECT_EQ(h.value(":scheme", ""), "http") << h.dump();
+    EXPECT_EQ(h.value(":method", ""), "GET");
+    EXPECT_FALSE(h.contains("host")) << h.dump();
+    EXPECT_FALSE(h.contains("connection")) << h.dump();
+    EXPECT_FALSE(h.contains("x-private")) << h.dump();
+    EXPECT_EQ(h.value("te", ""), "trailers") << h.dump();
+    EXPECT_EQ(h.value("x-forwarded-for", ""), "127.0.0.1");
+    EXPECT_EQ(h.value("x-forwarded-host", ""), "cache.test");
+    EXPECT_EQ(h.value("via", ""), "1.1 ringproxy") << h.dump();
+    EXPECT_TRUE(r.keep_alive);
+  }
+  EXPECT_EQ(placement_differences(keys, got, want, "", "h1 to h2c"), 0);
+  // One connection per node carried them all.
+  for (const auto& n : nodes_) EXPECT_EQ(request_connections(n->stats(dir_)), 1) << n->stats(dir_).dump();
+}
+
+// HTTP/2 clients to h2c nodes: streams of one connection hashed each on its own.
+TEST_F(H2UpstreamFixture, H2ClientsReachH2cNodesWhereTheRingSays) {
+  add_nodes(3);
+  start();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 40; ++i) keys.push_back("/h2h2-key-" + std::to_string(i));
+  const auto want = reference_map(names(), keys);
+  const H2Result r = h2("", keys);
+  ASSERT_EQ(r.streams.size(), keys.size()) << r.raw;
+  std::vector<std::string> got;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    ASSERT_EQ(r.streams[i]["status"], 200) << r.streams[i].dump();
+    got.push_back(r.streams[i]["headers"].value("x-node", ""));
+  }
+  EXPECT_EQ(placement_differences(keys, got, want, "", "h2 to h2c"), 0);
+}
+
+// A chunked HTTP/1.1 upload goes to the node decoded (its DATA), and the node's
+// trailers come back to the HTTP/1.1 client in the last chunk.
+TEST_F(H2UpstreamFixture, ChunkedUploadGoesDecodedAndTrailersComeBackChunked) {
+  add_nodes(1);
+  start();
+  std::string body;
+  for (int i = 0; i < 20000; ++i) body += static_cast<char>('a' + i % 26);
+  const std::string file = dir_.write_file("upload.bin", body);
+  const Ran sum = run(dir_, "sha", "sha256sum " + file);
+  const std::string sha = sum.out.substr(0, 64);
+  const Ran r = run(dir_, "curl", "curl -sS --raw -i -H 'Transfer-Encoding: chunked' -H 'TE: trailers' --data-binary @" +
+                                      file + " " + url("/trailers"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("HTTP/1.1 200"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Transfer-Encoding: chunked"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"body_len\": 20000"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"body_sha256\": \"" + sha + "\""), std::string::npos) << r.out;
+  // The trailer section after the last chunk.
+  EXPECT_NE(r.out.find("0\r\nx-checksum: " + sha + "\r\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("x-trailer: yes\r\n"), std::string::npos) << r.out;
+}
+
+// Trailers pass from an h2c node to an HTTP/2 client.
+TEST_F(H2UpstreamFixture, TrailersPassToH2Clients) {
+  add_nodes(1);
+  start();
+  const H2Result r = h2("--method POST --body-bytes 5000 --no-length --header te:trailers", {"/trailers"});
+  ASSERT_EQ(r.streams.size(), 1u) << r.raw;
+  const nlohmann::json& s = r.streams[0];
+  ASSERT_EQ(s["status"], 200) << s.dump();
+  ASSERT_TRUE(s.contains("trailers")) << s.dump();
+  EXPECT_EQ(s["trailers"].value("x-trailer", ""), "yes") << s.dump();
+  EXPECT_EQ(s["trailers"].value("x-checksum", "").size(), 64u) << s.dump();
+  EXPECT_EQ(body_json(s["body"]).value("body_len", 0), 5000) << s.dump();
+}
+
+// A node's GOAWAY: the streams above its last stream id were not processed and go again
+// on a new connection; every request is answered.
+TEST_F(H2UpstreamFixture, GoawayRetriesTheStreamsTheNodeDidNotProcess) {
+  add_nodes(1, {"--goaway-after", "20"});
+  start();
+  std::vector<std::string> paths;
+  for (int i = 0; i < 60; ++i) paths.push_back("/g" + std::to_string(i));
+  const H2Result r = h2("", paths);
+  ASSERT_EQ(r.streams.size(), paths.size()) << r.raw;
+  for (const auto& s : r.streams) EXPECT_EQ(s["status"], 200) << s.dump();
+  const nlohmann::json stats = nodes_[0]->stats(dir_);
+  EXPECT_GE(request_connections(stats), 3) << stats.dump();
+  EXPECT_GT(stats.value("refused_streams", 0), 0) << stats.dump();
+}
+
+// Many concurrent streams share few connections: a connection is opened only when the
+// others are full. 400 streams in flight (h2load -c 40 -m 10) to one node that allows 128
+// a connection take 4 connections, each filled to the node's limit but the last (and
+// before the node's SETTINGS are known, nghttp2's assumption of 100). Issue 16's figure
+// (at most 4 per node under 1,000 streams, with nginx nodes) is bench/compare/h2.sh's.
+TEST_F(H2UpstreamFixture, StreamsFillAConnectionBeforeTheNextOpens) {
+  add_nodes(1, {"--max-streams", "128"});
+  start();
+  const Ran r = run(dir_, "h2load", "h2load -c 40 -m 10 -n 4000 " + url("/load"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("4000 succeeded"), std::string::npos) << r.out;
+  const nlohmann::json s = nodes_[0]->stats(dir_);
+  EXPECT_LE(request_connections(s), 4) << s.dump();
+  EXPECT_LE(s.value("max_concurrent_streams", 999), 128) << s.dump();
+  EXPECT_EQ(s.value("max_streams_violations", 1), 0) << s.dump();
+  // Every request connection but one was filled to the limit (128, or 100 before the
+  // node's SETTINGS came).
+  int short_of_full = 0;
+  for (const nlohmann::json& c : s["per_connection"]) {
+    if (c.value("streams", 0) > 1 && c.value("max_concurrent", 0) < 100) ++short_of_full;
+  }
+  EXPECT_LE(short_of_full, 1) << s.dump();
+}
+
+TEST_F(H2UpstreamFixture, AStalledStreamTimesOutAlone) {
+  add_nodes(1);
+  start("upstream_timeout_ms = 300\nretries = 0");
+  const Response stalled = http_get(port_, "/stall");
+  EXPECT_EQ(stalled.status, 504) << stalled.describe();
+  const Response fine = http_get(port_, "/after");
+  EXPECT_EQ(fine.status, 200) << fine.describe();
+  EXPECT_EQ(request_connections(nodes_[0]->stats(dir_)), 1);
+}
+
+// A node killed while a request waits: the client gets 502 at once, not a hang, and the
+// next request goes to a node that is up.
+TEST_F(H2UpstreamFixture, ANodeKilledMidRequestGives502) {
+  add_nodes(2);
+  start("upstream_timeout_ms = 30000\nretries = 0");
+  // A key of n1's.
+  std::string key;
+  for (int i = 0; i < 100 && key.empty(); ++i) {
+    const std::string k = "/stall?k=" + std::to_string(i);
+    if (reference_map(names(), {k}).at(k) == "n1") key = k;
+  }
+  ASSERT_FALSE(key.empty());
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(conn.send_raw("GET " + key + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return nodes_[0]->stats(dir_).value("total_streams", 0) >= 1; }));
+  nodes_[0]->process().kill();
+  ReadOptions ro;
+  ro.timeout = Millis(5000);
+  const Response r = conn.read_response(ro);
+  EXPECT_EQ(r.status, 502) << r.describe();
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 502"));
+}
+
+// Health checks go over HTTP/2 to an h2c node (an HTTP/1 probe would fail it).
+TEST_F(H2UpstreamFixture, HealthChecksSpeakHttp2) {
+  add_nodes(2);
+  health_interval_ms_ = 100;
+  start();
+  const auto up = [&](const std::string& name) {
+    const Response m = http_get(admin_port_, "/metrics");
+    return m.body.find("ringproxy_backend_up{pool=\"default\",backend=\"" + name + "\"} 1") != std::string::npos;
+  };
+  EXPECT_TRUE(eventually([&] { return up("n1") && up("n2"); }));
+  nodes_[1]->process().kill();
+  EXPECT_TRUE(eventually([&] { return !up("n2"); }));
+  EXPECT_TRUE(up("n1"));
+}
+
+// Debian's nginx as an h2c node (`listen ... http2`, prior knowledge): a real server's
+// HTTP/2, through HTTP/1.1 and HTTP/2 clients.
+TEST(H2UpstreamNginx, RealNginxSpeaksH2cToTheProxy) {
+  TempDir dir;
+  const uint16_t nginx_port = free_port();
+  const std::string d = dir.path();
+  std::ostringstream conf;
+  conf << "worker_processes 1;\ndaemon off;\npid " << d << "/nginx.pid;\nerror_log " << d << "/nginx-error.log;\n"
+       << "events { worker_connections 256; }\nhttp {\n  access_log off;\n"
+       << "  client_body_temp_path " << d << "/body;\n  proxy_temp_path " << d << "/proxy;\n"
+       << "  fastcgi_temp_path " << d << "/fcgi;\n  uwsgi_temp_path " << d << "/uwsgi;\n  scgi_temp_path " << d
+       << "/scgi;\n  server {\n    listen 127.0.0.1:" << nginx_port << " http2;\n"
+       << "    location / { add_header x-proto $server_protocol; return 200 \"nginx $request_uri $http_host\\n\"; }\n"
+       << "  }\n}\n";
+  const std::string conf_path = dir.write_file("nginx.conf", conf.str());
+  Process nginx("/usr/sbin/nginx", {"-p", d, "-e", d + "/nginx-error.log", "-c", conf_path}, d, "nginx");
+  ASSERT_TRUE(eventually([&] { return read_file(d + "/nginx.pid").size() > 0; })) << nginx.describe();
+  const uint16_t port = free_port();
+  std::ostringstream c;
+  c << "[proxy]\nlisten = \"127.0.0.1:" << port << "\"\nworkers = 1\n[admin]\nlisten = \"\"\n"
+    << "[health]\ninterval_ms = 200\n"
+    << "[[backend]]\nname = \"ng\"\naddress = \"127.0.0.1:" << nginx_port << "\"\nprotocol = \"h2c\"\n";
+  const std::string cfg = dir.write_file("ringproxy.toml", c.str());
+  Process proxy(std::string(RINGPROXY_BIN), {"-c", cfg}, d, "ringproxy");
+  ASSERT_TRUE(proxy.wait_for_output(Output::err, "listening on")) << proxy.describe();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  const Ran h1 = run(dir, "curl-h1", "curl -sS -i -H 'Host: site.test' " + base + "/one");
+  EXPECT_NE(h1.out.find("HTTP/1.1 200"), std::string::npos) << h1.out;
+  EXPECT_NE(h1.out.find("x-proto: HTTP/2.0"), std::string::npos) << h1.out;
+  EXPECT_NE(h1.out.find("nginx /one site.test"), std::string::npos) << h1.out;
+  const Ran h2 = run(dir, "curl-h2", "curl -sS -i --http2-prior-knowledge " + base + "/two");
+  EXPECT_NE(h2.out.find("HTTP/2 200"), std::string::npos) << h2.out;
+  EXPECT_NE(h2.out.find("x-proto: HTTP/2.0"), std::string::npos) << h2.out;
+  // The health checks pass over HTTP/2 (a refused probe would log the node down).
+  EXPECT_FALSE(proxy.wait_for_output(Output::err, "health: node=ng", Millis(800))) << proxy.stderr_text();
+}
+
+}  // namespace
+}  // namespace ringproxy::integration

@@ -29,12 +29,17 @@
 #                                      (Debian's /usr/bin/python3, not the PATH's)
 #   curl                               demo script and integration helpers (HTTP/2 too: --http2)
 #   nghttp2-client python3-h2 (--test) HTTP/2 clients against the proxy: nghttp, h2load, and Python's
-#                                      h2 state machine for the hostile-client tests
+#                                      h2 state machine for the hostile-client tests and the HTTP/2 test
+#                                      node (tests/integration/h2_node.py)
+#   python3-grpcio (--test)            gRPC end to end through the proxy: a real gRPC server and client
+#                                      (tests/integration/grpc_node.py, grpc_client.py; raw bytes, no protoc)
 #   chromium (--test)                  renders the admin status page in a test (headless)
 #   iproute2 (--test)                  ip netns: the gossip partition test's namespaces
 #   nginx-light (--test)               a real nginx beside ringproxy: placement = "nginx" must match it;
 #                                      also the round-robin tier in examples/cache-tier and its test
 #                                      and the TLS backends of tests/integration/upstream_tls_test.cc
+#                                      and an HTTP/2 node (h2c, h2) for the h2 backend tests
+#                                      (tests/integration/nginx_h2c.py)
 #   dnsmasq-base (--test)              a real DNS server on 127.0.0.1 for the resolver's tests (the binary
 #                                      alone: the dnsmasq package would start a system service)
 #   varnish (--test)                   three real Varnish caches behind ringproxy (examples/cache-tier,
@@ -51,7 +56,7 @@ PKGS=(
 for arg in "$@"; do
   case "$arg" in
     --bench) PKGS+=(wrk nginx-light haproxy openssl testssl.sh nghttp2-client h2o) ;;
-    --test) PKGS+=(chromium iproute2 nginx-light varnish openssl dnsmasq-base nghttp2-client python3-h2) ;;
+    --test) PKGS+=(chromium iproute2 nginx-light varnish openssl dnsmasq-base nghttp2-client python3-h2 python3-grpcio) ;;
     --fuzz) PKGS+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown option $arg (use --test, --bench, --fuzz)" >&2; exit 2 ;;
   esac

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/support/tls_certs.h"
 
 namespace ringproxy::integration {
 namespace {
@@ -34,6 +35,7 @@ Ran run(const TempDir& dir, const std::string& name, const std::string& cmd) {
 class H2Node {
  public:
   H2Node(const TempDir& dir, std::string name, const std::vector<std::string>& extra = {}) : name_(std::move(name)) {
+    tls_ = std::find(extra.begin(), extra.end(), "--tls") != extra.end();
     std::vector<std::string> args{H2_NODE, "--port", "0", "--name", name_};
     args.insert(args.end(), extra.begin(), extra.end());
     process_ = std::make_unique<Process>("/usr/bin/python3", args, dir.path(), "h2node-" + name_);
@@ -50,13 +52,15 @@ class H2Node {
   // The node's /stats, asked directly (HTTP/2 by prior knowledge).
   nlohmann::json stats(const TempDir& dir) const {
     const Ran r = run(dir, "stats-" + name_,
-                      "curl -sS --http2-prior-knowledge http://127.0.0.1:" + std::to_string(port_) + "/stats");
+                      tls_ ? "curl -sS -k --http2 https://127.0.0.1:" + std::to_string(port_) + "/stats"
+                           : "curl -sS --http2-prior-knowledge http://127.0.0.1:" + std::to_string(port_) + "/stats");
     nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
     return j.is_discarded() ? nlohmann::json::object() : j;
   }
 
  private:
   std::string name_;
+  bool tls_ = false;
   uint16_t port_ = 0;
   std::unique_ptr<Process> process_;
 };
@@ -108,8 +112,20 @@ nlohmann::json body_json(const std::string& body) {
 
 class H2UpstreamFixture : public ::testing::Test {
  protected:
+  ~H2UpstreamFixture() override {
+    if (cert_.cert != nullptr) test::free_cert(cert_);
+  }
+  // Nodes speak h2 over TLS (ALPN h2) with a certificate for "localhost" that the
+  // proxy's [upstream_tls] trusts.
+  void use_tls() {
+    cert_ = test::make_cert(dir_.path(), "node", {"localhost"}, test::KeyType::kEc, nullptr, -3600, 86400L * 30,
+                            /*ca=*/true);
+    tls_ = true;
+  }
   void add_nodes(int n, const std::vector<std::string>& extra = {}) {
-    for (int i = 1; i <= n; ++i) nodes_.push_back(std::make_unique<H2Node>(dir_, "n" + std::to_string(i), extra));
+    std::vector<std::string> args = extra;
+    if (tls_) args.insert(args.end(), {"--tls", cert_.cert_path, cert_.key_path});
+    for (int i = 1; i <= n; ++i) nodes_.push_back(std::make_unique<H2Node>(dir_, "n" + std::to_string(i), args));
   }
   void start(const std::string& proxy_extra = {}, const std::string& tail = {}) {
     port_ = free_port();
@@ -120,8 +136,10 @@ class H2UpstreamFixture : public ::testing::Test {
     c << "[admin]\nlisten = \"127.0.0.1:" << admin_port_ << "\"\n";
     c << "[health]\ninterval_ms = " << health_interval_ms_ << "\n";
     c << tail << "\n";
+    if (tls_) c << "[upstream_tls]\nca = \"" << cert_.cert_path << "\"\n";
     for (const auto& n : nodes_) {
-      c << "[[backend]]\nname = \"" << n->name() << "\"\naddress = \"" << n->address() << "\"\nprotocol = \"h2c\"\n";
+      c << "[[backend]]\nname = \"" << n->name() << "\"\naddress = \"" << n->address() << "\"\n";
+      c << (tls_ ? "protocol = \"h2\"\ntls = true\ntls_name = \"localhost\"\n" : "protocol = \"h2c\"\n");
     }
     config_ = dir_.write_file("ringproxy.toml", c.str());
     proxy_ = std::make_unique<Process>(std::string(RINGPROXY_BIN), std::vector<std::string>{"-c", config_},
@@ -143,6 +161,8 @@ class H2UpstreamFixture : public ::testing::Test {
   std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
 
   TempDir dir_;
+  test::TestCert cert_;
+  bool tls_ = false;
   uint32_t health_interval_ms_ = 3600000;
   std::vector<std::unique_ptr<H2Node>> nodes_;
   uint16_t port_ = 0;
@@ -328,6 +348,59 @@ TEST_F(H2UpstreamFixture, HealthChecksSpeakHttp2) {
   EXPECT_TRUE(up("n1"));
 }
 
+// protocol = "h2": HTTP/2 over TLS, the node chosen by ALPN h2 and verified; both
+// client protocols, and the health checks, go over it.
+TEST_F(H2UpstreamFixture, H2OverTlsToNodesThatChooseH2ByAlpn) {
+  use_tls();
+  add_nodes(2);
+  health_interval_ms_ = 100;
+  start();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 20; ++i) keys.push_back("/tls-key-" + std::to_string(i));
+  const auto want = reference_map(names(), keys);
+  std::vector<std::string> got;
+  for (const std::string& k : keys) {
+    const Response r = http_get(port_, k);
+    ASSERT_EQ(r.status, 200) << r.describe();
+    const nlohmann::json j = body_json(r.body);
+    EXPECT_EQ(j["headers"].value(":scheme", ""), "https") << j.dump();
+    got.push_back(j.value("node", ""));
+  }
+  EXPECT_EQ(placement_differences(keys, got, want, "", "h1 to h2 over TLS"), 0);
+  const H2Result h = h2("", {"/over-h2-1", "/over-h2-2"});
+  ASSERT_EQ(h.streams.size(), 2u) << h.raw;
+  for (const auto& st : h.streams) EXPECT_EQ(st["status"], 200) << st.dump();
+  for (const auto& n : nodes_) {
+    const nlohmann::json s = n->stats(dir_);
+    for (const nlohmann::json& c : s["per_connection"]) {
+      if (!c.value("control", false)) EXPECT_EQ(c.value("alpn", ""), "h2") << s.dump();
+    }
+  }
+  // Health probes over the same TLS and HTTP/2: both nodes stay up.
+  EXPECT_FALSE(proxy_->wait_for_output(Output::err, "health: node=", Millis(500))) << proxy_->stderr_text();
+}
+
+// A TLS node that does not choose h2 by ALPN (a server that ignores ALPN): no HTTP/2 on
+// it (RFC 9113 3.2); the request gets a 502 saying why. (A server that refuses "h2"
+// outright fails the handshake: "no application protocol".)
+TEST_F(H2UpstreamFixture, ATlsNodeWithoutAlpnH2IsRefused) {
+  use_tls();
+  const uint16_t node_port = free_port();
+  Process server("/usr/bin/openssl",
+                 {"s_server", "-accept", "127.0.0.1:" + std::to_string(node_port), "-cert", cert_.cert_path, "-key",
+                  cert_.key_path, "-www", "-quiet"},
+                 dir_.path(), "s_server");
+  ASSERT_TRUE(eventually([&] { return Conn("127.0.0.1", node_port, Millis(200)).connected(); })) << server.describe();
+  std::ostringstream tail;
+  tail << "[upstream_tls]\nca = \"" << cert_.cert_path << "\"\n[[backend]]\nname = \"plain11\"\naddress = \"127.0.0.1:"
+       << node_port << "\"\nprotocol = \"h2\"\ntls = true\ntls_name = \"localhost\"\n";
+  tls_ = false;  // the node above is the only one
+  start("retries = 0", tail.str());
+  const Response r = http_get(port_, "/x");
+  EXPECT_EQ(r.status, 502) << r.describe();
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "did not choose h2 by ALPN")) << proxy_->stderr_text();
+}
+
 // Debian's nginx as an h2c node (`listen ... http2`, prior knowledge): a real server's
 // HTTP/2, through HTTP/1.1 and HTTP/2 clients.
 TEST(H2UpstreamNginx, RealNginxSpeaksH2cToTheProxy) {
@@ -363,6 +436,130 @@ TEST(H2UpstreamNginx, RealNginxSpeaksH2cToTheProxy) {
   EXPECT_NE(h2.out.find("x-proto: HTTP/2.0"), std::string::npos) << h2.out;
   // The health checks pass over HTTP/2 (a refused probe would log the node down).
   EXPECT_FALSE(proxy.wait_for_output(Output::err, "health: node=ng", Millis(800))) << proxy.stderr_text();
+}
+
+// ---- gRPC through the proxy (python3-grpcio on both sides) ----
+
+// Runs grpc_client.py through the proxy; its JSON lines.
+std::vector<nlohmann::json> grpc_calls(const TempDir& dir, uint16_t port, const std::string& args,
+                                       const std::string& name) {
+  const Ran r = run(dir, name,
+                    "/usr/bin/python3 " + std::string(GRPC_CLIENT) + " --target 127.0.0.1:" + std::to_string(port) +
+                        " " + args);
+  EXPECT_EQ(r.code, 0) << r.out;
+  std::vector<nlohmann::json> out;
+  std::istringstream in(r.out);
+  std::string line;
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.contains("code")) out.push_back(j);
+  }
+  EXPECT_FALSE(out.empty()) << r.out;
+  return out;
+}
+
+class GrpcTier : public ::testing::Test {
+ protected:
+  void add_nodes(int n) {
+    for (int i = 1; i <= n; ++i) {
+      const std::string name = "g" + std::to_string(i);
+      auto p = std::make_unique<Process>("/usr/bin/python3",
+                                         std::vector<std::string>{GRPC_NODE, "--port", "0", "--name", name},
+                                         dir_.path(), "grpc-" + name);
+      const std::optional<std::string> ready = p->read_line(Millis(15000));
+      ASSERT_TRUE(ready && ready->rfind("READY ", 0) == 0) << p->describe();
+      ports_.push_back(static_cast<uint16_t>(std::stoi(ready->substr(6))));
+      names_.push_back(name);
+      nodes_.push_back(std::move(p));
+    }
+  }
+  void start(const std::string& proxy_extra = {}) {
+    port_ = free_port();
+    std::ostringstream c;
+    c << "[proxy]\nlisten = \"127.0.0.1:" << port_ << "\"\nworkers = 1\nlog_level = \"info\"\n"
+      << "hash_key = \"header:x-user\"\n" << proxy_extra << "\n[admin]\nlisten = \"\"\n[health]\ninterval_ms = 3600000\n";
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      c << "[[backend]]\nname = \"" << names_[i] << "\"\naddress = \"127.0.0.1:" << ports_[i]
+        << "\"\nprotocol = \"h2c\"\n";
+    }
+    const std::string cfg = dir_.write_file("ringproxy.toml", c.str());
+    proxy_ = std::make_unique<Process>(std::string(RINGPROXY_BIN), std::vector<std::string>{"-c", cfg}, dir_.path(),
+                                       "ringproxy");
+    ASSERT_TRUE(proxy_->wait_for_output(Output::err, "listening on")) << proxy_->describe();
+  }
+
+  TempDir dir_;
+  std::vector<std::unique_ptr<Process>> nodes_;
+  std::vector<uint16_t> ports_;
+  std::vector<std::string> names_;
+  uint16_t port_ = 0;
+  std::unique_ptr<Process> proxy_;
+};
+
+// A consistent-hash tier of stateful gRPC services (SPEC "HTTP/2 and gRPC"): unary and
+// bidirectional streaming calls hashed by a metadata field land on the node the ring
+// reference names, with the node's trailers (grpc-status, its own metadata) passed on.
+TEST_F(GrpcTier, CallsHashedByMetadataLandWhereTheRingSays) {
+  add_nodes(3);
+  start();
+  std::vector<std::string> users;
+  for (int i = 0; i < 12; ++i) users.push_back("user-" + std::to_string(i));
+  const auto want = reference_map(names_, users);
+  std::vector<std::string> got_unary, got_bidi;
+  for (const std::string& u : users) {
+    const auto unary = grpc_calls(dir_, port_, "--method Unary --metadata x-user=" + u + " --message hi", "unary-" + u);
+    ASSERT_EQ(unary.size(), 1u);
+    ASSERT_EQ(unary[0]["code"], "OK") << unary[0].dump();
+    got_unary.push_back(unary[0]["trailing"].value("x-node", ""));
+    EXPECT_EQ(unary[0]["replies"][0], got_unary.back() + ":hi") << unary[0].dump();
+    // Ping-pong: each message waits for the previous reply, so a proxy that held the
+    // stream's DATA back would stall it.
+    const auto bidi = grpc_calls(dir_, port_, "--method Bidi --count 5 --metadata x-user=" + u + " --message m",
+                                 "bidi-" + u);
+    ASSERT_EQ(bidi.size(), 1u);
+    ASSERT_EQ(bidi[0]["code"], "OK") << bidi[0].dump();
+    ASSERT_EQ(bidi[0]["replies"].size(), 5u) << bidi[0].dump();
+    const std::string first = bidi[0]["replies"][0];
+    got_bidi.push_back(first.substr(0, first.find(':')));
+    for (int m = 0; m < 5; ++m) EXPECT_EQ(bidi[0]["replies"][m], got_bidi.back() + ":m-" + std::to_string(m));
+  }
+  EXPECT_EQ(placement_differences(users, got_unary, want, "", "grpc unary"), 0);
+  EXPECT_EQ(placement_differences(users, got_bidi, want, "", "grpc bidi"), 0);
+}
+
+// A node killed in the middle of a streaming call: the client gets UNAVAILABLE at once
+// (grpc-status 14 in trailers from the proxy), not a hang nor an INTERNAL reset.
+TEST_F(GrpcTier, ANodeKilledMidStreamGivesUnavailable) {
+  add_nodes(1);
+  start();
+  Process client("/usr/bin/python3",
+                 {GRPC_CLIENT, "--target", "127.0.0.1:" + std::to_string(port_), "--method", "Hang", "--progress",
+                  "--timeout", "20", "--metadata", "x-user=k"},
+                 dir_.path(), "grpc-hang");
+  const std::optional<std::string> progress = client.read_line(Millis(15000));
+  ASSERT_TRUE(progress && progress->find("progress") != std::string::npos) << client.describe();
+  nodes_[0]->kill();
+  const std::optional<std::string> result = client.read_line(Millis(8000));
+  ASSERT_TRUE(result) << client.describe();
+  const nlohmann::json j = nlohmann::json::parse(*result, nullptr, false);
+  EXPECT_EQ(j.value("code", ""), "UNAVAILABLE") << *result;
+  EXPECT_LT(j.value("elapsed_ms", 99999), 8000) << *result;
+}
+
+// What the proxy answers itself to gRPC is a gRPC status: no node (UNAVAILABLE), and
+// grpc-timeout taken as the wait for the node when shorter than upstream_timeout_ms
+// (the proxy gives up with DEADLINE_EXCEEDED, logged as a 504).
+TEST_F(GrpcTier, TheProxysOwnAnswersAreGrpcStatuses) {
+  add_nodes(1);
+  start("upstream_timeout_ms = 30000\nretries = 0");
+  const auto slow = grpc_calls(dir_, port_, "--method Slow --message 5000 --timeout 1 --metadata x-user=a", "slow");
+  ASSERT_EQ(slow.size(), 1u);
+  EXPECT_EQ(slow[0]["code"], "DEADLINE_EXCEEDED") << slow[0].dump();
+  EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 504")) << proxy_->stderr_text();
+  nodes_[0]->kill();
+  const auto down = grpc_calls(dir_, port_, "--method Unary --metadata x-user=a", "down");
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_EQ(down[0]["code"], "UNAVAILABLE") << down[0].dump();
 }
 
 }  // namespace

@@ -261,6 +261,38 @@ TEST_F(H2UpstreamFixture, TrailersPassToH2Clients) {
   EXPECT_EQ(body_json(s["body"]).value("body_len", 0), 5000) << s.dump();
 }
 
+// 1 GiB each way between an HTTP/1.1 client and an h2c node in flat memory: down as
+// the node's DATA (sized, and without a length: chunked to the client), up sized and
+// chunked (decoded into DATA). The proxy's peak RSS stays far below the body: the
+// stream windows are the bound.
+TEST_F(H2UpstreamFixture, GigabyteBodiesBothWaysInFlatMemory) {
+  add_nodes(1, {"--window", "4194304"});
+  start();
+  const std::string gig = std::to_string(1u << 30);
+  const Ran down = run(dir_, "down", "curl -sS -o /dev/null -w '%{http_code} %{size_download}' '" +
+                                         url("/big?bytes=" + gig) + "'");
+  EXPECT_EQ(down.out, "200 " + gig) << down.out;
+  const Ran chunked_down = run(dir_, "down-chunked", "curl -sS -D - -o /dev/null -w '%{size_download}' '" +
+                                                         url("/big?bytes=" + gig + "&nolength=1") + "'");
+  EXPECT_NE(chunked_down.out.find("Transfer-Encoding: chunked"), std::string::npos) << chunked_down.out;
+  EXPECT_TRUE(chunked_down.out.ends_with("\r\n" + gig)) << chunked_down.out;
+  const std::string file = dir_.file("gig.bin");
+  ASSERT_EQ(run(dir_, "truncate", "truncate -s 1G " + file).code, 0);
+  const Ran sized = run(dir_, "up-sized", "curl -sS -T " + file + " " + url("/upload"));
+  EXPECT_EQ(body_json(sized.out).value("body_len", 0ull), 1ull << 30) << sized.out;
+  const Ran chunked = run(dir_, "up-chunked", "sh -c 'head -c " + gig + " /dev/zero | curl -sS -T - " + url("/upload") + "'");
+  EXPECT_EQ(body_json(chunked.out).value("body_len", 0ull), 1ull << 30) << chunked.out;
+  EXPECT_EQ(body_json(chunked.out).value("body_sha256", ""), body_json(sized.out).value("body_sha256", "-"));
+  std::remove(file.c_str());
+  const std::string status = read_file("/proc/" + std::to_string(proxy_->pid()) + "/status");
+  const size_t at = status.find("VmHWM:");
+  ASSERT_NE(at, std::string::npos);
+  const long peak_kb = std::stol(status.substr(at + 6));
+  if (!kSanitizedBuild) {
+    EXPECT_LT(peak_kb, 64 * 1024) << "peak RSS " << peak_kb << " kB for 1 GiB bodies";
+  }
+}
+
 // A node's GOAWAY: the streams above its last stream id were not processed and go again
 // on a new connection; every request is answered.
 TEST_F(H2UpstreamFixture, GoawayRetriesTheStreamsTheNodeDidNotProcess) {
@@ -300,6 +332,40 @@ TEST_F(H2UpstreamFixture, StreamsFillAConnectionBeforeTheNextOpens) {
   EXPECT_LE(short_of_full, 1) << s.dump();
 }
 
+// Reloads under HTTP/2 load lose no stream: h2load's streams keep flowing while a
+// reload adds an h2c node and another changes a weight (the pools of unchanged nodes
+// keep their connections).
+TEST_F(H2UpstreamFixture, ReloadsUnderHttp2LoadLoseNoStream) {
+  add_nodes(3);
+  // The third node joins with the first reload.
+  std::unique_ptr<H2Node> third = std::move(nodes_.back());
+  nodes_.pop_back();
+  start();
+  Process load("/usr/bin/h2load", {"-c", "10", "-m", "10", "-n", "30000", url("/reload-load")}, dir_.path(), "h2load");
+  ASSERT_TRUE(eventually([&] { return nodes_[0]->stats(dir_).value("total_streams", 0) +
+                                          nodes_[1]->stats(dir_).value("total_streams", 0) >= 2000; },
+                         Millis(20000)));
+  std::string cfg = read_file(config_);
+  cfg += "[[backend]]\nname = \"" + third->name() + "\"\naddress = \"" + third->address() + "\"\nprotocol = \"h2c\"\n";
+  dir_.write_file("ringproxy.toml", cfg);
+  ASSERT_TRUE(proxy_->send_signal(SIGHUP));
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "reloaded"));
+  const size_t from = proxy_->output_size(Output::err);
+  const size_t at = cfg.find("name = \"n1\"");
+  ASSERT_NE(at, std::string::npos);
+  cfg.insert(cfg.find('\n', at) + 1, "weight = 2\n");
+  dir_.write_file("ringproxy.toml", cfg);
+  ASSERT_TRUE(proxy_->send_signal(SIGHUP));
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "reloaded", kDefaultTimeout, from));
+  const std::optional<ExitStatus> done = load.wait(Millis(60000));
+  ASSERT_TRUE(done) << load.describe();
+  const std::string out = load.stdout_text();
+  EXPECT_NE(out.find("30000 succeeded, 0 failed, 0 errored"), std::string::npos) << out;
+  EXPECT_NE(out.find("status codes: 30000 2xx"), std::string::npos) << out;
+}
+
+// A node that never answers: 504 after upstream_timeout_ms (each stream times out on
+// its own; the connection stays for the others).
 TEST_F(H2UpstreamFixture, AStalledStreamTimesOutAlone) {
   add_nodes(1);
   start("upstream_timeout_ms = 300\nretries = 0");

@@ -746,8 +746,15 @@ void Exchange::finish_response(char* out, size_t len) {
   resp_bytes_ += len;
   account(resp_status_);
   // The last bytes are written from the upstream buffer, which stays put: the
-  // connection goes back to the pool only after this write completes.
-  if (send_to_client(out, len, /*counted=*/true, /*last=*/true) < 0) {
+  // connection goes back to the pool only after this write completes. An HTTP/2 client
+  // gets the node's trailers after them (HTTP/1.1 ones have them in the chunks).
+  const std::span<const HeaderView> trailers = down_h2_ ? resp_.trailers() : std::span<const HeaderView>();
+  int rc = send_to_client(out, len, /*counted=*/true, /*last=*/trailers.empty());
+  if (rc >= 0 && !trailers.empty()) {
+    const int t = down_.send_trailers(trailers);
+    if (t < 0) rc = t;
+  }
+  if (rc < 0) {
     down_.abort();
     return;
   }
@@ -833,7 +840,8 @@ void Exchange::on_response_head() {
       return;
     }
     const bool bodiless = resp_.bodiless();
-    if (resp_.chunked() && !bodiless) resp_.set_decode_chunked(true);  // DATA frames carry it
+    // DATA frames carry it; its trailers go on as a HEADERS frame after them.
+    if (resp_.chunked() && !bodiless) resp_.set_decode_chunked(true, /*keep_trailers=*/true);
     if (down_.send_head(resp_status_, resp_.fields(), bodiless) < 0) {
       down_.abort();
       return;

@@ -19,7 +19,10 @@ void ResponseParser::start(bool head_request) {
   phase_ = Phase::kHead;
   head_request_ = head_request;
   next_head();
-  decode_ = false;
+  decode_ = keep_trailers_ = false;
+  trailer_bytes_.clear();
+  trailer_fields_.clear();
+  trailer_views_.clear();
   keep_alive_ = false;
   error_reason_.clear();
 }
@@ -35,8 +38,19 @@ void ResponseParser::next_head() {
   interim_ = bodiless_ = chunked_ = has_length_ = http10_ = false;
 }
 
-void ResponseParser::set_decode_chunked(bool on) {
+std::span<const HeaderView> ResponseParser::trailers() {
+  if (trailer_views_.size() != trailer_fields_.size()) {
+    trailer_views_.clear();
+    for (const FieldSpan& f : trailer_fields_) {
+      trailer_views_.push_back({f.name.in(trailer_bytes_.data()), f.value.in(trailer_bytes_.data())});
+    }
+  }
+  return trailer_views_;
+}
+
+void ResponseParser::set_decode_chunked(bool on, bool keep_trailers) {
   decode_ = on && chunked_ && !bodiless_;
+  keep_trailers_ = decode_ && keep_trailers;
   parser_.settings = const_cast<llhttp_settings_t*>(decode_ ? &decode_settings() : &settings());
 }
 
@@ -166,15 +180,30 @@ int ResponseParser::on_status(llhttp_t* p, const char* at, size_t len) {
   return r->head_bytes_ > r->max_head_ ? HPE_USER : 0;
 }
 
+// A trailer piece kept (set_decode_chunked's keep_trailers): copied, with its offset in
+// the copy, since a trailer section may span reads whose bytes are consumed.
+bool ResponseParser::keep_trailer_piece(bool value, const char* at, size_t len) {
+  const size_t off = trailer_bytes_.size();
+  trailer_bytes_.append(at, len);
+  return append_field_piece(trailer_fields_, value, trailer_bytes_.data(), trailer_bytes_.data() + off, len,
+                            &head_bytes_);
+}
+
 int ResponseParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
   auto* r = static_cast<ResponseParser*>(p->data);
+  if (r->head_done_ && r->keep_trailers_) {
+    r->keep_trailer_piece(false, at, len);
+    return r->head_bytes_ > r->max_head_ ? HPE_USER : 0;
+  }
   append_field_piece(r->fields_, false, r->base_, at, len, &r->head_bytes_);
   return r->head_bytes_ > r->max_head_ ? HPE_USER : 0;
 }
 
 int ResponseParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
   auto* r = static_cast<ResponseParser*>(p->data);
-  if (!append_field_piece(r->fields_, true, r->base_, at, len, &r->head_bytes_)) {
+  const bool ok = r->head_done_ && r->keep_trailers_ ? r->keep_trailer_piece(true, at, len)
+                                                     : append_field_piece(r->fields_, true, r->base_, at, len, &r->head_bytes_);
+  if (!ok) {
     llhttp_set_error_reason(p, "obs-fold (RFC 9112 5.2)");
     return HPE_INVALID_HEADER_TOKEN;
   }

@@ -38,6 +38,7 @@
 #include <llhttp.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,7 +64,12 @@ class ResponseParser {
   // After kHead (not interim): the body of a chunked response comes out decoded, in
   // place (chunk lines and trailers dropped), for an HTTP/1.0 client (RFC 9112 6.1,
   // 7.1). Has no effect on a response that is not chunked.
-  void set_decode_chunked(bool on);
+  // `keep_trailers`: the trailer fields are kept (copied: they may span reads) for
+  // trailers(), for a client that takes them in another framing (HTTP/2).
+  void set_decode_chunked(bool on, bool keep_trailers = false);
+  // The trailers of a decoded chunked response, once kDone (empty when none or not
+  // kept). Views into the parser's own copy, valid until start().
+  std::span<const HeaderView> trailers();
 
   enum class Step { kMore, kHead, kBody, kDone, kError };
   struct Result {
@@ -105,6 +111,7 @@ class ResponseParser {
   Result head_complete(IoBuffer& in);
   void next_head();
 
+  bool keep_trailer_piece(bool value, const char* at, size_t len);
   static int on_status(llhttp_t* p, const char* at, size_t len);
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
@@ -135,6 +142,10 @@ class ResponseParser {
   bool http10_ = false;
   bool keep_alive_ = false;
   bool decode_ = false;
+  bool keep_trailers_ = false;
+  std::string trailer_bytes_;             // the trailers' bytes, copied as read
+  std::vector<FieldSpan> trailer_fields_;  // offsets into trailer_bytes_
+  std::vector<HeaderView> trailer_views_;
   std::string error_reason_;
 };
 

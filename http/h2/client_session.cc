@@ -105,7 +105,13 @@ void ClientStream::reset_state() {
 
 void ClientStream::cancel() {
   if (ClientSession* ss = session_) {
-    if (ss->ng_ && id_ > 0 && nghttp2_session_find_stream(ss->ng_, id_) != nullptr) {
+    if (ss->ng_ && id_ > 0 && !ss->dead_) {
+      // Open, or still queued (its HEADERS waiting for a slot under the node's limit, or
+      // for the connection): nghttp2 forgets this object either way (its user data,
+      // which read_data and every callback go through), and RST_STREAM cancels a queued
+      // request before it is sent. A queued stream's user data is not in
+      // nghttp2_session_find_stream's reach: the ASan build caught nghttp2 opening one
+      // with the pointer of an Exchange long freed.
       nghttp2_session_set_stream_user_data(ss->ng_, id_, nullptr);
       nghttp2_submit_rst_stream(ss->ng_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
     }
@@ -312,7 +318,7 @@ int ClientSession::submit(ClientStream& s, std::span<const nghttp2_nv> nv, bool 
   s.reset_state();
   s.has_body_ = has_body;
   nghttp2_data_provider prd;
-  prd.source.ptr = &s;
+  prd.source.ptr = nullptr;  // read_data finds the stream by its user data (cancel clears it)
   prd.read_callback = read_data;
   const int32_t id =
       nghttp2_submit_request(ng_, nullptr, nv.data(), nv.size(), has_body ? &prd : nullptr, &s);
@@ -492,9 +498,10 @@ int ClientSession::on_frame_not_send(nghttp2_session*, const nghttp2_frame* fram
 // ---------------------------------------------------------------------------------------
 // Writing
 
-ssize_t ClientSession::read_data(nghttp2_session*, int32_t, uint8_t*, size_t length, uint32_t* flags,
-                                 nghttp2_data_source* source, void*) {
-  auto* s = static_cast<ClientStream*>(source->ptr);
+ssize_t ClientSession::read_data(nghttp2_session* ng, int32_t stream_id, uint8_t*, size_t length, uint32_t* flags,
+                                 nghttp2_data_source*, void*) {
+  auto* s = static_cast<ClientStream*>(nghttp2_session_get_stream_user_data(ng, stream_id));
+  if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // cancelled: reset, nothing more
   if (s->out_len_ == 0) {
     if (s->out_end_) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -508,10 +515,11 @@ ssize_t ClientSession::read_data(nghttp2_session*, int32_t, uint8_t*, size_t len
   return static_cast<ssize_t>(n);
 }
 
-int ClientSession::send_data_frame(nghttp2_session*, nghttp2_frame*, const uint8_t* framehd, size_t length,
-                                   nghttp2_data_source* source, void* user) {
+int ClientSession::send_data_frame(nghttp2_session* ng, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+                                   nghttp2_data_source*, void* user) {
   ClientSession* self = session_of(user);
-  auto* s = static_cast<ClientStream*>(source->ptr);
+  auto* s = static_cast<ClientStream*>(nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id));
+  if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   // Copied: the caller's bytes are free once framed, whatever becomes of the write.
   self->out_.append(reinterpret_cast<const char*>(framehd), 9);
   self->out_.append(s->out_, length);

@@ -658,31 +658,27 @@ void ServerSession::write_completed() {
 ssize_t ServerSession::read_data(nghttp2_session*, int32_t, uint8_t*, size_t length, uint32_t* flags,
                                  nghttp2_data_source* source, void*) {
   auto* s = static_cast<Stream*>(source->ptr);
-  if (s->out_len_ == 0) {
-    if (s->out_end_) {
-      *flags |= NGHTTP2_DATA_FLAG_EOF;
-      if (s->trailers_) {
-        // The trailers end the stream, submitted here as nghttp2 asks (after the last
-        // DATA, which then carries no END_STREAM).
-        s->trailers_ = false;
-        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        s->nv_.clear();
-        const std::string& b = s->trailer_bytes_;
-        for (size_t i = 0; i + 3 < s->trailer_at_.size(); i += 4) {
-          s->nv_.push_back(make_nv(std::string_view(b.data() + s->trailer_at_[i], s->trailer_at_[i + 1]),
-                                   std::string_view(b.data() + s->trailer_at_[i + 2], s->trailer_at_[i + 3])));
-        }
-        if (nghttp2_submit_trailer(s->session_->ng_, s->id_, s->nv_.data(), s->nv_.size()) != 0) {
-          return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
-        }
-      }
-      return 0;
-    }
-    return NGHTTP2_ERR_DEFERRED;  // send_data() resumes it
-  }
+  if (s->out_len_ == 0 && !s->out_end_) return NGHTTP2_ERR_DEFERRED;  // send_data() resumes it
   const size_t n = std::min(length, s->out_len_);
-  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-  if (n == s->out_len_ && s->out_end_) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (n > 0) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (n == s->out_len_ && s->out_end_) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (s->trailers_) {
+      // The trailers end the stream, submitted here as nghttp2 asks (after the last
+      // DATA, which then carries no END_STREAM).
+      s->trailers_ = false;
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      s->nv_.clear();
+      const std::string& b = s->trailer_bytes_;
+      for (size_t i = 0; i + 3 < s->trailer_at_.size(); i += 4) {
+        s->nv_.push_back(make_nv(std::string_view(b.data() + s->trailer_at_[i], s->trailer_at_[i + 1]),
+                                 std::string_view(b.data() + s->trailer_at_[i + 2], s->trailer_at_[i + 3])));
+      }
+      if (nghttp2_submit_trailer(s->session_->ng_, s->id_, s->nv_.data(), s->nv_.size()) != 0) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
+      }
+    }
+  }
   return static_cast<ssize_t>(n);
 }
 
@@ -730,8 +726,6 @@ int Stream::submit(int status, std::span<const HeaderView> fields, bool end_stre
   for (const HeaderView& f : fields) {
     // RFC 9113 8.2.2: no connection-specific fields in HTTP/2.
     if (is_hop_by_hop(f.name, connection) || iequals(f.name, "transfer-encoding")) continue;
-    // HTTP/1 trailers are not passed on yet: none is announced.
-    if (iequals(f.name, "trailer")) continue;
     // RFC 9110 8.6: no Content-Length in a 1xx or 204 (a 304's describes the GET's body).
     if ((status < 200 || status == 204) && iequals(f.name, "content-length")) continue;
     const size_t at = names_.size();

@@ -330,6 +330,57 @@ constexpr std::string_view kChunkedBody =
     "0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n";
 constexpr std::string_view kDecoded = "hello world, and mor";
 
+// Decoded for an HTTP/2 client, the trailers are kept (copied: the trailer section may
+// span reads whose bytes are consumed) and given after kDone.
+TEST(H1ResponseParser, DecodedTrailersAreKeptWhenAsked) {
+  const std::string_view body = "5\r\nhello\r\n0\r\nX-Trailer: done\r\nGrpc-Status: 0\r\n\r\n";
+  ResponseParser p;
+  for (size_t cut = 0; cut <= body.size(); ++cut) {
+    IoBuffer in = make_buffer();
+    p.start(false);
+    read_some(in, kChunkedHead, kChunkedHead.size());
+    ASSERT_EQ(p.execute(in).step, Step::kHead);
+    p.set_decode_chunked(true, /*keep_trailers=*/true);
+    std::string out;
+    Step last = Step::kMore;
+    for (std::string_view part : {body.substr(0, cut), body.substr(cut)}) {
+      read_some(in, part, part.size());
+      const ResponseParser::Result res = p.execute(in);
+      last = res.step;
+      ASSERT_NE(res.step, Step::kError) << cut << " " << p.error_reason();
+      out.append(res.out, res.out_len);
+    }
+    EXPECT_EQ(last, Step::kDone) << cut;
+    EXPECT_EQ(out, "hello") << cut;
+    const auto t = p.trailers();
+    ASSERT_EQ(t.size(), 2u) << cut;
+    EXPECT_EQ(t[0].name, "X-Trailer");
+    EXPECT_EQ(t[0].value, "done");
+    EXPECT_EQ(t[1].name, "Grpc-Status");
+    EXPECT_EQ(t[1].value, "0");
+  }
+  // Head, body and trailers in one read.
+  {
+    IoBuffer in = make_buffer();
+    p.start(false);
+    const std::string wire = std::string(kChunkedHead) + std::string(body);
+    read_some(in, wire, wire.size());
+    ASSERT_EQ(p.execute(in).step, Step::kHead);
+    p.set_decode_chunked(true, /*keep_trailers=*/true);
+    ASSERT_EQ(p.execute(in).step, Step::kDone);
+    EXPECT_EQ(p.trailers().size(), 2u);
+  }
+  // Not asked: none kept.
+  IoBuffer in = make_buffer();
+  p.start(false);
+  read_some(in, kChunkedHead, kChunkedHead.size());
+  ASSERT_EQ(p.execute(in).step, Step::kHead);
+  p.set_decode_chunked(true);
+  read_some(in, body, body.size());
+  ASSERT_EQ(p.execute(in).step, Step::kDone);
+  EXPECT_TRUE(p.trailers().empty());
+}
+
 TEST(H1ResponseParser, AChunkedBodyPassesThroughAsFramed) {
   const std::string wire = std::string(kChunkedHead) + std::string(kChunkedBody);
   ResponseParser p;

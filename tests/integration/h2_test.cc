@@ -255,6 +255,19 @@ TEST_F(H2Fixture, GigabyteBodiesBothWaysInFlatMemory) {
   }
 }
 
+// A chunked HTTP/1.1 response's trailers reach an HTTP/2 client as a HEADERS frame
+// after the decoded body (RFC 9113 8.1).
+TEST_F(H2Fixture, AnHttp1NodesTrailersReachHttp2Clients) {
+  start(1);
+  const H2Result r = h2("", {"/chunked"});
+  ASSERT_EQ(r.streams.size(), 1u) << r.raw;
+  const nlohmann::json& s = r.streams[0];
+  ASSERT_EQ(s["status"], 200) << s.dump();
+  EXPECT_EQ(s["body"], "chunk 1\nchunk 2\nchunk 3\n") << s.dump();
+  ASSERT_TRUE(s.contains("trailers")) << s.dump();
+  EXPECT_EQ(s["trailers"].value("x-trailer", ""), "done") << s.dump();
+}
+
 // RFC 9113 8.2.3 and 8.3.1: cookie crumbs are one field for HTTP/1; :authority is the
 // Host; the node sees Via and X-Forwarded-* as from an HTTP/1 client.
 TEST_F(H2Fixture, TheNodeSeesAnHttp1HeadWithHostAndOneCookie) {

@@ -57,6 +57,7 @@ void H2Upstream::close(std::string_view why) {
   pool_.h2_forget(this);
   // Streams still on it fail (the exchanges retry or answer); nothing more is read.
   session_.on_closed(why.empty() ? std::string_view("connection closed") : why, 0);
+  for (const Deadline& d : timed_) d.stream->h2_timer_slot = SIZE_MAX;
   timed_.clear();
   conn_->close();
   conn_ = nullptr;
@@ -131,15 +132,19 @@ void H2Upstream::wire_capacity() {
   if (closing_) return;
   if (session_.peer_settings_known()) pool_.set_h2_peer_streams(session_.peer_max_streams());
   if (session_.streams() == 0) {
-    if (idle_since_ == 0) idle_since_ = uv_now(worker_.loop());
     if (session_.goaway_received()) {
       close();  // the node is done with it, and so are we
       return;
     }
+    if (idle_since_ == 0) {
+      // Idle from now: the timer must come by the idle deadline (O(1) unless earlier).
+      idle_since_ = uv_now(worker_.loop());
+      const uint64_t at = idle_since_ + worker_.routing().config->proxy.idle_timeout_ms;
+      if (connected_ && (timer_at_ == 0 || at < timer_at_)) rearm();
+    }
   } else {
-    idle_since_ = 0;
+    idle_since_ = 0;  // the timer finds it busy when it fires, and looks again
   }
-  rearm();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -147,22 +152,32 @@ void H2Upstream::wire_capacity() {
 
 void H2Upstream::arm(Timed& t, uint32_t ms) {
   if (closing_) return;
-  const uint64_t at = uv_now(worker_.loop()) + ms;
-  auto it = std::find_if(timed_.begin(), timed_.end(), [&t](const Deadline& d) { return d.stream == &t; });
-  if (it == timed_.end()) {
+  const uint64_t now = uv_now(worker_.loop());
+  const uint64_t at = now + ms;
+  if (t.h2_timer_slot == SIZE_MAX) {
+    t.h2_timer_slot = timed_.size();
     timed_.push_back({&t, at});
   } else {
-    it->at = at;
+    timed_[t.h2_timer_slot].at = at;
   }
-  rearm();
+  if (connected_ && (timer_at_ == 0 || at < timer_at_)) {
+    timer_at_ = at;
+    conn_->arm_timer(ms);
+  }
 }
 
 void H2Upstream::disarm(Timed& t) {
-  auto it = std::find_if(timed_.begin(), timed_.end(), [&t](const Deadline& d) { return d.stream == &t; });
-  if (it != timed_.end()) {
-    *it = timed_.back();
-    timed_.pop_back();
+  if (t.h2_timer_slot == SIZE_MAX) return;
+  remove_timed(t.h2_timer_slot);
+}
+
+void H2Upstream::remove_timed(size_t slot) {
+  timed_[slot].stream->h2_timer_slot = SIZE_MAX;
+  if (slot + 1 != timed_.size()) {
+    timed_[slot] = timed_.back();
+    timed_[slot].stream->h2_timer_slot = slot;
   }
+  timed_.pop_back();
 }
 
 void H2Upstream::rearm() {
@@ -173,10 +188,12 @@ void H2Upstream::rearm() {
     next = std::min<uint64_t>(next, idle_since_ + worker_.routing().config->proxy.idle_timeout_ms);
   }
   if (next == std::numeric_limits<uint64_t>::max()) {
+    timer_at_ = 0;
     conn_->disarm_timer();
     return;
   }
   const uint64_t now = uv_now(worker_.loop());
+  timer_at_ = next;
   conn_->arm_timer(static_cast<uint32_t>(next > now ? next - now : 0));
 }
 
@@ -184,14 +201,14 @@ void H2Upstream::on_upstream_timeout() {
   if (closing_) return;
   const uint64_t now = uv_now(worker_.loop());
   // Each due stream is told once; a handler may arm or disarm others meanwhile.
+  timer_at_ = 0;
   for (size_t i = 0; i < timed_.size();) {
     if (timed_[i].at > now) {
       ++i;
       continue;
     }
     Timed* t = timed_[i].stream;
-    timed_[i] = timed_.back();
-    timed_.pop_back();
+    remove_timed(i);
     t->on_stream_timeout();
     if (closing_) return;
     i = 0;  // the list may have changed under the call

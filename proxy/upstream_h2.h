@@ -32,6 +32,8 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
   class Timed {
    public:
     virtual void on_stream_timeout() = 0;
+    // Its place in the connection's list (H2Upstream's; SIZE_MAX: none).
+    size_t h2_timer_slot = SIZE_MAX;
 
    protected:
     ~Timed() = default;
@@ -59,6 +61,7 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
   H2Upstream(Worker& worker, UpstreamPool& pool, UpstreamConn* conn);
   ~H2Upstream() = default;
   void rearm();
+  void remove_timed(size_t slot);
   void idle_check();
 
   // UpstreamConn::Owner
@@ -96,6 +99,10 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
     uint64_t at;  // loop time in ms
   };
   std::vector<Deadline> timed_;  // streams with a deadline
+  // When the connection's timer is set for (0: not set): a later deadline leaves it
+  // (it fires, finds nothing due, and is set for the earliest left), an earlier one
+  // moves it. Arming a stream is O(1).
+  uint64_t timer_at_ = 0;
   uint64_t idle_since_ = 0;    // loop time the last stream ended (0: streams open)
   uint64_t tls_context_id_ = 0;  // the ClientTlsContext it was made with (0: plain)
   bool connected_ = false;

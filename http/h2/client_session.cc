@@ -48,9 +48,9 @@ bool request_fields_from_http1(std::string_view head, std::string_view scheme, s
   const size_t authority_at = nv.size();
   add(":authority", authority);
   add(":path", line.substr(sp1 + 1, sp2 - sp1 - 1));
-  // The Connection options name more fields to drop (rewrite keeps only ours, but the
-  // rule is the protocol's, so it is applied here whatever the head holds).
-  std::vector<HeaderView> fields;  // small, and the head's field count is small too
+  if (te_trailers) add("te", "trailers");  // RFC 9113 8.2.2: the one TE allowed
+  // One pass. The head is ours: the fields the client's Connection named are gone
+  // already (proxy/rewrite.cc); what HTTP/2 forbids beyond those is a fixed set.
   for (size_t at = eol + 2; at < head.size();) {
     eol = head.find("\r\n", at);
     if (eol == std::string_view::npos) return false;
@@ -59,20 +59,20 @@ bool request_fields_from_http1(std::string_view head, std::string_view scheme, s
     at = eol + 2;
     const size_t colon = field.find(':');
     if (colon == std::string_view::npos) return false;
-    fields.push_back({field.substr(0, colon), trim_ows(field.substr(colon + 1))});
-  }
-  const ConnectionOptions connection = ConnectionOptions::of(fields);
-  if (te_trailers) add("te", "trailers");  // RFC 9113 8.2.2: the one TE allowed
-  for (const HeaderView& f : fields) {
-    if (iequals(f.name, "host")) {
-      nv[authority_at].value = reinterpret_cast<uint8_t*>(const_cast<char*>(f.value.data()));
-      nv[authority_at].valuelen = f.value.size();
+    const std::string_view name = field.substr(0, colon);
+    const std::string_view value = trim_ows(field.substr(colon + 1));
+    if (iequals(name, "host")) {
+      nv[authority_at].value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
+      nv[authority_at].valuelen = value.size();
       continue;
     }
-    if (is_hop_by_hop(f.name, connection) || iequals(f.name, "transfer-encoding")) continue;
+    if (iequals(name, "connection") || iequals(name, "keep-alive") || iequals(name, "proxy-connection") ||
+        iequals(name, "upgrade") || iequals(name, "te") || iequals(name, "transfer-encoding")) {
+      continue;
+    }
     const size_t from = names.size();
-    for (const char c : f.name) names.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
-    add(std::string_view(names.data() + from, f.name.size()), f.value);
+    for (const char c : name) names.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    add(std::string_view(names.data() + from, name.size()), value);
   }
   return nv[authority_at].valuelen > 0;
 }

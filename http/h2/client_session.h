@@ -150,8 +150,9 @@ class ClientStream {
 // line, field lines, the empty line) as HTTP/2 fields for the node, so the rewrite rules
 // are written once: :method, :scheme (`scheme`), :authority from Host (`authority` when
 // the head has none: a 1.0 request), :path from the target, then the fields with names
-// in lower case, less those RFC 9113 8.2.2 forbids (Connection and the fields it names,
-// Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade, TE). `te_trailers`: the
+// in lower case, less those RFC 9113 8.2.2 forbids (Connection, Keep-Alive,
+// Proxy-Connection, Transfer-Encoding, Upgrade, TE; the fields a client's Connection
+// named are gone already, the head being ours). `te_trailers`: the
 // client said it takes trailers (TE: trailers, which gRPC servers require): sent on.
 // Values point into `head`, names into `names` (cleared first; its capacity is kept);
 // nghttp2 copies both on submit. False when the head does not parse (never ours).

@@ -174,6 +174,10 @@ class HealthChecker::Probe final : private Transport::Handler,
   Poller& wire_poller() override { return poller_; }
   void wire_close(std::string_view why) override { fail(why.empty() ? std::string("closed before answering") : std::string(why)); }
   void wire_capacity() override {}
+  // The probe's own timer bounds it whole: no deadline per stream.
+  void wire_arm(h2::ClientStream&, uint32_t) override {}
+  void wire_disarm(h2::ClientStream&) override {}
+  void on_stream_timeout() override {}
   // h2::ClientStream::Handler
   void on_upstream_stream() override {
     if (closing_) return;

@@ -606,7 +606,7 @@ void Exchange::on_client_eof() {
 
 void Exchange::arm_up_timer(uint32_t ms) {
   if (up_h2_) {
-    if (h2c_) h2c_->arm(*this, ms);
+    ups_.arm_timer(ms);  // while the stream is on its connection
   } else if (up_) {
     up_->arm_timer(ms);
   }
@@ -914,8 +914,6 @@ void Exchange::release_upstream(bool reusable) {
   }
   if (up_h2_) {
     // The stream goes (RST_STREAM when still open); its connection stays for others.
-    if (h2c_) h2c_->disarm(*this);
-    h2c_ = nullptr;
     ups_.cancel();
     up_h2_ = false;
     upstream_ready_ = false;
@@ -965,7 +963,6 @@ void Exchange::on_downstream_drained() {
 namespace ringproxy {
 
 void Exchange::open_stream(H2Upstream* conn) {
-  h2c_ = conn;
   const Backend& b = pool_->backends[node_];
   // Per attempt: a 1.0 request without Host gets this node's address as :authority.
   std::string_view authority;

@@ -45,8 +45,7 @@ constexpr uint32_t kMaxResponseHead = 64 * 1024;
 // with its trailers, or to the close for 1.0) or HTTP/2 (DATA, trailers).
 class Exchange final : public h1::RequestHandler,
                        private UpstreamConn::Owner,
-                       private h2::ClientStream::Handler,
-                       private H2Upstream::Timed {
+                       private h2::ClientStream::Handler {
  public:
   Exchange(Worker& worker, h1::Downstream& down);
   // The listener its connection came in on: the pool of requests no route matches, and
@@ -142,7 +141,7 @@ class Exchange final : public h1::RequestHandler,
   // HTTP/2 nodes.
   void open_stream(H2Upstream* conn);
   void on_upstream_stream() override;  // h2::ClientStream::Handler
-  void on_stream_timeout() override { on_upstream_timeout(); }  // H2Upstream::Timed
+  void on_stream_timeout() override { on_upstream_timeout(); }
   void pump_stream();
   void on_stream_head();
   void on_stream_failed();
@@ -193,7 +192,6 @@ class Exchange final : public h1::RequestHandler,
   UpstreamConn* up_ = nullptr;
   // HTTP/2 node: this attempt's stream and the connection carrying it.
   bool up_h2_ = false;
-  H2Upstream* h2c_ = nullptr;
   h2::ClientStream ups_;
   bool te_trailers_ = false;
   bool grpc_ = false;           // content-type application/grpc: our errors are gRPC statuses    // the client takes trailers (TE: trailers, or HTTP/2)

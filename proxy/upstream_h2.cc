@@ -57,7 +57,7 @@ void H2Upstream::close(std::string_view why) {
   pool_.h2_forget(this);
   // Streams still on it fail (the exchanges retry or answer); nothing more is read.
   session_.on_closed(why.empty() ? std::string_view("connection closed") : why, 0);
-  for (const Deadline& d : timed_) d.stream->h2_timer_slot = SIZE_MAX;
+  for (const Deadline& d : timed_) d.stream->timer_slot = SIZE_MAX;
   timed_.clear();
   conn_->close();
   conn_ = nullptr;
@@ -150,15 +150,15 @@ void H2Upstream::wire_capacity() {
 // ---------------------------------------------------------------------------------------
 // Deadlines
 
-void H2Upstream::arm(Timed& t, uint32_t ms) {
+void H2Upstream::wire_arm(h2::ClientStream& t, uint32_t ms) {
   if (closing_) return;
   const uint64_t now = uv_now(worker_.loop());
   const uint64_t at = now + ms;
-  if (t.h2_timer_slot == SIZE_MAX) {
-    t.h2_timer_slot = timed_.size();
+  if (t.timer_slot == SIZE_MAX) {
+    t.timer_slot = timed_.size();
     timed_.push_back({&t, at});
   } else {
-    timed_[t.h2_timer_slot].at = at;
+    timed_[t.timer_slot].at = at;
   }
   if (connected_ && (timer_at_ == 0 || at < timer_at_)) {
     timer_at_ = at;
@@ -166,16 +166,16 @@ void H2Upstream::arm(Timed& t, uint32_t ms) {
   }
 }
 
-void H2Upstream::disarm(Timed& t) {
-  if (t.h2_timer_slot == SIZE_MAX) return;
-  remove_timed(t.h2_timer_slot);
+void H2Upstream::wire_disarm(h2::ClientStream& t) {
+  if (t.timer_slot == SIZE_MAX || t.timer_slot >= timed_.size() || timed_[t.timer_slot].stream != &t) return;
+  remove_timed(t.timer_slot);
 }
 
 void H2Upstream::remove_timed(size_t slot) {
-  timed_[slot].stream->h2_timer_slot = SIZE_MAX;
+  timed_[slot].stream->timer_slot = SIZE_MAX;
   if (slot + 1 != timed_.size()) {
     timed_[slot] = timed_.back();
-    timed_[slot].stream->h2_timer_slot = slot;
+    timed_[slot].stream->timer_slot = slot;
   }
   timed_.pop_back();
 }
@@ -207,9 +207,9 @@ void H2Upstream::on_upstream_timeout() {
       ++i;
       continue;
     }
-    Timed* t = timed_[i].stream;
+    h2::ClientStream* t = timed_[i].stream;
     remove_timed(i);
-    t->on_stream_timeout();
+    t->timed_out();
     if (closing_) return;
     i = 0;  // the list may have changed under the call
   }

@@ -28,17 +28,6 @@ class Worker;
 
 class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession::Wire {
  public:
-  // A stream's deadline on this connection's timer.
-  class Timed {
-   public:
-    virtual void on_stream_timeout() = 0;
-    // Its place in the connection's list (H2Upstream's; SIZE_MAX: none).
-    size_t h2_timer_slot = SIZE_MAX;
-
-   protected:
-    ~Timed() = default;
-  };
-
   // Connects to `addr`; null with `*error` (a libuv code) when the connect could not
   // start (no descriptor, no memory).
   static H2Upstream* create(Worker& worker, UpstreamPool& pool, const sockaddr* addr, uint32_t connect_timeout_ms,
@@ -51,8 +40,6 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
   UpstreamPool& pool() { return pool_; }
   uint64_t tls_context_id() const { return tls_context_id_; }
 
-  void arm(Timed& t, uint32_t ms);
-  void disarm(Timed& t);
   // No new streams; GOAWAY and close once the last one ends.
   void shutdown() { session_.shutdown(); }
   void close(std::string_view why = {});
@@ -75,6 +62,8 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
   Poller& wire_poller() override;
   void wire_close(std::string_view why) override { close(why); }
   void wire_capacity() override;
+  void wire_arm(h2::ClientStream& s, uint32_t ms) override;
+  void wire_disarm(h2::ClientStream& s) override;
 
   // Frees the connection once the turn's events are over (the session may be on the
   // stack when it asks to close).
@@ -95,7 +84,7 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
   h2::ClientSession session_;
   Reaper reaper_{*this};
   struct Deadline {
-    Timed* stream;
+    h2::ClientStream* stream;
     uint64_t at;  // loop time in ms
   };
   std::vector<Deadline> timed_;  // streams with a deadline

@@ -126,6 +126,14 @@ void ClientStream::cancel() {
   reset_state();
 }
 
+void ClientStream::arm_timer(uint32_t ms) {
+  if (session_) session_->wire_.wire_arm(*this, ms);
+}
+
+void ClientStream::disarm_timer() {
+  if (session_) session_->wire_.wire_disarm(*this);
+}
+
 void ClientStream::fail(std::string_view cause, bool unprocessed, uint32_t code, int connect_status) {
   if (failed_) return;
   failed_ = true;
@@ -275,6 +283,7 @@ void ClientSession::detach(ClientStream& s) {
     *it = streams_.back();
     streams_.pop_back();
   }
+  wire_.wire_disarm(s);
   s.session_ = nullptr;
   if (draining_ && streams_.empty() && ng_ && !dead_) nghttp2_session_terminate_session(ng_, NGHTTP2_NO_ERROR);
 }

@@ -50,6 +50,8 @@ class ClientStream {
   class Handler {
    public:
     virtual void on_upstream_stream() = 0;
+    // The deadline set with arm_timer() passed.
+    virtual void on_stream_timeout() = 0;
 
    protected:
     ~Handler() = default;
@@ -66,6 +68,18 @@ class ClientStream {
   // Lets go of the stream: RST_STREAM (CANCEL) when it is still open, its state forgotten.
   // Nothing of the caller's is referenced afterwards.
   void cancel();
+
+  // A deadline in `ms` on the connection's timer (ClientSession::Wire::wire_arm),
+  // replacing the last; kept only while attached (a stream that ends or fails lets go
+  // of it, so no timer outlives the stream's time on the connection).
+  void arm_timer(uint32_t ms);
+  void disarm_timer();
+  // The Wire's bookkeeping of the stream's deadline (its slot in the Wire's list).
+  size_t timer_slot = SIZE_MAX;
+  // For the Wire: the deadline passed.
+  void timed_out() {
+    if (handler_) handler_->on_stream_timeout();
+  }
 
   // The request body: [p, p + len) and `end`. kWritten when the session took it (only
   // an empty end), kQueued when the bytes stay pinned until framed (on_upstream_stream
@@ -185,6 +199,10 @@ class ClientSession {
     virtual void wire_close(std::string_view why) = 0;
     // A stream ended or the node's limits moved: a pool may place streams again.
     virtual void wire_capacity() = 0;
+    // A stream's deadline (ClientStream::arm_timer); dropped with wire_disarm, which the
+    // session calls when the stream leaves it.
+    virtual void wire_arm(ClientStream& s, uint32_t ms) = 0;
+    virtual void wire_disarm(ClientStream& s) = 0;
 
    protected:
     ~Wire() = default;

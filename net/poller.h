@@ -142,4 +142,23 @@ class Poller {
   epoll_event events_[kEventsPerWait];
 };
 
+// A call of Owner::*Fn at the end of the loop's turn: Poller::defer() of a socket that is
+// never added (the HTTP/2 sessions' end-of-turn flush, a connection freed once off the
+// stack). `scheduled` is the owner's to keep; Poller::cancel() takes it back.
+template <class Owner, void (Owner::*Fn)()>
+class DeferredCall final : public Poller::Socket {
+ public:
+  explicit DeferredCall(Owner& owner) : owner_(owner) {}
+  bool scheduled = false;
+
+ private:
+  void on_poll_events(uint32_t) override {}
+  void on_poll_ready() override {
+    scheduled = false;
+    (owner_.*Fn)();
+  }
+  void on_poll_retired() override {}
+  Owner& owner_;
+};
+
 }  // namespace ringproxy

@@ -67,22 +67,13 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
 
   // Frees the connection once the turn's events are over (the session may be on the
   // stack when it asks to close).
-  class Reaper final : public Poller::Socket {
-   public:
-    explicit Reaper(H2Upstream& c) : c_(c) {}
-
-   private:
-    void on_poll_events(uint32_t) override {}
-    void on_poll_ready() override { delete &c_; }
-    void on_poll_retired() override {}
-    H2Upstream& c_;
-  };
+  void reap() { delete this; }
+  DeferredCall<H2Upstream, &H2Upstream::reap> reaper_{*this};
 
   Worker& worker_;
   UpstreamPool& pool_;
   UpstreamConn* conn_;
   h2::ClientSession session_;
-  Reaper reaper_{*this};
   struct Deadline {
     h2::ClientStream* stream;
     uint64_t at;  // loop time in ms

@@ -262,24 +262,10 @@ class ClientSession {
                              nghttp2_data_source* source, void* user);
 
   // The end-of-turn flush (as the server session's): a task deferred on the poller.
-  class FlushTask final : public Poller::Socket {
-   public:
-    explicit FlushTask(ClientSession& s) : session_(s) {}
-    bool scheduled = false;
-
-   private:
-    void on_poll_events(uint32_t) override {}
-    void on_poll_ready() override {
-      scheduled = false;
-      session_.flush();
-    }
-    void on_poll_retired() override {}
-    ClientSession& session_;
-  };
+  DeferredCall<ClientSession, &ClientSession::flush> flush_task_{*this};
 
   Wire& wire_;
   const ClientSettings settings_;
-  FlushTask flush_task_{*this};
   nghttp2_session* ng_ = nullptr;
   std::vector<ClientStream*> streams_;  // attached
   std::vector<ClientStream*> notify_;

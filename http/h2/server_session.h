@@ -216,24 +216,10 @@ class ServerSession final : public h1::Takeover {
                              nghttp2_data_source* source, void* user);
 
   // The end-of-turn flush: deferred on the poller as a socket that is never added.
-  class FlushTask final : public Poller::Socket {
-   public:
-    explicit FlushTask(ServerSession& s) : session_(s) {}
-    bool scheduled = false;
-
-   private:
-    void on_poll_events(uint32_t) override {}
-    void on_poll_ready() override {
-      scheduled = false;
-      session_.flush();
-    }
-    void on_poll_retired() override {}
-    ServerSession& session_;
-  };
+  DeferredCall<ServerSession, &ServerSession::flush> flush_task_{*this};
 
   h1::ServerConn& conn_;
   Owner& owner_;
-  FlushTask flush_task_{*this};
   const Settings settings_;
   nghttp2_session* ng_ = nullptr;
 

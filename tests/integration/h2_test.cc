@@ -14,47 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "tests/integration/h2_support.h"
 #include "tests/integration/harness.h"
 #include "tests/support/tls_certs.h"
 
 namespace ringproxy::integration {
 namespace {
-
-// Runs `cmd` under sh with stdout (and stderr) into DIR/NAME.out; its exit code and
-// output.
-struct Ran {
-  int code = -1;
-  std::string out;
-};
-Ran run(const TempDir& dir, const std::string& name, const std::string& cmd) {
-  const std::string file = dir.file(name + ".out");
-  const int rc = std::system(("timeout 60 " + cmd + " > " + file + " 2>&1").c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, read_file(file)};
-}
-
-// h2_client.py's lines: one JSON object per request, then the connection's.
-struct H2Result {
-  std::vector<nlohmann::json> streams;
-  nlohmann::json connection;
-  std::string raw;
-};
-H2Result parse_h2(const std::string& out) {
-  H2Result r;
-  r.raw = out;
-  std::istringstream in(out);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] != '{') continue;
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded()) continue;
-    if (j.contains("path")) {
-      r.streams.push_back(j);
-    } else {
-      r.connection = j;
-    }
-  }
-  return r;
-}
 
 class H2Fixture : public ::testing::Test {
  protected:

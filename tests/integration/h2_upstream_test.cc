@@ -16,21 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "tests/integration/h2_support.h"
 #include "tests/integration/harness.h"
 #include "tests/support/tls_certs.h"
 
 namespace ringproxy::integration {
 namespace {
-
-struct Ran {
-  int code = -1;
-  std::string out;
-};
-Ran run(const TempDir& dir, const std::string& name, const std::string& cmd) {
-  const std::string file = dir.file(name + ".out");
-  const int rc = std::system(("timeout 120 " + cmd + " > " + file + " 2>&1").c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, read_file(file)};
-}
 
 // One h2_node.py: an h2c node on an ephemeral port.
 class H2Node {
@@ -65,30 +56,6 @@ class H2Node {
   uint16_t port_ = 0;
   std::unique_ptr<Process> process_;
 };
-
-// h2_client.py's lines: one JSON object per request, then the connection's.
-struct H2Result {
-  std::vector<nlohmann::json> streams;
-  nlohmann::json connection;
-  std::string raw;
-};
-H2Result parse_h2(const std::string& out) {
-  H2Result r;
-  r.raw = out;
-  std::istringstream in(out);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] != '{') continue;
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded()) continue;
-    if (j.contains("path")) {
-      r.streams.push_back(j);
-    } else {
-      r.connection = j;
-    }
-  }
-  return r;
-}
 
 // The node's connections that carried requests (not only health checks nor /stats).
 int request_connections(const nlohmann::json& stats) {
@@ -458,7 +425,9 @@ TEST_F(H2UpstreamFixture, H2OverTlsToNodesThatChooseH2ByAlpn) {
   for (const auto& n : nodes_) {
     const nlohmann::json s = n->stats(dir_);
     for (const nlohmann::json& c : s["per_connection"]) {
-      if (!c.value("control", false)) EXPECT_EQ(c.value("alpn", ""), "h2") << s.dump();
+      if (!c.value("control", false)) {
+        EXPECT_EQ(c.value("alpn", ""), "h2") << s.dump();
+      }
     }
   }
   // Health probes over the same TLS and HTTP/2: both nodes stay up.

@@ -213,6 +213,7 @@ void Exchange::on_request(RequestHead& req, std::string_view client_ip) {
   // An HTTP/2 body comes decoded: sized by the client's content-length, or sent
   // chunked (RFC 9112 7.1) to the node.
   chunk_up_ = req.body_decoded && req.has_body && !req.content_length;
+  decoding_ = false;
   if (chunk_up_) up_head_.insert(up_head_.size() - 2, "Transfer-Encoding: chunked\r\n"sv);
   attempts_ = 0;
   reconnected_ = fresh_connection_ = false;
@@ -509,6 +510,14 @@ Exchange::BodyResult Exchange::on_body(char* p, size_t len, bool end) {
   BodyResult result = BodyResult::kTaken;
   if (up_h2_) {
     // To an HTTP/2 node: DATA on the stream, the bytes pinned until framed.
+    if (wants_decoded_body() && !decoding_) {
+      // The codec consumes the chunk lines from here on: a retry on an HTTP/1 node sends
+      // the decoded body chunked again (its head already says chunked), never the rest
+      // of the client's framing without the lines consumed here (a smuggling hole the
+      // review found: a chunk's content taken as framing).
+      decoding_ = true;
+      chunk_up_ = true;
+    }
     req_body_forwarded_ += len;
     const int rc = ups_.send_body(p, len, end);
     if (rc < 0) {
@@ -1045,6 +1054,12 @@ void Exchange::pump_stream() {
       if (ups_.failed()) on_stream_failed();
       return;
     }
+    if (stream_bodiless_) {
+      // Complete at its head, as over HTTP/1: whatever the node does next (its
+      // END_STREAM, or a reset) does not hold the client back.
+      finish_stream();
+      return;
+    }
     if (ups_.body_size() > 0) {
       const size_t n = ups_.body_size();
       // The last bytes carry the end when nothing follows them (no trailers).
@@ -1095,6 +1110,7 @@ void Exchange::on_stream_head() {
   const std::span<const HeaderView> fields = ups_.fields();
   // No body after these (RFC 9110 6.4.1); nghttp2 holds the node to it.
   const bool bodiless = is_head_ || resp_status_ == 204 || resp_status_ == 304;
+  stream_bodiless_ = bodiless;
   // A declined upgrade: what the client sends next may be the new protocol.
   if (upgrade_) close_after_ = true;
   phase_ = Phase::kBody;

@@ -68,9 +68,11 @@ class Exchange final : public h1::RequestHandler,
   // Routes the request, or answers it through Downstream.
   void on_request(RequestHead& req, std::string_view client_ip) override;
   BodyResult on_body(char* p, size_t len, bool end) override;
-  // A chunked HTTP/1 body to an HTTP/2 node (whose DATA frames carry it).
+  // A chunked HTTP/1 body to an HTTP/2 node (whose DATA frames carry it); once the codec
+  // has decoded any of it, to the end of the request, whatever node a retry goes to
+  // (an HTTP/1 node then gets it re-chunked: the codec has consumed the chunk lines).
   bool wants_decoded_body() const override {
-    return up_h2_ && req_ && !req_->body_decoded && req_->has_body && !req_->content_length;
+    return (up_h2_ || decoding_) && req_ && !req_->body_decoded && req_->has_body && !req_->content_length;
   }
   bool ready_for_body() const override {
     if (up_h2_) return upstream_ready_ && ups_.attached() && ups_.body_writable();
@@ -162,6 +164,7 @@ class Exchange final : public h1::RequestHandler,
   bool client_http10_ = false;
   bool down_h2_ = false;       // the client speaks HTTP/2: the codec frames the response
   bool chunk_up_ = false;      // the decoded request body goes to the node chunked
+  bool decoding_ = false;      // the codec has decoded body bytes of this chunked request
   char chunk_line_[20] = {};   // "HEX\r\n" of the chunk being written (pinned with it)
   bool req_done_ = false;      // the codec has passed the request's last byte
   bool host_missing_ = false;  // a 1.0 request without Host: the node's address is sent
@@ -197,6 +200,7 @@ class Exchange final : public h1::RequestHandler,
   bool grpc_ = false;           // content-type application/grpc: our errors are gRPC statuses    // the client takes trailers (TE: trailers, or HTTP/2)
   bool chunk_down_ = false;     // the node's body goes to the HTTP/1.1 client chunked
   bool stream_end_sent_ = false;  // HTTP/2 client: END_STREAM went with the last send
+  bool stream_bodiless_ = false;  // the node's response has no body (HEAD, 204, 304)
   bool body_wait_ = false;      // request bytes pinned until the stream frames them
   // Streams the node did not process (GOAWAY, REFUSED_STREAM) sent again, this request.
   uint32_t unprocessed_again_ = 0;

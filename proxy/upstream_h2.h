@@ -73,7 +73,6 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
   Worker& worker_;
   UpstreamPool& pool_;
   UpstreamConn* conn_;
-  h2::ClientSession session_;
   struct Deadline {
     h2::ClientStream* stream;
     uint64_t at;  // loop time in ms
@@ -83,6 +82,7 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
   // (it fires, finds nothing due, and is set for the earliest left), an earlier one
   // moves it. Arming a stream is O(1).
   uint64_t timer_at_ = 0;
+  h2::ClientSession session_;  // after timed_: its streams leave timed_ as it goes
   uint64_t idle_since_ = 0;    // loop time the last stream ended (0: streams open)
   uint64_t tls_context_id_ = 0;  // the ClientTlsContext it was made with (0: plain)
   bool connected_ = false;

@@ -291,7 +291,10 @@ void ClientSession::detach(ClientStream& s) {
 void ClientSession::fail_all(std::string_view cause, bool unprocessed, int connect_status) {
   const std::vector<ClientStream*> all = streams_;
   for (ClientStream* s : all) {
-    s->fail(cause, unprocessed, 0, connect_status);
+    // A stream nghttp2 never opened (its HEADERS still queued) was not sent: not
+    // processed, whatever the connection did.
+    const bool never_sent = ng_ && s->id_ > 0 && nghttp2_session_find_stream(ng_, s->id_) == nullptr;
+    s->fail(cause, unprocessed || never_sent, 0, connect_status);
     if (ng_ && s->id_ > 0) nghttp2_session_set_stream_user_data(ng_, s->id_, nullptr);
     detach(*s);
     notify(*s);

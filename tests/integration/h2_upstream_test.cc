@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/h2_support.h"
@@ -383,6 +384,74 @@ TEST_F(H2UpstreamFixture, ANodeKilledMidRequestGives502) {
   const Response r = conn.read_response(ro);
   EXPECT_EQ(r.status, 502) << r.describe();
   EXPECT_TRUE(proxy_->wait_for_output(Output::err, "answered 502"));
+}
+
+// Review: a client stream reset in the same read as its HEADERS is cancelled while the
+// node-bound HEADERS are still queued in nghttp2 (not yet sent). The queued request must
+// not go out carrying the exchange's stream: its answer would land in the next request
+// the slot serves (crosstalk) or, once the client is gone, in freed memory (ASan).
+TEST_F(H2UpstreamFixture, AStreamCancelledBeforeItsHeadersWentReachesNoOtherRequest) {
+  add_nodes(1);
+  start();
+  const Ran r = run(dir_, "race", "/usr/bin/python3 " + std::string(H2_CANCEL_RACE) + " " + std::to_string(port_) +
+                                      " crosstalk '/slow?ms=400' '/slow?ms=1500'");
+  EXPECT_NE(r.out.find("body path: /slow?ms=1500"), std::string::npos) << r.out;
+  const Ran closed = run(dir_, "race-close", "/usr/bin/python3 " + std::string(H2_CANCEL_RACE) + " " +
+                                                 std::to_string(port_) + " close '/slow?ms=300'");
+  EXPECT_EQ(closed.code, 0) << closed.out;
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));  // the node answers the queued one
+  const Response after = http_get(port_, "/after");
+  EXPECT_EQ(after.status, 200) << after.describe() << proxy_->describe();
+}
+
+// Review: the node closes the connection (GOAWAY after one request) while a slow client
+// still drains the ended stream's last bytes: the exchange must not touch the freed
+// H2Upstream (its deadline) afterwards.
+TEST_F(H2UpstreamFixture, ASlowClientOutlivesTheNodesConnection) {
+  add_nodes(1, {"--goaway-after", "1"});
+  start();
+  const Ran r = run(dir_, "slow", "/usr/bin/python3 " + std::string(SLOW_READER) + " " + std::to_string(port_) +
+                                      " '/big?bytes=3000000' 800000");
+  EXPECT_NE(r.out.find("read 3000"), std::string::npos) << r.out;
+  const Response after = http_get(port_, "/after");
+  EXPECT_EQ(after.status, 200) << after.describe() << proxy_->describe();
+}
+
+// A chunked HTTP/1.1 body is decoded for an h2c node; when the first attempt fails
+// (the node refuses the connect) and the request goes to an HTTP/1.1 node, the body goes
+// there chunked again: the codec has consumed chunk lines that the raw bytes would lack,
+// and the rest of the client's framing sent on as it came would let a chunk's content
+// pass for framing and smuggle a request past the proxy (the review found it).
+TEST_F(H2UpstreamFixture, ARetryFromAnH2NodeToAnHttp1NodeKeepsTheBodyFramed) {
+  DeadPort dead;
+  DemoBackend h1(dir_, "h1");
+  std::ostringstream tail;
+  tail << "[[backend]]\nname = \"dead\"\naddress = \"127.0.0.1:" << dead.port() << "\"\nprotocol = \"h2c\"\n"
+       << "[[backend]]\nname = \"h1\"\naddress = \"" << h1.address() << "\"\n";
+  start("retries = 1\nhash_key = \"uri\"", tail.str());
+  // A key of the dead h2c node's, the HTTP/1.1 node next.
+  std::string key;
+  for (int i = 0; i < 200 && key.empty(); ++i) {
+    const std::string k = "/sink?k=" + std::to_string(i);
+    if (reference_map({"dead", "h1"}, {k}).at(k) == "dead") key = k;
+  }
+  ASSERT_FALSE(key.empty());
+  const std::string inner = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x.test\r\n\r\n";
+  Conn conn("127.0.0.1", port_);
+  char size_line[32];
+  std::snprintf(size_line, sizeof size_line, "%zx\r\n", inner.size());
+  // The head and the chunk's size line first: decoded for the h2c node, whose connect
+  // fails meanwhile; the content later.
+  ASSERT_TRUE(conn.send_raw("PUT " + key + " HTTP/1.1\r\nHost: x.test\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                            size_line));
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "retrying on node=h1"));
+  ASSERT_TRUE(conn.send_raw(inner + "\r\n0\r\n\r\n"));
+  ReadOptions ro;
+  ro.timeout = Millis(5000);
+  const Response r = conn.read_response(ro);
+  ASSERT_EQ(r.status, 200) << r.describe();
+  EXPECT_EQ(r.body, std::to_string(inner.size()) + "\n") << "the node must get the chunk's content as body";
+  EXPECT_FALSE(proxy_->wait_for_output(Output::err, "/smuggled", Millis(300))) << proxy_->stderr_text();
 }
 
 // Health checks go over HTTP/2 to an h2c node (an HTTP/1 probe would fail it).

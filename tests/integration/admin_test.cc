@@ -184,7 +184,8 @@ TEST_F(AdminFixture, ProtocolIsShownAndTakenOnAdd) {
   // listen nowhere (port 1) and are sent no request: only what the API says is checked.
   start();
   EXPECT_EQ(admin_json("GET", "/nodes/a-1", 200)["protocol"], "http1");
-  for (const json& n : admin_json("GET", "/nodes", 200)["nodes"]) EXPECT_EQ(n["protocol"], "http1") << n.dump();
+  const json all = admin_json("GET", "/nodes", 200);  // kept: a range-for over a temporary's member dangles
+  for (const json& n : all["nodes"]) EXPECT_EQ(n["protocol"], "http1") << n.dump();
   json h2c = admin_json("POST", "/nodes", 201,
                         json{{"name", "p-h2c"}, {"address", "127.0.0.1:1"}, {"protocol", "h2c"}}.dump());
   EXPECT_EQ(h2c["protocol"], "h2c");

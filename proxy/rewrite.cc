@@ -80,7 +80,12 @@ bool build_request_head(const RequestRewrite& r, std::string& out) {
   bool host_missing = true;
   for (const HeaderView& hv : r.fields) {
     if (iequals(hv.name, "upgrade")) upgrade_value = hv.value;
-    if (is_hop_by_hop(hv.name, connection) || iequals(hv.name, "proxy-authorization")) continue;
+    if (is_hop_by_hop(hv.name, connection) || iequals(hv.name, "proxy-authorization")) {
+      if (r.te_trailers && hv.name.size() == 2 && iequals(hv.name, "te") && has_token(hv.value, "trailers")) {
+        *r.te_trailers = true;
+      }
+      continue;
+    }
     // Several X-Forwarded-For or Via lines fold into one list each, ours last.
     if (iequals(hv.name, "x-forwarded-for")) {
       have_xff = true;

@@ -34,6 +34,9 @@ struct RequestRewrite {
   bool upgrade = false;  // the client asked to switch protocols: Connection/Upgrade go on
   bool max_forwards_set = false;  // an OPTIONS or TRACE going on with Max-Forwards ...
   uint32_t max_forwards = 0;      // ... already decremented
+  // Out, when set: whether the client's TE lists "trailers" (TE is hop by hop, dropped
+  // here; an HTTP/2 node gets "te: trailers" back, which gRPC servers require).
+  bool* te_trailers = nullptr;
 };
 
 // Writes the request head for the node into `out` (cleared first), ending in the empty

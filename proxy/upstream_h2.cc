@@ -52,11 +52,16 @@ Poller& H2Upstream::wire_poller() { return worker_.poller(); }
 
 void H2Upstream::close(std::string_view why) {
   if (closing_) return;
-  closing_ = true;
   if (!why.empty()) RP_LOG(LogLevel::kWarn, "upstream HTTP/2 connection to " + pool_.label() + " closed: " + std::string(why));
+  shut(why.empty() ? std::string_view("connection closed") : why, 0);
+}
+
+void H2Upstream::shut(std::string_view cause, int connect_status) {
+  closing_ = true;
   pool_.h2_forget(this);
-  // Streams still on it fail (the exchanges retry or answer); nothing more is read.
-  session_.on_closed(why.empty() ? std::string_view("connection closed") : why, 0);
+  // Streams still on it fail (the exchanges retry or answer, each logging its failure
+  // with its request); nothing more is read.
+  session_.on_closed(cause, connect_status);
   for (const Deadline& d : timed_) d.stream->timer_slot = SIZE_MAX;
   timed_.clear();
   conn_->close();
@@ -70,30 +75,12 @@ void H2Upstream::close(std::string_view why) {
 void H2Upstream::on_upstream_connect(int status) {
   if (closing_) return;
   if (status < 0) {
-    std::string cause;
-    if (status == UV_ETIMEDOUT) {
-      cause = "connect timeout";
-    } else if (!conn_->tls_error().empty()) {
-      cause = "TLS handshake failed: " + std::string(conn_->tls_error());
-    } else {
-      cause = std::string("connect failed: ") + uv_err_name(status);
-    }
-    closing_ = true;  // the exchanges log the failure, each with its request
-    pool_.h2_forget(this);
-    session_.on_closed(cause, status);
-    conn_->close();
-    conn_ = nullptr;
-    worker_.poller().defer(&reaper_);
+    shut(conn_->connect_failure(status), status);
     return;
   }
   if (pool_.tls() && conn_->alpn() != "h2") {
     // RFC 9113 3.2: over TLS, HTTP/2 only when the node chose "h2" by ALPN.
-    closing_ = true;
-    pool_.h2_forget(this);
-    session_.on_closed("the node did not choose h2 by ALPN (protocol = \"h2\" needs it)", UV_EPROTO);
-    conn_->close();
-    conn_ = nullptr;
-    worker_.poller().defer(&reaper_);
+    shut("the node did not choose h2 by ALPN (protocol = \"h2\" needs it)", UV_EPROTO);
     return;
   }
   connected_ = true;

@@ -47,6 +47,9 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
  private:
   H2Upstream(Worker& worker, UpstreamPool& pool, UpstreamConn* conn);
   ~H2Upstream() = default;
+  // Closes without a log line: the streams fail with `cause` (`connect_status`: the
+  // connection never came up), and the exchanges log it with their requests.
+  void shut(std::string_view cause, int connect_status);
   void rearm();
   void remove_timed(size_t slot);
   void idle_check();

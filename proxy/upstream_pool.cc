@@ -64,6 +64,13 @@ void UpstreamConn::on_read(ssize_t nread) {
   owner_->on_upstream_read(nread);
 }
 
+std::string UpstreamConn::connect_failure(int status, std::string_view tls_error) {
+  if (status == UV_ETIMEDOUT) return "connect timeout";
+  // A wrong CA or name, an expired certificate, ...
+  if (!tls_error.empty()) return "TLS handshake failed: " + std::string(tls_error);
+  return std::string("connect failed: ") + uv_err_name(status);
+}
+
 int UpstreamConn::write(const uv_buf_t* bufs, unsigned count) {
   uv_buf_t local[4];
   count = std::min(count, 4u);

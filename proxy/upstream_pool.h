@@ -62,6 +62,10 @@ class UpstreamConn final : private Transport::Handler {
   IoBuffer& buffer() { return io_->buffer(); }
   // Why the TLS handshake failed ("" for a plain connection or none failed).
   std::string_view tls_error() const { return tls_ ? std::string_view(tls_->handshake_error()) : std::string_view(); }
+  // Why a connect (a libuv error) failed, for the log: "connect timeout", "TLS
+  // handshake failed: ...", "connect failed: ECONNREFUSED".
+  std::string connect_failure(int status) const { return connect_failure(status, tls_error()); }
+  static std::string connect_failure(int status, std::string_view tls_error);
   // The protocol the node chose by ALPN ("" for a plain connection or none chosen).
   std::string_view alpn() const { return tls_ ? tls_->alpn() : std::string_view(); }
   UpstreamPool& pool() { return *pool_; }

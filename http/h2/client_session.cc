@@ -119,10 +119,7 @@ void ClientStream::cancel() {
     ss->flush_soon();
     ss->wire_.wire_capacity();
   }
-  if (notify_) {
-    // Listed by a session that has let go of it already: skipped when the list runs.
-    notify_ = false;
-  }
+  notify_ = false;  // if still listed, skipped when the list runs
   reset_state();
 }
 

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 
+#include "http/h2/memory.h"
 #include "http/header_rules.h"
 #include "net/transport.h"
 
@@ -31,15 +33,26 @@ std::string error_text(uint32_t code) { return nghttp2_http2_strerror(code); }
 bool request_fields_from_http1(std::string_view head, std::string_view scheme, std::string_view authority,
                                bool te_trailers, std::string& names, std::vector<nghttp2_nv>& nv) {
   nv.clear();
-  names.clear();
-  names.reserve(head.size());  // every name fits: the views below never move
+  // Every name fits: the views below never move. No shrink: the buffer is the
+  // exchange's, reused from request to request.
+  if (names.size() < head.size()) names.resize(head.size());
+  char* lower = names.data();
   const auto add = [&nv](std::string_view n, std::string_view v) {
     nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                   reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
   };
-  size_t eol = head.find("\r\n");
-  if (eol == std::string_view::npos) return false;
-  const std::string_view line = head.substr(0, eol);
+  // The head is ours (proxy/rewrite.cc): every line ends in CRLF, the last is empty.
+  const char* p = head.data();
+  const char* const end = p + head.size();
+  const auto line_end = [end](const char* from) -> const char* {
+    const void* lf = std::memchr(from, '\n', static_cast<size_t>(end - from));
+    return lf && static_cast<const char*>(lf) > from && static_cast<const char*>(lf)[-1] == '\r'
+               ? static_cast<const char*>(lf) - 1
+               : nullptr;
+  };
+  const char* eol = line_end(p);
+  if (!eol) return false;
+  const std::string_view line(p, static_cast<size_t>(eol - p));
   const size_t sp1 = line.find(' ');
   const size_t sp2 = line.rfind(' ');
   if (sp1 == std::string_view::npos || sp2 <= sp1) return false;
@@ -49,30 +62,41 @@ bool request_fields_from_http1(std::string_view head, std::string_view scheme, s
   add(":authority", authority);
   add(":path", line.substr(sp1 + 1, sp2 - sp1 - 1));
   if (te_trailers) add("te", "trailers");  // RFC 9113 8.2.2: the one TE allowed
-  // One pass. The head is ours: the fields the client's Connection named are gone
-  // already (proxy/rewrite.cc); what HTTP/2 forbids beyond those is a fixed set.
-  for (size_t at = eol + 2; at < head.size();) {
-    eol = head.find("\r\n", at);
-    if (eol == std::string_view::npos) return false;
-    if (eol == at) break;  // the empty line
-    const std::string_view field = head.substr(at, eol - at);
-    at = eol + 2;
+  // One pass. The fields the client's Connection named are gone already; what HTTP/2
+  // forbids beyond those is a fixed set (RFC 9113 8.2.2), told apart by length first.
+  for (p = eol + 2; p < end;) {
+    eol = line_end(p);
+    if (!eol) return false;
+    if (eol == p) break;  // the empty line
+    const std::string_view field(p, static_cast<size_t>(eol - p));
+    p = eol + 2;
     const size_t colon = field.find(':');
     if (colon == std::string_view::npos) return false;
     const std::string_view name = field.substr(0, colon);
     const std::string_view value = trim_ows(field.substr(colon + 1));
-    if (iequals(name, "host")) {
-      nv[authority_at].value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
-      nv[authority_at].valuelen = value.size();
-      continue;
+    bool drop = false;
+    switch (name.size()) {
+      case 2: drop = iequals_same_size(name, "te"); break;
+      case 4:
+        if (iequals_same_size(name, "host")) {
+          nv[authority_at].value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
+          nv[authority_at].valuelen = value.size();
+          drop = true;
+        }
+        break;
+      case 7: drop = iequals_same_size(name, "upgrade"); break;
+      case 10: drop = iequals_same_size(name, "connection") || iequals_same_size(name, "keep-alive"); break;
+      case 16: drop = iequals_same_size(name, "proxy-connection"); break;
+      case 17: drop = iequals_same_size(name, "transfer-encoding"); break;
+      default: break;
     }
-    if (iequals(name, "connection") || iequals(name, "keep-alive") || iequals(name, "proxy-connection") ||
-        iequals(name, "upgrade") || iequals(name, "te") || iequals(name, "transfer-encoding")) {
-      continue;
+    if (drop) continue;
+    for (size_t i = 0; i < name.size(); ++i) {
+      const char c = name[i];
+      lower[i] = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
     }
-    const size_t from = names.size();
-    for (const char c : name) names.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
-    add(std::string_view(names.data() + from, name.size()), value);
+    add(std::string_view(lower, name.size()), value);
+    lower += name.size();
   }
   return nv[authority_at].valuelen > 0;
 }
@@ -222,7 +246,7 @@ bool ClientSession::start() {
   if (settings_.assumed_peer_streams > 0) {
     nghttp2_option_set_peer_max_concurrent_streams(opt, settings_.assumed_peer_streams);
   }
-  const int rc = nghttp2_session_client_new2(&ng_, cbs, this, opt);
+  const int rc = nghttp2_session_client_new3(&ng_, cbs, this, opt, memory());
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
   if (rc != 0) {

@@ -168,8 +168,8 @@ class ClientStream {
 // Proxy-Connection, Transfer-Encoding, Upgrade, TE; the fields a client's Connection
 // named are gone already, the head being ours). `te_trailers`: the
 // client said it takes trailers (TE: trailers, which gRPC servers require): sent on.
-// Values point into `head`, names into `names` (cleared first; its capacity is kept);
-// nghttp2 copies both on submit. False when the head does not parse (never ours).
+// Values point into `head`, names into `names` (grown to the head's size, never shrunk:
+// a buffer kept from request to request); nghttp2 copies both on submit. False when the head does not parse (never ours).
 bool request_fields_from_http1(std::string_view head, std::string_view scheme, std::string_view authority,
                                bool te_trailers, std::string& names, std::vector<nghttp2_nv>& nv);
 

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "http/h2/memory.h"
 #include "http/header_rules.h"
 #include "http/status.h"
 
@@ -78,7 +79,7 @@ bool ServerSession::start() {
   // The client's HEADERS count against our limit as they are decoded (on_header); this
   // is nghttp2's own cap on a header block's encoded size.
   nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
-  const int rc = nghttp2_session_server_new2(&ng_, cbs, this, opt);
+  const int rc = nghttp2_session_server_new3(&ng_, cbs, this, opt, memory());
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
   if (rc != 0) {
@@ -716,8 +717,8 @@ int Stream::submit(int status, std::span<const HeaderView> fields, bool end_stre
   // they are: nghttp2 copies both.
   size_t names = 0;
   for (const HeaderView& f : fields) names += f.name.size();
-  names_.clear();
-  names_.reserve(names + 4);
+  if (names_.size() < names) names_.resize(names);  // kept from stream to stream
+  char* lower = names_.data();
   nv_.clear();
   char code[3] = {static_cast<char>('0' + status / 100 % 10), static_cast<char>('0' + status / 10 % 10),
                   static_cast<char>('0' + status % 10)};
@@ -728,9 +729,12 @@ int Stream::submit(int status, std::span<const HeaderView> fields, bool end_stre
     if (is_hop_by_hop(f.name, connection) || iequals(f.name, "transfer-encoding")) continue;
     // RFC 9110 8.6: no Content-Length in a 1xx or 204 (a 304's describes the GET's body).
     if ((status < 200 || status == 204) && iequals(f.name, "content-length")) continue;
-    const size_t at = names_.size();
-    for (char c : f.name) names_.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
-    nv_.push_back(make_nv(std::string_view(names_.data() + at, f.name.size()), f.value));
+    for (size_t i = 0; i < f.name.size(); ++i) {
+      const char c = f.name[i];
+      lower[i] = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    nv_.push_back(make_nv(std::string_view(lower, f.name.size()), f.value));
+    lower += f.name.size();
   }
   if (interim) return nghttp2_submit_headers(ss.ng_, NGHTTP2_FLAG_NONE, id_, nullptr, nv_.data(), nv_.size(), nullptr);
   nghttp2_data_provider prd;

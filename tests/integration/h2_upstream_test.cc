@@ -494,8 +494,10 @@ TEST_F(H2UpstreamFixture, H2OverTlsToNodesThatChooseH2ByAlpn) {
   for (const auto& n : nodes_) {
     const nlohmann::json s = n->stats(dir_);
     for (const nlohmann::json& c : s["per_connection"]) {
-      if (!c.value("control", false)) {
-        EXPECT_EQ(c.value("alpn", ""), "h2") << s.dump();
+      // A health probe's connection still in its handshake (no ALPN yet, no stream)
+      // may be caught by the snapshot: every connection that carried a stream chose h2.
+      if (!c.value("control", false) && c.value("streams", 0) > 0) {
+        EXPECT_EQ(c["alpn"], "h2") << s.dump();
       }
     }
   }

@@ -45,6 +45,7 @@ ConnectionOptions ConnectionOptions::of(std::span<const HeaderView> headers) {
   ConnectionOptions c;
   for (const HeaderView& h : headers) {
     if (h.name.size() != 10 || !iequals(h.name, "connection")) continue;
+    if (iequals(trim_ows(h.value), "keep-alive")) continue;
     if (c.count == kInline) {
       c.all = headers;
       ++c.count;

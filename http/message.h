@@ -62,7 +62,10 @@ bool has_token(std::string_view list, std::string_view token);
 // list of tokens, is one list (RFC 9110 7.6.1 with 5.3), so `Connection: keep-alive`
 // followed by `Connection: X-Secret` names X-Secret as much as one line naming both.
 // Views the head; no allocation. Heads with more than kInline Connection lines (no
-// client needs more than one) are read through `all`.
+// client needs more than one) are read through `all`. A line that says only
+// `keep-alive` (most of them, from HTTP/1.1 nodes on every response) is not kept: the
+// one field it names, Keep-Alive, is hop-by-hop anyway, so the head's other fields need
+// no look-up in it.
 struct ConnectionOptions {
   static constexpr size_t kInline = 4;
   std::string_view lines[kInline];

@@ -39,11 +39,25 @@ TEST(HeaderRules, ConnectionOptionsSpanEveryLine) {
   EXPECT_FALSE(is_hop_by_hop("X-A", c));
   EXPECT_FALSE(is_hop_by_hop("Content-Length", ConnectionOptions::of(std::vector<HeaderView>{{"Connection", "content-length"}})));
   // More lines than are kept inline are still all read.
-  std::vector<HeaderView> many(6, HeaderView{"Connection", "keep-alive"});
+  std::vector<HeaderView> many(6, HeaderView{"Connection", "x-early"});
   many.push_back({"Connection", "x-last"});
   EXPECT_TRUE(is_hop_by_hop("X-Last", ConnectionOptions::of(many)));
   EXPECT_FALSE(is_hop_by_hop("X-Other", ConnectionOptions::of(many)));
   EXPECT_TRUE(ConnectionOptions::of(std::vector<HeaderView>{}).empty());
+}
+
+// A line of `keep-alive` alone (every HTTP/1.1 node's response) names only Keep-Alive,
+// dropped anyway: not kept, and the fields are what they were.
+TEST(HeaderRules, AKeepAliveOnlyLineNamesNothingElse) {
+  const std::vector<HeaderView> h = {{"Connection", " Keep-Alive "}, {"Keep-Alive", "timeout=5"}, {"X-A", "1"}};
+  const ConnectionOptions c = ConnectionOptions::of(h);
+  EXPECT_TRUE(c.empty());
+  EXPECT_TRUE(is_hop_by_hop("keep-alive", c));
+  EXPECT_TRUE(is_hop_by_hop("Connection", c));
+  EXPECT_FALSE(is_hop_by_hop("X-A", c));
+  // A list with more than keep-alive is read whole.
+  const std::vector<HeaderView> two = {{"Connection", "keep-alive, x-a"}, {"X-A", "1"}};
+  EXPECT_TRUE(is_hop_by_hop("X-A", ConnectionOptions::of(two)));
 }
 
 // check_request_head: the framing and routing checks llhttp leaves to us. The end-to-end

@@ -346,6 +346,9 @@ std::vector<Field<Http2Config>> http2_fields() {
       integer_field<H>("initial_window_bytes", &H::initial_window_bytes, 1024, 16'777'216),
       integer_field<H>("max_header_list_bytes", &H::max_header_list_bytes, 1024, 16'777'216),
       integer_field<H>("idle_timeout_ms", &H::idle_timeout_ms, 1, 3'600'000),
+      // Per node, per worker. A soft cap: past it streams wait on a connection up to
+      // twice the node's limit, then a connection opens all the same.
+      integer_field<H>("upstream_connections", &H::upstream_connections, 1, 1024),
   };
 }
 

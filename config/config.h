@@ -226,12 +226,17 @@ struct ListenerConfig {
   bool operator==(const ListenerConfig&) const = default;
 };
 
-// [http2]: each HTTP/2 client connection's limits (SPEC "HTTP/2 and gRPC").
+// [http2]: each HTTP/2 client connection's limits (SPEC "HTTP/2 and gRPC"), and the
+// connections to HTTP/2 nodes.
 struct Http2Config {
   uint32_t max_concurrent_streams = 128;  // SETTINGS_MAX_CONCURRENT_STREAMS
   uint32_t initial_window_bytes = 65535;  // SETTINGS_INITIAL_WINDOW_SIZE: per stream
   uint32_t max_header_list_bytes = 65536; // SETTINGS_MAX_HEADER_LIST_SIZE; larger: 431
   uint32_t idle_timeout_ms = 60000;       // no stream open: GOAWAY and close
+  // Connections to each HTTP/2 node (protocol = "h2c" | "h2"), per worker, before a
+  // stream waits for a slot instead of opening another: a soft cap
+  // (proxy/upstream_pool.h, UpstreamPool::h2_place).
+  uint32_t upstream_connections = 2;
   bool operator==(const Http2Config&) const = default;
 };
 

@@ -216,6 +216,7 @@ void Exchange::on_request(RequestHead& req, std::string_view client_ip) {
   reconnected_ = fresh_connection_ = false;
   unprocessed_again_ = 0;
   req_body_forwarded_ = 0;
+  resend_body_ = false;
   resp_from_backend_ = false;
   pick_node_and_connect();
 }
@@ -317,8 +318,9 @@ void Exchange::connect_node() {
   // The attempt after a pooled connection failed takes a new one (upstream_failed).
   if (!std::exchange(fresh_connection_, false)) {
     if (up_h2_) {
-      // An HTTP/2 node: a stream on the first of its connections with room.
-      if (H2Upstream* c = pool.h2_with_room()) {
+      // An HTTP/2 node: a stream on the first of its connections with room, or waiting
+      // on one when the node has its [http2] upstream_connections (place_h2_stream).
+      if (H2Upstream* c = pool.h2_place(r.config->http2.upstream_connections)) {
         open_stream(c);
         return;
       }
@@ -455,7 +457,7 @@ void Exchange::connect_failed(int status, std::string cause) {
   upstream_failed(timeout ? 504 : 502, cause, true);
 }
 
-void Exchange::upstream_failed(int status_code, std::string_view cause, bool retryable_failure) {
+void Exchange::upstream_failed(int status_code, std::string_view cause, bool retryable_failure, bool node_failed) {
   const Backend& b = pool_->backends[node_];
   const bool was_reused = up_ && up_->reused();
   release_upstream(false);
@@ -474,7 +476,7 @@ void Exchange::upstream_failed(int status_code, std::string_view cause, bool ret
       connect_node();
       return;
     }
-    note_node_failure(b);
+    if (node_failed) note_node_failure(b);
     if (may_retry()) {
       bump(worker_.stats().retries);
       failed_cause_.assign(cause);
@@ -486,7 +488,7 @@ void Exchange::upstream_failed(int status_code, std::string_view cause, bool ret
       return;
     }
   }
-  if (!(retryable_failure && resp_bytes_ == 0 && phase_ != Phase::kBody)) note_node_failure(b);
+  if (node_failed && !(retryable_failure && resp_bytes_ == 0 && phase_ != Phase::kBody)) note_node_failure(b);
   down_.respond_error(status_code, status_code == 504 ? "backend timed out" : "backend failed",
                 std::string(cause) + " at node " + pool_->qualified(b.name));
 }
@@ -515,6 +517,9 @@ Exchange::BodyResult Exchange::on_body(char* p, size_t len, bool end) {
     if (rc == Transport::kQueued) {
       body_wait_ = true;
       result = BodyResult::kPinned;
+      unsent_ = p;
+      unsent_len_ = len;
+      unsent_end_ = end;
     }
     if (end) {
       req_done_ = true;
@@ -610,12 +615,19 @@ void Exchange::arm_up_timer(uint32_t ms) {
 }
 
 void Exchange::on_upstream_timeout() {
+  // A stream that timed out still waiting for a slot on its HTTP/2 connection
+  // (UpstreamPool::h2_place): its deadline ran from the submit, as any stream's, and it
+  // is answered and retried as any other, but the node never saw it: its slowness is
+  // its streams', which time out and count themselves; the waiting ones counted too
+  // would eject a node for our queue.
+  const bool waited = up_h2_ && ups_.waiting();
   if (phase_ == Phase::kWaiting && req_done_) {
     // Nothing came back: an idempotent request whose body was not streamed goes to the
     // next node, as after a reset (nginx's proxy_next_upstream default, "error
     // timeout"); a paused or wedged node then costs its clients upstream_timeout_ms,
     // not an error. 504 once the retries are spent.
-    upstream_failed(504, "response timeout", true);
+    upstream_failed(504, waited ? "response timeout (waited for a stream slot, never sent)" : "response timeout", true,
+                    !waited);
     return;
   }
   if (!req_done_ && !tunnel_ && !up_write_pending()) {
@@ -624,7 +636,8 @@ void Exchange::on_upstream_timeout() {
     return;
   }
   if (resp_bytes_ == 0 && phase_ != Phase::kBody) {
-    upstream_failed(504, "backend stalled", false);
+    upstream_failed(504, waited ? "backend stalled (waited for a stream slot, never sent)" : "backend stalled", false,
+                    !waited);
     return;
   }
   if (down_.send_pending()) {

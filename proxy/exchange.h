@@ -110,7 +110,9 @@ class Exchange final : public h1::RequestHandler,
   void attach_upstream(UpstreamConn* conn);
   void send_upstream_head();
   bool may_retry() const;
-  void upstream_failed(int status_code, std::string_view cause, bool retryable_failure);
+  // `node_failed`: counted against the node (passive health); false for a stream that
+  // never left its connection's queue.
+  void upstream_failed(int status_code, std::string_view cause, bool retryable_failure, bool node_failed = true);
   void note_node_failure(const Backend& b);
 
   // Response side.
@@ -202,6 +204,13 @@ class Exchange final : public h1::RequestHandler,
   bool stream_end_sent_ = false;  // HTTP/2 client: END_STREAM went with the last send
   bool stream_bodiless_ = false;  // the node's response has no body (HEAD, 204, 304)
   bool body_wait_ = false;      // request bytes pinned until the stream frames them
+  // The body chunk last given to the stream: the codec's bytes, pinned while body_wait_.
+  // A stream that never left its connection's queue holds them unframed, and the next
+  // attempt's stream takes them again (resend_body_; on_stream_failed).
+  const char* unsent_ = nullptr;
+  size_t unsent_len_ = 0;
+  bool unsent_end_ = false;
+  bool resend_body_ = false;
   // Streams the node did not process (GOAWAY, REFUSED_STREAM) sent again, this request.
   uint32_t unprocessed_again_ = 0;
   static constexpr uint32_t kMaxUnprocessedAgain = 4;

@@ -4,7 +4,9 @@
 // Exchange is proxy/exchange.cc.
 #include "proxy/exchange.h"
 
+#include <cassert>
 #include <string>
+#include <utility>
 
 #include "http/status.h"
 #include "net/local_error.h"
@@ -46,6 +48,12 @@ void Exchange::open_stream(H2Upstream* conn) {
   up_sent_us_ = worker_.now_us();
   const ProxyConfig& p = routing_->config->proxy;
   arm_up_timer(req_done_ ? upstream_timeout_ms_ : p.idle_timeout_ms);
+  if (std::exchange(resend_body_, false)) {
+    // The chunk the last attempt's stream held unsent, still pinned in the codec: it
+    // goes first, and the codec offers the rest once it is framed (on_upstream_stream).
+    if (ups_.send_body(unsent_, unsent_len_, unsent_end_) == Transport::kQueued) body_wait_ = true;
+    return;
+  }
   if (!req_done_) down_.resume_body();  // the codec offers the body now
 }
 
@@ -150,7 +158,11 @@ void Exchange::pump_stream() {
 void Exchange::on_stream_head() {
   resp_status_ = ups_.status();
   resp_from_backend_ = true;
-  pool_->backends[node_].state->per_worker[worker_.id()].header_time.observe_us(worker_.now_us() - up_sent_us_);
+  // From the HEADERS' sending, as over HTTP/1 from the head's: a stream's wait for a
+  // slot on its connection is the proxy's queue, not the node's time (HAProxy's Tw
+  // apart from its Tr).
+  const uint64_t sent_us = ups_.sent_us() != 0 ? ups_.sent_us() : up_sent_us_;
+  pool_->backends[node_].state->per_worker[worker_.id()].header_time.observe_us(worker_.now_us() - sent_us);
   const std::span<const HeaderView> fields = ups_.fields();
   // No body after these (RFC 9110 6.4.1); nghttp2 holds the node to it.
   const bool bodiless = is_head_ || resp_status_ == 204 || resp_status_ == 304;
@@ -262,14 +274,24 @@ void Exchange::on_stream_failed() {
   if (!up_h2_) return;
   const int connect_status = ups_.connect_status();
   std::string cause = ups_.cause().empty() ? std::string("stream failed") : ups_.cause();
+  // A stream whose HEADERS never went (it waited for a slot under the node's limit, or
+  // for its connection) framed nothing: the one body chunk the codec gave it (it gives
+  // no more until that is framed) is still pinned, whole, and goes again with the next
+  // attempt's stream. Only a retry on the same node: another node may be HTTP/1, whose
+  // exchange starts the body afresh.
+  const bool body_unsent =
+      req_body_forwarded_ > 0 && ups_.sent_us() == 0 && body_wait_ && unsent_len_ == req_body_forwarded_;
   if (connect_status != 0) {
-    // The connection the stream was queued on never came up.
+    // The connection the stream was queued on never came up: nothing was sent, so a
+    // body given is all in the unsent chunk (the next address takes it).
+    assert(req_body_forwarded_ == 0 || body_unsent);
     release_upstream(false);
+    resend_body_ = body_unsent;
     connect_failed(connect_status, std::move(cause));
     return;
   }
-  if (ups_.unprocessed() && unprocessed_again_ < kMaxUnprocessedAgain && req_body_forwarded_ == 0 &&
-      resp_bytes_ == 0) {
+  if (ups_.unprocessed() && unprocessed_again_ < kMaxUnprocessedAgain &&
+      (req_body_forwarded_ == 0 || body_unsent) && resp_bytes_ == 0) {
     // RFC 9113 8.7: the node did not process it (GOAWAY, REFUSED_STREAM): the same
     // node again, on another connection, whatever the method; not the node's failure.
     // A few times: a node that recycles its connections (nginx after
@@ -278,6 +300,7 @@ void Exchange::on_stream_failed() {
     RP_LOG(LogLevel::kDebug, "upstream " + cause + ", again on another connection: node=" +
                                  pool_->qualified(pool_->backends[node_].name));
     release_upstream(false);
+    resend_body_ = body_unsent;
     bump(worker_.stats().reconnects);
     same_node_again_ = true;
     connect_node();

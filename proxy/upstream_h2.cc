@@ -50,6 +50,8 @@ H2Upstream* H2Upstream::create(Worker& worker, UpstreamPool& pool, const sockadd
 
 Poller& H2Upstream::wire_poller() { return worker_.poller(); }
 
+uint64_t H2Upstream::wire_now_us() { return worker_.now_us(); }
+
 void H2Upstream::close(std::string_view why) {
   if (closing_) return;
   if (!why.empty()) RP_LOG(LogLevel::kWarn, "upstream HTTP/2 connection to " + pool_.label() + " closed: " + std::string(why));

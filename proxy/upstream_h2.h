@@ -2,11 +2,12 @@
 // per worker, carrying the streams of many exchanges at once: the UpstreamConn below
 // it does TCP and TLS, the ClientSession (http/h2/client_session.h) does HTTP/2.
 //
-// Its node's pool (proxy/upstream_pool.h) lists it while it can take streams; an
-// exchange takes a stream on the first listed connection with room (the node's
-// SETTINGS_MAX_CONCURRENT_STREAMS), so streams fill few connections and a new one is
-// opened only when every one is full: nghttpx measured about 1/100 of the connections
-// HTTP/1.1 needs for the same load.
+// Its node's pool (proxy/upstream_pool.h) lists it while it is open; an exchange takes
+// a stream on the first listed connection with room (the node's
+// SETTINGS_MAX_CONCURRENT_STREAMS), so streams fill few connections: nghttpx measured
+// about 1/100 of the connections HTTP/1.1 needs for the same load. When every one is
+// full, a new one opens only below [http2] upstream_connections; past it the stream
+// waits on the least loaded (place_h2_stream in proxy/upstream_pool.h says where).
 //
 // The streams' timeouts share the connection's timer (each stream has a deadline; the
 // timer is set for the earliest), so a stream costs no timer handle.
@@ -34,8 +35,9 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
                             int* error);
 
   h2::ClientSession& session() { return session_; }
-  // Takes another stream: connected or connecting, no GOAWAY, below the node's limit.
-  bool can_open() const { return !closing_ && session_.can_open(); }
+  const h2::ClientSession& session() const { return session_; }
+  // Takes streams at all: connected or connecting, no GOAWAY either way, ids left.
+  bool accepting() const { return !closing_ && session_.accepting(); }
   bool connected() const { return connected_; }
   UpstreamPool& pool() { return pool_; }
   uint64_t tls_context_id() const { return tls_context_id_; }
@@ -67,6 +69,7 @@ class H2Upstream final : private UpstreamConn::Owner, private h2::ClientSession:
   void wire_capacity() override;
   void wire_arm(h2::ClientStream& s, uint32_t ms) override;
   void wire_disarm(h2::ClientStream& s) override;
+  uint64_t wire_now_us() override;
 
   // Frees the connection once the turn's events are over (the session may be on the
   // stack when it asks to close).

@@ -142,18 +142,24 @@ void UpstreamPool::retire() {
   for (H2Upstream* c : open) c->shutdown();
 }
 
-H2Upstream* UpstreamPool::h2_with_room() {
+H2Upstream* UpstreamPool::h2_place(uint32_t cap) {
   if (retired_) return nullptr;
-  // A TLS connection made under another [upstream_tls] takes no new streams.
+  // A TLS connection made under another [upstream_tls] takes no new streams, nor
+  // counts toward the cap: it was verified by other rules, and ends with its streams.
   uint64_t current = 0;
   if (tls_) {
     const auto& context = tls_context();
     current = context ? context->id() : 0;
   }
-  for (H2Upstream* c : h2_) {
-    if (c->can_open() && c->tls_context_id() == current) return c;
-  }
-  return nullptr;
+  const size_t at = place_h2_stream(h2_.size(), cap, [&](size_t i) {
+    const H2Upstream& c = *h2_[i];
+    H2ConnLoad load;
+    load.usable = c.accepting() && c.tls_context_id() == current;
+    load.streams = c.session().streams();
+    load.limit = c.session().peer_max_streams();
+    return load;
+  });
+  return at < h2_.size() ? h2_[at] : nullptr;
 }
 
 void UpstreamPool::h2_forget(H2Upstream* c) {

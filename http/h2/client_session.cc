@@ -108,6 +108,7 @@ void ClientStream::reset_state() {
   for (nghttp2_rcbuf* b : rcbufs_) nghttp2_rcbuf_decref(b);
   rcbufs_.clear();
   id_ = 0;
+  sent_us_ = 0;
   out_ = nullptr;
   out_len_ = 0;
   out_end_ = has_body_ = false;
@@ -145,6 +146,12 @@ void ClientStream::cancel() {
   }
   notify_ = false;  // if still listed, skipped when the list runs
   reset_state();
+}
+
+bool ClientStream::waiting() const {
+  // nghttp2 creates a stream's state when it sends the HEADERS (session_prep_frame), so
+  // a submitted stream it cannot find is still queued.
+  return session_ && session_->ng_ && id_ > 0 && nghttp2_session_find_stream(session_->ng_, id_) == nullptr;
 }
 
 void ClientStream::arm_timer(uint32_t ms) {
@@ -234,6 +241,7 @@ bool ClientSession::start() {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
   nghttp2_session_callbacks_set_send_data_callback(cbs, send_data_frame);
   nghttp2_option* opt = nullptr;
@@ -286,8 +294,8 @@ void ClientSession::shutdown() {
   }
 }
 
-bool ClientSession::can_open() const {
-  return ng_ && !dead_ && !goaway_ && !draining_ && streams_.size() < peer_max_streams() &&
+bool ClientSession::accepting() const {
+  return ng_ && !dead_ && !goaway_ && !draining_ &&
          nghttp2_session_get_next_stream_id(ng_) < static_cast<uint32_t>(kLastStreamIds);
 }
 
@@ -314,8 +322,7 @@ void ClientSession::fail_all(std::string_view cause, bool unprocessed, int conne
   for (ClientStream* s : all) {
     // A stream nghttp2 never opened (its HEADERS still queued) was not sent: not
     // processed, whatever the connection did.
-    const bool never_sent = ng_ && s->id_ > 0 && nghttp2_session_find_stream(ng_, s->id_) == nullptr;
-    s->fail(cause, unprocessed || never_sent, 0, connect_status);
+    s->fail(cause, unprocessed || s->waiting(), 0, connect_status);
     if (ng_ && s->id_ > 0) nghttp2_session_set_stream_user_data(ng_, s->id_, nullptr);
     detach(*s);
     notify(*s);
@@ -461,12 +468,15 @@ int ClientSession::on_frame_recv(nghttp2_session* ng, const nghttp2_frame* frame
       return 0;
     case NGHTTP2_GOAWAY: {
       // RFC 9113 6.8: streams above last_stream_id were not processed; they may go again
-      // elsewhere. Those at or below it finish here.
+      // elsewhere. Those at or below it finish here. A stream still waiting for a slot is
+      // never sent now (nghttp2 starts no stream after a GOAWAY), whatever the last id
+      // says (2^31 - 1 announces a graceful shutdown): it goes again at once, not when a
+      // slot frees.
       self->goaway_ = true;
       const int32_t last = frame->goaway.last_stream_id;
       const std::vector<ClientStream*> all = self->streams_;
       for (ClientStream* s : all) {
-        if (s->id_ > last) {
+        if (s->id_ > last || s->waiting()) {
           s->fail("GOAWAY from the node (" + error_text(frame->goaway.error_code) + "), stream not processed", true,
                   frame->goaway.error_code, 0);
           nghttp2_session_set_stream_user_data(ng, s->id_, nullptr);
@@ -509,6 +519,14 @@ int ClientSession::on_stream_close(nghttp2_session* ng, int32_t stream_id, uint3
   self->detach(*s);
   self->notify(*s);
   self->wire_.wire_capacity();
+  return 0;
+}
+
+int ClientSession::on_frame_send(nghttp2_session* ng, const nghttp2_frame* frame, void* user) {
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  // A request head went (at once, or after waiting for a slot under the node's limit).
+  auto* s = static_cast<ClientStream*>(nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id));
+  if (s) s->sent_us_ = session_of(user)->wire_.wire_now_us();
   return 0;
 }
 

@@ -12,8 +12,13 @@
 //    a slow client holds back its own stream, never the connection, whose window is
 //    credited on receipt. Request bytes stay the caller's (pinned) until they are framed;
 //    the node's window holding them back holds back the client's reads.
-//  - Concurrency: the node's SETTINGS_MAX_CONCURRENT_STREAMS (can_open() says whether
-//    another stream fits; nghttp2 queues a HEADERS beyond it until one closes).
+//  - Concurrency: the node's SETTINGS_MAX_CONCURRENT_STREAMS. can_open() says whether
+//    another stream fits under it; a stream submitted beyond it waits (nghttp2 keeps its
+//    HEADERS queued, in submit order, and sends it as another stream closes; the pool
+//    bounds how many wait: place_h2_stream in proxy/upstream_pool.h). A waiting stream
+//    is a stream like any other to its caller (its deadline runs, cancel() takes it back
+//    unsent, a GOAWAY or a lost connection makes it unprocessed()); waiting() tells it
+//    apart.
 //  - GOAWAY: streams above the node's last stream id, and those refused
 //    (REFUSED_STREAM), come back as unprocessed(): RFC 9113 8.7 says they were not
 //    processed, so they may go again, to a new connection.
@@ -65,6 +70,13 @@ class ClientStream {
   void set_handler(Handler* h) { handler_ = h; }
   // On a session (submitted and not yet cancelled or ended).
   bool attached() const { return session_ != nullptr; }
+  // Attached and not sent yet: its HEADERS wait in nghttp2's queue for a slot under the
+  // node's SETTINGS_MAX_CONCURRENT_STREAMS, or for the connection to come up. The node
+  // has seen nothing of it.
+  bool waiting() const;
+  // When its HEADERS went to the node (the Wire's clock, Wire::wire_now_us); 0 while
+  // waiting. A stream that waited was sent later than it was submitted.
+  uint64_t sent_us() const { return sent_us_; }
   // Lets go of the stream: RST_STREAM (CANCEL) when it is still open, its state forgotten.
   // Nothing of the caller's is referenced afterwards.
   void cancel();
@@ -129,6 +141,7 @@ class ClientStream {
   Handler* handler_ = nullptr;
   ClientSession* session_ = nullptr;
   int32_t id_ = 0;
+  uint64_t sent_us_ = 0;
   bool notify_ = false;  // listed for on_upstream_stream
 
   // The request body being framed: the caller's bytes.
@@ -203,6 +216,8 @@ class ClientSession {
     // session calls when the stream leaves it.
     virtual void wire_arm(ClientStream& s, uint32_t ms) = 0;
     virtual void wire_disarm(ClientStream& s) = 0;
+    // The loop's clock in microseconds (ClientStream::sent_us).
+    virtual uint64_t wire_now_us() = 0;
 
    protected:
     ~Wire() = default;
@@ -228,9 +243,14 @@ class ClientSession {
   // Opens a stream: `nv` is the request head (pseudo-header fields first, names in
   // lower case; copied by nghttp2). The stream must not be attached. 0 or a libuv error.
   int submit(ClientStream& s, std::span<const nghttp2_nv> nv, bool has_body);
-  // Another stream fits: the node's SETTINGS_MAX_CONCURRENT_STREAMS, no GOAWAY, stream
-  // ids left.
-  bool can_open() const;
+  // Takes streams at all: not failed, no GOAWAY either way, stream ids left.
+  bool accepting() const;
+  // Another stream fits under the node's SETTINGS_MAX_CONCURRENT_STREAMS: it is sent
+  // at once (when the connection is up). One submitted while accepting() but not this
+  // waits: nghttp2_submit_request queues its HEADERS, and nghttp2 opens queued streams
+  // in submit order as the node's limit leaves room.
+  bool can_open() const { return accepting() && streams_.size() < peer_max_streams(); }
+  // Attached streams: open and waiting.
   size_t streams() const { return streams_.size(); }
   uint32_t peer_max_streams() const;
   bool goaway_received() const { return goaway_; }
@@ -255,6 +275,7 @@ class ClientSession {
   static int on_data_chunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data, size_t len,
                            void* user);
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user);
+  static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_frame_not_send(nghttp2_session*, const nghttp2_frame* frame, int error, void* user);
   static ssize_t read_data(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length, uint32_t* flags,
                            nghttp2_data_source* source, void* user);

@@ -324,6 +324,7 @@ TEST(Config, Http2KeysDefaultsAndChecks) {
   EXPECT_EQ(defaults.config.http2, Http2Config{});
   EXPECT_EQ(defaults.config.http2.max_concurrent_streams, 128u);
   EXPECT_EQ(defaults.config.http2.initial_window_bytes, 65535u);
+  EXPECT_EQ(defaults.config.http2.upstream_connections, 2u);
 
   const ConfigResult set = load_config_string(R"([proxy]
 alpn = ["http/1.1", "h2"]
@@ -333,6 +334,7 @@ max_concurrent_streams = 16
 initial_window_bytes = 1048576
 max_header_list_bytes = 8192
 idle_timeout_ms = 5000
+upstream_connections = 8
 )" + std::string(kOneBackend),
                                               "t");
   ASSERT_TRUE(set.ok()) << set.errors[0].to_string();
@@ -342,6 +344,7 @@ idle_timeout_ms = 5000
   EXPECT_EQ(set.config.http2.initial_window_bytes, 1048576u);
   EXPECT_EQ(set.config.http2.max_header_list_bytes, 8192u);
   EXPECT_EQ(set.config.http2.idle_timeout_ms, 5000u);
+  EXPECT_EQ(set.config.http2.upstream_connections, 8u);
 
   EXPECT_EQ(errors_with_backend("[proxy]\nalpn = [\"h3\", \"h2\", \"h2\"]\n"),
             (Errors{"t.toml:2:9: proxy.alpn[0]: must be \"h2\" or \"http/1.1\", got \"h3\"",
@@ -350,6 +353,13 @@ idle_timeout_ms = 5000
   EXPECT_EQ(errors_with_backend("[proxy]\nh2c = \"yes\"\n").size(), 1u);
   EXPECT_EQ(errors_with_backend("[http2]\nmax_concurrent_streams = 0\ninitial_window_bytes = 100\n").size(), 2u);
   EXPECT_EQ(errors_with_backend("[http2]\nmax_streams = 4\n").size(), 1u);
+  // Per node, per worker: at least one, and a stray digit caught.
+  EXPECT_EQ(errors_with_backend("[http2]\nupstream_connections = 0\n"),
+            (Errors{"t.toml:2:24: http2.upstream_connections: must be between 1 and 1024, got 0"}));
+  EXPECT_EQ(errors_with_backend("[http2]\nidle_timeout_ms = 100\nupstream_connections = 2000\n"),
+            (Errors{"t.toml:3:24: http2.upstream_connections: must be between 1 and 1024, got 2000"}));
+  EXPECT_EQ(errors_with_backend("[http2]\nupstream_connections = \"2\"\n").size(), 1u);
+  EXPECT_EQ(errors_with_backend("[http2]\nupstream_connections = 1\n"), Errors{});
 }
 
 TEST(Config, Ipv6Listen) {

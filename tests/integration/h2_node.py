@@ -63,20 +63,35 @@ arrives, so flow control never stalls an upload; the answer comes at the request
   /slow?ms=N      the JSON answer N ms later (a timer in the loop)
   /stall          never answered (the stream stays open until the peer resets it or
                   closes the connection)
+  /hold           the JSON answer once /release has come: held until then (counted in
+                  /stats as "held"), answered at once after it. Lets a test pile streams
+                  up on the node's connections without a clock
+  /release        answers every held stream and every later /hold at once; its own
+                  answer is {"released": N}. A control request, as /stats
+  /goaway-all     GOAWAY(NO_ERROR, last_stream_id = the last stream it received) now on
+                  every other open connection that carried requests and had none yet;
+                  each then behaves as under --goaway-after. Answer {"goaways": N}. A
+                  control request, as /stats
   /rst            RST_STREAM REFUSED_STREAM as soon as the header block arrives, no answer
   /rst-internal   RST_STREAM INTERNAL_ERROR likewise
   /status/CODE    the JSON answer with status CODE (e.g. /status/503)
   /goaway         GOAWAY(NO_ERROR, last_stream_id = this stream) now, then the JSON answer;
                   the connection then behaves as under --goaway-after
-  /stats          JSON, below; a connection that has carried only /stats requests (the
-                  test's own, e.g. curl --http2-prior-knowledge) is a "control" connection
-                  and left out of the counts, and /stats requests are not streams counted
+  /stats          JSON, below; a connection that has carried only /stats, /release and
+                  /goaway-all requests (the test's own, e.g. curl --http2-prior-knowledge) is a
+                  "control" connection and left out of the counts, and those requests
+                  are not streams counted
 
 /stats, one JSON object:
   node, max_streams_advertised
   connections_accepted     TCP connections so far, control ones excepted
   connections_open         of those, still open
-  control_connections      connections that carried only /stats
+  control_connections      connections that carried only /stats, /release and /goaway-all
+  held                     /hold streams waiting for /release now
+  max_connections_open     the most connections open at once that carried requests (a
+                           connection counts from its first request other than a control
+                           one or /health: control connections and health checks left
+                           out)
   total_streams            request header blocks, /stats excepted (refused ones included,
                            those ignored after a GOAWAY not)
   max_concurrent_streams   the most streams open at once on one connection (a stream is open
@@ -208,8 +223,10 @@ class Node:
         self.conns = []          # every connection ever accepted, by index
         self.dirty = set()
         self.again = set()       # connections with more to send at once (pump budget spent)
+        self.held = []           # (connection, stream id) of /hold streams not yet released
+        self.released = False
         self.stats = {"total_streams": 0, "refused_streams": 0, "max_streams_violations": 0,
-                      "max_streams_early": 0,
+                      "max_streams_early": 0, "max_connections_open": 0,
                       "goaways_sent": 0, "resets_received": 0, "responses": 0}
         self.ctx = None
         if args.tls:
@@ -279,6 +296,15 @@ class Node:
                 continue
             self.conns.append(c)
 
+    def release(self):
+        """/release: every held stream answered (those whose connection or stream went
+        meanwhile skipped), and /hold answered at once from now on."""
+        self.released = True
+        held, self.held = self.held, []
+        for c, sid in held:
+            c.answer_if_open(sid)
+        return len(held)
+
     def dump(self, *_):
         """SIGUSR1: every open connection's state to stderr (for a stuck test)."""
         for c in self.conns:
@@ -309,6 +335,7 @@ class Node:
              "connections_accepted": len(data_conns),
              "connections_open": sum(1 for c in data_conns if c.sock is not None),
              "control_connections": len(self.conns) - len(data_conns),
+             "held": sum(1 for c, sid in self.held if c.sock is not None and sid in c.streams),
              "max_concurrent_streams": max([c.max_active for c in data_conns] or [0])}
         j.update(self.stats)
         j["per_connection"] = per
@@ -337,6 +364,7 @@ class Conn:
         self.max_active = 0
         self.streams_total = 0   # request header blocks (any path)
         self.stats_requests = 0
+        self.data = False        # has carried a request that is not a control one
         self.refused = 0
         self.violations = 0
         self.early_refused = 0
@@ -344,6 +372,7 @@ class Conn:
         self.resets = 0
         self.paths = {}
         self.goaway_last = None
+        self.last_sid = 0        # the highest stream id received
         self.peer_goaway = None
         self.lingering = False
         self.linger_deadline = 0.0
@@ -545,10 +574,16 @@ class Conn:
         self.streams[sid] = s
         self.streams_total += 1
         path_only = s.path.split("?", 1)[0]
-        if path_only == "/stats":
+        self.last_sid = max(self.last_sid, sid)
+        if path_only in ("/stats", "/release", "/goaway-all"):
             self.stats_requests += 1
         else:
             node.stats["total_streams"] += 1
+            if not self.data and path_only != "/health":
+                # A data connection from its first request: the peak of those open at once.
+                self.data = True
+                open_now = sum(1 for c in node.conns if c.data and c.sock is not None)
+                node.stats["max_connections_open"] = max(node.stats["max_connections_open"], open_now)
         if path_only in self.paths or len(self.paths) < 32:
             self.paths[path_only] = self.paths.get(path_only, 0) + 1
         if a.log:
@@ -627,6 +662,23 @@ class Conn:
             body = (json.dumps(self.node.stats_json()) + "\n").encode()
             self.respond(s, 200, body)
             return
+        if path == "/hold" and not self.node.released:
+            self.node.held.append((self, sid))
+            return
+        if path == "/goaway-all":
+            n = 0
+            for c in self.node.conns:
+                if c is not self and c.sock is not None and c.data and c.goaway_last is None and c.last_sid > 0:
+                    c.send_goaway(c.last_sid)
+                    c.flush()
+                    c.maybe_done()
+                    n += 1
+            self.respond(s, 200, (json.dumps({"goaways": n}) + "\n").encode())
+            return
+        if path == "/release":
+            n = self.node.release()
+            self.respond(s, 200, (json.dumps({"released": n}) + "\n").encode())
+            return
         status = 200
         if path.startswith("/status/"):
             try:
@@ -636,6 +688,7 @@ class Conn:
         self.answer(s, status)
 
     def answer_if_open(self, sid):
+        """The JSON answer to a stream still open (a timer's, or a release's)."""
         if self.sock is None:
             return
         s = self.streams.get(sid)

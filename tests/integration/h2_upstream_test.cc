@@ -721,7 +721,9 @@ TEST(H2UpstreamNginx, RealNginxSpeaksH2cToTheProxy) {
   const uint16_t nginx_port = free_port();
   const std::string d = dir.path();
   std::ostringstream conf;
-  conf << "worker_processes 1;\ndaemon off;\npid " << d << "/nginx.pid;\nerror_log " << d << "/nginx-error.log;\n"
+  // One process (master_process off): the pid Process started is nginx's own, so stopping
+  // it by that pid leaves no orphaned worker behind (with a master, SIGKILL left one).
+  conf << "worker_processes 1;\ndaemon off;\nmaster_process off;\npid " << d << "/nginx.pid;\nerror_log " << d << "/nginx-error.log;\n"
        << "events { worker_connections 256; }\nhttp {\n  access_log off;\n"
        << "  client_body_temp_path " << d << "/body;\n  proxy_temp_path " << d << "/proxy;\n"
        << "  fastcgi_temp_path " << d << "/fcgi;\n  uwsgi_temp_path " << d << "/uwsgi;\n  scgi_temp_path " << d

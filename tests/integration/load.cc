@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <ctime>
+#include <iostream>
 #include <regex>
 #include <sstream>
 
@@ -41,10 +44,75 @@ done = function(summary, latency, requests)
 end
 )lua";
 
+// "2026-12-07T19:25:35.840Z", as the proxy stamps its log lines.
+std::string utc(std::chrono::system_clock::time_point t) {
+  const auto ms = std::chrono::duration_cast<Millis>(t.time_since_epoch()).count();
+  const std::time_t s = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[40];
+  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char frac[8];
+  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(ms % 1000));
+  return std::string(buf, n) + frac;
+}
+
 }  // namespace
 
-Process start_wrk(const TempDir& dir, const std::string& name, uint16_t port, int connections,
-                  const std::vector<std::string>& prefixes) {
+WallClockWatch::WallClockWatch() : thread_([this] { run(); }) {}
+
+WallClockWatch::~WallClockWatch() { stop(); }
+
+void WallClockWatch::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void WallClockWatch::run() {
+  using std::chrono::steady_clock;
+  using std::chrono::system_clock;
+  auto wall = system_clock::now();
+  auto steady = steady_clock::now();
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    cv_.wait_for(lock, kTick, [&] { return stop_; });
+    const auto w = system_clock::now();
+    const auto s = steady_clock::now();
+    const auto gap = std::chrono::duration_cast<Millis>(w - wall);
+    if (gap >= kMinJump) jumps_.push_back({gap, std::chrono::duration_cast<Millis>(s - steady), utc(w)});
+    wall = w;
+    steady = s;
+  }
+}
+
+std::vector<WallClockWatch::Jump> WallClockWatch::jumps() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return jumps_;
+}
+
+std::string WallClockWatch::describe() const {
+  std::string out;
+  for (const Jump& j : jumps()) {
+    if (!out.empty()) out += "; ";
+    out += "wall clock jumped " + std::to_string(j.wall.count()) + " ms (monotonic " +
+           std::to_string(j.steady.count()) + " ms) at " + j.at;
+  }
+  return out;
+}
+
+long excused_timeouts(long timeouts, const std::vector<WallClockWatch::Jump>& jumps, int connections) {
+  const long long_jumps = std::count_if(jumps.begin(), jumps.end(), [](const WallClockWatch::Jump& j) {
+    return j.wall >= kWrkTimeout - Millis(1000);
+  });
+  return std::clamp(long_jumps * connections, 0L, std::max(timeouts, 0L));
+}
+
+Wrk start_wrk(const TempDir& dir, const std::string& name, uint16_t port, int connections,
+              const std::vector<std::string>& prefixes) {
   std::string table = "prefixes = {";
   for (const std::string& p : prefixes) {
     EXPECT_EQ(p.find_first_of("\"\\"), std::string::npos) << "not a plain path: " << p;
@@ -54,15 +122,29 @@ Process start_wrk(const TempDir& dir, const std::string& name, uint16_t port, in
   // One file per wrk: a second wrk writing the same file could truncate it while the
   // first one still reads it.
   const std::string script = dir.write_file(name + ".lua", table + kCountScript);
-  return Process(kWrk,
-                 {"-t1", "-c" + std::to_string(connections), "-d60s", "--timeout", "5s", "-s", script,
-                  "http://127.0.0.1:" + std::to_string(port) + "/"},
-                 dir.path(), name);
+  // Watching before wrk's first request.
+  auto clock = std::make_unique<WallClockWatch>();
+  Process process(kWrk,
+                  {"-t1", "-c" + std::to_string(connections), "-d60s", "--timeout",
+                   std::to_string(kWrkTimeout.count() / 1000) + "s", "-s", script,
+                   "http://127.0.0.1:" + std::to_string(port) + "/"},
+                  dir.path(), name);
+  return Wrk{std::move(process), connections, std::move(clock)};
 }
 
 std::string WrkResult::errors() const {
   return std::to_string(connect) + " " + std::to_string(read) + " " + std::to_string(write) + " " +
-         std::to_string(status) + " " + std::to_string(timeout);
+         std::to_string(status) + " " + std::to_string(stalled());
+}
+
+std::string WrkResult::describe() const {
+  std::string out = text;
+  if (!clock.empty()) {
+    out += "\n" + clock + "; wrk timeouts " + std::to_string(timeout) + ", of which " + std::to_string(excused) +
+           " are the jumps' (at most one per connection for each jump of at least " +
+           std::to_string((kWrkTimeout - Millis(1000)).count()) + " ms)";
+  }
+  return out;
 }
 
 std::map<std::string, long> WrkResult::by_backend() const {
@@ -75,20 +157,26 @@ std::map<std::string, long> WrkResult::by_backend() const {
   return out;
 }
 
-WrkResult stop_wrk(Process& wrk) {
+WrkResult stop_wrk(Wrk& wrk) {
   WrkResult out;
-  EXPECT_TRUE(wrk.send_signal(SIGINT)) << wrk.describe();
-  const auto status = wrk.wait(Millis(15000));
+  EXPECT_TRUE(wrk.process.send_signal(SIGINT)) << wrk.process.describe();
+  const auto status = wrk.process.wait(Millis(15000));
   EXPECT_TRUE(status.has_value()) << "wrk did not stop on SIGINT";
   if (status) {
-    EXPECT_EQ(status->code, 0) << wrk.describe();
+    EXPECT_EQ(status->code, 0) << wrk.process.describe();
   }
-  out.text = wrk.stdout_text();
+  std::vector<WallClockWatch::Jump> jumps;
+  if (wrk.clock) {
+    wrk.clock->stop();
+    jumps = wrk.clock->jumps();
+    out.clock = wrk.clock->describe();
+  }
+  out.text = wrk.process.stdout_text();
   std::smatch m;
   if (!std::regex_search(out.text, m,
                          std::regex(R"(RESULT requests=(\d+) connect=(\d+) read=(\d+) write=(\d+) )"
                                     R"(status=(\d+) timeout=(\d+) statuses=(\S*) backends=(\S*))"))) {
-    ADD_FAILURE() << "no RESULT line from wrk:\n" << out.text << "\n" << wrk.stderr_text();
+    ADD_FAILURE() << "no RESULT line from wrk:\n" << out.text << "\n" << wrk.process.stderr_text();
     return out;
   }
   out.parsed = true;
@@ -100,6 +188,13 @@ WrkResult stop_wrk(Process& wrk) {
   out.timeout = std::stol(m[6]);
   out.statuses = m[7];
   out.backends = m[8];
+  out.excused = excused_timeouts(out.timeout, jumps, wrk.connections);
+  if (out.excused > 0) {
+    std::cerr << "[harness] " << out.excused << " of wrk's " << out.timeout
+              << " timeouts are requests in flight across a jump of the wall clock, by which wrk times them "
+                 "(the machine paused or the clock was stepped; not the proxy): "
+              << out.clock << "\n";
+  }
   return out;
 }
 

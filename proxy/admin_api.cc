@@ -407,6 +407,7 @@ class Api {
              {"resolved_seconds_ago", ago(st.resolved_ms)},
              {"next_in_seconds", static_cast<double>(st.next_ms > now ? st.next_ms - now : 0) / 1000.0},
              {"holding", st.holding},
+             {"shared", st.shared.empty() ? json(nullptr) : json(st.shared)},
              {"last_error", st.last_error.empty() ? json(nullptr) : json(st.last_error)},
              {"results", results}};
       if (st.is_source) {

@@ -115,4 +115,22 @@ DiscoveryState::Outcome DiscoveryState::on_answer(const DnsAnswer& answer, const
   return Outcome::kExpired;
 }
 
+bool SharedLease::observe(const std::vector<Lease>& leases, uint32_t hold_ms, uint64_t now_ms) {
+  for (const Lease& l : leases) {
+    auto [it, inserted] = versions_.try_emplace(l.key, l.version);
+    if (!inserted && it->second == l.version) continue;  // unchanged: no news of a good answer
+    it->second = l.version;
+    renewed(l.ttl_ms, hold_ms, now_ms);
+  }
+  const bool now_counts = counts(now_ms);
+  const bool flipped = now_counts != counted_;
+  counted_ = now_counts;
+  return flipped;
+}
+
+void SharedLease::renewed(uint64_t ttl_ms, uint32_t hold_ms, uint64_t now_ms) {
+  valid_until_ms_ = std::max(valid_until_ms_, now_ms + ttl_ms + hold_ms);
+  seen_ = true;
+}
+
 }  // namespace ringproxy

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,44 @@ class DiscoveryState {
   bool have_good_ = false;
   bool holding_ = false;
   std::string last_error_;
+};
+
+// With gossip (issue 14): whether the set the instances share for a source still counts.
+// Each instance that gets a good answer for the source refreshes its own lease entry
+// ("found-ok/H(SOURCE)/H(INSTANCE)" -> "SEQ TTL_MS": a new SEQ per good answer, TTL_MS
+// the clamped TTL until it asks again). Every instance watches the leases on its own
+// clock: a lease seen to change (a new version of its entry, or a lease not seen
+// before) makes the shared set count until now + TTL_MS + hold_ms, the moment its
+// writer, failing from its next query on, would have dropped the set itself. So no
+// clock is compared with another's; a lease of an instance that left stops changing
+// and ages out by the same rule; and when no instance resolves the source for longer
+// than hold_ms, the shared set no longer counts and the source falls back to this
+// instance's own DiscoveryState (empty after its own hold). A good answer anywhere
+// brings it back. Before any lease is seen (instances from before leases) the shared
+// set counts as it always did. Pure, tested in virtual time.
+class SharedLease {
+ public:
+  struct Lease {
+    std::string key;       // whose lease (one per instance)
+    uint64_t version = 0;  // its entry's version: changes with each refresh
+    uint64_t ttl_ms = 0;   // from its value
+  };
+  // The leases as they stand at `now_ms`. Returns true when whether the shared set
+  // counts changed (for the caller's log line).
+  bool observe(const std::vector<Lease>& leases, uint32_t hold_ms, uint64_t now_ms);
+  // This instance's own good answer at `now_ms`, asked again in `ttl_ms`.
+  void renewed(uint64_t ttl_ms, uint32_t hold_ms, uint64_t now_ms);
+  // Whether the shared set counts at `now_ms`.
+  bool counts(uint64_t now_ms) const { return !seen_ || now_ms <= valid_until_ms_; }
+  bool seen() const { return seen_; }
+  // When it stops counting (for a timer); 0 before any lease.
+  uint64_t valid_until_ms() const { return seen_ ? valid_until_ms_ : 0; }
+
+ private:
+  std::map<std::string, uint64_t> versions_;  // key -> version last seen
+  uint64_t valid_until_ms_ = 0;
+  bool seen_ = false;
+  bool counted_ = true;  // counts() when last observed
 };
 
 }  // namespace ringproxy

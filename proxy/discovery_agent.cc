@@ -270,10 +270,15 @@ void DiscoveryAgent::on_answer(const std::string& key, uint64_t serial, DnsAnswe
   const bool is_source = e->is_source;
   const std::string source = is_source ? e->source.name : std::string();
   const bool good = outcome == DiscoveryState::Outcome::kChanged;
+  const bool same = outcome == DiscoveryState::Outcome::kSame;
+  const uint64_t ttl_ms = e->state.next_query_ms() > now ? e->state.next_query_ms() - now : 0;
   e = nullptr;  // may be gone after on_change_
   if (changed) {
     if (!is_source) refresh_resolved();
-    if (on_change_) on_change_({source, first, good});
+    if (on_change_) on_change_({source, first, good, false, ttl_ms});
+  } else if (same && is_source && on_change_) {
+    // Nothing to rebuild, but a good answer: with gossip, this instance's lease.
+    on_change_({source, false, true, true, ttl_ms});
   }
   arm();
 }

@@ -45,6 +45,8 @@ class DiscoveryAgent {
     std::string source;  // the source whose set changed; "" for a name's addresses
     bool first = false;  // the source's first good answer since start
     bool good = false;   // a good answer; false: a failure past hold_ms emptied it
+    bool same = false;   // a good answer with the set unchanged (for the gossip lease)
+    uint64_t ttl_ms = 0;  // after a good answer: until the source is asked again
   };
   using OnChange = std::function<void(const Change&)>;
 
@@ -73,6 +75,10 @@ class DiscoveryAgent {
 
   // For GET /discovery and the metrics. Times are uv_now milliseconds (0: never).
   struct Status {
+    // With gossip, for a source: "" (this instance's own set), "shared" (the set the
+    // instances share, some of whose leases is current), or "dropped" (no instance has
+    // resolved it for dns.hold_ms: the shared set no longer counts). Set by the server.
+    std::string shared;
     std::string name;  // the source's DNS name, or a node's host
     bool is_source = false;
     DiscoverConfig::Type type = DiscoverConfig::Type::kA;

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <random>
 
@@ -59,6 +60,11 @@ std::string hash_hex(std::string_view s) {
 }
 
 std::string found_prefix(const std::string& source) { return std::string(kFoundPrefix) + hash_hex(source) + "/"; }
+
+// "found-ok/H(SOURCE)/H(INSTANCE)" -> "SEQ TTL_MS": an instance's lease on a source,
+// refreshed at each of its good answers (proxy/discovery.h, SharedLease).
+constexpr std::string_view kLeasePrefix = "found-ok/";
+std::string lease_prefix(const std::string& source) { return std::string(kLeasePrefix) + hash_hex(source) + "/"; }
 
 std::string found_key(const std::string& source, const std::string& node) {
   return found_prefix(source) + (node.empty() ? std::string() : hash_hex(node));
@@ -263,7 +269,9 @@ void GossipAgent::handle(gossip::Output out) {
     if (key.starts_with(kBackendPrefix) || key.starts_with(kPoolPrefix) || key.starts_with(kDrainPrefix)) {
       backends_changed = true;
     }
-    if (key.starts_with(kHealthPrefix) || key.starts_with(kFoundPrefix)) shared_changed = true;
+    if (key.starts_with(kHealthPrefix) || key.starts_with(kFoundPrefix) || key.starts_with(kLeasePrefix)) {
+      shared_changed = true;
+    }
   }
   shared_changed |= backends_changed;
   if (!swim_->has_left() && timer_open_) {
@@ -419,6 +427,30 @@ void GossipAgent::share_found(const DiscoverConfig& source, const std::vector<Fo
     const std::string key = found_key(source.name, "");
     if (fits(key) && !swim_->store().find(key)) handle(swim_->erase(key, now()));
   }
+}
+
+void GossipAgent::renew_lease(const DiscoverConfig& source, uint64_t ttl_ms) {
+  const std::string key = lease_prefix(source.name) + hash_hex(name());
+  if (!fits(key)) return;
+  handle(swim_->put(key, std::to_string(++lease_seq_) + " " + std::to_string(ttl_ms), now()));
+}
+
+std::vector<SharedLease::Lease> GossipAgent::leases(const DiscoverConfig& source) const {
+  std::vector<SharedLease::Lease> out;
+  const std::string prefix = lease_prefix(source.name);
+  const auto& entries = swim_->store().entries();
+  for (auto it = entries.lower_bound(prefix); it != entries.end() && it->first.starts_with(prefix); ++it) {
+    if (it->second.tombstone) continue;
+    SharedLease::Lease l;
+    l.key = it->first;
+    l.version = it->second.version;
+    const std::string& v = it->second.value;
+    const size_t space = v.find(' ');
+    if (space == std::string::npos) continue;
+    l.ttl_ms = std::strtoull(v.c_str() + space + 1, nullptr, 10);
+    out.push_back(std::move(l));
+  }
+  return out;
 }
 
 void GossipAgent::report_health(const std::string& backend, bool down) {

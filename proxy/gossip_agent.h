@@ -10,6 +10,10 @@
 //   "found/H(SOURCE)/H(NODE)" -> "ADDRESS WEIGHT PRIORITY"  (a node a [[discover]]
 //                                        source found, named by its ADDRESS; H: XXH3 in
 //                                        hex; a tombstone when its record went away)
+//   "found-ok/H(SOURCE)/H(INSTANCE)" -> "SEQ TTL_MS"  (INSTANCE's lease on the source:
+//                                        rewritten at each of its good answers; the
+//                                        shared set counts while some lease changes,
+//                                        proxy/discovery.h SharedLease)
 // Every instance builds its ring from these entries, so all route each key alike once
 // the entries have spread (GET /ring shows one fingerprint everywhere).
 //
@@ -45,6 +49,7 @@
 #include "gossip/swim.h"
 #include "gossip/udp_transport.h"
 #include "proxy/backends.h"
+#include "proxy/discovery.h"
 
 namespace ringproxy {
 
@@ -90,6 +95,12 @@ class GossipAgent {
   // Makes the shared set of `source` exactly `nodes` (what this instance's resolver
   // found): new and changed nodes written, those gone erased.
   void share_found(const DiscoverConfig& source, const std::vector<FoundNode>& nodes);
+  // This instance's lease on `source` (proxy/discovery.h, SharedLease): written at each
+  // of its good answers for it, `ttl_ms` until it asks again. One key per instance and
+  // source: "found-ok/H(SOURCE)/H(INSTANCE)" -> "SEQ TTL_MS".
+  void renew_lease(const DiscoverConfig& source, uint64_t ttl_ms);
+  // Every instance's lease on `source`, as the store holds them.
+  std::vector<SharedLease::Lease> leases(const DiscoverConfig& source) const;
   // This instance's view of a backend, by Pool::qualified name (written only when it
   // changes).
   void report_health(const std::string& backend, bool down);
@@ -131,6 +142,7 @@ class GossipAgent {
   bool seeded_ = false;
   int64_t seed_deadline_ms_ = 0;
   uint64_t decode_errors_ = 0;
+  uint64_t lease_seq_ = 0;
   std::function<void()> left_;
 };
 

@@ -529,6 +529,7 @@ int Server::fail_start(const std::string& message) {
   gossip_.reset();
   discovery_.reset();
   if (health_timer_.loop) uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
+  if (lease_timer_.loop) uv_close(reinterpret_cast<uv_handle_t*>(&lease_timer_), nullptr);
   if (ticket_timer_.loop) uv_close(reinterpret_cast<uv_handle_t*>(&ticket_timer_), nullptr);
   poller_.close();  // once the probes and admin connections closed above are retired
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -562,6 +563,7 @@ void Server::begin_drain() {
   }
   if (discovery_) discovery_->close();
   uv_close(reinterpret_cast<uv_handle_t*>(&health_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&lease_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&ticket_timer_), nullptr);
   // A graceful leave: the others learn at once that this instance is going, not after
   // a suspicion timeout. Its handles close after a short grace, on this loop.
@@ -661,6 +663,8 @@ int Server::run() {
   health_timer_.data = this;
   uv_timer_init(&loop_, &ticket_timer_);
   ticket_timer_.data = this;
+  uv_timer_init(&loop_, &lease_timer_);
+  lease_timer_.data = this;
   uv_timer_start(&ticket_timer_, on_ticket_timer, kTicketRotateMs, kTicketRotateMs);
   uv_unref(reinterpret_cast<uv_handle_t*>(&ticket_timer_));  // never what keeps the loop going
   checking_ = true;  // each pool's checker starts with its first round

@@ -121,6 +121,15 @@ class Server {
   std::set<std::string> first_answers_;
   // Rebuilds and publishes when what discovery found differs from the routing's.
   void refresh_found();
+  // With gossip (issue 14): per source, whether the shared set still counts (some
+  // instance's lease changed within its TTL + dns.hold_ms); observe_leases() reads the
+  // leases and says when a source's shared set is dropped or taken back; lease_timer_
+  // wakes refresh_found() when the next one would stop counting.
+  std::map<std::string, SharedLease> leases_;
+  void observe_leases();
+  bool shared_counts(const std::string& source) const;
+  static void on_lease_timer(uv_timer_t* t);
+  uv_timer_t lease_timer_{};
 
   std::string config_path_;
   std::shared_ptr<const Config> config_;

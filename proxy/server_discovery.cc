@@ -56,8 +56,10 @@ std::vector<FoundNode> Server::current_found() const {
   for (const DiscoverConfig& source : all_sources(*config_)) {
     std::vector<FoundNode> some;
     // With gossip, what the instances share (each writes what its resolver found, see
-    // on_discovered); a source nobody has shared yet: this instance's own.
-    if (auto shared = gossip_ ? gossip_->found(source) : std::nullopt) {
+    // on_discovered) while some instance's lease on it is current; a source nobody has
+    // shared yet, or one no instance has resolved for dns.hold_ms: this instance's own
+    // (empty after its own hold).
+    if (auto shared = gossip_ && shared_counts(source.name) ? gossip_->found(source) : std::nullopt) {
       some = std::move(*shared);
     } else {
       some = discovery_->found(source.name);
@@ -116,8 +118,19 @@ void Server::on_discovered(const DiscoveryAgent::Change& change) {
   const std::string& source = change.source;
   // Only good answers are shared: a resolver failing here past hold_ms empties the
   // source for this instance alone, never for the cluster (whose other resolvers may
-  // answer well; with gossip this instance then follows what they share).
+  // answer well; with gossip this instance then follows what they share). Each good
+  // answer, the same set or not, renews this instance's lease: once no instance's
+  // lease changes for TTL + hold_ms, the shared set no longer counts (observe_leases).
   if (!source.empty() && gossip_ && change.good) {
+    // Its lease: the shared set counts while some instance still resolves the source.
+    if (const DiscoverConfig* s = source_config(source)) {
+      applying_ = true;  // refresh_found() below takes it in
+      gossip_->renew_lease(*s, change.ttl_ms);
+      applying_ = false;
+      leases_[source].renewed(change.ttl_ms, config_->dns.hold_ms, uv_now(&loop_));
+    }
+  }
+  if (!source.empty() && gossip_ && change.good && !change.same) {
     const bool first = change.first;
     // What this resolver found now goes to every instance, so that all route alike even
     // when their resolvers see the change at different moments. Its first answer after
@@ -161,8 +174,43 @@ void Server::share_first_answers() {
   }
 }
 
+bool Server::shared_counts(const std::string& source) const {
+  const auto it = leases_.find(source);
+  return it == leases_.end() || it->second.counts(uv_now(&loop_));
+}
+
+void Server::observe_leases() {
+  if (!gossip_) return;
+  const uint64_t now = uv_now(&loop_);
+  const uint32_t hold = config_->dns.hold_ms;
+  uint64_t wake = UINT64_MAX;
+  std::map<std::string, SharedLease> kept;
+  for (const DiscoverConfig& source : all_sources(*config_)) {
+    SharedLease& lease = kept[source.name] = std::move(leases_[source.name]);
+    if (lease.observe(gossip_->leases(source), hold, now)) {
+      if (lease.counts(now)) {
+        RP_LOG(LogLevel::kInfo, "discover " + source.name + ": an instance resolved it again: its shared set is taken back");
+      } else {
+        RP_LOG(LogLevel::kError, "discover " + source.name + ": no instance has resolved it for dns.hold_ms (" +
+                                     std::to_string(hold) + " ms): its shared set is dropped");
+      }
+    }
+    if (lease.seen() && lease.counts(now)) wake = std::min(wake, lease.valid_until_ms() + 1);
+  }
+  leases_ = std::move(kept);  // sources a reload removed are forgotten
+  if (lease_timer_.loop == nullptr) return;
+  if (wake == UINT64_MAX) {
+    uv_timer_stop(&lease_timer_);
+  } else {
+    uv_timer_start(&lease_timer_, on_lease_timer, wake > now ? wake - now : 0, 0);
+  }
+}
+
+void Server::on_lease_timer(uv_timer_t* t) { static_cast<Server*>(t->data)->refresh_found(); }
+
 void Server::refresh_found() {
   if (!discovery_ || draining_) return;
+  observe_leases();
   std::vector<FoundNode> found = current_found();
   follow_names(found);
   const auto current = routing();
@@ -213,7 +261,21 @@ void Server::refresh_found() {
 }
 
 std::vector<DiscoveryAgent::Status> Server::discovery_status() const {
-  return discovery_ ? discovery_->status() : std::vector<DiscoveryAgent::Status>{};
+  if (!discovery_) return {};
+  std::vector<DiscoveryAgent::Status> out = discovery_->status();
+  if (!gossip_) return out;
+  for (DiscoveryAgent::Status& st : out) {
+    if (!st.is_source) continue;
+    const DiscoverConfig* s = source_config(st.name);
+    if (!s || !gossip_->found(*s)) continue;  // nobody shared it: this instance's own set
+    if (shared_counts(st.name)) {
+      st.shared = "shared";
+    } else {
+      st.shared = "dropped";  // no instance resolves it: nothing is held
+      st.holding = false;
+    }
+  }
+  return out;
 }
 
 }  // namespace ringproxy

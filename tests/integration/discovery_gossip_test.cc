@@ -11,7 +11,9 @@
 // Also: a [[backend]] by name beside the source stays in every instance's ring; one
 // instance's resolver failing past dns.hold_ms drops nothing anywhere, with a type "a"
 // source and with an SRV source (whose targets keep their last addresses while the
-// shared set lists them); a reload adds a source (shared by the first instance to
+// shared set lists them); every resolver failing past dns.hold_ms drops it everywhere
+// (no instance's lease on the source changes any more), and one answering again brings
+// it back to all; a reload adds a source (shared by the first instance to
 // reload) and removes one (at once, at that instance only).
 //
 // Every wait is a bounded poll of the instances' admin API or logs.
@@ -565,6 +567,69 @@ TEST_F(DiscoveryGossip, OneResolverFailingPastTheHoldDropsNothingAddressSource) 
   for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start(in));
   const std::string p = ":" + std::to_string(port);
   resolver_fails_past_the_hold({"127.0.0.2" + p, "127.0.0.3" + p}, {"pool-127.0.0.2", "pool-127.0.0.3"}, {});
+}
+
+// Issue 14 with gossip: EVERY resolver failing (NXDOMAIN: the records gone) for longer
+// than dns.hold_ms drops the set everywhere, as it does without gossip: the shared set
+// counts only while some instance's lease on the source changes (a good answer), and
+// none does. Each instance says so once, /discovery says "dropped" (and not holding),
+// and requests get the proxy's own 503. One resolver answering again brings the set
+// back to every instance, with one ring fingerprint.
+TEST_F(DiscoveryGossip, EveryResolverFailingPastTheHoldDropsTheSetEverywhere) {
+  hold_ms_ = 1500;
+  const std::vector<int> set = {0, 1, 2};
+  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start_dns(in, set));
+  for (Instance& in : instances_) ASSERT_NO_FATAL_FAILURE(start(in));
+  converge(names(set), "start");
+  ASSERT_FALSE(HasFailure());
+  const std::string agreed = fingerprint(instances_[0]);
+
+  std::vector<size_t> from;
+  for (Instance& in : instances_) {
+    from.push_back(in.process->output_size(Output::err));
+    ASSERT_NO_FATAL_FAILURE(start_dns(in, {}));  // the SRV records gone: NXDOMAIN / no record
+  }
+  for (size_t i = 0; i < instances_.size(); ++i) {
+    Instance& in = instances_[i];
+    ASSERT_TRUE(in.process->wait_for_output(Output::err, "its shared set is dropped", Millis(10000), from[i]))
+        << in.process->describe();
+  }
+  // Every instance: no discovered node left, /discovery says so, requests get a 503.
+  json source;
+  for (Instance& in : instances_) {
+    ASSERT_TRUE(eventually(
+        [&] {
+          Response r = http_get(in.admin, "/discovery");
+          if (r.status != 200) return false;
+          const json body = json::parse(r.body);
+          for (const json& s : body["sources"]) {
+            if (s["name"] == kSource) source = s;
+          }
+          return source.is_object() && source.value("shared", json()) == "dropped" && source["holding"] == false &&
+                 source["nodes"].empty() && agree_on({});
+        },
+        Millis(8000)))
+        << in.name << ": " << source.dump() << "\n" << http_get(in.admin, "/discovery").body << logs();
+    Response r = http_get(in.port, "/after-the-hold");
+    EXPECT_EQ(r.status, 503) << in.name << ": " << r.describe();
+    EXPECT_NE(r.body.find("no backend available"), std::string::npos) << r.describe();
+  }
+  // Dropped, it stays dropped (nothing keeps the old set alive).
+  std::string why;
+  const auto until = Clock::now() + Millis(1000);
+  while (Clock::now() < until) ASSERT_TRUE(agree_on({}, &why)) << why;
+
+  // One resolver answers again: all take the set back, alike.
+  const size_t back_from = instances_[2].process->output_size(Output::err);
+  ASSERT_NO_FATAL_FAILURE(start_dns(instances_[2], set));
+  ASSERT_TRUE(instances_[2].process->wait_for_output(Output::err, "(was 0 nodes)", Millis(5000), back_from))
+      << instances_[2].process->describe();
+  converge(names(set), "p2's resolver back");
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(fingerprint(instances_[0]), agreed);
+  route_alike("p2's resolver back");
+  // And it stays: p2's lease keeps it for the others whose resolvers still fail.
+  ASSERT_NO_FATAL_FAILURE(stays_agreed(names(set), Millis(3000), "p2 alone resolving"));
 }
 
 // A reload that adds a second [[discover]] source at one instance: that instance shares

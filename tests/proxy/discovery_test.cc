@@ -208,5 +208,63 @@ TEST(Discovery, TheBestPriorityWithAUsableNodeServes) {
   EXPECT_EQ(serving_set(nodes, none).size(), 3u);
 }
 
+// Issue 14 with gossip: the shared set counted forever once every resolver failed (only
+// good answers were shared). Leases: the shared set counts while some instance's lease
+// changed within its TTL + hold_ms, on this instance's clock.
+TEST(SharedLease, BeforeAnyLeaseTheSharedSetCounts) {
+  SharedLease l;
+  EXPECT_TRUE(l.counts(0));
+  EXPECT_FALSE(l.observe({}, 1000, 5000));
+  EXPECT_TRUE(l.counts(999999));
+  EXPECT_FALSE(l.seen());
+}
+
+TEST(SharedLease, NoLeaseChangeForTtlPlusHoldDropsTheSharedSet) {
+  SharedLease l;
+  const uint32_t hold = 1000;
+  EXPECT_FALSE(l.observe({{"a", 1, 200}, {"b", 4, 200}}, hold, 10000));  // first sight counts
+  EXPECT_TRUE(l.counts(11200));
+  EXPECT_EQ(l.valid_until_ms(), 11200u);
+  // The same versions later are no news: the time does not move.
+  EXPECT_FALSE(l.observe({{"a", 1, 200}, {"b", 4, 200}}, hold, 11000));
+  EXPECT_EQ(l.valid_until_ms(), 11200u);
+  EXPECT_TRUE(l.observe({{"a", 1, 200}, {"b", 4, 200}}, hold, 11201));  // flipped: dropped
+  EXPECT_FALSE(l.counts(11201));
+  EXPECT_FALSE(l.observe({{"a", 1, 200}, {"b", 4, 200}}, hold, 60000));  // said once
+  EXPECT_FALSE(l.counts(60000));
+  // A good answer anywhere (a lease's new version) brings it back.
+  EXPECT_TRUE(l.observe({{"a", 1, 200}, {"b", 5, 200}}, hold, 60001));
+  EXPECT_TRUE(l.counts(61201));
+  EXPECT_FALSE(l.counts(61202));
+}
+
+TEST(SharedLease, OneInstanceStillResolvingKeepsItForAll) {
+  SharedLease l;
+  const uint32_t hold = 1000;
+  l.observe({{"a", 1, 200}, {"b", 1, 200}}, hold, 0);
+  // "a" stops (its resolver fails, or it left); "b" renews at every TTL.
+  for (uint64_t t = 200, v = 2; t <= 100000; t += 200, ++v) {
+    EXPECT_FALSE(l.observe({{"a", 1, 200}, {"b", v, 200}}, hold, t)) << t;
+    EXPECT_TRUE(l.counts(t)) << t;
+  }
+}
+
+TEST(SharedLease, ALongTtlKeepsTheSharedSetUntilItsWriterWouldHaveDroppedIt) {
+  SharedLease l;
+  l.observe({{"a", 7, 300000}}, 30000, 1000);
+  EXPECT_TRUE(l.counts(1000 + 300000 + 30000));
+  EXPECT_FALSE(l.counts(1000 + 300000 + 30001));
+}
+
+TEST(SharedLease, ThisInstancesOwnGoodAnswerRenewsIt) {
+  SharedLease l;
+  l.observe({{"a", 1, 200}}, 1000, 0);
+  EXPECT_TRUE(l.observe({{"a", 1, 200}}, 1000, 5000));
+  l.renewed(200, 1000, 5000);
+  EXPECT_TRUE(l.counts(6200));
+  EXPECT_TRUE(l.observe({{"a", 1, 200}}, 1000, 5100));
+  EXPECT_FALSE(l.counts(6201));
+}
+
 }  // namespace
 }  // namespace ringproxy

@@ -19,7 +19,11 @@ namespace ringproxy::block_cache {
 #if defined(RINGPROXY_BLOCK_CACHE_OFF)
 
 void* allocate(size_t size) { return std::malloc(size); }
-void* allocate_zeroed(size_t count, size_t size) { return std::calloc(count, size); }
+void* allocate_zeroed(size_t count, size_t size) {
+  // Null on overflow, as the cache does (ASan's calloc would report it and abort).
+  if (size != 0 && count > SIZE_MAX / size) return nullptr;
+  return std::calloc(count, size);
+}
 void release(void* p) { std::free(p); }
 void* reallocate(void* p, size_t size) { return std::realloc(p, size); }
 Stats cached() { return {}; }

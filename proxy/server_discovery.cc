@@ -129,20 +129,21 @@ void Server::on_discovered(const DiscoveryAgent::Change& change) {
       applying_ = false;
       leases_[source].renewed(change.ttl_ms, config_->dns.hold_ms, uv_now(&loop_));
     }
-  }
-  if (!source.empty() && gossip_ && change.good && !change.same) {
-    const bool first = change.first;
-    // What this resolver found now goes to every instance, so that all route alike even
-    // when their resolvers see the change at different moments. Its first answer after
-    // a start does not overwrite a set the cluster already shares: a restarted
-    // instance's resolver may lag the one that wrote it (it adopts it instead). Nor is
-    // it written before this instance has the cluster's state (share_first_answers).
-    if (first) {
-      first_answers_.insert(source);
-      share_first_answers();
-    } else {
-      share(source);
+    if (!change.same) {
+      // What this resolver found now goes to every instance, so that all route alike
+      // even when their resolvers see the change at different moments. Its first answer
+      // after a start does not overwrite a set the cluster already shares: a restarted
+      // instance's resolver may lag the one that wrote it (it adopts it instead). Nor
+      // is it written before this instance has the cluster's state (share_first_answers).
+      if (change.first) {
+        first_answers_.insert(source);
+        share_first_answers();
+      } else {
+        share(source);
+      }
     }
+  } else if (change.same) {
+    return;  // the same set, and no lease to renew: nothing to rebuild
   }
   refresh_found();
 }

@@ -8,14 +8,12 @@ namespace ringproxy {
 
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-
 // `name` equals `framing` (lower case, with '-') when each '_' of `name` is read as
 // '-', and `name` has a '_'.
 bool underscore_alias(std::string_view name, std::string_view framing) {
   if (name.size() != framing.size() || name.find('_') == std::string_view::npos) return false;
   for (size_t i = 0; i < name.size(); ++i) {
-    const char c = name[i] == '_' ? '-' : lower(name[i]);
+    const char c = name[i] == '_' ? '-' : ascii_lower(name[i]);
     if (c != framing[i]) return false;
   }
   return true;

@@ -41,6 +41,14 @@ struct RequestHead {
   std::optional<uint64_t> content_length;  // HTTP/2 only (HTTP/1's is framed as received)
 };
 
+// ASCII lower case, for header names (HTTP/2 sends them lowered, RFC 9113 8.2.1).
+inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+// `name` lowered into `out` (name.size() bytes); returns the copy's view.
+inline std::string_view lower_into(char* out, std::string_view name) {
+  for (size_t i = 0; i < name.size(); ++i) out[i] = ascii_lower(name[i]);
+  return {out, name.size()};
+}
+
 // The loop of iequals, for views of the same size.
 bool iequals_same_size(std::string_view a, std::string_view b);
 // ASCII case-insensitive equality, for header names and tokens. Inline: most calls

@@ -91,11 +91,7 @@ bool request_fields_from_http1(std::string_view head, std::string_view scheme, s
       default: break;
     }
     if (drop) continue;
-    for (size_t i = 0; i < name.size(); ++i) {
-      const char c = name[i];
-      lower[i] = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-    }
-    add(std::string_view(lower, name.size()), value);
+    add(lower_into(lower, name), value);
     lower += name.size();
   }
   return nv[authority_at].valuelen > 0;

@@ -729,11 +729,7 @@ int Stream::submit(int status, std::span<const HeaderView> fields, bool end_stre
     if (is_hop_by_hop(f.name, connection) || iequals(f.name, "transfer-encoding")) continue;
     // RFC 9110 8.6: no Content-Length in a 1xx or 204 (a 304's describes the GET's body).
     if ((status < 200 || status == 204) && iequals(f.name, "content-length")) continue;
-    for (size_t i = 0; i < f.name.size(); ++i) {
-      const char c = f.name[i];
-      lower[i] = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-    }
-    nv_.push_back(make_nv(std::string_view(lower, f.name.size()), f.value));
+    nv_.push_back(make_nv(lower_into(lower, f.name), f.value));
     lower += f.name.size();
   }
   if (interim) return nghttp2_submit_headers(ss.ng_, NGHTTP2_FLAG_NONE, id_, nullptr, nv_.data(), nv_.size(), nullptr);
@@ -825,7 +821,7 @@ int Stream::send_trailers(std::span<const HeaderView> fields) {
     }
     trailer_at_.push_back(static_cast<uint32_t>(trailer_bytes_.size()));
     trailer_at_.push_back(static_cast<uint32_t>(f.name.size()));
-    for (char c : f.name) trailer_bytes_.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    for (char c : f.name) trailer_bytes_.push_back(ascii_lower(c));
     trailer_at_.push_back(static_cast<uint32_t>(trailer_bytes_.size()));
     trailer_at_.push_back(static_cast<uint32_t>(f.value.size()));
     trailer_bytes_.append(f.value);

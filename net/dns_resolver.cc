@@ -2,6 +2,10 @@
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <memory>
@@ -20,6 +24,8 @@ const char* to_string(DnsAnswer::Status status) {
       return "nxdomain";
     case DnsAnswer::Status::kServFail:
       return "servfail";
+    case DnsAnswer::Status::kRefused:
+      return "refused";
     case DnsAnswer::Status::kTimeout:
       return "timeout";
     case DnsAnswer::Status::kMalformed:
@@ -64,8 +70,10 @@ DnsAnswer::Status status_of(int ares_status) {
     case ARES_ENOTFOUND:
       return DnsAnswer::Status::kNotFound;
     case ARES_ESERVFAIL:
-    case ARES_EREFUSED:
       return DnsAnswer::Status::kServFail;
+    case ARES_EREFUSED:
+    case ARES_ENOTIMP:
+      return DnsAnswer::Status::kRefused;
     case ARES_ETIMEOUT:
       return DnsAnswer::Status::kTimeout;
     case ARES_EBADRESP:
@@ -73,6 +81,47 @@ DnsAnswer::Status status_of(int ares_status) {
       return DnsAnswer::Status::kMalformed;
     default:
       return DnsAnswer::Status::kError;
+  }
+}
+
+// c-ares's sockets, made and used as c-ares would (non-blocking, close-on-exec), with
+// the UDP reads seen on their way (DnsResolver::recv_from).
+ares_socket_t open_socket(int family, int type, int protocol, void* /*data*/) {
+  return ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+}
+int close_socket(ares_socket_t fd, void* /*data*/) { return ::close(fd); }
+int connect_socket(ares_socket_t fd, const sockaddr* to, ares_socklen_t len, void* /*data*/) {
+  return ::connect(fd, to, len);
+}
+ares_ssize_t send_vector(ares_socket_t fd, const iovec* vec, int count, void* /*data*/) {
+  return ::writev(fd, vec, count);
+}
+
+// "IP:PORT" or "[IPV6]:PORT" of a datagram's sender; "the resolver" when unknown.
+std::string sender_text(const sockaddr* from) {
+  char ip[INET6_ADDRSTRLEN];
+  if (from->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(from);
+    if (inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip) != nullptr) {
+      return std::string(ip) + ":" + std::to_string(ntohs(in->sin_port));
+    }
+  } else if (from->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(from);
+    if (inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip) != nullptr) {
+      return "[" + std::string(ip) + "]:" + std::to_string(ntohs(in6->sin6_port));
+    }
+  }
+  return "the resolver";
+}
+
+const char* rcode_name(int rcode) {
+  switch (rcode) {
+    case ns_r_servfail:
+      return "SERVFAIL";
+    case ns_r_refused:
+      return "REFUSED";
+    default:
+      return "NOTIMP";
   }
 }
 
@@ -126,7 +175,51 @@ struct DnsResolver::Request {
   DnsResolver* resolver;
   Type type;
   Callback done;
+  std::string key;  // question_key: its entry in failures_
 };
+
+std::string DnsResolver::question_key(std::string_view name, int rrtype) {
+  if (name.ends_with('.')) name.remove_suffix(1);
+  std::string key(name);
+  for (char& c : key) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  key += '/';
+  key += std::to_string(rrtype);
+  return key;
+}
+
+void DnsResolver::note_answer(const unsigned char* msg, size_t len, const sockaddr* from) {
+  if (len < 12 || failures_.empty() || (msg[2] & 0x80) == 0) return;  // not a response
+  const int rcode = msg[3] & 0x0F;
+  if (rcode != ns_r_servfail && rcode != ns_r_refused && rcode != ns_r_notimpl) return;
+  if (be16(msg + 4) == 0) return;  // no question to match
+  // The question's name: nothing precedes it, so it is never compressed.
+  std::string name;
+  size_t at = 12;
+  while (true) {
+    if (at >= len || name.size() > 255) return;
+    const unsigned char l = msg[at];
+    if (l == 0) break;
+    if ((l & 0xC0) != 0 || at + 1 + l > len) return;
+    if (!name.empty()) name += '.';
+    name.append(reinterpret_cast<const char*>(msg + at + 1), l);
+    at += 1 + l;
+  }
+  if (at + 1 + 4 > len) return;
+  auto it = failures_.find(question_key(name, be16(msg + at + 1)));
+  if (it == failures_.end()) return;  // no such question pending: not ours to note
+  it->second.rcode = rcode;
+  it->second.server = sender_text(from);
+}
+
+ares_ssize_t DnsResolver::recv_from(ares_socket_t fd, void* buf, size_t len, int flags, sockaddr* from,
+                                    ares_socklen_t* from_len, void* data) {
+  const ssize_t n = ::recvfrom(fd, buf, len, flags, from, from_len);
+  // c-ares passes `from` for UDP reads only; a TCP read may be part of a message.
+  if (n > 0 && from != nullptr) {
+    static_cast<DnsResolver*>(data)->note_answer(static_cast<const unsigned char*>(buf), static_cast<size_t>(n), from);
+  }
+  return n;
+}
 
 DnsResolver::~DnsResolver() {
   // close() must have run; a channel left would call back into a freed resolver.
@@ -160,6 +253,8 @@ std::string DnsResolver::init(const std::vector<std::string>& servers, uint32_t 
       return "dns.resolvers: " + std::string(ares_strerror(rc));
     }
   }
+  static const ares_socket_functions kSockets = {open_socket, close_socket, connect_socket, recv_from, send_vector};
+  ares_set_socket_functions(channel_, &kSockets, this);
   timer_ = new uv_timer_t{};  // freed by its close callback (close())
   uv_timer_init(loop_, timer_);
   timer_->data = this;
@@ -172,10 +267,11 @@ void DnsResolver::query(const std::string& name, Type type, Callback done) {
     // A caller that queries before a successful init() gets no callback, as after close().
     return;
   }
-  auto* r = new Request{this, type, std::move(done)};
+  const int rrtype = type == Type::kSrv ? ns_t_srv : type == Type::kAaaa ? ns_t_aaaa : ns_t_a;
+  auto* r = new Request{this, type, std::move(done), question_key(name, rrtype)};
+  ++failures_[r->key].queries;
   ++pending_;
   in_query_ = true;
-  const int rrtype = type == Type::kSrv ? ns_t_srv : type == Type::kAaaa ? ns_t_aaaa : ns_t_a;
   ares_query(channel_, name.c_str(), ns_c_in, rrtype, on_answer, r);
   in_query_ = false;
   if (!deferred_.empty()) {
@@ -189,9 +285,21 @@ void DnsResolver::on_answer(void* arg, int status, int /*timeouts*/, unsigned ch
   std::unique_ptr<Request> r(static_cast<Request*>(arg));
   DnsResolver* self = r->resolver;
   --self->pending_;
+  Failure failure;
+  if (auto it = self->failures_.find(r->key); it != self->failures_.end()) {
+    failure = it->second;
+    if (--it->second.queries == 0) self->failures_.erase(it);
+  }
   if (self->closing_ || status == ARES_EDESTRUCTION || status == ARES_ECANCELLED) return;
   DnsAnswer a;
   a.status = status_of(status);
+  const bool server_failed = status == ARES_ECONNREFUSED || status == ARES_ESERVFAIL || status == ARES_EREFUSED ||
+                             status == ARES_ENOTIMP;
+  if (server_failed && failure.rcode != 0) {
+    // c-ares 1.18 says "could not contact" (ECONNREFUSED) here: say what was answered.
+    a.status = failure.rcode == ns_r_servfail ? DnsAnswer::Status::kServFail : DnsAnswer::Status::kRefused;
+    a.error = failure.server + " answered " + rcode_name(failure.rcode);
+  }
   int parsed = ARES_SUCCESS;
   if (a.status == DnsAnswer::Status::kOk) {
     const size_t len = alen > 0 ? static_cast<size_t>(alen) : 0;
@@ -211,14 +319,18 @@ void DnsResolver::on_answer(void* arg, int status, int /*timeouts*/, unsigned ch
                                              &a.addresses);
     }
     if (parsed != ARES_SUCCESS) {
+      // No record of the type (ENODATA) is an empty answer; anything else but a
+      // shortage of memory (EBADRESP, EBADNAME for a name that loops, ...) is malformed.
       a.status = status_of(parsed);
-      if (a.status == DnsAnswer::Status::kOk) a.status = DnsAnswer::Status::kMalformed;
+      if (a.status != DnsAnswer::Status::kEmpty && parsed != ARES_ENOMEM) a.status = DnsAnswer::Status::kMalformed;
     } else if (a.addresses.empty() && a.srv.empty()) {
       a.status = DnsAnswer::Status::kEmpty;
     }
   }
   if (a.status != DnsAnswer::Status::kOk) {
-    if (status != ARES_SUCCESS) {
+    if (!a.error.empty()) {
+      // said above
+    } else if (status != ARES_SUCCESS) {
       a.error = ares_strerror(status);
     } else if (a.status == DnsAnswer::Status::kEmpty) {
       a.error = "no records of the type asked for";

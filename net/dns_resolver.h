@@ -7,12 +7,22 @@
 // The TTL of an SRV answer is not given by c-ares 1.18's parser; answer_min_ttl() reads
 // it from the answer's records itself (bounds-checked, fuzzed: fuzz_dns_answer).
 //
+// c-ares 1.18 tries a SERVFAIL, REFUSED or NOTIMP answer at the next server and, with
+// none left, ends the query with ARES_ECONNREFUSED ("Could not contact DNS servers"),
+// the same as when no server could be reached: an operator told "could not contact"
+// looks at the network while Consul is saying SERVFAIL (no leader, say). So the
+// resolver reads its UDP sockets through c-ares's socket functions
+// (ares_set_socket_functions, c-ares 1.13+) and notes the response code of each answer
+// to a pending question; a query that ends in ECONNREFUSED after such an answer is
+// reported as the server said (kServFail, kRefused), naming the server.
+//
 // Thread: the loop's. Lifetime: close(), then the loop runs until its handles are
 // closed, then the resolver may be destroyed (STYLE rule 4); queries still pending at
 // close() are dropped without their callbacks.
 #pragma once
 
 #include <ares.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <cstdint>
@@ -21,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ringproxy {
@@ -30,7 +41,8 @@ struct DnsAnswer {
     kOk,         // records of the type asked for
     kEmpty,      // the name exists, with no record of that type (NODATA)
     kNotFound,   // NXDOMAIN
-    kServFail,   // the server failed (SERVFAIL), or refused
+    kServFail,   // the server answered SERVFAIL (it could not resolve the name)
+    kRefused,    // the server answered REFUSED or NOTIMP (it will not answer this query)
     kTimeout,    // no answer within the timeout, after c-ares's tries
     kMalformed,  // an answer that does not parse
     kError,      // anything else (no server reachable, out of memory, ...)
@@ -78,6 +90,18 @@ class DnsResolver {
 
  private:
   struct Request;
+  // A pending question (lower-cased name and type) and the last failure rcode a server
+  // answered it with.
+  struct Failure {
+    size_t queries = 0;  // pending queries with this question
+    int rcode = 0;       // 0: none seen
+    std::string server;  // who answered it
+  };
+  static std::string question_key(std::string_view name, int rrtype);
+  // A UDP datagram c-ares read from `from`: notes a failure rcode to a pending question.
+  void note_answer(const unsigned char* msg, size_t len, const sockaddr* from);
+  static ares_ssize_t recv_from(ares_socket_t fd, void* buf, size_t len, int flags, sockaddr* from,
+                                ares_socklen_t* from_len, void* data);
   static void on_sock_state(void* data, ares_socket_t fd, int readable, int writable);
   static void on_answer(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
   static void on_poll(uv_poll_t* p, int status, int events);
@@ -97,6 +121,7 @@ class DnsResolver {
   bool in_process_ = false;  // inside ares_process_fd (a callback may close())
   uv_timer_t* timer_ = nullptr;  // on the heap, freed by its close callback
   std::map<ares_socket_t, uv_poll_t*> polls_;
+  std::map<std::string, Failure, std::less<>> failures_;  // by question_key, while pending
   size_t pending_ = 0;
   bool closing_ = false;
 };

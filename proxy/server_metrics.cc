@@ -250,7 +250,7 @@ std::string Server::metrics_text() {
   if (const auto dns = discovery_status(); !dns.empty()) {
     family(out, "ringproxy_dns_resolutions_total", "counter",
            "DNS answers for [[discover]] sources and backends' names, by result (ok, empty, nxdomain, servfail, "
-           "timeout, malformed, error).");
+           "refused, timeout, malformed, error).");
     for (const DiscoveryAgent::Status& st : dns) {
       for (const auto& [result, n] : st.results) {
         out += "ringproxy_dns_resolutions_total{source=\"" + label(st.name) + "\",result=\"" + result + "\"} " +

@@ -2,8 +2,10 @@
 # DNS failures under load (issue 14): wrk drives one ringproxy whose nodes come from an
 # SRV [[discover]] source and one backend by DNS name, answered by a real dnsmasq on
 # 127.0.0.1, for DURATION seconds while, on a timeline, the DNS server is stopped
-# (ICMP port unreachable: "could not contact"), restarted answering NXDOMAIN, answering
-# with no SRV record (NODATA), and REFUSED, then with the records again. Each
+# (ICMP port unreachable: "could not contact"), replaced by a server answering SERVFAIL
+# (tests/integration/hostile_dns.py: dnsmasq has no way to), restarted answering
+# NXDOMAIN, answering with no SRV record (NODATA), and REFUSED, then with the records
+# again. Each
 # failure must leave the last good set in place (dns.hold_ms): every request succeeds.
 # Prints the timeline, the responses by status, wrk's socket errors, the proxy's
 # discovery log lines and its ring fingerprint before and after, then a verdict.
@@ -38,7 +40,13 @@ start_dns() {
     nxdomain) args+=(--local=/test/ --local-ttl=1) ;;
     empty) args+=(--local=/test/ --local-ttl=1 --host-record=cache.test,127.0.0.1 --host-record=be.test,127.0.0.1
       --host-record=_http._tcp.tier.test,127.0.0.9) ;;
-    refused) ;;  # no zone and no upstream: REFUSED (a server failure to c-ares, as SERVFAIL)
+    refused) ;;  # no zone and no upstream: REFUSED
+    servfail)
+      : >"$work/dns.err"
+      python3 "$root/tests/integration/hostile_dns.py" servfail --port "$DNS" >"$work/dns.out" 2>"$work/dns.err" &
+      pid[dns]=$!
+      wait_line "$work/dns.out" "ready"
+      return ;;
   esac
   : >"$work/dns.err"
   "$dnsmasq" "${args[@]}" 2>"$work/dns.err" &
@@ -82,11 +90,12 @@ echo "ringproxy through DNS failures, $(date -u +%F), $DURATION s, $CONNS connec
 
 wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$here/count.lua" "http://127.0.0.1:$P/" >"$work/wrk.out" &
 wrk_pid=$!
-step=$(awk -v d="$DURATION" 'BEGIN{printf "%.2f", d / 7}')
+step=$(awk -v d="$DURATION" 'BEGIN{printf "%.2f", d / 8}')
 pause() { sleep "$step"; }
 echo "DNS faults (one every $step s):"
 pause; say "dnsmasq stopped (port closed)"; stop dns
-pause; say "dnsmasq answering NXDOMAIN"; start_dns nxdomain
+pause; say "a server answering SERVFAIL"; start_dns servfail
+pause; say "dnsmasq answering NXDOMAIN"; stop dns; start_dns nxdomain
 pause; say "dnsmasq answering NODATA (no SRV records)"; stop dns; start_dns empty
 pause; say "dnsmasq answering REFUSED"; stop dns; start_dns refused
 pause; say "dnsmasq answering the records again"; stop dns; start_dns records

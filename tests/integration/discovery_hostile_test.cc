@@ -4,7 +4,9 @@
 // question, slow answers, garbage, compression-pointer loops, SERVFAIL and REFUSED, no
 // answer at all. Whatever it does, the proxy keeps serving from its configured backend
 // (every request answered, and in bounded time), its admin answers, GET /discovery names
-// the error, and it exits cleanly on SIGTERM. Huge but valid answers are taken.
+// the error, counting each answer as what went wrong (a SERVFAIL as "servfail", not as
+// c-ares 1.18's "could not contact"), and it exits cleanly on SIGTERM. Huge but valid
+// answers are taken.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -31,6 +33,7 @@ struct Mode {
   std::vector<std::string> args;  // more of its arguments
   bool taken = false;             // a valid answer: its nodes join
   size_t nodes = 0;               // how many when taken
+  std::string result = "ok";      // what /discovery counts its answers as
 };
 
 void PrintTo(const Mode& m, std::ostream* os) { *os << m.name; }
@@ -136,7 +139,12 @@ TEST_P(DiscoveryHostile, KeepsServingAndSaysWhatWentWrong) {
                        << proxy_->describe() << "\ndns stderr (tail): "
                        << dns_->stderr_text().substr(dns_->stderr_text().size() > 600 ? dns_->stderr_text().size() - 600 : 0);
   std::cout << "[ mode " << m.name << " ] /discovery: " << st.dump().substr(0, 400) << "\n";
+  // Every answer counted as the mode's result, and the last error says it.
+  ASSERT_TRUE(st["results"].is_object()) << st.dump();
+  EXPECT_EQ(st["results"].size(), 1u) << st.dump();
+  EXPECT_TRUE(st["results"].contains(m.result)) << st.dump();
   if (!m.taken) {
+    EXPECT_EQ(st["last_error"].get<std::string>().rfind(m.result + ": ", 0), 0u) << st.dump();
     EXPECT_TRUE(st["nodes"].empty()) << st.dump();
   } else {
     // The configured backend keeps serving its share; a key that lands on it is 200.
@@ -165,14 +173,19 @@ INSTANTIATE_TEST_SUITE_P(
         // bit: past the 512 bytes the resolver asked for (c-ares 1.18 sends no EDNS), so
         // c-ares drops it and counts the server as failed ("Could not contact DNS
         // servers"): not taken, and survived.
-        Mode{"huge", {"--srv", "300"}, false, 0},
+        Mode{"huge", {"--srv", "300"}, false, 0, "error"},
         // Over 512 bytes with TC: retried over TCP, which answers whole ...
         Mode{"huge-tc", {"--srv", "300", "--tcp"}, true, 300},
         // ... or finds no TCP server.
-        Mode{"huge-tc", {"--srv", "300"}, false, 0},
-        Mode{"cut", {"--srv", "5"}}, Mode{"wrong-id", {}}, Mode{"wrong-q", {}},
-        Mode{"slow", {"--delay-ms", "2000"}}, Mode{"garbage", {}}, Mode{"loop", {}}, Mode{"servfail", {}},
-        Mode{"refused", {}}, Mode{"silent", {}}),
+        Mode{"huge-tc", {"--srv", "300"}, false, 0, "error"},
+        Mode{"cut", {"--srv", "5"}, false, 0, "malformed"},
+        // c-ares drops an answer with another ID or question and waits on: a timeout.
+        Mode{"wrong-id", {}, false, 0, "timeout"}, Mode{"wrong-q", {}, false, 0, "timeout"},
+        Mode{"slow", {"--delay-ms", "2000"}, false, 0, "timeout"}, Mode{"garbage", {}, false, 0, "timeout"},
+        Mode{"loop", {}, false, 0, "malformed"},
+        // What the server said, not c-ares 1.18's "Could not contact DNS servers".
+        Mode{"servfail", {}, false, 0, "servfail"}, Mode{"refused", {}, false, 0, "refused"},
+        Mode{"silent", {}, false, 0, "timeout"}),
     [](const ::testing::TestParamInfo<Mode>& p) {
       std::string n = p.param.name;
       for (char& ch : n) {

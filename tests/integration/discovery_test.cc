@@ -5,7 +5,8 @@
 // (tools/ring_reference.py, sharing no code with ring/) says over thousands of keys;
 // changes move only the keys they must; SRV priorities stand by; a [[backend]] with a
 // DNS name keeps its ring place when its address changes; failures keep the last good
-// set for dns.hold_ms; admin and the command line see discovered nodes. Reloads add,
+// set for dns.hold_ms, each counted as what it was, and not one request fails under wrk
+// meanwhile; admin and the command line see discovered nodes. Reloads add,
 // remove and edit sources (drains kept); an admin DELETE of a named backend forgets its
 // name (once a use after free: run under ASan too); a weight-0 SRV record is no serving
 // priority; an AAAA-only name is a node "[::1]:PORT"; a TTL change is followed.
@@ -37,6 +38,7 @@
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/load.h"
 
 namespace ringproxy::integration {
 namespace {
@@ -251,6 +253,49 @@ class DiscoveryIntegration : public ::testing::Test {
     return node;
   }
   DemoBackend& backend(size_t i) { return *backends_[i]; }
+
+  // The ways a resolver fails (SPEC: SERVFAIL, a timeout, NXDOMAIN, an empty answer),
+  // each caused by what serves the DNS port, with the /discovery results it is counted
+  // as (any of). `hosts`: the nodes' A records, which the NXDOMAIN and empty servers
+  // keep, so that only the source's own answer fails. end_dns_failure() stops the
+  // SERVFAIL server (dnsmasq cannot answer SERVFAIL: tests/integration/hostile_dns.py
+  // takes its port meanwhile).
+  struct DnsFailure {
+    const char* what;
+    std::function<void()> cause;
+    std::vector<std::string> results;
+  };
+  std::vector<DnsFailure> dns_failures(const std::vector<std::string>& hosts) {
+    std::vector<std::string> empty = hosts;  // the name exists with no SRV record
+    empty.push_back("--txt-record=" + std::string(kSrv) + ",nothing");
+    return {
+        // The port closed: ICMP port unreachable, or no answer at all.
+        {"stopped", [this] { dns_.stop(); }, {"timeout", "error"}},
+        {"servfail", [this] { start_servfail_dns(); }, {"servfail"}},
+        {"nxdomain", [this, hosts] { ASSERT_TRUE(dns_.start(hosts)); }, {"nxdomain"}},
+        {"empty", [this, empty] { ASSERT_TRUE(dns_.start(empty)); }, {"empty"}},
+        // c-ares 1.18 (Debian 12) ends a refused query as "could not contact DNS
+        // servers"; the resolver notes the answer's rcode and says "refused"
+        // (net/dns_resolver.h).
+        {"refused", [this] { ASSERT_TRUE(dns_.start({}, false)); }, {"refused"}},
+    };
+  }
+  void start_servfail_dns() {
+    dns_.stop();
+    hostile_dns_ = std::make_unique<Process>(
+        "/usr/bin/python3", std::vector<std::string>{HOSTILE_DNS_PY, "servfail", "--port", std::to_string(dns_.port())},
+        dir_.path(), "hostile_dns");
+    const auto line = hostile_dns_->read_line(Millis(5000));
+    ASSERT_TRUE(line && line->rfind("ready ", 0) == 0) << hostile_dns_->describe();
+  }
+  void end_dns_failure() { hostile_dns_.reset(); }
+  // The /discovery results in `rs` counted for the source so far.
+  uint64_t counted(const std::vector<std::string>& rs) {
+    uint64_t n = 0;
+    for (const auto& r : rs) n += results(kSrv, r);
+    return n;
+  }
+  std::unique_ptr<Process> hostile_dns_;
 
   // Demo backends "PREFIX-IP" on each of `ips`, all on one port (retried on another
   // when a process holds it on one of them), each known as ring node "IP:PORT":
@@ -526,9 +571,10 @@ TEST_F(DiscoveryIntegration, ANamedNodeWithADeadAddressServesFromTheOther) {
   EXPECT_EQ(node["state"], "up") << node.dump();
 }
 
-// 5. Failures keep what works: a stopped server, NXDOMAIN, an empty answer and a
-// refusal (SERVFAIL to c-ares) each keep the last good set; traffic goes on; the
-// holding shows in /discovery, the metric and the log.
+// 5. Failures keep what works: a stopped server, NXDOMAIN, an empty answer, a SERVFAIL
+// (hostile_dns.py on the same port: dnsmasq has no way to answer one) and a refusal each
+// keep the last good set; traffic goes on; the holding shows in /discovery, the metrics
+// (each failure counted under its own result) and the log.
 TEST_F(DiscoveryIntegration, FailuresKeepTheLastGoodSet) {
   const std::string a = add_backend("a"), b = add_backend("b");
   const std::vector<std::string> hosts = {host("a.test", "127.0.0.1"), host("b.test", "127.0.0.1")};
@@ -543,45 +589,34 @@ TEST_F(DiscoveryIntegration, FailuresKeepTheLastGoodSet) {
   wait_routing(want);
   const std::string metric = "ringproxy_dns_holding{source=\"" + std::string(kSrv) + "\"} ";
 
-  struct Failure {
-    const char* what;
-    std::function<void()> cause;
-    std::vector<std::string> results;  // the /discovery result counted for it (any of)
-  };
-  std::vector<std::string> no_srv = hosts;  // NXDOMAIN: the name is gone
-  std::vector<std::string> empty = hosts;   // the name exists with no SRV record
-  empty.push_back("--txt-record=" + std::string(kSrv) + ",nothing");
-  const std::vector<Failure> failures = {
-      {"stopped", [&] { dns_.stop(); }, {"timeout", "error"}},
-      {"nxdomain", [&] { ASSERT_TRUE(dns_.start(no_srv)); }, {"nxdomain"}},
-      {"empty", [&] { ASSERT_TRUE(dns_.start(empty)); }, {"empty"}},
-      // c-ares 1.18 (Debian 12) retries a SERVFAIL or REFUSED at the next server and,
-      // with none left, ends the query with ARES_ECONNREFUSED: counted as "error",
-      // "Could not contact DNS servers", never "servfail" (see the report of this test).
-      {"refused", [&] { ASSERT_TRUE(dns_.start({}, false)); }, {"servfail", "error"}},
-  };
-  for (const Failure& f : failures) {
+  for (const DnsFailure& f : dns_failures(hosts)) {
     SCOPED_TRACE(f.what);
     const size_t from = proxy_->output_size(Output::err);
-    uint64_t counted = 0;
-    for (const auto& r : f.results) counted += results(kSrv, r);
+    const uint64_t before = counted(f.results);
     f.cause();
     ASSERT_TRUE(proxy_->wait_for_output(Output::err, "keeping the last good", kDefaultTimeout, from))
         << proxy_->stderr_text().substr(from);
+    // Restarting dnsmasq closes its port a moment: an "error" may come first.
     json st;
     ASSERT_TRUE(eventually([&] {
       st = source_status();
-      return st.is_object() && st["holding"] == true && st["last_error"].is_string();
+      if (!st.is_object() || st["holding"] != true || !st["last_error"].is_string()) return false;
+      if (counted(f.results) <= before) return false;
+      return f.results.size() > 1 || st["last_error"].get<std::string>().rfind(f.results[0] + ": ", 0) == 0;
     })) << st.dump();
-    uint64_t now_counted = 0;
-    for (const auto& r : f.results) now_counted += results(kSrv, r);
-    EXPECT_GT(now_counted, counted) << st.dump();
     const std::string m = http_get(admin_, "/metrics").body;
     EXPECT_NE(m.find(metric + "1"), std::string::npos) << m.substr(m.find("ringproxy_dns"), 2000);
+    if (f.results.size() == 1) {  // the failure told apart: in words and in the counter
+      const std::string& result = f.results[0];
+      const std::string counter =
+          "ringproxy_dns_resolutions_total{source=\"" + std::string(kSrv) + "\",result=\"" + result + "\"} ";
+      EXPECT_NE(m.find(counter), std::string::npos) << counter << "\n" << m.substr(m.find("ringproxy_dns"), 2000);
+    }
     EXPECT_EQ(source_nodes(), set);
     expect_routes(route(ks), want);
 
     // Good answers again: holding ends.
+    end_dns_failure();
     ASSERT_TRUE(dns_.start(good));
     ASSERT_TRUE(eventually([&] {
       st = source_status();
@@ -592,6 +627,53 @@ TEST_F(DiscoveryIntegration, FailuresKeepTheLastGoodSet) {
   }
   EXPECT_EQ(source_nodes(), set);
   expect_routes(route(ks), want);
+}
+
+// 5a. The same failures one after another under load (wrk, 8 keep-alive connections),
+// each lasting until the proxy has counted two failed answers, then good answers
+// again: not one request fails or stalls, the ring never changes, and a [[backend]] by
+// DNS name (whose own name fails along with the source's) keeps serving beside the
+// discovered nodes.
+TEST_F(DiscoveryIntegration, NoRequestFailsUnderLoadThroughEveryDnsFailure) {
+  const std::string a = add_backend("a"), b = add_backend("b");
+  backends_.push_back(std::make_unique<DemoBackend>(dir_, "named"));
+  backend_of_["named"] = "named";
+  const std::vector<std::string> hosts = {host("a.test", "127.0.0.1"), host("b.test", "127.0.0.1"),
+                                          host("named.test", "127.0.0.1")};
+  std::vector<std::string> good = {srv("a.test", backend(0).port(), 0, 1), srv("b.test", backend(1).port(), 0, 2)};
+  good.insert(good.end(), hosts.begin(), hosts.end());
+  ASSERT_TRUE(dns_.start(good));
+  start_proxy(discover_srv() + "\n[[backend]]\nname = \"named\"\naddress = \"named.test:" +
+              std::to_string(backend(2).port()) + "\"\n");
+  wait_nodes({{a, {1, "up"}}, {b, {2, "up"}}});
+  const auto ks = keys(300);
+  wait_routing(expected({{a, 1}, {b, 2}, {"named", 1}}, ks));
+  const std::string ring = ring_fingerprint();
+
+  Wrk load = start_wrk(dir_, "wrk", port_, 8);
+  for (const DnsFailure& f : dns_failures(hosts)) {
+    SCOPED_TRACE(f.what);
+    const uint64_t before = counted(f.results);
+    f.cause();
+    // Queries come every dns.min_ttl_ms (100 ms) while failing.
+    ASSERT_TRUE(eventually([&] { return counted(f.results) >= before + 2; })) << source_status().dump();
+    ASSERT_TRUE(load.running()) << load.describe();
+    end_dns_failure();
+    const uint64_t ok = results(kSrv, "ok");
+    ASSERT_TRUE(dns_.start(good));
+    ASSERT_TRUE(eventually([&] { return results(kSrv, "ok") > ok; })) << source_status().dump();
+  }
+  const WrkResult w = stop_wrk(load);
+  ASSERT_TRUE(w.parsed);
+  std::cout << "[ load ] " << w.requests << " requests: " << w.statuses << "; " << w.backends << "\n";
+  EXPECT_GT(w.requests, 0);
+  EXPECT_EQ(w.errors(), "0 0 0 0 0") << "socket errors (connect read write), non-2xx (status), timeouts:\n"
+                                     << w.describe() << "\n" << proxy_->stderr_text();
+  const auto by = w.by_backend();
+  for (const char* name : {"a", "b", "named"}) {
+    EXPECT_GT(by.count(name) ? by.at(name) : 0, 0) << name << " answered nothing: " << w.backends;
+  }
+  EXPECT_EQ(ring_fingerprint(), ring);
 }
 
 // 5b. Past dns.hold_ms the last good set is dropped; when DNS answers again the nodes

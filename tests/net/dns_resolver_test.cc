@@ -22,6 +22,23 @@ namespace {
 
 using integration::TempDir;
 
+// A UDP socket bound to 127.0.0.1 on a port the kernel chose (*port), never read; -1
+// when none could be made.
+int bound_udp(uint16_t* port) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  *port = ntohs(sa.sin_port);
+  return fd;
+}
+
 class DnsResolverTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -108,28 +125,60 @@ TEST_F(DnsResolverTest, NxdomainAndAnEmptyAnswerAreToldApart) {
 
 TEST_F(DnsResolverTest, AServerThatNeverAnswersTimesOut) {
   // A socket bound and never read: queries to it vanish.
-  const int silent = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  socklen_t len = sizeof sa;
-  ::getsockname(silent, reinterpret_cast<sockaddr*>(&sa), &len);
-  const DnsAnswer a = resolve_with({"127.0.0.1:" + std::to_string(ntohs(sa.sin_port))}, "a.test", DnsResolver::Type::kA, 200);
+  uint16_t port = 0;
+  const int silent = bound_udp(&port);
+  ASSERT_GE(silent, 0);
+  const DnsAnswer a = resolve_with({"127.0.0.1:" + std::to_string(port)}, "a.test", DnsResolver::Type::kA, 200);
   EXPECT_EQ(a.status, DnsAnswer::Status::kTimeout) << a.error;
   ::close(silent);
 }
 
+// dnsmasq with no local domain and no upstream REFUSES every query. c-ares 1.18 ends
+// such a query as "could not contact DNS servers" (ECONNREFUSED), as for a server that
+// is not there at all; the resolver says what the server answered, and who.
+TEST_F(DnsResolverTest, ARefusalIsReportedAsARefusalNamingTheServer) {
+  ASSERT_TRUE(dns_.start({}, /*local=*/false));
+  const std::string server = "127.0.0.1:" + std::to_string(dns_.port());
+  const DnsAnswer a = resolve_with({server}, "a.test", DnsResolver::Type::kA);
+  EXPECT_EQ(a.status, DnsAnswer::Status::kRefused) << a.error;
+  EXPECT_EQ(a.error, server + " answered REFUSED");
+  EXPECT_STREQ(to_string(a.status), "refused");
+}
+
+// A refusing server first, a good one next: c-ares still goes on to the next (the
+// rcode is only noted on the way), and the good answer is what comes back.
+TEST_F(DnsResolverTest, ARefusingServerIsStillPassedOverForTheNext) {
+  const std::string good = start_dns({"--host-record=a.test,10.0.0.1"});
+  TempDir other_dir;
+  integration::Dnsmasq refusing(other_dir, 0, "refusing");
+  ASSERT_TRUE(refusing.start({}, /*local=*/false));
+  const std::string bad = "127.0.0.1:" + std::to_string(refusing.port());
+  const DnsAnswer a = resolve_with({bad, good}, "a.test", DnsResolver::Type::kA);
+  EXPECT_EQ(a.status, DnsAnswer::Status::kOk) << a.error;
+  EXPECT_EQ(a.addresses, std::vector<std::string>{"10.0.0.1"});
+  // And no note of the refusal is left to blame a later failure on.
+  const DnsAnswer missing = resolve_with({good}, "missing.test", DnsResolver::Type::kA);
+  EXPECT_EQ(missing.status, DnsAnswer::Status::kNotFound) << missing.error;
+}
+
+// No server at the port (the kernel answers ICMP port unreachable): still "error",
+// c-ares's words, with no refusal or SERVFAIL invented.
+TEST_F(DnsResolverTest, NoServerAtAllIsAnError) {
+  uint16_t port = 0;
+  const int s = bound_udp(&port);
+  ASSERT_GE(s, 0);
+  ::close(s);  // the port is now closed
+  const DnsAnswer a = resolve_with({"127.0.0.1:" + std::to_string(port)}, "a.test",
+                                   DnsResolver::Type::kA, 500);
+  EXPECT_TRUE(a.status == DnsAnswer::Status::kError || a.status == DnsAnswer::Status::kTimeout) << a.error;
+}
+
 TEST_F(DnsResolverTest, CloseWithAQueryPendingCallsNothingAndLeavesNoHandle) {
-  const int silent = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  socklen_t len = sizeof sa;
-  ::getsockname(silent, reinterpret_cast<sockaddr*>(&sa), &len);
+  uint16_t port = 0;
+  const int silent = bound_udp(&port);
+  ASSERT_GE(silent, 0);
   resolver_ = std::make_unique<DnsResolver>(&loop_);
-  ASSERT_EQ(resolver_->init({"127.0.0.1:" + std::to_string(ntohs(sa.sin_port))}, 5000), "");
+  ASSERT_EQ(resolver_->init({"127.0.0.1:" + std::to_string(port)}, 5000), "");
   bool called = false;
   resolver_->query("a.test", DnsResolver::Type::kA, [&](DnsAnswer) { called = true; });
   uv_run(&loop_, UV_RUN_NOWAIT);

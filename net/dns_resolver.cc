@@ -145,6 +145,29 @@ int read_addresses(Parse parse, Address Ttl::*address, int family, const unsigne
 
 }  // namespace
 
+std::optional<FailedQuestion> failed_question(const unsigned char* msg, size_t len) {
+  if (len < 12 || (msg[2] & 0x80) == 0) return std::nullopt;  // not a response
+  const int rcode = msg[3] & 0x0F;
+  if (rcode != ns_r_servfail && rcode != ns_r_refused && rcode != ns_r_notimpl) return std::nullopt;
+  if (be16(msg + 4) == 0) return std::nullopt;  // no question to match
+  // The question's name: nothing precedes it, so it is never compressed.
+  FailedQuestion out;
+  out.rcode = rcode;
+  size_t at = 12;
+  while (true) {
+    if (at >= len || out.name.size() > 255) return std::nullopt;
+    const unsigned char l = msg[at];
+    if (l == 0) break;
+    if ((l & 0xC0) != 0 || at + 1 + l > len) return std::nullopt;
+    if (!out.name.empty()) out.name += '.';
+    out.name.append(reinterpret_cast<const char*>(msg + at + 1), l);
+    at += 1 + l;
+  }
+  if (at + 1 + 4 > len) return std::nullopt;  // the root label, type, class
+  out.type = be16(msg + at + 1);
+  return out;
+}
+
 std::optional<uint32_t> answer_min_ttl(const unsigned char* msg, size_t len) {
   if (len < 12) return std::nullopt;
   const uint16_t questions = be16(msg + 4);
@@ -188,26 +211,12 @@ std::string DnsResolver::question_key(std::string_view name, int rrtype) {
 }
 
 void DnsResolver::note_answer(const unsigned char* msg, size_t len, const sockaddr* from) {
-  if (len < 12 || failures_.empty() || (msg[2] & 0x80) == 0) return;  // not a response
-  const int rcode = msg[3] & 0x0F;
-  if (rcode != ns_r_servfail && rcode != ns_r_refused && rcode != ns_r_notimpl) return;
-  if (be16(msg + 4) == 0) return;  // no question to match
-  // The question's name: nothing precedes it, so it is never compressed.
-  std::string name;
-  size_t at = 12;
-  while (true) {
-    if (at >= len || name.size() > 255) return;
-    const unsigned char l = msg[at];
-    if (l == 0) break;
-    if ((l & 0xC0) != 0 || at + 1 + l > len) return;
-    if (!name.empty()) name += '.';
-    name.append(reinterpret_cast<const char*>(msg + at + 1), l);
-    at += 1 + l;
-  }
-  if (at + 1 + 4 > len) return;
-  auto it = failures_.find(question_key(name, be16(msg + at + 1)));
+  if (failures_.empty()) return;
+  const auto failed = failed_question(msg, len);
+  if (!failed) return;
+  auto it = failures_.find(question_key(failed->name, failed->type));
   if (it == failures_.end()) return;  // no such question pending: not ours to note
-  it->second.rcode = rcode;
+  it->second.rcode = failed->rcode;
   it->second.server = sender_text(from);
 }
 

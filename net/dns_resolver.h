@@ -68,6 +68,17 @@ const char* to_string(DnsAnswer::Status status);
 // end or loops) or has no answer records.
 std::optional<uint32_t> answer_min_ttl(const unsigned char* msg, size_t len);
 
+// A response that says its server failed the question (SERVFAIL) or will not answer it
+// (REFUSED, NOTIMP): the question's name as sent (not lower-cased), its type and the
+// rcode. nullopt for anything else (a query, another rcode, no question, a question
+// that does not parse).
+struct FailedQuestion {
+  std::string name;
+  int type = 0;
+  int rcode = 0;
+};
+std::optional<FailedQuestion> failed_question(const unsigned char* msg, size_t len);
+
 class DnsResolver {
  public:
   enum class Type { kA, kAaaa, kSrv };

@@ -274,5 +274,43 @@ TEST(AnswerMinTtl, ANameThatRunsOnIsRefused) {
   EXPECT_EQ(answer_min_ttl(m.data(), m.size()), std::nullopt);
 }
 
+// ---- failed_question, on messages made by hand ----
+
+// A response with `flags` (QR and the rcode in the low bits) to "Ab.t" type 33.
+std::vector<unsigned char> response(uint8_t rcode, bool qr = true) {
+  return {0x12, 0x34, static_cast<unsigned char>(qr ? 0x81 : 0x01), static_cast<unsigned char>(0x80 | rcode),
+          0, 1, 0, 0, 0, 0, 0, 0, 2, 'A', 'b', 1, 't', 0, 0, 33, 0, 1};
+}
+
+TEST(FailedQuestion, ServfailRefusedAndNotimpNameTheirQuestion) {
+  for (const uint8_t rcode : {2, 4, 5}) {
+    const auto m = response(rcode);
+    const auto f = failed_question(m.data(), m.size());
+    ASSERT_TRUE(f.has_value()) << int{rcode};
+    EXPECT_EQ(f->name, "Ab.t");
+    EXPECT_EQ(f->type, 33);
+    EXPECT_EQ(f->rcode, rcode);
+  }
+}
+
+TEST(FailedQuestion, AnythingElseIsNone) {
+  for (const uint8_t rcode : {0, 1, 3, 6, 15}) {
+    const auto m = response(rcode);
+    EXPECT_FALSE(failed_question(m.data(), m.size())) << int{rcode};
+  }
+  const auto query = response(2, /*qr=*/false);
+  EXPECT_FALSE(failed_question(query.data(), query.size()));
+  auto no_question = response(2);
+  no_question[5] = 0;
+  EXPECT_FALSE(failed_question(no_question.data(), no_question.size()));
+  const auto whole = response(2);
+  for (size_t cut = 0; cut < whole.size(); ++cut) {  // every cut, down to the class's last byte
+    EXPECT_FALSE(failed_question(whole.data(), cut)) << cut;
+  }
+  auto pointer = response(2);
+  pointer[12] = 0xC0;  // a compressed question name: nothing to point back to
+  EXPECT_FALSE(failed_question(pointer.data(), pointer.size()));
+}
+
 }  // namespace
 }  // namespace ringproxy

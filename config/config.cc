@@ -448,6 +448,7 @@ class Loader {
     check_listeners();
     check_gossip();
     check_backends_unique();
+    check_single_label_names();
     check_ring_size();
     check_something_to_serve();
     return ConfigResult{std::move(config_), std::move(errors_).take(), std::move(warnings_).take()};
@@ -628,6 +629,52 @@ class Loader {
         }
       }
     }
+  }
+
+  // Names are asked as written (ares_query: no search list of /etc/resolv.conf, as
+  // nginx's and HAProxy's resolvers), so a one-label name ("cache:6081", a Kubernetes
+  // Service's short name) finds nothing on most resolvers: a warning (Docker's embedded
+  // DNS does answer short names), on backend addresses and discover names, pools' too.
+  void check_single_label_names() {
+    auto warn = [&](const toml::node* value, const std::string& key, std::string_view host) {
+      warnings_.add(value->source().begin, key,
+                    quoted(std::string(host)) + " is a single label: it is asked as written, without "
+                    "/etc/resolv.conf's search list; give the full name (\"cache.NAMESPACE.svc.cluster.local\")");
+    };
+    auto each_table = [](const toml::node* array, const std::function<void(size_t, const toml::table&)>& f) {
+      if (array == nullptr || !array->is_array()) return;
+      const toml::array& a = *array->as_array();
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (a[i].is_table()) f(i, *a[i].as_table());
+      }
+    };
+    auto check_discover = [&](const toml::node* array, const std::string& prefix) {
+      each_table(array, [&](size_t i, const toml::table& t) {
+        const toml::node* name = t.get("name");
+        const std::optional<std::string> text = name != nullptr ? name->value<std::string>() : std::nullopt;
+        if (text && is_srv_name(*text) && text->find('.') == std::string::npos) {
+          warn(name, prefix + "[" + std::to_string(i) + "].name", *text);
+        }
+      });
+    };
+    auto check_backends = [&](const toml::node* array, const std::string& prefix) {
+      each_table(array, [&](size_t i, const toml::table& t) {
+        const toml::node* address = t.get("address");
+        const std::optional<std::string> text = address != nullptr ? address->value<std::string>() : std::nullopt;
+        if (!text) return;
+        std::string why;
+        const std::optional<Address> parsed = parse_address(*text, &why, false, /*allow_name=*/true);
+        if (parsed && parsed->is_name && parsed->host.find('.') == std::string::npos) {
+          warn(address, prefix + "[" + std::to_string(i) + "].address", parsed->host);
+        }
+      });
+    };
+    check_backends(root_.get("backend"), "backend");
+    check_discover(root_.get("discover"), "discover");
+    each_table(root_.get("pool"), [&](size_t i, const toml::table& t) {
+      check_backends(t.get("backends"), "pool[" + std::to_string(i) + "].backends");
+      check_discover(t.get("discover"), "pool[" + std::to_string(i) + "].discover");
+    });
   }
 
   // Each key is in range, yet vnodes x total weight can exceed what Ring::build takes:

@@ -131,7 +131,7 @@ int run_check(const std::string& path, std::ostream& out, std::ostream& err, std
   const std::vector<TlsFileProblem> problems = check_tls_files(r.config, now);
   for (const TlsFileProblem& p : problems) err << p.to_string(path) << '\n';
   const auto errors = std::ranges::count(problems, TlsFileSeverity::kError, &TlsFileProblem::severity);
-  const auto warnings = static_cast<size_t>(std::ssize(problems) - errors);
+  const auto warnings = static_cast<size_t>(std::ssize(problems) - errors) + r.warnings.size();
   if (errors > 0) {
     err << path << ": " << count_of(static_cast<size_t>(errors), "error")
         << (warnings > 0 ? ", " + count_of(warnings, "warning") : "") << '\n';

@@ -57,6 +57,32 @@ TEST(DnsConfig, BackendAddressesMayBeNames) {
   EXPECT_FALSE(r.config.backends[1].address.is_name);
 }
 
+// Names are asked as written (no search list): a one-label name is valid but warned
+// about, at its key, for backends, [[discover]] and a pool's discover; full names,
+// localhost and IP addresses are not.
+TEST(DnsConfig, ASingleLabelNameIsWarnedAbout) {
+  const ConfigResult r = load_config_string(
+      "[[backend]]\nname = \"a\"\naddress = \"cache:8080\"\n"
+      "[[backend]]\nname = \"b\"\naddress = \"cache.ns.svc.cluster.local:8080\"\n"
+      "[[backend]]\nname = \"c\"\naddress = \"localhost:8081\"\n"
+      "[[backend]]\nname = \"d\"\naddress = \"10.0.0.4:8081\"\n"
+      "[[discover]]\nname = \"pods\"\ntype = \"a\"\nport = 80\n"
+      "[[discover]]\nname = \"_http._tcp.svc.test\"\ntype = \"srv\"\n"
+      "[[pool]]\nname = \"p\"\nbackends = [ { name = \"e\", address = \"edge:80\" } ]\n"
+      "[[pool.discover]]\nname = \"solo\"\ntype = \"srv\"\n"
+      "[[route]]\npath_prefix = \"/p/\"\npool = \"p\"\n",
+      "t.toml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  Errors got;
+  for (const ConfigError& w : r.warnings) got.push_back(w.to_string());
+  const std::string why = " is a single label: it is asked as written, without /etc/resolv.conf's search list; "
+                          "give the full name (\"cache.NAMESPACE.svc.cluster.local\")";
+  EXPECT_EQ(got, (Errors{"t.toml:3:11: backend[0].address: \"cache\"" + why,
+                         "t.toml:14:8: discover[0].name: \"pods\"" + why,
+                         "t.toml:22:38: pool[0].backends[0].address: \"edge\"" + why,
+                         "t.toml:24:8: pool[0].discover[0].name: \"solo\"" + why}));
+}
+
 TEST(DnsConfig, ListenersNeverTakeNames) {
   EXPECT_EQ(errors_with_backend("[proxy]\nlisten = \"proxy.example:80\"\n"),
             (Errors{"t.toml:2:10: proxy.listen: invalid address \"proxy.example:80\": hostnames are not resolved; "

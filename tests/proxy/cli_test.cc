@@ -345,7 +345,7 @@ TEST(Cli, PoolsAndRoutesAreCheckedWithTheirWarnings) {
       "[[route]]\npath_prefix = \"/img/\"\npool = \"img\"\n[[route]]\npath_prefix = \"/img/x/\"\npool = \"default\"\n");
   CmdResult r = run("--check -c " + tiers);
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out, tiers + ": ok (1 backends, 1 pool, 2 routes)\n");
+  EXPECT_EQ(r.out, tiers + ": ok (1 backends, 1 pool, 2 routes, 1 warning)\n");
   EXPECT_EQ(r.err, "warning: " + tiers + ":10:1: route[1]: never matches: route[0] comes first and matches every "
                    "request this one does\n");
 }

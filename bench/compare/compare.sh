@@ -20,6 +20,7 @@
 #                                             ROUNDS=3 PROXIES="ringproxy nginx haproxy"
 #                                             PIN=0 DIRECT=1 STEAL_MAX=3 TRIES=3
 #                                             UPSTREAM_COUNT=auto HAPROXY_REUSE=always
+#                                             FORWARDED=same
 #   e.g. CONNS="50 1000" MODE="keepalive close" runs four blocks (each MODE x CONNS).
 #   RINGPROXY_EXTRA=FILE is appended to ringproxy's config (bench/routes/routes20.toml:
 #   20 [[route]]s no request matches, issue 15's "20 routes configured" case).
@@ -44,6 +45,15 @@ DIRECT=${DIRECT:-1}   # also run wrk straight to a backend each round: the no-pr
 # close an idle connection during a run), and gives HAProxy its best figures: a new
 # client connection's first request also goes over a pooled server connection.
 HAPROXY_REUSE=${HAPROXY_REUSE:-always}
+# The request headers each proxy adds, so that all do the same job: ringproxy sets
+# X-Forwarded-For (appended), X-Forwarded-Proto, X-Forwarded-Host and Via on every
+# request it forwards (README "How requests are routed"), which nginx and HAProxy do
+# not by default.
+#   same     nginx and HAProxy add the four too, as their docs show it done
+#            (nginx: proxy_set_header with $proxy_add_x_forwarded_for, $scheme, $host;
+#            HAProxy: option forwardfor, http-request set-header / add-header)
+#   default  each proxy as it comes: ringproxy does four headers' work more per request
+FORWARDED=${FORWARDED:-same}
 # How upstream connects are counted:
 #   perf      `perf stat -e syscalls:sys_enter_connect -p PID` on the proxy process for
 #             the measured run: every connect(2) it made, health probes included
@@ -77,6 +87,18 @@ for m in "${mode_list[@]}"; do
   [[ $m == keepalive || $m == close ]] || { echo "compare: MODE must list keepalive and/or close, got '$m'" >&2; exit 2; }
 done
 [[ $HAPROXY_REUSE =~ ^(never|safe|aggressive|always)$ ]] || { echo "compare: HAPROXY_REUSE: never, safe, aggressive or always" >&2; exit 2; }
+[[ $FORWARDED == same || $FORWARDED == default ]] || { echo "compare: FORWARDED: same or default" >&2; exit 2; }
+nginx_forwarded="" hap_forwarded=""
+if [[ $FORWARDED == same ]]; then
+  nginx_forwarded='proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header Via "1.1 nginx";'
+  hap_forwarded='option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request add-header Via "1.1 haproxy"'
+fi
 
 # File descriptors: every process started below inherits this limit. At CONNS=1000 a
 # proxy holds 1,000 client sockets and up to as many to the backends, wrk 1,000, and the
@@ -208,6 +230,7 @@ http {
       proxy_pass http://ring;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      $nginx_forwarded
     }
   }
 }
@@ -242,6 +265,7 @@ defaults
   http-reuse $HAPROXY_REUSE
 frontend fe
   bind 127.0.0.1:$P_HAPROXY
+  $hap_forwarded
   default_backend be
 backend be
   balance uri
@@ -464,8 +488,9 @@ cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)
 printf '%s, %s (%s cores), %ss per run, %s rounds, %s; a run with over %s%% steal is repeated (%s tries at most)\n' \
   "$(date -u +%F)" "${cpu_model:-unknown CPU}" "$(nproc)" "$DURATION" "$ROUNDS" \
   "$( ((PIN == 1)) && echo "proxy on CPU 1, wrk and backends on CPU 0" || echo "not pinned")" "$STEAL_MAX" "$TRIES"
-printf 'ulimit -n %s; nginx upstream keepalive %s; HAProxy maxconn %s, http-reuse %s; upstream connects counted as %s\n' \
-  "$nofile" "$nginx_keepalive" "$hap_maxconn" "$HAPROXY_REUSE" "$count_method"
+printf 'ulimit -n %s; nginx upstream keepalive %s; HAProxy maxconn %s, http-reuse %s; upstream connects counted as %s; forwarded headers: %s\n' \
+  "$nofile" "$nginx_keepalive" "$hap_maxconn" "$HAPROXY_REUSE" "$count_method" \
+  "$([[ $FORWARDED == same ]] && echo "every proxy adds X-Forwarded-For/-Proto/-Host and Via" || echo "each proxy's default (only ringproxy adds them)")"
 read -r -a order <<<"$PROXIES"
 for name in "${order[@]}"; do
   [[ $name =~ ^(ringproxy|nginx|haproxy)$ ]] || { echo "compare: unknown proxy '$name' in PROXIES" >&2; exit 2; }

@@ -79,7 +79,7 @@
 #                                             CLIENTS=100 STREAMS=10
 #                                             PROXIES="ringproxy nginx haproxy h2o"
 #                                             URIS=10000 PIN=0 STEAL_MAX=3 OTHER_MAX=30
-#                                             TRIES=2
+#                                             TRIES=2 FORWARDED=same
 #                                             BASE_PORT=28300 KEEP=0 (1: keep the
 #                                             work directory: configs, logs, samples)
 set -euo pipefail
@@ -100,6 +100,12 @@ PIN=${PIN:-0}
 STEAL_MAX=${STEAL_MAX:-3}   # a run with more steal (%) than this is run again,
 OTHER_MAX=${OTHER_MAX:-30}  # or with other processes using more than this % of a core,
 TRIES=${TRIES:-2}           # up to this many times in all ("2!": the last one stands)
+# The request headers each proxy adds (see compare.sh): "same" has nginx and HAProxy add
+# X-Forwarded-For, -Proto, -Host and Via as ringproxy does by default; h2o 2.2 adds
+# X-Forwarded-For, -Proto and Via by default (proxy.emit-x-forwarded-headers,
+# proxy.emit-via-header) and has no directive for a fourth. "default": each as it comes.
+FORWARDED=${FORWARDED:-same}
+[[ $FORWARDED == same || $FORWARDED == default ]] || { echo "h2.sh: FORWARDED: same or default" >&2; exit 2; }
 if [[ $PIN == 1 ]] && (($(nproc) >= 2)) && command -v taskset >/dev/null; then
   on_load=(taskset -c 0) on_proxy=(taskset -c 1)
 else
@@ -246,6 +252,18 @@ write_configs() {
   local hap_bind="bind 127.0.0.1:${port[$mode.haproxy]} proto h2" hap_proto="" hap_streams=""
   [[ $mode == tls ]] && hap_bind="bind 127.0.0.1:${port[$mode.haproxy]} ssl crt $work/site.both.pem alpn h2,http/1.1"
   if [[ $up == h2c ]]; then hap_proto=" proto h2" hap_streams="tune.h2.max-concurrent-streams 128"; fi
+  local hap_forwarded="" nginx_forwarded="" scheme=http
+  [[ $mode == tls ]] && scheme=https
+  if [[ $FORWARDED == same ]]; then
+    hap_forwarded="option forwardfor
+  http-request set-header X-Forwarded-Proto $scheme
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request add-header Via \"1.1 haproxy\""
+    nginx_forwarded='proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header Via "1.1 nginx";'
+  fi
   cat >"$work/haproxy.$up.$mode.cfg" <<CONF
 global
   nbthread 1
@@ -260,6 +278,7 @@ defaults
   http-reuse always
 frontend fe
   $hap_bind
+  $hap_forwarded
   default_backend be
 backend be
   balance uri
@@ -298,6 +317,7 @@ http {
       proxy_pass http://ring;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      $nginx_forwarded
     }
   }
 }
@@ -603,8 +623,9 @@ printf '%s; h2load -c %s -m %s %s -t 1 over %s URIs, %s rounds, modes: %s, upstr
 printf '%s; nginx %s; %s; h2o %s\n' "$(h2load --version 2>&1 | head -n1)" \
   "$(nginx -v 2>&1 | sed 's/.*nginx\///')" "$(haproxy -v 2>/dev/null | head -n1 | awk '{print "HAProxy " $3}')" \
   "$(h2o --version 2>/dev/null | head -n1 | awk '{print $3}')"
-printf 'ulimit -n %s; nginx upstream keepalive %s; HAProxy maxconn %s; h2o proxies to one backend (2.2 cannot balance); h2c backends: nginx http2, 128 streams a connection; to them only ringproxy and HAProxy (nginx and h2o cannot proxy to HTTP/2)\n' \
-  "$nofile" "$nginx_keepalive" "$hap_maxconn"
+printf 'ulimit -n %s; nginx upstream keepalive %s; HAProxy maxconn %s; h2o proxies to one backend (2.2 cannot balance); h2c backends: nginx http2, 128 streams a connection; to them only ringproxy and HAProxy (nginx and h2o cannot proxy to HTTP/2); forwarded headers: %s\n' \
+  "$nofile" "$nginx_keepalive" "$hap_maxconn" \
+  "$([[ $FORWARDED == same ]] && echo "ringproxy, nginx and HAProxy add X-Forwarded-For/-Proto/-Host and Via, h2o its default three" || echo "each proxy's default")"
 
 "${on_load[@]}" nginx -c "$work/backends.conf" -p "$work" & pids+=($!)
 backends_pid=$!

@@ -97,10 +97,18 @@ void Exchange::on_request(RequestHead& req, std::string_view client_ip) {
   client_http10_ = req.http10;
   down_h2_ = down_.protocol() == RequestHead::Protocol::kHttp2;
   idempotent_ = is_idempotent_method(method);
-  upgrade_ = req.upgrade;
+  // No `Upgrade: h2c` goes on (RFC 9113 3.1 deprecates it): a node that took it would
+  // speak HTTP/2 with the client through the tunnel, past the proxy's routing, every
+  // request after the first going where the client likes ("h2c smuggling", Bishop Fox,
+  // 2020). The request goes as a plain one, and the connection closes after its answer,
+  // as after any upgrade the node declines.
+  upgrade_asked_ = req.upgrade;
+  upgrade_ = req.upgrade && !has_token(find_header(*req.fields, "upgrade"), "h2c");
   is_head_ = req.is_head;
   req_done_ = false;
-  close_after_ = false;
+  // An upgrade not passed on can never happen here: the parser stays in its upgrade
+  // state, and the connection ends after whatever answer this request gets.
+  close_after_ = upgrade_asked_ && !upgrade_;
   tunnel_ = upstream_eof_ = false;
   resp_bytes_ = 0;
   resp_status_ = 0;
@@ -864,9 +872,10 @@ void Exchange::on_response_head() {
     phase_ = Phase::kBody;
     return;
   }
-  if (!interim && upgrade_ && resp_status_ != 101) {
-    // The upgrade was declined: the request parser is left in its upgrade state, and
-    // what the client sends next may be the new protocol. End the connection after.
+  if (!interim && upgrade_asked_ && resp_status_ != 101) {
+    // The upgrade was declined (or not passed on): the request parser is left in its
+    // upgrade state, and what the client sends next may be the new protocol. End the
+    // connection after.
     close_after_ = true;
   }
   const bool tunnel = resp_status_ == 101 && upgrade_;

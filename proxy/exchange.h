@@ -162,6 +162,7 @@ class Exchange final : public h1::RequestHandler,
   std::string_view client_ip_;  // the codec's, for the connection's life
   bool idempotent_ = false;
   bool upgrade_ = false;
+  bool upgrade_asked_ = false;  // the client asked for one (h2c among them, never passed on)
   bool is_head_ = false;
   bool client_http10_ = false;
   bool down_h2_ = false;       // the client speaks HTTP/2: the codec frames the response

@@ -103,7 +103,9 @@ void Exchange::on_request(RequestHead& req, std::string_view client_ip) {
   // 2020). The request goes as a plain one, and the connection closes after its answer,
   // as after any upgrade the node declines.
   upgrade_asked_ = req.upgrade;
-  upgrade_ = req.upgrade && !has_token(find_header(*req.fields, "upgrade"), "h2c");
+  upgrade_ = req.upgrade && std::none_of(req.fields->begin(), req.fields->end(), [](const HeaderView& f) {
+               return iequals(f.name, "upgrade") && has_token(f.value, "h2c");  // on any of its lines
+             });
   is_head_ = req.is_head;
   req_done_ = false;
   // An upgrade not passed on can never happen here: the parser stays in its upgrade

@@ -18,7 +18,9 @@ namespace ringproxy {
 //   - admits the key at `now_ms` if it is ramping (slow start, slow_start_admits():
 //     no ramp, or its end reached, admits every key; before that a fixed, growing subset).
 // Of those, the first in ring order from `key_hash` (Ring::pick), so a node leaving
-// moves only its own keys, each to the next node of the ring.
+// moves only its own keys, each to the next node of the ring. When no node admits the
+// key only because of its ramp (every other one is ramping too), the first of those
+// that are not tried and usable: a cold node rather than no node.
 //
 // With ring.load_factor c > 1 (bounded loads, Ring::pick_bounded): the bound is
 // Ring::load_bound(c, total, count) over the nodes of weight > 0 that may take this key

@@ -47,9 +47,11 @@ Server::~Server() = default;
 
 void Server::publish(std::shared_ptr<const Routing> routing) {
   // Health first: a worker must never see a new node before its state (a ramp, or the
-  // state of a node it replaces). Nodes added after start (reload, admin) have cold
-  // caches: they ramp like a returning node when slow_start_ms is set.
-  sync_health(*routing, HealthTable::Start::kSlowStart);
+  // state of a node it replaces). Nodes added after start (reload, admin, a DNS answer)
+  // have cold caches: they ramp like a returning node when slow_start_ms is set. Those
+  // of the first DNS answers, which the start waits for before the workers exist, are
+  // nodes the proxy starts with, as the file's are: they serve all their keys at once.
+  sync_health(*routing, workers_.empty() ? HealthTable::Start::kServing : HealthTable::Start::kSlowStart);
   {
     std::lock_guard<std::mutex> lock(shared_.mu);
     shared_.routing = routing;

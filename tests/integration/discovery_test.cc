@@ -308,6 +308,56 @@ class DiscoveryIntegration : public ::testing::Test {
     return port;
   }
 
+  // start_proxy, with `health` ("key = value\n" lines) added to the [health] table, for
+  // keys the fixture leaves at their defaults (slow_start_ms, eject_base_ms).
+  void start_proxy_with_health(const std::string& health, const std::string& body, uint32_t hold_ms = 600000) {
+    port_ = free_port();
+    admin_ = free_port();
+    hold_ms_ = hold_ms;
+    std::string text = config_text(body);
+    const std::string table = "[health]\n";
+    text.insert(text.find(table) + table.size(), health);
+    config_path_ = dir_.write_file("ringproxy.toml", text);
+    proxy_ = std::make_unique<Process>(std::string(RINGPROXY_BIN), std::vector<std::string>{"-c", config_path_},
+                                       dir_.path(), "ringproxy");
+    ASSERT_TRUE(proxy_->wait_for_output(Output::err, "listening on")) << proxy_->describe();
+  }
+
+  // The value of `series` ("NAME{LABELS}", as GET /metrics writes it) in the scrape
+  // `text`; nullopt when the scrape has no such series.
+  static std::optional<double> metric_value(const std::string& text, const std::string& series) {
+    const std::string line = "\n" + series + " ";
+    const size_t at = text.find(line);
+    if (at == std::string::npos) return std::nullopt;
+    return std::stod(text.substr(at + line.size()));
+  }
+  static std::string dns_series(const std::string& name, const std::string& result) {
+    return "ringproxy_dns_resolutions_total{source=\"" + name + "\",result=\"" + result + "\"}";
+  }
+  // The sum of `name`'s resolution counters of `results` in a scrape (absent ones 0).
+  static double dns_count(const std::string& text, const std::string& name, const std::vector<std::string>& results) {
+    double sum = 0;
+    for (const std::string& r : results) sum += metric_value(text, dns_series(name, r)).value_or(0);
+    return sum;
+  }
+  std::string scrape() { return http_get(admin_, "/metrics").body; }
+
+  // GET /nodes's entry for node `name`; null when it lists none.
+  json listed_node(const std::string& name) {
+    const json all = admin_json("/nodes");
+    if (!all.is_object()) return json();
+    for (const json& n : all["nodes"]) {
+      if (n["name"] == name) return n;
+    }
+    return json();
+  }
+
+  // The status page's table row of node `name` (pool default); "" when it has none.
+  static std::string status_row(const std::string& page, const std::string& name) {
+    const size_t at = page.find("<tr data-node=\"" + name + "\"");
+    if (at == std::string::npos) return "";
+    return page.substr(at, page.find("</tr>", at) - at);
+  }
 };
 
 // 1. SRV records become nodes "TARGET:PORT" weighted as the records say, and requests
@@ -989,6 +1039,460 @@ TEST_F(DiscoveryIntegration, AaaaOnlyNameAndTtlChange) {
   })) << st.dump();
   EXPECT_EQ(source_nodes("v6.test"), (NodeView{{node, {1, "up"}}}));
   expect_routes(route(ks), all_v6);
+}
+
+// 11. A discovered node whose process dies is taken out as a configured one is (README
+// "Health"): at once, before a check has failed, every request is a 200 (a refused
+// connect goes on to the next node of the ring, README "Retries") and its keys land
+// where the reference ring without it says; then its checks, or those requests'
+// failures (passive ejection), take it out, and no other key moves. Started again on
+// its port, it is up and takes back exactly its keys.
+TEST_F(DiscoveryIntegration, AKilledDiscoveredNodeLeavesAndReturnsWithItsKeys) {
+  const std::string a = add_backend("a"), b = add_backend("b"), c = add_backend("c");
+  ASSERT_TRUE(dns_.start({srv("a.test", backend(0).port(), 0, 1), srv("b.test", backend(1).port(), 0, 1),
+                          srv("c.test", backend(2).port(), 0, 2), host("a.test", "127.0.0.1"),
+                          host("b.test", "127.0.0.1"), host("c.test", "127.0.0.1")}));
+  // The requests for a's keys once it is dead fail there before going on: five in a row
+  // eject it for eject_base_ms, 30 s by default; 1 s here, so that it returns soon.
+  start_proxy_with_health("eject_base_ms = 1000\n", discover_srv());
+  const NodeView all_up = {{a, {1, "up"}}, {b, {1, "up"}}, {c, {2, "up"}}};
+  wait_nodes(all_up);
+  const auto ks = keys(2000);
+  const auto want = expected({{a, 1}, {b, 1}, {c, 2}}, ks);
+  wait_routing(want);
+  expect_routes(route(ks), want);
+
+  const uint16_t port = backend(0).port();
+  const size_t from = proxy_->output_size(Output::err);
+  backend(0).process().kill();
+  const auto without = expected({{b, 1}, {c, 2}}, ks);
+  expect_routes(route(ks), without);
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "health: node=" + a + " up -> ", kDefaultTimeout, from))
+      << proxy_->stderr_text().substr(from);
+  NodeView now;
+  ASSERT_TRUE(eventually([&] {
+    now = source_nodes();
+    return now.count(a) && (now[a].second == "down" || now[a].second == "ejected");
+  })) << describe(now);
+  EXPECT_EQ(now[b], std::make_pair(1u, std::string("up"))) << describe(now);
+  EXPECT_EQ(now[c], std::make_pair(2u, std::string("up"))) << describe(now);
+  const auto got = route(ks);
+  expect_routes(got, without);
+  int moved = 0;
+  for (const auto& [k, n] : got) {
+    if (n == want.at(k)) continue;
+    ++moved;
+    EXPECT_EQ(want.at(k), "a") << k << " moved from " << want.at(k) << " to " << n;
+  }
+  EXPECT_GT(moved, 250) << "a had too few keys";
+
+  DemoBackendOptions same;
+  same.port = port;
+  backends_[0] = std::make_unique<DemoBackend>(dir_, "a", same);
+  wait_nodes(all_up);
+  wait_routing(want);
+  expect_routes(route(ks), want);
+}
+
+// 12. Slow start (health.slow_start_ms) treats discovered nodes as configured ones
+// (README "Like configured nodes"; "Health": a returning node, and one added at run
+// time, takes back a growing, fixed subset of its keys, from 10%). The nodes the proxy
+// starts with serve all their keys at once, whether from the file or from the first
+// DNS answers. A discovered node and a configured one that return (killed, then started
+// on their ports) and a record added at run time each serve about 10% of their keys,
+// the same ones on a second pass; the others go on to the next node that is not
+// ramping (every ramp here is at its floor, and a key's admission depends on the key
+// alone: a key one ramping node turns away, all do).
+TEST_F(DiscoveryIntegration, DiscoveredNodesSlowStartLikeConfiguredOnes) {
+  const std::string a = add_backend("a"), b = add_backend("b"), d = add_backend("d");
+  backends_.push_back(std::make_unique<DemoBackend>(dir_, "fixed"));
+  backend_of_["fixed"] = "fixed";
+  const auto records = [&](bool with_d) {
+    std::vector<std::string> r = {srv("a.test", backend(0).port(), 0, 1), srv("b.test", backend(1).port(), 0, 1),
+                                  host("a.test", "127.0.0.1"), host("b.test", "127.0.0.1"),
+                                  host("d.test", "127.0.0.1")};
+    if (with_d) r.push_back(srv("d.test", backend(2).port(), 0, 1));
+    return r;
+  };
+  ASSERT_TRUE(dns_.start(records(false)));
+  // Ten minutes: a returning node stays at the ramp's floor, 10% of its keys, for the
+  // whole test (as in HealthFixture.SlowStartReturnsAGrowingSubsetOfKeys).
+  start_proxy_with_health("slow_start_ms = 600000\n", discover_srv() + "\n[[backend]]\nname = \"fixed\"\naddress = \"" +
+                                                           backend(3).address() + "\"\n");
+  wait_nodes({{a, {1, "up"}}, {b, {1, "up"}}});
+  const auto ks = keys(3000);
+  const auto at_start = expected({{a, 1}, {b, 1}, {"fixed", 1}}, ks);
+  wait_routing(at_start);
+  expect_routes(route(ks), at_start);
+
+  // Backend i (ring node `node`) dies, is down, and comes back on its port, ramping.
+  const auto bounce = [&](size_t i, const std::string& node) {
+    const uint16_t port = backend(i).port();
+    const std::string demo = backend(i).name();
+    size_t from = proxy_->output_size(Output::err);
+    backend(i).process().kill();
+    ASSERT_TRUE(proxy_->wait_for_output(Output::err, "health: node=" + node + " up -> down", kDefaultTimeout, from))
+        << proxy_->stderr_text().substr(from);
+    from = proxy_->output_size(Output::err);
+    DemoBackendOptions same;
+    same.port = port;
+    backends_[i] = std::make_unique<DemoBackend>(dir_, demo, same);
+    ASSERT_TRUE(proxy_->wait_for_output(Output::err, "health: node=" + node + " down -> up", kDefaultTimeout, from))
+        << proxy_->stderr_text().substr(from);
+    const std::string said = proxy_->stderr_text().substr(from);
+    const size_t at = said.find("health: node=" + node + " down -> up");
+    const std::string line = said.substr(at, said.find('\n', at) - at);
+    EXPECT_NE(line.find("slow start over 600000 ms"), std::string::npos) << line;
+  };
+  // Requests land as slow start says: a key of a node not ramping where `full` (the
+  // reference ring of every node) says; a key of a ramping node there too, or where
+  // `rest` (the ring of the nodes not ramping) says. Counts each ramping node's keys
+  // and those it served; the first few keys elsewhere go to *wrong.
+  struct Share {
+    int own = 0, served = 0;
+  };
+  const auto landed = [&](const std::map<std::string, std::string>& got, const std::map<std::string, std::string>& full,
+                          const std::map<std::string, std::string>& rest, const std::set<std::string>& ramping,
+                          std::map<std::string, Share>* shares, std::string* wrong) {
+    int bad = 0;
+    shares->clear();
+    for (const auto& [k, owner] : full) {
+      const std::string& g = got.at(k);
+      const bool fine = ramping.count(owner) ? g == owner || g == rest.at(k) : g == owner;
+      if (ramping.count(owner)) {
+        ++(*shares)[owner].own;
+        if (g == owner) ++(*shares)[owner].served;
+      }
+      if (!fine && ++bad <= 5) *wrong += k + ": " + g + ", want " + owner + " or " + rest.at(k) + "\n";
+    }
+    return bad;
+  };
+  const auto expect_ramps = [&](const std::map<std::string, std::string>& full,
+                                const std::map<std::string, std::string>& rest, const std::set<std::string>& ramping) {
+    std::map<std::string, std::string> got;
+    std::map<std::string, Share> shares;
+    std::string wrong;
+    // Polled until the workers have the routing the admin API shows.
+    ASSERT_TRUE(eventually([&] {
+      wrong.clear();
+      got = route(ks);
+      return landed(got, full, rest, ramping, &shares, &wrong) == 0;
+    })) << wrong;
+    for (const std::string& n : ramping) {
+      const Share& s = shares[n];
+      ASSERT_GT(s.own, 400) << n;
+      const double fraction = static_cast<double>(s.served) / s.own;
+      EXPECT_GT(fraction, 0.04) << n << ": " << s.served << " of " << s.own;
+      EXPECT_LT(fraction, 0.2) << n << ": " << s.served << " of " << s.own;
+    }
+    // The same keys on a second pass: the subset is fixed.
+    expect_routes(route(ks), got);
+  };
+
+  // a (discovered), then fixed (configured) come back: they ramp alike.
+  ASSERT_NO_FATAL_FAILURE(bounce(0, a));
+  ASSERT_NO_FATAL_FAILURE(expect_ramps(at_start, expected({{b, 1}, {"fixed", 1}}, ks), {"a"}));
+  ASSERT_NO_FATAL_FAILURE(bounce(3, "fixed"));
+  const auto only_b = expected({{b, 1}}, ks);
+  ASSERT_NO_FATAL_FAILURE(expect_ramps(at_start, only_b, {"a", "fixed"}));
+
+  // A record added at run time: a cold node, ramping too.
+  ASSERT_TRUE(dns_.start(records(true)));
+  wait_nodes({{a, {1, "up"}}, {b, {1, "up"}}, {d, {1, "up"}}});
+  ASSERT_NO_FATAL_FAILURE(
+      expect_ramps(expected({{a, 1}, {b, 1}, {d, 1}, {"fixed", 1}}, ks), only_b, {"a", "fixed", "d"}));
+}
+
+// 12b. Slow start in a pool whose every node comes from a source that first answers
+// after the start (its DNS server was down): the nodes arrive together, with no other
+// node to take the keys a ramp turns away. They serve every key at once, where the
+// reference ring says, each request a 200 (not the 503 of "no usable node" for the
+// keys no ramp admits yet).
+TEST_F(DiscoveryIntegration, NodesArrivingTogetherServeEveryKeyWithSlowStart) {
+  const std::string a = add_backend("a"), b = add_backend("b"), c = add_backend("c");
+  // No DNS server yet: the resolver's port answers nothing (refused).
+  start_proxy_with_health("slow_start_ms = 600000\n", discover_srv());
+  ASSERT_TRUE(dns_.start({srv("a.test", backend(0).port(), 0, 1), srv("b.test", backend(1).port(), 0, 1),
+                          srv("c.test", backend(2).port(), 0, 1), host("a.test", "127.0.0.1"),
+                          host("b.test", "127.0.0.1"), host("c.test", "127.0.0.1")}));
+  wait_nodes({{a, {1, "up"}}, {b, {1, "up"}}, {c, {1, "up"}}});
+  const auto ks = keys(1500);
+  const auto want = expected({{a, 1}, {b, 1}, {c, 1}}, ks);
+  wait_routing(want);
+  expect_routes(route(ks), want);
+}
+
+// 13. An admin drain of a discovered node lasts while its record exists (README "Like
+// configured nodes") and no longer: answers that keep the record keep the drain; the
+// record gone, the node is gone (GET /nodes/NAME and a drain of it are 404, its
+// metrics gone); the record back, the node is a new one: up, not drained, with exactly
+// its keys back.
+TEST_F(DiscoveryIntegration, ADrainEndsWhenItsRecordLeaves) {
+  const std::string a = add_backend("a"), b = add_backend("b"), c = add_backend("c");
+  const auto records = [&](bool with_a) {
+    std::vector<std::string> r = {srv("b.test", backend(1).port(), 0, 1), srv("c.test", backend(2).port(), 0, 1),
+                                  host("a.test", "127.0.0.1"), host("b.test", "127.0.0.1"),
+                                  host("c.test", "127.0.0.1")};
+    if (with_a) r.push_back(srv("a.test", backend(0).port(), 0, 1));
+    return r;
+  };
+  ASSERT_TRUE(dns_.start(records(true)));
+  start_proxy(discover_srv());
+  const NodeView all_up = {{a, {1, "up"}}, {b, {1, "up"}}, {c, {1, "up"}}};
+  wait_nodes(all_up);
+  const auto ks = keys(1500);
+  const auto want = expected({{a, 1}, {b, 1}, {c, 1}}, ks);
+  const auto without = expected({{b, 1}, {c, 1}}, ks);
+  wait_routing(want);
+  const std::string draining_a = "ringproxy_backend_draining{pool=\"default\",backend=\"" + a + "\"}";
+
+  Response drain = http_request(admin_, "POST", "/nodes/" + a + "/drain");
+  ASSERT_EQ(drain.status, 200) << drain.describe();
+  const NodeView drained = {{a, {1, "draining"}}, {b, {1, "up"}}, {c, {1, "up"}}};
+  wait_nodes(drained);
+  // Answers that list it: it stays drained.
+  const uint64_t ok_before = results(kSrv, "ok");
+  ASSERT_TRUE(eventually([&] { return results(kSrv, "ok") >= ok_before + 3; }));
+  EXPECT_EQ(source_nodes(), drained);
+  EXPECT_EQ(metric_value(scrape(), draining_a), 1.0);
+  wait_routing(without);
+  expect_routes(route(ks), without);
+
+  // Its record leaves: the node goes, and its drain with it.
+  ASSERT_TRUE(dns_.start(records(false)));
+  wait_nodes({{b, {1, "up"}}, {c, {1, "up"}}});
+  EXPECT_EQ(http_get(admin_, "/nodes/" + a).status, 404);
+  EXPECT_EQ(http_request(admin_, "POST", "/nodes/" + a + "/drain").status, 404);
+  EXPECT_FALSE(metric_value(scrape(), draining_a).has_value()) << scrape();
+  expect_routes(route(ks), without);
+
+  // Its record back: a new node, up, with its keys.
+  ASSERT_TRUE(dns_.start(records(true)));
+  wait_nodes(all_up);
+  const json node = admin_json("/nodes/" + a);
+  EXPECT_EQ(node["state"], "up") << node.dump();
+  EXPECT_EQ(metric_value(scrape(), draining_a), 0.0);
+  wait_routing(want);
+  expect_routes(route(ks), want);
+}
+
+// 14. A [[backend]] by name whose DNS fails (the server stopped) keeps its last
+// addresses for dns.hold_ms (SPEC: "when resolution fails the last good address is kept
+// for dns.hold_ms"; README "Named nodes"): up, serving its keys, the name holding in
+// GET /discovery. Past the hold its addresses are dropped, with an error line, as a
+// source's set is: the node is unresolved (README: "down, its keys on the next nodes,
+// never a 5xx for it"), and every request is a 200. It keeps its ring place all along:
+// the DNS back, it resolves again and takes back exactly its keys.
+TEST_F(DiscoveryIntegration, ANamedBackendHoldsItsAddressesThenIsUnresolved) {
+  backends_.push_back(std::make_unique<DemoBackend>(dir_, "fixed"));
+  const uint16_t port = start_backends_on_one_port(dir_, {"127.0.0.2"}, "cache-at", &backends_);
+  ASSERT_NE(port, 0);
+  backend_of_ = {{"fixed", "fixed"}, {"cache", "cache-at-127.0.0.2"}};
+  const std::vector<std::string> records = {host("cache.test", "127.0.0.2")};
+  ASSERT_TRUE(dns_.start(records));
+  // 4 s: time to look at the node during the hold, on a loaded machine too.
+  start_proxy("\n[[backend]]\nname = \"fixed\"\naddress = \"" + backend(0).address() +
+                  "\"\n\n[[backend]]\nname = \"cache\"\naddress = \"cache.test:" + std::to_string(port) + "\"\n",
+              /*hold_ms=*/4000);
+  json node;
+  const auto node_becomes = [&](const std::string& state, const json& resolved) {
+    return eventually([&] {
+      node = admin_json("/nodes/cache");
+      return node.is_object() && node["state"] == state && node["resolved"] == resolved;
+    });
+  };
+  const auto name_status = [&] {
+    const json d = admin_json("/discovery");
+    if (d.is_object()) {
+      for (const json& n : d["names"]) {
+        if (n["name"] == "cache.test") return n;
+      }
+    }
+    return json();
+  };
+  ASSERT_TRUE(node_becomes("up", json::array({"127.0.0.2"}))) << node.dump() << "\n" << proxy_->describe();
+  const std::string fingerprint = ring_fingerprint();
+  const auto ks = keys(1000);
+  const auto want = expected({{"fixed", 1}, {"cache", 1}}, ks);
+  wait_routing(want);
+  expect_routes(route(ks), want);
+
+  // Held.
+  const size_t from = proxy_->output_size(Output::err);
+  dns_.stop();
+  ASSERT_TRUE(proxy_->wait_for_output(Output::err, "keeping the last good 1 address for up to dns.hold_ms (4000 ms)",
+                                      kDefaultTimeout, from))
+      << proxy_->stderr_text().substr(from);
+  json st = name_status();
+  EXPECT_EQ(st["holding"], true) << st.dump();
+  EXPECT_TRUE(st["last_error"].is_string()) << st.dump();
+  node = admin_json("/nodes/cache");
+  EXPECT_EQ(node["state"], "up") << node.dump();
+  EXPECT_EQ(node["resolved"], json::array({"127.0.0.2"})) << node.dump();
+  expect_routes(route(ks), want);
+  // (All of the above within the hold.)
+  EXPECT_EQ(proxy_->stderr_text().find("dropped here", from), std::string::npos) << "the hold ended too soon to look";
+
+  // Past the hold: unresolved, in its ring place, its keys on fixed.
+  ASSERT_TRUE(proxy_->wait_for_output(
+      Output::err, "for longer than dns.hold_ms (4000 ms): its 1 address is dropped here", kDefaultTimeout, from))
+      << proxy_->stderr_text().substr(from);
+  ASSERT_TRUE(node_becomes("unresolved", json::array())) << node.dump();
+  EXPECT_EQ(node["address"], "cache.test:" + std::to_string(port)) << node.dump();
+  EXPECT_EQ(ring_fingerprint(), fingerprint);
+  st = name_status();
+  EXPECT_EQ(st["holding"], false) << st.dump();
+  EXPECT_TRUE(st["last_error"].is_string()) << st.dump();
+  std::map<std::string, std::string> all_fixed;
+  for (const auto& k : ks) all_fixed[k] = "fixed";
+  wait_routing(all_fixed);
+  expect_routes(route(ks), all_fixed);
+
+  // Resolving again: the same node, the same keys.
+  ASSERT_TRUE(dns_.start(records));
+  ASSERT_TRUE(node_becomes("up", json::array({"127.0.0.2"}))) << node.dump() << "\n" << proxy_->describe();
+  EXPECT_EQ(ring_fingerprint(), fingerprint);
+  wait_routing(want);
+  expect_routes(route(ks), want);
+}
+
+// 15. GET /metrics counts the answers of a [[discover]] source and of a backend's name
+// by result (ringproxy_dns_resolutions_total{source,result}) and says which hold
+// (ringproxy_dns_holding{source}). "ok" grows while the server answers; stopped, a
+// failure ("error" or "timeout": what c-ares makes of a closed port) appears and grows
+// while "ok" stands still, and both hold; a missing SRV name counts "nxdomain" while the
+// name answers "ok" again; answers again, the source's "ok" grows and no one holds.
+// The counts are GET /discovery's.
+TEST_F(DiscoveryIntegration, ResolutionsAreCountedInTheMetrics) {
+  const std::string a = add_backend("a");
+  backends_.push_back(std::make_unique<DemoBackend>(dir_, "cache"));
+  const std::vector<std::string> hosts = {host("a.test", "127.0.0.1"), host("cache.test", "127.0.0.1")};
+  std::vector<std::string> good = hosts;
+  good.push_back(srv("a.test", backend(0).port(), 0, 1));
+  ASSERT_TRUE(dns_.start(good));
+  start_proxy(discover_srv() + "\n[[backend]]\nname = \"cache\"\naddress = \"cache.test:" +
+              std::to_string(backend(1).port()) + "\"\n");
+  const std::string name = "cache.test";
+  const std::vector<std::string> both = {kSrv, name};
+  const std::vector<std::string> failed = {"error", "timeout"};
+  const auto holding = [](const std::string& text, const std::string& n) {
+    return metric_value(text, "ringproxy_dns_holding{source=\"" + n + "\"}");
+  };
+  std::string m;
+  std::map<std::string, double> ok, bad;
+  // Answers every 200 ms or so (TTL 1 s, max_ttl_ms 200): "ok" grows.
+  ASSERT_TRUE(eventually([&] {
+    m = scrape();
+    for (const std::string& n : both) ok[n] = dns_count(m, n, {"ok"});
+    return ok[kSrv] >= 1 && ok[name] >= 1;
+  })) << m;
+  EXPECT_NE(m.find("# TYPE ringproxy_dns_resolutions_total counter"), std::string::npos) << m;
+  EXPECT_NE(m.find("# TYPE ringproxy_dns_holding gauge"), std::string::npos) << m;
+  for (const std::string& n : both) EXPECT_EQ(holding(m, n), 0.0) << n;
+  ASSERT_TRUE(eventually([&] {
+    m = scrape();
+    return dns_count(m, kSrv, {"ok"}) >= ok[kSrv] + 2 && dns_count(m, name, {"ok"}) >= ok[name] + 2;
+  })) << m;
+  // GET /discovery's counts, read after the scrape: as many or more.
+  for (const std::string& n : both) EXPECT_GE(results(n, "ok"), dns_count(m, n, {"ok"})) << n;
+
+  // Stopped: failures, counted and growing; no "ok"; holding.
+  dns_.stop();
+  ASSERT_TRUE(eventually([&] {
+    m = scrape();
+    for (const std::string& n : both) bad[n] = dns_count(m, n, failed);
+    return bad[kSrv] >= 1 && bad[name] >= 1 && holding(m, kSrv) == 1.0 && holding(m, name) == 1.0;
+  })) << m;
+  for (const std::string& n : both) ok[n] = dns_count(m, n, {"ok"});
+  ASSERT_TRUE(eventually([&] {
+    m = scrape();
+    return dns_count(m, kSrv, failed) >= bad[kSrv] + 2 && dns_count(m, name, failed) >= bad[name] + 2;
+  })) << m;
+  for (const std::string& n : both) {
+    EXPECT_EQ(dns_count(m, n, {"ok"}), ok[n]) << n;
+    EXPECT_GE(results(n, "error") + results(n, "timeout"), dns_count(m, n, failed)) << n;
+  }
+
+  // The SRV name gone (NXDOMAIN), the host still there.
+  ASSERT_TRUE(dns_.start(hosts));
+  ASSERT_TRUE(eventually([&] {
+    m = scrape();
+    return dns_count(m, kSrv, {"nxdomain"}) >= 2 && dns_count(m, name, {"ok"}) >= ok[name] + 2 &&
+           holding(m, name) == 0.0;
+  })) << m;
+  EXPECT_EQ(holding(m, kSrv), 1.0);
+  EXPECT_EQ(dns_count(m, kSrv, {"ok"}), ok[kSrv]);
+
+  // Good answers again.
+  ASSERT_TRUE(dns_.start(good));
+  ASSERT_TRUE(eventually([&] {
+    m = scrape();
+    return dns_count(m, kSrv, {"ok"}) >= ok[kSrv] + 2 && holding(m, kSrv) == 0.0 && holding(m, name) == 0.0;
+  })) << m;
+  EXPECT_GE(results(kSrv, "nxdomain"), dns_count(m, kSrv, {"nxdomain"}));
+}
+
+// 16. Where each node comes from, seen from outside (README "Seen from outside"):
+// GET /nodes gives each node's `source` ("config" for the file's, "discover:NAME" for
+// a source's) and its `resolved` addresses (an SRV node's target's, a named backend's;
+// none for an IP address), and the status page (GET /) shows the source, the address
+// and the state in each node's row.
+TEST_F(DiscoveryIntegration, NodesAndTheStatusPageShowEachNodesSource) {
+  const std::string a = add_backend("a"), b = add_backend("b");
+  backends_.push_back(std::make_unique<DemoBackend>(dir_, "fixed"));
+  const uint16_t port = start_backends_on_one_port(dir_, {"127.0.0.2", "127.0.0.3"}, "at", &backends_);
+  ASSERT_NE(port, 0);
+  ASSERT_TRUE(dns_.start({srv("a.test", backend(0).port(), 0, 1), srv("b.test", backend(1).port(), 0, 1),
+                          host("a.test", "127.0.0.1"), host("b.test", "127.0.0.1"), host("cache.test", "127.0.0.2"),
+                          host("pool.test", "127.0.0.3")}));
+  const std::string p = std::to_string(port);
+  const std::string pool_node = "127.0.0.3:" + p;
+  start_proxy(discover_srv() + "\n[[discover]]\nname = \"pool.test\"\ntype = \"a\"\nport = " + p +
+              "\n\n[[backend]]\nname = \"fixed\"\naddress = \"" + backend(2).address() +
+              "\"\n\n[[backend]]\nname = \"cache\"\naddress = \"cache.test:" + p + "\"\n");
+  wait_nodes({{a, {1, "up"}}, {b, {1, "up"}}});
+  wait_nodes({{pool_node, {1, "up"}}}, "pool.test");
+  json cache;
+  ASSERT_TRUE(eventually([&] {
+    cache = admin_json("/nodes/cache");
+    return cache.is_object() && cache["state"] == "up";
+  })) << cache.dump();
+
+  struct Want {
+    std::string name, address, source;
+    json resolved;
+  };
+  const std::string srv_source = std::string("discover:") + kSrv;
+  const std::vector<Want> wants = {
+      {a, a, srv_source, json::array({"127.0.0.1"})},
+      {b, b, srv_source, json::array({"127.0.0.1"})},
+      {pool_node, pool_node, "discover:pool.test", json::array()},
+      {"fixed", backend(2).address(), "config", json::array()},
+      {"cache", "cache.test:" + p, "config", json::array({"127.0.0.2"})},
+  };
+  const json all = admin_json("/nodes");
+  ASSERT_TRUE(all.is_object());
+  EXPECT_EQ(all["nodes"].size(), wants.size()) << all.dump();
+  Response page = http_get(admin_, "/");
+  ASSERT_EQ(page.status, 200) << page.describe();
+  EXPECT_NE(page.header("Content-Type").find("text/html"), std::string::npos) << page.describe();
+  for (const Want& w : wants) {
+    SCOPED_TRACE(w.name);
+    const json n = listed_node(w.name);
+    ASSERT_TRUE(n.is_object()) << all.dump();
+    EXPECT_EQ(n["source"], w.source) << n.dump();
+    EXPECT_EQ(n["resolved"], w.resolved) << n.dump();
+    EXPECT_EQ(n["address"], w.address) << n.dump();
+    EXPECT_EQ(n["state"], "up") << n.dump();
+    EXPECT_EQ(admin_json("/nodes/" + w.name)["source"], w.source);
+
+    const std::string row = status_row(page.body, w.name);
+    ASSERT_FALSE(row.empty()) << page.body;
+    EXPECT_NE(row.find("</span>" + w.name + "</td>"), std::string::npos) << row;
+    EXPECT_NE(row.find("<td>" + w.address + "</td><td>" + w.source + "</td><td class=\"up\">up</td>"),
+              std::string::npos)
+        << row;
+  }
 }
 
 }  // namespace

@@ -220,6 +220,20 @@ TEST_P(RouterRules, KeyTurnedAwayBySlowStartGoesToTheNextRingNode) {
   EXPECT_GT(turned_away, 0);
 }
 
+// Nodes that arrived together ramp together: a key no ramp admits yet has no next node
+// to go on to, and goes to its ring owner (to the next one when it was tried), not to
+// no node (the 503 every key but the admitted 10% once got).
+TEST_P(RouterRules, KeyEveryRampTurnsAwayGoesToItsRingOwner) {
+  const auto r = abc(GetParam());
+  for (const char* n : {"a", "b", "c"}) state(*r, n).set_ramp(kRampStart, kRampEnd);
+  for (int i = 0; i < 1000; ++i) {
+    const uint64_t h = key_hash(*r, i);
+    const NodeIndex owner = *r->default_pool().ring->lookup(h);
+    EXPECT_EQ(pick(*r, h, {}, kRampStart), owner) << "key-" << i;
+    EXPECT_EQ(pick(*r, h, {owner}, kRampStart), next_after(*r, h, owner)) << "key-" << i;
+  }
+}
+
 // --- Bounded loads (load_factor 1.25) ----------------------------------------------------
 
 constexpr double kLoadFactor = 1.25;

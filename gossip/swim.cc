@@ -27,6 +27,7 @@ Swim::Swim(SwimConfig config, Rng rng, int64_t now_ms) : cfg_(std::move(config))
   assert(!cfg_.address.empty() && cfg_.address.size() <= kMaxName);
   assert(cfg_.probe_timeout_ms > 0 && cfg_.probe_timeout_ms < cfg_.probe_interval_ms);
   assert(cfg_.awareness_max >= 1);
+  assert(cfg_.tombstone_ttl_ms == 0 || cfg_.tombstone_ttl_ms > cfg_.reap_after_ms);
   assert(cfg_.packet_budget <= kMaxPacket && cfg_.packet_budget >= 1100);
   Entry self;
   self.member = Member{cfg_.name, cfg_.address, cfg_.incarnation, MemberState::kAlive, now_ms};
@@ -118,6 +119,7 @@ Output Swim::tick(int64_t now_ms) {
   }
   if (now_ms >= next_reap_ms_) {
     reap(now_ms);
+    if (cfg_.tombstone_ttl_ms > 0) store_.collect(now_ms, cfg_.tombstone_ttl_ms);
     next_reap_ms_ = now_ms + cfg_.reconnect_interval_ms;
   }
   return finish(now_ms);
@@ -128,10 +130,17 @@ Output Swim::receive(std::string_view from_address, const Message& m, int64_t no
   const bool push_pull = m.type == MessageType::kPushPull;
   std::vector<Update> corrections;
   for (const Update& u : m.updates) {
-    if (!push_pull) {
+    // A member claim is judged before it is applied (applying it may make us refute);
+    // a store entry after, so that one refused below the floor is answered with the
+    // tombstone that refused it (state.h).
+    const bool member = std::holds_alternative<MemberUpdate>(u);
+    if (!push_pull && member) {
       if (std::optional<Update> newer = newer_than(u)) corrections.push_back(std::move(*newer));
     }
     on_update(u, m.from, push_pull, now_ms);
+    if (!push_pull && !member) {
+      if (std::optional<Update> newer = newer_than(u)) corrections.push_back(std::move(*newer));
+    }
   }
   // The sender gossiped a claim we know to be outdated (a suspicion of an incarnation
   // already refuted, say): tell it what we know, or it may hold on to the claim, and
@@ -198,7 +207,7 @@ Output Swim::put(const std::string& key, std::string value, int64_t now_ms) {
 
 Output Swim::erase(const std::string& key, int64_t now_ms) {
   assert(key.size() <= kMaxName);
-  const KvEntry& e = store_.erase(key, cfg_.name);
+  const KvEntry& e = store_.erase(key, cfg_.name, now_ms);
   recent_.push_back({now_ms, e.version});
   queue_.push(KvUpdate{key, e});
   out_.keys_changed.push_back(key);
@@ -263,9 +272,11 @@ void Swim::on_update(const Update& update, const std::string& sender, bool from_
   }
   const auto& kv = std::get<KvUpdate>(update);
   if (kv.key.empty() || kv.key.size() > kMaxName) return;
-  if (store_.merge(kv.key, kv.entry)) {
-    recent_.push_back({now, kv.entry.version});
-    queue_.push(kv);
+  if (store_.merge(kv.key, kv.entry, now)) {
+    // What we hold now: the entry, or the tombstone that refused it.
+    const KvEntry& held = *store_.find(kv.key);
+    recent_.push_back({now, held.version});
+    queue_.push(KvUpdate{kv.key, held});
     out_.keys_changed.push_back(kv.key);
   }
 }

@@ -72,6 +72,10 @@
 //  - Reaping: dead and left members are forgotten reap_after_ms after their last change
 //    (serf's ReconnectTimeout and TombstoneTimeout, 24 h); until then they are shown,
 //    re-contacted (dead) and kept from being resurrected by stale alive claims.
+//  - Store tombstones are collected tombstone_ttl_ms (48 h) after this instance stored
+//    them, on the reap timer; an entry below the collected floor is refused and answered
+//    with a tombstone (state.h, "Collecting tombstones"), which is gossiped like any
+//    change and sent back at once to the sender as a correction.
 //
 // Not thread-safe: one owner (the control loop) calls everything. Never throws on
 // network input: any decoded Message is acceptable input.
@@ -138,6 +142,13 @@ struct SwimConfig {
   int64_t reconnect_interval_ms = 10000;
   int64_t join_retry_ms = 1000;
   int64_t reap_after_ms = 24LL * 3600 * 1000;  // serf ReconnectTimeout / TombstoneTimeout
+  // How long this instance keeps a store tombstone after it stored it (state.h,
+  // "Collecting tombstones"); 0 keeps them forever. Longer than reap_after_ms (asserted):
+  // a member the others still remember, dead or left, has been away for less than this,
+  // so nothing it may bring back has been collected. Twice that, 48 h, leaves a day for
+  // a member found dead (a full partition) to come back before anything it may have
+  // missed is forgotten. Checked at the reap timer (every reconnect_interval_ms).
+  int64_t tombstone_ttl_ms = 2 * reap_after_ms;
   bool lifeguard = true;
   uint32_t awareness_max = 8;  // memberlist AwarenessMaxMultiplier: scale 1..8
   size_t packet_budget = kMaxPacket - kAuthTrailerReserve;
@@ -172,7 +183,8 @@ struct SwimStats {
 class Swim {
  public:
   // Preconditions (asserted): non-empty name and address within kMaxName,
-  // 0 < probe_timeout_ms < probe_interval_ms, awareness_max >= 1,
+  // 0 < probe_timeout_ms < probe_interval_ms, awareness_max >= 1, tombstone_ttl_ms 0 or
+  // above reap_after_ms,
   // packet_budget <= kMaxPacket and large enough for a message with two max-size names.
   Swim(SwimConfig config, Rng rng, int64_t now_ms);
 

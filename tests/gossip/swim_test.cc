@@ -386,6 +386,40 @@ TEST(Swim, StoreWritesArePiggybackedAndMergedOnlyWhenNewer) {
   EXPECT_EQ(a.store().get("backend/x"), std::nullopt);
 }
 
+TEST(Swim, CollectsTombstonesOnTheReapTimerAndAnswersAStaleValueAtOnce) {
+  SwimConfig c = config("a");
+  c.reap_after_ms = 1000;
+  c.tombstone_ttl_ms = 2000;
+  Swim a(c, Rng(1), 0);
+  a.receive("x", alive_of("p", {"p"}), 0);
+  a.put("backend/x", "v1", 0);  // version 1
+  a.erase("backend/x", 0);      // version 2
+  a.put("backend/y", "v", 0);   // version 3: holds the clock
+  int64_t now = 0;
+  run(a, now, 9999);  // the reap timer runs every reconnect_interval_ms (10 s)
+  EXPECT_NE(a.store().find("backend/x"), nullptr);
+  run(a, now, 10000);
+  EXPECT_EQ(a.store().find("backend/x"), nullptr);
+  EXPECT_EQ(a.store().floor(), 3u);
+  // p, cut off since before the delete, gossips the old value: refused, and told at once.
+  Message g;
+  g.type = MessageType::kGossip;
+  g.from = "p";
+  g.updates.push_back(KvUpdate{"backend/x", KvEntry{"v1", 1, "a", false}});
+  Output out = a.receive("p:7946", g, now);
+  EXPECT_EQ(a.store().get("backend/x"), std::nullopt);
+  EXPECT_EQ(a.store().refused(), 1u);
+  EXPECT_EQ(out.keys_changed, std::vector<std::string>{"backend/x"});
+  const Outgoing* correction = find(out, MessageType::kGossip, "p:7946");
+  ASSERT_NE(correction, nullptr);
+  ASSERT_EQ(correction->message.updates.size(), 1u);
+  EXPECT_EQ(correction->message.updates[0], Update(KvUpdate{"backend/x", KvEntry{"", 2, "a", true}}));
+  // The same value again: nothing changes here, and p is told again.
+  out = a.receive("p:7946", g, now);
+  EXPECT_TRUE(out.keys_changed.empty());
+  EXPECT_NE(find(out, MessageType::kGossip, "p:7946"), nullptr);
+}
+
 TEST(Swim, EveryPacketFitsTheBudget) {
   Swim s(config("a"), Rng(1), 0);
   std::vector<std::string> names;

@@ -35,7 +35,8 @@
 //  (a) rely on the horizon exceeding the reap time (a member away that long is
 //      forgotten). Not enough alone: a reaped member that comes back is simply a new
 //      member, re-contact and push-pull merge its whole store, and the value returns
-//      everywhere.
+//      everywhere. We keep the relation (horizon = 2 x reap time) for what it does
+//      give: a member still remembered, dead or left, has nothing to bring back.
 //  (b) remember a floor per collected key. Correct, but it keeps a record per deleted
 //      key: the unbounded growth we are removing.
 //  (c) one floor per store: floor() is one above the highest version of any tombstone
@@ -46,13 +47,15 @@
 //      that it cannot tell a stale value from a write made, concurrently, by a writer
 //      that had not seen those collected tombstones: in practice only the other side of
 //      a split longer than the horizon (its Lamport clock lagged) or an instance writing
-//      before its first push-pull (GossipAgent writes only after settling). Such a
-//      write, to a key this instance does not hold live, is refused like a stale value.
+//      before its first push-pull (GossipAgent holds its leases back until then; the
+//      owner of a refused health view writes it again). Such a write, to a key this
+//      instance does not hold live, is refused like a stale value.
 //      We prefer losing a write made during a split of two days to bringing back a
 //      deleted backend, whose address Kubernetes may have given to another pod. An
 //      instance never partitioned longer than the horizon loses nothing: every
 //      tombstone collected anywhere was written more than the horizon ago, before it was
-//      cut off, and so reached it first.
+//      cut off, and so reached it first (an update spreads in about a second, and
+//      anti-entropy repairs a miss within seconds: swim.h).
 // Refusing is not enough: the instance holding the refused value would keep it, the
 // two stores would differ forever and anti-entropy would push-pull between them every
 // settle time (a storm). So a refused live entry is answered with a tombstone that
@@ -66,15 +69,15 @@
 // does not return. An instance with no floor yet (just started) takes such entries;
 // those with a floor delete them again.
 //
-// Collection breaks the semilattice only at or below a floor, on purpose; above every
+// Collection breaks the semilattice only below a floor, on purpose; above every
 // floor merge is the join described above. Instances collect at different moments (each
 // from its own arrival), so digest() and digest_upto() fingerprint the live entries
 // only: two instances that agree on every live entry agree on the digest whether or not
 // they still hold the same tombstones, and anti-entropy does not chase tombstones that
 // one side has already collected. A tombstone still shows where it matters: a key live
 // on one side and deleted on the other differs. The tombstone holding max_version() is
-// never collected: push-pull then always carries the store's highest version, so a
-// joining instance's clock starts above every floor.
+// never collected: push-pull then always carries the store's highest version, so what
+// an instance writes once it has joined is above every floor.
 //
 // Not thread-safe; one owner (the Swim instance).
 #pragma once

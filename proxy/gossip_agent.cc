@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <map>
 #include <random>
+#include <utility>
 
 #include "config/tls.h"
 #include "gossip/codec.h"
@@ -102,6 +103,22 @@ std::optional<FoundNode> decode_found(const DiscoverConfig& source, std::string_
 // backends from its own file (it is then taken to be the first instance).
 constexpr int64_t kSeedGraceMs = 2000;
 
+// At most one line a minute about entries refused below the collected floor (a healed
+// split sends them by the hundred); the count is in ringproxy_gossip_refused_total.
+constexpr int64_t kRefusedLogMs = 60000;
+
+// "POOL@NAME" (a health key's node) <-> "POOL/NAME" (Pool::qualified).
+std::string health_node(std::string_view qualified) {
+  std::string node(qualified);
+  if (const size_t slash = node.find('/'); slash != std::string::npos) node[slash] = '@';
+  return node;
+}
+std::string qualified_node(std::string_view node) {
+  std::string q(node);
+  if (const size_t at = q.find('@'); at != std::string::npos) q[at] = '/';
+  return q;
+}
+
 }  // namespace
 
 std::string encode_backend(const BackendConfig& b) {
@@ -157,6 +174,36 @@ std::optional<BackendConfig> decode_backend(const std::string& name, std::string
   if (!address || ec != std::errc() || end != w.data() + w.size() || b.weight > 1000) return std::nullopt;
   b.address = *address;
   return b;
+}
+
+std::vector<std::string> instance_keys(const gossip::KvStore& store, const std::string& instance) {
+  std::vector<std::string> out;
+  const auto& entries = store.entries();
+  // "health/INSTANCE/NODE": NODE holds no '/' (an instance's name may: "health/a/b/x" is
+  // instance "a/b"'s, not "a"'s).
+  const std::string health = std::string(kHealthPrefix) + instance + "/";
+  for (auto it = entries.lower_bound(health); it != entries.end() && it->first.starts_with(health); ++it) {
+    if (!it->second.tombstone && it->first.find('/', health.size()) == std::string::npos) out.push_back(it->first);
+  }
+  const std::string lease = "/" + hash_hex(instance);
+  for (auto it = entries.lower_bound(kLeasePrefix); it != entries.end() && it->first.starts_with(kLeasePrefix); ++it) {
+    if (!it->second.tombstone && it->first.ends_with(lease)) out.push_back(it->first);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> stale_health_keys(const gossip::KvStore& store, const std::string& self,
+                                           const std::set<std::string>& backends) {
+  std::vector<std::string> out;
+  const auto& entries = store.entries();
+  const std::string prefix = std::string(kHealthPrefix) + self + "/";
+  for (auto it = entries.lower_bound(prefix); it != entries.end() && it->first.starts_with(prefix); ++it) {
+    const std::string_view node = std::string_view(it->first).substr(prefix.size());
+    if (it->second.tombstone || node.find('/') != std::string_view::npos) continue;
+    if (!backends.count(qualified_node(node))) out.push_back(it->first);
+  }
+  return out;
 }
 
 GossipAgent::GossipAgent(uv_loop_t* loop, OnShared on_shared) : loop_(loop), on_shared_(std::move(on_shared)) {}
@@ -280,6 +327,15 @@ void GossipAgent::handle(gossip::Output out) {
   }
   if (backends_changed) seeded_ = true;  // someone's backends arrived: adopt them
   maybe_seed();
+  const uint64_t refused = swim_->store().refused();
+  if (refused > refused_logged_ && now() - refused_log_ms_ >= kRefusedLogMs) {
+    RP_LOG(LogLevel::kWarn, "gossip: refused " + std::to_string(refused - refused_logged_) +
+                                " entries older than deletes this instance has forgotten (a value deleted over " +
+                                std::to_string(swim_->config().tombstone_ttl_ms / 3600000) +
+                                " h ago coming back, or a write from an instance cut off that long): deleted everywhere");
+    refused_logged_ = refused;
+    refused_log_ms_ = now();
+  }
   if (shared_changed) {
     if (batch_ > 0) {
       shared_pending_ = true;  // told once, when the batch of writes is done
@@ -287,10 +343,46 @@ void GossipAgent::handle(gossip::Output out) {
       on_shared_();
     }
   }
+  tidy(out);
+}
+
+void GossipAgent::tidy(const gossip::Output& out) {
+  if (swim_->has_left()) return;
+  std::vector<std::string> erase;
+  for (const std::string& name : out.members_changed) {
+    if (name == this->name() || swim_->member(name)) continue;
+    // Reaped: gone (dead or left) for reap_after_ms. Its own entries go too.
+    const std::vector<std::string> keys = instance_keys(swim_->store(), name);
+    RP_LOG(LogLevel::kInfo, "gossip: member " + name + " forgotten" +
+                                (keys.empty() ? std::string() : ", and its " + std::to_string(keys.size()) + " entries"));
+    erase.insert(erase.end(), keys.begin(), keys.end());
+  }
+  std::vector<std::pair<std::string, bool>> restore;  // our health views someone overwrote
+  const std::string own = std::string(kHealthPrefix) + name() + "/";
+  for (const std::string& key : out.keys_changed) {
+    const auto r = key.starts_with(own) ? reported_.find(key) : reported_.end();
+    if (r == reported_.end()) continue;
+    const gossip::KvEntry* e = swim_->store().find(key);
+    if ((e && !e->tombstone) != r->second) restore.emplace_back(key, r->second);
+  }
+  if (erase.empty() && restore.empty()) return;
+  Batch batch(*this);
+  for (const std::string& key : erase) handle(swim_->erase(key, now()));
+  for (const auto& [key, down] : restore) write_health(key, down);
+}
+
+void GossipAgent::write_health(const std::string& key, bool down) {
+  handle(down ? swim_->put(key, "down", now()) : swim_->erase(key, now()));
 }
 
 void GossipAgent::maybe_seed() {
-  if (seeded_) return;
+  if (seeded_) {
+    // Leases renewed before we had the cluster's state (and its clock).
+    for (const auto& [key, ttl] : std::exchange(unsent_leases_, {})) {
+      handle(swim_->put(key, std::to_string(++lease_seq_) + " " + std::to_string(ttl), now()));
+    }
+    return;
+  }
   const bool joined = swim_->live_count() > 1;
   if (!joined && now() < seed_deadline_ms_) {
     // Come back when the grace is over, even if nothing else happens.
@@ -301,6 +393,9 @@ void GossipAgent::maybe_seed() {
     return;
   }
   seeded_ = true;
+  for (const auto& [key, ttl] : std::exchange(unsent_leases_, {})) {
+    handle(swim_->put(key, std::to_string(++lease_seq_) + " " + std::to_string(ttl), now()));
+  }
   // Settled: whoever waits for the cluster's state (a [[discover]] source's first
   // answer, Server::on_discovered) is told, writes or not.
   shared_pending_ = true;
@@ -432,6 +527,10 @@ void GossipAgent::share_found(const DiscoverConfig& source, const std::vector<Fo
 void GossipAgent::renew_lease(const DiscoverConfig& source, uint64_t ttl_ms) {
   const std::string key = lease_prefix(source.name) + hash_hex(name());
   if (!fits(key)) return;
+  if (!seeded_) {
+    unsent_leases_[key] = ttl_ms;  // written once settled (maybe_seed)
+    return;
+  }
   handle(swim_->put(key, std::to_string(++lease_seq_) + " " + std::to_string(ttl_ms), now()));
 }
 
@@ -456,14 +555,23 @@ std::vector<SharedLease::Lease> GossipAgent::leases(const DiscoverConfig& source
 void GossipAgent::report_health(const std::string& backend, bool down) {
   // "POOL/NAME" goes in as "POOL@NAME": the instance's name may hold '/', so the node
   // is what follows the key's last '/'.
-  std::string node = backend;
-  if (const size_t slash = node.find('/'); slash != std::string::npos) node[slash] = '@';
-  const std::string key = std::string(kHealthPrefix) + name() + "/" + node;
+  const std::string key = std::string(kHealthPrefix) + name() + "/" + health_node(backend);
   if (!fits(key)) return;
+  reported_[key] = down;
   const gossip::KvEntry* e = swim_->store().find(key);
   const bool reported_down = e && !e->tombstone;
   if (reported_down == down) return;
-  handle(down ? swim_->put(key, "down", now()) : swim_->erase(key, now()));
+  write_health(key, down);
+}
+
+void GossipAgent::forget_health(const std::set<std::string>& backends) {
+  if (!seeded_ || swim_->has_left()) return;
+  const std::string own = std::string(kHealthPrefix) + name() + "/";
+  std::erase_if(reported_, [&](const auto& r) { return !backends.count(qualified_node(r.first.substr(own.size()))); });
+  const std::vector<std::string> stale = stale_health_keys(swim_->store(), name(), backends);
+  if (stale.empty()) return;
+  Batch batch(*this);
+  for (const std::string& key : stale) write_health(key, false);
 }
 
 std::set<std::string> GossipAgent::majority_down() const {
@@ -480,9 +588,7 @@ std::set<std::string> GossipAgent::majority_down() const {
     // Instance names may hold '/', backend names may not (config/): split at the last.
     const size_t last = rest.rfind('/');
     if (!alive.count(std::string(rest.substr(0, last)))) continue;  // the dead do not vote
-    std::string node(rest.substr(last + 1));
-    if (const size_t at = node.find('@'); at != std::string::npos) node[at] = '/';  // "POOL@NAME"
-    ++votes[node];
+    ++votes[qualified_node(rest.substr(last + 1))];  // "POOL@NAME"
   }
   std::set<std::string> out;
   for (const auto& [backend, n] : votes) {

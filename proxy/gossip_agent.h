@@ -17,6 +17,19 @@
 // Every instance builds its ring from these entries, so all route each key alike once
 // the entries have spread (GET /ring shows one fingerprint everywhere).
 //
+// Keeping the store small: Swim drops a tombstone 48 h after it stored it
+// (gossip/state.h, "Collecting tombstones"), but keys must be deleted first, and under
+// pod churn two kinds would otherwise stay live for ever:
+//  - an instance's own keys, "health/INSTANCE/..." and "found-ok/.../H(INSTANCE)", after
+//    it has gone: when Swim reaps a member (24 h after it was last seen dead or left),
+//    every instance deletes what is still live of them (the first to reap does it; the
+//    others find them deleted). The instance, if it comes back, writes them again: its
+//    lease at its next good answer, its health views at once (below).
+//  - this instance's "health/SELF/NODE" = "down" for a node no longer in any pool (a pod
+//    that failed its checks, then left the DNS answer): deleted at each new routing.
+// An instance owns its "health/SELF/..." keys: when another writes one (a cleanup as
+// above, or a refusal below the collected floor), it writes its own view back.
+//
 // Health agreement: a backend is skipped by an instance when its own checks (or passive
 // ejection) say so, or when more than half of the alive instances report it down; it
 // comes back only when its own checks pass and no majority says down. So a backend that
@@ -104,12 +117,16 @@ class GossipAgent {
   // This instance's view of a backend, by Pool::qualified name (written only when it
   // changes).
   void report_health(const std::string& backend, bool down);
+  // Deletes this instance's health views of nodes not in `backends` (Pool::qualified
+  // names: every node of every pool in the routing now). Nothing before settled().
+  void forget_health(const std::set<std::string>& backends);
   // Backends that more than half of the alive instances (this one included) report down.
   std::set<std::string> majority_down() const;
 
   const std::string& name() const;
   std::vector<gossip::Member> members() const;
   const gossip::UdpStats& transport_stats() const { return transport_->stats(); }
+  const gossip::KvStore& store() const { return swim_->store(); }
   uint64_t decode_errors() const { return decode_errors_; }
 
  private:
@@ -117,6 +134,10 @@ class GossipAgent {
   void handle(gossip::Output out);
   void on_datagram(const std::string& from, std::string_view bytes);
   void maybe_seed();
+  // After a handle(): deletes what is live of reaped members, and writes back our own
+  // health views that someone else overwrote.
+  void tidy(const gossip::Output& out);
+  void write_health(const std::string& key, bool down);
   static bool fits(const std::string& key);
   bool has_pool(std::string_view pool) const;  // any entry of the pool's, tombstones too
   // Closes the timer; `done` runs from its close callback, after which it is freed.
@@ -143,8 +164,24 @@ class GossipAgent {
   int64_t seed_deadline_ms_ = 0;
   uint64_t decode_errors_ = 0;
   uint64_t lease_seq_ = 0;
+  // Leases renewed before settled(): written once settled, so that their version follows
+  // the cluster's clock (a write below a collected floor would be refused). Key -> TTL.
+  std::map<std::string, uint64_t> unsent_leases_;
+  // Our own health views as last reported: key -> down.
+  std::map<std::string, bool> reported_;
+  uint64_t refused_logged_ = 0;
+  int64_t refused_log_ms_ = INT64_MIN / 2;
   std::function<void()> left_;
 };
+
+// The live keys an instance named `instance` owns: its health views
+// ("health/INSTANCE/NODE") and its leases ("found-ok/H(SOURCE)/H(INSTANCE)"), in key
+// order. What to delete once it has been reaped.
+std::vector<std::string> instance_keys(const gossip::KvStore& store, const std::string& instance);
+// This instance's live health views ("health/SELF/NODE") of nodes not in `backends`
+// (Pool::qualified names), in key order.
+std::vector<std::string> stale_health_keys(const gossip::KvStore& store, const std::string& self,
+                                           const std::set<std::string>& backends);
 
 // "ADDRESS WEIGHT", then " tls" or " tls=NAME" for a TLS node, then " h2c" or " h2" for
 // a node spoken to in HTTP/2 <-> BackendConfig (name from the key). A value without a

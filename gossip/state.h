@@ -47,9 +47,10 @@
 //      that it cannot tell a stale value from a write made, concurrently, by a writer
 //      that had not seen those collected tombstones: in practice only the other side of
 //      a split longer than the horizon (its Lamport clock lagged) or an instance writing
-//      before its first push-pull (GossipAgent holds its leases back until then; the
-//      owner of a refused health view writes it again). Such a write, to a key this
-//      instance does not hold live, is refused like a stale value.
+//      before a whole push-pull has reached it (Swim::synced(); GossipAgent holds its
+//      leases and health views back until then, and the owner of a refused health view
+//      writes it again). Such a write, to a key this instance does not hold live, is
+//      refused like a stale value.
 //      We prefer losing a write made during a split of two days to bringing back a
 //      deleted backend, whose address Kubernetes may have given to another pod. An
 //      instance never partitioned longer than the horizon loses nothing: every
@@ -77,7 +78,9 @@
 // one side has already collected. A tombstone still shows where it matters: a key live
 // on one side and deleted on the other differs. The tombstone holding max_version() is
 // never collected: push-pull then always carries the store's highest version, so what
-// an instance writes once it has joined is above every floor.
+// an instance writes once a whole push-pull has reached it (Swim::synced()) is above
+// every floor. Not once it is merely joined: a push-pull carries the members first and
+// the store after, in as many datagrams as it takes.
 //
 // Not thread-safe; one owner (the Swim instance).
 #pragma once

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <stdexcept>
 #include <utility>
 
 namespace ringproxy::gossip {
@@ -27,7 +28,11 @@ Swim::Swim(SwimConfig config, Rng rng, int64_t now_ms) : cfg_(std::move(config))
   assert(!cfg_.address.empty() && cfg_.address.size() <= kMaxName);
   assert(cfg_.probe_timeout_ms > 0 && cfg_.probe_timeout_ms < cfg_.probe_interval_ms);
   assert(cfg_.awareness_max >= 1);
-  assert(cfg_.tombstone_ttl_ms == 0 || cfg_.tombstone_ttl_ms > cfg_.reap_after_ms);
+  if (cfg_.tombstone_ttl_ms == SwimConfig::kTombstoneTtlDefault) cfg_.tombstone_ttl_ms = 2 * cfg_.reap_after_ms;
+  if (cfg_.tombstone_ttl_ms != 0 && cfg_.tombstone_ttl_ms <= cfg_.reap_after_ms) {
+    throw std::invalid_argument("gossip: tombstone_ttl_ms " + std::to_string(cfg_.tombstone_ttl_ms) +
+                                " must be 0 or above reap_after_ms " + std::to_string(cfg_.reap_after_ms));
+  }
   assert(cfg_.packet_budget <= kMaxPacket && cfg_.packet_budget >= 1100);
   Entry self;
   self.member = Member{cfg_.name, cfg_.address, cfg_.incarnation, MemberState::kAlive, now_ms};
@@ -115,7 +120,7 @@ Output Swim::tick(int64_t now_ms) {
   }
   if (!left_ && now_ms >= next_reconnect_ms_) {
     reconnect(now_ms);
-    next_reconnect_ms_ = now_ms + (live_names_.empty() ? cfg_.join_retry_ms : cfg_.reconnect_interval_ms);
+    next_reconnect_ms_ = now_ms + (live_names_.empty() || !synced_ ? cfg_.join_retry_ms : cfg_.reconnect_interval_ms);
   }
   if (now_ms >= next_reap_ms_) {
     reap(now_ms);
@@ -485,7 +490,18 @@ void Swim::on_ack(const Message& m, int64_t now) {
 
 void Swim::on_push_pull(std::string_view from_address, const Message& m, int64_t now) {
   (void)now;
-  joined_ = true;
+  if (!synced_ && m.part < m.parts) {
+    // Its updates are merged by now (receive()); count the part.
+    auto [it, fresh] = partial_.try_emplace({m.from, m.seq, m.response});
+    if (fresh && partial_.size() > 8) {  // someone keeps starting exchanges we never finish
+      partial_.erase(it == partial_.begin() ? std::next(it) : partial_.begin());
+    }
+    it->second.insert(m.part);
+    if (it->second.size() == m.parts) {
+      synced_ = true;
+      partial_.clear();
+    }
+  }
   if (!m.response && m.part == 0 && !left_) push_pull(std::string(from_address), true, false, m.seq);
 }
 
@@ -709,6 +725,11 @@ void Swim::reconnect(int64_t now) {
     ++stats_.reconnect_pings;
     send(address, std::move(p), true);
   };
+  if (!synced_ && !live_names_.empty()) {
+    // Someone answered, but no full state has reached us whole (synced()): ask again.
+    const std::string& peer = live_names_[rng_.below(live_names_.size())];
+    push_pull(members_.find(peer)->second.member.address, false, false, next_seq_++);
+  }
   std::set<std::string_view> live_addresses;
   for (const std::string& name : live_names_) live_addresses.insert(members_.find(name)->second.member.address);
   for (const std::string& seed : seeds_) {

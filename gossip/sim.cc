@@ -269,6 +269,11 @@ void Sim::put(const std::string& name, const std::string& key, const std::string
   apply(i, nodes_[i].swim->put(key, value, now_));
 }
 
+void Sim::erase(const std::string& name, const std::string& key) {
+  const size_t i = index(name);
+  apply(i, nodes_[i].swim->erase(key, now_));
+}
+
 const Swim& Sim::swim(const std::string& name) const { return *nodes_[index(name)].swim; }
 bool Sim::running(const std::string& name) const { return nodes_[index(name)].running; }
 const std::string& Sim::address(const std::string& name) const { return nodes_[index(name)].address; }

@@ -81,6 +81,7 @@ class Sim {
 
   // Application writes at one member.
   void put(const std::string& name, const std::string& key, const std::string& value);
+  void erase(const std::string& name, const std::string& key);
 
   // Observation.
   const Swim& swim(const std::string& name) const;

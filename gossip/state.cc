@@ -1,5 +1,7 @@
 #include "gossip/state.h"
 
+#include <algorithm>
+#include <cassert>
 #include <tuple>
 
 namespace ringproxy::gossip {
@@ -45,30 +47,67 @@ bool supersedes(const KvEntry& a, const KvEntry& b) {
          std::tie(b.version, b.origin, b.tombstone, b.value);
 }
 
-bool KvStore::merge(const std::string& key, const KvEntry& entry) {
+bool KvStore::merge(const std::string& key, const KvEntry& entry, int64_t now_ms) {
   auto it = entries_.find(key);
   if (it != entries_.end() && !supersedes(entry, it->second)) return false;
-  if (entry.version > max_version_) max_version_ = entry.version;
-  hashes_[key] = {entry.version, entry_hash(key, entry)};
-  upto_valid_ = false;
-  if (it == entries_.end()) {
-    entries_.emplace(key, entry);
-  } else {
-    it->second = entry;
+  const bool live_here = it != entries_.end() && !it->second.tombstone;
+  if (entry.version < floor_ && !live_here) {
+    // Below what we collected, for a key not live here: a deleted value coming back, or a
+    // write of someone who had not seen our collected deletes (state.h). A tombstone
+    // deletes nothing here: dropped (it may be one we collected, sent back).
+    if (entry.tombstone) return false;
+    ++refused_;
+    // At version floor_ - 1 the refused entry's origin wins a tie (tombstone over value).
+    store(key, KvEntry{std::string(), floor_ - 1, entry.origin, true}, now_ms);
+    return true;
   }
+  store(key, entry, now_ms);
   return true;
+}
+
+void KvStore::store(const std::string& key, const KvEntry& entry, int64_t now_ms) {
+  if (entry.version > max_version_) max_version_ = entry.version;
+  if (entry.tombstone) {
+    hashes_.erase(key);
+    tombstone_since_[key] = now_ms;  // a newer tombstone ages from its own arrival
+  } else {
+    hashes_[key] = {entry.version, entry_hash(key, entry)};
+    tombstone_since_.erase(key);
+  }
+  upto_valid_ = false;
+  entries_.insert_or_assign(key, entry);
 }
 
 const KvEntry& KvStore::put(const std::string& key, std::string value, const std::string& origin) {
   KvEntry entry{std::move(value), max_version_ + 1, origin, false};
-  merge(key, entry);  // always wins: its version is above every held one
+  store(key, entry, 0);  // always wins: its version is above every held one
   return entries_.find(key)->second;
 }
 
-const KvEntry& KvStore::erase(const std::string& key, const std::string& origin) {
+const KvEntry& KvStore::erase(const std::string& key, const std::string& origin, int64_t now_ms) {
   KvEntry entry{std::string(), max_version_ + 1, origin, true};
-  merge(key, entry);
+  store(key, entry, now_ms);
   return entries_.find(key)->second;
+}
+
+size_t KvStore::collect(int64_t now_ms, int64_t horizon_ms) {
+  assert(horizon_ms > 0);
+  size_t dropped = 0;
+  for (auto it = tombstone_since_.begin(); it != tombstone_since_.end();) {
+    auto e = entries_.find(it->first);
+    assert(e != entries_.end() && e->second.tombstone);
+    // The one at max_version stays: push-pull carries our clock through it (state.h).
+    if (now_ms - it->second < horizon_ms || e->second.version == max_version_) {
+      ++it;
+      continue;
+    }
+    floor_ = std::max(floor_, e->second.version + 1);
+    entries_.erase(e);
+    it = tombstone_since_.erase(it);
+    ++dropped;
+  }
+  collected_ += dropped;
+  return dropped;
 }
 
 std::optional<std::string_view> KvStore::get(std::string_view key) const {
@@ -100,8 +139,9 @@ uint64_t KvStore::digest_upto(uint64_t max_version) const {
 
 uint64_t KvStore::digest() const {
   uint64_t h = kFnvOffset;
-  fnv_u64(h, entries_.size());
+  fnv_u64(h, hashes_.size());  // the live entries
   for (const auto& [key, e] : entries_) {
+    if (e.tombstone) continue;
     fnv_str(h, key);
     fnv_u64(h, e.version);
     fnv_str(h, e.origin);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <stdexcept>
 #include <utility>
 
 namespace ringproxy::gossip {
@@ -27,6 +28,11 @@ Swim::Swim(SwimConfig config, Rng rng, int64_t now_ms) : cfg_(std::move(config))
   assert(!cfg_.address.empty() && cfg_.address.size() <= kMaxName);
   assert(cfg_.probe_timeout_ms > 0 && cfg_.probe_timeout_ms < cfg_.probe_interval_ms);
   assert(cfg_.awareness_max >= 1);
+  if (cfg_.tombstone_ttl_ms == SwimConfig::kTombstoneTtlDefault) cfg_.tombstone_ttl_ms = 2 * cfg_.reap_after_ms;
+  if (cfg_.tombstone_ttl_ms != 0 && cfg_.tombstone_ttl_ms <= cfg_.reap_after_ms) {
+    throw std::invalid_argument("gossip: tombstone_ttl_ms " + std::to_string(cfg_.tombstone_ttl_ms) +
+                                " must be 0 or above reap_after_ms " + std::to_string(cfg_.reap_after_ms));
+  }
   assert(cfg_.packet_budget <= kMaxPacket && cfg_.packet_budget >= 1100);
   Entry self;
   self.member = Member{cfg_.name, cfg_.address, cfg_.incarnation, MemberState::kAlive, now_ms};
@@ -114,10 +120,11 @@ Output Swim::tick(int64_t now_ms) {
   }
   if (!left_ && now_ms >= next_reconnect_ms_) {
     reconnect(now_ms);
-    next_reconnect_ms_ = now_ms + (live_names_.empty() ? cfg_.join_retry_ms : cfg_.reconnect_interval_ms);
+    next_reconnect_ms_ = now_ms + (live_names_.empty() || !synced_ ? cfg_.join_retry_ms : cfg_.reconnect_interval_ms);
   }
   if (now_ms >= next_reap_ms_) {
     reap(now_ms);
+    if (cfg_.tombstone_ttl_ms > 0) store_.collect(now_ms, cfg_.tombstone_ttl_ms);
     next_reap_ms_ = now_ms + cfg_.reconnect_interval_ms;
   }
   return finish(now_ms);
@@ -128,10 +135,17 @@ Output Swim::receive(std::string_view from_address, const Message& m, int64_t no
   const bool push_pull = m.type == MessageType::kPushPull;
   std::vector<Update> corrections;
   for (const Update& u : m.updates) {
-    if (!push_pull) {
+    // A member claim is judged before it is applied (applying it may make us refute);
+    // a store entry after, so that one refused below the floor is answered with the
+    // tombstone that refused it (state.h).
+    const bool member = std::holds_alternative<MemberUpdate>(u);
+    if (!push_pull && member) {
       if (std::optional<Update> newer = newer_than(u)) corrections.push_back(std::move(*newer));
     }
     on_update(u, m.from, push_pull, now_ms);
+    if (!push_pull && !member) {
+      if (std::optional<Update> newer = newer_than(u)) corrections.push_back(std::move(*newer));
+    }
   }
   // The sender gossiped a claim we know to be outdated (a suspicion of an incarnation
   // already refuted, say): tell it what we know, or it may hold on to the claim, and
@@ -198,7 +212,7 @@ Output Swim::put(const std::string& key, std::string value, int64_t now_ms) {
 
 Output Swim::erase(const std::string& key, int64_t now_ms) {
   assert(key.size() <= kMaxName);
-  const KvEntry& e = store_.erase(key, cfg_.name);
+  const KvEntry& e = store_.erase(key, cfg_.name, now_ms);
   recent_.push_back({now_ms, e.version});
   queue_.push(KvUpdate{key, e});
   out_.keys_changed.push_back(key);
@@ -263,9 +277,11 @@ void Swim::on_update(const Update& update, const std::string& sender, bool from_
   }
   const auto& kv = std::get<KvUpdate>(update);
   if (kv.key.empty() || kv.key.size() > kMaxName) return;
-  if (store_.merge(kv.key, kv.entry)) {
-    recent_.push_back({now, kv.entry.version});
-    queue_.push(kv);
+  if (store_.merge(kv.key, kv.entry, now)) {
+    // What we hold now: the entry, or the tombstone that refused it.
+    const KvEntry& held = *store_.find(kv.key);
+    recent_.push_back({now, held.version});
+    queue_.push(KvUpdate{kv.key, held});
     out_.keys_changed.push_back(kv.key);
   }
 }
@@ -474,7 +490,18 @@ void Swim::on_ack(const Message& m, int64_t now) {
 
 void Swim::on_push_pull(std::string_view from_address, const Message& m, int64_t now) {
   (void)now;
-  joined_ = true;
+  if (!synced_ && m.part < m.parts) {
+    // Its updates are merged by now (receive()); count the part.
+    auto [it, fresh] = partial_.try_emplace({m.from, m.seq, m.response});
+    if (fresh && partial_.size() > 8) {  // someone keeps starting exchanges we never finish
+      partial_.erase(it == partial_.begin() ? std::next(it) : partial_.begin());
+    }
+    it->second.insert(m.part);
+    if (it->second.size() == m.parts) {
+      synced_ = true;
+      partial_.clear();
+    }
+  }
   if (!m.response && m.part == 0 && !left_) push_pull(std::string(from_address), true, false, m.seq);
 }
 
@@ -698,6 +725,11 @@ void Swim::reconnect(int64_t now) {
     ++stats_.reconnect_pings;
     send(address, std::move(p), true);
   };
+  if (!synced_ && !live_names_.empty()) {
+    // Someone answered, but no full state has reached us whole (synced()): ask again.
+    const std::string& peer = live_names_[rng_.below(live_names_.size())];
+    push_pull(members_.find(peer)->second.member.address, false, false, next_seq_++);
+  }
   std::set<std::string_view> live_addresses;
   for (const std::string& name : live_names_) live_addresses.insert(members_.find(name)->second.member.address);
   for (const std::string& seed : seeds_) {

@@ -40,7 +40,10 @@
 //    for large clusters as memberlist pushPullScale), a full-state exchange with one
 //    random member; also how a member joins (to each seed). In a merged remote state,
 //    "dead" counts as "suspect" (memberlist mergeState) so that a healed partition does
-//    not declare one side dead at once, but lets every accused member refute.
+//    not declare one side dead at once, but lets every accused member refute. A joiner
+//    holds the cluster's state only once every part of one has arrived (synced()); it
+//    asks again every join_retry_ms until then (ours: a lost part would otherwise wait
+//    for the next periodic push-pull).
 //  - Anti-entropy (ours): a member whose update burst missed someone (every one of its
 //    lambda * log n sends lost or sent elsewhere) would otherwise wait for the periodic
 //    push-pull, 6 s at 200 ms and 100 members (the simulator measured 11 to 24 s worst
@@ -72,6 +75,10 @@
 //  - Reaping: dead and left members are forgotten reap_after_ms after their last change
 //    (serf's ReconnectTimeout and TombstoneTimeout, 24 h); until then they are shown,
 //    re-contacted (dead) and kept from being resurrected by stale alive claims.
+//  - Store tombstones are collected tombstone_ttl_ms (48 h) after this instance stored
+//    them, on the reap timer; an entry below the collected floor is refused and answered
+//    with a tombstone (state.h, "Collecting tombstones"), which is gossiped like any
+//    change and sent back at once to the sender as a correction.
 //
 // Not thread-safe: one owner (the control loop) calls everything. Never throws on
 // network input: any decoded Message is acceptable input.
@@ -86,6 +93,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "gossip/broadcast_queue.h"
@@ -138,6 +146,16 @@ struct SwimConfig {
   int64_t reconnect_interval_ms = 10000;
   int64_t join_retry_ms = 1000;
   int64_t reap_after_ms = 24LL * 3600 * 1000;  // serf ReconnectTimeout / TombstoneTimeout
+  // How long this instance keeps a store tombstone after it stored it (state.h,
+  // "Collecting tombstones"); 0 keeps them forever; kTombstoneTtlDefault (the default)
+  // is twice reap_after_ms, taken when Swim is made, so that a raised reap_after_ms
+  // raises it too. Otherwise it must be longer than reap_after_ms (Swim refuses it):
+  // a member the others still remember, dead or left, has been away for less than this,
+  // so nothing it may bring back has been collected. Twice that, 48 h, leaves a day for
+  // a member found dead (a full partition) to come back before anything it may have
+  // missed is forgotten. Checked at the reap timer (every reconnect_interval_ms).
+  static constexpr int64_t kTombstoneTtlDefault = -1;
+  int64_t tombstone_ttl_ms = kTombstoneTtlDefault;
   bool lifeguard = true;
   uint32_t awareness_max = 8;  // memberlist AwarenessMaxMultiplier: scale 1..8
   size_t packet_budget = kMaxPacket - kAuthTrailerReserve;
@@ -174,6 +192,10 @@ class Swim {
   // Preconditions (asserted): non-empty name and address within kMaxName,
   // 0 < probe_timeout_ms < probe_interval_ms, awareness_max >= 1,
   // packet_budget <= kMaxPacket and large enough for a message with two max-size names.
+  // Throws std::invalid_argument for a tombstone_ttl_ms other than the default or 0 that
+  // is not above reap_after_ms (asserts vanish from release builds, and a shorter TTL
+  // would let a member still remembered bring a deleted value back); config() shows
+  // the TTL taken.
   Swim(SwimConfig config, Rng rng, int64_t now_ms);
 
   // Joins through `seeds` (addresses; our own address is skipped): a push-pull join
@@ -194,6 +216,17 @@ class Swim {
   std::vector<Member> members() const;  // every member held, this one included, by name
   size_t live_count() const { return live_names_.size() + 1; }  // alive+suspect, with self
   const KvStore& store() const { return store_; }
+  // Every part of one full-state push-pull from another member has arrived and been
+  // merged: its answer to ours, or one it started (a join too: a first instance is
+  // synced by the second's join). From then on this member holds the sender's state and
+  // clock as of that exchange, so what it writes is above every floor (state.h).
+  // Members come first in a push-pull and the store after, in as many packets as it
+  // takes, so "someone answered" (live_count() > 1) is not this. Until then, while some
+  // member is alive, a push-pull is asked of one every join_retry_ms (a part may be
+  // lost). Never true for a member that has only ever been alone. (Nor does it tell an
+  // empty cluster from a joiner that has nothing yet: two instances started together,
+  // each the other's first contact, sync with each other's empty state, as before.)
+  bool synced() const { return synced_; }
   int health_score() const { return awareness_; }  // Lifeguard LHM, 0..awareness_max-1
   bool has_left() const { return left_; }
   const SwimStats& stats() const { return stats_; }
@@ -283,7 +316,10 @@ class Swim {
   uint64_t next_seq_ = 0;
   int awareness_ = 0;
   bool left_ = false;
-  bool joined_ = false;  // someone answered our push-pull, or joined us
+  bool synced_ = false;  // synced()
+  // Parts received of the push-pulls that count for synced(), by (sender, seq, response);
+  // a few at a time, cleared once one is whole.
+  std::map<std::tuple<std::string, uint64_t, bool>, std::set<uint32_t>> partial_;
   int64_t next_probe_ms_ = 0;
   int64_t next_gossip_ms_ = 0;
   int64_t next_push_pull_ms_ = 0;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <set>
+#include <string_view>
 #include <utility>
 
 namespace ringproxy {
@@ -121,6 +123,14 @@ bool SharedLease::observe(const std::vector<Lease>& leases, uint32_t hold_ms, ui
     if (!inserted && it->second == l.version) continue;  // unchanged: no news of a good answer
     it->second = l.version;
     renewed(l.ttl_ms, hold_ms, now_ms);
+  }
+  // A lease deleted (its instance was reaped, gossip_agent.h) is forgotten here too: the
+  // map would otherwise grow by one key per instance that ever ran. If it comes back,
+  // its new version is news anyway.
+  if (versions_.size() > leases.size()) {
+    std::set<std::string_view> present;
+    for (const Lease& l : leases) present.insert(l.key);
+    std::erase_if(versions_, [&](const auto& v) { return !present.count(v.first); });
   }
   const bool now_counts = counts(now_ms);
   const bool flipped = now_counts != counted_;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <ctime>
 #include <iostream>
+#include <set>
 
 #include "net/tls_files.h"
 #include "proxy/backends.h"
@@ -60,6 +61,15 @@ void Server::publish(std::shared_ptr<const Routing> routing) {
   // uv_async_send on a closed handle aborts), and none needs a new ring.
   if (!draining_) {
     for (auto& w : workers_) w->notify_routing();
+  }
+  // Our "down" views of nodes that left every pool would otherwise stay in the shared
+  // store for ever (gossip_agent.h, "Keeping the store small").
+  if (gossip_) {
+    std::set<std::string> nodes;
+    for (const Pool& pool : routing->pools) {
+      for (const Backend& b : pool.backends) nodes.insert(pool.qualified(b.name));
+    }
+    gossip_->forget_health(nodes);
   }
 }
 

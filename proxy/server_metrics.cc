@@ -246,6 +246,18 @@ std::string Server::metrics_text() {
     for (const auto& [cause, n] : drops) {
       out += std::string("ringproxy_gossip_dropped_total{cause=\"") + cause + "\"} " + std::to_string(n) + "\n";
     }
+    const gossip::KvStore& store = gossip_->store();
+    family(out, "ringproxy_gossip_entries", "gauge",
+           "Entries of the shared store held here: live, and tombstones (deletes, kept 48 h after they arrive).");
+    out += "ringproxy_gossip_entries{kind=\"live\"} " + std::to_string(store.size() - store.tombstones()) + "\n";
+    out += "ringproxy_gossip_entries{kind=\"tombstone\"} " + std::to_string(store.tombstones()) + "\n";
+    family(out, "ringproxy_gossip_tombstones_collected_total", "counter",
+           "Tombstones dropped from the shared store once past the 48 h horizon.");
+    out += "ringproxy_gossip_tombstones_collected_total " + std::to_string(store.collected()) + "\n";
+    family(out, "ringproxy_gossip_refused_total", "counter",
+           "Entries refused as older than deletes already collected (a deleted value coming back, or a write from an "
+           "instance cut off for longer than the horizon), and deleted everywhere.");
+    out += "ringproxy_gossip_refused_total " + std::to_string(store.refused()) + "\n";
   }
   if (const auto dns = discovery_status(); !dns.empty()) {
     family(out, "ringproxy_dns_resolutions_total", "counter",

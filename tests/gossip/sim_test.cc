@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 
 namespace ringproxy::gossip {
 namespace {
@@ -322,6 +323,185 @@ TEST(SimSwim, ConcurrentWritesToOneKeyConvergeToOneWinner) {
   for (const std::string& o : sim.names()) EXPECT_EQ(sim.swim(o).store().digest(), digest);
   // All wrote version 1 (none had seen another's write): the largest origin wins.
   EXPECT_EQ(sim.swim("m3").store().get("backend/shared"), "from-m9");
+}
+
+// ---- collecting store tombstones over simulated days (state.h, "Collecting tombstones")
+
+constexpr int64_t kMinute = 60 * 1000;
+constexpr int64_t kHour = 60 * kMinute;
+
+// memberlist's LAN probe interval (1 s), so that days of virtual time take seconds; the
+// reap time and the tombstone horizon are the defaults, 24 h and 48 h.
+SimConfig days(uint64_t seed) {
+  SimConfig c = base(seed, 0.0);
+  c.swim.probe_interval_ms = 1000;
+  c.swim.probe_timeout_ms = 500;
+  return c;
+}
+
+uint64_t total_anti_entropy(const Sim& sim) {
+  uint64_t n = 0;
+  for (const std::string& o : sim.names()) n += sim.swim(o).stats().anti_entropy_pulls;
+  return n;
+}
+
+// Pod churn as [[discover]] sees it: every 30 minutes a new node's key is written and the
+// oldest of the three live ones deleted, for 3 days, by a different member each time;
+// m2 restarts after a day and a half, between writes (it relearns the tombstones it had, aged from then).
+TEST(SimSwim, StoreStaysBoundedUnderChurnAndTombstonesAgeOut) {
+  Sim sim(days(31));
+  populate(sim, 5);
+  sim.run_for(kMinute);
+  ASSERT_TRUE(converged(sim));
+  const int64_t horizon = sim.swim("m0").config().tombstone_ttl_ms;
+  ASSERT_EQ(horizon, 48 * kHour);
+  constexpr int64_t kEvery = 30 * kMinute;
+  constexpr int kWrites = 3 * 24 * 2;
+  // A member holds at most a horizon of deletes (plus the reap timer's period, the three
+  // live keys and the tombstone at the clock); one that restarted, up to two: those it
+  // relearned at its start age from then. Without collection: kWrites.
+  const size_t bound = static_cast<size_t>(horizon / kEvery) + 4;
+  size_t largest = 0, largest_restarted = 0;
+  for (int i = 0; i < kWrites; ++i) {
+    const std::string writer = nm(i % 5);
+    // A quarter of an hour after its last write went out (a crash loses what it has not
+    // sent yet, which is not what this test is about).
+    if (i == kWrites / 2 + 1) sim.restart("m2");
+    sim.put(writer, "found/src/node-" + std::to_string(i), "10.1." + std::to_string(i % 250) + ".9:8080 1 0");
+    if (i >= 3) sim.erase(writer, "found/src/node-" + std::to_string(i - 3));
+    sim.run_for(kEvery);
+    for (const std::string& o : sim.names()) {
+      size_t& l = o == "m2" ? largest_restarted : largest;
+      l = std::max(l, sim.swim(o).store().size());
+    }
+  }
+  RecordProperty("largest_store", static_cast<int>(largest));
+  RecordProperty("largest_store_restarted", static_cast<int>(largest_restarted));
+  EXPECT_LE(largest, bound);
+  EXPECT_GE(largest, bound - 4) << "collection keeps about a horizon of deletes";
+  EXPECT_LE(largest_restarted, 2 * bound);
+  // Churn over: a horizon later only the live keys remain (and the tombstone that holds
+  // the clock, the last write being a delete).
+  sim.run_for(horizon + 2 * sim.swim("m0").config().reconnect_interval_ms);
+  const uint64_t digest = sim.swim("m0").store().digest();
+  for (const std::string& o : sim.names()) {
+    const KvStore& st = sim.swim(o).store();
+    SCOPED_TRACE(o);
+    EXPECT_LE(st.tombstones(), 1u);
+    EXPECT_EQ(st.size() - st.tombstones(), 3u);
+    EXPECT_EQ(st.digest(), digest);
+    EXPECT_EQ(st.refused(), 0u) << "nothing is refused when nobody was cut off";
+    EXPECT_GT(st.collected(), static_cast<uint64_t>(kWrites / 2));
+    for (int i = kWrites - 3; i < kWrites; ++i) EXPECT_TRUE(st.get("found/src/node-" + std::to_string(i)));
+  }
+  // No storm: instances collect at different moments (m2 a day and a half later than
+  // the others), and anti-entropy does not chase tombstones.
+  RecordProperty("anti_entropy_pulls", static_cast<int>(total_anti_entropy(sim)));
+  EXPECT_LE(total_anti_entropy(sim), 20u);
+  EXPECT_EQ(sim.stats().false_deaths, 0u);
+}
+
+// m4 is cut off from the others for `apart_ms`; meanwhile the others delete a key m4
+// holds, and m4 writes a key of its own (its Lamport clock lags theirs). Returns the
+// simulator after the heal and two minutes; `resurrected` counts the moments a member
+// other than m4 held the deleted key live after the delete had reached it.
+struct Apart {
+  std::unique_ptr<Sim> sim;
+  int resurrected = 0;
+};
+Apart cut_off_for(int64_t apart_ms, bool newcomer = false) {
+  Apart a;
+  a.sim = std::make_unique<Sim>(days(32));
+  Sim& sim = *a.sim;
+  populate(sim, 5);
+  sim.run_for(kMinute);
+  sim.put("m1", "backend/gone", "10.0.0.1:80 1");
+  sim.put("m1", "backend/kept", "10.0.0.2:80 1");
+  sim.run_for(kMinute);
+  EXPECT_TRUE(sim.swim("m4").store().get("backend/gone"));
+  sim.partition({"m4"});
+  sim.run_for(kMinute);
+  sim.erase("m0", "backend/gone");
+  sim.put("m0", "backend/after", "10.0.0.3:80 1");  // holds the clock: the delete can go
+  sim.run_for(kHour);
+  sim.put("m4", "health/m4/cache-a", "down");  // m4's own write while apart
+  std::map<std::string, bool> deleted;
+  sim.on_output = [&](const std::string& who, const Output& out, int64_t) {
+    if (who == "m4") return;
+    for (const std::string& k : out.keys_changed) {
+      if (k != "backend/gone") continue;
+      const bool live = sim.swim(who).store().get(k).has_value();
+      if (!live) deleted[who] = true;
+      if (live && deleted[who]) ++a.resurrected;
+    }
+  };
+  for (const char* o : {"m0", "m1", "m2", "m3"}) deleted[o] = !sim.swim(o).store().get("backend/gone");
+  sim.run_for(apart_ms - kHour - kMinute - (newcomer ? 10 * kMinute : 0));
+  if (newcomer) {
+    // A new instance (no floor: it has collected nothing) joins the others just before
+    // the heal: it would take m4's stale value if m4 reached it before a member with a
+    // floor answered m4 (m4 rejoins through m0, which does at once).
+    sim.add("m5", {"m0"});
+    sim.run_for(10 * kMinute);
+  }
+  sim.heal();
+  sim.run_for(2 * kMinute);
+  return a;
+}
+
+TEST(SimSwim, AMemberBackAfterTheHorizonDoesNotBringADeletedKeyBack) {
+  Apart a = cut_off_for(50 * kHour);  // over the 48 h horizon (and the 24 h reap)
+  Sim& sim = *a.sim;
+  EXPECT_TRUE(converged(sim)) << "reaped on both sides, m4 rejoins through its seed";
+  EXPECT_EQ(a.resurrected, 0);
+  uint64_t refused = 0;
+  const uint64_t digest = sim.swim("m0").store().digest();
+  for (const std::string& o : sim.names()) {
+    SCOPED_TRACE(o);
+    const KvStore& st = sim.swim(o).store();
+    EXPECT_FALSE(st.get("backend/gone"));
+    EXPECT_EQ(st.get("backend/kept"), "10.0.0.2:80 1");
+    EXPECT_EQ(st.get("backend/after"), "10.0.0.3:80 1");
+    // The documented cost: m4's write while apart was below the others' floor (its
+    // clock lagged theirs), so it is refused like a stale value, everywhere.
+    EXPECT_FALSE(st.get("health/m4/cache-a"));
+    EXPECT_EQ(st.digest(), digest);
+    refused += st.refused();
+  }
+  EXPECT_GE(refused, 2u);
+  // Its clock is past the floor now: what m4 writes next is taken everywhere.
+  sim.put("m4", "health/m4/cache-a", "down");
+  sim.run_for(10000);
+  for (const std::string& o : sim.names()) EXPECT_EQ(sim.swim(o).store().get("health/m4/cache-a"), "down") << o;
+  EXPECT_LE(total_anti_entropy(sim), 20u);
+}
+
+TEST(SimSwim, ANewInstanceWithoutAFloorEndsWithoutTheDeletedValueToo) {
+  Apart a = cut_off_for(50 * kHour, /*newcomer=*/true);
+  Sim& sim = *a.sim;
+  EXPECT_TRUE(converged(sim));
+  const uint64_t digest = sim.swim("m0").store().digest();
+  for (const std::string& o : sim.names()) {
+    SCOPED_TRACE(o);
+    EXPECT_FALSE(sim.swim(o).store().get("backend/gone"));
+    EXPECT_EQ(sim.swim(o).store().digest(), digest);
+  }
+  EXPECT_EQ(sim.swim("m5").store().floor(), 0u);
+}
+
+TEST(SimSwim, AMemberBackWithinTheHorizonLosesNothingEvenWhenReaped) {
+  Apart a = cut_off_for(30 * kHour);  // reaped (24 h), not past the horizon
+  Sim& sim = *a.sim;
+  EXPECT_TRUE(converged(sim));
+  EXPECT_EQ(a.resurrected, 0);
+  for (const std::string& o : sim.names()) {
+    SCOPED_TRACE(o);
+    const KvStore& st = sim.swim(o).store();
+    EXPECT_FALSE(st.get("backend/gone"));  // the tombstone was still held: it reached m4
+    EXPECT_EQ(st.get("health/m4/cache-a"), "down");
+    EXPECT_EQ(st.get("backend/after"), "10.0.0.3:80 1");
+    EXPECT_EQ(st.refused(), 0u);
+  }
 }
 
 TEST(SimSwim, SameSeedSameRun) {

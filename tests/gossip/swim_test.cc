@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+
 namespace ringproxy::gossip {
 namespace {
 
@@ -106,6 +108,72 @@ TEST(Swim, AnswersPushPullWithItsStateAndLearnsTheSender) {
   ASSERT_NE(s.member("b"), nullptr);
   EXPECT_EQ(s.member("b")->incarnation, 3u);
   EXPECT_EQ(out.members_changed, std::vector<std::string>{"b"});
+}
+
+// synced(): a joiner holds the cluster's state once every part of one full state has
+// arrived, not when the first (the members, which come first) has. A lost part is asked
+// for again.
+TEST(Swim, SyncedOnlyOnceEveryPartOfAPushPullHasArrived) {
+  // b's state, as b would send it: its members, then its store, in three parts.
+  Swim b(config("b"), Rng(2), 0);
+  std::vector<std::string> names;
+  for (int i = 0; i < 40; ++i) names.push_back("member-" + std::to_string(i));
+  b.receive("x", alive_of("m", names), 0);
+  for (int i = 0; i < 60; ++i) b.put("backend/node-" + std::to_string(i), std::string(40, 'v'), 0);
+  Swim a(config("a"), Rng(1), 0);
+  Output out = a.join(std::vector<std::string>{"b:7946"}, 0);
+  const Outgoing* req = find(out, MessageType::kPushPull, "b:7946");
+  ASSERT_NE(req, nullptr);
+  std::vector<Message> parts;
+  for (Outgoing& o : b.receive("a:7946", req->message, 1).messages) {
+    if (o.message.type == MessageType::kPushPull) parts.push_back(std::move(o.message));
+  }
+  ASSERT_GE(parts.size(), 3u);
+  EXPECT_FALSE(a.synced());
+  a.receive("b:7946", parts[0], 2);
+  EXPECT_GT(a.live_count(), 25u) << "someone answered...";
+  EXPECT_LT(a.store().size(), b.store().size());
+  EXPECT_LT(a.store().max_version(), b.store().max_version());
+  EXPECT_FALSE(a.synced()) << "...but the store is still on its way";
+  // The second part is lost: the last alone does not make it whole.
+  a.receive("b:7946", parts.back(), 3);
+  EXPECT_FALSE(a.synced());
+  // Asked again within join_retry_ms (1 s), of a member it now holds alive.
+  int64_t now = 3;
+  size_t asked = 0;
+  for (const Outgoing& o : run(a, now, 1100)) asked += o.message.type == MessageType::kPushPull && !o.message.response;
+  EXPECT_GE(asked, 1u);
+  for (size_t i = 1; i + 1 < parts.size(); ++i) a.receive("b:7946", parts[i], now);
+  EXPECT_TRUE(a.synced());
+  EXPECT_EQ(a.store().max_version(), b.store().max_version());
+  // A first instance, alone, is synced by the whole of the second's join.
+  Swim c(config("c"), Rng(3), 0);
+  Message join{MessageType::kPushPull, 7, "d", "d:7946", "", "", false, true, 0, 2,
+               {MemberUpdate{"d", "d:7946", 1, MemberState::kAlive, ""}}};
+  c.receive("d:7946", join, 0);
+  EXPECT_EQ(c.live_count(), 2u);
+  EXPECT_FALSE(c.synced());
+  join.part = 1;
+  join.updates = {KvUpdate{"backend/x", KvEntry{"v", 3, "d", false}}};
+  c.receive("d:7946", join, 1);
+  EXPECT_TRUE(c.synced());
+}
+
+// tombstone_ttl_ms: twice reap_after_ms unless set, whatever reap_after_ms is; 0 keeps
+// tombstones; one not above the reap time is refused, in release builds too.
+TEST(Swim, TombstoneTtlFollowsTheReapTimeAndIsRefusedBelowIt) {
+  EXPECT_EQ(Swim(config("a"), Rng(1), 0).config().tombstone_ttl_ms, 48LL * 3600 * 1000);
+  SwimConfig c = config("a");
+  c.reap_after_ms = 72LL * 3600 * 1000;
+  EXPECT_EQ(Swim(c, Rng(1), 0).config().tombstone_ttl_ms, 144LL * 3600 * 1000);
+  c.tombstone_ttl_ms = 0;
+  EXPECT_EQ(Swim(c, Rng(1), 0).config().tombstone_ttl_ms, 0);
+  c.tombstone_ttl_ms = c.reap_after_ms + 1;
+  EXPECT_EQ(Swim(c, Rng(1), 0).config().tombstone_ttl_ms, c.reap_after_ms + 1);
+  c.tombstone_ttl_ms = c.reap_after_ms;
+  EXPECT_THROW(Swim(c, Rng(1), 0), std::invalid_argument);
+  c.tombstone_ttl_ms = 1000;
+  EXPECT_THROW(Swim(c, Rng(1), 0), std::invalid_argument);
 }
 
 TEST(Swim, AcksPingsForItselfOnly) {
@@ -384,6 +452,40 @@ TEST(Swim, StoreWritesArePiggybackedAndMergedOnlyWhenNewer) {
   EXPECT_TRUE(got.keys_changed.empty());
   a.erase("backend/x", 4);
   EXPECT_EQ(a.store().get("backend/x"), std::nullopt);
+}
+
+TEST(Swim, CollectsTombstonesOnTheReapTimerAndAnswersAStaleValueAtOnce) {
+  SwimConfig c = config("a");
+  c.reap_after_ms = 1000;
+  c.tombstone_ttl_ms = 2000;
+  Swim a(c, Rng(1), 0);
+  a.receive("x", alive_of("p", {"p"}), 0);
+  a.put("backend/x", "v1", 0);  // version 1
+  a.erase("backend/x", 0);      // version 2
+  a.put("backend/y", "v", 0);   // version 3: holds the clock
+  int64_t now = 0;
+  run(a, now, 9999);  // the reap timer runs every reconnect_interval_ms (10 s)
+  EXPECT_NE(a.store().find("backend/x"), nullptr);
+  run(a, now, 10000);
+  EXPECT_EQ(a.store().find("backend/x"), nullptr);
+  EXPECT_EQ(a.store().floor(), 3u);
+  // p, cut off since before the delete, gossips the old value: refused, and told at once.
+  Message g;
+  g.type = MessageType::kGossip;
+  g.from = "p";
+  g.updates.push_back(KvUpdate{"backend/x", KvEntry{"v1", 1, "a", false}});
+  Output out = a.receive("p:7946", g, now);
+  EXPECT_EQ(a.store().get("backend/x"), std::nullopt);
+  EXPECT_EQ(a.store().refused(), 1u);
+  EXPECT_EQ(out.keys_changed, std::vector<std::string>{"backend/x"});
+  const Outgoing* correction = find(out, MessageType::kGossip, "p:7946");
+  ASSERT_NE(correction, nullptr);
+  ASSERT_EQ(correction->message.updates.size(), 1u);
+  EXPECT_EQ(correction->message.updates[0], Update(KvUpdate{"backend/x", KvEntry{"", 2, "a", true}}));
+  // The same value again: nothing changes here, and p is told again.
+  out = a.receive("p:7946", g, now);
+  EXPECT_TRUE(out.keys_changed.empty());
+  EXPECT_NE(find(out, MessageType::kGossip, "p:7946"), nullptr);
 }
 
 TEST(Swim, EveryPacketFitsTheBudget) {

@@ -220,6 +220,14 @@ TEST_F(GossipFixture, InstancesAgreeLeaveRejoinAndCatchUp) {
   Response m = http_get(instances_[0].admin, "/metrics");
   EXPECT_NE(m.body.find("ringproxy_gossip_members{state=\"left\"} 1"), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("ringproxy_gossip_dropped_total{cause=\"forged\"} 0"), std::string::npos);
+  // The store: g-a's delete is held (for 48 h), nothing was collected or refused yet.
+  const std::string tombstones = "ringproxy_gossip_entries{kind=\"tombstone\"} ";
+  const size_t at = m.body.find(tombstones);
+  ASSERT_NE(at, std::string::npos) << m.body;
+  EXPECT_GE(std::stoul(m.body.substr(at + tombstones.size())), 1u) << m.body;
+  EXPECT_NE(m.body.find("ringproxy_gossip_entries{kind=\"live\"} "), std::string::npos);
+  EXPECT_NE(m.body.find("ringproxy_gossip_tombstones_collected_total 0\n"), std::string::npos);
+  EXPECT_NE(m.body.find("ringproxy_gossip_refused_total 0\n"), std::string::npos);
 }
 
 TEST_F(GossipFixture, AMajorityOfInstancesSeeingANodeDownTakesItOutEverywhere) {

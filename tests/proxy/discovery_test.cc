@@ -266,5 +266,16 @@ TEST(SharedLease, ThisInstancesOwnGoodAnswerRenewsIt) {
   EXPECT_FALSE(l.counts(6201));
 }
 
+TEST(SharedLease, ADeletedLeaseIsForgotten) {
+  // An instance reaped by gossip has its lease deleted (gossip_agent.h): it leaves the
+  // leases, and this map forgets it rather than keep a key per instance that ever ran.
+  // So should it come back, even at the same version, that is news.
+  SharedLease l;
+  l.observe({{"a", 1, 200}, {"b", 1, 200}}, 1000, 0);
+  EXPECT_FALSE(l.observe({{"b", 1, 200}}, 1000, 100));
+  EXPECT_FALSE(l.observe({{"a", 1, 200}, {"b", 1, 200}}, 1000, 1100));
+  EXPECT_TRUE(l.counts(1100 + 200 + 1000));
+}
+
 }  // namespace
 }  // namespace ringproxy

@@ -115,10 +115,16 @@ class ClientStream {
   void give(size_t n, bool pinned);
   void unpin();
   bool body_pinned() const { return pinned_ > 0; }
-  // The node ended the response (END_STREAM), and every byte was given.
-  bool ended() const { return remote_end_ && body_size() == 0; }
-  // The node sent END_STREAM (bytes may remain to give).
-  bool remote_ended() const { return remote_end_; }
+  // The node ended the response (END_STREAM), and every byte was given: none left in
+  // body_data(), none waiting behind pinned bytes (DATA that came while they were
+  // pinned shows in body_data() only after unpin()).
+  bool ended() const { return remote_end_ && body_size() == 0 && later_.empty(); }
+  // The node sent END_STREAM and body_data() holds the last of the body (bytes may
+  // remain to give, none wait behind pinned ones): what body_data() holds may carry the
+  // end on. fuzz_h2_client found both reading true while bytes waited behind pinned
+  // ones (a caller reading on while its bytes are pinned would have cut the body short;
+  // the Exchange waits for its write first, so it never did).
+  bool remote_ended() const { return remote_end_ && later_.empty(); }
   std::span<const HeaderView> trailers() const { return trailers_; }
 
   // The stream failed: reset by the node, the connection lost, the session ended.

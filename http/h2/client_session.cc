@@ -247,8 +247,8 @@ bool ClientSession::start() {
   }
   // Stream windows are credited as the client takes the bytes (ClientStream::give).
   nghttp2_option_set_no_auto_window_update(opt, 1);
-  if (settings_.assumed_peer_streams > 0) {
-    nghttp2_option_set_peer_max_concurrent_streams(opt, settings_.assumed_peer_streams);
+  if (settings_.assumed_peer_streams) {
+    nghttp2_option_set_peer_max_concurrent_streams(opt, *settings_.assumed_peer_streams);
   }
   const int rc = nghttp2_session_client_new3(&ng_, cbs, this, opt, memory());
   nghttp2_option_del(opt);

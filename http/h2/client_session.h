@@ -34,6 +34,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -199,9 +200,11 @@ struct ClientSettings {
   uint32_t connection_window_bytes = 16 * 1024 * 1024;
   uint32_t max_header_list_bytes = 65536;
   // The node's SETTINGS_MAX_CONCURRENT_STREAMS as its last connection learnt it, taken
-  // until this one's SETTINGS come (0: unknown, nghttp2's 100): a burst of requests on
-  // new connections fills each as far as the node allows, not to 100.
-  uint32_t assumed_peer_streams = 0;
+  // until this one's SETTINGS come (none: unknown, nghttp2's 100): a burst of requests
+  // on new connections fills each as far as the node allows, not to 100. 0 included: a
+  // node that allowed none has a new connection's streams wait for its SETTINGS, rather
+  // than sent to be refused.
+  std::optional<uint32_t> assumed_peer_streams;
 };
 
 class ClientSession {

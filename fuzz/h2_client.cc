@@ -44,6 +44,8 @@
 // up to 4 times, on this session while it takes streams.
 //
 // Checked:
+//  - no handler is told anything while nghttp2 is on the stack (ClientStream::Handler's
+//    contract), a close from inside its callbacks included;
 //  - every request ends exactly once (its response complete, its stream failed, or its
 //    deadline passed) and no handler hears of a stream it let go of; by the end every
 //    stream is detached, no deadline is left armed, and the loop closes clean;
@@ -200,6 +202,7 @@ class Harness final : private h2::ClientSession::Wire {
   bool pin_mode() const { return (opt0_ & 0x08) != 0; }
   bool read_while_pinned() const { return (opt1_ & 0x10) != 0; }
   uint64_t reads() const { return reads_; }
+  bool session_in_nghttp2() const { return session_ && session_->in_nghttp2(); }
   // The most a stream may hold not credited back: our window, or the protocol's initial
   // one until the node has taken our SETTINGS.
   uint32_t window() const { return std::max<uint32_t>(settings_.stream_window_bytes, 65535); }
@@ -349,6 +352,7 @@ void Request::offer_body() {
 }
 
 void Request::on_upstream_stream() {
+  if (h->session_in_nghttp2()) h->fail("request " + name + ": told of its stream from inside nghttp2's callbacks");
   if (!live) {
     h->fail("request " + name + ": told of a stream it let go of");
     return;
@@ -442,6 +446,7 @@ void Request::pump() {
 }
 
 void Request::on_stream_timeout() {
+  if (h->session_in_nghttp2()) h->fail("request " + name + ": a deadline heard from inside nghttp2's callbacks");
   if (!live) {
     h->fail("request " + name + ": a deadline of a stream it let go of");
     return;

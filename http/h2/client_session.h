@@ -220,6 +220,10 @@ class ClientSession {
     // close the connection; `why` is for the log ("" for an orderly end).
     virtual void wire_close(std::string_view why) = 0;
     // A stream ended or the node's limits moved: a pool may place streams again.
+    // Called from inside nghttp2's callbacks too (a stream closing, a GOAWAY, the node's
+    // SETTINGS), where the Wire may close the connection (on_closed) but must not free
+    // the session: nghttp2 is on the stack until the loop's turn ends. The streams'
+    // handlers hear of such a close once nghttp2 has returned.
     virtual void wire_capacity() = 0;
     // A stream's deadline (ClientStream::arm_timer); dropped with wire_disarm, which the
     // session calls when the stream leaves it.
@@ -244,7 +248,9 @@ class ClientSession {
   // Bytes from the node. False: the session failed (every stream was told).
   bool on_read(const char* p, size_t len);
   void on_write_done(int status);
-  // The connection is gone: every stream fails (`connect_status` when it never came up).
+  // The connection is gone: every stream fails (`connect_status` when it never came up)
+  // and its handler is told; from inside nghttp2's callbacks (the Wire closing in
+  // wire_capacity), told once nghttp2 has returned.
   void on_closed(std::string_view cause, int connect_status);
   // Drain: no new streams, GOAWAY when the last one ends.
   void shutdown();
@@ -266,6 +272,12 @@ class ClientSession {
   // The node's SETTINGS have come (peer_max_streams() is its own, not assumed).
   bool peer_settings_known() const { return peer_settings_; }
   bool failed() const { return dead_; }
+  // nghttp2 is on the stack (nghttp2_session_mem_recv or _mem_send: its callbacks run);
+  // no handler is told meanwhile. For asserts and the fuzz harness.
+  bool in_nghttp2() const { return in_recv_ || in_send_; }
+  // Some session of this thread is: for tests that check a handler's calls come from
+  // outside nghttp2 (tests/proxy/exchange_test.cc).
+  static bool any_inside_nghttp2();
 
  private:
   friend class ClientStream;
@@ -304,6 +316,7 @@ class ClientSession {
   std::string sending_;  // the write in flight
   bool connected_ = false;
   bool in_recv_ = false;
+  bool in_send_ = false;  // inside nghttp2_session_mem_send
   bool in_flush_ = false;
   bool flush_again_ = false;
   bool goaway_ = false;     // received: no new streams

@@ -25,6 +25,10 @@ namespace ringproxy::fuzz {
 // read, aborts the process in nghttp2 (an assertion after server_session.cc's
 // terminate_session from inside on_frame_recv); a :path with a byte over 0x7f goes to
 // the node raw in the HTTP/1 request line, where HTTP/1 from a client is refused 400.
+// fuzz_h2_client (both fixed in http/h2/client_session): a :status of "003" (nghttp2
+// checks three digits, not the range) was taken for an interim head, where nghttp2
+// takes it for the final one; ClientStream::ended() and remote_ended() said "all given"
+// while DATA that came during a pin waited behind the pinned bytes.
 
 // The input is what a client sends to the proxy (then it half-closes). A real Worker
 // runs on this thread with a loopback backend on the same loop (proxy_harness.cc).
@@ -73,6 +77,19 @@ std::string admin(std::span<const uint8_t> input);
 // output is well-formed frames (SETTINGS first, nothing on a stream after the server
 // ended it); every handle is closed.
 std::string h2_frames(std::span<const uint8_t> input);
+
+// HTTP/2 from a node (h2_client.cc): two option bytes, then what a node sends to our
+// h2::ClientSession (http/h2/client_session.h) after it submitted a GET, a POST with a
+// body and a gRPC-like POST (te: trailers), in 1 to 4 reads; stream handlers drive the
+// session as proxy/exchange_h2.cc does (pinned body bytes, deadlines, clients going
+// away, unprocessed streams submitted again) and its Wire does what H2Upstream does (a
+// close from inside the session's callbacks, the session freed at the end of the turn).
+// Checked: every request ends exactly once and nothing is heard of a stream after it
+// was let go; a final head is taken once and never changes; body bytes taken are a
+// prefix of what the node sent on the stream, never more than a window held; what the
+// session wrote is well-formed (HEADERS only for requests submitted, DATA only the
+// request's body, never after our END_STREAM or RST_STREAM) and bounded.
+std::string h2_client(std::span<const uint8_t> input);
 
 // A TLS listener's first bytes (tls_server.cc): the input is what a client sends to a
 // server-side TlsTransport (a fixed certificate) before it half-closes. Checked: the

@@ -330,8 +330,10 @@ void Exchange::connect_node() {
     if (up_h2_) {
       // An HTTP/2 node: a stream on the first of its connections with room, or waiting
       // on one when the node has its [http2] upstream_connections (place_h2_stream).
-      if (H2Upstream* c = pool.h2_place(r.config->http2.upstream_connections)) {
-        open_stream(c);
+      const UpstreamPool::H2Placement at = pool.h2_place(r.config->http2.upstream_connections);
+      if (at.node_full && node_full_elsewhere()) return;
+      if (at.conn) {
+        open_stream(at.conn);
         return;
       }
     } else if (UpstreamConn* idle = pool.take_idle(this)) {
@@ -375,6 +377,26 @@ void Exchange::connect_node() {
   up_ = conn;
   const int rc = conn->connect(reinterpret_cast<const sockaddr*>(sa), this, r.config->proxy.connect_timeout_ms);
   if (rc < 0) on_upstream_connect(rc);
+}
+
+bool Exchange::node_full_elsewhere() {
+  // RFC 9113 6.5.2: SETTINGS_MAX_CONCURRENT_STREAMS 0, a node shedding load or about to
+  // go. Nothing was sent: the next node, whatever the method (as for a node without an
+  // address), within the attempts a request has, and not the node's failure (passive
+  // health must not eject a node for saying it is busy; its health checks see it).
+  // Without a next node, the stream waits on the node's connection, its deadline
+  // running, and goes when the node allows streams again: a client-visible failure
+  // only if that does not come in time.
+  const Backend& b = pool_->backends[node_];
+  if (attempts_ > routing_->config->proxy.retries ||
+      !pick_node(*pool_, key_hash_, std::span<const NodeIndex>(tried_, attempts_), uv_now(worker_.loop()))) {
+    return false;
+  }
+  RP_LOG(LogLevel::kDebug, "node=" + pool_->qualified(b.name) +
+                               " allows no HTTP/2 stream now (SETTINGS_MAX_CONCURRENT_STREAMS 0), to the next node");
+  release_upstream(false);
+  pick_node_and_connect();
+  return true;
 }
 
 void Exchange::attach_upstream(UpstreamConn* conn) {

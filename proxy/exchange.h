@@ -107,6 +107,10 @@ class Exchange final : public h1::RequestHandler,
   void pick_node_and_connect();
   // Takes a connection to node_ (this attempt's): an idle pooled one, or a new one.
   void connect_node();
+  // node_ is an HTTP/2 node that allows no stream now (UpstreamPool::H2Placement's
+  // node_full): true when the request went to the next node instead; false when it has
+  // none to go to, and the stream is to wait on the node's connection.
+  bool node_full_elsewhere();
   void attach_upstream(UpstreamConn* conn);
   void send_upstream_head();
   bool may_retry() const;

@@ -122,7 +122,11 @@ void H2Upstream::wire_capacity() {
   if (session_.peer_settings_known()) pool_.set_h2_peer_streams(session_.peer_max_streams());
   if (session_.streams() == 0) {
     if (session_.goaway_received()) {
-      close();  // the node is done with it, and so are we
+      // The node is done with it, and so are we. Often from inside nghttp2's callbacks
+      // (the GOAWAY's, or the last stream's close): safe there, as the session tells its
+      // streams' handlers once nghttp2 has returned, and the reaper frees this (and the
+      // session) at the end of the loop's turn, the UpstreamConn its close callbacks.
+      close();
       return;
     }
     if (idle_since_ == 0) {

@@ -142,8 +142,8 @@ void UpstreamPool::retire() {
   for (H2Upstream* c : open) c->shutdown();
 }
 
-H2Upstream* UpstreamPool::h2_place(uint32_t cap) {
-  if (retired_) return nullptr;
+UpstreamPool::H2Placement UpstreamPool::h2_place(uint32_t cap) {
+  if (retired_) return {};
   // A TLS connection made under another [upstream_tls] takes no new streams, nor
   // counts toward the cap: it was verified by other rules, and ends with its streams.
   uint64_t current = 0;
@@ -151,7 +151,7 @@ H2Upstream* UpstreamPool::h2_place(uint32_t cap) {
     const auto& context = tls_context();
     current = context ? context->id() : 0;
   }
-  const size_t at = place_h2_stream(h2_.size(), cap, [&](size_t i) {
+  const H2Place at = place_h2_stream(h2_.size(), cap, [&](size_t i) {
     const H2Upstream& c = *h2_[i];
     H2ConnLoad load;
     load.usable = c.accepting() && c.tls_context_id() == current;
@@ -159,7 +159,7 @@ H2Upstream* UpstreamPool::h2_place(uint32_t cap) {
     load.limit = c.session().peer_max_streams();
     return load;
   });
-  return at < h2_.size() ? h2_[at] : nullptr;
+  return {at.at < h2_.size() ? h2_[at.at] : nullptr, at.node_full};
 }
 
 void UpstreamPool::h2_forget(H2Upstream* c) {

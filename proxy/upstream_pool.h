@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -108,16 +109,34 @@ struct H2ConnLoad {
   uint32_t limit = 0;  // the node's SETTINGS_MAX_CONCURRENT_STREAMS on it
 };
 
+// Where place_h2_stream puts a stream.
+struct H2Place {
+  // The connection's index, or n (the count of connections): open a new one.
+  size_t at = 0;
+  // The node allows no stream on a connection of ours (its
+  // SETTINGS_MAX_CONCURRENT_STREAMS is 0, RFC 9113 6.5.2) and none has room: it takes
+  // no stream now. `at` is where the stream would wait if it must stay on this node.
+  bool node_full = false;
+};
+
 // Where a new stream to an HTTP/2 node goes, among its `n` connections, oldest first,
-// `load_of(i)` the i-th's H2ConnLoad; `cap` is [http2] upstream_connections. Returns the
-// connection's index, or `n`: open a new connection. In order:
+// `load_of(i)` the i-th's H2ConnLoad; `cap` is [http2] upstream_connections. In order:
 //  1. the first connection with room under the node's limit: streams fill the oldest
 //     connections, the young ones empty and reach their idle timeout after a burst;
-//  2. none has room and fewer than `cap` are usable: a new connection;
-//  3. the usable one with the fewest streams (the oldest of equals), if it holds fewer
+//  2. when the node allows no stream on some usable connection (limit 0: shedding load,
+//     or about to go away), no new connection opens, whatever the cap: the node says
+//     it takes no stream, and a new connection per request would only be refused too
+//     (2 x 0 leaves no room to wait, so steps 3-5 opened one per request, without
+//     bound). The stream waits on the least loaded connection with a limit, under
+//     twice it (step 4); else the node is full (H2Place::node_full): the Exchange sends
+//     the stream to the next node, not the node's failure, or, with none to go to,
+//     lets it wait at `at` (the least loaded of all) until the node allows some or its
+//     deadline passes;
+//  3. none has room and fewer than `cap` are usable: a new connection;
+//  4. the usable one with the fewest streams (the oldest of equals), if it holds fewer
 //     than twice the node's limit: the stream waits there for a slot (nghttp2 holds
 //     its HEADERS: h2::ClientStream::waiting);
-//  4. a new connection all the same. The cap is soft: a burst beyond cap x 2 x limit
+//  5. a new connection all the same. The cap is soft: a burst beyond cap x 2 x limit
 //     streams opens more connections rather than refusing a request or waiting
 //     without bound.
 // Why wait at all: HTTP/2 clients walking the same URIs side by side send bursts of
@@ -127,24 +146,40 @@ struct H2ConnLoad {
 // handshake and SETTINGS come.
 // Pure: proxy/upstream_pool.cc calls it on its H2Upstreams, the tests on plain values.
 template <class LoadOf>
-size_t place_h2_stream(size_t n, uint32_t cap, LoadOf load_of) {
+H2Place place_h2_stream(size_t n, uint32_t cap, LoadOf load_of) {
   size_t usable = 0;
-  size_t fewest = n;
+  size_t zero = 0;           // usable connections whose limit is 0
+  size_t fewest = n;         // the least loaded of those with a limit
   size_t fewest_streams = 0;
   uint32_t fewest_limit = 0;
+  size_t fewest_zero = n;    // the least loaded of those without
+  size_t fewest_zero_streams = 0;
   for (size_t i = 0; i < n; ++i) {
     const H2ConnLoad c = load_of(i);
     if (!c.usable) continue;
-    if (c.streams < c.limit) return i;
+    if (c.streams < c.limit) return {i, false};
     ++usable;
+    if (c.limit == 0) {
+      ++zero;
+      if (fewest_zero == n || c.streams < fewest_zero_streams) {
+        fewest_zero = i;
+        fewest_zero_streams = c.streams;
+      }
+      continue;
+    }
     if (fewest == n || c.streams < fewest_streams) {
       fewest = i;
       fewest_streams = c.streams;
       fewest_limit = c.limit;
     }
   }
-  if (usable < cap || fewest == n) return n;
-  return fewest_streams < 2 * size_t{fewest_limit} ? fewest : n;
+  const bool may_wait = fewest != n && fewest_streams < 2 * size_t{fewest_limit};
+  if (zero > 0) {
+    if (may_wait) return {fewest, false};
+    return {fewest != n ? fewest : fewest_zero, true};
+  }
+  if (usable < cap || fewest == n) return {n, false};
+  return {may_wait ? fewest : n, false};
 }
 
 class UpstreamPool {
@@ -175,14 +210,21 @@ class UpstreamPool {
   BackendProtocol protocol() const { return protocol_; }
   // The HTTP/2 connection a new stream goes on (place_h2_stream, `cap` its
   // upstream_connections), or null: open a new one. A stream placed beyond the node's
-  // limit waits on its connection (h2::ClientStream::waiting).
-  H2Upstream* h2_place(uint32_t cap);
+  // limit waits on its connection (h2::ClientStream::waiting). `node_full`: the node
+  // allows no stream now (H2Place::node_full); the connection returned is where the
+  // stream would wait, should it stay.
+  struct H2Placement {
+    H2Upstream* conn = nullptr;
+    bool node_full = false;
+  };
+  H2Placement h2_place(uint32_t cap);
   void h2_add(H2Upstream* c) { h2_.push_back(c); }
   void h2_forget(H2Upstream* c);
   // Open HTTP/2 connections, draining ones included.
   size_t h2_connections() const { return h2_.size(); }
-  // The node's SETTINGS_MAX_CONCURRENT_STREAMS as last seen (0: not yet).
-  uint32_t h2_peer_streams() const { return h2_peer_streams_; }
+  // The node's SETTINGS_MAX_CONCURRENT_STREAMS as last seen (none: not yet), 0 included:
+  // a new connection assumes it until its own SETTINGS come.
+  std::optional<uint32_t> h2_peer_streams() const { return h2_peer_streams_; }
   void set_h2_peer_streams(uint32_t n) { h2_peer_streams_ = n; }
   // "NAME ADDRESS" of the node, from the key, for log lines.
   std::string label() const;
@@ -217,7 +259,7 @@ class UpstreamPool {
   bool retired_ = false;
   BackendProtocol protocol_ = BackendProtocol::kHttp1;
   std::vector<H2Upstream*> h2_;  // open HTTP/2 connections, oldest first
-  uint32_t h2_peer_streams_ = 0;
+  std::optional<uint32_t> h2_peer_streams_;
 };
 
 }  // namespace ringproxy

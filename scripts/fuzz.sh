@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-60}
 build=build-fuzz
-all=(fuzz_request fuzz_response fuzz_h1_response fuzz_gossip_decode fuzz_config fuzz_admin fuzz_tls_server fuzz_dns_answer fuzz_route_match fuzz_h2_frames)
+all=(fuzz_request fuzz_response fuzz_h1_response fuzz_gossip_decode fuzz_config fuzz_admin fuzz_tls_server fuzz_dns_answer fuzz_route_match fuzz_h2_frames fuzz_h2_client)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all[@]}")
 
@@ -34,6 +34,7 @@ max_len() {
     fuzz_dns_answer) echo 1500 ;;  # a UDP answer without EDNS is 512; with it, more
     fuzz_route_match) echo 2048 ;;
     fuzz_h2_frames) echo 4096 ;;  # frames after the preface: several streams' heads and DATA
+    fuzz_h2_client) echo 4096 ;;  # two option bytes, then a node's frames to several streams
     *) echo 4096 ;;
   esac
 }
@@ -46,7 +47,7 @@ for t in "${targets[@]}"; do
   cp -n fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true
   dict=()
   [[ $t == fuzz_request || $t == fuzz_response || $t == fuzz_h1_response ]] && dict=(-dict=fuzz/dict/http.dict)
-  [[ $t == fuzz_h2_frames ]] && dict=(-dict=fuzz/dict/h2.dict)
+  [[ $t == fuzz_h2_frames || $t == fuzz_h2_client ]] && dict=(-dict=fuzz/dict/h2.dict)
   log="$build/$t.log"
   echo "== $t: ${seconds}s, max_len $(max_len "$t")"
   rc=0

@@ -57,6 +57,7 @@ TEST(FuzzRegression, TlsServer) { replay("fuzz_tls_server", tls_server); }
 TEST(FuzzRegression, DnsAnswer) { replay("fuzz_dns_answer", dns_answer); }
 TEST(FuzzRegression, RouteMatch) { replay("fuzz_route_match", route_match); }
 TEST(FuzzRegression, H2Frames) { replay("fuzz_h2_frames", h2_frames); }
+TEST(FuzzRegression, H2Client) { replay("fuzz_h2_client", h2_client); }
 
 }  // namespace
 }  // namespace ringproxy::fuzz

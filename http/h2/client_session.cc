@@ -1,6 +1,7 @@
 #include "http/h2/client_session.h"
 
 #include <algorithm>
+#include <cassert>
 #include <charconv>
 #include <cstring>
 
@@ -25,6 +26,28 @@ std::string_view view(nghttp2_rcbuf* b) {
 }
 
 ClientSession* session_of(void* user) { return static_cast<ClientSession*>(user); }
+
+// Sessions of this thread inside nghttp2 now (ClientSession::any_inside_nghttp2).
+thread_local int g_inside_nghttp2 = 0;
+
+// Marks a session's call into nghttp2 (mem_recv, mem_send), whose callbacks may close
+// the connection under it.
+class InsideNghttp2 {
+ public:
+  explicit InsideNghttp2(bool& flag) : flag_(flag) {
+    flag_ = true;
+    ++g_inside_nghttp2;
+  }
+  ~InsideNghttp2() {
+    flag_ = false;
+    --g_inside_nghttp2;
+  }
+  InsideNghttp2(const InsideNghttp2&) = delete;
+  InsideNghttp2& operator=(const InsideNghttp2&) = delete;
+
+ private:
+  bool& flag_;
+};
 
 std::string error_text(uint32_t code) { return nghttp2_http2_strerror(code); }
 
@@ -247,8 +270,8 @@ bool ClientSession::start() {
   }
   // Stream windows are credited as the client takes the bytes (ClientStream::give).
   nghttp2_option_set_no_auto_window_update(opt, 1);
-  if (settings_.assumed_peer_streams > 0) {
-    nghttp2_option_set_peer_max_concurrent_streams(opt, settings_.assumed_peer_streams);
+  if (settings_.assumed_peer_streams) {
+    nghttp2_option_set_peer_max_concurrent_streams(opt, *settings_.assumed_peer_streams);
   }
   const int rc = nghttp2_session_client_new3(&ng_, cbs, this, opt, memory());
   nghttp2_option_del(opt);
@@ -273,12 +296,20 @@ void ClientSession::on_connected() {
   flush();
 }
 
+bool ClientSession::any_inside_nghttp2() { return g_inside_nghttp2 > 0; }
+
 void ClientSession::on_closed(std::string_view cause, int connect_status) {
-  if (dead_) return;
-  dead_ = true;
-  // Never connected: nothing was sent, every stream may go elsewhere.
-  fail_all(cause, !connected_, connect_status);
-  run_notify();
+  if (!dead_) {
+    dead_ = true;
+    // Never connected: nothing was sent, every stream may go elsewhere.
+    fail_all(cause, !connected_, connect_status);
+  }
+  // From inside nghttp2's callbacks (the Wire closing in wire_capacity: a GOAWAY, the
+  // last stream closing), the handlers are told when nghttp2 returns: on_read and
+  // flush run the list after it. They used to be told here, with nghttp2 mid-frame
+  // under them, against ClientStream::Handler's contract. A close from elsewhere, or a
+  // second one once out (flush's error paths), tells them now.
+  if (!in_nghttp2()) run_notify();
 }
 
 void ClientSession::shutdown() {
@@ -332,6 +363,7 @@ void ClientSession::notify(ClientStream& s) {
 }
 
 void ClientSession::run_notify() {
+  assert(!in_nghttp2());  // ClientStream::Handler: never called from inside nghttp2
   // Handlers may submit, cancel and be told again while this runs: the list is swapped
   // out (and back, so a warm session allocates nothing).
   while (!notify_.empty()) {
@@ -378,9 +410,11 @@ void ClientSession::credit(ClientStream& s, size_t n) {
 
 bool ClientSession::on_read(const char* p, size_t len) {
   if (dead_) return false;
-  in_recv_ = true;
-  const ssize_t n = nghttp2_session_mem_recv(ng_, reinterpret_cast<const uint8_t*>(p), len);
-  in_recv_ = false;
+  ssize_t n;
+  {
+    const InsideNghttp2 inside(in_recv_);
+    n = nghttp2_session_mem_recv(ng_, reinterpret_cast<const uint8_t*>(p), len);
+  }
   if (n < 0) {
     const std::string why = std::string("HTTP/2 protocol error from the node: ") + nghttp2_strerror(static_cast<int>(n));
     dead_ = true;
@@ -417,9 +451,15 @@ int ClientSession::on_header(nghttp2_session* ng, const nghttp2_frame* frame, ng
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets this stream only
   }
   if (n == ":status") {
-    // nghttp2 has checked it: three digits.
+    // nghttp2 has checked three digits (and no 101), not the range: "003" passes, and
+    // nghttp2 takes it for a final head where we would take it for an interim one
+    // (fuzz_h2_client). RFC 9110 15: 100 to 599; 600-999 go on as HTTP/1 nodes' do.
     int status = 0;
     std::from_chars(v.data(), v.data() + v.size(), status);
+    if (status < 100) {
+      s->fail("malformed response from the node: :status " + std::string(v), false, NGHTTP2_PROTOCOL_ERROR, 0);
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets this stream only
+    }
     s->building_status_ = status;
     return 0;
   }
@@ -598,7 +638,11 @@ void ClientSession::flush() {
     out_.clear();
     for (;;) {
       const uint8_t* data = nullptr;
-      const ssize_t n = nghttp2_session_mem_send(ng_, &data);
+      ssize_t n;
+      {
+        const InsideNghttp2 inside(in_send_);
+        n = nghttp2_session_mem_send(ng_, &data);
+      }
       if (n < 0) {
         in_flush_ = false;
         const std::string why = std::string("HTTP/2 session error: ") + nghttp2_strerror(static_cast<int>(n));

@@ -34,6 +34,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -115,10 +116,16 @@ class ClientStream {
   void give(size_t n, bool pinned);
   void unpin();
   bool body_pinned() const { return pinned_ > 0; }
-  // The node ended the response (END_STREAM), and every byte was given.
-  bool ended() const { return remote_end_ && body_size() == 0; }
-  // The node sent END_STREAM (bytes may remain to give).
-  bool remote_ended() const { return remote_end_; }
+  // The node ended the response (END_STREAM), and every byte was given: none left in
+  // body_data(), none waiting behind pinned bytes (DATA that came while they were
+  // pinned shows in body_data() only after unpin()).
+  bool ended() const { return remote_end_ && body_size() == 0 && later_.empty(); }
+  // The node sent END_STREAM and body_data() holds the last of the body (bytes may
+  // remain to give, none wait behind pinned ones): what body_data() holds may carry the
+  // end on. fuzz_h2_client found both reading true while bytes waited behind pinned
+  // ones (a caller reading on while its bytes are pinned would have cut the body short;
+  // the Exchange waits for its write first, so it never did).
+  bool remote_ended() const { return remote_end_ && later_.empty(); }
   std::span<const HeaderView> trailers() const { return trailers_; }
 
   // The stream failed: reset by the node, the connection lost, the session ended.
@@ -193,9 +200,11 @@ struct ClientSettings {
   uint32_t connection_window_bytes = 16 * 1024 * 1024;
   uint32_t max_header_list_bytes = 65536;
   // The node's SETTINGS_MAX_CONCURRENT_STREAMS as its last connection learnt it, taken
-  // until this one's SETTINGS come (0: unknown, nghttp2's 100): a burst of requests on
-  // new connections fills each as far as the node allows, not to 100.
-  uint32_t assumed_peer_streams = 0;
+  // until this one's SETTINGS come (none: unknown, nghttp2's 100): a burst of requests
+  // on new connections fills each as far as the node allows, not to 100. 0 included: a
+  // node that allowed none has a new connection's streams wait for its SETTINGS, rather
+  // than sent to be refused.
+  std::optional<uint32_t> assumed_peer_streams;
 };
 
 class ClientSession {
@@ -211,6 +220,10 @@ class ClientSession {
     // close the connection; `why` is for the log ("" for an orderly end).
     virtual void wire_close(std::string_view why) = 0;
     // A stream ended or the node's limits moved: a pool may place streams again.
+    // Called from inside nghttp2's callbacks too (a stream closing, a GOAWAY, the node's
+    // SETTINGS), where the Wire may close the connection (on_closed) but must not free
+    // the session: nghttp2 is on the stack until the loop's turn ends. The streams'
+    // handlers hear of such a close once nghttp2 has returned.
     virtual void wire_capacity() = 0;
     // A stream's deadline (ClientStream::arm_timer); dropped with wire_disarm, which the
     // session calls when the stream leaves it.
@@ -235,7 +248,9 @@ class ClientSession {
   // Bytes from the node. False: the session failed (every stream was told).
   bool on_read(const char* p, size_t len);
   void on_write_done(int status);
-  // The connection is gone: every stream fails (`connect_status` when it never came up).
+  // The connection is gone: every stream fails (`connect_status` when it never came up)
+  // and its handler is told; from inside nghttp2's callbacks (the Wire closing in
+  // wire_capacity), told once nghttp2 has returned.
   void on_closed(std::string_view cause, int connect_status);
   // Drain: no new streams, GOAWAY when the last one ends.
   void shutdown();
@@ -257,6 +272,12 @@ class ClientSession {
   // The node's SETTINGS have come (peer_max_streams() is its own, not assumed).
   bool peer_settings_known() const { return peer_settings_; }
   bool failed() const { return dead_; }
+  // nghttp2 is on the stack (nghttp2_session_mem_recv or _mem_send: its callbacks run);
+  // no handler is told meanwhile. For asserts and the fuzz harness.
+  bool in_nghttp2() const { return in_recv_ || in_send_; }
+  // Some session of this thread is: for tests that check a handler's calls come from
+  // outside nghttp2 (tests/proxy/exchange_test.cc).
+  static bool any_inside_nghttp2();
 
  private:
   friend class ClientStream;
@@ -295,6 +316,7 @@ class ClientSession {
   std::string sending_;  // the write in flight
   bool connected_ = false;
   bool in_recv_ = false;
+  bool in_send_ = false;  // inside nghttp2_session_mem_send
   bool in_flush_ = false;
   bool flush_again_ = false;
   bool goaway_ = false;     // received: no new streams

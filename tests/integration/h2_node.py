@@ -16,10 +16,13 @@ usage: h2_node.py --port N --name NAME [--max-streams N] [--goaway-after N]
 
   --port N          listens on 127.0.0.1:N; 0 takes an ephemeral port
   --name NAME       the node's name, in every answer (JSON "node", header x-node)
-  --max-streams N   SETTINGS_MAX_CONCURRENT_STREAMS advertised (default 128). A stream
-                    opened beyond it is refused (RST_STREAM REFUSED_STREAM) and counted
-                    in /stats as max_streams_violations, or max_streams_early when the
-                    peer had not ACKed our SETTINGS yet (never a connection error)
+  --max-streams N   SETTINGS_MAX_CONCURRENT_STREAMS advertised (default 128; 0 allows
+                    none, RFC 9113 6.5.2; /max-streams changes it). A stream opened
+                    beyond it is refused (RST_STREAM REFUSED_STREAM) and counted in
+                    /stats as max_streams_violations, or max_streams_early when the peer
+                    had not ACKed our SETTINGS saying it yet (never a connection error).
+                    Control requests (/stats, /release, /goaway-all, /max-streams) are
+                    never refused: curl sends them before it reads our SETTINGS
   --goaway-after N  on each connection, right after the N-th request's header block:
                     GOAWAY(NO_ERROR, last_stream_id = that request's stream id); streams
                     up to it are answered, streams above it are ignored (as RFC 9113 6.8
@@ -72,21 +75,24 @@ arrives, so flow control never stalls an upload; the answer comes at the request
                   every other open connection that carried requests and had none yet;
                   each then behaves as under --goaway-after. Answer {"goaways": N}. A
                   control request, as /stats
+  /max-streams?n=N  the limit becomes N: SETTINGS_MAX_CONCURRENT_STREAMS N now on every
+                  open connection, and on new ones. Answer {"max_streams": N,
+                  "connections": how many were told}. A control request, as /stats
   /rst            RST_STREAM REFUSED_STREAM as soon as the header block arrives, no answer
   /rst-internal   RST_STREAM INTERNAL_ERROR likewise
   /status/CODE    the JSON answer with status CODE (e.g. /status/503)
   /goaway         GOAWAY(NO_ERROR, last_stream_id = this stream) now, then the JSON answer;
                   the connection then behaves as under --goaway-after
-  /stats          JSON, below; a connection that has carried only /stats, /release and
-                  /goaway-all requests (the test's own, e.g. curl --http2-prior-knowledge) is a
+  /stats          JSON, below; a connection that has carried only control requests (/stats,
+                  /release, /goaway-all, /max-streams) (the test's own, e.g. curl --http2-prior-knowledge) is a
                   "control" connection and left out of the counts, and those requests
                   are not streams counted
 
 /stats, one JSON object:
-  node, max_streams_advertised
+  node, max_streams_advertised (the limit now)
   connections_accepted     TCP connections so far, control ones excepted
   connections_open         of those, still open
-  control_connections      connections that carried only /stats, /release and /goaway-all
+  control_connections      connections that carried only control requests
   held                     /hold streams waiting for /release now
   max_connections_open     the most connections open at once that carried requests (a
                            connection counts from its first request other than a control
@@ -140,6 +146,7 @@ PATTERN = bytes(ord("a") + i % 26 for i in range(MAX_CHUNK + 26))
 OUT_HIGH = 256 * 1024
 PUMP_BUDGET = 4 * 1024 * 1024
 LINGER_S = 2.0
+CONTROL_PATHS = ("/stats", "/release", "/goaway-all", "/max-streams")
 CONNECTION_SPECIFIC = {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 REQUEST_PSEUDO = {b":method", b":scheme", b":path", b":authority", b":protocol"}
 
@@ -225,6 +232,7 @@ class Node:
         self.again = set()       # connections with more to send at once (pump budget spent)
         self.held = []           # (connection, stream id) of /hold streams not yet released
         self.released = False
+        self.max_streams = args.max_streams  # the limit advertised now (/max-streams)
         self.stats = {"total_streams": 0, "refused_streams": 0, "max_streams_violations": 0,
                       "max_streams_early": 0, "max_connections_open": 0,
                       "goaways_sent": 0, "resets_received": 0, "responses": 0}
@@ -305,6 +313,26 @@ class Node:
             c.answer_if_open(sid)
         return len(held)
 
+    def set_max_streams(self, n):
+        """/max-streams: the new limit, in SETTINGS on every open connection (hand-written,
+        as the first: python3-h2 enforces its own local settings, which stay open-ended);
+        how many connections were told."""
+        self.max_streams = n
+        told = 0
+        for c in self.conns:
+            if c.sock is None or c.lingering:
+                continue
+            f = SettingsFrame(0)
+            f.settings = {SettingsFrame.MAX_CONCURRENT_STREAMS: n}
+            c.outbuf += c.h2.data_to_send()
+            c.outbuf += f.serialize()
+            c.settings_unacked += 1
+            c.settings_acked = False
+            if not c.handshaking:  # else it goes after the handshake, with the rest
+                c.flush()
+            told += 1
+        return told
+
     def dump(self, *_):
         """SIGUSR1: every open connection's state to stderr (for a stuck test)."""
         for c in self.conns:
@@ -331,7 +359,7 @@ class Node:
                         "max_concurrent": c.max_active, "refused": c.refused, "violations": c.violations, "early_refused": c.early_refused,
                         "resets_received": c.resets, "goaway_last_stream": c.goaway_last,
                         "peer_goaway": c.peer_goaway, "paths": c.paths})
-        j = {"node": self.args.name, "max_streams_advertised": self.args.max_streams,
+        j = {"node": self.args.name, "max_streams_advertised": self.max_streams,
              "connections_accepted": len(data_conns),
              "connections_open": sum(1 for c in data_conns if c.sock is not None),
              "control_connections": len(self.conns) - len(data_conns),
@@ -369,6 +397,7 @@ class Conn:
         self.violations = 0
         self.early_refused = 0
         self.settings_acked = False
+        self.settings_unacked = 1  # our SETTINGS frames the peer has not ACKed yet
         self.resets = 0
         self.paths = {}
         self.goaway_last = None
@@ -392,7 +421,7 @@ class Conn:
         self.h2.initiate_connection()
         self.h2.data_to_send()
         f = SettingsFrame(0)
-        f.settings = {SettingsFrame.MAX_CONCURRENT_STREAMS: a.max_streams,
+        f.settings = {SettingsFrame.MAX_CONCURRENT_STREAMS: node.max_streams,
                       SettingsFrame.INITIAL_WINDOW_SIZE: a.window,
                       SettingsFrame.MAX_HEADER_LIST_SIZE: 2**20}
         self.outbuf += f.serialize()
@@ -545,7 +574,10 @@ class Conn:
             if ev.stream_ended is not None:
                 self.on_end(ev.stream_id)
         elif isinstance(ev, h2.events.SettingsAcknowledged):
-            self.settings_acked = True
+            # ACKs come in the order of our SETTINGS: the limit in force is the peer's
+            # once every one is ACKed.
+            self.settings_unacked = max(0, self.settings_unacked - 1)
+            self.settings_acked = self.settings_unacked == 0
         elif isinstance(ev, h2.events.StreamReset):
             if ev.remote_reset:
                 self.resets += 1
@@ -575,7 +607,8 @@ class Conn:
         self.streams_total += 1
         path_only = s.path.split("?", 1)[0]
         self.last_sid = max(self.last_sid, sid)
-        if path_only in ("/stats", "/release", "/goaway-all"):
+        control = path_only in CONTROL_PATHS
+        if control:
             self.stats_requests += 1
         else:
             node.stats["total_streams"] += 1
@@ -589,7 +622,7 @@ class Conn:
         if a.log:
             sys.stdout.write("REQ %d %d %s %s\n" % (self.index, sid, s.method, s.path))
             sys.stdout.flush()
-        if self.active >= a.max_streams:
+        if self.active >= node.max_streams and not control:
             # Before the peer ACKed our SETTINGS it may not know the limit (RFC 9113
             # 6.5.3): refused all the same (as nghttp2 does), but counted apart.
             if self.settings_acked:
@@ -674,6 +707,10 @@ class Conn:
                     c.maybe_done()
                     n += 1
             self.respond(s, 200, (json.dumps({"goaways": n}) + "\n").encode())
+            return
+        if path == "/max-streams":
+            n = self.node.set_max_streams(int(q.get("n", ["0"])[0]))
+            self.respond(s, 200, (json.dumps({"max_streams": self.node.max_streams, "connections": n}) + "\n").encode())
             return
         if path == "/release":
             n = self.node.release()

@@ -481,6 +481,116 @@ TEST_F(H2UpstreamFixture, StreamsWaitingAtAGoawayGoAgain) {
   EXPECT_EQ(nodes_[0]->stats(dir_).value("max_streams_violations", 1), 0);
 }
 
+// ---- a node allowing no stream: SETTINGS_MAX_CONCURRENT_STREAMS 0 ----
+
+// A node announcing SETTINGS_MAX_CONCURRENT_STREAMS 0 (RFC 9113 6.5.2) takes no
+// stream: its requests go to the next node at once, not counted against it, and no
+// connection opens beyond the one that learnt the limit (before, each request opened
+// another: 2 x 0 leaves no room to wait). Once the node raises its limit, its keys come
+// back to it on that same connection. n1 allows none; n2 and n3 serve.
+TEST_F(H2UpstreamFixture, ANodeAllowingNoStreamSendsItsRequestsElsewhereUntilItAllowsSome) {
+  nodes_.push_back(std::make_unique<H2Node>(dir_, "n1", std::vector<std::string>{"--max-streams", "0"}));
+  nodes_.push_back(std::make_unique<H2Node>(dir_, "n2"));
+  nodes_.push_back(std::make_unique<H2Node>(dir_, "n3"));
+  start();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 60; ++i) keys.push_back("/zero-key-" + std::to_string(i));
+  const auto want = reference_map(names(), keys);
+  std::vector<std::string> on_n1;
+  for (const std::string& k : keys) {
+    if (want.count(k) && want.at(k) == "n1") on_n1.push_back(k);
+  }
+  ASSERT_GE(on_n1.size(), 5u) << "too few keys on n1 to show anything";
+  // Twice over, HTTP/1.1 keep-alive: none fails, n1's go elsewhere, the others where the
+  // ring says.
+  Conn conn("127.0.0.1", port_);
+  for (int round = 0; round < 2; ++round) {
+    for (const std::string& k : keys) {
+      const Response r = conn.request("GET", k);
+      ASSERT_EQ(r.status, 200) << k << ": " << r.describe() << proxy_->stderr_text();
+      const std::string node = body_json(r.body).value("node", "");
+      if (want.at(k) == "n1") {
+        EXPECT_NE(node, "n1") << k;
+      } else {
+        EXPECT_EQ(node, want.at(k)) << k;
+      }
+    }
+  }
+  const nlohmann::json zero = nodes_[0]->stats(dir_);
+  // One connection carried requests: the first request's, which learnt the limit (its
+  // stream, sent before the node's SETTINGS came, was refused: early_refused); none
+  // opened after it. (The other the node accepted is the health checker's probe, whose
+  // first check the proxy makes at its start.)
+  EXPECT_EQ(request_connections(zero), 1) << zero.dump();
+  EXPECT_LE(zero.value("connections_accepted", 99), 2) << zero.dump();
+  // And it carried that one stream only: none was sent once the limit was known.
+  int streams = 0;
+  for (const nlohmann::json& c : zero["per_connection"]) {
+    if (!c.value("control", false) && !c["paths"].contains("/health")) streams += c.value("streams", 0);
+  }
+  EXPECT_EQ(streams, 1) << zero.dump();
+  EXPECT_EQ(zero.value("max_streams_violations", 1), 0) << zero.dump();
+  EXPECT_EQ(zero.value("responses", -1), 0) << zero.dump();
+  // Not the node's failure: it is up and was never charged.
+  const nlohmann::json n1 = body_json(http_get(admin_port_, "/nodes/n1").body);
+  EXPECT_EQ(n1.value("failures", -1), 0) << n1.dump();
+  EXPECT_EQ(n1.value("state", ""), "up") << n1.dump();
+
+  // The node allows 4 streams a connection now: its SETTINGS reach the proxy's open
+  // connection, and its keys come back to it there.
+  const Ran raised = run(dir_, "raise", "curl -sS --http2-prior-knowledge 'http://127.0.0.1:" +
+                                            std::to_string(nodes_[0]->port()) + "/max-streams?n=4'");
+  EXPECT_GE(body_json(raised.out).value("connections", -1), 1) << raised.out;
+  ASSERT_TRUE(eventually([&] { return body_json(conn.request("GET", on_n1[0]).body).value("node", "") == "n1"; }))
+      << proxy_->stderr_text();
+  for (const std::string& k : on_n1) {
+    const Response r = conn.request("GET", k);
+    ASSERT_EQ(r.status, 200) << k << ": " << r.describe();
+    EXPECT_EQ(body_json(r.body).value("node", ""), "n1") << k;
+  }
+  const nlohmann::json after = nodes_[0]->stats(dir_);
+  EXPECT_EQ(request_connections(after), 1) << after.dump();
+  EXPECT_LE(after.value("connections_accepted", 99), 2) << after.dump();
+  EXPECT_EQ(after.value("max_streams_violations", 1), 0) << after.dump();
+  EXPECT_GE(after.value("responses", 0), static_cast<int>(on_n1.size())) << after.dump();
+}
+
+// With no other node to go to, requests to a node that allows no stream wait on its
+// connection (as a stream waits for a slot: nghttp2 holds its HEADERS), their deadline
+// running, and go as soon as the node allows some; one connection all along. HTTP/2
+// clients, 12 requests at once.
+TEST_F(H2UpstreamFixture, AloneANodeAllowingNoStreamHoldsItsRequestsUntilItAllowsSome) {
+  add_nodes(1, {"--max-streams", "0"});
+  start("upstream_timeout_ms = 30000");
+  std::vector<std::string> paths;
+  for (int i = 0; i < 12; ++i) paths.push_back("/wait-for-room?i=" + std::to_string(i));
+  std::vector<std::string> args{H2_CLIENT, std::to_string(port_)};
+  args.insert(args.end(), paths.begin(), paths.end());
+  Process client("/usr/bin/python3", args, dir_.path(), "h2-zero");
+  ASSERT_TRUE(eventually([&] { return in_flight(admin_port_, "n1") == 12; })) << in_flight(admin_port_, "n1");
+  const nlohmann::json held = nodes_[0]->stats(dir_);
+  EXPECT_EQ(request_connections(held), 1) << held.dump();
+  EXPECT_LE(held.value("connections_accepted", 99), 2) << held.dump();  // and the health probe's
+  EXPECT_EQ(held.value("responses", -1), 0) << held.dump();
+  const Ran raised = run(dir_, "raise", "curl -sS --http2-prior-knowledge 'http://127.0.0.1:" +
+                                            std::to_string(nodes_[0]->port()) + "/max-streams?n=4'");
+  EXPECT_GE(body_json(raised.out).value("connections", -1), 1) << raised.out;
+  ASSERT_TRUE(client.wait(Millis(20000))) << client.describe();
+  const H2Result r = parse_h2(client.stdout_text());
+  ASSERT_EQ(r.streams.size(), paths.size()) << r.raw;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    EXPECT_EQ(r.streams[i]["status"], 200) << r.streams[i].dump();
+    EXPECT_EQ(body_json(r.streams[i]["body"]).value("path", ""), paths[i]) << r.streams[i].dump();
+  }
+  const nlohmann::json s = nodes_[0]->stats(dir_);
+  EXPECT_EQ(request_connections(s), 1) << s.dump();
+  EXPECT_LE(s.value("connections_accepted", 99), 2) << s.dump();
+  EXPECT_LE(s.value("max_concurrent_streams", 99), 4) << s.dump();
+  EXPECT_EQ(s.value("max_streams_violations", 1), 0) << s.dump();
+  const nlohmann::json n1 = body_json(http_get(admin_port_, "/nodes/n1").body);
+  EXPECT_EQ(n1.value("failures", -1), 0) << n1.dump();
+}
+
 // Reloads under HTTP/2 load lose no stream: h2load's streams keep flowing while a
 // reload adds an h2c node and another changes a weight (the pools of unchanged nodes
 // keep their connections).

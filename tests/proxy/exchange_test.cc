@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "http/h2/client_session.h"
 #include "net/transport.h"
 #include "proxy/worker.h"
 #include "tests/support/loopback.h"
@@ -34,6 +35,9 @@ class FakeDownstream final : public h1::Downstream {
   int error_status = 0;
   bool pending = false;
   bool request_ended = false;
+  // An HTTP/2 node's session was inside nghttp2 (its callbacks on the stack) when the
+  // exchange called here: h2::ClientStream::Handler's contract says it never is.
+  bool called_inside_nghttp2 = false;
 
   // The client took what was queued: as the codec's on_write_done does.
   void drained() {
@@ -41,7 +45,12 @@ class FakeDownstream final : public h1::Downstream {
     exchange->on_downstream_drained();
   }
 
+  void note_caller() {
+    if (h2::ClientSession::any_inside_nghttp2()) called_inside_nghttp2 = true;
+  }
+
   int send(uv_buf_t* bufs, unsigned count) override {
+    note_caller();
     if (pending) ++sends_while_pending;
     ++sends;
     for (unsigned i = 0; i < count; ++i) received.append(bufs[i].base, bufs[i].len);
@@ -54,6 +63,7 @@ class FakeDownstream final : public h1::Downstream {
   bool send_pending() const override { return pending; }
   std::string error_cause;
   void respond_error(int status, std::string_view, std::string_view cause) override {
+    note_caller();
     error_status = status;
     error_cause = cause;
     exchange->abort();
@@ -63,6 +73,7 @@ class FakeDownstream final : public h1::Downstream {
   void respond_own(std::string&, bool) override {}
   bool finish_request_early() override { return true; }
   void response_done(bool) override {
+    note_caller();
     ++done_calls;
     finish();
   }
@@ -84,10 +95,12 @@ class FakeDownstream final : public h1::Downstream {
   void finish() { worker->notify_drain(); }
 };
 
-std::shared_ptr<const Routing> routing_to(uint16_t port, bool named = false) {
+std::shared_ptr<const Routing> routing_to(uint16_t port, bool named = false,
+                                          BackendProtocol protocol = BackendProtocol::kHttp1) {
   auto config = std::make_shared<Config>();
   // named: a node by DNS name that has not resolved (no address to connect to).
   config->backends.push_back({"node", Address{named ? "cache.test" : "127.0.0.1", port, false, named}, 1, false, ""});
+  config->backends.back().protocol = protocol;
   std::string error;
   auto routing = build_routing(config, nullptr, 1, 1, &error);
   EXPECT_NE(routing, nullptr) << error;
@@ -107,8 +120,8 @@ struct OneGet {
   uv_timer_t start_timer{};
   uv_timer_t drain_timer{};
 
-  explicit OneGet(uint16_t port, bool named = false) {
-    shared.routing = routing_to(port, named);
+  explicit OneGet(uint16_t port, bool named = false, BackendProtocol protocol = BackendProtocol::kHttp1) {
+    shared.routing = routing_to(port, named, protocol);
     worker = std::make_unique<Worker>(0, shared, test::bound_loopback_socket(SOCK_NONBLOCK | SOCK_CLOEXEC));
     EXPECT_EQ(worker->init(), 0);
     down.worker = worker.get();
@@ -208,6 +221,56 @@ TEST(Exchange, SendsTheRewrittenHead) {
   EXPECT_NE(node.head().find("\r\nX-Forwarded-For: 10.0.0.7\r\n"), std::string::npos) << node.head();
   EXPECT_NE(node.head().find("\r\nX-Forwarded-Host: cache.example\r\n"), std::string::npos) << node.head();
 }
+
+// ---- an h2c node closing its connection as its last stream ends ----
+
+std::string h2_frame(uint8_t type, uint8_t flags, uint32_t stream, std::string_view payload) {
+  std::string f;
+  f += static_cast<char>(payload.size() >> 16);
+  f += static_cast<char>(payload.size() >> 8);
+  f += static_cast<char>(payload.size());
+  f += static_cast<char>(type);
+  f += static_cast<char>(flags);
+  for (int shift = 24; shift >= 0; shift -= 8) f += static_cast<char>(stream >> shift);
+  f.append(payload);
+  return f;
+}
+
+// What an h2c node sends for the proxy's one request (stream 1), in one write: its
+// SETTINGS, the ACK of ours, then the response (HPACK: :status 200 from the static
+// table, content-length: 5 as a literal) and GOAWAY(NO_ERROR, last stream 1), in the
+// order given.
+std::string h2_answer(bool goaway_first) {
+  using namespace std::string_view_literals;
+  const std::string response = h2_frame(1, 0x4, 1, "\x88\x0f\x0d\x01" "5"sv) + h2_frame(0, 0x1, 1, "hello");
+  const std::string goaway = h2_frame(7, 0, 0, std::string_view("\0\0\0\x01\0\0\0\0", 8));
+  return h2_frame(4, 0, 0, {}) + h2_frame(4, 0x1, 0, {}) + (goaway_first ? goaway + response : response + goaway);
+}
+
+// The node's GOAWAY leaves its connection with no stream: H2Upstream closes it from
+// inside nghttp2's callbacks (on_frame_recv of the GOAWAY, or on_stream_close of the
+// last stream when the GOAWAY came first). The connection and its session are freed at
+// the end of the loop's turn (its reaper), never under nghttp2 (the ASan build of this
+// test is the check); and the exchange hears of its stream only once nghttp2 has
+// returned, as h2::ClientStream::Handler promises (before, the close ran the streams'
+// handlers from inside the callback: the response went to the client with nghttp2 on
+// the stack).
+void expect_relayed_outside_nghttp2(bool goaway_first) {
+  OneAnswerNode node(h2_answer(goaway_first));
+  OneGet run(node.port(), false, BackendProtocol::kH2c);
+  run.go();
+  node.join();
+  EXPECT_EQ(run.down.done_calls, 1);
+  EXPECT_EQ(run.down.error_status, 0) << run.down.error_cause;
+  EXPECT_EQ(run.down.received.substr(0, 17), "HTTP/1.1 200 OK\r\n") << run.down.received;
+  EXPECT_TRUE(run.down.received.ends_with("\r\n\r\nhello")) << run.down.received;
+  EXPECT_FALSE(run.down.called_inside_nghttp2);
+  EXPECT_EQ(node.head().substr(0, 24), "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+}
+
+TEST(Exchange, AnH2NodesGoawayAfterTheLastResponseClosesOutsideNghttp2) { expect_relayed_outside_nghttp2(false); }
+
+TEST(Exchange, AnH2NodesLastStreamEndingAfterItsGoawayClosesOutsideNghttp2) { expect_relayed_outside_nghttp2(true); }
 
 }  // namespace
 }  // namespace ringproxy

@@ -1,6 +1,7 @@
 // Where a stream to an HTTP/2 node goes (place_h2_stream, proxy/upstream_pool.h), on
 // plain values: fill-first, the soft cap of [http2] upstream_connections, the wait up to
-// twice the node's limit, and a new connection past it.
+// twice the node's limit, a new connection past it, and a node that allows no stream
+// (SETTINGS_MAX_CONCURRENT_STREAMS 0): no new connection, the node full.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -10,8 +11,15 @@
 namespace ringproxy {
 namespace {
 
-size_t place(const std::vector<H2ConnLoad>& conns, uint32_t cap) {
+H2Place place_full(const std::vector<H2ConnLoad>& conns, uint32_t cap) {
   return place_h2_stream(conns.size(), cap, [&](size_t i) { return conns[i]; });
+}
+
+// Where the stream goes, on a node that takes it.
+size_t place(const std::vector<H2ConnLoad>& conns, uint32_t cap) {
+  const H2Place p = place_full(conns, cap);
+  EXPECT_FALSE(p.node_full);
+  return p.at;
 }
 
 H2ConnLoad conn(size_t streams, uint32_t limit = 4, bool usable = true) { return {usable, streams, limit}; }
@@ -53,9 +61,55 @@ TEST(PlaceH2Stream, UnusableConnectionsNeitherTakeStreamsNorCount) {
   EXPECT_EQ(place({conn(0, 4, false)}, 1), 1u);
 }
 
-TEST(PlaceH2Stream, ANodeAllowingNoStreamGetsANewConnection) {
-  // SETTINGS_MAX_CONCURRENT_STREAMS = 0 (RFC 9113 6.5.2 allows it): no room, no wait.
-  EXPECT_EQ(place({conn(0, 0)}, 1), 1u);
+// SETTINGS_MAX_CONCURRENT_STREAMS = 0 (RFC 9113 6.5.2 allows it): no room, and no wait
+// under twice 0. This used to open a new connection per stream, without bound; now the
+// node is full and no connection opens, below the cap or at it. Where the stream would
+// wait, should it have no other node: the least loaded (the oldest of equals).
+TEST(PlaceH2Stream, ANodeAllowingNoStreamIsFullAndGetsNoNewConnection) {
+  for (const uint32_t cap : {1u, 2u, 8u}) {
+    const H2Place one = place_full({conn(0, 0)}, cap);
+    EXPECT_TRUE(one.node_full) << cap;
+    EXPECT_EQ(one.at, 0u) << cap;
+    const H2Place two = place_full({conn(3, 0), conn(1, 0), conn(1, 0)}, cap);
+    EXPECT_TRUE(two.node_full) << cap;
+    EXPECT_EQ(two.at, 1u) << cap;
+  }
+}
+
+TEST(PlaceH2Stream, ANodeAllowingNoStreamOnOneConnectionOpensNoOther) {
+  // Another connection still has room: it takes the stream.
+  EXPECT_EQ(place({conn(0, 0), conn(1, 4)}, 2), 1u);
+  // Full, under twice its limit: the stream waits there, below the cap too (a new
+  // connection would be told 0 as well).
+  EXPECT_EQ(place({conn(0, 0), conn(5, 4)}, 3), 1u);
+  // Twice over: no new connection, the node is full; the stream would wait on the one
+  // with a limit.
+  const H2Place over = place_full({conn(0, 0), conn(8, 4)}, 2);
+  EXPECT_TRUE(over.node_full);
+  EXPECT_EQ(over.at, 1u);
+}
+
+TEST(PlaceH2Stream, AConnectionAllowingNoStreamThatIsUnusableCountsForNothing) {
+  // Draining (GOAWAY) or failed: a new connection, as for a node never heard.
+  const H2Place p = place_full({conn(0, 0, false)}, 1);
+  EXPECT_FALSE(p.node_full);
+  EXPECT_EQ(p.at, 1u);
+}
+
+// A node allowing no stream, streams arriving without end: the connections stay those
+// it had (before: one more per stream). Once it allows some again, they fill as usual.
+TEST(PlaceH2Stream, ANodeAllowingNoStreamHoldsItsConnectionsWhateverTheLoad) {
+  std::vector<H2ConnLoad> conns{conn(0, 0)};
+  size_t full = 0;
+  for (int s = 0; s < 1000; ++s) {
+    const H2Place p = place_full(conns, 2);
+    ASSERT_LT(p.at, conns.size());
+    if (p.node_full) ++full;
+  }
+  EXPECT_EQ(full, 1000u);
+  EXPECT_EQ(conns.size(), 1u);
+  conns[0].limit = 4;  // its SETTINGS raise the limit
+  EXPECT_EQ(place(conns, 2), 0u);
 }
 
 // Streams arriving together, none ending: how many connections each burst opens. The

@@ -23,7 +23,7 @@ tests=("$@")
 if ((${#tests[@]} == 0)); then
   tests=(proxy_integration_test admin_integration_test health_integration_test gossip_integration_test
          discovery_integration_test discovery_gossip_test hostile_integration_test pools_integration_test
-         pools_admin_test listeners_test)
+         pools_admin_test listeners_test h2_integration_test h2_hostile_test h2_upstream_test)
 fi
 status=0
 for t in "${tests[@]}"; do

@@ -19,44 +19,20 @@ import sys
 
 import hpack
 
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
-END_STREAM, ACK, END_HEADERS, PADDED, PRIO = 0x1, 0x1, 0x4, 0x8, 0x20
+# The frame builders and constants of the server side's generator, shared.
+from gen_h2_corpus import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PADDED, PING,  # noqa: F401
+                           PRIO, PRIORITY, PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE, data, frame, goaway,
+                           rst, settings, window_update)
+from gen_h2_corpus import ping as any_ping
+
 HEADER_TABLE_SIZE, ENABLE_PUSH, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE = \
     range(1, 7)
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = \
     0, 1, 2, 3, 7, 8, 11
 
 
-def frame(ftype, flags, stream, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
-
-
-def settings(*pairs, ack=False):
-    return frame(SETTINGS, ACK if ack else 0, 0, b"".join(struct.pack(">HI", k, v) for k, v in pairs))
-
-
-def data(stream, payload, end_stream=False, pad=None):
-    flags = END_STREAM if end_stream else 0
-    if pad is not None:
-        payload = bytes([pad]) + payload + b"\0" * pad
-        flags |= PADDED
-    return frame(DATA, flags, stream, payload)
-
-
-def window_update(stream, n):
-    return frame(WINDOW_UPDATE, 0, stream, struct.pack(">I", n))
-
-
-def rst(stream, code):
-    return frame(RST_STREAM, 0, stream, struct.pack(">I", code))
-
-
 def ping(opaque=b"nodeping", ack=False):
-    return frame(PING, ACK if ack else 0, 0, opaque)
-
-
-def goaway(last, code=NO_ERROR, debug=b""):
-    return frame(GOAWAY, 0, 0, struct.pack(">II", last, code) + debug)
+    return any_ping(opaque, ack)
 
 
 class Node:

@@ -76,8 +76,8 @@ def priority(stream, dep, weight, exclusive=False):
     return frame(PRIORITY, 0, stream, struct.pack(">I", dep | (0x80000000 if exclusive else 0)) + bytes([weight]))
 
 
-def goaway(last, code=0):
-    return frame(GOAWAY, 0, 0, struct.pack(">II", last, code))
+def goaway(last, code=0, debug=b""):
+    return frame(GOAWAY, 0, 0, struct.pack(">II", last, code) + debug)
 
 
 def seeds():

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <utility>
 
+#include "net/tcp_transport.h"
+
 namespace ringproxy {
 
 const char* to_string(DnsAnswer::Status status) {
@@ -100,18 +102,12 @@ ares_ssize_t send_vector(ares_socket_t fd, const iovec* vec, int count, void* /*
 // "IP:PORT" or "[IPV6]:PORT" of a datagram's sender; "the resolver" when unknown.
 std::string sender_text(const sockaddr* from) {
   char ip[INET6_ADDRSTRLEN];
-  if (from->sa_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(from);
-    if (inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip) != nullptr) {
-      return std::string(ip) + ":" + std::to_string(ntohs(in->sin_port));
-    }
-  } else if (from->sa_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(from);
-    if (inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip) != nullptr) {
-      return "[" + std::string(ip) + "]:" + std::to_string(ntohs(in6->sin6_port));
-    }
-  }
-  return "the resolver";
+  TcpTransport::ip_text(from, ip, sizeof ip);
+  if (ip[0] == '\0') return "the resolver";
+  const bool v6 = from->sa_family == AF_INET6;
+  const uint16_t port = v6 ? reinterpret_cast<const sockaddr_in6*>(from)->sin6_port
+                           : reinterpret_cast<const sockaddr_in*>(from)->sin_port;
+  return (v6 ? "[" + std::string(ip) + "]" : std::string(ip)) + ":" + std::to_string(ntohs(port));
 }
 
 const char* rcode_name(int rcode) {

@@ -367,6 +367,20 @@ size_t live_with_prefix(Net& net, const std::string& prefix) {
   return n;
 }
 
+// Agents `names` started, each joining through the first, settled; then each reports
+// cache-a down and, given a `tier`, renews its lease on it; settled again.
+void start_reporting(Net& net, const std::vector<std::string>& names, const DiscoverConfig* tier) {
+  for (const std::string& n : names) {
+    net.add(n, n == names.front() ? std::vector<std::string>{} : std::vector<std::string>{names.front()});
+  }
+  net.run_for(5 * kSecond);
+  for (const std::string& n : names) {
+    net[n].report_health("cache-a", true);
+    if (tier != nullptr) net[n].renew_lease(*tier, 30000);
+  }
+  net.run_for(5 * kSecond);
+}
+
 // B1. An admin empties pool "images" and the default pool, and a [[discover]] source's
 // records all go away; two days later (the horizon, here two minutes) every delete is
 // collected. An instance whose config file still lists the old nodes then starts: the
@@ -492,13 +506,7 @@ TEST(GossipAgentSim, AnInstanceCutOffDeletesNoneOfTheOthersKeys) {
   Net net(short_horizon());
   const DiscoverConfig tier = source_named("_http._tcp.tier.test");
   const std::vector<std::string> names = {"a", "b", "c", "d", "e", "f", "g"};
-  for (const std::string& n : names) net.add(n, n == "a" ? std::vector<std::string>{} : std::vector<std::string>{"a"});
-  net.run_for(5 * kSecond);
-  for (const std::string& n : names) {
-    net[n].report_health("cache-a", true);
-    net[n].renew_lease(tier, 30000);
-  }
-  net.run_for(5 * kSecond);
+  start_reporting(net, names, &tier);
   net.partition({{"a"}, {"b", "c"}});
   net.run_for(3 * kMinute);  // each side dead to the other, then forgotten (a minute later)
   for (const std::string who : {"a", "b", "c"}) {
@@ -532,10 +540,7 @@ TEST(GossipAgentSim, AnInstanceCutOffDeletesNoneOfTheOthersKeys) {
 TEST(GossipAgentSim, KeysKeptWhileInTheMinorityGoOnceAMajorityIsBack) {
   Net net(short_horizon());
   const std::vector<std::string> names = {"a", "b", "c", "d", "e"};
-  for (const std::string& n : names) net.add(n, n == "a" ? std::vector<std::string>{} : std::vector<std::string>{"a"});
-  net.run_for(5 * kSecond);
-  for (const std::string& n : names) net[n].report_health("cache-a", true);
-  net.run_for(5 * kSecond);
+  start_reporting(net, names, nullptr);
   for (const char* gone : {"c", "d", "e"}) net.stop(gone);
   net.run_for(3 * kMinute);
   EXPECT_EQ(net["a"].members().size(), 2u);
@@ -556,13 +561,7 @@ TEST(GossipAgentSim, AForgottenMembersKeysAreDeleted) {
   Net net(short_horizon());
   const DiscoverConfig tier = source_named("_http._tcp.tier.test");
   const std::vector<std::string> names = {"a", "b", "c", "d"};
-  for (const std::string& n : names) net.add(n, n == "a" ? std::vector<std::string>{} : std::vector<std::string>{"a"});
-  net.run_for(5 * kSecond);
-  for (const std::string& n : names) {
-    net[n].report_health("cache-a", true);
-    net[n].renew_lease(tier, 30000);
-  }
-  net.run_for(5 * kSecond);
+  start_reporting(net, names, &tier);
   net.stop("d");
   net["c"].leave(nullptr);
   net.run_for(kMinute / 2);

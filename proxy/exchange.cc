@@ -896,10 +896,10 @@ void Exchange::on_response_head() {
     phase_ = Phase::kBody;
     return;
   }
-  if (!interim && upgrade_asked_ && resp_status_ != 101) {
-    // The upgrade was declined (or not passed on): the request parser is left in its
-    // upgrade state, and what the client sends next may be the new protocol. End the
-    // connection after.
+  if (!interim && upgrade_ && resp_status_ != 101) {
+    // The upgrade was declined: the request parser is left in its upgrade state, and
+    // what the client sends next may be the new protocol. End the connection after.
+    // (One not passed on has close_after_ from on_request.)
     close_after_ = true;
   }
   const bool tunnel = resp_status_ == 101 && upgrade_;

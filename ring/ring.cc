@@ -1,6 +1,7 @@
 #include "ring/ring.h"
 
 #include "ring/crc32.h"
+#include "ring/point_sort.h"
 
 #include <xxhash.h>
 
@@ -30,23 +31,6 @@ void append_field(std::string& out, std::string_view field) {
   const uint64_t n = field.size();
   out.append(reinterpret_cast<const char*>(&n), sizeof n);
   out.append(field);
-}
-
-// Sorts by hash, stably: points arrive in owner order, so equal hashes keep the smaller
-// owner (= the smaller name) first, as SPEC requires. LSD radix sort, 8 passes of 8
-// bits: at 160,000 points about 4x faster than std::sort, which matters for the 20 ms
-// rebuild budget at 1,000 nodes. Passes where every key has the same byte are skipped.
-template <typename P>
-void radix_sort_by_hash(std::vector<P>& points) {
-  std::vector<P> scratch(points.size());
-  for (unsigned shift = 0; shift < 64; shift += 8) {
-    size_t count[257] = {};
-    for (const P& p : points) ++count[((p.hash >> shift) & 0xff) + 1];
-    if (count[((points.front().hash >> shift) & 0xff) + 1] == points.size()) continue;
-    for (size_t b = 1; b < 257; ++b) count[b] += count[b - 1];
-    for (const P& p : points) scratch[count[(p.hash >> shift) & 0xff]++] = p;
-    points.swap(scratch);
-  }
 }
 
 }  // namespace
@@ -120,29 +104,20 @@ RingBuildResult Ring::build(std::vector<RingNode> nodes, uint32_t vnodes, Placem
       nginx_points(node.address, count, [&](uint64_t h) { points.push_back({h, owner}); });
       continue;
     }
+    // "NAME#j": the digits are written in place after the prefix, no copy per point.
     label.assign(node.name);
     label.push_back('#');
     const size_t prefix = label.size();
-    char digits[24];
+    label.resize(prefix + 20);  // room for any uint64_t
+    char* const digits = label.data() + prefix;
     for (uint64_t j = 0; j < count; ++j) {
-      const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, j);
-      label.resize(prefix);
-      label.append(digits, end);
-      points.push_back({XXH3_64bits(label.data(), label.size()), owner});
+      const char* const end = std::to_chars(digits, digits + 20, j).ptr;
+      points.push_back({XXH3_64bits(label.data(), static_cast<size_t>(end - label.data())), owner});
     }
   }
-  if (!points.empty()) radix_sort_by_hash(points);
-
   const unsigned bits = index_bits_for(points.size());
   ring->index_shift_ = 64 - bits;
-  const size_t buckets = size_t{1} << bits;
-  ring->index_.resize(buckets + 1);
-  size_t p = 0;
-  for (size_t b = 1; b < buckets; ++b) {  // bucket 0 starts at point 0; bits > 0 here
-    while (p < points.size() && (points[p].hash >> ring->index_shift_) < b) ++p;
-    ring->index_[b] = static_cast<uint32_t>(p);
-  }
-  ring->index_[buckets] = static_cast<uint32_t>(points.size());
+  sort_points_by_hash(points, bits, ring->index_);
 
   std::string canon;
   append_field(canon, std::to_string(vnodes));

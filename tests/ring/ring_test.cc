@@ -1,5 +1,6 @@
 #include "ring/ring.h"
 #include "ring/crc32.h"
+#include "ring/point_sort.h"
 
 #include <gtest/gtest.h>
 
@@ -579,3 +580,48 @@ TEST(RingBoundedLoads, UnusableNodesDoNotCount) {
 
 }  // namespace
 }  // namespace ringproxy
+
+// Ring::build's point sort (ring/point_sort.h) at every branch: the sorted order equals
+// std::stable_sort's (equal hashes keep their arrival order, which is owner order), and
+// the index points at each bucket's first point, whether buckets hold a few points
+// (insertion sort) or many (the stable_sort fallback a skewed input takes).
+TEST(RingPointSort, EqualsStableSortAndIndexesEveryBucket) {
+  struct P {
+    uint64_t hash;
+    uint32_t owner;
+    bool operator==(const P&) const = default;
+  };
+  std::mt19937_64 rng(7);
+  const auto check = [](std::vector<P> points, unsigned bits) {
+    std::vector<P> expected = points;
+    std::stable_sort(expected.begin(), expected.end(),
+                     [](const P& a, const P& b) { return a.hash < b.hash; });
+    std::vector<uint32_t> index;
+    ringproxy::sort_points_by_hash(points, bits, index);
+    ASSERT_EQ(points, expected) << "bits " << bits;
+    ASSERT_EQ(index.size(), (size_t{1} << bits) + 1);
+    for (size_t b = 0; b + 1 < index.size(); ++b) {
+      const auto first = std::lower_bound(
+          points.begin(), points.end(), b, [bits](const P& p, size_t bucket) {
+            return (bits == 0 ? 0 : p.hash >> (64 - bits)) < bucket;
+          });
+      ASSERT_EQ(index[b], static_cast<uint32_t>(first - points.begin())) << "bucket " << b;
+    }
+    ASSERT_EQ(index.back(), points.size());
+  };
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{100}, size_t{5000}}) {
+    std::vector<P> uniform;
+    for (size_t i = 0; i < n; ++i) uniform.push_back({rng(), static_cast<uint32_t>(i)});
+    for (const unsigned bits : {0u, 1u, 4u, 10u}) check(uniform, bits);
+  }
+  // Skewed: 200 points in one bucket of 16 (past kInsertionMax), with runs of equal
+  // hashes whose owners must stay in arrival order.
+  std::vector<P> skewed;
+  for (uint32_t i = 0; i < 200; ++i) skewed.push_back({(rng() >> 4) % 50, i});
+  for (uint32_t i = 0; i < 20; ++i) skewed.push_back({rng(), 200 + i});
+  check(skewed, 4);
+  // Equal hashes within small buckets (insertion sort): arrival order kept.
+  std::vector<P> ties;
+  for (uint32_t i = 0; i < 64; ++i) ties.push_back({(uint64_t{i % 8} << 60) | (i % 3), i});
+  check(ties, 3);
+}

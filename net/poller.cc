@@ -51,6 +51,21 @@ void Poller::finish_close() {
 }
 
 int Poller::add(int fd, Socket* socket, uint64_t* token) {
+  return register_fd(fd, socket, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, false, token);
+}
+
+int Poller::add_listener(int fd, Socket* socket, uint64_t* token) {
+  return register_fd(fd, socket, EPOLLIN, true, token);
+}
+
+int Poller::watch_listener(int fd, uint64_t token, bool on) {
+  epoll_event ev{};
+  ev.events = on ? EPOLLIN : 0;
+  ev.data.u64 = token;
+  return ::epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+int Poller::register_fd(int fd, Socket* socket, uint32_t events, bool listener, uint64_t* token) {
   uint32_t slot;
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
@@ -61,8 +76,9 @@ int Poller::add(int fd, Socket* socket, uint64_t* token) {
   }
   Slot& s = slots_[slot];
   s.socket = socket;
+  s.listener = listener;
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.events = events;
   ev.data.u64 = token_of(slot, s.generation);
   if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
     const int err = -errno;
@@ -83,6 +99,12 @@ void Poller::forget(uint64_t token) {
   ++s.generation;  // a late event of this registration no longer matches
   free_slots_.push_back(slot);
   if (--open_ == 0) uv_unref(keepalive());
+}
+
+void Poller::forget_listener(int fd, uint64_t token) {
+  epoll_event ev{};  // ignored by EPOLL_CTL_DEL; kernels before 2.6.9 wanted it non-null
+  ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
+  forget(token);
 }
 
 void Poller::defer(Socket* socket) {
@@ -131,6 +153,7 @@ void Poller::dispatch() {
   // and the loop reports it again on its next turn.
   deliver(wait(0));
   run_deferred();
+  deliver_listeners();
 }
 
 int Poller::wait(int timeout_ms) {
@@ -152,11 +175,34 @@ bool Poller::deliver(int n) {
     }
     const Slot& s = slots_[static_cast<uint32_t>(token)];
     if (s.socket != nullptr && s.generation == static_cast<uint32_t>(token >> 32)) {
+      if (s.listener) {
+        listeners_ready_.push_back(token);
+        listener_events_.push_back(events_[i].events);
+        continue;
+      }
       s.socket->on_poll_events(events_[i].events);
     }
   }
   dispatching_ = false;
   return backend;
+}
+
+void Poller::deliver_listeners() {
+  if (listeners_ready_.empty()) return;
+  dispatching_ = true;
+  for (size_t i = 0; i < listeners_ready_.size(); ++i) {
+    const uint64_t token = listeners_ready_[i];
+    const Slot& s = slots_[static_cast<uint32_t>(token)];
+    if (s.socket != nullptr && s.generation == static_cast<uint32_t>(token >> 32)) {
+      s.socket->on_poll_events(listener_events_[i]);
+    }
+  }
+  listeners_ready_.clear();
+  listener_events_.clear();
+  dispatching_ = false;
+  // What the accepted connections deferred (or retired, when one failed at once) runs
+  // next turn, which then does not block.
+  if (!ready_.empty() || !retired_.empty()) wake();
 }
 
 void Poller::run_deferred() {
@@ -228,6 +274,7 @@ void Poller::run(void (*on_wake)(void*), void* arg) {
     on_wake(arg);
     const bool backend = deliver(n);
     run_deferred();
+    deliver_listeners();
     if (backend || uv_backend_timeout(loop_) == 0) uv_run(loop_, UV_RUN_NOWAIT);
   }
 }

@@ -75,14 +75,12 @@ int Worker::open_listener(uint32_t id, int fd) {
   l->worker = this;
   l->id = id;
   l->fd = fd;
-  l->poll = new uv_poll_t{};
-  int rc = uv_poll_init_socket(&loop_, l->poll, fd);
+  int rc = poller_.add_listener(fd, l.get(), &l->token);
   if (rc != 0) {
-    delete l->poll;
     ::close(fd);
     return rc;
   }
-  l->poll->data = l.get();
+  l->watched = true;
   // 511: what uv_listen was given before; the kernel caps it at net.core.somaxconn.
   if (::listen(fd, 511) != 0) rc = -errno;  // libuv's codes are -errno on unix
   // Linux copies TCP_NODELAY from the listener to what it accepts; the listener has
@@ -90,18 +88,18 @@ int Worker::open_listener(uint32_t id, int fd) {
   int nodelay = 0;
   socklen_t len = sizeof nodelay;
   l->nodelay = ::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0 && nodelay != 0;
-  if (rc == 0 && !accept_paused_ && !draining_) rc = uv_poll_start(l->poll, UV_READABLE, on_listen_readable);
+  if (rc == 0 && (accept_paused_ || draining_)) rc = poller_.watch_listener(fd, l->token, false);
   listeners_.push_back(std::move(l));  // closed with the others, whatever rc says
   return rc;
 }
 
 void Worker::close_listener(Listener& l) {
-  if (l.poll) {
-    uv_close(reinterpret_cast<uv_handle_t*>(l.poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    l.poll = nullptr;
+  if (l.watched) {
+    poller_.forget_listener(l.fd, l.token);
+    l.watched = false;
   }
-  // Watched no longer (uv_close stopped the poll at once): the socket can go, and with
-  // it the connections queued on it.
+  // Watched no longer (no event of this turn reaches it after forget): the socket can
+  // go, and with it the connections queued on it.
   if (l.fd >= 0) ::close(l.fd);
   l.fd = -1;
 }
@@ -264,15 +262,6 @@ void Worker::on_async(uv_async_t* a) {
   if (w->want_drain_.exchange(false)) w->begin_drain();
 }
 
-void Worker::on_listen_readable(uv_poll_t* p, int status, int) {
-  auto* l = static_cast<Listener*>(p->data);
-  if (status < 0) {
-    l->worker->accept_failed(status);
-    return;
-  }
-  l->worker->accept_pending(*l);
-}
-
 // Until the queue is empty, as uv_listen does, or kMaxAcceptsPerEvent connections: each
 // now costs a read and the request's forwarding (its first read is at once), and the
 // loop's other sockets wait meanwhile. The listener stays readable; the next turn of
@@ -304,7 +293,9 @@ bool Worker::may_accept() {
 void Worker::pause_accepting(bool out_of_descriptors) {
   if (accept_paused_ || draining_) return;
   accept_paused_ = true;
-  for (const auto& l : listeners_) uv_poll_stop(l->poll);
+  for (const auto& l : listeners_) {
+    if (l->watched) poller_.watch_listener(l->fd, l->token, false);
+  }
   bump(stats_.accept_pauses);
   if (out_of_descriptors) {
     pause_log_.note(uv_now(&loop_), "accepting paused: out of file descriptors; new connections wait in the "
@@ -328,7 +319,9 @@ void Worker::retry_accept() {
   accept_paused_ = false;
   uv_timer_stop(&accept_timer_);
   // Level-triggered: queued connections make the listeners readable at once.
-  for (const auto& l : listeners_) uv_poll_start(l->poll, UV_READABLE, on_listen_readable);
+  for (const auto& l : listeners_) {
+    if (l->watched) poller_.watch_listener(l->fd, l->token, true);
+  }
 }
 
 // Any accept error pauses: returning with the listener still readable would have the

@@ -132,22 +132,26 @@ class Worker {
   void flush_access_log();
   // Finds or makes the pool for `b`; *made tells which. No allocation when found.
   UpstreamPool& pool_for(const Pool& pool, const Backend& b, bool* made = nullptr);
-  // Accepting. The worker accepts itself (a uv_poll on the listening socket and
+  // Accepting. The worker accepts itself (the listening socket on its Poller, and
   // accept4) rather than through uv_listen, because out of descriptors libuv drops the
   // queue: on EMFILE it closes a spare descriptor, accepts and closes every queued
   // connection, and says nothing; when its spare is gone (another thread took the
   // number) it reports EMFILE and tries again at once, in a loop (unix/stream.c,
   // uv__emfile_trick, uv__server_io). Measured under ulimit -n 100 with 300 clients:
-  // 827 of 3,000 connections closed unanswered. Here, stopping the poll pauses
+  // 827 of 3,000 connections closed unanswered. Here, unwatching the listener pauses
   // accepting; the kernel keeps the connections queued until accepting resumes.
-  struct Listener {
+  // On the worker's Poller, level-triggered (Poller::add_listener).
+  struct Listener final : Poller::Socket {
     Worker* worker = nullptr;
     uint32_t id = 0;
     int fd = -1;
-    bool nodelay = false;       // accepted sockets inherit TCP_NODELAY from it
-    uv_poll_t* poll = nullptr;  // heap: freed by its close callback
+    bool nodelay = false;  // accepted sockets inherit TCP_NODELAY from it
+    bool watched = false;  // registered with the Poller (token valid)
+    uint64_t token = 0;
+    void on_poll_events(uint32_t) override { worker->accept_pending(*this); }
+    void on_poll_ready() override {}
+    void on_poll_retired() override {}
   };
-  static void on_listen_readable(uv_poll_t* p, int status, int events);
   // listen() and watch; a libuv error code.
   int open_listener(uint32_t id, int fd);
   void close_listener(Listener& l);

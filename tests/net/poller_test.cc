@@ -514,6 +514,133 @@ TEST_F(PollerTest, SocketRetiredByAnotherOnPollReadyOfTheSameBatchGetsNone) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Listeners (add_listener): level-triggered, last in the turn, paused and resumed
+
+// A listening socket on 127.0.0.1 and a way to queue connections on it.
+struct ListenEndpoint {
+  explicit ListenEndpoint(std::string name) : probe(std::move(name)) {
+    fd = test::bound_loopback_socket(SOCK_NONBLOCK | SOCK_CLOEXEC);
+    EXPECT_EQ(::listen(fd, 16), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  }
+  // Registers with `poller`; the destructor forgets it if the test did not (a failed
+  // assertion must not leave the loop alive in TearDown).
+  void add_to(Poller& p) {
+    poller = &p;
+    EXPECT_EQ(p.add_listener(fd, &probe, &token), 0);
+  }
+  void forget() {
+    if (poller != nullptr) poller->forget_listener(fd, token);
+    poller = nullptr;
+  }
+  ~ListenEndpoint() {
+    forget();
+    for (int c : clients) ::close(c);
+    if (fd >= 0) ::close(fd);
+  }
+  // A blocking connect: on loopback it has completed, and the connection waits in the
+  // queue, when it returns.
+  void queue_one() {
+    const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(::connect(c, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+    clients.push_back(c);
+  }
+  // accept4 of one queued connection, closed at once: true when there was one.
+  bool take_one() const {
+    const int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return false;
+    ::close(c);
+    return true;
+  }
+  Probe probe;
+  int fd = -1;
+  sockaddr_in addr{};
+  uint64_t token = 0;
+  Poller* poller = nullptr;
+  std::vector<int> clients;
+};
+
+TEST_F(PollerTest, ListenerLeftWithAQueueIsReportedAgainEveryTurn) {
+  ListenEndpoint l("listener");
+  l.add_to(poller_);
+  for (int i = 0; i < 3; ++i) l.queue_one();
+  // One connection taken a turn, as a worker at its per-turn limit: the next turn
+  // reports the listener again (edge-triggered, it would wait for a fourth connection).
+  int taken = 0;
+  l.probe.on_events = [&](uint32_t ev) {
+    EXPECT_TRUE(ev & EPOLLIN);
+    if (l.take_one()) ++taken;
+  };
+  run_until([&] { return taken == 3; });
+  EXPECT_EQ(l.probe.events.size(), 3u);
+  run_nowait(3);  // the queue is empty: nothing more is reported
+  EXPECT_EQ(l.probe.events.size(), 3u);
+  l.forget();
+}
+
+TEST_F(PollerTest, ListenerEventsComeAfterTheTurnsDeferredWorkAndRetirements) {
+  // A worker accepts after the connections closed in the same turn are freed: their
+  // memory is what the new ones reuse.
+  ListenEndpoint l("listener");
+  l.add_to(poller_);
+  Endpoint& a = add("a");
+  Endpoint& b = add("b");
+  settle();
+  std::vector<std::string>& log = log_;
+  l.probe.log = &log;
+  a.probe.log = &log;
+  b.probe.log = &log;
+  l.probe.on_events = [&](uint32_t) { l.take_one(); };
+  a.probe.on_events = [&](uint32_t) { poller_.defer(&a.probe); };
+  b.probe.on_events = [&](uint32_t) { forget_and_retire(b); };
+  l.queue_one();
+  send_to(a, "x");
+  send_to(b, "x");
+  uv_run(&loop_, UV_RUN_NOWAIT);  // one turn: all three ready before it
+  ASSERT_EQ(log.size(), 5u);
+  EXPECT_EQ(log[3], "b retired");
+  EXPECT_EQ(log[4], "listener events");
+  EXPECT_TRUE(log[2] == "a ready") << log[2];
+  l.forget();
+  forget_and_retire(a);
+}
+
+TEST_F(PollerTest, PausedListenerKeepsItsQueueAndResumes) {
+  ListenEndpoint l("listener");
+  l.add_to(poller_);
+  ASSERT_EQ(poller_.watch_listener(l.fd, l.token, false), 0);
+  l.queue_one();
+  run_nowait(3);
+  EXPECT_TRUE(l.probe.events.empty());  // paused: nothing reported, nothing taken
+  ASSERT_EQ(poller_.watch_listener(l.fd, l.token, true), 0);
+  bool taken = false;
+  l.probe.on_events = [&](uint32_t) { taken = l.take_one(); };
+  run_until([&] { return taken; });  // the connection queued while paused
+  EXPECT_EQ(l.probe.events.size(), 1u);
+  l.forget();
+}
+
+TEST_F(PollerTest, ListenerForgottenEarlierInTheTurnGetsNoEvent) {
+  ListenEndpoint l("listener");
+  l.add_to(poller_);
+  Endpoint& a = add("a");
+  settle();
+  a.probe.on_events = [&](uint32_t) { l.forget(); };  // a reload removing it
+  l.queue_one();
+  send_to(a, "x");
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  run_nowait(2);
+  EXPECT_TRUE(l.probe.events.empty());
+  EXPECT_TRUE(l.take_one());  // still queued: its owner closes it
+  // Forgotten, the descriptor still open: a new connection reaches no one.
+  l.queue_one();
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_TRUE(l.probe.events.empty());
+  forget_and_retire(a);
+}
+
+// ---------------------------------------------------------------------------------------
 // The loop's life
 
 TEST_F(PollerTest, PollHandleKeepsTheLoopAliveOnlyWhileASocketIsRegistered) {

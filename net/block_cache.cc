@@ -90,6 +90,12 @@ void* allocate(size_t size) {
   if (FreeBlock* b = l.head[c]) {
     l.head[c] = b->next;
     --l.count[c];
+    // The next block of the class is the next allocation's: it was freed a while ago and
+    // is likely out of cache by then (1,000 streams in flight hold megabytes between a
+    // block's release and its reuse). Fetched now, its load does not stall that call,
+    // nor the caller's first write into it. perf, h2 to h2c nodes, 1,000 streams: 90% of
+    // allocate()'s samples were on the load of b->next without this.
+    __builtin_prefetch(l.head[c], 1);
     return b;
   }
   auto* h = static_cast<Header*>(std::malloc(sizeof(Header) + class_bytes(c)));

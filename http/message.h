@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ringproxy {
@@ -17,6 +18,22 @@ namespace ringproxy {
 struct HeaderView {
   std::string_view name;
   std::string_view value;
+};
+
+// Where the parts of an HTTP/1 request head went in the string that holds it, as
+// offsets (the string may grow and move): the request line's method and target, and
+// each field line's name and value, in order. The proxy's rewrite records them as it
+// writes the head for a node (proxy/rewrite.h), so that an HTTP/2 node's fields are
+// taken from here (h2::request_fields) rather than from parsing that head again.
+struct HeadSpans {
+  struct Span {
+    uint32_t at = 0;
+    uint32_t len = 0;
+    std::string_view in(std::string_view head) const { return head.substr(at, len); }
+  };
+  Span method;
+  Span target;
+  std::vector<std::pair<Span, Span>> fields;  // name, value
 };
 
 // A request head as a server codec hands it on, whatever the protocol: HTTP/1's

@@ -150,6 +150,7 @@ bool build_pool(Pool& pool, const std::vector<FoundNode>& found, const ResolvedN
     if (b.protocol != BackendProtocol::kHttp1) {
       out.pool_key += '\0';
       out.pool_key += protocol_name(b.protocol);
+      pool.any_h2 = true;
     }
     if (previous) {
       if (auto old = previous->ring->find(b.name)) out.state = previous->backends[*old].state;

@@ -170,6 +170,9 @@ struct Pool {
   // [[backend]] and no [[discover]] (Config::default_declared), and it has no node
   // (none added at runtime): requests no route sends elsewhere get 404.
   bool declared = true;
+  // Some node speaks HTTP/2 (protocol h2c or h2): the Exchange then keeps the request
+  // head's parts (HeadSpans) for its fields.
+  bool any_h2 = false;
   std::shared_ptr<const Ring> ring;
   std::vector<Backend> backends;  // indexed by NodeIndex of `ring`
   // The pool's [upstream_tls], loaded (as ListenerRouting::tls, kept by rebuilds that

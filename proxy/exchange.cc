@@ -215,7 +215,7 @@ void Exchange::on_request(RequestHead& req, std::string_view client_ip) {
   // which reads every field anyway, says whether the client sent it.
   te_trailers_ = false;
   rw.te_trailers = &te_trailers_;
-  host_missing_ = !build_request_head(rw, up_head_);
+  host_missing_ = !build_request_head(rw, up_head_, pool_->any_h2 ? &up_spans_ : nullptr);
   grpc_ = down_h2_ && is_grpc_content_type(find_header(*req.fields, "content-type"));
   // An HTTP/2 body comes decoded: sized by the client's content-length, or sent
   // chunked (RFC 9112 7.1) to the node.

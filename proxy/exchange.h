@@ -226,6 +226,7 @@ class Exchange final : public h1::RequestHandler,
   std::string tail_;            // the last-chunk and trailers for an HTTP/1.1 client
   bool upstream_ready_ = false;  // connected and head written or queued
   std::string up_head_;          // request head as sent upstream (kept for retries)
+  HeadSpans up_spans_;           // its parts, when the pool has an HTTP/2 node (exchange_h2.cc)
   std::string origin_scratch_;   // "/" + query of an absolute target without a path
   std::string host_line_;        // "Host: ADDRESS\r\n" for a request that had none
   // Why the last node failed, with its name, while the next is picked: logged with the

@@ -25,8 +25,10 @@ void Exchange::open_stream(H2Upstream* conn) {
     host_line_ = b.address.to_string();
     authority = host_line_;
   }
-  if (!h2::request_fields_from_http1(up_head_, conn->pool().tls() ? "https"sv : "http"sv, authority, te_trailers_,
-                                     h2_names_, h2_nv_)) {
+  // The head's parts as the rewrite recorded them (its Transfer-Encoding line, appended
+  // for a chunked HTTP/1 node, is not among them: HTTP/2 frames the body itself).
+  if (!h2::request_fields(up_head_, up_spans_, conn->pool().tls() ? "https"sv : "http"sv, authority, te_trailers_,
+                          h2_names_, h2_nv_)) {
     upstream_failed(502, "request head not expressible in HTTP/2", false);
     return;
   }

@@ -19,18 +19,32 @@ namespace {
 // pieces copied with their length known at compile time (a few moves, no call). The
 // heads are built on every request: 20-odd appends were a tenth of the proxy's
 // user-space instructions.
-class HeadWriter {
+// kSpans: also note where each part goes (HeadSpans), for requests to pools with an
+// HTTP/2 node; without, the writer is what it was before spans existed (the HTTP/1
+// path's instructions unchanged).
+template <bool kSpans>
+class BasicHeadWriter {
  public:
-  HeadWriter(std::string& out, size_t max) : out_(out) {
+  // `max_fields`: the most field lines written, when spans are kept (sized once, as out).
+  BasicHeadWriter(std::string& out, size_t max, HeadSpans* spans = nullptr, size_t max_fields = 0)
+      : out_(out), spans_(spans) {
     out.resize(max);  // the capacity stays from the last request: no allocation once warm
     p_ = out.data();
+    if constexpr (kSpans) {
+      spans->fields.resize(max_fields);
+      span_ = spans->fields.data();
+    }
   }
-  ~HeadWriter() {
+  ~BasicHeadWriter() {
     assert(p_ <= out_.data() + out_.size());  // the bound the caller computed held
     out_.resize(static_cast<size_t>(p_ - out_.data()));
+    if constexpr (kSpans) {
+      assert(span_ <= spans_->fields.data() + spans_->fields.size());
+      spans_->fields.resize(static_cast<size_t>(span_ - spans_->fields.data()));
+    }
   }
-  HeadWriter(const HeadWriter&) = delete;
-  HeadWriter& operator=(const HeadWriter&) = delete;
+  BasicHeadWriter(const BasicHeadWriter&) = delete;
+  BasicHeadWriter& operator=(const BasicHeadWriter&) = delete;
 
   template <size_t N>
   void lit(const char (&s)[N]) {
@@ -43,23 +57,42 @@ class HeadWriter {
   }
   void put(char c) { *p_++ = c; }
   void field(std::string_view name, std::string_view value) {
+    begin_field(name);
+    put(value);
+    end_field();
+  }
+  // A field line whose value is written piece by piece between the two calls.
+  void begin_field(std::string_view name) {
+    if constexpr (kSpans) name_at_ = at();
     put(name);
     lit(": ");
-    put(value);
+    if constexpr (kSpans) value_at_ = at();
+  }
+  void end_field() {
+    if constexpr (kSpans) *span_++ = {{name_at_, value_at_ - 2 - name_at_}, {value_at_, at() - value_at_}};
     lit("\r\n");
   }
+  uint32_t at() const { return static_cast<uint32_t>(p_ - out_.data()); }
 
  private:
   std::string& out_;
+  HeadSpans* spans_;
+  std::pair<HeadSpans::Span, HeadSpans::Span>* span_ = nullptr;
   char* p_;
+  uint32_t name_at_ = 0;
+  uint32_t value_at_ = 0;
 };
+using HeadWriter = BasicHeadWriter<false>;
 
 // What a field line takes at most: name, ": ", value, CRLF.
 size_t field_size(const HeaderView& hv) { return hv.name.size() + hv.value.size() + 4; }
 
 }  // namespace
 
-bool build_request_head(const RequestRewrite& r, std::string& out) {
+namespace {
+
+template <bool kSpans>
+bool write_request_head(const RequestRewrite& r, std::string& out, HeadSpans* spans) {
   const ConnectionOptions connection = ConnectionOptions::of(r.fields);
   const bool add_via = !r.via.empty();  // else the client's Via lines go on untouched
   // The longest the head can be: every field once as received, the lists of Via and
@@ -67,10 +100,17 @@ bool build_request_head(const RequestRewrite& r, std::string& out) {
   size_t max = r.method.size() + r.target.size() + r.via.size() + r.client_ip.size() + r.subject_header.size() +
                r.client_subject.size() + 160;
   for (const HeaderView& hv : r.fields) max += 2 * field_size(hv);
-  HeadWriter h(out, max);
+  // Field lines: at most every field once, and ours (Max-Forwards, Via, X-Forwarded-For,
+  // -Proto, -Host, the subject, Connection, Upgrade).
+  BasicHeadWriter<kSpans> h(out, max, spans, r.fields.size() + 8);
   h.put(r.method);
   h.put(' ');
+  const uint32_t target_at = h.at();
   h.put(r.target);
+  if constexpr (kSpans) {
+    spans->method = {0, static_cast<uint32_t>(r.method.size())};
+    spans->target = {target_at, static_cast<uint32_t>(r.target.size())};
+  }
   // RFC 9112 2.3: an intermediary sends its own version, whatever the client's; the
   // rules of a 1.0 client (no chunked body, no 1xx, keep-alive only when asked for and
   // framed by a length) are kept on the client's side (build_response_head).
@@ -120,14 +160,12 @@ bool build_request_head(const RequestRewrite& r, std::string& out) {
   if (r.max_forwards_set) {
     char digits[16];
     const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, r.max_forwards);
-    h.lit("Max-Forwards: ");
-    h.put(std::string_view(digits, static_cast<size_t>(end - digits)));
-    h.lit("\r\n");
+    h.field("Max-Forwards", std::string_view(digits, static_cast<size_t>(end - digits)));
   }
   if (add_via) {
     // RFC 9110 7.6.3: a gateway sends Via in each inbound request, the protocol it
     // was received in then its name, after the members already there.
-    h.lit("Via: ");
+    h.begin_field("Via");
     if (have_via) append_list("via");
     if (r.client_h2) {
       h.lit("2 ");  // RFC 9110 7.6.3: HTTP/2's received-protocol is "2"
@@ -137,12 +175,15 @@ bool build_request_head(const RequestRewrite& r, std::string& out) {
       h.lit("1.1 ");
     }
     h.put(r.via);
-    h.lit("\r\n");
+    h.end_field();
   }
-  h.lit("X-Forwarded-For: ");
+  h.begin_field("X-Forwarded-For");
   if (have_xff) append_list("x-forwarded-for");
   h.put(r.client_ip);
-  if (r.https) {
+  if constexpr (kSpans) {
+    h.end_field();
+    h.field("X-Forwarded-Proto", r.https ? "https"sv : "http"sv);
+  } else if (r.https) {  // one copy for the end of a line and the next
     h.lit("\r\nX-Forwarded-Proto: https\r\n");
   } else {
     h.lit("\r\nX-Forwarded-Proto: http\r\n");
@@ -150,12 +191,17 @@ bool build_request_head(const RequestRewrite& r, std::string& out) {
   if (!host.empty()) h.field("X-Forwarded-Host", host);
   if (!r.subject_header.empty() && !r.client_subject.empty()) h.field(r.subject_header, r.client_subject);
   if (r.upgrade) {
-    h.lit("Connection: Upgrade\r\nUpgrade: ");
-    h.put(upgrade_value);
-    h.lit("\r\n");
+    h.field("Connection", "Upgrade"sv);
+    h.field("Upgrade", upgrade_value);
   }
   h.lit("\r\n");
   return !host_missing;
+}
+
+}  // namespace
+
+bool build_request_head(const RequestRewrite& r, std::string& out, HeadSpans* spans) {
+  return spans ? write_request_head<true>(r, out, spans) : write_request_head<false>(r, out, nullptr);
 }
 
 void build_response_head(const ResponseRewrite& r, std::string& out) {

@@ -42,7 +42,9 @@ struct RequestRewrite {
 // Writes the request head for the node into `out` (cleared first), ending in the empty
 // line. Returns false when the request has no Host (a 1.0 client): the caller inserts
 // one per attempt before the last CRLF (the node's address, as nginx's $proxy_host).
-bool build_request_head(const RequestRewrite& r, std::string& out);
+// `spans`, when given, says where each part went (http/message.h HeadSpans; its
+// capacity kept: no allocation once warm).
+bool build_request_head(const RequestRewrite& r, std::string& out, HeadSpans* spans = nullptr);
 
 struct ResponseRewrite {
   int status = 0;  // 100..999

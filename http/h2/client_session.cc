@@ -53,8 +53,9 @@ std::string error_text(uint32_t code) { return nghttp2_http2_strerror(code); }
 
 }  // namespace
 
-bool request_fields_from_http1(std::string_view head, std::string_view scheme, std::string_view authority,
-                               bool te_trailers, std::string& names, std::vector<nghttp2_nv>& nv) {
+bool request_fields(std::string_view head, const HeadSpans& spans, std::string_view scheme,
+                    std::string_view authority, bool te_trailers, std::string& names,
+                    std::vector<nghttp2_nv>& nv) {
   nv.clear();
   // Every name fits: the views below never move. No shrink: the buffer is the
   // exchange's, reused from request to request.
@@ -64,39 +65,17 @@ bool request_fields_from_http1(std::string_view head, std::string_view scheme, s
     nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                   reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
   };
-  // The head is ours (proxy/rewrite.cc): every line ends in CRLF, the last is empty.
-  const char* p = head.data();
-  const char* const end = p + head.size();
-  const auto line_end = [end](const char* from) -> const char* {
-    const void* lf = std::memchr(from, '\n', static_cast<size_t>(end - from));
-    return lf && static_cast<const char*>(lf) > from && static_cast<const char*>(lf)[-1] == '\r'
-               ? static_cast<const char*>(lf) - 1
-               : nullptr;
-  };
-  const char* eol = line_end(p);
-  if (!eol) return false;
-  const std::string_view line(p, static_cast<size_t>(eol - p));
-  const size_t sp1 = line.find(' ');
-  const size_t sp2 = line.rfind(' ');
-  if (sp1 == std::string_view::npos || sp2 <= sp1) return false;
-  add(":method", line.substr(0, sp1));
+  add(":method", spans.method.in(head));
   add(":scheme", scheme);
   const size_t authority_at = nv.size();
   add(":authority", authority);
-  add(":path", line.substr(sp1 + 1, sp2 - sp1 - 1));
+  add(":path", spans.target.in(head));
   if (te_trailers) add("te", "trailers");  // RFC 9113 8.2.2: the one TE allowed
-  // One pass. The fields the client's Connection named are gone already; what HTTP/2
-  // forbids beyond those is a fixed set (RFC 9113 8.2.2), told apart by length first.
-  for (p = eol + 2; p < end;) {
-    eol = line_end(p);
-    if (!eol) return false;
-    if (eol == p) break;  // the empty line
-    const std::string_view field(p, static_cast<size_t>(eol - p));
-    p = eol + 2;
-    const size_t colon = field.find(':');
-    if (colon == std::string_view::npos) return false;
-    const std::string_view name = field.substr(0, colon);
-    const std::string_view value = trim_ows(field.substr(colon + 1));
+  // The fields the client's Connection named are gone already; what HTTP/2 forbids
+  // beyond those is a fixed set (RFC 9113 8.2.2), told apart by length first.
+  for (const auto& [name_at, value_at] : spans.fields) {
+    const std::string_view name = name_at.in(head);
+    const std::string_view value = value_at.in(head);
     bool drop = false;
     switch (name.size()) {
       case 2: drop = iequals_same_size(name, "te"); break;
@@ -118,6 +97,42 @@ bool request_fields_from_http1(std::string_view head, std::string_view scheme, s
     lower += name.size();
   }
   return nv[authority_at].valuelen > 0;
+}
+
+bool request_fields_from_http1(std::string_view head, std::string_view scheme, std::string_view authority,
+                               bool te_trailers, std::string& names, std::vector<nghttp2_nv>& nv) {
+  // The head is ours (proxy/rewrite.cc): every line ends in CRLF, the last is empty.
+  const char* p = head.data();
+  const char* const end = p + head.size();
+  const auto line_end = [end](const char* from) -> const char* {
+    const void* lf = std::memchr(from, '\n', static_cast<size_t>(end - from));
+    return lf && static_cast<const char*>(lf) > from && static_cast<const char*>(lf)[-1] == '\r'
+               ? static_cast<const char*>(lf) - 1
+               : nullptr;
+  };
+  const char* eol = line_end(p);
+  if (!eol) return false;
+  const std::string_view line(p, static_cast<size_t>(eol - p));
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = line.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 <= sp1) return false;
+  const auto span = [head](std::string_view part) {
+    return HeadSpans::Span{static_cast<uint32_t>(part.data() - head.data()), static_cast<uint32_t>(part.size())};
+  };
+  HeadSpans spans;
+  spans.method = span(line.substr(0, sp1));
+  spans.target = span(line.substr(sp1 + 1, sp2 - sp1 - 1));
+  for (p = eol + 2; p < end;) {
+    eol = line_end(p);
+    if (!eol) return false;
+    if (eol == p) break;  // the empty line
+    const std::string_view field(p, static_cast<size_t>(eol - p));
+    p = eol + 2;
+    const size_t colon = field.find(':');
+    if (colon == std::string_view::npos) return false;
+    spans.fields.push_back({span(field.substr(0, colon)), span(trim_ows(field.substr(colon + 1)))});
+  }
+  return request_fields(head, spans, scheme, authority, te_trailers, names, nv);
 }
 
 // ---------------------------------------------------------------------------------------

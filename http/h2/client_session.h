@@ -193,6 +193,13 @@ class ClientStream {
 bool request_fields_from_http1(std::string_view head, std::string_view scheme, std::string_view authority,
                                bool te_trailers, std::string& names, std::vector<nghttp2_nv>& nv);
 
+// The same from such a head and where its writer put its parts (`spans`, proxy/rewrite.h
+// records them): what the Exchange uses, the head not parsed again (callgrind, h2c
+// clients to h2c nodes: see the commit). False when nothing gives :authority.
+bool request_fields(std::string_view head, const HeadSpans& spans, std::string_view scheme,
+                    std::string_view authority, bool te_trailers, std::string& names,
+                    std::vector<nghttp2_nv>& nv);
+
 struct ClientSettings {
   // Per stream: the response bytes buffered for a client that reads slower than the
   // node sends. The connection's window is larger and credited on receipt.

@@ -1,15 +1,33 @@
 // The heads as the proxy sends them on, built from views without a socket. The same
 // rules over real connections are in tests/conformance (varnishtest).
 #include "proxy/rewrite.h"
+#include "http/h2/client_session.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ringproxy {
 namespace {
 
+// What `head`'s field lines say, read line by line ("Name: value" each, as we write them).
+std::vector<std::pair<std::string, std::string>> field_lines(std::string_view head) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t at = head.find("\r\n") + 2;  // past the request line
+  for (size_t end; (end = head.find("\r\n", at)) != std::string_view::npos && end > at; at = end + 2) {
+    const std::string_view line = head.substr(at, end - at);
+    const size_t colon = line.find(": ");
+    out.emplace_back(line.substr(0, colon), line.substr(colon + 2));
+  }
+  return out;
+}
+
+// The head as built, checked on the way against the same head built with spans
+// (HeadSpans, what an HTTP/2 node's fields are taken from): the bytes are the same, and
+// the spans name the request line's method and target and every field line.
 std::string request(const std::vector<HeaderView>& fields, RequestRewrite r = {}, bool* has_host = nullptr) {
   if (r.method.empty()) r.method = "GET";
   if (r.target.empty()) r.target = "/k";
@@ -18,6 +36,33 @@ std::string request(const std::vector<HeaderView>& fields, RequestRewrite r = {}
   std::string out = "stale bytes";
   const bool host = build_request_head(r, out);
   if (has_host) *has_host = host;
+  std::string with_spans = "other stale bytes";
+  HeadSpans spans;
+  spans.fields.resize(40);  // stale entries: the build leaves exactly its own
+  EXPECT_EQ(build_request_head(r, with_spans, &spans), host);
+  EXPECT_EQ(with_spans, out);
+  EXPECT_EQ(spans.method.in(out), r.method);
+  EXPECT_EQ(spans.target.in(out), r.target);
+  std::vector<std::pair<std::string, std::string>> from_spans;
+  for (const auto& [name, value] : spans.fields) from_spans.emplace_back(name.in(out), value.in(out));
+  EXPECT_EQ(from_spans, field_lines(out));
+  // An HTTP/2 node gets the same fields from the spans as from parsing the head.
+  const auto nv_text = [](const std::vector<nghttp2_nv>& nv) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const nghttp2_nv& n : nv) {
+      out.emplace_back(std::string(reinterpret_cast<const char*>(n.name), n.namelen),
+                       std::string(reinterpret_cast<const char*>(n.value), n.valuelen));
+    }
+    return out;
+  };
+  std::string names_a, names_b;
+  std::vector<nghttp2_nv> nv_a, nv_b;
+  for (const bool te : {false, true}) {
+    const bool ok_a = h2::request_fields(out, spans, "http", "node:80", te, names_a, nv_a);
+    const bool ok_b = h2::request_fields_from_http1(out, "http", "node:80", te, names_b, nv_b);
+    EXPECT_EQ(ok_a, ok_b);
+    EXPECT_EQ(nv_text(nv_a), nv_text(nv_b));
+  }
   return out;
 }
 

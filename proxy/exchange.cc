@@ -387,8 +387,11 @@ bool Exchange::node_full_elsewhere() {
   // Without a next node, the stream waits on the node's connection, its deadline
   // running, and goes when the node allows streams again: a client-visible failure
   // only if that does not come in time.
+  // A stream moved off a connection whose limit dropped (h2::ClientStream::moved) comes
+  // here too. One that holds body bytes already given (a pinned chunk, resend_body_)
+  // stays: another node would need the body from its start, which is gone.
   const Backend& b = pool_->backends[node_];
-  if (attempts_ > routing_->config->proxy.retries ||
+  if (req_body_forwarded_ > 0 || attempts_ > routing_->config->proxy.retries ||
       !pick_node(*pool_, key_hash_, std::span<const NodeIndex>(tried_, attempts_), uv_now(worker_.loop()))) {
     return false;
   }

@@ -299,11 +299,16 @@ void Exchange::on_stream_failed() {
     // A few times: a node that recycles its connections (nginx after
     // http2_max_requests) may send GOAWAY on the next one too.
     ++unprocessed_again_;
-    RP_LOG(LogLevel::kDebug, "upstream " + cause + ", again on another connection: node=" +
+    // A stream moved off a connection whose limit dropped (h2::ClientStream::moved) is
+    // placed again as a new one: another connection of the node, or, when the node
+    // allows none now, the next node as at node_full (connect_node); no reconnect to
+    // count, the node did nothing wrong.
+    const bool moved = ups_.moved();
+    RP_LOG(LogLevel::kDebug, "upstream " + cause + (moved ? ", placed again: node=" : ", again on another connection: node=") +
                                  pool_->qualified(pool_->backends[node_].name));
     release_upstream(false);
     resend_body_ = body_unsent;
-    bump(worker_.stats().reconnects);
+    if (!moved) bump(worker_.stats().reconnects);
     same_node_again_ = true;
     connect_node();
     return;

@@ -4,6 +4,7 @@
 #include <cassert>
 #include <charconv>
 #include <cstring>
+#include <utility>
 
 #include "http/h2/memory.h"
 #include "http/header_rules.h"
@@ -156,7 +157,7 @@ void ClientStream::reset_state() {
   later_.clear();
   given_ = pinned_ = 0;
   remote_end_ = false;
-  failed_ = unprocessed_ = false;
+  failed_ = unprocessed_ = moved_ = false;
   error_code_ = 0;
   connect_status_ = 0;
   cause_.clear();
@@ -303,6 +304,7 @@ bool ClientSession::start() {
   if (nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0) return false;
   nghttp2_session_set_local_window_size(ng_, NGHTTP2_FLAG_NONE, 0,
                                         static_cast<int32_t>(settings_.connection_window_bytes));
+  limit_seen_ = peer_max_streams();  // the assumed one, or nghttp2's 100
   return true;
 }
 
@@ -357,6 +359,39 @@ void ClientSession::detach(ClientStream& s) {
   wire_.wire_disarm(s);
   s.session_ = nullptr;
   if (draining_ && streams_.empty() && ng_ && !dead_) nghttp2_session_terminate_session(ng_, NGHTTP2_NO_ERROR);
+}
+
+void ClientSession::move_unfit() {
+  const uint32_t limit = peer_max_streams();
+  const uint32_t before = std::exchange(limit_seen_, limit);
+  if (limit >= before || dead_ || goaway_) return;  // a GOAWAY moves them all itself
+  std::vector<ClientStream*> waiting;
+  size_t open = 0;
+  for (ClientStream* s : streams_) {
+    if (s->waiting()) {
+      waiting.push_back(s);
+    } else {
+      ++open;
+    }
+  }
+  const size_t kept = waiting_kept(open, limit, waiting.size());
+  if (kept == waiting.size()) return;
+  // nghttp2 numbers streams as they are submitted and sends queued ones in that order:
+  // the lowest ids stay, the newest move.
+  std::sort(waiting.begin(), waiting.end(), [](const ClientStream* a, const ClientStream* b) { return a->id_ < b->id_; });
+  const std::string cause = "node lowered SETTINGS_MAX_CONCURRENT_STREAMS to " + std::to_string(limit) +
+                            ", stream not sent";
+  for (size_t i = kept; i < waiting.size(); ++i) {
+    ClientStream* s = waiting[i];
+    s->fail(cause, true, 0, 0);
+    s->moved_ = true;
+    // Out of nghttp2's queue: RST_STREAM cancels a queued HEADERS before it is sent
+    // (ClientStream::cancel does the same), so the node never sees it.
+    nghttp2_session_set_stream_user_data(ng_, s->id_, nullptr);
+    nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, s->id_, NGHTTP2_CANCEL);
+    detach(*s);
+    notify(*s);
+  }
 }
 
 void ClientSession::fail_all(std::string_view cause, bool unprocessed, int connect_status) {
@@ -514,7 +549,10 @@ int ClientSession::on_frame_recv(nghttp2_session* ng, const nghttp2_frame* frame
       return 0;
     }
     case NGHTTP2_SETTINGS:
-      if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) self->peer_settings_ = true;
+      if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
+        self->peer_settings_ = true;
+        self->move_unfit();
+      }
       self->wire_.wire_capacity();  // the node's MAX_CONCURRENT_STREAMS may have moved
       return 0;
     case NGHTTP2_GOAWAY: {

@@ -19,6 +19,15 @@
 //    is a stream like any other to its caller (its deadline runs, cancel() takes it back
 //    unsent, a GOAWAY or a lost connection makes it unprocessed()); waiting() tells it
 //    apart.
+//  - A limit that drops (the node's SETTINGS lower SETTINGS_MAX_CONCURRENT_STREAMS below
+//    the streams it has, to 0 in particular: RFC 9113 6.5.2, a node shedding load): the
+//    waiting streams the new limit leaves no slot for (those submitted last; never one
+//    sent) are taken back (RST_STREAM cancels a queued HEADERS before it goes) and come
+//    back as unprocessed() and moved(), so the pool places them again as new ones:
+//    another connection, or the next node (proxy/upstream_pool.h). Done here because
+//    only the session sees the limit move and knows which streams nghttp2 still holds;
+//    the Exchange only sees a stream that may go again, as after a GOAWAY. A limit that
+//    rises needs nothing: nghttp2 sends the waiting ones.
 //  - GOAWAY: streams above the node's last stream id, and those refused
 //    (REFUSED_STREAM), come back as unprocessed(): RFC 9113 8.7 says they were not
 //    processed, so they may go again, to a new connection.
@@ -133,6 +142,9 @@ class ClientStream {
   // ... without the node having processed it (REFUSED_STREAM, above a GOAWAY's last
   // stream id, never sent): it may go again, to another connection.
   bool unprocessed() const { return unprocessed_; }
+  // ... because the node lowered its SETTINGS_MAX_CONCURRENT_STREAMS while the stream
+  // waited (waiting_kept): not sent, not refused, nothing the node did wrong.
+  bool moved() const { return moved_; }
   uint32_t error_code() const { return error_code_; }
   // Why, for the log ("reset by the node: INTERNAL_ERROR").
   const std::string& cause() const { return cause_; }
@@ -175,6 +187,7 @@ class ClientStream {
 
   bool failed_ = false;
   bool unprocessed_ = false;
+  bool moved_ = false;
   uint32_t error_code_ = 0;
   int connect_status_ = 0;
   std::string cause_;
@@ -199,6 +212,15 @@ bool request_fields_from_http1(std::string_view head, std::string_view scheme, s
 bool request_fields(std::string_view head, const HeadSpans& spans, std::string_view scheme,
                     std::string_view authority, bool te_trailers, std::string& names,
                     std::vector<nghttp2_nv>& nv);
+
+// How many of a connection's waiting streams stay when the node's limit drops to
+// `limit` with `open` streams sent: those that would be sent first as slots free under
+// it (nghttp2 sends queued streams in submit order); the others move. 0 when the open
+// ones already fill the limit. Pure, for the tests.
+constexpr size_t waiting_kept(size_t open, uint32_t limit, size_t waiting) {
+  const size_t room = open < limit ? limit - open : 0;
+  return room < waiting ? room : waiting;
+}
 
 struct ClientSettings {
   // Per stream: the response bytes buffered for a client that reads slower than the
@@ -295,6 +317,9 @@ class ClientSession {
   void detach(ClientStream& s);
   void fail_all(std::string_view cause, bool unprocessed, int connect_status);
   void credit(ClientStream& s, size_t n);
+  // The node's SETTINGS came: when its limit dropped, the waiting streams it leaves no
+  // room for move (waiting_kept). Inside nghttp2's callback.
+  void move_unfit();
 
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, nghttp2_rcbuf* name, nghttp2_rcbuf* value,
@@ -328,6 +353,7 @@ class ClientSession {
   bool flush_again_ = false;
   bool goaway_ = false;     // received: no new streams
   bool peer_settings_ = false;
+  uint32_t limit_seen_ = 0;  // peer_max_streams() when last looked at (move_unfit)
   bool draining_ = false;   // ours: GOAWAY once idle
   bool dead_ = false;
 };

@@ -65,6 +65,15 @@ class H2Node {
     return j.is_discarded() ? -1 : j.value("released", -1);
   }
 
+  // SETTINGS_MAX_CONCURRENT_STREAMS n now on every open connection of the node, and on
+  // new ones; how many connections were told.
+  int set_max_streams(const TempDir& dir, int n) const {
+    const Ran r = run(dir, "max-streams-" + name_, "curl -sS --http2-prior-knowledge 'http://127.0.0.1:" +
+                                                       std::to_string(port_) + "/max-streams?n=" + std::to_string(n) + "'");
+    nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+    return j.is_discarded() ? -1 : j.value("connections", -1);
+  }
+
  private:
   std::string name_;
   bool tls_ = false;
@@ -589,6 +598,109 @@ TEST_F(H2UpstreamFixture, AloneANodeAllowingNoStreamHoldsItsRequestsUntilItAllow
   EXPECT_EQ(s.value("max_streams_violations", 1), 0) << s.dump();
   const nlohmann::json n1 = body_json(http_get(admin_port_, "/nodes/n1").body);
   EXPECT_EQ(n1.value("failures", -1), 0) << n1.dump();
+}
+
+// ---- a limit that drops while streams wait on the connection ----
+
+// The node lowers its limit to 0 on a connection where streams wait (RFC 9113 6.5.2: a
+// node shedding load): the waiting ones, never sent, are taken off it and go to the
+// next node at once (as at node_full), long before the upstream timeout (30 s here;
+// the waits below are 8 s at most); the open ones finish on the node; none fails and
+// the node is not charged. Once it allows streams again, its keys come back to it.
+// n1 allows 2 a connection, one connection (cap 1): 2 of its 4 /hold requests open
+// (held), 2 wait; n2 and n3 hold what they get until released.
+TEST_F(H2UpstreamFixture, StreamsWaitingWhenTheLimitDropsToZeroGoToTheNextNode) {
+  nodes_.push_back(std::make_unique<H2Node>(dir_, "n1", std::vector<std::string>{"--max-streams", "2"}));
+  nodes_.push_back(std::make_unique<H2Node>(dir_, "n2"));
+  nodes_.push_back(std::make_unique<H2Node>(dir_, "n3"));
+  start("upstream_timeout_ms = 30000", "[http2]\nupstream_connections = 1\n");
+  std::vector<std::string> candidates;
+  for (int i = 0; i < 80; ++i) candidates.push_back("/hold?k=" + std::to_string(i));
+  const auto want = reference_map(names(), candidates);
+  std::vector<std::string> paths;
+  for (const std::string& k : candidates) {
+    if (want.count(k) && want.at(k) == "n1" && paths.size() < 4) paths.push_back(k);
+  }
+  ASSERT_EQ(paths.size(), 4u) << "too few keys on n1";
+  std::vector<std::string> args{H2_CLIENT, std::to_string(port_)};
+  args.insert(args.end(), paths.begin(), paths.end());
+  Process client("/usr/bin/python3", args, dir_.path(), "h2-drop-zero");
+  ASSERT_TRUE(eventually([&] { return in_flight(admin_port_, "n1") == 4; })) << in_flight(admin_port_, "n1");
+  ASSERT_TRUE(eventually([&] { return nodes_[0]->stats(dir_).value("held", 0) == 2; }));
+  EXPECT_GE(nodes_[0]->set_max_streams(dir_, 0), 1);
+  // The two waiting ones reach the other nodes, well before the upstream timeout.
+  ASSERT_TRUE(eventually([&] {
+    return nodes_[1]->stats(dir_).value("held", 0) + nodes_[2]->stats(dir_).value("held", 0) == 2;
+  })) << proxy_->stderr_text();
+  EXPECT_EQ(in_flight(admin_port_, "n1"), 2);
+  const nlohmann::json n1_held = nodes_[0]->stats(dir_);
+  EXPECT_EQ(n1_held.value("held", 0), 2) << n1_held.dump();
+  EXPECT_EQ(n1_held.value("total_streams", 0), 2) << "a waiting stream reached n1: " << n1_held.dump();
+  EXPECT_EQ(n1_held.value("max_streams_violations", 1), 0) << n1_held.dump();
+  for (const auto& n : nodes_) EXPECT_GE(n->release(dir_), 0);
+  ASSERT_TRUE(client.wait(Millis(8000))) << client.describe();
+  const H2Result r = parse_h2(client.stdout_text());
+  ASSERT_EQ(r.streams.size(), paths.size()) << r.raw;
+  int on_n1 = 0;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    EXPECT_EQ(r.streams[i]["status"], 200) << r.streams[i].dump();
+    EXPECT_EQ(body_json(r.streams[i]["body"]).value("path", ""), paths[i]) << r.streams[i].dump();
+    if (body_json(r.streams[i]["body"]).value("node", "") == "n1") ++on_n1;
+  }
+  EXPECT_EQ(on_n1, 2);
+  const nlohmann::json n1 = body_json(http_get(admin_port_, "/nodes/n1").body);
+  EXPECT_EQ(n1.value("failures", -1), 0) << n1.dump();
+  EXPECT_EQ(n1.value("state", ""), "up") << n1.dump();
+  // n1 allows streams again (and /hold answers at once since the release): its keys
+  // come back to it.
+  EXPECT_GE(nodes_[0]->set_max_streams(dir_, 4), 1);
+  Conn conn("127.0.0.1", port_);
+  ASSERT_TRUE(eventually([&] { return body_json(conn.request("GET", paths[0]).body).value("node", "") == "n1"; }))
+      << proxy_->stderr_text();
+  for (const std::string& k : paths) {
+    const Response got = conn.request("GET", k);
+    ASSERT_EQ(got.status, 200) << k << ": " << got.describe();
+    EXPECT_EQ(body_json(got.body).value("node", ""), "n1") << k;
+  }
+}
+
+// The node lowers its limit from 2 to 1 while two streams wait behind two open ones,
+// and it is the only node: the waiting ones are placed again on the node, on a new
+// connection (which learns the limit 1 from the node's SETTINGS), and the first of them
+// is sent there at once rather than waiting for both open ones to end. With uploads:
+// the body bytes the waiting streams held go with them. All are answered, none fails.
+TEST_F(H2UpstreamFixture, StreamsWaitingWhenTheLimitDropsToOneArePlacedAgain) {
+  add_nodes(1, {"--max-streams", "2"});
+  start("upstream_timeout_ms = 30000", "[http2]\nupstream_connections = 1\n");
+  ASSERT_EQ(http_get(port_, "/warm").status, 200);
+  std::vector<std::string> paths;
+  for (int i = 0; i < 4; ++i) paths.push_back("/hold?i=" + std::to_string(i));
+  std::vector<std::string> args{H2_CLIENT, "--method", "POST", "--body-bytes", "100", std::to_string(port_)};
+  args.insert(args.end(), paths.begin(), paths.end());
+  Process client("/usr/bin/python3", args, dir_.path(), "h2-drop-one");
+  ASSERT_TRUE(eventually([&] { return in_flight(admin_port_, "n1") == 4; })) << in_flight(admin_port_, "n1");
+  ASSERT_TRUE(eventually([&] { return nodes_[0]->stats(dir_).value("held", 0) == 2; }));
+  EXPECT_GE(nodes_[0]->set_max_streams(dir_, 1), 1);
+  // One moved stream is sent on a new connection while the first two are still held.
+  ASSERT_TRUE(eventually([&] { return nodes_[0]->stats(dir_).value("held", 0) == 3; }))
+      << nodes_[0]->stats(dir_).dump() << proxy_->stderr_text();
+  const nlohmann::json held = nodes_[0]->stats(dir_);
+  EXPECT_EQ(request_connections(held), 2) << held.dump();
+  EXPECT_EQ(held.value("max_streams_violations", 1), 0) << held.dump();
+  EXPECT_EQ(nodes_[0]->release(dir_), 3);
+  ASSERT_TRUE(client.wait(Millis(8000))) << client.describe();
+  const H2Result r = parse_h2(client.stdout_text());
+  ASSERT_EQ(r.streams.size(), paths.size()) << r.raw;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    EXPECT_EQ(r.streams[i]["status"], 200) << r.streams[i].dump();
+    EXPECT_EQ(body_json(r.streams[i]["body"]).value("path", ""), paths[i]) << r.streams[i].dump();
+    EXPECT_EQ(body_json(r.streams[i]["body"]).value("body_len", 0), 100) << r.streams[i].dump();
+  }
+  const nlohmann::json after = nodes_[0]->stats(dir_);
+  EXPECT_EQ(after.value("max_streams_violations", 1), 0) << after.dump();
+  const nlohmann::json n1 = body_json(http_get(admin_port_, "/nodes/n1").body);
+  EXPECT_EQ(n1.value("failures", -1), 0) << n1.dump();
+  EXPECT_EQ(n1.value("state", ""), "up") << n1.dump();
 }
 
 // Reloads under HTTP/2 load lose no stream: h2load's streams keep flowing while a

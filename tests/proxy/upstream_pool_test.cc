@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "http/h2/client_session.h"
 #include "proxy/upstream_pool.h"
 
 namespace ringproxy {
@@ -136,6 +137,48 @@ TEST(PlaceH2Stream, ConnectionsABurstOpens) {
   EXPECT_EQ(connections_for(640, 128, 2), 3u);
   EXPECT_EQ(connections_for(1000, 128, 2), 4u);
   EXPECT_EQ(connections_for(1000, 128, 8), 8u);
+}
+
+}  // namespace
+}  // namespace ringproxy
+
+
+namespace ringproxy {
+namespace {
+
+// ---- a limit that drops while streams wait (h2::ClientSession moves them) ----
+
+// Of the streams waiting on a connection, those the node's new limit leaves a slot for
+// stay (the first submitted); the others are placed again.
+TEST(WaitingKept, WhatTheNewLimitLeavesRoomFor) {
+  EXPECT_EQ(h2::waiting_kept(2, 0, 2), 0u);   // to 0: every waiting one moves
+  EXPECT_EQ(h2::waiting_kept(2, 1, 3), 0u);   // the open ones fill it already
+  EXPECT_EQ(h2::waiting_kept(2, 2, 3), 0u);
+  EXPECT_EQ(h2::waiting_kept(1, 3, 3), 2u);   // room for two of three
+  EXPECT_EQ(h2::waiting_kept(0, 10, 3), 3u);  // room for all
+  EXPECT_EQ(h2::waiting_kept(0, 0, 0), 0u);
+}
+
+// Where the moved streams go: they are placed as new ones.
+TEST(PlaceH2Stream, StreamsMovedOffAConnectionNowAllowingNoneGoToTheNextNode) {
+  // Its one connection: 2 open, its limit 0; nothing else has room: the node is full
+  // (the Exchange sends the stream to the next node), no new connection.
+  const H2Place p = place_full({conn(2, 0)}, 1);
+  EXPECT_TRUE(p.node_full);
+  EXPECT_EQ(p.at, 0u);
+  // Another connection of the node with room takes it first.
+  const H2Place q = place_full({conn(2, 0), conn(1, 4)}, 2);
+  EXPECT_FALSE(q.node_full);
+  EXPECT_EQ(q.at, 1u);
+}
+
+TEST(PlaceH2Stream, StreamsMovedOffAConnectionNowAllowingOneOpenAnotherThenWaitThere) {
+  // 2 open on a connection whose limit dropped to 1, cap 1: past twice its limit, a
+  // new connection (soft cap); the next moved stream waits on that one (1 < 2 x 1).
+  EXPECT_EQ(place({conn(2, 1)}, 1), 1u);
+  EXPECT_EQ(place({conn(2, 1), conn(1, 1)}, 1), 1u);
+  // Within the cap, a new connection at once.
+  EXPECT_EQ(place({conn(2, 1)}, 4), 1u);
 }
 
 }  // namespace

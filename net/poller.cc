@@ -176,8 +176,7 @@ bool Poller::deliver(int n) {
     const Slot& s = slots_[static_cast<uint32_t>(token)];
     if (s.socket != nullptr && s.generation == static_cast<uint32_t>(token >> 32)) {
       if (s.listener) {
-        listeners_ready_.push_back(token);
-        listener_events_.push_back(events_[i].events);
+        listeners_ready_.push_back(events_[i]);
         continue;
       }
       s.socket->on_poll_events(events_[i].events);
@@ -190,15 +189,14 @@ bool Poller::deliver(int n) {
 void Poller::deliver_listeners() {
   if (listeners_ready_.empty()) return;
   dispatching_ = true;
-  for (size_t i = 0; i < listeners_ready_.size(); ++i) {
-    const uint64_t token = listeners_ready_[i];
+  for (const epoll_event& ev : listeners_ready_) {
+    const uint64_t token = ev.data.u64;
     const Slot& s = slots_[static_cast<uint32_t>(token)];
     if (s.socket != nullptr && s.generation == static_cast<uint32_t>(token >> 32)) {
-      s.socket->on_poll_events(listener_events_[i]);
+      s.socket->on_poll_events(ev.events);
     }
   }
   listeners_ready_.clear();
-  listener_events_.clear();
   dispatching_ = false;
   // What the accepted connections deferred (or retired, when one failed at once) runs
   // next turn, which then does not block.

@@ -162,8 +162,7 @@ class Poller {
   std::vector<Socket*> ready_;
   std::vector<Socket*> ready_now_;  // the batch being run (ready_ takes what it defers)
   std::vector<Socket*> retired_;
-  std::vector<uint64_t> listeners_ready_;  // tokens, with the events in a parallel vector
-  std::vector<uint32_t> listener_events_;
+  std::vector<epoll_event> listeners_ready_;  // deliver() sets them aside, token and events
   epoll_event events_[kEventsPerWait];
 };
 

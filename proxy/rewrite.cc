@@ -87,10 +87,6 @@ using HeadWriter = BasicHeadWriter<false>;
 // What a field line takes at most: name, ": ", value, CRLF.
 size_t field_size(const HeaderView& hv) { return hv.name.size() + hv.value.size() + 4; }
 
-}  // namespace
-
-namespace {
-
 template <bool kSpans>
 bool write_request_head(const RequestRewrite& r, std::string& out, HeadSpans* spans) {
   const ConnectionOptions connection = ConnectionOptions::of(r.fields);

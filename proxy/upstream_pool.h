@@ -139,14 +139,9 @@ struct H2Place {
 //  5. a new connection all the same. The cap is soft: a burst beyond cap x 2 x limit
 //     streams opens more connections rather than refusing a request or waiting
 //     without bound.
-// A stream that waits may be placed again: when the node lowers its limit on the
-// connection below the streams there, the waiting ones the new limit leaves no slot
-// for come back to their Exchange (h2::ClientSession, "a limit that drops"), which
-// calls this again as for a new stream: another connection with room, a new one, or,
-// the node allowing none now, node_full and the next node. The session decides it,
-// not the pool, because only the session sees the limit move and knows which streams
-// nghttp2 still holds unsent; the pool stays a pure placement, the Exchange sees a
-// stream that may go again (as after a GOAWAY).
+// A waiting stream the node's lowered limit leaves no slot for is placed again through
+// here as a new one (h2::ClientSession, "a limit that drops", says why the session
+// decides it).
 // Why wait at all: HTTP/2 clients walking the same URIs side by side send bursts of
 // 500-640 streams to one node (h2load -c 100 -m 10 over 4 nodes), and opening a
 // connection for each burst held 4-5 per node per worker (issue 16: at most 4); a

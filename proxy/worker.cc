@@ -80,7 +80,6 @@ int Worker::open_listener(uint32_t id, int fd) {
     ::close(fd);
     return rc;
   }
-  l->watched = true;
   // 511: what uv_listen was given before; the kernel caps it at net.core.somaxconn.
   if (::listen(fd, 511) != 0) rc = -errno;  // libuv's codes are -errno on unix
   // Linux copies TCP_NODELAY from the listener to what it accepts; the listener has
@@ -94,13 +93,11 @@ int Worker::open_listener(uint32_t id, int fd) {
 }
 
 void Worker::close_listener(Listener& l) {
-  if (l.watched) {
-    poller_.forget_listener(l.fd, l.token);
-    l.watched = false;
-  }
+  if (l.fd < 0) return;
   // Watched no longer (no event of this turn reaches it after forget): the socket can
   // go, and with it the connections queued on it.
-  if (l.fd >= 0) ::close(l.fd);
+  poller_.forget_listener(l.fd, l.token);
+  ::close(l.fd);
   l.fd = -1;
 }
 
@@ -294,7 +291,7 @@ void Worker::pause_accepting(bool out_of_descriptors) {
   if (accept_paused_ || draining_) return;
   accept_paused_ = true;
   for (const auto& l : listeners_) {
-    if (l->watched) poller_.watch_listener(l->fd, l->token, false);
+    if (l->fd >= 0) poller_.watch_listener(l->fd, l->token, false);
   }
   bump(stats_.accept_pauses);
   if (out_of_descriptors) {
@@ -320,7 +317,7 @@ void Worker::retry_accept() {
   uv_timer_stop(&accept_timer_);
   // Level-triggered: queued connections make the listeners readable at once.
   for (const auto& l : listeners_) {
-    if (l->watched) poller_.watch_listener(l->fd, l->token, true);
+    if (l->fd >= 0) poller_.watch_listener(l->fd, l->token, true);
   }
 }
 

@@ -146,8 +146,7 @@ class Worker {
     uint32_t id = 0;
     int fd = -1;
     bool nodelay = false;  // accepted sockets inherit TCP_NODELAY from it
-    bool watched = false;  // registered with the Poller (token valid)
-    uint64_t token = 0;
+    uint64_t token = 0;    // its Poller registration, while fd >= 0
     void on_poll_events(uint32_t) override { worker->accept_pending(*this); }
     void on_poll_ready() override {}
     void on_poll_retired() override {}

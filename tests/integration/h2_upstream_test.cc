@@ -455,6 +455,29 @@ TEST_F(H2UpstreamFixture, AStreamThatTimesOutWaitingIsNotTheNodesFailure) {
   EXPECT_EQ(body_json(done.body).value("body_len", 0), 10) << done.describe();
 }
 
+// The two "four held uploads" tests (a GOAWAY, a lowered limit): four POSTs of 100
+// bytes to /hold, in one h2c client connection, and the check that each was answered
+// 200 with its path and its whole body.
+std::vector<std::string> held_upload_paths() {
+  std::vector<std::string> paths;
+  for (int i = 0; i < 4; ++i) paths.push_back("/hold?i=" + std::to_string(i));
+  return paths;
+}
+std::vector<std::string> held_upload_args(uint16_t port, const std::vector<std::string>& paths) {
+  std::vector<std::string> args{H2_CLIENT, "--method", "POST", "--body-bytes", "100", std::to_string(port)};
+  args.insert(args.end(), paths.begin(), paths.end());
+  return args;
+}
+void expect_uploads_answered(const Process& client, const std::vector<std::string>& paths) {
+  const H2Result r = parse_h2(client.stdout_text());
+  ASSERT_EQ(r.streams.size(), paths.size()) << r.raw;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    EXPECT_EQ(r.streams[i]["status"], 200) << r.streams[i].dump();
+    EXPECT_EQ(body_json(r.streams[i]["body"]).value("path", ""), paths[i]) << r.streams[i].dump();
+    EXPECT_EQ(body_json(r.streams[i]["body"]).value("body_len", 0), 100) << r.streams[i].dump();
+  }
+}
+
 // A GOAWAY from the node while streams wait on its connection: they were never sent, so
 // they go again on another connection, whatever the method, with the body bytes they
 // held (pinned in the client's buffer, unframed), and all are answered. Two uploads
@@ -464,10 +487,8 @@ TEST_F(H2UpstreamFixture, StreamsWaitingAtAGoawayGoAgain) {
   add_nodes(1, {"--max-streams", "2"});
   start("", "[http2]\nupstream_connections = 1\n");
   ASSERT_EQ(http_get(port_, "/warm").status, 200);
-  std::vector<std::string> paths;
-  for (int i = 0; i < 4; ++i) paths.push_back("/hold?i=" + std::to_string(i));
-  std::vector<std::string> args{H2_CLIENT, "--method", "POST", "--body-bytes", "100", std::to_string(port_)};
-  args.insert(args.end(), paths.begin(), paths.end());
+  const std::vector<std::string> paths = held_upload_paths();
+  const std::vector<std::string> args = held_upload_args(port_, paths);
   Process client("/usr/bin/python3", args, dir_.path(), "h2-goaway");
   ASSERT_TRUE(eventually([&] { return in_flight(admin_port_, "n1") == 4; })) << in_flight(admin_port_, "n1");
   // The held ones had their bodies: the others', sent with them, have reached the proxy.
@@ -480,13 +501,7 @@ TEST_F(H2UpstreamFixture, StreamsWaitingAtAGoawayGoAgain) {
   EXPECT_EQ(held.value("refused_streams", 1), 0) << "a waiting stream was sent after the GOAWAY: " << held.dump();
   EXPECT_EQ(nodes_[0]->release(dir_), 4);
   ASSERT_TRUE(client.wait(Millis(20000))) << client.describe();
-  const H2Result r = parse_h2(client.stdout_text());
-  ASSERT_EQ(r.streams.size(), paths.size()) << r.raw;
-  for (size_t i = 0; i < paths.size(); ++i) {
-    EXPECT_EQ(r.streams[i]["status"], 200) << r.streams[i].dump();
-    EXPECT_EQ(body_json(r.streams[i]["body"]).value("path", ""), paths[i]) << r.streams[i].dump();
-    EXPECT_EQ(body_json(r.streams[i]["body"]).value("body_len", 0), 100) << r.streams[i].dump();
-  }
+  expect_uploads_answered(client, paths);
   EXPECT_EQ(nodes_[0]->stats(dir_).value("max_streams_violations", 1), 0);
 }
 
@@ -675,10 +690,8 @@ TEST_F(H2UpstreamFixture, StreamsWaitingWhenTheLimitDropsToOneArePlacedAgain) {
   add_nodes(1, {"--max-streams", "2"});
   start("upstream_timeout_ms = 30000", "[http2]\nupstream_connections = 1\n");
   ASSERT_EQ(http_get(port_, "/warm").status, 200);
-  std::vector<std::string> paths;
-  for (int i = 0; i < 4; ++i) paths.push_back("/hold?i=" + std::to_string(i));
-  std::vector<std::string> args{H2_CLIENT, "--method", "POST", "--body-bytes", "100", std::to_string(port_)};
-  args.insert(args.end(), paths.begin(), paths.end());
+  const std::vector<std::string> paths = held_upload_paths();
+  const std::vector<std::string> args = held_upload_args(port_, paths);
   Process client("/usr/bin/python3", args, dir_.path(), "h2-drop-one");
   ASSERT_TRUE(eventually([&] { return in_flight(admin_port_, "n1") == 4; })) << in_flight(admin_port_, "n1");
   ASSERT_TRUE(eventually([&] { return nodes_[0]->stats(dir_).value("held", 0) == 2; }));
@@ -691,13 +704,7 @@ TEST_F(H2UpstreamFixture, StreamsWaitingWhenTheLimitDropsToOneArePlacedAgain) {
   EXPECT_EQ(held.value("max_streams_violations", 1), 0) << held.dump();
   EXPECT_EQ(nodes_[0]->release(dir_), 3);
   ASSERT_TRUE(client.wait(Millis(8000))) << client.describe();
-  const H2Result r = parse_h2(client.stdout_text());
-  ASSERT_EQ(r.streams.size(), paths.size()) << r.raw;
-  for (size_t i = 0; i < paths.size(); ++i) {
-    EXPECT_EQ(r.streams[i]["status"], 200) << r.streams[i].dump();
-    EXPECT_EQ(body_json(r.streams[i]["body"]).value("path", ""), paths[i]) << r.streams[i].dump();
-    EXPECT_EQ(body_json(r.streams[i]["body"]).value("body_len", 0), 100) << r.streams[i].dump();
-  }
+  expect_uploads_answered(client, paths);
   const nlohmann::json after = nodes_[0]->stats(dir_);
   EXPECT_EQ(after.value("max_streams_violations", 1), 0) << after.dump();
   const nlohmann::json n1 = body_json(http_get(admin_port_, "/nodes/n1").body);
